@@ -1,0 +1,47 @@
+"""Build a client from a config block, so experiments switch backends in YAML only."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from jaxlab.llm.base import BaseClient
+from jaxlab.llm.types import ChatClient
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """``kind: http`` talks to ``base_url`` (or $JAXLAB_LLM_BASE_URL / $OPENAI_BASE_URL);
+    ``kind: local`` runs a jaxlab model in-process.  ``cache_dir`` (when set)
+    stores every response on disk keyed by the full request, so reruns resume."""
+
+    kind: Literal["http", "local"] = "local"
+    model: str = "smollm2"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    max_concurrency: int = 8
+    cache_dir: str | None = None
+
+
+def make_client(cfg: ClientConfig) -> ChatClient:
+    client: BaseClient
+    if cfg.kind == "http":
+        from jaxlab.llm.http import OpenAIHTTPClient
+
+        client = OpenAIHTTPClient(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
+                                  timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+                                  max_concurrency=cfg.max_concurrency)
+    elif cfg.kind == "local":
+        if cfg.model != "smollm2":
+            raise ValueError(f"client.model: the local client knows 'smollm2', got {cfg.model!r}")
+        from jaxlab.llm.local import LocalClient
+
+        client = LocalClient.from_smollm2()
+    else:
+        raise ValueError(f"client.kind: expected 'http' or 'local', got {cfg.kind!r}")
+    if cfg.cache_dir:
+        from jaxlab.llm.cache import CachedClient
+
+        client = CachedClient(client, cfg.cache_dir, max_concurrency=cfg.max_concurrency)
+    return client

@@ -1,0 +1,67 @@
+"""A real HTTP round trip: the OpenAI client against ``jaxlab serve`` on 127.0.0.1."""
+import json
+import urllib.request
+
+import pytest
+
+from jaxlab.llm import ChatRequest, LLMError, ScriptedClient, tool_reply, user
+from jaxlab.llm.http import HTTPStatusError, OpenAIHTTPClient
+from jaxlab.llm.scripted import echo_client
+from jaxlab.llm.serve import BackgroundServer, main
+
+TOOLS = ({"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}},)
+
+
+def test_round_trip_text_tools_usage_and_n():
+    backend = ScriptedClient(["hello there", tool_reply("add", {"a": 1, "b": 2}), "x"])
+    with BackgroundServer(backend, model_name="scripted") as srv:
+        client = OpenAIHTTPClient("scripted", base_url=srv.base_url, api_key="k", max_retries=0)
+        r = client.chat(user("hi"), temperature=0.2, max_tokens=16)
+        assert r.text == "hello there" and r.finish_reason == "stop" and r.usage.completion_tokens == 2
+        r = client.chat(user("add"), tools=TOOLS)
+        assert r.tool_calls[0].name == "add" and r.tool_calls[0].parsed_arguments() == {"a": 1, "b": 2}
+        assert len(client.chat(user("n"), n=3).choices) == 3
+        with urllib.request.urlopen(srv.base_url + "/models") as resp:
+            assert json.loads(resp.read())["data"][0]["id"] == "scripted"
+    sent = backend.requests
+    assert sent[0].temperature == 0.2 and sent[0].max_tokens == 16 and sent[1].tools == TOOLS and sent[2].n == 3
+
+
+def test_4xx_is_a_clear_error_and_not_retried():
+    backend = ScriptedClient(["never"])
+    with BackgroundServer(backend) as srv:
+        client = OpenAIHTTPClient("m", base_url=srv.base_url, max_retries=3, backoff_s=5.0)
+        with pytest.raises(HTTPStatusError, match=r"HTTP 400.*messages\[0\].role") as exc:
+            # ``extra`` overrides the body, smuggling an invalid role past client-side checks
+            client.complete(ChatRequest(messages=user("x"), extra={"messages": [{"role": "bot"}]}))
+        assert exc.value.status == 400
+    assert backend.requests == []
+
+
+def test_5xx_is_retried_with_backoff():
+    replies = [LLMError("model overloaded"), LLMError("still overloaded"), "finally"]
+    with BackgroundServer(ScriptedClient(replies)) as srv:
+        client = OpenAIHTTPClient("m", base_url=srv.base_url, max_retries=2, backoff_s=0.01)
+        assert client.chat(user("x")).text == "finally"
+    with BackgroundServer(ScriptedClient([LLMError("down")] * 2)) as srv:
+        client = OpenAIHTTPClient("m", base_url=srv.base_url, max_retries=1, backoff_s=0.01)
+        with pytest.raises(LLMError, match="giving up after 2 attempts.*down"):
+            client.chat(user("x"))
+
+
+def test_missing_base_url_and_unreachable_server_are_explained(monkeypatch):
+    monkeypatch.delenv("JAXLAB_LLM_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(LLMError, match="JAXLAB_LLM_BASE_URL"):
+        OpenAIHTTPClient("m")
+    with BackgroundServer(echo_client()) as srv:
+        url = srv.base_url
+    dead = OpenAIHTTPClient("m", base_url=url, max_retries=0, timeout_s=2)
+    with pytest.raises(LLMError, match="cannot reach"):
+        dead.chat(user("x"))
+
+
+def test_serve_main_rejects_unknown_model(capsys):
+    with pytest.raises(SystemExit):
+        main(["no-such-model"])
+    assert "expected one of" in capsys.readouterr().err
