@@ -35,3 +35,20 @@ async def gather_bounded(coros: Sequence[Awaitable[R]], max_concurrency: int = 8
             return await c
 
     return list(await asyncio.gather(*(guarded(c) for c in coros)))
+
+
+def map_progress(fn: Callable[[T], R], items: Sequence[T], max_concurrency: int = 4, desc: str = "") -> list[R]:
+    """``map_bounded`` with a tqdm bar that advances as items finish (order of results kept)."""
+    from concurrent.futures import as_completed
+
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    results: list = [None] * len(items)
+    with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(items) or 1))) as pool, \
+            tqdm(total=len(items), desc=desc, leave=False) as bar:
+        futures = {pool.submit(fn, x): i for i, x in enumerate(items)}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            bar.update(1)
+    return results

@@ -1,0 +1,117 @@
+"""``jaxlab run configs/mas_orchestra.yaml``: prompted orchestration on MASBench.
+
+Generates (or loads) MASBench problems, lets the orchestrator design and run a
+system for each, scores every boxed answer, and writes the per-trajectory
+JSONL, ``results.json`` (accuracy per axis x level, execution rate, reward,
+tokens), a printed table and ``accuracy_by_level.png``.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from experiments.mas_orchestra import report
+from experiments.mas_orchestra.orchestrator import run_orchestrated
+from experiments.mas_orchestra.reward import orchestration_reward
+from experiments.mas_orchestra.spec import dumps
+from experiments.mas_orchestra.subagents import Runtime
+from experiments.masbench.generator import AXES, MAX_LEVEL, MIN_LEVEL, Problem, generate_split
+from experiments.masbench.scorer import score
+from jaxlab.config import ConfigError
+from jaxlab.llm.concurrency import map_progress
+from jaxlab.llm.factory import ClientConfig, make_client
+from jaxlab.llm.types import ChatClient
+
+
+@dataclass(frozen=True)
+class Config:
+    runner: str = "experiments.mas_orchestra.runner"
+    output_dir: str = "runs/mas_orchestra"
+    client: ClientConfig = field(default_factory=ClientConfig)
+    axes: tuple[str, ...] = AXES
+    levels: tuple[int, ...] = (2, 4, 8, 12)
+    per_level: int = 2
+    seed: int = 0
+    parquet: str | None = None
+    use_tools: bool = False
+    temperature: float = 0.7
+    orchestrator_temperature: float = 0.0
+    max_tokens: int = 1024
+    max_parallel: int = 4
+    exec_weight: float = 0.1
+    answer_weight: float = 0.9
+
+    def __post_init__(self) -> None:
+        bad = [a for a in self.axes if a not in AXES]
+        if bad:
+            raise ConfigError(f"axes: expected a subset of {list(AXES)}, got {bad}")
+        if any(not MIN_LEVEL <= lv <= MAX_LEVEL for lv in self.levels):
+            raise ConfigError(f"levels: expected integers in [{MIN_LEVEL}, {MAX_LEVEL}], got {list(self.levels)}")
+        if self.per_level < 1:
+            raise ConfigError(f"per_level: expected >= 1, got {self.per_level}")
+
+
+def _problems(cfg: Config) -> list[Problem]:
+    if cfg.parquet:
+        from experiments.masbench.loader import load_parquet
+
+        return [p for p in load_parquet(cfg.parquet) if p.axis in cfg.axes]
+    return generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed)
+
+
+def run(cfg: Config, client: ChatClient | None = None) -> dict:
+    """Run the study; ``client`` overrides ``cfg.client`` (tests pass a scripted one)."""
+    client = client or make_client(cfg.client)
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    problems = _problems(cfg)
+    lock = threading.Lock()
+    traj = open(out_dir / "trajectories.jsonl", "w")
+
+    def solve(item: tuple[int, Problem]) -> dict:
+        i, p = item
+        rt = Runtime(client, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed * 1_000 + i)
+        outcome = run_orchestrated(p.question, rt, cfg.use_tools, cfg.orchestrator_temperature,
+                                   max_parallel=cfg.max_parallel)
+        s = score(outcome.final, p.answers) if outcome.success else None
+        correct = bool(s and s["correct"])
+        rec = {"id": p.id, "axis": p.axis, "level": p.level, "gold": list(p.answers), "success": outcome.success,
+               "error_kind": outcome.error_kind, "error": outcome.error, "correct": correct,
+               "partial": s["partial"] if s else 0.0, "predicted": s["predicted"] if s else [],
+               "reward": orchestration_reward(outcome.success, correct, cfg.exec_weight, cfg.answer_weight),
+               "tokens": rt.usage.total_tokens, "calls": rt.calls, "system": dumps(outcome.spec) if outcome.spec
+               else None, "orchestrator_text": outcome.orchestrator_text, "agent_outputs": outcome.outputs}
+        with lock:
+            traj.write(json.dumps(rec) + "\n")
+            traj.flush()
+        return rec
+
+    try:
+        records = map_progress(solve, list(enumerate(problems)), cfg.max_parallel, desc="mas_orchestra")
+    finally:
+        traj.close()
+    groups: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        groups[r["axis"]][str(r["level"])].append(r)
+        groups[r["axis"]]["all"].append(r)
+
+    def mean(rs: list[dict], key: str) -> float:
+        return sum(float(r[key]) for r in rs) / len(rs)
+
+    summary = {
+        "model": getattr(client, "model", ""), "n_problems": len(records),
+        "accuracy": {a: {k: mean(rs, "correct") for k, rs in g.items()} for a, g in groups.items()},
+        "partial": {a: {k: mean(rs, "partial") for k, rs in g.items()} for a, g in groups.items()},
+        "execution_rate": mean(records, "success"), "mean_reward": mean(records, "reward"),
+        "tokens_total": sum(r["tokens"] for r in records),
+        "failures": {k: sum(r["error_kind"] == k for r in records) for k in {r["error_kind"] for r in records} if k},
+        "output_dir": str(out_dir),
+    }
+    levels = sorted({r["level"] for r in records})
+    print(report.write(out_dir, summary, levels))
+    print(f"execution rate {100 * summary['execution_rate']:.1f}%  mean reward {summary['mean_reward']:.3f}  "
+          f"tokens {summary['tokens_total']}  -> {out_dir}")
+    return summary

@@ -1,0 +1,173 @@
+"""The orchestrator's output format, parsed and validated into an executable DAG.
+
+The text format follows the seed: ``<agent>`` blocks (``agent_id``,
+``agent_name``, ``agent_description``, ``required_arguments`` as XML children)
+whose arguments reference other agents' outputs as ``${id}``, and one ``<edge>``
+block of ``<from>``/``<to>`` pairs.  OpenAI-style tool calls (one call per
+agent, optional ``connect`` call with edges) parse into the same spec.
+Every defect is an :class:`OrchestrationError` with a ``kind`` so the reward
+can score it as a failed execution with a readable message.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from experiments.mas_orchestra.subagents import ALIASES, REGISTRY
+from jaxlab.llm.types import LLMError, ToolCall
+
+REF = re.compile(r"\$\{([A-Za-z0-9_\-]+)\}")
+_AGENT = re.compile(r"<agent>(.*?)</agent>", re.DOTALL)
+_EDGE = re.compile(r"<edge>(.*?)</edge>", re.DOTALL)
+_PAIR = re.compile(r"<from>\s*(.*?)\s*</from>\s*<to>\s*(.*?)\s*</to>", re.DOTALL)
+_ARG = re.compile(r"<([A-Za-z_][\w\-]*)>(.*?)</\1>", re.DOTALL)
+CONNECT_TOOL = {"type": "function", "function": {
+    "name": "connect", "description": "declare directed edges: output of `from` feeds `to`",
+    "parameters": {"type": "object", "required": ["edges"], "properties": {"edges": {
+        "type": "array", "items": {"type": "object", "required": ["from", "to"],
+                                   "properties": {"from": {"type": "string"}, "to": {"type": "string"}}}}}}}}
+
+
+class OrchestrationError(ValueError):
+    KINDS = ("parse", "unknown_agent", "duplicate_id", "bad_arguments", "unknown_reference", "cycle", "sink",
+             "edge_mismatch", "execution")
+
+    def __init__(self, kind: str, message: str) -> None:
+        assert kind in self.KINDS, kind
+        self.kind = kind
+        super().__init__(f"{kind}: {message}")
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    id: str
+    name: str
+    description: str
+    arguments: dict
+
+    def references(self) -> set[str]:
+        return {r for v in self.arguments.values() if isinstance(v, str) for r in REF.findall(v)}
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    agents: tuple[AgentSpec, ...]
+    edges: tuple[tuple[str, str], ...]
+    thinking: str = ""
+
+
+def _field(block: str, tag: str) -> str:
+    m = re.search(rf"<{tag}>(.*?)</{tag}>", block, re.DOTALL)
+    if m is None:
+        raise OrchestrationError("parse", f"agent block is missing <{tag}>: {block.strip()[:120]!r}")
+    return m.group(1).strip()
+
+
+def _coerce_arg(value: str) -> object:
+    return int(value) if re.fullmatch(r"-?\d+", value.strip()) else value.strip()
+
+
+def parse_text(text: str) -> SystemSpec:
+    """Parse the XML-ish system description an orchestrator writes in one output."""
+    blocks = _AGENT.findall(text)
+    if not blocks:
+        raise OrchestrationError("parse", "no <agent>...</agent> block found in the orchestrator output")
+    agents = []
+    for block in blocks:
+        args_block = _field(block, "required_arguments")
+        args = {k: _coerce_arg(v) for k, v in _ARG.findall(args_block)}
+        agents.append(AgentSpec(_field(block, "agent_id"), _field(block, "agent_name"),
+                                _field(block, "agent_description"), args))
+    edges = tuple((a, b) for e in _EDGE.findall(text) for a, b in _PAIR.findall(e))
+    thinking = re.search(r"<thinking>(.*?)</thinking>", text, re.DOTALL)
+    return SystemSpec(tuple(agents), edges, thinking.group(1).strip() if thinking else "")
+
+
+def parse_tool_calls(calls: Sequence[ToolCall]) -> SystemSpec:
+    """One tool call per agent (name = sub-agent); edges from ``connect`` calls or, if none, from ``${id}``s."""
+    agents, edges, connected = [], [], False
+    for i, call in enumerate(calls):
+        try:
+            args = call.parsed_arguments()
+        except LLMError as exc:
+            raise OrchestrationError("parse", f"tool call {i}: {exc}") from exc
+        if call.name == "connect":
+            connected = True
+            for e in args.get("edges", []):
+                if not isinstance(e, dict) or not {"from", "to"} <= set(e):
+                    raise OrchestrationError("parse", f"connect edge {e!r}: expected {{'from', 'to'}}")
+                edges.append((str(e["from"]), str(e["to"])))
+            continue
+        if "agent_id" not in args:
+            raise OrchestrationError("parse", f"tool call {i} ({call.name}): missing 'agent_id'")
+        agent_id, desc = str(args.pop("agent_id")), str(args.pop("agent_description", ""))
+        agents.append(AgentSpec(agent_id, call.name, desc, args))
+    if not agents:
+        raise OrchestrationError("parse", "tool calls define no agent")
+    if not connected:
+        edges = [(r, a.id) for a in agents for r in sorted(a.references())]
+    return SystemSpec(tuple(agents), tuple(edges))
+
+
+def validate(spec: SystemSpec) -> list[list[str]]:
+    """Check the spec and return its topological levels (agents in a level are independent)."""
+    ids = [a.id for a in spec.agents]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise OrchestrationError("duplicate_id", f"agent ids {dup} are used more than once")
+    for a in spec.agents:
+        canonical = ALIASES.get(a.name, a.name)
+        if canonical not in REGISTRY:
+            raise OrchestrationError("unknown_agent", f"agent {a.id!r} uses {a.name!r}; expected one of "
+                                     f"{sorted(REGISTRY)}")
+        schema = REGISTRY[canonical].parameters
+        missing = [k for k in schema["required"] if k not in a.arguments]
+        extra = sorted(set(a.arguments) - set(schema["properties"]))
+        if missing or extra:
+            raise OrchestrationError("bad_arguments", f"agent {a.id!r} ({canonical}): missing {missing}, "
+                                     f"unknown {extra}; expected {sorted(schema['properties'])}")
+        for k, v in a.arguments.items():
+            if schema["properties"][k].get("type") == "integer" and not isinstance(v, int):
+                raise OrchestrationError("bad_arguments", f"agent {a.id!r}: {k} must be an integer, got {v!r}")
+        unknown = sorted(a.references() - set(ids))
+        if unknown:
+            raise OrchestrationError("unknown_reference", f"agent {a.id!r} references unknown ids {unknown}")
+    for src, dst in spec.edges:
+        if src not in ids or dst not in ids:
+            raise OrchestrationError("unknown_reference", f"edge {src}->{dst} names an unknown agent id")
+    refs = {(r, a.id) for a in spec.agents for r in a.references()}
+    edges = set(spec.edges)
+    if refs != edges:
+        raise OrchestrationError("edge_mismatch", f"edges without a ${{id}} reference: {sorted(edges - refs)}; "
+                                 f"references without an edge: {sorted(refs - edges)}")
+    indeg = {i: 0 for i in ids}
+    for _, dst in edges:
+        indeg[dst] += 1
+    levels, frontier, seen = [], sorted(i for i in ids if indeg[i] == 0), 0
+    while frontier:
+        levels.append(frontier)
+        seen += len(frontier)
+        nxt = []
+        for src in frontier:
+            for s, dst in sorted(edges):
+                if s == src:
+                    indeg[dst] -= 1
+                    if indeg[dst] == 0:
+                        nxt.append(dst)
+        frontier = sorted(nxt)
+    if seen != len(ids):
+        raise OrchestrationError("cycle", f"agents {sorted(i for i in ids if indeg[i] > 0)} form a cycle")
+    sinks = sorted(i for i in ids if not any(s == i for s, _ in edges))
+    if len(sinks) != 1:
+        raise OrchestrationError("sink", f"expected exactly one final agent (no outgoing edge), found {sinks}")
+    return levels
+
+
+def tool_schemas() -> list[dict]:
+    return [a.tool_schema() for a in REGISTRY.values()] + [CONNECT_TOOL]
+
+
+def dumps(spec: SystemSpec) -> str:
+    return json.dumps({"agents": [a.__dict__ for a in spec.agents], "edges": spec.edges})

@@ -1,0 +1,1 @@
+"""MASBench: seeded generator, scorer and parquet loader for the five structural axes."""

@@ -1,0 +1,7 @@
+"""Make the repo root importable so ``experiments.*`` resolves under plain ``pytest`` too."""
+import sys
+from pathlib import Path
+
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)

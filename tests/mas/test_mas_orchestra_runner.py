@@ -1,0 +1,51 @@
+"""End to end: config file -> run -> JSONL + results.json + PNG, with a scripted model."""
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments.mas_orchestra import runner
+from experiments.masbench.generator import generate_split
+from jaxlab.config import ConfigError, load
+from jaxlab.llm import ScriptedClient
+
+from helpers import GOOD_SYSTEM, oracle_text, system_of
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_config_file_loads_and_rejects_typos(tmp_path):
+    cfg = load(runner.Config, ROOT / "configs" / "mas_orchestra.yaml")
+    assert cfg.runner == "experiments.mas_orchestra.runner" and cfg.output_dir
+    with pytest.raises(ConfigError, match="levls"):
+        load(runner.Config, ROOT / "configs" / "mas_orchestra.yaml", ["levls=[2]"])
+    with pytest.raises(ConfigError, match="levels"):
+        load(runner.Config, None, [], data={"levels": [1]})
+
+
+def test_end_to_end_writes_table_and_scores_failures(tmp_path, capsys):
+    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "axes=[depth,parallel]", "levels=[2,3]",
+                                     "per_level=1", "max_parallel=2"])
+    problems = generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed)
+
+    def responder(req):
+        if "Design a multi-agent" in system_of(req):
+            task = req.messages[-1]["content"]
+            design = GOOD_SYSTEM.format(task=task)
+            # multi-question (parallel) tasks get a design whose edge block is missing: a scored failure
+            return design.split("<edge>")[0] if "Questions:" in task else design
+        if "strict reviewer" in system_of(req):
+            return "CORRECT"
+        return oracle_text(problems, "\n".join(m["content"] for m in req.messages))
+
+    summary = runner.run(cfg, client=ScriptedClient(responder=responder))
+    assert summary["n_problems"] == 4 and summary["execution_rate"] == 0.5
+    assert summary["accuracy"]["depth"] == {"2": 1.0, "3": 1.0, "all": 1.0}
+    assert summary["accuracy"]["parallel"]["all"] == 0.0 and summary["failures"] == {"edge_mismatch": 2}
+    assert summary["mean_reward"] == pytest.approx(0.5) and summary["tokens_total"] > 0
+    assert (tmp_path / "accuracy_by_level.png").stat().st_size > 0
+    rows = [json.loads(line) for line in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and sum(r["system"] is not None for r in rows) == 4
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["accuracy"] == summary["accuracy"]
+    assert "MAS-Orchestra on MASBench" in capsys.readouterr().out
