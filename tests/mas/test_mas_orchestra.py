@@ -20,7 +20,8 @@ def _spec(agents, edges):
 def test_parse_text_reads_agents_arguments_and_edges():
     spec = parse_text(GOOD_SYSTEM.format(task="What is 2+3?"))
     assert [a.id for a in spec.agents] == ["solve", "check"] and spec.thinking == "solve, then check"
-    assert spec.agents[1].arguments == {"task": "Verify and finalise: ${solve}", "max_rounds": 1}
+    assert spec.agents[1].arguments == {"task": "Verify and finalise the answer to: What is 2+3?\nDraft: ${solve}",
+                                      "max_rounds": 1}
     assert spec.edges == (("solve", "check"),) and validate(spec) == [["solve"], ["check"]]
 
 
