@@ -1,0 +1,228 @@
+"""Orbax checkpoints of a training run: params, optimizer state, data iterator, step.
+
+Layout: ``<dir>/<step>/{model,opt_state,meta}`` (``model`` = params + other
+module state); ``meta`` is JSON holding
+the step, the grain iterator state, caller extras and a fingerprint of every
+array. Why the extra care:
+
+* **Never lose the last good checkpoint.** Orbax writes a step into a temporary
+  directory and renames it only after every item is committed; old steps are
+  garbage-collected (``keep``) only after a new one is finalized. A save that
+  fails therefore leaves the previous steps untouched and is reported as a
+  :class:`CheckpointError`. Non-finite parameters are refused before writing, so
+  a diverged run cannot rotate good checkpoints out.
+* **Detect corrupt or partial checkpoints.** Any orbax/tensorstore failure on
+  restore (missing item, truncated chunk) and any fingerprint mismatch (bytes
+  that decode but are wrong) raise :class:`CheckpointError` naming the step, the
+  item and the earlier steps one can fall back to.
+
+The fingerprint is a position-weighted sum of each array's raw bits modulo
+2**32, computed on device under ``jit``: cheap next to the write itself, and
+independent of sharding because integer sums are exactly associative.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from jaxlab.train.step import TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """The ``checkpoint`` section of a run config."""
+
+    every_steps: int = 50
+    """Save when ``step % every_steps == 0`` (and at the final step); 0 disables saving."""
+    keep: int = 2
+    """How many most recent checkpoints to keep on disk."""
+    async_save: bool = True
+    """Write in a background thread while training continues."""
+    resume: bool = True
+    """Resume from the latest checkpoint under ``<output_dir>/checkpoints`` if there is one."""
+
+    def __post_init__(self) -> None:
+        if self.every_steps < 0:
+            raise ValueError(f"every_steps: expected >= 0 (0 disables), got {self.every_steps!r}")
+        if self.keep < 1:
+            raise ValueError(f"keep: expected >= 1, got {self.keep!r}")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written, or is corrupt/partial on restore."""
+
+
+class Restored(NamedTuple):
+    step: int
+    state: TrainState
+    rest: Any
+    data_state: dict | None
+    extra: dict
+
+
+def _leaf_fingerprint(x: jax.Array) -> jax.Array:
+    width = jnp.dtype(x.dtype).itemsize * 8
+    if width not in (8, 16, 32):
+        raise CheckpointError(f"cannot fingerprint dtype {x.dtype}")
+    bits = jax.lax.bitcast_convert_type(x, jnp.dtype(f"uint{width}")).astype(jnp.uint32).reshape(-1)
+    weights = (jnp.arange(bits.size, dtype=jnp.uint32) % jnp.uint32(65521)) + jnp.uint32(1)
+    return jnp.sum(bits * weights, dtype=jnp.uint32)
+
+
+@jax.jit
+def _fingerprints(tree):
+    finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    all_finite = jnp.all(jnp.stack(finite)) if finite else jnp.bool_(True)
+    return jax.tree.map(_leaf_fingerprint, tree), all_finite
+
+
+def fingerprint(tree: Any) -> tuple[dict[str, int], bool]:
+    """``({leaf path: checksum}, all floating leaves finite)`` of an array pytree."""
+    sums, finite = _fingerprints(tree)
+    flat = jax.tree_util.tree_flatten_with_path(sums)[0]
+    return {jax.tree_util.keystr(p): int(v) for p, v in flat}, bool(finite)
+
+
+def _abstract(tree: Any) -> Any:
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class Checkpointer:
+    """Save every N steps, keep the last K, restore exactly with validation."""
+
+    def __init__(self, directory: str | Path, cfg: CheckpointConfig):
+        self.directory = Path(directory).absolute()
+        self.cfg = cfg
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=cfg.keep,
+            enable_async_checkpointing=cfg.async_save,
+            cleanup_tmp_directories=True,
+            create=True,
+        )
+        self._mgr = ocp.CheckpointManager(self.directory, options=options)
+
+    # ------------------------------------------------------------------ save
+    def should_save(self, step: int, final: bool = False) -> bool:
+        if self.cfg.every_steps == 0:
+            return False
+        return final or step % self.cfg.every_steps == 0
+
+    def save(
+        self,
+        step: int,
+        state: TrainState,
+        rest: Any,
+        data_state: dict | None = None,
+        extra: dict | None = None,
+    ) -> None:
+        """Write checkpoint ``step`` (asynchronously if configured)."""
+        self._raise_pending_error()
+        if step in self._mgr.all_steps():
+            return
+        arrays = {"params": state.params, "opt_state": state.opt_state, "rest": rest}
+        prints, finite = fingerprint(arrays)
+        if not finite:
+            raise CheckpointError(
+                f"refusing to save step {step}: parameters or optimizer state contain NaN/inf; "
+                f"the last good checkpoint ({self.latest_step()}) is kept"
+            )
+        meta = {"step": step, "data_state": data_state, "extra": extra or {}, "fingerprint": prints}
+        try:
+            self._mgr.save(
+                step,
+                args=ocp.args.Composite(
+                    model=ocp.args.StandardSave({"params": state.params, "rest": rest}),
+                    opt_state=ocp.args.StandardSave(state.opt_state),
+                    meta=ocp.args.JsonSave(meta),
+                ),
+                force=True,
+            )
+        except Exception as exc:
+            raise self._save_error(step, exc) from exc
+
+    def wait(self) -> None:
+        """Block until pending async saves are committed; raise if one failed."""
+        try:
+            self._mgr.wait_until_finished()
+        except Exception as exc:
+            raise self._save_error(None, exc) from exc
+
+    def _raise_pending_error(self) -> None:
+        try:
+            self._mgr.check_for_errors()
+        except Exception as exc:
+            raise self._save_error(None, exc) from exc
+
+    def _save_error(self, step: int | None, exc: Exception) -> CheckpointError:
+        which = f"step {step}" if step is not None else "a pending async save"
+        return CheckpointError(
+            f"saving checkpoint {which} under {self.directory} failed ({type(exc).__name__}: {exc}); "
+            f"earlier checkpoints are untouched, latest complete step: {self.latest_step()}"
+        )
+
+    # ------------------------------------------------------------------ restore
+    def all_steps(self) -> list[int]:
+        return sorted(self._mgr.all_steps())
+
+    def latest_step(self) -> int | None:
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    def restore(self, state_like: TrainState, rest_like: Any, step: int | None = None) -> Restored:
+        """Restore ``step`` (default: latest) into the structure/sharding of the ``*_like`` trees.
+
+        Raises :class:`CheckpointError` if the step does not exist, cannot be
+        read, or does not match its recorded fingerprint.
+        """
+        steps = self.all_steps()
+        step = steps[-1] if step is None and steps else step
+        if step is None or step not in steps:
+            raise CheckpointError(f"no checkpoint step {step} under {self.directory}; available: {steps}")
+        earlier = [s for s in steps if s < step]
+        hint = (
+            f"earlier steps available: {earlier} (delete {self.directory / str(step)} to resume from "
+            f"{earlier[-1]})" if earlier else "no earlier checkpoint is available"
+        )
+        try:
+            out = self._mgr.restore(
+                step,
+                args=ocp.args.Composite(
+                    model=ocp.args.StandardRestore(_abstract({"params": state_like.params, "rest": rest_like})),
+                    opt_state=ocp.args.StandardRestore(_abstract(state_like.opt_state)),
+                    meta=ocp.args.JsonRestore(),
+                ),
+            )
+        except Exception as exc:
+            raise CheckpointError(
+                f"checkpoint step {step} at {self.directory / str(step)} is corrupt or partial "
+                f"({type(exc).__name__}: {str(exc)[:500]}); {hint}"
+            ) from exc
+        meta = out.meta
+        if not isinstance(meta, dict) or meta.get("step") != step or "fingerprint" not in meta:
+            raise CheckpointError(f"checkpoint step {step}: meta item is missing or malformed; {hint}")
+        params, rest = out.model["params"], out.model["rest"]
+        arrays = {"params": params, "opt_state": out.opt_state, "rest": rest}
+        got, _ = fingerprint(arrays)
+        want = meta["fingerprint"]
+        bad = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+        if bad:
+            raise CheckpointError(
+                f"checkpoint step {step} at {self.directory / str(step)} is corrupt: "
+                f"{len(bad)} array(s) do not match their saved fingerprint, first {bad[0]}; {hint}"
+            )
+        return Restored(step, TrainState(params, out.opt_state), rest, meta["data_state"], meta["extra"])
+
+    def close(self) -> None:
+        self.wait()
+        self._mgr.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,146 @@
+"""The training loop: jitted steps, progress bar, eval, metrics, checkpoint/resume.
+
+Resuming restores params, optimizer state, the data iterator and the step
+from the latest checkpoint, so a run killed at any point and started again
+with the same config computes bit-identical losses from the checkpointed step
+on (XLA on a fixed backend is deterministic for a fixed program).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from tqdm.auto import tqdm
+
+from jaxlab.train.checkpoint import Checkpointer
+from jaxlab.train.data import set_iterator_state
+from jaxlab.train.metrics import MetricsWriter
+from jaxlab.train.optim import OptimConfig, make_optimizer, make_schedule
+from jaxlab.train.step import TrainState, make_train_step, split_model
+
+EvalFn = Callable[[nnx.GraphDef, nnx.State, nnx.State], Mapping[str, float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The ``train`` section of a run config."""
+
+    steps: int = 100
+    """Total optimizer updates; a resumed run continues up to this step."""
+    log_every: int = 1
+    """Fetch and record train metrics every this many steps (a host sync each time)."""
+    eval_every: int = 0
+    """Run the eval function every this many steps; 0 = never during training."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def __post_init__(self) -> None:
+        for name, low in (("steps", 1), ("log_every", 1), ("eval_every", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name}: expected an integer >= {low}, got {getattr(self, name)!r}")
+
+
+@dataclasses.dataclass
+class FitResult:
+    graphdef: nnx.GraphDef
+    state: TrainState
+    rest: nnx.State
+    step: int
+    resumed_from: int | None
+    history: list[dict]
+    """Train/eval records produced by *this* call (not those before a resume)."""
+
+    def model(self) -> nnx.Module:
+        return nnx.merge(self.graphdef, self.state.params, self.rest)
+
+
+def _placer(mesh) -> Callable[[Mapping[str, Any]], dict[str, jax.Array]]:
+    if mesh is None:
+        return lambda batch: {k: jnp.asarray(v) for k, v in batch.items()}
+    from jaxlab.sharding import batch_sharding
+
+    sharding = batch_sharding(mesh)
+    return lambda batch: {k: jax.device_put(v, sharding) for k, v in batch.items()}
+
+
+def fit(
+    model: nnx.Module,
+    data: Iterable[Mapping[str, Any]],
+    optim_cfg: OptimConfig,
+    train_cfg: TrainConfig,
+    *,
+    checkpointer: Checkpointer | None = None,
+    metrics: MetricsWriter | None = None,
+    eval_fn: EvalFn | None = None,
+    mesh: Any = None,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``data`` (a grain dataset or iterator with get/set_state).
+
+    ``mesh`` (from ``jaxlab.sharding.make_mesh``) shards params by their logical
+    axes and batches over the data axes; ``None`` runs on the default device.
+    ``on_step(step, record)`` is called after every step (after any checkpoint).
+    """
+    graphdef, params, rest = split_model(model)
+    if mesh is not None:
+        from jaxlab.sharding import shard_state
+
+        params, rest = shard_state(params, mesh), shard_state(rest, mesh)
+    tx = make_optimizer(optim_cfg)
+    state = TrainState(params, jax.jit(tx.init)(params))
+    data_iter = data if hasattr(data, "set_state") else iter(data)
+
+    start, resumed_from = 0, None
+    if checkpointer is not None and checkpointer.cfg.resume and checkpointer.latest_step() is not None:
+        restored = checkpointer.restore(state, rest)
+        state, rest, start = restored.state, restored.rest, restored.step
+        if restored.data_state is not None:
+            set_iterator_state(data_iter, restored.data_state)
+        resumed_from = start
+    if start >= train_cfg.steps:
+        return FitResult(graphdef, state, rest, start, resumed_from, [])
+
+    # Donating on CPU could free a buffer an async checkpoint is still reading.
+    donate = jax.default_backend() != "cpu"
+    step_fn = make_train_step(graphdef, tx, optim_cfg.grad_accum_steps, donate=donate)
+    schedule = make_schedule(optim_cfg)
+    place = _placer(mesh)
+    history: list[dict] = []
+    bar = tqdm(total=train_cfg.steps, initial=start, disable=not train_cfg.progress, desc="train", unit="step")
+    try:
+        for step in range(start + 1, train_cfg.steps + 1):
+            try:
+                batch = next(data_iter)
+            except StopIteration:
+                raise RuntimeError(
+                    f"data ran out at step {step} of {train_cfg.steps}; use a repeating dataset "
+                    f"(num_epochs=None) or lower train.steps"
+                ) from None
+            state, out = step_fn(state, rest, place(batch))
+            record: dict = {}
+            if step % train_cfg.log_every == 0 or step == train_cfg.steps:
+                record = {k: float(v) for k, v in jax.device_get(out).items()}
+                record["lr"] = float(schedule(step - 1))
+                _log(metrics, history, step, "train", record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+            if eval_fn is not None and train_cfg.eval_every and step % train_cfg.eval_every == 0:
+                _log(metrics, history, step, "eval", dict(eval_fn(graphdef, state.params, rest)))
+            if checkpointer is not None and checkpointer.should_save(step, final=step == train_cfg.steps):
+                checkpointer.save(step, state, rest, data_state=data_iter.get_state())
+            bar.update(1)
+            if on_step is not None:
+                on_step(step, record)
+    finally:
+        bar.close()
+        if checkpointer is not None:
+            checkpointer.wait()
+    return FitResult(graphdef, state, rest, train_cfg.steps, resumed_from, history)
+
+
+def _log(metrics: MetricsWriter | None, history: list[dict], step: int, split: str, values: dict) -> None:
+    history.append({"step": step, "split": split, **values})
+    if metrics is not None:
+        metrics.write(step, split, values)
