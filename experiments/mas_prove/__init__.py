@@ -1,0 +1,1 @@
+"""MAS-ProVe: process verification hooked into six multi-agent frameworks."""

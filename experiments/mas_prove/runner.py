@@ -1,0 +1,130 @@
+"""``jaxlab run configs/mas_prove.yaml``: process verification across frameworks, settings and seeds.
+
+For every benchmark x framework x setting x seed x task it runs the framework
+on a :class:`MASContext` (baseline, or verification at agent / iteration
+level with a context strategy), grades the answer, and appends the full
+trajectory (every step, every verification, every fallback) to
+``trajectories.jsonl``.  ``results.json``, the printed table and
+``accuracy.png`` report accuracy mean ± std over seeds and token cost.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from experiments.mas_prove import report
+from experiments.mas_prove.benchmarks import BENCHMARKS, grade, load_tasks
+from experiments.mas_prove.context import STRATEGIES
+from experiments.mas_prove.core import LEVELS, MASContext, Meter
+from experiments.mas_prove.frameworks import FAMILIES, FRAMEWORKS, make_framework
+from experiments.mas_prove.verifiers import KINDS, make_verifier
+from jaxlab.config import ConfigError
+from jaxlab.llm.concurrency import map_progress
+from jaxlab.llm.factory import ClientConfig, make_client
+from jaxlab.llm.types import ChatClient, LLMError
+
+
+@dataclass(frozen=True)
+class Config:
+    runner: str = "experiments.mas_prove.runner"
+    output_dir: str = "runs/mas_prove"
+    client: ClientConfig = field(default_factory=ClientConfig)
+    verifier_client: ClientConfig | None = None
+    frameworks: tuple[str, ...] = ("debate", "dylan", "aflow", "maas", "adas", "mas_zero")
+    benchmarks: tuple[str, ...] = ("math", "masbench")
+    math_path: str | None = None
+    n_tasks: int = 4
+    seeds: tuple[int, ...] = (0, 1)
+    verifier: str = "judge_ranking"
+    levels: tuple[str, ...] = ("none", "agent", "iteration")
+    strategies: tuple[str, ...] = ("raw",)
+    n_candidates: int = 3
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    max_parallel: int = 2
+
+    def __post_init__(self) -> None:
+        for key, values, allowed in (("frameworks", self.frameworks, FRAMEWORKS), ("benchmarks", self.benchmarks,
+                                     BENCHMARKS), ("levels", self.levels, LEVELS),
+                                     ("strategies", self.strategies, STRATEGIES)):
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise ConfigError(f"{key}: expected a subset of {sorted(allowed)}, got {bad}")
+        if self.verifier not in KINDS:
+            raise ConfigError(f"verifier: expected one of {list(KINDS)}, got {self.verifier!r}")
+        if self.n_candidates < 2 and any(lv != "none" for lv in self.levels):
+            raise ConfigError(f"n_candidates: verification needs >= 2 candidates, got {self.n_candidates}")
+
+
+def settings(cfg: Config) -> list[tuple[str, str]]:
+    """(level, strategy) pairs; the baseline has no verifier, so it runs once."""
+    out = [("none", "none")] if "none" in cfg.levels else []
+    return out + [(lv, st) for lv in cfg.levels if lv != "none" for st in cfg.strategies]
+
+
+def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClient | None = None) -> dict:
+    client = client or make_client(cfg.client)
+    verifier_client = verifier_client or (make_client(cfg.verifier_client) if cfg.verifier_client else client)
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(b, t, f, lv, st, seed) for b in cfg.benchmarks for t in load_tasks(b, cfg.n_tasks, 0, cfg.math_path)
+            for f in cfg.frameworks for lv, st in settings(cfg) for seed in cfg.seeds]
+    lock = threading.Lock()
+    traj = open(out_dir / "trajectories.jsonl", "w")
+
+    def one(job: tuple) -> dict:
+        bench, task, fname, level, strategy, seed = job
+        meter = Meter()
+        verifier = make_verifier(cfg.verifier, verifier_client, meter, seed) if level != "none" else None
+        ctx = MASContext(client, task.prompt, verifier, level, strategy if level != "none" else "raw",
+                         cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter)
+        error = ""
+        try:
+            answer = make_framework(fname).solve(ctx)
+        except LLMError as exc:  # a dead endpoint is a scored failure for this task, reported per record
+            answer, error = "", f"{type(exc).__name__}: {exc}"
+        rec = {"benchmark": bench, "task": task.id, "framework": fname, "family": FAMILIES[fname], "level": level,
+               "strategy": strategy, "seed": seed, "correct": grade(task, answer), "answer": answer, "error": error,
+               "tokens": meter.usage.total_tokens, "calls": meter.calls, "stats": dict(ctx.stats),
+               "steps": [asdict(s) for s in ctx.steps], "verifications": ctx.verifications}
+        with lock:
+            traj.write(json.dumps(rec) + "\n")
+            traj.flush()
+        return rec
+
+    try:
+        records = map_progress(one, jobs, cfg.max_parallel, desc="mas_prove")
+    finally:
+        traj.close()
+    summary = summarize(records, cfg)
+    summary["model"] = getattr(client, "model", "")
+    print(report.write(out_dir, summary))
+    print(f"-> {out_dir}")
+    return summary
+
+
+def summarize(records: list[dict], cfg: Config) -> dict:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[(r["framework"], r["level"], r["strategy"])].append(r)
+    rows = []
+    for (fname, level, strategy), recs in groups.items():
+        acc = {}
+        for b in cfg.benchmarks:
+            per_seed = [statistics.mean(r["correct"] for r in recs if r["benchmark"] == b and r["seed"] == s)
+                        for s in cfg.seeds if any(r["benchmark"] == b and r["seed"] == s for r in recs)]
+            if per_seed:
+                acc[b] = {"mean": statistics.mean(per_seed),
+                          "std": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0, "per_seed": per_seed}
+        stats = sum((Counter(r["stats"]) for r in recs), Counter())
+        rows.append({"framework": fname, "family": FAMILIES[fname], "level": level, "strategy": strategy,
+                     "setting": "baseline" if level == "none" else f"{level}/{strategy}", "acc": acc,
+                     "tokens_per_task": statistics.mean(r["tokens"] for r in recs),
+                     "verifications": stats["verifications"], "fallbacks": stats["fallbacks"],
+                     "errors": sum(bool(r["error"]) for r in recs)})
+    return {"benchmarks": list(cfg.benchmarks), "verifier": cfg.verifier, "n_candidates": cfg.n_candidates,
+            "seeds": list(cfg.seeds), "rows": rows, "n_records": len(records)}

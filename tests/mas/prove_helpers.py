@@ -1,0 +1,51 @@
+"""A scripted model that plays every MAS-ProVe role; the solver's correctness is controllable."""
+import itertools
+import re
+import threading
+
+from jaxlab.llm import ScriptedClient
+
+ADAS_CODE = "```python\ndef forward(task):\n    return call_agent('Solve step by step: ' + task, 'cot')\n```"
+ZERO_CODE = "```python\ndef forward(task):\n    return cot(task)\n```"
+
+
+def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str | None = None) -> ScriptedClient:
+    """Solver replies are right on every ``right_every``-th call; judges prefer the gold answer."""
+    counter, lock = itertools.count(), threading.Lock()
+    right = f"so the answer is \\boxed{{{gold}}}"
+
+    def current(text):  # judge only the candidate step, not the (already verified) trajectory
+        return text.rsplit("Current step:", 1)[-1]
+
+    def responder(req):
+        system = req.messages[0]["content"]
+        prompt = req.messages[-1]["content"]
+        if "meticulous judge" in system:
+            if judge == "garbage":
+                return "I like them all."
+            if "<ranking>" in prompt:
+                cands = re.split(r"Candidate \d+:", prompt)[1:]
+                order = sorted(range(len(cands)), key=lambda i: right not in current(cands[i]))
+                return "<ranking>" + ",".join(str(i + 1) for i in order) + "</ranking>"
+            return f"<score>{9 if right in current(prompt) else 2}</score>"
+        if "reward model" in system:
+            return f"<reward>{0.9 if right in current(prompt) else 0.1}</reward>"
+        if system.startswith("Summarise"):
+            return "summary: " + ("gold seen" if right in prompt else "nothing")
+        if "strict reviewer" in system:
+            return "CORRECT"
+        if "rank solutions" in system:
+            return "<top>1,2</top>"
+        if "compare solutions" in system or "verify solutions" in system:
+            return "<choice>1</choice>"
+        if "design agentic workflows" in system:
+            return "<operators>CoT, SelfRefine</operators>"
+        if "agent designer" in system:
+            return code or ADAS_CODE
+        if "multi-agent system designer" in system:
+            return code or ZERO_CODE
+        with lock:
+            k = next(counter)
+        return right if k % right_every == right_every - 1 else "so the answer is \\boxed{-1}"
+
+    return ScriptedClient(responder=responder)

@@ -1,0 +1,94 @@
+import pytest
+
+from experiments.mas_prove.context import STRATEGIES, build_contexts
+from experiments.mas_prove.core import MASContext, Meter, Step, VerifierError
+from experiments.mas_prove.frameworks import FRAMEWORKS, make_framework
+from experiments.mas_prove.frameworks.common import answer_key
+from experiments.mas_prove.verifiers import (LLMJudge, RewardModelVerifier, ScalarHeadRewardModel, make_verifier)
+
+from prove_helpers import make_client
+
+TASK = "Ava has 3 coins and Ben has 4 more than Ava. How many coins does Ben have?"
+
+
+def _ctx(client, level="none", verifier="judge_ranking", strategy="raw", n=3):
+    meter = Meter()
+    v = make_verifier(verifier, client, meter) if level != "none" else None
+    return MASContext(client, TASK, v, level, strategy, n, meter=meter)
+
+
+@pytest.mark.parametrize("level", ["none", "agent", "iteration"])
+@pytest.mark.parametrize("name", sorted(FRAMEWORKS))
+def test_every_framework_runs_at_every_hook_level(name, level):
+    ctx = _ctx(make_client("7"), level)
+    answer = make_framework(name).solve(ctx)
+    assert answer_key(answer) == ("7",)
+    assert ctx.steps and ctx.meter.calls > 0 and ctx.meter.usage.total_tokens > 0
+    assert ctx.stats["fallbacks"] == 0
+    assert (ctx.stats["verifications"] > 0) == (level != "none")
+    if level == "iteration":
+        assert all(v["where"].startswith("round") for v in ctx.verifications)
+
+
+@pytest.mark.parametrize("verifier", ["judge_ranking", "judge_pointwise", "orm", "prm"])
+def test_agent_level_search_keeps_the_verified_candidate(verifier):
+    # only one sample in three is right: unverified debate ends wrong, best-of-3 with a verifier ends right
+    base = _ctx(make_client("7", right_every=3))
+    assert answer_key(make_framework("debate").solve(base)) != ("7",)
+    ctx = _ctx(make_client("7", right_every=3), "agent", verifier)
+    assert answer_key(make_framework("debate").solve(ctx)) == ("7",)
+    assert all(s.output.endswith("\\boxed{7}") for s in ctx.steps)
+
+
+def test_verifier_failure_falls_back_visibly_and_is_counted():
+    ctx = _ctx(make_client("7", judge="garbage"), "agent")
+    make_framework("debate").solve(ctx)
+    assert ctx.stats["fallbacks"] == ctx.stats["verifications"] == 6
+    assert ctx.stats["fallback:VerifierError"] == 6
+    assert all("no <ranking>" in v["fallback"] and v["chosen"] == 0 for v in ctx.verifications)
+
+
+def test_context_strategies_show_the_verifier_what_they_promise():
+    steps = [Step("a", 0, "p", "first step")]
+    calls = []
+
+    def summarize(text):
+        calls.append(text)
+        return "S"
+
+    out = {s: build_contexts(s, TASK, steps, ["c1", "c2"], summarize) for s in STRATEGIES}
+    assert "first step" in out["raw"][0] and out["raw"][1].endswith("c2")
+    assert out["none"] == ["Current step:\nc1", "Current step:\nc2"]
+    assert all("c1" not in x and x.endswith("S") for x in out["summary"])
+    assert out["summary_current"][0].endswith("c1") and "S" in out["summary_current"][0]
+    assert len(calls) == 3 and "c1" in calls[0] and "c1" not in calls[2]  # 2 per-candidate + 1 shared
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_strategy_runs_end_to_end(strategy):
+    ctx = _ctx(make_client("7"), "agent", "prm", strategy)
+    assert answer_key(make_framework("aflow").solve(ctx)) == ("7",) and ctx.stats["fallbacks"] == 0
+
+
+def test_reward_model_seam_and_judge_validation():
+    rm = ScalarHeadRewardModel(lambda texts: [len(t) for t in texts])
+    assert RewardModelVerifier(rm).rank("t", ["a", "ccc", "bb"]) == [1, 2, 0]
+    with pytest.raises(VerifierError, match="returned 1 scores"):
+        ScalarHeadRewardModel(lambda texts: [1.0]).score("t", ["a", "b"])
+    bad = LLMJudge(make_client_fixed("<ranking>1,1,2</ranking>"), Meter())
+    with pytest.raises(VerifierError, match="not a permutation"):
+        bad.rank("t", ["a", "b", "c"])
+
+
+def make_client_fixed(text):
+    from jaxlab.llm import ScriptedClient
+    return ScriptedClient(responder=lambda req: text)
+
+
+def test_broken_generated_code_is_a_scored_failure():
+    hang = "```python\ndef forward(task):\n    while True:\n        pass\n```"
+    ctx = _ctx(make_client("7", code="```python\nraise SystemExit(3)\n```"))
+    assert make_framework("adas").solve(ctx) == ""
+    import experiments.mas_prove.frameworks.code as code
+    ok, msg = code.run_generated(_ctx(make_client("7")), 0, hang.strip("`python\n"), blocks=False, timeout_s=1)
+    assert not ok and "timeout" in msg
