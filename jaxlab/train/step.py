@@ -115,7 +115,7 @@ def train_step(
         init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
         (grads, loss_sum, n_tok), _ = jax.lax.scan(body, init, _split_micro(batch, accum_steps))
     grads = jax.tree.map(lambda g: g / jnp.maximum(n_tok, 1.0), grads)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
     updates, opt_state = tx.update(grads, state.opt_state, params)
     params = optax.apply_updates(params, updates)

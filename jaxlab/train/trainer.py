@@ -7,6 +7,7 @@ on (XLA on a fixed backend is deterministic for a fixed program).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Callable, Iterable, Mapping
 
@@ -108,6 +109,13 @@ def fit(
     step_fn = make_train_step(graphdef, tx, optim_cfg.grad_accum_steps, donate=donate)
     schedule = make_schedule(optim_cfg)
     place = _placer(mesh)
+    if mesh is not None:
+        from jaxlab.sharding import activation_sharding
+
+        # Only read while tracing: pins activations to the mesh inside the jitted step.
+        sharding_ctx = lambda: activation_sharding(mesh)  # noqa: E731
+    else:
+        sharding_ctx = contextlib.nullcontext
     history: list[dict] = []
     bar = tqdm(total=train_cfg.steps, initial=start, disable=not train_cfg.progress, desc="train", unit="step")
     try:
@@ -119,7 +127,8 @@ def fit(
                     f"data ran out at step {step} of {train_cfg.steps}; use a repeating dataset "
                     f"(num_epochs=None) or lower train.steps"
                 ) from None
-            state, out = step_fn(state, rest, place(batch))
+            with sharding_ctx():
+                state, out = step_fn(state, rest, place(batch))
             record: dict = {}
             if step % train_cfg.log_every == 0 or step == train_cfg.steps:
                 record = {k: float(v) for k, v in jax.device_get(out).items()}
