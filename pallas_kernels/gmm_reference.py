@@ -29,12 +29,14 @@ def gmm_reference(
     out_dtype = preferred_element_type or lhs.dtype
     row_group = group_ids_per_row(group_sizes, lhs.shape[0])
 
-    def body(i, acc):
+    def group_product(i):
         prod = jnp.dot(lhs, rhs[i], preferred_element_type=jnp.float32)
-        return acc + jnp.where((row_group == i)[:, None], prod, 0.0)
+        return jnp.where((row_group == i)[:, None], prod, 0.0)
 
-    acc = jnp.zeros((lhs.shape[0], rhs.shape[2]), jnp.float32)
-    acc = jax.lax.fori_loop(0, rhs.shape[0], body, acc)
+    # Start from group 0 (not from zeros) so the carry inherits the inputs'
+    # shard_map varying-axis type.
+    acc = jax.lax.fori_loop(1, rhs.shape[0], lambda i, acc: acc + group_product(i),
+                            group_product(0))
     return acc.astype(out_dtype)
 
 

@@ -1,0 +1,216 @@
+"""One entry point for the routed-expert FFN under ``ep = "none" | "standard" | "llep"``.
+
+* ``none``: everything on the current device (``routed_ffn_reference``).
+* ``standard``: ``shard_map`` over the ``expert`` mesh axis; tokens and experts
+  are both split over it, device ``i`` owns experts ``[i*E/D, (i+1)*E/D)`` and
+  every token copy travels to its expert's owner and back.
+* ``llep``: as standard, but a least-loaded plan (``planner.plan_llep``) moves
+  the excess of hot experts, and copies of their weights, to under-used devices.
+  The plan is computed on the host from the global per-expert counts through
+  ``jax.pure_callback`` unless the caller passes one in.
+
+The MoE block calls ``routed_experts(..., ep=cfg.moe.ep, mesh=mesh)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+
+from jaxlab.parallel import dispatch
+from jaxlab.parallel.planner import ExpertPlan, plan_llep
+from jaxlab.parallel.routed_ffn import check_routing_args, combine, expert_ffn, routed_ffn_reference
+
+EP_MODES = ("none", "standard", "llep")
+TRANSPORTS = ("auto", "all_to_all", "ragged")
+OVERFLOW_POLICIES = ("error", "drop")
+
+
+@dataclasses.dataclass(frozen=True)
+class EPConfig:
+    """Expert-parallel knobs (static: changing one recompiles).
+
+    capacity_factor: buffer size relative to the even share; ``None`` sizes the
+      buffers for the worst case so nothing can overflow.  all_to_all: rows per
+      (source, destination) pair = ``ceil(f * N / D)``; ragged: rows received per
+      device = ``ceil(f * N)``, with ``N`` = local tokens * top_k.
+    overflow: what happens to token copies that do not fit the buffers.  Always
+      counted in ``EPStats.dropped``.  ``"drop"``: they contribute zero.
+      ``"error"``: their outputs are NaN (so the loss is NaN, never silently
+      wrong) and an error naming the count is logged; call ``raise_on_overflow``
+      on the stats from host code to turn it into an exception.  (Raising inside
+      the step itself would leave the other devices waiting in a collective.)
+    max_extra_experts / min_chunk: LLEP memory cap (weight copies per device)
+      and smallest token chunk worth a weight copy.
+    """
+
+    transport: str = "auto"
+    capacity_factor: float | None = None
+    overflow: str = "error"
+    max_extra_experts: int = 2
+    min_chunk: int = 16
+    gmm_impl: str = "auto"
+    axis_name: str = "expert"
+
+    def __post_init__(self):
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"EPConfig.transport must be one of {TRANSPORTS}, got {self.transport!r}")
+        if self.overflow not in OVERFLOW_POLICIES:
+            raise ValueError(
+                f"EPConfig.overflow must be one of {OVERFLOW_POLICIES}, got {self.overflow!r}")
+        if self.capacity_factor is not None and self.capacity_factor <= 0:
+            raise ValueError(f"EPConfig.capacity_factor must be > 0 or None, got {self.capacity_factor}")
+        if self.max_extra_experts < 0:
+            raise ValueError(f"EPConfig.max_extra_experts must be >= 0, got {self.max_extra_experts}")
+        if self.min_chunk < 1:
+            raise ValueError(f"EPConfig.min_chunk must be >= 1, got {self.min_chunk}")
+
+
+class EPStats(NamedTuple):
+    """dropped: token copies not processed (0 unless overflow='drop'); device_load: rows per device."""
+
+    dropped: jax.Array
+    device_load: jax.Array
+
+
+def _overflow_message(dropped: int) -> str:
+    return (f"expert parallelism could not place {dropped} token copies: raise "
+            "EPConfig.capacity_factor (None sizes buffers for the worst case) or set overflow='drop'")
+
+
+def _log_overflow(dropped) -> None:
+    if int(dropped) > 0:
+        logging.error(_overflow_message(int(dropped)))
+
+
+def raise_on_overflow(stats: EPStats) -> None:
+    """Host-side check after a step: raise if any token copy was not processed."""
+    dropped = int(np.asarray(stats.dropped))
+    if dropped > 0:
+        raise RuntimeError(_overflow_message(dropped))
+
+
+def _resolve_transport(transport: str) -> str:
+    if transport != "auto":
+        return transport
+    return "ragged" if jax.default_backend() in ("tpu", "gpu") else "all_to_all"
+
+
+def _host_plan(counts, num_devices: int, max_extra: int, min_chunk: int):
+    return plan_llep(np.asarray(counts), num_devices, max_extra, min_chunk).arrays()
+
+
+def llep_plan_arrays(expert_ids: jax.Array, num_experts: int, num_devices: int,
+                     config: EPConfig) -> tuple[jax.Array, ...]:
+    """Compute the LLEP plan on the host from inside a traced step (``pure_callback``)."""
+    counts = jnp.bincount(expert_ids.reshape(-1), length=num_experts).astype(jnp.int32)
+    shapes = (jax.ShapeDtypeStruct((num_experts, num_devices), jnp.int32),) * 3 + (
+        jax.ShapeDtypeStruct((num_devices, config.max_extra_experts), jnp.int32),)
+    host = functools.partial(_host_plan, num_devices=num_devices,
+                             max_extra=config.max_extra_experts, min_chunk=config.min_chunk)
+    return jax.pure_callback(host, shapes, counts)
+
+
+def routed_experts(
+    x: jax.Array,
+    expert_ids: jax.Array,
+    combine_weights: jax.Array,
+    w_gate: jax.Array,
+    w_up: jax.Array,
+    w_down: jax.Array,
+    *,
+    ep: str = "none",
+    mesh: Mesh | None = None,
+    config: EPConfig = EPConfig(),
+    plan: ExpertPlan | tuple[jax.Array, ...] | None = None,
+) -> tuple[jax.Array, EPStats]:
+    """Routed SwiGLU experts: ``y[t] = sum_j w[t,j] * FFN_{ids[t,j]}(x[t])``; returns (y, stats).
+
+    Shapes: x [T,d], expert_ids/combine_weights [T,k], w_gate/w_up [E,d,f],
+    w_down [E,f,d].  For ``standard``/``llep`` the mesh needs an axis named
+    ``config.axis_name`` whose size D divides both T and E.  ``plan`` (LLEP only)
+    overrides the host planner, e.g. with arrays fed into a jitted step.
+    """
+    if ep not in EP_MODES:
+        raise ValueError(f"ep must be one of {EP_MODES}, got {ep!r}")
+    check_routing_args(x, expert_ids, combine_weights, w_gate, w_up, w_down)
+    tokens, top_k = expert_ids.shape
+    num_experts = w_gate.shape[0]
+    if ep == "none":
+        y = routed_ffn_reference(x, expert_ids, combine_weights, w_gate, w_up, w_down,
+                                 gmm_impl=config.gmm_impl)
+        return y, EPStats(jnp.zeros((), jnp.int32), jnp.full((1,), tokens * top_k, jnp.int32))
+
+    axis = config.axis_name
+    if mesh is None or axis not in mesh.shape:
+        raise ValueError(f"ep={ep!r} needs a mesh with a {axis!r} axis, got {mesh}")
+    num_devices = mesh.shape[axis]
+    if num_experts % num_devices or tokens % num_devices:
+        raise ValueError(f"mesh axis {axis!r} of size {num_devices} must divide the number of "
+                         f"experts ({num_experts}) and tokens ({tokens})")
+    if plan is not None and ep != "llep":
+        raise ValueError(f"plan is only used with ep='llep', got ep={ep!r}")
+    per_device = num_experts // num_devices
+    local_copies = tokens // num_devices * top_k
+    transport = _resolve_transport(config.transport)
+    if ep == "llep":
+        if plan is None:
+            plan_arrays = llep_plan_arrays(expert_ids, num_experts, num_devices, config)
+        else:
+            plan_arrays = tuple(jnp.asarray(a, jnp.int32)
+                                for a in (plan.arrays() if isinstance(plan, ExpertPlan) else plan))
+        num_slots = per_device + plan_arrays[3].shape[1]
+    else:
+        plan_arrays = ()
+        num_slots = per_device
+
+    factor = config.capacity_factor
+    if transport == "all_to_all":
+        capacity = local_copies if factor is None else math.ceil(factor * local_copies / num_devices)
+        capacity = max(1, min(capacity, local_copies))
+        exchange = dispatch.exchange_all_to_all
+    else:
+        capacity = local_copies * num_devices if factor is None else math.ceil(factor * local_copies)
+        capacity = max(1, min(capacity, local_copies * num_devices))
+        exchange = dispatch.exchange_ragged
+
+    def body(x_l, ids_l, cw_l, wg, wu, wd, *plan_l):
+        flat_ids = ids_l.reshape(-1)
+        if ep == "llep":
+            seg_end, seg_device, seg_slot, extra = plan_l
+            routed = dispatch.route_planned(flat_ids, num_experts, seg_end, seg_device, seg_slot, axis)
+            wg, wu, wd = (jnp.concatenate([w, dispatch.gather_weight_copies(w, extra, axis)])
+                          for w in (wg, wu, wd))
+        else:
+            routed = dispatch.route_standard(flat_ids, per_device)
+        expert_fn = functools.partial(_expert_fn, w_gate=wg, w_up=wu, w_down=wd,
+                                      gmm_impl=config.gmm_impl)
+        x_entries = jnp.repeat(x_l, top_k, axis=0)
+        y_entries, kept, processed = exchange(x_entries, routed, num_devices, capacity, num_slots,
+                                              expert_fn, axis)
+        if config.overflow == "error":
+            y_entries = jnp.where(kept[:, None], y_entries, jnp.nan)
+        y = combine(y_entries.reshape(ids_l.shape + (-1,)), cw_l)
+        dropped = jax.lax.psum(jnp.sum(~kept).astype(jnp.int32), axis)
+        return y, dropped, processed.reshape(1).astype(jnp.int32)
+
+    sharded = P(axis)
+    y, dropped, load = jax.shard_map(
+        body, mesh=mesh,
+        in_specs=(sharded,) * 6 + (P(),) * len(plan_arrays),
+        out_specs=(sharded, P(), sharded),
+    )(x, expert_ids, combine_weights, w_gate, w_up, w_down, *plan_arrays)
+    if config.overflow == "error":
+        jax.debug.callback(_log_overflow, dropped)
+    return y, EPStats(dropped, load)
+
+
+def _expert_fn(x_sorted, group_sizes, *, w_gate, w_up, w_down, gmm_impl):
+    return expert_ffn(x_sorted, group_sizes, w_gate, w_up, w_down, gmm_impl=gmm_impl)
