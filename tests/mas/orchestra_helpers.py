@@ -1,6 +1,4 @@
 """Scripted stand-ins for a model, shared by the MAS tests."""
-import re
-
 from experiments.masbench.generator import Problem
 
 GOOD_SYSTEM = """<thinking>solve, then check</thinking>
@@ -26,8 +24,3 @@ def last_user(request) -> str:
 
 def system_of(request) -> str:
     return next((m["content"] for m in request.messages if m["role"] == "system"), "")
-
-
-def first_number_task(prompt: str) -> str:
-    m = re.search(r"Task:\n(.*)", prompt, re.DOTALL)
-    return m.group(1) if m else prompt

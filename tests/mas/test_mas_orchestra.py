@@ -10,7 +10,7 @@ from experiments.mas_orchestra.spec import (AgentSpec, OrchestrationError, Syste
 from experiments.mas_orchestra.subagents import REGISTRY, Runtime, majority
 from jaxlab.llm import ScriptedClient, ToolCall, tool_reply
 
-from helpers import GOOD_SYSTEM, last_user, system_of
+from orchestra_helpers import GOOD_SYSTEM, last_user, system_of
 
 
 def _spec(agents, edges):

@@ -9,7 +9,7 @@ from experiments.masbench.generator import generate_split
 from jaxlab.config import ConfigError, load
 from jaxlab.llm import ScriptedClient
 
-from helpers import GOOD_SYSTEM, oracle_text, system_of
+from orchestra_helpers import GOOD_SYSTEM, oracle_text, system_of
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,10 +3,12 @@ import pytest
 from experiments.mas_prove.context import STRATEGIES, build_contexts
 from experiments.mas_prove.core import MASContext, Meter, Step, VerifierError
 from experiments.mas_prove.frameworks import FRAMEWORKS, make_framework
+from experiments.mas_prove.frameworks.code import extract_code, run_generated
 from experiments.mas_prove.frameworks.common import answer_key
 from experiments.mas_prove.verifiers import (LLMJudge, RewardModelVerifier, ScalarHeadRewardModel, make_verifier)
 
-from prove_helpers import make_client
+from jaxlab.llm import ScriptedClient
+from mas_prove_helpers import make_client
 
 TASK = "Ava has 3 coins and Ben has 4 more than Ava. How many coins does Ben have?"
 
@@ -75,20 +77,14 @@ def test_reward_model_seam_and_judge_validation():
     assert RewardModelVerifier(rm).rank("t", ["a", "ccc", "bb"]) == [1, 2, 0]
     with pytest.raises(VerifierError, match="returned 1 scores"):
         ScalarHeadRewardModel(lambda texts: [1.0]).score("t", ["a", "b"])
-    bad = LLMJudge(make_client_fixed("<ranking>1,1,2</ranking>"), Meter())
+    bad = LLMJudge(ScriptedClient(responder=lambda req: "<ranking>1,1,2</ranking>"), Meter())
     with pytest.raises(VerifierError, match="not a permutation"):
         bad.rank("t", ["a", "b", "c"])
-
-
-def make_client_fixed(text):
-    from jaxlab.llm import ScriptedClient
-    return ScriptedClient(responder=lambda req: text)
 
 
 def test_broken_generated_code_is_a_scored_failure():
     hang = "```python\ndef forward(task):\n    while True:\n        pass\n```"
     ctx = _ctx(make_client("7", code="```python\nraise SystemExit(3)\n```"))
     assert make_framework("adas").solve(ctx) == ""
-    import experiments.mas_prove.frameworks.code as code
-    ok, msg = code.run_generated(_ctx(make_client("7")), 0, hang.strip("`python\n"), blocks=False, timeout_s=1)
+    ok, msg = run_generated(_ctx(make_client("7")), 0, extract_code(hang), blocks=False, timeout_s=1)
     assert not ok and "timeout" in msg

@@ -8,7 +8,7 @@ from experiments.mas_prove import runner
 from experiments.mas_prove.benchmarks import grade, humaneval_tasks
 from jaxlab.config import ConfigError, load
 
-from prove_helpers import make_client
+from mas_prove_helpers import make_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
