@@ -1,0 +1,183 @@
+"""Dense decoder-only LM (Llama / Qwen2 / Qwen3) as a Flax NNX module.
+
+One module covers the three families: Qwen2 adds q/k/v biases, Qwen3 adds a
+per-head RMSNorm on q and k. Layers are a plain list (not scanned) so widths
+may differ per layer after pruning. The KV cache is an explicit pytree that
+goes in and comes out, so a decode step stays a pure function.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxlab.models.config import ModelConfig, dtype_of
+from jaxlab.models.layers import Embed, Linear, RMSNorm, apply_rope, rope_inv_freq
+from jaxlab.sharding import constrain
+
+_NEG = float(jnp.finfo(jnp.float32).min)
+ACT_AXES = ("batch", "seq", "embed")
+
+
+@flax.struct.dataclass
+class KVCache:
+    """Per-layer keys/values ``[B, T, KV, D]``, slot validity ``[B, T]`` and the write index."""
+
+    k: tuple[jax.Array, ...]
+    v: tuple[jax.Array, ...]
+    valid: jax.Array
+    index: jax.Array
+
+    @classmethod
+    def init(cls, cfg: ModelConfig, batch: int, length: int, dtype: Any | None = None) -> "KVCache":
+        dtype = dtype or dtype_of(cfg.dtype)
+        shapes = [(batch, length, kv, cfg.head_dim) for kv in cfg.layer_kv_heads]
+        return cls(k=tuple(jnp.zeros(s, dtype) for s in shapes), v=tuple(jnp.zeros(s, dtype) for s in shapes),
+                   valid=jnp.zeros((batch, length), bool), index=jnp.zeros((), jnp.int32))
+
+
+class Attention(nnx.Module):
+    """Grouped-query attention with RoPE; softmax in float32."""
+
+    def __init__(self, cfg: ModelConfig, num_heads: int, num_kv_heads: int, *, rngs: nnx.Rngs):
+        d, hd = cfg.hidden_size, cfg.head_dim
+        kw = dict(dtype=dtype_of(cfg.dtype), param_dtype=dtype_of(cfg.param_dtype), rngs=rngs)
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, hd
+        self.q_proj = Linear(d, num_heads * hd, ("embed", "heads"), use_bias=cfg.attention_bias, **kw)
+        self.k_proj = Linear(d, num_kv_heads * hd, ("embed", "kv_heads"), use_bias=cfg.attention_bias, **kw)
+        self.v_proj = Linear(d, num_kv_heads * hd, ("embed", "kv_heads"), use_bias=cfg.attention_bias, **kw)
+        self.o_proj = Linear(num_heads * hd, d, ("heads", "embed"), **kw)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(hd, eps=cfg.rms_norm_eps, axes=("head_dim",), dtype=kw["dtype"],
+                                  param_dtype=kw["param_dtype"])
+            self.k_norm = RMSNorm(hd, eps=cfg.rms_norm_eps, axes=("head_dim",), dtype=kw["dtype"],
+                                  param_dtype=kw["param_dtype"])
+        else:
+            self.q_norm = self.k_norm = None
+        self._rope = (cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+
+    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array,
+                 kv: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None,
+                 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None, jax.Array]:
+        b, s, _ = x.shape
+        q = self.q_proj(x).reshape(b, s, self.num_heads, self.head_dim)
+        k = self.k_proj(x).reshape(b, s, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(x).reshape(b, s, self.num_kv_heads, self.head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        inv_freq = rope_inv_freq(*self._rope)
+        q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+        new_kv = None
+        if kv is not None:
+            k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, index, 0, 0))
+            v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, index, 0, 0))
+            new_kv = (k, v)
+        groups = self.num_heads // self.num_kv_heads
+        qg = q.reshape(b, s, self.num_kv_heads, groups, self.head_dim)
+        scores = jnp.einsum("bskgd,btkd->bkgst", qg, k.astype(q.dtype)).astype(jnp.float32)
+        scores = scores / jnp.sqrt(jnp.float32(self.head_dim))
+        scores = jnp.where(mask[:, None, None, :, :], scores, _NEG)
+        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        heads = jnp.einsum("bkgst,btkd->bskgd", probs, v).reshape(b, s, self.num_heads, self.head_dim)
+        out = self.o_proj(heads.reshape(b, s, self.num_heads * self.head_dim).astype(x.dtype))
+        return out, new_kv, heads
+
+
+class MLP(nnx.Module):
+    """SwiGLU feed-forward: ``down(silu(gate(x)) * up(x))``."""
+
+    def __init__(self, cfg: ModelConfig, intermediate: int, *, rngs: nnx.Rngs):
+        kw = dict(dtype=dtype_of(cfg.dtype), param_dtype=dtype_of(cfg.param_dtype), rngs=rngs)
+        self.gate_proj = Linear(cfg.hidden_size, intermediate, ("embed", "mlp"), **kw)
+        self.up_proj = Linear(cfg.hidden_size, intermediate, ("embed", "mlp"), **kw)
+        self.down_proj = Linear(intermediate, cfg.hidden_size, ("mlp", "embed"), **kw)
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        gate, up = self.gate_proj(x), self.up_proj(x)
+        act = jax.nn.silu(gate) * up
+        return self.down_proj(act), {"gate": gate, "up": up, "act": act}
+
+
+class DecoderBlock(nnx.Module):
+    """Pre-norm block: ``x + attn(norm(x))`` then ``h + mlp(norm(h))``."""
+
+    def __init__(self, cfg: ModelConfig, layer: int, *, rngs: nnx.Rngs):
+        kw = dict(eps=cfg.rms_norm_eps, dtype=dtype_of(cfg.dtype), param_dtype=dtype_of(cfg.param_dtype))
+        self.attn_norm = RMSNorm(cfg.hidden_size, **kw)
+        self.attn = Attention(cfg, cfg.layer_heads[layer], cfg.layer_kv_heads[layer], rngs=rngs)
+        self.mlp_norm = RMSNorm(cfg.hidden_size, **kw)
+        self.mlp = MLP(cfg, cfg.layer_intermediate[layer], rngs=rngs)
+
+    def __call__(self, x, positions, mask, kv=None, index=None):
+        attn_out, new_kv, heads = self.attn(self.attn_norm(x), positions, mask, kv, index)
+        h = constrain(x + attn_out, ACT_AXES)
+        mlp_out, acts = self.mlp(self.mlp_norm(h))
+        out = constrain(h + mlp_out, ACT_AXES)
+        return out, new_kv, {"block_in": x, "block_out": out, "heads": heads, **acts}
+
+
+class DecoderLM(nnx.Module):
+    """Token ids in, logits out: ``model(input_ids, positions, attention_mask)``."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.config = cfg
+        dt, pdt = dtype_of(cfg.dtype), dtype_of(cfg.param_dtype)
+        self.embed = Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, param_dtype=pdt, rngs=rngs)
+        self.layers = nnx.List([DecoderBlock(cfg, i, rngs=rngs) for i in range(cfg.num_layers)])
+        self.final_norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, dtype=dt, param_dtype=pdt)
+        self.lm_head = (None if cfg.tie_embeddings else
+                        Linear(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), dtype=dt, param_dtype=pdt,
+                               rngs=rngs))
+
+    def _logits(self, h: jax.Array) -> jax.Array:
+        h = self.final_norm(h)
+        logits = self.embed.attend(h) if self.lm_head is None else self.lm_head(h)
+        return logits.astype(jnp.float32)
+
+    def __call__(self, input_ids: jax.Array, positions: jax.Array | None = None,
+                 attention_mask: jax.Array | None = None, *, collect: bool = False):
+        """Full-sequence causal forward. ``attention_mask[B, S]`` marks real tokens (1) vs padding (0).
+
+        With ``collect=True`` also returns per-layer intermediates (block inputs/outputs, per-head
+        attention outputs, MLP gate/up/act) for importance scoring.
+        """
+        b, s = input_ids.shape
+        valid = jnp.ones((b, s), bool) if attention_mask is None else attention_mask.astype(bool)
+        if positions is None:
+            positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
+        causal = jnp.tril(jnp.ones((s, s), bool))
+        mask = causal[None] & valid[:, None, :]
+        h = constrain(self.embed(input_ids), ACT_AXES)
+        inter = []
+        for layer in self.layers:
+            h, _, acts = layer(h, positions, mask)
+            if collect:
+                inter.append(acts)
+        logits = self._logits(h)
+        return (logits, inter) if collect else logits
+
+    def decode(self, input_ids: jax.Array, positions: jax.Array, cache: KVCache,
+               attention_mask: jax.Array | None = None) -> tuple[jax.Array, KVCache]:
+        """Run ``input_ids[B, S]`` at cache slots ``[index, index+S)``; returns logits and the new cache."""
+        b, s = input_ids.shape
+        t = cache.valid.shape[1]
+        new_valid = jnp.ones((b, s), bool) if attention_mask is None else attention_mask.astype(bool)
+        valid = jax.lax.dynamic_update_slice(cache.valid, new_valid, (0, cache.index))
+        slots = cache.index + jnp.arange(s)
+        mask = (jnp.arange(t)[None, :] <= slots[:, None])[None] & valid[:, None, :]
+        h = constrain(self.embed(input_ids), ACT_AXES)
+        ks, vs = [], []
+        for i, layer in enumerate(self.layers):
+            h, (k, v), _ = layer(h, positions, mask, (cache.k[i], cache.v[i]), cache.index)
+            ks.append(k)
+            vs.append(v)
+        new_cache = KVCache(k=tuple(ks), v=tuple(vs), valid=valid, index=cache.index + s)
+        return self._logits(h), new_cache
+
+
+def init_model(cfg: ModelConfig, seed: int = 0) -> DecoderLM:
+    """A randomly initialised model (for tests and from-scratch runs)."""
+    return DecoderLM(cfg, rngs=nnx.Rngs(seed))
