@@ -5,7 +5,11 @@ arithmetic on the plan, stated so the numbers can be checked by hand:
 
 * bytes moved per device = max(sent, received) over token rows that leave
   their device (dispatch + combine, ``d_model`` activations each way) plus,
-  for LLEP, expert weight copies (3 matrices of ``d_model x d_ff``);
+  for LLEP, expert weight copies (3 matrices of ``d_model x d_ff``).  Weight
+  copies count the bytes each device receives (``broadcast``: copies of one
+  expert travel as a pipelined broadcast, so the owner's link carries each
+  expert about once) or max(sent, received) (``egress``: the owner sends
+  every copy itself);
 * peak bytes per device = weights held (native + copies) + activations of the
   rows it processes (input ``d``, gate/up/hidden ``3 f``, output ``d``) + its
   own dispatch/combine buffers (``2 * local copies * d``);
@@ -49,7 +53,7 @@ class Link:
 
 
 def plan_traffic(plan: ExpertPlan, by_source: np.ndarray, shape: Shape, act_bytes: int,
-                 weight_bytes: int) -> dict[str, np.ndarray]:
+                 weight_bytes: int, weight_transfer: str = "broadcast") -> dict[str, np.ndarray]:
     """Per-device bytes of token traffic and of weight copies (sent, received)."""
     pairs = pair_counts(plan, by_source)
     remote = pairs - np.diag(np.diag(pairs))
@@ -59,7 +63,13 @@ def plan_traffic(plan: ExpertPlan, by_source: np.ndarray, shape: Shape, act_byte
     per_device = shape.experts // by_source.shape[0]
     copies_in = (plan.extra_experts >= 0).sum(1)
     owners = plan.extra_experts[plan.extra_experts >= 0] // per_device
-    copies_out = np.bincount(owners, minlength=by_source.shape[0])
+    copied = np.unique(plan.extra_experts[plan.extra_experts >= 0])
+    if weight_transfer == "broadcast":
+        copies_out = np.bincount(copied // per_device, minlength=by_source.shape[0])
+    elif weight_transfer == "egress":
+        copies_out = np.bincount(owners, minlength=by_source.shape[0])
+    else:
+        raise ValueError(f"weight_transfer must be 'broadcast' or 'egress', got {weight_transfer!r}")
     copy_bytes = shape.expert_params * weight_bytes
     return {"token_bytes": 2 * np.maximum(tokens_out, tokens_in),  # dispatch + combine
             "weight_bytes": np.maximum(copies_in, copies_out) * copy_bytes}
