@@ -1,0 +1,160 @@
+"""Batched autoregressive generation with a KV cache.
+
+Prompts of different lengths are left-padded into one batch; the prefill and
+the whole decode loop run inside one jitted function (a ``lax.while_loop``),
+so a CPU decode step costs one kernel sequence, not a Python round trip.
+Sampling is greedy at ``temperature=0`` and otherwise temperature / top-k /
+top-p with an explicit PRNG key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxlab.models.decoder import DecoderLM, KVCache
+
+Prompt = str | Sequence[int] | Sequence[dict]
+
+
+@dataclass
+class GenerationOutput:
+    """New tokens per prompt (stop token included), decoded texts and why each ended."""
+
+    token_ids: list[list[int]]
+    texts: list[str]
+    finish_reasons: list[str]
+
+
+def _sample(logits: jax.Array, key: jax.Array, temperature: float, top_k: int | None,
+            top_p: float | None) -> jax.Array:
+    if temperature == 0.0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if top_p is not None:
+        order = jnp.argsort(-logits, axis=-1)
+        sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
+        probs = jax.nn.softmax(sorted_logits, axis=-1)
+        before = jnp.cumsum(probs, axis=-1) - probs  # mass strictly above each token
+        sorted_logits = jnp.where(before > top_p, -jnp.inf, sorted_logits)
+        logits = jnp.full_like(logits, -jnp.inf).at[
+            jnp.arange(logits.shape[0])[:, None], order].set(sorted_logits)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature", "top_k", "top_p"))
+def _generate_ids(graphdef: Any, state: Any, ids: jax.Array, mask: jax.Array, stop_ids: jax.Array,
+                  key: jax.Array, pad_id: jax.Array, *, max_new_tokens: int, temperature: float,
+                  top_k: int | None, top_p: float | None) -> tuple[jax.Array, jax.Array]:
+    model: DecoderLM = nnx.merge(graphdef, state)
+    b, p = ids.shape
+    cache = KVCache.init(model.config, b, p + max_new_tokens)
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+    logits, cache = model.decode(ids, positions, cache, attention_mask=mask)
+    next_pos = jnp.sum(mask, axis=1).astype(jnp.int32)
+    first = _sample(logits[:, -1], jax.random.fold_in(key, 0), temperature, top_k, top_p)
+    out = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(first)
+    done = jnp.isin(first, stop_ids)
+
+    def cond(carry):
+        step, _, _, _, done, _ = carry
+        return (step < max_new_tokens) & ~jnp.all(done)
+
+    def body(carry):
+        step, tok, cache, pos, done, out = carry
+        logits, cache = model.decode(tok[:, None], pos[:, None], cache)
+        nxt = _sample(logits[:, -1], jax.random.fold_in(key, step), temperature, top_k, top_p)
+        nxt = jnp.where(done, pad_id, nxt)
+        out = out.at[:, step].set(nxt)
+        return step + 1, nxt, cache, pos + 1, done | jnp.isin(nxt, stop_ids), out
+
+    carry = (jnp.int32(1), first, cache, next_pos, done, out)
+    step, _, _, _, done, out = jax.lax.while_loop(cond, body, carry)
+    return out, done
+
+
+def _encode(prompts: Sequence[Prompt], tokenizer: Any, vocab: int) -> list[list[int]]:
+    encoded = []
+    for i, prompt in enumerate(prompts):
+        if isinstance(prompt, str):
+            if tokenizer is None:
+                raise ValueError(f"prompts[{i}]: a string prompt needs a tokenizer")
+            ids = tokenizer.encode(prompt, add_special_tokens=False)
+        elif len(prompt) and isinstance(prompt[0], dict):
+            if tokenizer is None:
+                raise ValueError(f"prompts[{i}]: chat messages need a tokenizer with a chat template")
+            text = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
+            ids = tokenizer.encode(text, add_special_tokens=False)
+        else:
+            ids = [int(t) for t in prompt]
+        if not ids:
+            raise ValueError(f"prompts[{i}]: empty prompt")
+        bad = [t for t in ids if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"prompts[{i}]: token id {bad[0]} is outside the vocabulary [0, {vocab})")
+        encoded.append(ids)
+    return encoded
+
+
+def generate(model: DecoderLM, tokenizer: Any, prompts: Prompt | Sequence[Prompt], *, max_new_tokens: int = 32,
+             temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+             key: jax.Array | None = None, stop_token_ids: Sequence[int] | None = None,
+             pad_to_multiple: int = 16) -> GenerationOutput:
+    """Generate continuations for a batch of prompts (strings, token ids or chat message lists).
+
+    ``stop_token_ids`` defaults to the tokenizer's EOS. Sampling (``temperature > 0``) needs ``key``.
+    """
+    cfg = model.config
+    single = isinstance(prompts, str) or (len(prompts) > 0 and isinstance(prompts[0], (int, np.integer, dict)))
+    batch = [prompts] if single else list(prompts)
+    if not batch:
+        raise ValueError("prompts: expected at least one prompt")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens: expected >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature: expected >= 0, got {temperature}")
+    if temperature > 0 and key is None:
+        raise ValueError("key: sampling with temperature > 0 needs an explicit PRNG key")
+    if top_k is not None and not 1 <= top_k <= cfg.vocab_size:
+        raise ValueError(f"top_k: expected 1..{cfg.vocab_size}, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p: expected 0 < top_p <= 1, got {top_p}")
+    encoded = _encode(batch, tokenizer, cfg.vocab_size)
+    longest = max(map(len, encoded))
+    if longest + max_new_tokens > cfg.max_position_embeddings:
+        raise ValueError(f"prompt length {longest} + max_new_tokens {max_new_tokens} exceeds the model's "
+                         f"max_position_embeddings {cfg.max_position_embeddings}")
+    if stop_token_ids is None:
+        eos = getattr(tokenizer, "eos_token_id", None)
+        stop_token_ids = [] if eos is None else [eos]
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    pad_id = 0 if pad_id is None else pad_id
+    width = -(-longest // pad_to_multiple) * pad_to_multiple
+    ids = np.full((len(encoded), width), pad_id, np.int32)
+    mask = np.zeros((len(encoded), width), np.int32)
+    for row, toks in enumerate(encoded):
+        ids[row, width - len(toks):] = toks
+        mask[row, width - len(toks):] = 1
+    graphdef, state = nnx.split(model)
+    out, done = _generate_ids(
+        graphdef, state, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(list(stop_token_ids) or [-1], jnp.int32),
+        key if key is not None else jax.random.key(0), jnp.int32(pad_id), max_new_tokens=max_new_tokens,
+        temperature=float(temperature), top_k=top_k, top_p=top_p)
+    out, done = np.asarray(out), np.asarray(done)
+    token_ids, reasons = [], []
+    stops = set(stop_token_ids)
+    for row in out.tolist():
+        cut = next((i + 1 for i, t in enumerate(row) if t in stops), None)
+        token_ids.append(row[:cut] if cut else row)
+        reasons.append("stop" if cut else "length")
+    texts = ([tokenizer.decode([t for t in toks if t not in stops]) for toks in token_ids]
+             if tokenizer is not None else [""] * len(token_ids))
+    return GenerationOutput(token_ids=token_ids, texts=texts, finish_reasons=reasons)
