@@ -1,0 +1,1 @@
+"""One package per research result; each imports jaxlab, never the reverse."""

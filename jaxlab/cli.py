@@ -1,0 +1,80 @@
+"""``jaxlab`` command line: ``run CONFIG.yaml [key=value ...]`` and ``serve MODEL``.
+
+A run config names its runner module (``runner: experiments.ptl.runner``);
+the module provides a frozen ``Config`` dataclass and ``run(cfg) -> dict``.
+The whole YAML is validated into ``Config`` before any work starts, so an
+unknown or mistyped key fails at once, naming the key.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+from typing import Any
+
+from jaxlab.config import ConfigError, apply_overrides, from_dict, load_yaml
+
+
+def resolve_runner(name: Any) -> Any:
+    """Import the runner module and check it has ``Config`` and ``run``."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError("runner: expected a module path such as 'experiments.ptl.runner'")
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"runner: cannot import {name!r} ({exc})") from exc
+    for attr in ("Config", "run"):
+        if not hasattr(module, attr):
+            raise ConfigError(f"runner: module {name!r} has no {attr!r}")
+    return module
+
+
+def load_run_config(path: str, overrides: list[str]) -> tuple[Any, Any]:
+    """(runner module, validated Config) for a YAML file plus ``key=value`` overrides."""
+    raw = apply_overrides(load_yaml(path), overrides)
+    if "runner" not in raw:
+        raise ConfigError(f"{path}: missing required key 'runner' (the module that runs this config)")
+    module = resolve_runner(raw["runner"])
+    if "runner" not in {f.name for f in dataclasses.fields(module.Config)}:
+        raw = {k: v for k, v in raw.items() if k != "runner"}
+    if "output_dir" not in {f.name for f in dataclasses.fields(module.Config)}:
+        raise ConfigError(f"runner {raw.get('runner')!r}: its Config has no 'output_dir' key")
+    return module, from_dict(module.Config, raw)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        module, cfg = load_run_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"jaxlab run: config error: {exc}", file=sys.stderr)
+        return 2
+    module.run(cfg)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
+    from jaxlab.llm.serve import main as serve_main
+
+    return serve_main([args.model, *rest])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jaxlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a config: jaxlab run configs/ptl_smollm2.yaml key=value ...")
+    run.add_argument("config")
+    run.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=10")
+    serve = sub.add_parser("serve", help="serve a model on an OpenAI-compatible /v1/chat/completions endpoint",
+                           add_help=False)
+    serve.add_argument("model")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "run":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return _cmd_run(args)
+    return _cmd_serve(args, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
