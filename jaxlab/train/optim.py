@@ -24,7 +24,7 @@ class OptimConfig:
     """Peak learning rate, reached at the end of warmup."""
     warmup_steps: int = 10
     decay_steps: int = 100
-    """Steps (warmup included) over which the cosine decays to ``min_lr_ratio * lr``."""
+    """Update index (warmup included) at which the cosine reaches ``min_lr_ratio * lr``."""
     min_lr_ratio: float = 0.1
     b1: float = 0.9
     b2: float = 0.95
@@ -55,14 +55,25 @@ class OptimConfig:
 
 
 def make_schedule(cfg: OptimConfig) -> optax.Schedule:
-    """Linear warmup from 0 to ``learning_rate``, then cosine to ``min_lr_ratio * lr``."""
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0,
-        peak_value=cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps,
-        decay_steps=cfg.decay_steps,
-        end_value=cfg.learning_rate * cfg.min_lr_ratio,
-    )
+    """Learning rate of update ``count + 1`` (optax passes the 0-based update count).
+
+    Update ``k`` (1-based) uses ``lr * k / warmup_steps`` during warmup, reaches
+    ``lr`` at ``k = warmup_steps``, then follows a cosine down to
+    ``min_lr_ratio * lr`` at ``k = decay_steps`` and stays there. Unlike
+    ``optax.warmup_cosine_decay_schedule(init_value=0)`` no update is spent at
+    learning rate 0, which matters for the short runs a CPU can afford.
+    """
+    peak, floor = cfg.learning_rate, cfg.learning_rate * cfg.min_lr_ratio
+    warmup, decay = cfg.warmup_steps, cfg.decay_steps
+
+    def schedule(count):
+        k = jnp.asarray(count, jnp.float32) + 1.0
+        warm = peak * k / max(warmup, 1)
+        progress = jnp.clip((k - warmup) / (decay - warmup), 0.0, 1.0)
+        cosine = floor + (peak - floor) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+        return jnp.where(k <= warmup, warm, cosine)
+
+    return schedule
 
 
 def _decay_mask(params):

