@@ -103,9 +103,12 @@ def plan_llep(counts: np.ndarray, num_devices: int, max_extra: int, min_chunk: i
        tokens up to the target, coldest experts first, so the tokens that spill
        belong to few (hot) experts and few weight copies are needed.
     2. Spilled tokens, hottest expert first, go in chunks to the least-loaded
-       device with room below the target that already holds the expert or has a
-       free copy slot (at most ``max_extra`` copies per device); a chunk that
-       would need a new copy must have at least ``min_chunk`` tokens.
+       device below the target that already holds the expert or has a free
+       copy slot (at most ``max_extra`` copies per device).  A chunk fills the
+       device up to the target, except that a chunk needing a new weight copy
+       has at least ``min_chunk`` tokens (so it may overshoot the target by
+       less than ``min_chunk``), and less than ``min_chunk`` spilled tokens
+       never get a new copy.
     3. What still does not fit (cap reached) is water-filled over the devices
        that already hold the expert, so nothing is dropped.
     """
@@ -138,12 +141,13 @@ def plan_llep(counts: np.ndarray, num_devices: int, max_extra: int, min_chunk: i
         while remaining:
             room = target - load
             holds = np.array([d in assign[e] or d == owner for d in range(num_devices)])
-            can_copy = np.array([len(x) < max_extra for x in extras]) & (room >= min_chunk)
-            eligible = (room > 0) & (holds | (can_copy & (remaining >= min_chunk)))
+            can_copy = np.array([len(x) < max_extra for x in extras]) & (remaining >= min_chunk)
+            eligible = (room > 0) & (holds | can_copy)
             if not eligible.any():
                 break
             device = int(np.flatnonzero(eligible)[np.argmin(load[eligible])])
-            chunk = min(remaining, int(room[device]))
+            smallest = 1 if holds[device] else min_chunk
+            chunk = min(remaining, max(int(room[device]), smallest))
             if not holds[device]:
                 extras[device].append(int(e))
             assign[e][device] = assign[e].get(device, 0) + chunk

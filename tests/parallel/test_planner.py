@@ -56,19 +56,27 @@ def test_plan_invariants(make_counts, max_extra):
 
 def test_generous_cap_reaches_the_balanced_optimum_and_splits_the_hot_expert():
     counts = _skewed(np.random.default_rng(0), hot_share=0.9)
-    plan = plan_llep(counts, D, max_extra=4, min_chunk=8)
+    plan = plan_llep(counts, D, max_extra=4, min_chunk=1)
     assert plan.device_load.max() == -(-counts.sum() // D)
     hot_devices = set(plan.seg_device[5][np.diff(np.r_[0, plan.seg_end[5]]) > 0])
     assert len(hot_devices) >= D - 1
 
 
-def test_min_chunk_blocks_tiny_copies():
+def test_min_chunk_keeps_small_spills_home_and_sizes_copied_chunks():
     counts = np.zeros(E, np.int64)
-    counts[0] = 43  # 31 tokens spill past the balanced target of 12 ...
-    counts[8:] = 2  # ... but no device has 16 tokens of room, so no copy is worth it
+    counts[0] = 17  # 8 tokens spill past the balanced target of 9: fewer than min_chunk
+    counts[8:] = 2
     plan = plan_llep(counts, D, max_extra=2, min_chunk=16)
     assert np.all(plan.extra_experts == -1)
     _check_plan(plan, counts, 2)
+
+    counts[0] = 200  # a big spill: copied chunks hold >= min_chunk tokens even past the target
+    plan = plan_llep(counts, D, max_extra=2, min_chunk=16)
+    _check_plan(plan, counts, 2)
+    seg_len = np.diff(np.r_[0, plan.seg_end[0]])
+    copied = (plan.seg_device[0] != 0) & (seg_len > 0)
+    assert copied.any() and np.all(seg_len[copied] >= 16)
+    assert plan.device_load.max() < plan_standard(counts, D).device_load.max()
 
 
 def test_pair_counts_conserve_tokens():
