@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -78,19 +79,22 @@ def fit(
     eval_fn: EvalFn | None = None,
     mesh: Any = None,
     on_step: Callable[[int, dict], None] | None = None,
+    tx: optax.GradientTransformation | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` (a grain dataset or iterator with get/set_state).
 
     ``mesh`` (from ``jaxlab.sharding.make_mesh``) shards params by their logical
     axes and batches over the data axes; ``None`` runs on the default device.
     ``on_step(step, record)`` is called after every step (after any checkpoint).
+    ``tx`` replaces ``make_optimizer(optim_cfg)`` (e.g. wrapped to keep pruned weights
+    at zero); ``optim_cfg`` still gives the logged learning-rate schedule and accumulation.
     """
     graphdef, params, rest = split_model(model)
     if mesh is not None:
         from jaxlab.sharding import shard_state
 
         params, rest = shard_state(params, mesh), shard_state(rest, mesh)
-    tx = make_optimizer(optim_cfg)
+    tx = make_optimizer(optim_cfg) if tx is None else tx
     state = TrainState(params, jax.jit(tx.init)(params))
     data_iter = data if hasattr(data, "set_state") else iter(data)
 

@@ -1,0 +1,32 @@
+"""Pure transforms over a decoder's parameter pytree: masks, importance scores, compaction, grad masks."""
+from jaxlab.transforms.compact import CompactionError, compact, compact_config, compact_params, param_count
+from jaxlab.transforms.grad_mask import mask_gradients, masked_optimizer
+from jaxlab.transforms.importance import (HEAD_CRITERIA, NEURON_CRITERIA, head_scores, kv_head_scores, mlp_scores,
+                                          ptl_scores)
+from jaxlab.transforms.layer_importance import LAYER_CRITERIA, block_influence, layer_scores, skip_loss
+from jaxlab.transforms.masks import Masks, apply_masks, combine, full_masks, kept, prune_lowest
+
+CRITERIA = {"mlp": NEURON_CRITERIA, "heads": HEAD_CRITERIA, "kv_heads": HEAD_CRITERIA, "layers": LAYER_CRITERIA}
+
+
+def unit_scores(model_or_split, unit: str, criterion: str, calib=(), *, masks: Masks | None = None,
+                english=(), top_frac: float = 0.8):
+    """Scores for ``unit`` (``mlp`` | ``heads`` | ``kv_heads`` | ``layers``) lining up with ``getattr(masks, unit)``."""
+    if unit not in CRITERIA:
+        raise ValueError(f"unit: expected one of {list(CRITERIA)}, got {unit!r}")
+    if criterion not in CRITERIA[unit]:
+        raise ValueError(f"criterion: {criterion!r} does not score {unit}; expected one of {list(CRITERIA[unit])}")
+    if unit == "mlp":
+        keep = masks.mlp if masks is not None else None
+        return mlp_scores(model_or_split, criterion, calib, english=english, keep=keep, top_frac=top_frac)
+    if unit == "heads":
+        return head_scores(model_or_split, criterion, calib)
+    if unit == "kv_heads":
+        return kv_head_scores(model_or_split, criterion, calib)
+    return layer_scores(model_or_split, criterion, calib, masks)
+
+
+__all__ = ["Masks", "full_masks", "apply_masks", "combine", "prune_lowest", "kept", "compact", "compact_config",
+           "compact_params", "param_count", "CompactionError", "mask_gradients", "masked_optimizer", "mlp_scores",
+           "head_scores", "kv_head_scores", "ptl_scores", "block_influence", "skip_loss", "layer_scores",
+           "unit_scores", "CRITERIA", "NEURON_CRITERIA", "HEAD_CRITERIA", "LAYER_CRITERIA"]

@@ -1,0 +1,150 @@
+"""Importance scores for MLP neurons and attention heads; higher = more important (pruned last).
+
+Scores come back as one numpy vector per layer, lining up with
+``Masks.mlp`` / ``Masks.heads`` / ``Masks.kv_heads``, so
+``prune_lowest(masks, unit, scores, n)`` consumes them directly.
+
+Criteria (``calib`` = calibration batches, task text for ``ptl``):
+
+``magnitude``   L1 norm of the unit's weights (gate/up columns + down row; q columns + o rows).
+``activation``  mean |activation| over calibration tokens (down_proj input; per-head attention output).
+``taylor``      first-order Taylor ``sum |w * dL/dw|`` over the unit's weights (LLM-Pruner's group score).
+``wanda``       ``||x||_2 * sum |W|`` with x the input the unit feeds to down_proj / o_proj (Wanda, structured).
+``ptl``         the seed's activation criterion (MLP only), see :func:`ptl_scores`.
+
+A KV group's score is the sum of its query heads' scores.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from flax import nnx
+
+from jaxlab.transforms import stats
+
+NEURON_CRITERIA = ("ptl", "magnitude", "activation", "taylor", "wanda")
+HEAD_CRITERIA = ("magnitude", "activation", "taylor", "wanda")
+Batches = Iterable[Mapping[str, Any]]
+
+
+def _weights(params: nnx.State) -> dict:
+    return params.to_pure_dict() if hasattr(params, "to_pure_dict") else params
+
+
+def _check(criterion: str, allowed: Sequence[str], what: str) -> None:
+    if criterion not in allowed:
+        raise ValueError(f"criterion: {criterion!r} is not a {what} criterion; expected one of {list(allowed)}")
+
+
+def mlp_scores(model_or_split: Any, criterion: str, calib: Batches = (), *, english: Batches = (),
+               keep: Sequence[Any] | None = None, top_frac: float = 0.8) -> tuple[np.ndarray, ...]:
+    """One ``[F_i]`` score vector per layer for MLP intermediate neurons.
+
+    ``english`` (general-text batches) and ``top_frac`` are used by ``ptl`` only;
+    ``keep`` (``Masks.mlp``) lets ``ptl`` rank among the still-kept neurons.
+    """
+    _check(criterion, NEURON_CRITERIA, "MLP neuron")
+    split = stats.as_split(model_or_split)
+    w = _weights(split[1])["layers"]
+    n = len(w)
+    l1 = lambda a, axis: np.abs(np.asarray(a)).sum(axis=axis)  # noqa: E731
+    down_l1 = [l1(w[i]["mlp"]["down_proj"]["kernel"], 1) for i in range(n)]
+    if criterion == "magnitude":
+        return tuple(l1(w[i]["mlp"]["gate_proj"]["kernel"], 0) + l1(w[i]["mlp"]["up_proj"]["kernel"], 0) + down_l1[i]
+                     for i in range(n))
+    if criterion == "ptl":
+        task = stats.last_token_values(split, calib)
+        eng = stats.last_token_values(split, english)
+        keep = keep if keep is not None else [np.ones(len(d)) for d in down_l1]
+        return tuple(ptl_scores(task[i], eng[i], np.asarray(keep[i]), top_frac) for i in range(n))
+    if criterion == "taylor":
+        grads, _ = stats.loss_gradient(split, calib)
+        g = _weights(grads)["layers"]
+        wg = lambda p, axis: np.abs(np.asarray(w[i]["mlp"][p]["kernel"]) * np.asarray(g[i]["mlp"][p]["kernel"])).sum(axis)  # noqa: E731
+        out = []
+        for i in range(n):
+            out.append(wg("gate_proj", 0) + wg("up_proj", 0) + wg("down_proj", 1))
+        return tuple(out)
+    sums, count = stats.activation_stats(split, calib)
+    if criterion == "activation":
+        return tuple(s["act_abs"] / count for s in sums)
+    return tuple(np.sqrt(s["act_sq"]) * down_l1[i] for i, s in enumerate(sums))  # wanda
+
+
+def head_scores(model_or_split: Any, criterion: str, calib: Batches = ()) -> tuple[np.ndarray, ...]:
+    """One ``[H_i]`` score vector per layer for query heads."""
+    _check(criterion, HEAD_CRITERIA, "attention head")
+    split = stats.as_split(model_or_split)
+    cfg = _config(split)
+    w = _weights(split[1])["layers"]
+    out = []
+    if criterion in ("magnitude", "taylor"):
+        g = _weights(stats.loss_gradient(split, calib)[0])["layers"] if criterion == "taylor" else None
+        for i in range(len(w)):
+            q, o = np.asarray(w[i]["attn"]["q_proj"]["kernel"]), np.asarray(w[i]["attn"]["o_proj"]["kernel"])
+            if g is not None:
+                q = q * np.asarray(g[i]["attn"]["q_proj"]["kernel"])
+                o = o * np.asarray(g[i]["attn"]["o_proj"]["kernel"])
+            h = cfg.layer_heads[i]
+            out.append(np.abs(q).reshape(q.shape[0], h, -1).sum((0, 2)) + np.abs(o).reshape(h, -1).sum(1))
+        return tuple(out)
+    sums, count = stats.activation_stats(split, calib)
+    for i, s in enumerate(sums):
+        h = cfg.layer_heads[i]
+        if criterion == "activation":
+            out.append(s["head_abs"] / (count * cfg.head_dim))
+        else:  # wanda
+            o = np.abs(np.asarray(w[i]["attn"]["o_proj"]["kernel"])).reshape(h, -1).sum(1)
+            out.append(np.sqrt(s["head_sq"]) * o)
+    return tuple(out)
+
+
+def kv_head_scores(model_or_split: Any, criterion: str, calib: Batches = ()) -> tuple[np.ndarray, ...]:
+    """One ``[KV_i]`` score vector per layer: the sum over each group's query heads."""
+    split = stats.as_split(model_or_split)
+    cfg = _config(split)
+    heads = head_scores(split, criterion, calib)
+    return tuple(s.reshape(kv, -1).sum(1) for s, kv in zip(heads, cfg.layer_kv_heads))
+
+
+def _config(split: Any) -> Any:
+    return nnx.merge(*split).config
+
+
+def _member(values: np.ndarray, top_n: int, lowest: bool) -> np.ndarray:
+    """``[F]`` bool: in the ``top_n`` lowest (or highest) of *every* row of ``values [N, F]``."""
+    order = np.argsort(values if lowest else -values, axis=1, kind="stable")[:, :top_n]
+    member = np.zeros(values.shape, bool)
+    np.put_along_axis(member, order, True, axis=1)
+    return member.all(axis=0)
+
+
+def ptl_scores(task: Mapping[str, np.ndarray], english: Mapping[str, np.ndarray], keep: np.ndarray,
+               top_frac: float) -> np.ndarray:
+    """The seed's (PTL) neuron criterion for one layer, as a sortable score.
+
+    Signals are the signed gate, up and down_proj-input values at the last token.
+    Per signal, the *task set* holds neurons among the ``top_n`` lowest on every
+    task sample and the *English set* those among the ``top_n`` highest on every
+    general-text sample (``top_n = ceil(top_frac * kept)``). The seed deletes the
+    union over signals of (task set - English set). To prune an exact count we
+    order neurons lexicographically by: number of signals voting deletion (more =
+    pruned first), number of signals protecting it (more = pruned last), then the
+    mean task down_proj input (lower first). Pruned neurons are excluded from ranking.
+    """
+    if not 0.0 < top_frac <= 1.0:
+        raise ValueError(f"top_frac: expected a fraction in (0, 1], got {top_frac!r}")
+    alive = np.asarray(keep) > 0
+    top_n = max(1, math.ceil(top_frac * int(alive.sum())))
+    votes = np.zeros(alive.shape, np.int64)
+    protect = np.zeros(alive.shape, np.int64)
+    for sig in ("gate", "up", "act"):
+        low = _member(np.where(alive, task[sig], np.inf), top_n, lowest=True)
+        high = _member(np.where(alive, english[sig], -np.inf), top_n, lowest=False)
+        votes += low & ~high
+        protect += high
+    mean = np.asarray(task["act"]).mean(axis=0)
+    rank = np.argsort(np.argsort(mean, kind="stable"), kind="stable") / max(len(mean), 1)
+    return (3 - votes) * 16.0 + protect * 4.0 + rank
