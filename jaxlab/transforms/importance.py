@@ -30,7 +30,7 @@ Batches = Iterable[Mapping[str, Any]]
 
 
 def _weights(params: nnx.State) -> dict:
-    return params.to_pure_dict() if hasattr(params, "to_pure_dict") else params
+    return nnx.to_pure_dict(params) if isinstance(params, nnx.State) else params
 
 
 def _check(criterion: str, allowed: Sequence[str], what: str) -> None:
