@@ -1,0 +1,106 @@
+"""One track of the prune-tune loop: score -> prune -> tune -> evaluate -> checkpoint, per stage.
+
+The model stays at full shape with masks applied (pruned weights are exact
+zeros): every stage then reuses the same compiled scoring, training and eval
+programs, which on a CPU costs far less than recompiling a smaller model per
+stage. Compaction happens once, at export. After each stage the params, masks,
+data-iterator position and result rows go into an orbax checkpoint, so a
+restarted run resumes after the last finished stage.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from experiments.ptl.schedule import ScheduleConfig
+from experiments.ptl.tune import Budget, Stage, Tuner
+from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
+from jaxlab.train.step import TrainState, split_model
+from jaxlab.transforms import Masks, apply_masks, compact_config, kept, param_count, prune_lowest, unit_scores
+
+EvalFn = Callable[[tuple], dict]
+
+
+@dataclasses.dataclass
+class TrackResult:
+    rows: list[dict]
+    model: nnx.Module
+    masks: Masks
+    resumed_from: int | None
+
+
+def masks_to_tree(m: Masks) -> dict:
+    return {"mlp": list(m.mlp), "heads": list(m.heads), "kv_heads": list(m.kv_heads), "layers": m.layers}
+
+
+def tree_to_masks(t: dict) -> Masks:
+    return Masks(mlp=tuple(t["mlp"]), heads=tuple(t["heads"]), kv_heads=tuple(t["kv_heads"]), layers=t["layers"])
+
+
+def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[int], schedule: ScheduleConfig,
+              tuner: Tuner | None, budget: Budget, calib: list[dict], english: list[dict], eval_fn: EvalFn,
+              ckpt_dir: Path, progress: bool = True, log: Callable[[str], None] = print) -> TrackResult:
+    """Run the stages of one track; returns a row per stage (params, eval metrics, tokens used)."""
+    cfg = model.config
+    graphdef, params, rest = split_model(model)
+    params = apply_masks(params, masks, cfg.head_dim)
+    rows: list[dict] = []
+    ckpt = Checkpointer(ckpt_dir, CheckpointConfig(every_steps=1, keep=2, async_save=False, resume=True))
+    start, resumed_from = 0, None
+    try:
+        if ckpt.latest_step() is not None:
+            restored = ckpt.restore(TrainState(params, masks_to_tree(masks)), rest)
+            params, masks, rest = restored.state.params, tree_to_masks(restored.state.opt_state), restored.rest
+            rows, start = list(restored.extra["rows"]), restored.step
+            resumed_from = start
+            if restored.data_state is not None and hasattr(tuner, "set_state"):
+                tuner.set_state(restored.data_state)
+            log(f"[ptl] {track}: resumed after stage {start} of {len(kept_after)}")
+        bar = tqdm(total=len(kept_after), initial=start, desc=f"{track} stages", unit="stage", disable=not progress)
+        tokens = rows[-1]["tokens"] if rows else 0
+        for k in range(start + 1, len(kept_after) + 1):
+            split = (graphdef, params, rest)
+            now = kept(masks, schedule.unit)
+            n = (min(now) if isinstance(now, list) else now) - kept_after[k - 1]
+            scores = unit_scores(split, schedule.unit, schedule.criterion, calib, masks=masks, english=english,
+                                 top_frac=schedule.top_frac)
+            masks = prune_lowest(masks, schedule.unit, scores, n)
+            params = apply_masks(params, masks, cfg.head_dim)
+            pruned = eval_fn((graphdef, params, rest))
+            if tuner is not None and budget.steps > 0:
+                stage = Stage(index=k, stages=len(kept_after), track=track, masks=masks, head_dim=cfg.head_dim)
+                tuned = tuner(nnx.merge(graphdef, params, rest), stage, budget)
+                _, new_params, rest = split_model(tuned)
+                params = apply_masks(new_params, masks, cfg.head_dim)
+                tokens += budget.tokens
+                metrics = eval_fn((graphdef, params, rest))
+            else:
+                metrics = pruned
+            row = {"track": track, "stage": k, "params": param_count(compact_config(cfg, masks)),
+                   "kept": kept_after[k - 1], "tokens": tokens, **metrics, "pruned": pruned}
+            rows.append(row)
+            data_state = tuner.get_state() if hasattr(tuner, "get_state") else None
+            ckpt.save(k, TrainState(params, masks_to_tree(masks)), rest, data_state=data_state,
+                      extra={"rows": _jsonable(rows)})
+            bar.update(1)
+            bar.set_postfix(code_ppl=f"{row['code_ppl']:.2f}", text_ppl=f"{row['text_ppl']:.2f}", refresh=False)
+            log(f"[ptl] {track} stage {k}/{len(kept_after)}: kept {row['kept']} {schedule.unit}, "
+                f"{row['params'] / 1e6:.2f}M params, code ppl {pruned['code_ppl']:.2f} -> {row['code_ppl']:.2f}, "
+                f"text ppl {pruned['text_ppl']:.2f} -> {row['text_ppl']:.2f}, acc {row['accuracy']:.3f}")
+        bar.close()
+    finally:
+        ckpt.close()
+    return TrackResult(rows, nnx.merge(graphdef, params, rest), masks, resumed_from)
+
+
+def _jsonable(rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        out.append({k: (float(v) if isinstance(v, (float, np.floating, jnp.ndarray)) else v) for k, v in r.items()})
+    return out

@@ -1,0 +1,245 @@
+"""PTL runner: compress a model by prune-tune stages and compare with one-shot baselines.
+
+``jaxlab run configs/ptl_smollm2.yaml [key=value ...]``. The schedule is
+validated against the model's config before any weights or data are loaded.
+Then, on the same calibration data, evaluation sets and tuning data stream:
+
+``ptl``       ``schedule.stages`` stages of score -> prune -> tune (``tune.steps`` each) -> evaluate
+``one_shot``  prune straight to the target, tune with the same total budget (stages x steps)
+``no_tune``   prune straight to the target, no tuning (the one-shot model before its tune)
+
+Writes under ``output_dir``: ``results.json`` (every row + config + timings),
+``results.md`` (the table), ``ptl_vs_oneshot.png`` (quality vs parameters),
+``hf_model/`` (the compacted PTL model, loadable by transformers) and
+``<track>/checkpoints`` (per-stage orbax checkpoints for resuming).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from experiments.ptl import corpora
+from experiments.ptl.evaluate import evaluate_stage
+from experiments.ptl.loop import run_track
+from experiments.ptl.report import format_table, plot_quality, write_json
+from experiments.ptl.schedule import ScheduleConfig, plan
+from experiments.ptl.tune import TrainerTuner, TuneConfig, budget_for, load_rl_hook
+from jaxlab.config import ConfigError, to_dict
+from jaxlab.models.config import ModelConfig, tiny_config
+from jaxlab.train import data as train_data
+from jaxlab.transforms import compact, full_masks, param_count
+
+ModelName = Literal["smollm2-135m-instruct", "tiny-llama", "tiny-qwen2", "tiny-qwen3"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    name: ModelName = "smollm2-135m-instruct"
+    """``tiny-*``: a random 3-layer model with a byte tokenizer (tests, smoke runs)."""
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+    root: str | None = None
+    """Code corpus directory (default: this interpreter's stdlib)."""
+    heldout_fraction: float = 0.05
+    seq_len: int = 128
+    batch_size: int = 4
+    """Sequences per tuning step (tokens per step = batch_size * seq_len)."""
+    calib_batches: int = 2
+    """Code calibration batches; their rows are the seed's task samples."""
+    english_batches: int = 2
+    """General-text batches whose strongly active neurons the ``ptl`` criterion protects."""
+    eval_batches: int = 4
+    """Held-out batches per corpus (code, text) for perplexity."""
+    task_items: int = 24
+    """Next-line multiple-choice items (0 disables the accuracy column)."""
+    task_context: int = 96
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "batch_size", "calib_batches", "english_batches", "eval_batches", "task_context"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+        if self.task_items < 0:
+            raise ValueError(f"task_items: expected >= 0, got {self.task_items!r}")
+        if not 0.0 < self.heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction: expected a number in (0, 1), got {self.heldout_fraction!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    output_dir: str
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    schedule: ScheduleConfig = ScheduleConfig()
+    tune: TuneConfig = TuneConfig()
+    baselines: tuple[Literal["one_shot", "no_tune"], ...] = ("one_shot", "no_tune")
+    export_hf: bool = True
+    """Compact the final PTL model and write it with ``to_hf`` to ``output_dir/hf_model``."""
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.output_dir:
+            raise ValueError("output_dir: expected a non-empty path")
+
+
+def model_config(section: ModelSection) -> ModelConfig:
+    """The architecture alone (no weights), so the schedule can be checked before loading anything."""
+    if section.name.startswith("tiny-"):
+        return tiny_config(section.name[5:], num_layers=4, intermediate_size=96, max_position_embeddings=512)
+    from jaxlab.models.hf import config_from_hf
+    from jaxlab.models.smollm2 import smollm2_folder
+
+    return config_from_hf(json.loads((smollm2_folder() / "config.json").read_text()))
+
+
+def load_model(section: ModelSection) -> tuple[Any, Any, corpora.Encode, int]:
+    """``(model, tokenizer or None, encode, eos_id)``."""
+    if section.name.startswith("tiny-"):
+        from jaxlab.models import init_model
+
+        encode, eos = corpora.byte_encoder()
+        return init_model(model_config(section), section.seed), None, encode, eos
+    from jaxlab.models import load_smollm2
+
+    model, tok = load_smollm2()
+    encode, eos = corpora.hf_encoder(tok)
+    return model, tok, encode, eos
+
+
+def _check(cfg: Config) -> tuple[ModelConfig, list[int]]:
+    """Everything that can fail on the config alone, before any work."""
+    mcfg = model_config(cfg.model)
+    try:
+        kept_after = plan(cfg.schedule, mcfg)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if cfg.tune.method == "rl":
+        try:
+            load_rl_hook(cfg.tune.rl_hook)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+    if cfg.data.seq_len + 1 > mcfg.max_position_embeddings:
+        raise ConfigError(f"data.seq_len: {cfg.data.seq_len} exceeds the model's {mcfg.max_position_embeddings} positions")
+    return mcfg, kept_after
+
+
+def _tuner(cfg: Config, train_files, tokenizer, encode, eos):
+    """A fresh tuner (and data stream from the start) for one track."""
+    if cfg.tune.method == "none":
+        return None
+    if cfg.tune.method == "rl":
+        return load_rl_hook(cfg.tune.rl_hook)(cfg)
+    d = cfg.data
+    if cfg.tune.method == "sft":
+        if tokenizer is None:
+            raise ConfigError("tune.method: 'sft' needs a model with a chat tokenizer (not a tiny byte model)")
+        ds = train_data.chat_sft_dataset(cfg.tune.sft_data, tokenizer, seq_len=d.seq_len, batch_size=d.batch_size,
+                                         seed=d.seed, truncate=True)
+    else:
+        ds = train_data.pretrain_dataset(train_files, encode, eos_id=eos, seq_len=d.seq_len,
+                                         batch_size=d.batch_size, seed=d.seed)
+    return TrainerTuner(iter(ds), cfg.tune, progress=cfg.progress)
+
+
+def run(cfg: Config) -> dict:
+    """Run PTL and the baselines per ``cfg``; print the table, write JSON/PNG/HF export; return the summary."""
+    t0 = time.time()
+    mcfg, kept_after = _check(cfg)
+    out = Path(cfg.output_dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    d, s = cfg.data, cfg.schedule
+    print(f"[ptl] {cfg.model.name}: remove {s.target} of {s.target_of} ({s.unit}) in {s.stages} {s.spacing} stages "
+          f"by {s.criterion}; kept after each stage: {kept_after}", flush=True)
+    model, tokenizer, encode, eos = load_model(cfg.model)
+
+    train_files, held_files = corpora.code_splits(d.root, d.heldout_fraction)
+    eng_calib, eng_held = corpora.english_topics()
+    calib = corpora.file_batches(train_files, encode, eos, d.seq_len, d.calib_batches, d.batch_size, "code", d.seed + 1)
+    english = corpora.text_batches(eng_calib, encode, eos, d.seq_len, d.english_batches, d.batch_size, "English")
+    code_eval = corpora.file_batches(held_files, encode, eos, d.seq_len, d.eval_batches, d.batch_size,
+                                     "held-out code", d.seed)
+    text_eval = corpora.text_batches(eng_held, encode, eos, d.seq_len, d.eval_batches, d.batch_size,
+                                     "held-out English")
+    items = corpora.next_line_items(held_files, encode, d.task_items, d.task_context, d.seed)
+
+    def eval_fn(split):
+        return evaluate_stage(split, code_eval, text_eval, items)
+
+    from jaxlab.train.step import split_model
+
+    timings = {}
+    t = time.time()
+    base = {"track": "base", "stage": 0, "params": param_count(mcfg), "kept": None, "tokens": 0,
+            **eval_fn(split_model(model))}
+    timings["base_eval_s"] = round(time.time() - t, 1)
+    print(f"[ptl] base: code ppl {base['code_ppl']:.3f}, text ppl {base['text_ppl']:.3f}, "
+          f"task acc {base['accuracy']:.3f}", flush=True)
+    tokens_per_step = d.batch_size * d.seq_len
+    common = dict(schedule=s, calib=calib, english=english, eval_fn=eval_fn, progress=cfg.progress)
+
+    t = time.time()
+    ptl = run_track("ptl", model, full_masks(mcfg), kept_after, tuner=_tuner(cfg, train_files, tokenizer, encode, eos),
+                    budget=budget_for(cfg.tune, tokens_per_step), ckpt_dir=out / "ptl" / "checkpoints", **common)
+    timings["ptl_s"] = round(time.time() - t, 1)
+    rows = [base, *ptl.rows]
+    if "one_shot" in cfg.baselines:
+        t = time.time()
+        one = run_track("one_shot", model, full_masks(mcfg), kept_after[-1:],
+                        tuner=_tuner(cfg, train_files, tokenizer, encode, eos),
+                        budget=budget_for(cfg.tune, tokens_per_step, multiplier=s.stages),
+                        ckpt_dir=out / "one_shot" / "checkpoints", **common)
+        timings["one_shot_s"] = round(time.time() - t, 1)
+        rows += one.rows
+        if "no_tune" in cfg.baselines:
+            r = one.rows[-1]
+            rows.append({**r, "track": "no_tune", "tokens": 0, **r["pruned"]})
+    elif "no_tune" in cfg.baselines:
+        none = run_track("no_tune", model, full_masks(mcfg), kept_after[-1:], tuner=None,
+                         budget=budget_for(cfg.tune, tokens_per_step), ckpt_dir=out / "no_tune" / "checkpoints",
+                         **common)
+        rows += none.rows
+
+    export = _export(cfg, ptl, tokenizer, out)
+    table = format_table(rows)
+    plot = plot_quality(rows, out / "ptl_vs_oneshot.png",
+                        f"{cfg.model.name}: {s.unit} pruning to {s.target:.0%} of {s.target_of}, "
+                        f"{s.criterion}, {s.stages} stages x {budget_for(cfg.tune, tokens_per_step).steps} steps")
+    (out / "results.md").write_text(table + "\n")
+    summary = {"model": cfg.model.name, "schedule": to_dict(s), "kept_after": kept_after, "rows": rows,
+               "export": export, "resumed_from": ptl.resumed_from, "timings": timings,
+               "wall_time_s": round(time.time() - t0, 1),
+               "outputs": {"results": str(out / "results.json"), "table": str(out / "results.md"), "plot": str(plot)}}
+    write_json(out / "results.json", summary)
+    print("\n" + table, flush=True)
+    print(f"\n[ptl] wrote {out / 'results.json'}, {plot}" + (f", {export['path']}" if export.get("path") else "")
+          + f" in {summary['wall_time_s']:.0f}s", flush=True)
+    return summary
+
+
+def _export(cfg: Config, ptl, tokenizer, out: Path) -> dict:
+    """Compact the final PTL model; write a transformers folder when its widths are uniform."""
+    if not cfg.export_hf:
+        return {}
+    small = compact(ptl.model, ptl.masks)
+    info = {"config": {"num_layers": small.config.num_layers, "intermediate_size": small.config.intermediate_size,
+                       "num_heads": small.config.num_heads, "num_kv_heads": small.config.num_kv_heads},
+            "params": param_count(small.config)}
+    if not small.config.is_uniform:
+        info["note"] = "non-uniform per-layer widths: loadable in jaxlab only (transformers cannot load them)"
+        return info
+    from jaxlab.models import to_hf
+
+    path = to_hf(small, out / "hf_model")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(path))
+    info["path"] = str(path)
+    return info
