@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sysconfig
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -53,13 +54,13 @@ def stdlib_python_files(root: str | Path | None = None) -> list[Path]:
     root = Path(root) if root is not None else stdlib_root()
     if not root.is_dir():
         raise FileNotFoundError(f"corpus root {str(root)!r} is not a directory")
-    files = sorted(
-        p for p in root.rglob("*.py")
-        if not _SKIP_DIRS.intersection(p.relative_to(root).parts[:-1]) and p.is_file()
-    )
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)  # prune, don't descend
+        files.extend(Path(dirpath, f) for f in filenames if f.endswith(".py"))
     if not files:
         raise FileNotFoundError(f"no .py files found under {str(root)!r}")
-    return files
+    return sorted(files)
 
 
 def split_files(

@@ -96,7 +96,11 @@ def plot_loss_curve(jsonl_path: str | Path, png_path: str | Path, title: str = "
                      if r.get("split") == split and isinstance(r.get("loss"), (int, float)))
         if pts:
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, style, label=f"{split} loss", markersize=4)
+            ax.plot(xs, ys, style, label=f"{split} loss", markersize=4, alpha=0.45 if split == "train" else 1.0)
+            if split == "train" and len(ys) >= 8:  # small batches are noisy: show the trend too
+                k = max(len(ys) // 8, 3)
+                smooth = np.convolve(ys, np.ones(k) / k, mode="valid")
+                ax.plot(xs[k - 1:], smooth, "-", color="C0", linewidth=2, label=f"train loss ({k}-step mean)")
     if not ax.lines:
         raise ValueError(f"{jsonl_path}: no 'loss' records to plot")
     ax.set_xlabel("step")

