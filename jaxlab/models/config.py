@@ -1,8 +1,9 @@
-"""The one config that describes every dense decoder LM jaxlab builds.
+"""The one config that describes every decoder LM jaxlab builds (dense and MoE).
 
 Widths may be given per layer (tuples) so that pruned models with
 non-uniform layers stay loadable in jaxlab; `is_uniform` says whether the
-model can be exported as a standard transformers checkpoint.
+model can be exported as a standard transformers checkpoint. A ``moe``
+section turns the feed-forward of (some) layers into a routed mixture of experts.
 """
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from typing import Any, Literal
 
 import jax.numpy as jnp
 
-Family = Literal["llama", "qwen2", "qwen3"]
+Family = Literal["llama", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss"]
+FAMILIES = ("llama", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss")
+MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-_ROPE_TYPES = ("default", "llama3", "linear")
+_ROPE_TYPES = ("default", "llama3", "linear", "yarn")
+_LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
 def dtype_of(name: str) -> Any:
@@ -34,8 +38,74 @@ def _per_layer(value: int | tuple[int, ...], n: int, name: str) -> tuple[int, ..
 
 
 @dataclass(frozen=True)
+class MoEConfig:
+    """Routed experts of the MoE layers.
+
+    Routing is softmax over ``num_experts`` router logits, then top-k; with
+    ``norm_topk_prob`` the k weights are renormalised to sum to one (Mixtral,
+    gpt-oss) and otherwise used as is (Qwen defaults). ``activation``:
+    ``swiglu`` is ``silu(g) * u``; ``clamped_swiglu`` is gpt-oss's
+    ``(clip(u) + 1) * g' * sigmoid(alpha * g')`` with ``g' = min(g, limit)``.
+    ``ep`` picks how expert compute is distributed (``jaxlab.parallel``).
+    """
+
+    num_experts: int
+    num_experts_per_tok: int
+    intermediate_size: int
+    norm_topk_prob: bool = True
+    router_bias: bool = False
+    expert_bias: bool = False
+    activation: Literal["swiglu", "clamped_swiglu"] = "swiglu"
+    swiglu_alpha: float = 1.702
+    swiglu_limit: float = 7.0
+    shared_expert_intermediate_size: int = 0
+    shared_expert_gate: bool = False
+    dense_layers: tuple[int, ...] = ()
+    router_aux_loss_coef: float = 0.0
+    router_z_loss_coef: float = 0.0
+    ep: Literal["none", "standard", "llep"] = "none"
+    ep_capacity_factor: float | None = None
+    ep_max_extra_experts: int = 2
+    ep_min_chunk: int = 16
+
+    def __post_init__(self) -> None:
+        if self.num_experts < 1:
+            raise ValueError(f"moe.num_experts: expected a positive integer, got {self.num_experts}")
+        if not 1 <= self.num_experts_per_tok <= self.num_experts:
+            raise ValueError(f"moe.num_experts_per_tok: expected 1..{self.num_experts} (num_experts), "
+                             f"got {self.num_experts_per_tok}")
+        if self.intermediate_size < 1:
+            raise ValueError(f"moe.intermediate_size: expected a positive integer, got {self.intermediate_size}")
+        if self.shared_expert_intermediate_size < 0:
+            raise ValueError("moe.shared_expert_intermediate_size: expected >= 0 (0 = no shared expert), "
+                             f"got {self.shared_expert_intermediate_size}")
+        if self.shared_expert_gate and not self.shared_expert_intermediate_size:
+            raise ValueError("moe.shared_expert_gate: needs a shared expert (shared_expert_intermediate_size > 0)")
+        if self.activation not in ("swiglu", "clamped_swiglu"):
+            raise ValueError(f"moe.activation: expected 'swiglu' or 'clamped_swiglu', got {self.activation!r}")
+        if self.ep not in ("none", "standard", "llep"):
+            raise ValueError(f"moe.ep: expected 'none', 'standard' or 'llep', got {self.ep!r}")
+        if self.ep != "none" and (self.activation != "swiglu" or self.expert_bias):
+            raise ValueError(f"moe.ep={self.ep!r}: expert parallelism runs plain SwiGLU experts without biases; "
+                             "clamped_swiglu / expert_bias experts (gpt-oss) support ep='none' only")
+        if self.router_aux_loss_coef < 0 or self.router_z_loss_coef < 0:
+            raise ValueError("moe.router_aux_loss_coef / moe.router_z_loss_coef: expected >= 0")
+        object.__setattr__(self, "dense_layers", tuple(sorted(set(self.dense_layers))))
+
+    def replace(self, **changes: Any) -> "MoEConfig":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of a decoder-only LM (Llama / Qwen2 / Qwen3 families)."""
+    """Architecture of a decoder-only LM (dense Llama / Qwen2 / Qwen3, MoE Mixtral / Qwen-MoE / gpt-oss).
+
+    ``layer_types`` (per layer ``full_attention`` / ``sliding_attention``) with
+    ``sliding_window`` gives local attention; ``attention_sinks`` adds a learned
+    per-head logit to every softmax (gpt-oss); ``attention_out_bias`` a bias on
+    o_proj. ``moe`` (None: dense) makes every layer not in ``moe.dense_layers``
+    an MoE layer; dense layers keep ``intermediate_size``.
+    """
 
     vocab_size: int
     hidden_size: int
@@ -54,13 +124,33 @@ class ModelConfig:
     max_position_embeddings: int = 2048
     dtype: str = "float32"
     param_dtype: str = "float32"
+    sliding_window: int | None = None
+    layer_types: tuple[str, ...] | None = None
+    attention_sinks: bool = False
+    attention_out_bias: bool = False
+    moe: MoEConfig | None = None
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if self.family not in ("llama", "qwen2", "qwen3"):
-            raise ValueError(f"family: expected 'llama', 'qwen2' or 'qwen3', got {self.family!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family: expected one of {FAMILIES}, got {self.family!r}")
+        if self.family in MOE_FAMILIES and self.moe is None:
+            raise ValueError(f"moe: family {self.family!r} is a mixture of experts and needs a moe section")
+        if isinstance(self.moe, dict):
+            object.__setattr__(self, "moe", MoEConfig(**self.moe))
+        if self.moe is not None and any(not 0 <= i < self.num_layers for i in self.moe.dense_layers):
+            raise ValueError(f"moe.dense_layers: expected layer indices in [0, {self.num_layers}), "
+                             f"got {self.moe.dense_layers}")
+        if self.layer_types is not None:
+            types = tuple(self.layer_types)
+            if len(types) != self.num_layers or any(t not in _LAYER_TYPES for t in types):
+                raise ValueError(f"layer_types: expected {self.num_layers} entries from {_LAYER_TYPES}, got {types}")
+            object.__setattr__(self, "layer_types", types)
+            if "sliding_attention" in types and not (self.sliding_window and self.sliding_window > 0):
+                raise ValueError("sliding_window: sliding_attention layers need a positive window, "
+                                 f"got {self.sliding_window}")
         if self.head_dim is None:
             heads = self.num_heads if isinstance(self.num_heads, int) else max(self.num_heads)
             if self.hidden_size % heads:
@@ -96,6 +186,19 @@ class ModelConfig:
         return _per_layer(self.num_kv_heads, self.num_layers, "num_kv_heads")
 
     @property
+    def layer_is_moe(self) -> tuple[bool, ...]:
+        """Per layer: True where the feed-forward is the routed MoE block."""
+        dense = set(self.moe.dense_layers) if self.moe else set(range(self.num_layers))
+        return tuple(i not in dense for i in range(self.num_layers))
+
+    @property
+    def layer_window(self) -> tuple[int | None, ...]:
+        """Per layer: the sliding attention window, or None for full causal attention."""
+        if self.layer_types is None:
+            return (self.sliding_window,) * self.num_layers
+        return tuple(self.sliding_window if t == "sliding_attention" else None for t in self.layer_types)
+
+    @property
     def is_uniform(self) -> bool:
         """True when every layer has the same widths (transformers can load it)."""
         return all(len(set(v)) == 1 for v in (self.layer_intermediate, self.layer_heads, self.layer_kv_heads))
@@ -113,7 +216,20 @@ def tiny_config(family: Family = "llama", **overrides: Any) -> ModelConfig:
     )
     if family == "qwen2":
         base.update(attention_bias=True)
-    if family == "qwen3":
+    if family in ("qwen3", "qwen3_moe"):
         base.update(qk_norm=True)
+    if family in MOE_FAMILIES:
+        moe = dict(num_experts=8, num_experts_per_tok=2, intermediate_size=32, norm_topk_prob=True)
+        if family == "qwen2_moe":
+            base.update(attention_bias=True)
+            moe.update(norm_topk_prob=False, shared_expert_intermediate_size=48, shared_expert_gate=True)
+        if family == "qwen3_moe":
+            moe.update(norm_topk_prob=False)
+        if family == "gpt_oss":
+            base.update(attention_bias=True, attention_out_bias=True, attention_sinks=True, sliding_window=4,
+                        layer_types=("sliding_attention", "full_attention"))
+            moe.update(router_bias=True, expert_bias=True, activation="clamped_swiglu")
+        moe_over = overrides.pop("moe", {})
+        base["moe"] = moe_over if isinstance(moe_over, MoEConfig) else MoEConfig(**{**moe, **moe_over})
     base.update(overrides)
     return ModelConfig(**base)

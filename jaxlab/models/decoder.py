@@ -1,9 +1,11 @@
-"""Dense decoder-only LM (Llama / Qwen2 / Qwen3) as a Flax NNX module.
+"""Decoder-only LM (dense Llama / Qwen2 / Qwen3; MoE Mixtral / Qwen-MoE / gpt-oss) as a Flax NNX module.
 
-One module covers the three families: Qwen2 adds q/k/v biases, Qwen3 adds a
-per-head RMSNorm on q and k. Layers are a plain list (not scanned) so widths
-may differ per layer after pruning. The KV cache is an explicit pytree that
-goes in and comes out, so a decode step stays a pure function.
+One module covers the families: Qwen2 adds q/k/v biases, Qwen3 adds a
+per-head RMSNorm on q and k; MoE layers swap the MLP for ``moe.MoEBlock``;
+gpt-oss adds attention sinks, an o_proj bias and alternating sliding-window
+layers. Layers are a plain list (not scanned) so widths may differ per layer
+after pruning. The KV cache is an explicit pytree that goes in and comes out,
+so a decode step stays a pure function.
 """
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import math
+
 from flax import nnx
 
 from jaxlab.models.config import ModelConfig, dtype_of
-from jaxlab.models.layers import Embed, Linear, RMSNorm, apply_rope, rope_inv_freq
+from jaxlab.models.layers import Embed, Linear, RMSNorm, _normal, apply_rope, rope_inv_freq
+from jaxlab.models.moe import MoEBlock, moe_aux
 from jaxlab.sharding import constrain
 
 _NEG = float(jnp.finfo(jnp.float32).min)
@@ -39,6 +44,43 @@ class KVCache:
                    valid=jnp.zeros((batch, length), bool), index=jnp.zeros((), jnp.int32))
 
 
+def yarn_inv_freq(head_dim: int, theta: float, scaling: dict[str, Any]) -> tuple[jax.Array, float]:
+    """YaRN inverse frequencies and attention factor (the cos/sin scale), as transformers computes them."""
+    factor = float(scaling["factor"])
+    old_len = float(scaling["original_max_position_embeddings"])
+    beta_fast, beta_slow = float(scaling.get("beta_fast") or 32), float(scaling.get("beta_slow") or 1)
+    mscale, mscale_all = scaling.get("mscale"), scaling.get("mscale_all_dim")
+
+    def get_mscale(scale: float, m: float = 1.0) -> float:
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    attn = scaling.get("attention_factor")
+    if attn is None:
+        attn = get_mscale(factor, mscale) / get_mscale(factor, mscale_all) if mscale and mscale_all \
+            else get_mscale(factor)
+
+    def corr_dim(rotations: float) -> float:
+        return head_dim * math.log(old_len / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+    low, high = corr_dim(beta_fast), corr_dim(beta_slow)
+    if scaling.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, head_dim - 1)
+    high = high + 0.001 if low == high else high
+    ramp = jnp.clip((jnp.arange(head_dim // 2, dtype=jnp.float32) - low) / (high - low), 0, 1)
+    pos = theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    extrapolate = 1 - ramp
+    inv = (1.0 / (factor * pos)) * (1 - extrapolate) + (1.0 / pos) * extrapolate
+    return inv, float(attn)
+
+
+def rope_freqs(head_dim: int, theta: float, scaling: dict[str, Any] | None) -> tuple[jax.Array, float]:
+    """Inverse frequencies and the factor rotated q/k are scaled by (1.0 except for YaRN)."""
+    if (scaling or {}).get("rope_type") == "yarn":
+        return yarn_inv_freq(head_dim, theta, scaling)
+    return rope_inv_freq(head_dim, theta, scaling), 1.0
+
+
 class Attention(nnx.Module):
     """Grouped-query attention with RoPE; softmax in float32."""
 
@@ -49,7 +91,10 @@ class Attention(nnx.Module):
         self.q_proj = Linear(d, num_heads * hd, ("embed", "heads"), use_bias=cfg.attention_bias, **kw)
         self.k_proj = Linear(d, num_kv_heads * hd, ("embed", "kv_heads"), use_bias=cfg.attention_bias, **kw)
         self.v_proj = Linear(d, num_kv_heads * hd, ("embed", "kv_heads"), use_bias=cfg.attention_bias, **kw)
-        self.o_proj = Linear(num_heads * hd, d, ("heads", "embed"), **kw)
+        self.o_proj = Linear(num_heads * hd, d, ("heads", "embed"), use_bias=cfg.attention_out_bias, **kw)
+        # gpt-oss sinks: a learned per-head logit in every softmax that absorbs probability mass.
+        self.sinks = (nnx.Param(_normal(rngs, (num_heads,), 0.02, kw["param_dtype"]), axes=("heads",))
+                      if cfg.attention_sinks else None)
         if cfg.qk_norm:
             self.q_norm = RMSNorm(hd, eps=cfg.rms_norm_eps, axes=("head_dim",), dtype=kw["dtype"],
                                   param_dtype=kw["param_dtype"])
@@ -68,8 +113,10 @@ class Attention(nnx.Module):
         v = self.v_proj(x).reshape(b, s, self.num_kv_heads, self.head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        inv_freq = rope_inv_freq(*self._rope)
+        inv_freq, rope_scale = rope_freqs(*self._rope)
         q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+        if rope_scale != 1.0:
+            q, k = (q * rope_scale).astype(q.dtype), (k * rope_scale).astype(k.dtype)
         new_kv = None
         if kv is not None:
             k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, index, 0, 0))
@@ -80,7 +127,12 @@ class Attention(nnx.Module):
         scores = jnp.einsum("bskgd,btkd->bkgst", qg, k.astype(q.dtype)).astype(jnp.float32)
         scores = scores / jnp.sqrt(jnp.float32(self.head_dim))
         scores = jnp.where(mask[:, None, None, :, :], scores, _NEG)
-        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        if self.sinks is None:
+            probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        else:
+            sink = self.sinks[...].astype(jnp.float32).reshape(1, self.num_kv_heads, groups, 1, 1)
+            sink = jnp.broadcast_to(sink, scores.shape[:-1] + (1,))
+            probs = jax.nn.softmax(jnp.concatenate([scores, sink], axis=-1), axis=-1)[..., :-1].astype(v.dtype)
         heads = jnp.einsum("bkgst,btkd->bskgd", probs, v).reshape(b, s, self.num_heads, self.head_dim)
         out = self.o_proj(heads.reshape(b, s, self.num_heads * self.head_dim).astype(x.dtype))
         return out, new_kv, heads
@@ -102,16 +154,19 @@ class MLP(nnx.Module):
 
 
 class DecoderBlock(nnx.Module):
-    """Pre-norm block: ``x + attn(norm(x))`` then ``h + mlp(norm(h))``."""
+    """Pre-norm block: ``x + attn(norm(x))`` then ``h + mlp(norm(h))`` (the MLP is an MoE block in MoE layers)."""
 
     def __init__(self, cfg: ModelConfig, layer: int, *, rngs: nnx.Rngs):
         kw = dict(eps=cfg.rms_norm_eps, dtype=dtype_of(cfg.dtype), param_dtype=dtype_of(cfg.param_dtype))
         self.attn_norm = RMSNorm(cfg.hidden_size, **kw)
         self.attn = Attention(cfg, cfg.layer_heads[layer], cfg.layer_kv_heads[layer], rngs=rngs)
         self.mlp_norm = RMSNorm(cfg.hidden_size, **kw)
-        self.mlp = MLP(cfg, cfg.layer_intermediate[layer], rngs=rngs)
+        self.mlp = MoEBlock(cfg, rngs=rngs) if cfg.layer_is_moe[layer] else MLP(cfg, cfg.layer_intermediate[layer],
+                                                                                rngs=rngs)
+        self.window = cfg.layer_window[layer]
 
-    def __call__(self, x, positions, mask, kv=None, index=None):
+    def __call__(self, x, positions, masks, kv=None, index=None):
+        mask = masks[self.window] if isinstance(masks, dict) else masks
         attn_out, new_kv, heads = self.attn(self.attn_norm(x), positions, mask, kv, index)
         h = constrain(x + attn_out, ACT_AXES)
         mlp_out, acts = self.mlp(self.mlp_norm(h))
@@ -137,12 +192,22 @@ class DecoderLM(nnx.Module):
         logits = self.embed.attend(h) if self.lm_head is None else self.lm_head(h)
         return logits.astype(jnp.float32)
 
+    def _masks(self, mask: jax.Array, q_slots: jax.Array, k_slots: jax.Array) -> dict[int | None, jax.Array]:
+        """The causal mask per attention window (None: full); sliding layers see ``q - k < window``."""
+        masks = {None: mask}
+        for w in set(self.config.layer_window) - {None}:
+            masks[w] = mask & ((q_slots[:, None] - k_slots[None, :]) < w)[None]
+        return masks
+
     def __call__(self, input_ids: jax.Array, positions: jax.Array | None = None,
-                 attention_mask: jax.Array | None = None, *, collect: bool = False):
+                 attention_mask: jax.Array | None = None, *, collect: bool = False, return_aux: bool = False):
         """Full-sequence causal forward. ``attention_mask[B, S]`` marks real tokens (1) vs padding (0).
 
         With ``collect=True`` also returns per-layer intermediates (block inputs/outputs, per-head
-        attention outputs, MLP gate/up/act) for importance scoring.
+        attention outputs, MLP gate/up/act, MoE router logits) for importance scoring. With
+        ``return_aux=True`` (MoE) also returns ``moe.moe_aux``: load-balancing and router z-losses
+        over real tokens, their weighted sum ``aux_loss`` and the per-layer router logits.
+        Returns ``logits``, ``(logits, inter)``, ``(logits, aux)`` or ``(logits, inter, aux)``.
         """
         b, s = input_ids.shape
         valid = jnp.ones((b, s), bool) if attention_mask is None else attention_mask.astype(bool)
@@ -150,14 +215,22 @@ class DecoderLM(nnx.Module):
             positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
         causal = jnp.tril(jnp.ones((s, s), bool))
         mask = causal[None] & valid[:, None, :]
+        masks = self._masks(mask, jnp.arange(s), jnp.arange(s))
         h = constrain(self.embed(input_ids), ACT_AXES)
-        inter = []
+        inter, router_logits = [], []
         for layer in self.layers:
-            h, _, acts = layer(h, positions, mask)
+            h, _, acts = layer(h, positions, masks)
             if collect:
                 inter.append(acts)
+            if "router_logits" in acts:
+                router_logits.append(acts["router_logits"])
         logits = self._logits(h)
-        return (logits, inter) if collect else logits
+        out = (logits, inter) if collect else (logits,)
+        if return_aux:
+            if self.config.moe is None:
+                raise ValueError("return_aux: this model has no moe section (router losses need MoE layers)")
+            out = out + (moe_aux(self.config, router_logits, valid),)
+        return out if len(out) > 1 else logits
 
     def decode(self, input_ids: jax.Array, positions: jax.Array, cache: KVCache,
                attention_mask: jax.Array | None = None) -> tuple[jax.Array, KVCache]:
@@ -168,10 +241,11 @@ class DecoderLM(nnx.Module):
         valid = jax.lax.dynamic_update_slice(cache.valid, new_valid, (0, cache.index))
         slots = cache.index + jnp.arange(s)
         mask = (jnp.arange(t)[None, :] <= slots[:, None])[None] & valid[:, None, :]
+        masks = self._masks(mask, slots, jnp.arange(t))
         h = constrain(self.embed(input_ids), ACT_AXES)
         ks, vs = [], []
         for i, layer in enumerate(self.layers):
-            h, (k, v), _ = layer(h, positions, mask, (cache.k[i], cache.v[i]), cache.index)
+            h, (k, v), _ = layer(h, positions, masks, (cache.k[i], cache.v[i]), cache.index)
             ks.append(k)
             vs.append(v)
         new_cache = KVCache(k=tuple(ks), v=tuple(vs), valid=valid, index=cache.index + s)

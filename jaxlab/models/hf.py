@@ -16,10 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxlab.models.config import ModelConfig, dtype_of
+from jaxlab.models.config import MOE_FAMILIES, ModelConfig, dtype_of
 from jaxlab.models.decoder import DecoderLM
 
-_ARCH = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+_ARCH = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+         "mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
+         "gpt_oss": "GptOssForCausalLM"}  # the MoE families' fields live in moe_hf.py
 
 
 class UnsupportedModelError(ValueError):
@@ -37,8 +39,8 @@ def _rope(hf: Mapping[str, Any]) -> tuple[float, dict | None]:
     kind = scaling.get("rope_type", "default")
     if kind == "default":
         return theta, None
-    if kind not in ("llama3", "linear"):
-        raise UnsupportedModelError(f"rope_scaling.rope_type={kind!r} is not supported (llama3, linear are)")
+    if kind not in ("llama3", "linear", "yarn"):
+        raise UnsupportedModelError(f"rope_scaling.rope_type={kind!r} is not supported (llama3, linear, yarn are)")
     return theta, scaling
 
 
@@ -48,6 +50,20 @@ def config_from_hf(hf: Mapping[str, Any], dtype: str = "float32", param_dtype: s
     if family not in _ARCH:
         raise UnsupportedModelError(
             f"model_type={family!r} is not supported; jaxlab loads {sorted(_ARCH)}")
+    if family in MOE_FAMILIES:
+        from jaxlab.models.moe_hf import moe_config_kwargs
+
+        theta, scaling = _rope(hf)
+        heads = hf["num_attention_heads"]
+        return ModelConfig(
+            family=family, vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
+            intermediate_size=hf["intermediate_size"], num_layers=hf["num_hidden_layers"], num_heads=heads,
+            num_kv_heads=hf.get("num_key_value_heads") or heads,
+            head_dim=hf.get("head_dim") or hf["hidden_size"] // heads, rope_theta=theta, rope_scaling=scaling,
+            rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+            tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            max_position_embeddings=int(hf.get("max_position_embeddings", 2048)), dtype=dtype,
+            param_dtype=param_dtype or dtype, **moe_config_kwargs(hf))
     if hf.get("mlp_bias"):
         raise UnsupportedModelError("mlp_bias=True is not supported")
     if hf.get("use_sliding_window"):
@@ -86,6 +102,10 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
         out["rope_scaling"] = dict(cfg.rope_scaling)
     if cfg.family == "qwen2":
         out["use_sliding_window"] = False
+    if cfg.moe is not None:
+        from jaxlab.models.moe_hf import moe_config_to_hf
+
+        out = moe_config_to_hf(cfg, out)
     return out
 
 
@@ -106,6 +126,13 @@ def _hf_names(cfg: ModelConfig) -> dict[tuple, tuple[str, bool]]:
         if cfg.qk_norm:
             names[("layers", i, "attn", "q_norm", "scale")] = (pre + "self_attn.q_norm.weight", False)
             names[("layers", i, "attn", "k_norm", "scale")] = (pre + "self_attn.k_norm.weight", False)
+        if cfg.moe is not None or cfg.attention_sinks or cfg.attention_out_bias:
+            from jaxlab.models.moe_hf import attention_extra_names, moe_layer_names
+
+            names.update(attention_extra_names(cfg, i))
+            if cfg.layer_is_moe[i]:
+                names.update(moe_layer_names(cfg, i))
+                continue
         for p in ("gate_proj", "up_proj", "down_proj"):
             names[("layers", i, "mlp", p, "kernel")] = (pre + f"mlp.{p}.weight", True)
     return names
@@ -116,6 +143,10 @@ def model_from_weights(cfg: ModelConfig, weights: Mapping[str, Any]) -> DecoderL
     abstract = nnx.eval_shape(lambda: DecoderLM(cfg, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     names = _hf_names(cfg)
+    if cfg.moe is not None:
+        from jaxlab.models.moe_hf import split_experts
+
+        weights = split_experts(cfg, weights)
     pdt = dtype_of(cfg.param_dtype)
     flat = dict(state.flat_state())
     for path, var in flat.items():
@@ -182,6 +213,10 @@ def hf_weights(model: DecoderLM) -> dict[str, np.ndarray]:
         name, transpose = names[path]
         arr = np.asarray(jax.device_get(var[...]))
         out[name] = np.ascontiguousarray(arr.T if transpose else arr)
+    if model.config.moe is not None:
+        from jaxlab.models.moe_hf import fuse_experts
+
+        out = fuse_experts(model.config, out)
     return out
 
 
