@@ -28,7 +28,7 @@ class UnsupportedModelError(ValueError):
     """The checkpoint uses an architecture or option jaxlab does not implement."""
 
 
-def _rope(hf: Mapping[str, Any]) -> tuple[float, dict | None]:
+def _rope(hf: Mapping[str, Any], allowed: tuple[str, ...] = ("llama3", "linear")) -> tuple[float, dict | None]:
     """Read rope theta/scaling from either transformers 4 or 5 config layouts."""
     params = dict(hf.get("rope_parameters") or {})
     legacy = dict(hf.get("rope_scaling") or {})
@@ -39,8 +39,8 @@ def _rope(hf: Mapping[str, Any]) -> tuple[float, dict | None]:
     kind = scaling.get("rope_type", "default")
     if kind == "default":
         return theta, None
-    if kind not in ("llama3", "linear", "yarn"):
-        raise UnsupportedModelError(f"rope_scaling.rope_type={kind!r} is not supported (llama3, linear, yarn are)")
+    if kind not in allowed:
+        raise UnsupportedModelError(f"rope_scaling.rope_type={kind!r} is not supported ({', '.join(allowed)} are)")
     return theta, scaling
 
 
@@ -53,7 +53,7 @@ def config_from_hf(hf: Mapping[str, Any], dtype: str = "float32", param_dtype: s
     if family in MOE_FAMILIES:
         from jaxlab.models.moe_hf import moe_config_kwargs
 
-        theta, scaling = _rope(hf)
+        theta, scaling = _rope(hf, ("llama3", "linear", "yarn"))  # yarn: gpt-oss (parity-tested there)
         heads = hf["num_attention_heads"]
         return ModelConfig(
             family=family, vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
