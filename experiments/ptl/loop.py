@@ -45,8 +45,13 @@ def tree_to_masks(t: dict) -> Masks:
 
 def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[int], schedule: ScheduleConfig,
               tuner: Tuner | None, budget: Budget, calib: list[dict], english: list[dict], eval_fn: EvalFn,
-              ckpt_dir: Path, progress: bool = True, log: Callable[[str], None] = print) -> TrackResult:
-    """Run the stages of one track; returns a row per stage (params, eval metrics, tokens used)."""
+              ckpt_dir: Path, progress: bool = True, eval_pruned: bool = False,
+              log: Callable[[str], None] = print) -> TrackResult:
+    """Run the stages of one track; returns a row per stage (params, eval metrics, tokens used).
+
+    ``eval_pruned`` also evaluates each stage right after pruning, before tuning
+    (``row["pruned"]``; the no-tune baseline), at the cost of one more evaluation.
+    """
     cfg = model.config
     graphdef, params, rest = split_model(model)
     params = apply_masks(params, masks, cfg.head_dim)
@@ -69,10 +74,11 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
             now = kept(masks, schedule.unit)
             n = (min(now) if isinstance(now, list) else now) - kept_after[k - 1]
             scores = unit_scores(split, schedule.unit, schedule.criterion, calib, masks=masks, english=english,
-                                 top_frac=schedule.top_frac)
+                                 top_frac=schedule.top_frac, signed=schedule.ptl_signed)
             masks = prune_lowest(masks, schedule.unit, scores, n)
             params = apply_masks(params, masks, cfg.head_dim)
-            pruned = eval_fn((graphdef, params, rest))
+            untuned = tuner is None or budget.steps == 0
+            pruned = eval_fn((graphdef, params, rest)) if eval_pruned or untuned else None
             if tuner is not None and budget.steps > 0:
                 stage = Stage(index=k, stages=len(kept_after), track=track, masks=masks, head_dim=cfg.head_dim)
                 tuned = tuner(nnx.merge(graphdef, params, rest), stage, budget)
@@ -83,16 +89,19 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
             else:
                 metrics = pruned
             row = {"track": track, "stage": k, "params": param_count(compact_config(cfg, masks)),
-                   "kept": kept_after[k - 1], "tokens": tokens, **metrics, "pruned": pruned}
+                   "kept": kept_after[k - 1], "tokens": tokens, **metrics}
+            if pruned is not None:
+                row["pruned"] = pruned
             rows.append(row)
             data_state = tuner.get_state() if hasattr(tuner, "get_state") else None
             ckpt.save(k, TrainState(params, masks_to_tree(masks)), rest, data_state=data_state,
                       extra={"rows": _jsonable(rows)})
             bar.update(1)
             bar.set_postfix(code_ppl=f"{row['code_ppl']:.2f}", text_ppl=f"{row['text_ppl']:.2f}", refresh=False)
+            before = f"(pruned, untuned: {pruned['code_ppl']:.2f} / {pruned['text_ppl']:.2f}) " if pruned else ""
             log(f"[ptl] {track} stage {k}/{len(kept_after)}: kept {row['kept']} {schedule.unit}, "
-                f"{row['params'] / 1e6:.2f}M params, code ppl {pruned['code_ppl']:.2f} -> {row['code_ppl']:.2f}, "
-                f"text ppl {pruned['text_ppl']:.2f} -> {row['text_ppl']:.2f}, acc {row['accuracy']:.3f}")
+                f"{row['params'] / 1e6:.2f}M params, code / text ppl {before}{row['code_ppl']:.2f} / "
+                f"{row['text_ppl']:.2f}, acc {row['accuracy']:.3f}, {tokens} tuning tokens")
         bar.close()
     finally:
         ckpt.close()

@@ -84,6 +84,9 @@ class Config:
     export_hf: bool = True
     """Compact the final PTL model and write it with ``to_hf`` to ``output_dir/hf_model``."""
     progress: bool = True
+    compile_cache: bool = True
+    """Use JAX's persistent compilation cache (under the jaxlab cache): each stage's ``fit`` re-jits the
+    same train step, and on a CPU recompiling it would cost more than the stage's tuning."""
 
     def __post_init__(self) -> None:
         if not self.output_dir:
@@ -159,6 +162,8 @@ def run(cfg: Config) -> dict:
     d, s = cfg.data, cfg.schedule
     print(f"[ptl] {cfg.model.name}: remove {s.target} of {s.target_of} ({s.unit}) in {s.stages} {s.spacing} stages "
           f"by {s.criterion}; kept after each stage: {kept_after}", flush=True)
+    if cfg.compile_cache:
+        _enable_compile_cache()
     model, tokenizer, encode, eos = load_model(cfg.model)
 
     train_files, held_files = corpora.code_splits(d.root, d.heldout_fraction)
@@ -196,7 +201,7 @@ def run(cfg: Config) -> dict:
         one = run_track("one_shot", model, full_masks(mcfg), kept_after[-1:],
                         tuner=_tuner(cfg, train_files, tokenizer, encode, eos),
                         budget=budget_for(cfg.tune, tokens_per_step, multiplier=s.stages),
-                        ckpt_dir=out / "one_shot" / "checkpoints", **common)
+                        ckpt_dir=out / "one_shot" / "checkpoints", eval_pruned="no_tune" in cfg.baselines, **common)
         timings["one_shot_s"] = round(time.time() - t, 1)
         rows += one.rows
         if "no_tune" in cfg.baselines:
@@ -223,6 +228,15 @@ def run(cfg: Config) -> dict:
     print(f"\n[ptl] wrote {out / 'results.json'}, {plot}" + (f", {export['path']}" if export.get("path") else "")
           + f" in {summary['wall_time_s']:.0f}s", flush=True)
     return summary
+
+
+def _enable_compile_cache() -> None:
+    import jax
+
+    from jaxlab.models.smollm2 import cache_root
+
+    jax.config.update("jax_compilation_cache_dir", str(cache_root() / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def _export(cfg: Config, ptl, tokenizer, out: Path) -> dict:

@@ -34,6 +34,8 @@ class ScheduleConfig:
     """Importance criterion, one of ``jaxlab.transforms.CRITERIA[unit]``."""
     top_frac: float = 0.8
     """``ptl`` criterion only: the seed's top_n as a fraction of the kept width."""
+    ptl_signed: bool = False
+    """``ptl`` criterion only: rank signed activations (the seed's literal reading) instead of magnitudes."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target < 1.0:

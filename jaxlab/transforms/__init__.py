@@ -10,7 +10,7 @@ CRITERIA = {"mlp": NEURON_CRITERIA, "heads": HEAD_CRITERIA, "kv_heads": HEAD_CRI
 
 
 def unit_scores(model_or_split, unit: str, criterion: str, calib=(), *, masks: Masks | None = None,
-                english=(), top_frac: float = 0.8):
+                english=(), top_frac: float = 0.8, signed: bool = False):
     """Scores for ``unit`` (``mlp`` | ``heads`` | ``kv_heads`` | ``layers``) lining up with ``getattr(masks, unit)``."""
     if unit not in CRITERIA:
         raise ValueError(f"unit: expected one of {list(CRITERIA)}, got {unit!r}")
@@ -18,7 +18,8 @@ def unit_scores(model_or_split, unit: str, criterion: str, calib=(), *, masks: M
         raise ValueError(f"criterion: {criterion!r} does not score {unit}; expected one of {list(CRITERIA[unit])}")
     if unit == "mlp":
         keep = masks.mlp if masks is not None else None
-        return mlp_scores(model_or_split, criterion, calib, english=english, keep=keep, top_frac=top_frac)
+        return mlp_scores(model_or_split, criterion, calib, english=english, keep=keep, top_frac=top_frac,
+                          signed=signed)
     if unit == "heads":
         return head_scores(model_or_split, criterion, calib)
     if unit == "kv_heads":

@@ -112,15 +112,19 @@ def test_ptl_scores_by_hand():
     task = np.array([[-3.0, -2.0, 5.0, 1.0], [-1.0, -4.0, 2.0, 3.0]])
     eng = np.array([[9.0, 0.0, 8.0, 1.0], [7.0, 1.0, 6.0, 0.0]])
     sig = lambda a: {"gate": a, "up": a, "act": a}  # noqa: E731
-    s = ptl_scores(sig(task), sig(eng), np.ones(4), top_frac=0.5)
+    s = ptl_scores(sig(task), sig(eng), np.ones(4), top_frac=0.5, signed=True)
     # task set {0,1} (lowest 2 on both samples), English set {0,2}: only neuron 1 is deleted by all 3 signals;
-    # 0 and 2 are protected by all 3; ties then go by mean task act [-2, -3, 3.5, 2].
-    np.testing.assert_allclose(s, [48 + 12 + 0.25, 0.0, 48 + 12 + 0.75, 48 + 0.5])
+    # 0 and 2 are protected by all 3; ties then go by mean task |act| [2, 3, 3.5, 2] (ranks 0, 2, 3, 1).
+    np.testing.assert_allclose(s, [48 + 12 + 0.0, 0.5, 48 + 12 + 0.75, 48 + 0.25])
     assert list(np.argsort(s)) == [1, 3, 0, 2]
     # a pruned neuron never enters the task set, and top_n counts kept neurons only
-    s2 = ptl_scores(sig(task), sig(eng), np.array([1.0, 0.0, 1.0, 1.0]), top_frac=0.5)
-    assert s2[1] == 48.0 + 0.0  # the pruned neuron gets no deletion vote and no protection (rank 0)
-    assert s2[0] == 60.25  # in the task set now, but English-protected on every signal
+    s2 = ptl_scores(sig(task), sig(eng), np.array([1.0, 0.0, 1.0, 1.0]), top_frac=0.5, signed=True)
+    assert s2[1] == 48.0 + 0.5  # the pruned neuron gets no deletion vote and no protection
+    assert s2[0] == 60.0  # in the task set now, but English-protected on every signal
+    # by magnitude: |task| = [[3,2,5,1],[1,4,2,3]] -> weakest-2 sets {3,1} and {0,2}: empty intersection;
+    # |eng| strongest-2 {0,2} on both -> no deletion votes, 0 and 2 protected
+    m = ptl_scores(sig(task), sig(eng), np.ones(4), top_frac=0.5)
+    np.testing.assert_allclose(m, [48 + 12 + 0.0, 48 + 0.5, 48 + 12 + 0.75, 48 + 0.25])
 
 
 def test_ptl_criterion_uses_last_token_values():

@@ -1,0 +1,109 @@
+"""The PTL runner on a tiny random model: schedule checks, the loop, resume, the RL hook, outputs."""
+import json
+
+import numpy as np
+import pytest
+import ptl_hooks
+
+from experiments.ptl import runner
+from experiments.ptl.schedule import ScheduleConfig, plan
+from jaxlab.config import ConfigError, load
+from jaxlab.models import tiny_config
+
+SMALL = {"model": {"name": "tiny-llama"},
+         "data": {"seq_len": 16, "batch_size": 2, "calib_batches": 1, "english_batches": 1, "eval_batches": 1,
+                  "task_items": 2, "task_context": 12},
+         "schedule": {"stages": 2, "target": 0.5}, "progress": False, "export_hf": False, "compile_cache": False}
+
+
+def _cfg(tmp_path, name, overrides=(), **extra):
+    data = {**SMALL, "output_dir": str(tmp_path / name), **extra}
+    return load(runner.Config, None, list(overrides), data=data)
+
+
+def test_schedule_plans_linear_and_geometric():
+    cfg = tiny_config("llama", intermediate_size=100)
+    assert plan(ScheduleConfig(target=0.5, stages=5), cfg) == [90, 80, 70, 60, 50]
+    geo = plan(ScheduleConfig(target=0.5, stages=2, spacing="geometric"), cfg)
+    assert geo == [71, 50]  # equal keep ratio 1/sqrt(2) per stage
+    layers = plan(ScheduleConfig(unit="layers", target=0.5, stages=1, criterion="block_influence"),
+                  tiny_config("llama", num_layers=4))
+    assert layers == [2]
+    by_params = plan(ScheduleConfig(target=0.2, target_of="params", stages=1), cfg)
+    assert 0 < by_params[0] < 100
+
+
+@pytest.mark.parametrize("override,match", [
+    ("schedule.target=1.5", r"schedule: target: expected a fraction in \(0, 1\)"),
+    ("schedule.criterion=foo", r"criterion: 'foo' is unknown for unit 'mlp'"),
+    ("schedule.target=0.999", r"schedule.target: .* leaves 0 of 96 MLP neurons per layer; expected at least one"),
+    ("schedule.stages=200", r"schedule.stages: 200 linear stages remove"),
+    ("tune.rl_hook=nowhere:factory", r"tune.rl_hook|rl_hook"),
+])
+def test_bad_schedule_fails_before_work(tmp_path, override, match):
+    extra = ["tune.method=rl"] if "rl_hook" in override else []
+    with pytest.raises(ConfigError, match=match):
+        runner.run(_cfg(tmp_path, "bad", [override, *extra]))
+    assert not (tmp_path / "bad").exists()  # nothing was written, nothing loaded
+
+
+def test_cpt_run_with_baselines_writes_everything(tmp_path):
+    cfg = _cfg(tmp_path, "run", ["tune.steps=1", "tune.learning_rate=0.002", "export_hf=true"])
+    summary = runner.run(cfg)
+    rows = {(r["track"], r["stage"]): r for r in summary["rows"]}
+    assert set(rows) == {("base", 0), ("ptl", 1), ("ptl", 2), ("one_shot", 1), ("no_tune", 1)}
+    assert rows["ptl", 2]["tokens"] == rows["one_shot", 1]["tokens"] == 2 * 2 * 16  # equal total budget
+    assert rows["no_tune", 1]["tokens"] == 0
+    assert rows["ptl", 2]["params"] == rows["one_shot", 1]["params"] < rows["base", 0]["params"]
+    for r in summary["rows"]:
+        assert np.isfinite(r["code_ppl"]) and np.isfinite(r["text_ppl"]) and 0 <= r["accuracy"] <= 1
+    out = tmp_path / "run"
+    assert (out / "ptl_vs_oneshot.png").stat().st_size > 10_000
+    assert json.loads((out / "results.json").read_text())["rows"][0]["track"] == "base"
+    hf = json.loads((out / "hf_model" / "config.json").read_text())
+    assert hf["intermediate_size"] == 48 and hf["num_hidden_layers"] == 4
+
+
+def test_resume_from_mid_loop_checkpoint_and_rl_hook(tmp_path):
+    hook = ["tune.method=rl", "tune.rl_hook=ptl_hooks:factory", "baselines=[]"]
+    ptl_hooks.CALLS.clear()
+    full = runner.run(_cfg(tmp_path, "full", hook))
+    assert ptl_hooks.CALLS == [("ptl", 1, 4), ("ptl", 2, 4)]
+
+    ptl_hooks.CALLS.clear()
+    ptl_hooks.FAIL_AT["stage"] = ("ptl", 2)
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            runner.run(_cfg(tmp_path, "crash", hook))
+    finally:
+        ptl_hooks.FAIL_AT["stage"] = None
+    ptl_hooks.CALLS.clear()
+    resumed = runner.run(_cfg(tmp_path, "crash", hook))
+    assert resumed["resumed_from"] == 1
+    assert ptl_hooks.CALLS == [("ptl", 2, 4)]  # stage 1 was not redone
+    for a, b in zip(full["rows"], resumed["rows"]):
+        for key in ("params", "code_ppl", "text_ppl", "accuracy", "tokens"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), key
+
+
+def test_hook_cannot_revive_pruned_units(tmp_path):
+    from experiments.ptl.loop import run_track
+    from experiments.ptl.tune import Budget
+    from jaxlab.models import init_model
+    from jaxlab.train.step import split_model
+    from jaxlab.transforms import full_masks
+
+    cfg = runner.model_config(runner.ModelSection(name="tiny-qwen2"))
+    model = init_model(cfg, 0)
+    rng = np.random.default_rng(0)
+    calib = [{"input_ids": rng.integers(0, 256, (2, 8)).astype(np.int32),
+              "targets": rng.integers(0, 256, (2, 8)).astype(np.int32), "loss_mask": np.ones((2, 8), np.int32)}]
+    result = run_track("ptl", model, full_masks(cfg), [80], ScheduleConfig(criterion="magnitude", stages=1),
+                       tuner=ptl_hooks.factory(None), budget=Budget(1, 16, 1e-3), calib=calib, english=calib,
+                       eval_fn=lambda split: {"code_ppl": 1.0, "text_ppl": 1.0, "accuracy": 0.0},
+                       ckpt_dir=tmp_path / "ck", progress=False, log=lambda s: None)
+    _, params, _ = split_model(result.model)
+    for i in range(cfg.num_layers):
+        keep = np.asarray(result.masks.mlp[i]) > 0
+        down = np.asarray(params["layers"][i]["mlp"]["down_proj"]["kernel"][...])
+        assert keep.sum() == 80 and np.all(down[~keep] == 0) and np.all(down[keep] != 0)
