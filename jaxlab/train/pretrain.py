@@ -151,7 +151,7 @@ def run(cfg: Config) -> dict:
         logged = [h for h in result.history if h["split"] == "eval" and h["step"] == result.step]
         after = {k: logged[-1][k] for k in before} if logged else eval_fn(result.graphdef, result.state.params,
                                                                            result.rest)
-        if not logged:
+        if not logged and result.resumed_from != result.step:  # else it is already in metrics.jsonl
             metrics.write(result.step, "eval", after)
     finally:
         metrics.close()

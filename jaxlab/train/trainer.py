@@ -111,7 +111,7 @@ def fit(
     # Donating on CPU could free a buffer an async checkpoint is still reading.
     donate = jax.default_backend() != "cpu"
     step_fn = make_train_step(graphdef, tx, optim_cfg.grad_accum_steps, donate=donate)
-    schedule = make_schedule(optim_cfg)
+    schedule = jax.jit(make_schedule(optim_cfg))  # one compile, not one per eager op
     place = _placer(mesh)
     if mesh is not None:
         from jaxlab.sharding import activation_sharding
