@@ -1,9 +1,8 @@
 """Orbax checkpoints of a training run: params, optimizer state, data iterator, step.
 
-Layout: ``<dir>/<step>/{model,opt_state,meta}`` (``model`` = params + other
-module state); ``meta`` is JSON holding
-the step, the grain iterator state, caller extras and a fingerprint of every
-array. Why the extra care:
+Layout: ``<dir>/<step>/{model,opt_state,meta}``; ``model`` holds the params and
+any other module state, ``meta`` is JSON with the step, the grain iterator
+state, caller extras and a fingerprint of every array. Why the extra care:
 
 * **Never lose the last good checkpoint.** Orbax writes a step into a temporary
   directory and renames it only after every item is committed; old steps are
@@ -14,7 +13,7 @@ array. Why the extra care:
 * **Detect corrupt or partial checkpoints.** Any orbax/tensorstore failure on
   restore (missing item, truncated chunk) and any fingerprint mismatch (bytes
   that decode but are wrong) raise :class:`CheckpointError` naming the step, the
-  item and the earlier steps one can fall back to.
+  failing item or array, and the earlier steps one can fall back to.
 
 The fingerprint is a position-weighted sum of each array's raw bits modulo
 2**32, computed on device under ``jit``: cheap next to the write itself, and
