@@ -62,7 +62,8 @@ def bench_torch(hf, prompts: np.ndarray, n_short: int, n_long: int, repeats: int
 
     def gen(n):
         with torch.no_grad():
-            hf.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=pad_id)
+            hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                        do_sample=False, pad_token_id=pad_id)
 
     return {"prefill_s": best_time(fwd, repeats), "gen_short_s": best_time(lambda: gen(n_short), repeats),
             "gen_long_s": best_time(lambda: gen(n_long), repeats)}
