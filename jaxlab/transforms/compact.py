@@ -49,6 +49,9 @@ def _head_plan(masks: Masks, layer: int) -> tuple[np.ndarray, np.ndarray]:
 
 def compact_config(cfg: ModelConfig, masks: Masks) -> ModelConfig:
     """The config of the model left after removing what ``masks`` prunes."""
+    if getattr(cfg, "moe", None) is not None:
+        raise CompactionError(f"family {cfg.family!r}: compaction covers dense decoders; MoE experts are not "
+                              "prunable units here")
     check_masks(masks, cfg)
     layers = [i for i in range(cfg.num_layers) if float(masks.layers[i]) > 0]
     if not layers:

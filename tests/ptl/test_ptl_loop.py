@@ -107,3 +107,29 @@ def test_hook_cannot_revive_pruned_units(tmp_path):
         keep = np.asarray(result.masks.mlp[i]) > 0
         down = np.asarray(params["layers"][i]["mlp"]["down_proj"]["kernel"][...])
         assert keep.sum() == 80 and np.all(down[~keep] == 0) and np.all(down[keep] != 0)
+
+
+def test_layer_track_bypasses_then_compacts(tmp_path):
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from experiments.ptl.loop import run_track
+    from experiments.ptl.tune import Budget
+    from jaxlab.models import init_model
+    from jaxlab.transforms import compact, full_masks
+
+    cfg = runner.model_config(runner.ModelSection(name="tiny-qwen3"))
+    model = init_model(cfg, 1)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 256, (2, 9)).astype(np.int32)
+    calib = [{"input_ids": ids[:, :-1], "targets": ids[:, 1:], "loss_mask": np.ones((2, 8), np.int32)}]
+    result = run_track("ptl", model, full_masks(cfg), [3, 2],
+                       ScheduleConfig(unit="layers", target=0.5, stages=2, criterion="skip_loss"),
+                       tuner=None, budget=Budget(0, 0, 1e-3), calib=calib, english=calib,
+                       eval_fn=lambda split: {"code_ppl": 1.0, "text_ppl": 1.0, "accuracy": 0.0},
+                       ckpt_dir=tmp_path / "ck", progress=False, log=lambda s: None)
+    assert [r["kept"] for r in result.rows] == [3, 2] and int(np.sum(result.masks.layers)) == 2
+    small = compact(result.model, result.masks)
+    assert small.config.num_layers == 2
+    x = jnp.asarray(ids)
+    np.testing.assert_allclose(np.asarray(small(x)), np.asarray(result.model(x)), rtol=1e-5, atol=1e-6)
