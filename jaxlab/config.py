@@ -36,13 +36,14 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if value is None and type(None) in args:
             return None
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        for arg in options:
             try:
                 return _coerce(value, arg, path)
             except ConfigError as exc:
-                errors.append(str(exc))
+                errors.append(exc)
+        if len(options) == 1:  # Optional[X]: X's own message is the precise one
+            raise errors[0]
         raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
     if origin is typing.Literal:
         if value not in args:

@@ -73,3 +73,12 @@ def test_console_script_reports_config_error(tmp_path):
     path.write_text("runner: jaxlab.train.pretrain\noutput_dir: x\nmodle: {}\n")
     proc = subprocess.run([sys.executable, "-m", "jaxlab.cli", "run", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown key 'modle'" in proc.stderr
+
+
+def test_optional_section_keeps_the_precise_message():
+    @dataclasses.dataclass(frozen=True)
+    class Outer:
+        optim: Optim | None = None
+
+    with pytest.raises(ConfigError, match=r"optim.schedule: expected one of"):
+        from_dict(Outer, {"optim": {"schedule": "cos"}})

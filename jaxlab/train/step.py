@@ -65,9 +65,14 @@ def check_batch(batch: Mapping[str, Any]) -> None:
 
 
 def _loss_sum(params, rest, graphdef, batch):
+    """``(loss_sum, n_tokens)``; MoE models add their router losses (``aux_loss``) per target token."""
     model = nnx.merge(graphdef, params, rest)
-    logits = model(batch["input_ids"], positions=batch.get("positions"))
-    return masked_cross_entropy(logits, batch["targets"], batch["loss_mask"])
+    if getattr(model.config, "moe", None) is None:
+        logits = model(batch["input_ids"], positions=batch.get("positions"))
+        return masked_cross_entropy(logits, batch["targets"], batch["loss_mask"])
+    logits, aux = model(batch["input_ids"], positions=batch.get("positions"), return_aux=True)
+    loss_sum, n_tok = masked_cross_entropy(logits, batch["targets"], batch["loss_mask"])
+    return loss_sum + aux["aux_loss"] * n_tok, n_tok
 
 
 def _split_micro(batch: Batch, accum_steps: int) -> Batch:

@@ -273,3 +273,26 @@ def test_unsupported_options_are_named():
     abstract = nnx.eval_shape(lambda: DecoderLM(tiny_config("mixtral", moe=dict(ep="standard")), rngs=nnx.Rngs(0)))
     with pytest.raises(ValueError, match="needs a mesh with an 'expert' axis"):
         nnx.eval_shape(lambda m: m(jnp.asarray(_ids())), abstract)
+
+
+def test_train_loss_includes_router_losses():
+    """The trainer's loss for an MoE model is the LM loss plus the weighted router losses."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jaxlab.models import init_model, tiny_config
+    from jaxlab.models.config import MoEConfig
+    from jaxlab.train.loss import masked_cross_entropy
+    from jaxlab.train.step import _loss_sum
+
+    cfg = tiny_config("qwen3_moe", moe=MoEConfig(num_experts=4, num_experts_per_tok=2, intermediate_size=32,
+                                                 router_aux_loss_coef=0.5, router_z_loss_coef=0.1))
+    model = init_model(cfg, seed=0)
+    ids = jnp.asarray(np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 9)))
+    batch = {"input_ids": ids, "targets": jnp.roll(ids, -1, axis=1), "loss_mask": jnp.ones_like(ids)}
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    loss_sum, n_tok = _loss_sum(params, rest, graphdef, batch)
+    logits, aux = model(ids, return_aux=True)
+    lm_sum, _ = masked_cross_entropy(logits, batch["targets"], batch["loss_mask"])
+    assert float(aux["aux_loss"]) > 0
+    np.testing.assert_allclose(float(loss_sum), float(lm_sum + aux["aux_loss"] * n_tok), rtol=1e-6)
