@@ -8,7 +8,6 @@ and returns the number of units kept after each stage.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Literal
 
 from jaxlab.models.config import ModelConfig

@@ -111,7 +111,6 @@ def test_hook_cannot_revive_pruned_units(tmp_path):
 
 def test_layer_track_bypasses_then_compacts(tmp_path):
     import jax.numpy as jnp
-    from flax import nnx
 
     from experiments.ptl.loop import run_track
     from experiments.ptl.tune import Budget
