@@ -56,7 +56,7 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
     graphdef, params, rest = split_model(model)
     params = apply_masks(params, masks, cfg.head_dim)
     rows: list[dict] = []
-    ckpt = Checkpointer(ckpt_dir, CheckpointConfig(every_steps=1, keep=2, async_save=False, resume=True))
+    ckpt = Checkpointer(ckpt_dir, CheckpointConfig(every_steps=1, keep=1, async_save=False, resume=True))
     start, resumed_from = 0, None
     try:
         if ckpt.latest_step() is not None:
