@@ -91,6 +91,13 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     return value
 
 
+def require_positive(**values: Any) -> None:
+    """Raise ``ConfigError`` naming the first value that is not a positive integer."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
     """Build dataclass ``cls`` from a mapping; unknown keys are an error."""
     hints = typing.get_type_hints(cls)

@@ -29,7 +29,7 @@ from experiments.ptl.loop import run_track
 from experiments.ptl.report import format_table, plot_quality, write_json
 from experiments.ptl.schedule import ScheduleConfig, plan
 from experiments.ptl.tune import TrainerTuner, TuneConfig, budget_for, load_rl_hook
-from jaxlab.config import ConfigError, to_dict
+from jaxlab.config import ConfigError, require_positive, to_dict
 from jaxlab.models.config import ModelConfig, tiny_config
 from jaxlab.train import data as train_data
 from jaxlab.transforms import compact, full_masks, param_count
@@ -64,9 +64,8 @@ class DataSection:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "batch_size", "calib_batches", "english_batches", "eval_batches", "task_context"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+        require_positive(**{n: getattr(self, n) for n in (
+            "seq_len", "batch_size", "calib_batches", "english_batches", "eval_batches", "task_context")})
         if self.task_items < 0:
             raise ValueError(f"task_items: expected >= 0, got {self.task_items!r}")
         if not 0.0 < self.heldout_fraction < 1.0:

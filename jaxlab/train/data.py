@@ -36,6 +36,8 @@ import grain
 import numpy as np
 from grain.experimental import ConcatThenSplitIterDataset, WindowShuffleIterDataset
 
+from jaxlab.config import require_positive
+
 Encode = Callable[[str], Sequence[int]]
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
 _ROLES = ("system", "user", "assistant", "tool")
@@ -132,7 +134,7 @@ def pretrain_dataset(
     With ``shuffle=False`` files are read in the given order (use it for a fixed
     held-out evaluation set).
     """
-    _check_positive(seq_len=seq_len, batch_size=batch_size)
+    require_positive(seq_len=seq_len, batch_size=batch_size)
     if not files:
         raise ValueError("pretrain_dataset: files is empty")
     ds = grain.MapDataset.source([str(f) for f in files])
@@ -247,7 +249,7 @@ def chat_sft_dataset(
     truncate: bool = False,
 ) -> grain.IterDataset:
     """One right-padded conversation per row; loss only on assistant tokens."""
-    _check_positive(seq_len=seq_len, batch_size=batch_size)
+    require_positive(seq_len=seq_len, batch_size=batch_size)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         raise ValueError("chat_sft_dataset: the tokenizer has neither pad_token_id nor eos_token_id")
@@ -287,7 +289,3 @@ def take_batches(dataset: grain.IterDataset, n: int) -> list[dict[str, np.ndarra
     return out
 
 
-def _check_positive(**values: int) -> None:
-    for name, v in values.items():
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {v!r}")

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
-from jaxlab.config import ConfigError, load, to_dict
+from jaxlab.config import ConfigError, load, require_positive, to_dict
 from jaxlab.sharding import MeshConfig
 from jaxlab.train import data
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
@@ -61,9 +61,7 @@ class DataSection:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "batch_size", "eval_batches", "shuffle_window"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+        require_positive(**{n: getattr(self, n) for n in ("seq_len", "batch_size", "eval_batches", "shuffle_window")})
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction: expected a number in (0, 1), got {self.heldout_fraction!r}")
 
