@@ -85,9 +85,6 @@ class MoEConfig:
             raise ValueError(f"moe.activation: expected 'swiglu' or 'clamped_swiglu', got {self.activation!r}")
         if self.ep not in ("none", "standard", "llep"):
             raise ValueError(f"moe.ep: expected 'none', 'standard' or 'llep', got {self.ep!r}")
-        if self.ep != "none" and (self.activation != "swiglu" or self.expert_bias):
-            raise ValueError(f"moe.ep={self.ep!r}: expert parallelism runs plain SwiGLU experts without biases; "
-                             "clamped_swiglu / expert_bias experts (gpt-oss) support ep='none' only")
         if self.router_aux_loss_coef < 0 or self.router_z_loss_coef < 0:
             raise ValueError("moe.router_aux_loss_coef / moe.router_z_loss_coef: expected >= 0")
         object.__setattr__(self, "dense_layers", tuple(sorted(set(self.dense_layers))))

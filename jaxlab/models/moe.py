@@ -2,11 +2,10 @@
 
 Routing is softmax top-k (optionally renormalised). Expert compute never
 builds a dense ``[tokens, experts]`` one-hot: token copies are sorted by expert
-and run through ``pallas_kernels.gmm`` grouped matmuls. Plain SwiGLU experts go
-through ``jaxlab.parallel.routed_experts``, so ``moe.ep`` selects no / standard
-/ least-loaded expert parallelism; gpt-oss experts (biases and a clamped
-SwiGLU, which ``routed_experts`` cannot express) use the same sorted-gmm scheme
-locally here and support ``ep='none'`` only.
+and run through ``pallas_kernels.gmm`` grouped matmuls inside
+``jaxlab.parallel.routed_experts``, so ``moe.ep`` selects no / standard /
+least-loaded expert parallelism for every family, gpt-oss's biased,
+clamped-SwiGLU experts included.
 """
 from __future__ import annotations
 
@@ -16,10 +15,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-import pallas_kernels
 from jaxlab.models.config import ModelConfig, MoEConfig, dtype_of
 from jaxlab.models.layers import Linear, _normal
-from jaxlab.parallel import EPConfig, routed_experts
+from jaxlab.parallel import EPConfig, ExpertActivation, routed_experts
+from jaxlab.parallel.routed_ffn import clamped_swiglu  # noqa: F401  (re-exported: gpt-oss's activation)
 
 
 def route(logits: jax.Array, top_k: int, norm_topk_prob: bool) -> tuple[jax.Array, jax.Array]:
@@ -33,21 +32,6 @@ def route(logits: jax.Array, top_k: int, norm_topk_prob: bool) -> tuple[jax.Arra
     if norm_topk_prob:
         weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
     return ids.astype(jnp.int32), weights
-
-
-def clamped_swiglu(gate: jax.Array, up: jax.Array, alpha: float, limit: float) -> jax.Array:
-    """gpt-oss activation: ``(clip(up, ±limit) + 1) * g * sigmoid(alpha * g)`` with ``g = min(gate, limit)``."""
-    gate = jnp.minimum(gate, limit)
-    up = jnp.clip(up, -limit, limit)
-    return (up + 1.0) * gate * jax.nn.sigmoid(alpha * gate)
-
-
-def _sort_by_expert(expert_ids: jax.Array, num_experts: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Order of the flattened token copies by expert, the expert of each sorted row, group sizes."""
-    flat = expert_ids.reshape(-1)
-    order = jnp.argsort(flat, stable=True)
-    sizes = jnp.bincount(flat, length=num_experts).astype(jnp.int32)
-    return order, flat[order], sizes
 
 
 class Router(nnx.Module):
@@ -83,18 +67,17 @@ class Experts(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x: jax.Array, expert_ids: jax.Array, weights: jax.Array) -> jax.Array:
-        """``y[t] = sum_j weights[t, j] * FFN_{expert_ids[t, j]}(x[t])`` for ``x [T, d]``."""
-        w = [p[...].astype(self.dtype) for p in (self.w_gate, self.w_up, self.w_down)]
-        if self.moe.activation == "swiglu" and self.b_gate is None:
-            return self._routed(x.astype(self.dtype), expert_ids, weights.astype(self.dtype), *w)
-        return self._local(x.astype(self.dtype), expert_ids, weights.astype(self.dtype), *w)
-
-    def _routed(self, x, expert_ids, weights, w_gate, w_up, w_down):
+        """``y[t] = sum_j weights[t, j] * FFN_{expert_ids[t, j]}(x[t])`` for ``x [T, d]``, under ``moe.ep``."""
         moe = self.moe
-        config = EPConfig(capacity_factor=moe.ep_capacity_factor, max_extra_experts=moe.ep_max_extra_experts,
-                          min_chunk=moe.ep_min_chunk)
+        w = [p[...].astype(self.dtype) for p in (self.w_gate, self.w_up, self.w_down)]
+        biases = {name: None if p is None else p[...].astype(self.dtype)
+                  for name, p in (("b_gate", self.b_gate), ("b_up", self.b_up), ("b_down", self.b_down))}
+        x, weights = x.astype(self.dtype), weights.astype(self.dtype)
+        kw = dict(config=EPConfig(capacity_factor=moe.ep_capacity_factor, max_extra_experts=moe.ep_max_extra_experts,
+                                  min_chunk=moe.ep_min_chunk),
+                  activation=ExpertActivation(moe.activation, moe.swiglu_alpha, moe.swiglu_limit), **biases)
         if moe.ep == "none":
-            return routed_experts(x, expert_ids, weights, w_gate, w_up, w_down, ep="none", config=config)[0]
+            return routed_experts(x, expert_ids, weights, *w, ep="none", **kw)[0]
         mesh = jax.sharding.get_abstract_mesh()
         if mesh.empty or "expert" not in mesh.shape:
             raise ValueError(f"moe.ep={moe.ep!r} needs a mesh with an 'expert' axis: run the model inside "
@@ -104,28 +87,8 @@ class Experts(nnx.Module):
             x = jnp.pad(x, ((0, pad), (0, 0)))
             expert_ids = jnp.pad(expert_ids, ((0, pad), (0, 0)))
             weights = jnp.pad(weights, ((0, pad), (0, 0)))
-        y, _ = routed_experts(x, expert_ids, weights, w_gate, w_up, w_down, ep=moe.ep, mesh=mesh, config=config)
+        y, _ = routed_experts(x, expert_ids, weights, *w, ep=moe.ep, mesh=mesh, **kw)
         return y[: y.shape[0] - pad]
-
-    def _local(self, x, expert_ids, weights, w_gate, w_up, w_down):
-        """Sorted-by-expert grouped matmuls with per-expert biases and the configured activation."""
-        tokens, top_k = expert_ids.shape
-        order, sorted_expert, sizes = _sort_by_expert(expert_ids, self.moe.num_experts)
-        x_sorted = x[order // top_k]
-        gate = pallas_kernels.gmm(x_sorted, w_gate, sizes)
-        up = pallas_kernels.gmm(x_sorted, w_up, sizes)
-        if self.b_gate is not None:
-            gate = gate + self.b_gate[...].astype(self.dtype)[sorted_expert]
-            up = up + self.b_up[...].astype(self.dtype)[sorted_expert]
-        if self.moe.activation == "clamped_swiglu":
-            hidden = clamped_swiglu(gate, up, self.moe.swiglu_alpha, self.moe.swiglu_limit)
-        else:
-            hidden = jax.nn.silu(gate) * up
-        y_sorted = pallas_kernels.gmm(hidden, w_down, sizes)
-        if self.b_down is not None:
-            y_sorted = y_sorted + self.b_down[...].astype(self.dtype)[sorted_expert]
-        y_copies = y_sorted[jnp.argsort(order)].reshape(tokens, top_k, -1)
-        return jnp.einsum("tk,tkd->td", weights, y_copies)
 
 
 class SharedExpert(nnx.Module):

@@ -1,5 +1,8 @@
 """One entry point for the routed-expert FFN under ``ep = "none" | "standard" | "llep"``.
 
+Experts are plain SwiGLU or gpt-oss style (per-expert biases, clamped SwiGLU);
+the biases travel with their expert's weights in every mode.
+
 * ``none``: everything on the current device (``routed_ffn_reference``).
 * ``standard``: ``shard_map`` over the ``expert`` mesh axis; tokens and experts
   are both split over it, device ``i`` owns experts ``[i*E/D, (i+1)*E/D)`` and
@@ -26,7 +29,8 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from jaxlab.parallel import dispatch
 from jaxlab.parallel.planner import ExpertPlan, plan_llep
-from jaxlab.parallel.routed_ffn import check_routing_args, combine, expert_ffn, routed_ffn_reference
+from jaxlab.parallel.routed_ffn import (ExpertActivation, ExpertBiases, check_routing_args, combine,
+                                       expert_ffn, routed_ffn_reference)
 
 EP_MODES = ("none", "standard", "llep")
 TRANSPORTS = ("auto", "all_to_all", "ragged")
@@ -130,22 +134,32 @@ def routed_experts(
     mesh: Mesh | None = None,
     config: EPConfig = EPConfig(),
     plan: ExpertPlan | tuple[jax.Array, ...] | None = None,
+    b_gate: jax.Array | None = None,
+    b_up: jax.Array | None = None,
+    b_down: jax.Array | None = None,
+    activation: ExpertActivation = ExpertActivation(),
 ) -> tuple[jax.Array, EPStats]:
-    """Routed SwiGLU experts: ``y[t] = sum_j w[t,j] * FFN_{ids[t,j]}(x[t])``; returns (y, stats).
+    """Routed gated-FFN experts: ``y[t] = sum_j w[t,j] * FFN_{ids[t,j]}(x[t])``; returns (y, stats).
 
     Shapes: x [T,d], expert_ids/combine_weights [T,k], w_gate/w_up [E,d,f],
-    w_down [E,f,d].  For ``standard``/``llep`` the mesh needs an axis named
-    ``config.axis_name`` whose size D divides both T and E.  ``plan`` (LLEP only)
-    overrides the host planner, e.g. with arrays fed into a jitted step.
+    w_down [E,f,d], optional biases b_gate/b_up [E,f] and b_down [E,d] (gpt-oss).
+    ``activation`` picks plain or clamped SwiGLU.  For ``standard``/``llep`` the
+    mesh needs an axis named ``config.axis_name`` whose size D divides both T and
+    E; biases are sharded and copied (LLEP) exactly like their expert's weights.
+    ``plan`` (LLEP only) overrides the host planner, e.g. with arrays fed into a
+    jitted step.
     """
     if ep not in EP_MODES:
         raise ValueError(f"ep must be one of {EP_MODES}, got {ep!r}")
-    check_routing_args(x, expert_ids, combine_weights, w_gate, w_up, w_down)
+    if not isinstance(activation, ExpertActivation):
+        raise ValueError(f"activation must be an ExpertActivation, got {activation!r}")
+    biases = ExpertBiases(b_gate, b_up, b_down)
+    check_routing_args(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases)
     tokens, top_k = expert_ids.shape
     num_experts = w_gate.shape[0]
     if ep == "none":
-        y = routed_ffn_reference(x, expert_ids, combine_weights, w_gate, w_up, w_down,
-                                 gmm_impl=config.gmm_impl)
+        y = routed_ffn_reference(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases=biases,
+                                 activation=activation, gmm_impl=config.gmm_impl)
         return y, EPStats(jnp.zeros((), jnp.int32), jnp.full((1,), tokens * top_k, jnp.int32))
 
     axis = config.axis_name
@@ -181,17 +195,17 @@ def routed_experts(
         capacity = max(1, min(capacity, local_copies * num_devices))
         exchange = dispatch.exchange_ragged
 
-    def body(x_l, ids_l, cw_l, wg, wu, wd, *plan_l):
+    def body(x_l, ids_l, cw_l, wg, wu, wd, bias_l, *plan_l):
         flat_ids = ids_l.reshape(-1)
         if ep == "llep":
             seg_end, seg_device, seg_slot, extra = plan_l
             routed = dispatch.route_planned(flat_ids, num_experts, seg_end, seg_device, seg_slot, axis)
-            wg, wu, wd = (jnp.concatenate([w, dispatch.gather_weight_copies(w, extra, axis)])
-                          for w in (wg, wu, wd))
+            wg, wu, wd, bias_l = jax.tree.map(lambda w: _with_copies(w, extra, axis),
+                                              (wg, wu, wd, bias_l))
         else:
             routed = dispatch.route_standard(flat_ids, per_device)
-        expert_fn = functools.partial(_expert_fn, w_gate=wg, w_up=wu, w_down=wd,
-                                      gmm_impl=config.gmm_impl)
+        expert_fn = functools.partial(_expert_fn, w_gate=wg, w_up=wu, w_down=wd, biases=bias_l,
+                                      activation=activation, gmm_impl=config.gmm_impl)
         x_entries = jnp.repeat(x_l, top_k, axis=0)
         y_entries, kept, processed = exchange(x_entries, routed, num_devices, capacity, num_slots,
                                               expert_fn, axis)
@@ -204,13 +218,23 @@ def routed_experts(
     sharded = P(axis)
     y, dropped, load = jax.shard_map(
         body, mesh=mesh,
-        in_specs=(sharded,) * 6 + (P(),) * len(plan_arrays),
+        in_specs=(sharded,) * 7 + (P(),) * len(plan_arrays),
         out_specs=(sharded, P(), sharded),
-    )(x, expert_ids, combine_weights, w_gate, w_up, w_down, *plan_arrays)
+    )(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases, *plan_arrays)
     if config.overflow == "error":
         jax.debug.callback(_log_overflow, dropped)
     return y, EPStats(dropped, load)
 
 
-def _expert_fn(x_sorted, group_sizes, *, w_gate, w_up, w_down, gmm_impl):
-    return expert_ffn(x_sorted, group_sizes, w_gate, w_up, w_down, gmm_impl=gmm_impl)
+def _with_copies(w_local: jax.Array, extra: jax.Array, axis: str) -> jax.Array:
+    """Local expert rows followed by this device's LLEP copies: slot ``s`` indexes row ``s``.
+
+    Used for weights and biases alike, so a copied expert carries its biases and
+    their gradients sum back into the owner's through ``gather_weight_copies``.
+    """
+    return jnp.concatenate([w_local, dispatch.gather_weight_copies(w_local, extra, axis)])
+
+
+def _expert_fn(x_sorted, group_sizes, *, w_gate, w_up, w_down, biases, activation, gmm_impl):
+    return expert_ffn(x_sorted, group_sizes, w_gate, w_up, w_down, biases=biases,
+                      activation=activation, gmm_impl=gmm_impl)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from jaxlab.parallel import (EPConfig, pair_counts, plan_llep, raise_on_overflow, routed_experts,
-                             routed_ffn_reference)
+from jaxlab.parallel import (EPConfig, ExpertActivation, ExpertBiases, clamped_swiglu, pair_counts, plan_llep,
+                             raise_on_overflow, routed_experts, routed_ffn_reference)
 
 D, T, K, DM, F, E = 8, 64, 2, 16, 24, 16
 
@@ -65,6 +65,56 @@ def test_standard_and_llep_match_reference_outputs_and_gradients(mesh, skewed):
     np.testing.assert_array_equal(loads["llep"], plan_llep(counts, D, 2, 4).device_load)
     if skewed:
         assert loads["llep"].max() < loads["standard"].max()
+
+
+def _biases(seed: int = 0) -> ExpertBiases:
+    rng = np.random.default_rng(seed + 100)
+    return ExpertBiases(*(jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((E, F), (E, F), (E, DM))))
+
+
+GPT_OSS_ACT = ExpertActivation("clamped_swiglu", alpha=1.702, limit=1.0)  # small limit: the clamps bite
+
+
+def _biased_loss_and_grads(ep, mesh, config, args, biases):
+    x, ids, cw, wg, wu, wd = args
+
+    def loss(x, wg, wu, wd, bg, bu, bd):
+        y, stats = routed_experts(x, ids, cw, wg, wu, wd, ep=ep, mesh=mesh, config=config,
+                                  b_gate=bg, b_up=bu, b_down=bd, activation=GPT_OSS_ACT)
+        return jnp.sum(jnp.sin(y) * y), (y, stats)
+
+    return jax.jit(jax.value_and_grad(loss, argnums=tuple(range(7)), has_aux=True))(x, wg, wu, wd, *biases)
+
+
+def _dense_gpt_oss_reference(args, biases):
+    """Every expert on every token, then pick the routed ones: independent of sorting and gmm."""
+    x, ids, cw, wg, wu, wd = args
+    gate = jnp.einsum("td,edf->tef", x, wg) + biases.gate
+    up = jnp.einsum("td,edf->tef", x, wu) + biases.up
+    act = clamped_swiglu(gate, up, GPT_OSS_ACT.alpha, GPT_OSS_ACT.limit)
+    y_e = jnp.einsum("tef,efd->ted", act, wd) + biases.down
+    picked = jnp.take_along_axis(y_e, ids[:, :, None], axis=1)
+    return jnp.einsum("tk,tkd->td", cw, picked)
+
+
+@pytest.mark.parametrize("skewed", [False, True], ids=["random", "skewed"])
+def test_biased_clamped_experts_match_reference_outputs_and_gradients(mesh, skewed):
+    """gpt-oss experts: biases follow their expert (LLEP copies included) and bias grads sum to the owner."""
+    args, biases = _problem(skewed), _biases()
+    (_, (y_ref, _)), grads_ref = _biased_loss_and_grads("none", None, EPConfig(), args, biases)
+    np.testing.assert_allclose(y_ref, _dense_gpt_oss_reference(args, biases), atol=1e-4, rtol=1e-5)
+    gate = np.einsum("td,edf->tef", np.asarray(args[0]), np.asarray(args[3])) + np.asarray(biases.gate)
+    assert np.mean(gate > GPT_OSS_ACT.limit) > 0.05  # the clamp is exercised
+    counts = np.bincount(np.asarray(args[1]).ravel(), minlength=E)
+    for ep in ("standard", "llep"):
+        config = EPConfig(max_extra_experts=2, min_chunk=4)
+        (_, (y, stats)), grads = _biased_loss_and_grads(ep, mesh, config, args, biases)
+        np.testing.assert_allclose(y, y_ref, atol=1e-5, rtol=1e-5)
+        for name, g, g_ref in zip(("x", "w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down"), grads, grads_ref):
+            np.testing.assert_allclose(g, g_ref, atol=1e-5, rtol=1e-5, err_msg=f"ep={ep}: d/d{name}")
+        assert int(stats.dropped) == 0 and int(stats.device_load.sum()) == T * K
+    if skewed:  # the hot expert's weights and biases really were copied, so copy gradients were summed back
+        assert plan_llep(counts, D, 2, 4).arrays()[3].max() >= 0
 
 
 def test_llep_with_a_precomputed_plan_and_capacity_from_it(mesh):
@@ -127,5 +177,11 @@ def test_bad_arguments_name_the_problem(mesh):
         routed_experts(x, ids, cw, wg, wu, wg, ep="none")
     with pytest.raises(ValueError, match="must divide"):
         routed_experts(x[:60], ids[:60], cw[:60], wg, wu, wd, ep="standard", mesh=mesh)
+    with pytest.raises(ValueError, match="b_down must be"):
+        routed_experts(x, ids, cw, wg, wu, wd, b_down=jnp.zeros((E, F)))
+    with pytest.raises(ValueError, match="ExpertActivation.kind"):
+        ExpertActivation("gelu")
+    with pytest.raises(ValueError, match="activation must be an ExpertActivation"):
+        routed_experts(x, ids, cw, wg, wu, wd, activation="clamped_swiglu")
     with pytest.raises(ValueError, match="EPConfig.overflow"):
         EPConfig(overflow="ignore")
