@@ -36,6 +36,17 @@ def _tag(text: str, tag: str) -> str:
     return m.group(1)
 
 
+def _tagged_number(text: str, tag: str, low: float, high: float) -> float:
+    """The number inside ``<tag>...</tag>``, checked to lie in ``[low, high]``."""
+    try:
+        value = float(_tag(text, tag))
+    except ValueError as exc:
+        raise VerifierError(f"{tag} is not a number: {text.strip()[:200]!r}") from exc
+    if not low <= value <= high:
+        raise VerifierError(f"{tag} {value:g} outside [{low:g}, {high:g}]")
+    return value
+
+
 class LLMJudge:
     def __init__(self, client: ChatClient, meter: Meter, mode: str = "ranking", seed: int = 0) -> None:
         if mode not in ("ranking", "pointwise"):
@@ -65,13 +76,7 @@ class LLMJudge:
     def _score(self, task: str, context: str) -> float:
         out = self._ask(f"Task:\n{task}\n\n{context}\n\nRate the correctness and usefulness of the current step "
                         "from 1 to 10. Reply with <score>n</score>.")
-        try:
-            value = float(_tag(out, "score"))
-        except ValueError as exc:
-            raise VerifierError(f"score is not a number: {out.strip()[:200]!r}") from exc
-        if not 1 <= value <= 10:
-            raise VerifierError(f"score {value} outside 1..10")
-        return value
+        return _tagged_number(out, "score", 1, 10)
 
 
 class LLMRewardModel:
@@ -90,13 +95,7 @@ class LLMRewardModel:
     def _one(self, task: str, context: str) -> float:
         out = call(self.client, self.meter, f"Task:\n{task}\n\n{context}\n\n{self.PROMPTS[self.kind]} Reply with "
                    "<reward>p</reward>, p between 0 and 1.", "You are a reward model.", 0.0, 64, self.seed)
-        try:
-            value = float(_tag(out, "reward"))
-        except ValueError as exc:
-            raise VerifierError(f"reward is not a number: {out.strip()[:200]!r}") from exc
-        if not 0.0 <= value <= 1.0:
-            raise VerifierError(f"reward {value} outside [0, 1]")
-        return value
+        return _tagged_number(out, "reward", 0.0, 1.0)
 
     def score(self, task: str, contexts: list[str]) -> list[float]:
         return map_bounded(lambda c: self._one(task, c), contexts, len(contexts))
