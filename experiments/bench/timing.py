@@ -1,0 +1,144 @@
+"""One timing method for every bench in ``experiments/``: figures that cannot print nonsense.
+
+Why this exists: a best-of-N timing hides how noisy a shared machine is, and a decode rate
+computed as ``tokens / (t_long - t_short)`` explodes (or goes negative) when noise makes the
+two runs take the same time. Here every figure is the median of >= 5 timed repeats after a
+warm-up, reported with its min and max; a figure whose relative spread ``(max - min) / median``
+exceeds a stated bound is marked noisy (tables print ``noisy`` instead of a number); and a
+per-step time is the least-squares slope of time against step count over several lengths,
+which is turned into a rate only when it is positive.
+
+Benches call ``time_interleaved`` (several contenders timed round-robin, so load drift hits
+all of them alike), ``decode_slopes`` and ``rate``/``ratio``, then ``fmt`` for table cells.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+MIN_REPEATS = 5
+DEFAULT_MAX_SPREAD = 0.25  # (max - min) / median above this marks a figure noisy
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Median / min / max of repeated samples of one quantity (seconds, or a rate)."""
+
+    median: float
+    min: float
+    max: float
+    n: int
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> "Stat":
+        if not samples:
+            raise ValueError("Stat.of: no samples")
+        return cls(statistics.median(samples), min(samples), max(samples), len(samples))
+
+    @property
+    def spread(self) -> float:
+        """Relative spread ``(max - min) / median``; infinite when the median is not positive."""
+        return (self.max - self.min) / self.median if self.median > 0 else float("inf")
+
+    def noisy(self, max_spread: float = DEFAULT_MAX_SPREAD) -> bool:
+        return self.spread > max_spread
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``work / time`` with the spread carried over, or a reason why no rate is given.
+
+    ``value is None`` means the timing could not be turned into a rate (a non-positive time);
+    ``noisy`` means a value exists but its spread exceeds the bound, so tables must not
+    quote it as a result.
+    """
+
+    value: float | None
+    min: float | None
+    max: float | None
+    spread: float
+    noisy: bool
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None and not self.noisy
+
+    def as_dict(self) -> dict:
+        return {"value": self.value, "min": self.min, "max": self.max, "spread": self.spread,
+                "noisy": self.noisy, "ok": self.ok, "reason": self.reason}
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], object]], repeats: int = MIN_REPEATS,
+                     warmup: int = 1, clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Wall-clock samples for each callable, timed round-robin after ``warmup`` untimed calls each.
+
+    Every callable must block until its result is ready (``block_until_ready`` for JAX).
+    """
+    if repeats < MIN_REPEATS:
+        raise ValueError(f"repeats: expected >= {MIN_REPEATS} (a median of fewer is not a figure), got {repeats}")
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = clock()
+            fn()
+            samples[name].append(clock() - t0)
+    return samples
+
+
+def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of ``ys`` on ``xs`` (needs >= 2 distinct xs)."""
+    if len(xs) != len(ys) or len(set(xs)) < 2:
+        raise ValueError("slope: need matching xs/ys with at least two distinct xs")
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def decode_slopes(lengths: Sequence[int], samples: Mapping[int, Sequence[float]]) -> list[float]:
+    """Seconds per generated step, one least-squares slope per repeat round.
+
+    ``samples[n][i]`` is round ``i``'s time for a run of ``n`` steps; the fit over all lengths of
+    one round cancels the shared prefill. The slopes may be <= 0 under noise: ``rate`` refuses them.
+    """
+    rounds = {len(samples[n]) for n in lengths}
+    if len(rounds) != 1:
+        raise ValueError("decode_slopes: every length needs the same number of repeats")
+    return [slope(list(lengths), [samples[n][i] for n in lengths]) for i in range(rounds.pop())]
+
+
+def rate(work: float, seconds: Sequence[float], max_spread: float = DEFAULT_MAX_SPREAD) -> Rate:
+    """``work / seconds`` from repeated time samples; never divides by a non-positive time.
+
+    If any sample is <= 0 (possible for a fitted per-step slope) no rate is given at all: one
+    such sample means the noise is as large as the signal.
+    """
+    t = Stat.of(seconds)
+    if t.min <= 0:
+        return Rate(None, None, None, float("inf"), True,
+                    reason=f"non-positive time {t.min:.3g} s in {t.n} samples: noise exceeds the signal")
+    return Rate(work / t.median, work / t.max, work / t.min, t.spread, t.noisy(max_spread))
+
+
+def ratio(a: Rate, b: Rate) -> float | None:
+    """``a / b`` when both rates are trustworthy, else None (a ratio of a noisy figure is not a result)."""
+    if not (a.ok and b.ok):
+        return None
+    return a.value / b.value
+
+
+def fmt(r: Rate, digits: int = 0) -> str:
+    """Table cell: ``median [min-max]``, or ``noisy (spread 40%)`` / ``invalid`` instead of a number."""
+    if r.value is None:
+        return "invalid"
+    if r.noisy:
+        return f"noisy ({r.spread:.0%})"
+    return f"{r.value:.{digits}f} [{r.min:.{digits}f}-{r.max:.{digits}f}]"
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}x"
