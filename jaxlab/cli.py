@@ -54,7 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
-    from jaxlab.llm.serve import main as serve_main
+    from jaxlab.llm.serve_cli import main as serve_main
 
     return serve_main([args.model, *rest])
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run a config: jaxlab run configs/ptl_smollm2.yaml key=value ...")
     run.add_argument("config")
     run.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=10")
-    serve = sub.add_parser("serve", help="serve a model on an OpenAI-compatible /v1/chat/completions endpoint",
+    serve = sub.add_parser("serve", help="serve a model as an OpenAI-compatible API (FastAPI + uvicorn): jaxlab serve smollm2 --port 8000",
                            add_help=False)
     serve.add_argument("model")
     args, rest = parser.parse_known_args(argv)

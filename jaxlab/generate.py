@@ -158,3 +158,51 @@ def generate(model: DecoderLM, tokenizer: Any, prompts: Prompt | Sequence[Prompt
     texts = ([tokenizer.decode([t for t in toks if t not in stops]) for toks in token_ids]
              if tokenizer is not None else [""] * len(token_ids))
     return GenerationOutput(token_ids=token_ids, texts=texts, finish_reasons=reasons)
+
+
+# --- step-wise decoding for the server: one jitted prefill, one jitted step -------------------------------
+# ``generate`` above runs the whole decode inside one ``while_loop``, which cannot stream tokens or let a
+# server stop rows early.  These two functions give the same maths one token at a time.  Sampling params are
+# per-row arrays (not static args), so requests with different temperatures share one compiled program and
+# the only compile keys are the shapes: (batch, prompt width, cache length), which the server buckets.
+
+def _sample_rows(logits: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: jax.Array,
+                 step: jax.Array) -> jax.Array:
+    """Greedy where ``temps == 0``, else temperature + nucleus sampling with a per-row seed."""
+    greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+    def sampled() -> jax.Array:
+        scaled = logits / jnp.maximum(temps, 1e-6)[:, None]
+        order = jnp.argsort(-scaled, axis=-1)
+        sorted_logits = jnp.take_along_axis(scaled, order, axis=-1)
+        probs = jax.nn.softmax(sorted_logits, axis=-1)
+        before = jnp.cumsum(probs, axis=-1) - probs
+        sorted_logits = jnp.where(before > top_ps[:, None], -jnp.inf, sorted_logits)
+        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), step))(seeds)
+        pick = jax.vmap(lambda k, lg: jax.random.categorical(k, lg))(keys, sorted_logits)
+        tok = jnp.take_along_axis(order, pick[:, None], axis=-1)[:, 0].astype(jnp.int32)
+        return jnp.where(temps > 0, tok, greedy)
+
+    return jax.lax.cond(jnp.any(temps > 0), sampled, lambda: greedy)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "cache_len"))
+def prefill_step(graphdef: Any, state: Any, ids: jax.Array, mask: jax.Array, temps: jax.Array, top_ps: jax.Array,
+                 seeds: jax.Array, *, cache_len: int) -> tuple[jax.Array, KVCache, jax.Array]:
+    """Run left-padded prompts ``ids[B, P]`` into a fresh cache of ``cache_len``; returns (first token, cache,
+    next position per row)."""
+    model: DecoderLM = nnx.merge(graphdef, state)
+    cache = KVCache.init(model.config, ids.shape[0], cache_len)
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+    logits, cache = model.decode(ids, positions, cache, attention_mask=mask)
+    first = _sample_rows(logits[:, -1], temps, top_ps, seeds, jnp.int32(0))
+    return first, cache, jnp.sum(mask, axis=1).astype(jnp.int32)
+
+
+@partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))
+def decode_step(graphdef: Any, state: Any, tok: jax.Array, pos: jax.Array, cache: KVCache, temps: jax.Array,
+                top_ps: jax.Array, seeds: jax.Array, step: jax.Array) -> tuple[jax.Array, KVCache]:
+    """One token for every row at positions ``pos``; the cache buffer is donated (updated in place)."""
+    model: DecoderLM = nnx.merge(graphdef, state)
+    logits, cache = model.decode(tok[:, None], pos[:, None], cache)
+    return _sample_rows(logits[:, -1], temps, top_ps, seeds, step), cache

@@ -25,20 +25,37 @@ class BaseClient:
         self.max_concurrency = max_concurrency
         self._usage = Usage()
         self._calls = 0
+        self._by_caller: dict[str, Usage] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_concurrency)
 
     def _complete(self, request: ChatRequest) -> ChatResponse:
         raise NotImplementedError(f"{type(self).__name__} must implement _complete(request)")
 
+    def _record(self, response: ChatResponse, caller: str | None = None) -> None:
+        if response.cached:
+            return
+        with self._lock:
+            self._usage = self._usage + response.usage
+            self._calls += 1
+            if caller is not None:
+                self._by_caller[caller] = self._by_caller.get(caller, Usage()) + response.usage
+
     def complete(self, request: ChatRequest) -> ChatResponse:
         with self._slots:
             response = self._complete(request)
-        if not response.cached:
-            with self._lock:
-                self._usage = self._usage + response.usage
-                self._calls += 1
+        self._record(response)
         return response
+
+    def for_caller(self, tag: str) -> "CallerView":
+        """A view of this client whose calls are also counted under ``usage_by_caller[tag]``
+        (e.g. ``"mas"``, ``"verifier"``, ``"judge"`` sharing one endpoint)."""
+        return CallerView(self, tag)
+
+    @property
+    def usage_by_caller(self) -> dict[str, Usage]:
+        with self._lock:
+            return dict(self._by_caller)
 
     def chat(self, messages: Sequence[dict], **params: Any) -> ChatResponse:
         """``complete`` with keyword sampling params (``tools=``, ``temperature=``, ``n=`` ...)."""
@@ -67,3 +84,36 @@ class BaseClient:
     def num_calls(self) -> int:
         with self._lock:
             return self._calls
+
+
+class CallerView:
+    """Forwards to a :class:`BaseClient` and books usage under one caller tag (shares its slots and cache)."""
+
+    def __init__(self, inner: BaseClient, tag: str) -> None:
+        self.inner, self.tag = inner, tag
+        self.model = inner.model
+
+    def complete(self, request: ChatRequest) -> ChatResponse:
+        response = self.inner.complete(request)
+        self._book(response)
+        return response
+
+    async def acomplete(self, request: ChatRequest) -> ChatResponse:
+        response = await self.inner.acomplete(request)
+        self._book(response)
+        return response
+
+    def _book(self, response: ChatResponse) -> None:
+        if response.cached:
+            return
+        with self.inner._lock:
+            by = self.inner._by_caller
+            by[self.tag] = by.get(self.tag, Usage()) + response.usage
+
+    def chat(self, messages: Sequence[dict], **params: Any) -> ChatResponse:
+        params.setdefault("model", self.model)
+        return self.complete(ChatRequest(messages=tuple(messages), **params))
+
+    @property
+    def usage(self) -> Usage:
+        return self.inner.usage_by_caller.get(self.tag, Usage())

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from jaxlab.llm.base import BaseClient
+from jaxlab.llm.policy import ModelPolicy
 from jaxlab.llm.types import ChatClient
 
 
@@ -12,7 +13,10 @@ from jaxlab.llm.types import ChatClient
 class ClientConfig:
     """``kind: http`` talks to ``base_url`` (or $JAXLAB_LLM_BASE_URL / $OPENAI_BASE_URL);
     ``kind: local`` runs a jaxlab model in-process.  ``cache_dir`` (when set)
-    stores every response on disk keyed by the full request, so reruns resume."""
+    stores every response on disk keyed by the full request, so reruns resume.
+    ``policy`` (http only) says which request params the model accepts, e.g. for
+    GPT-5-mini ``{token_param: max_completion_tokens, sampling: [], reasoning_effort: low}``;
+    ``timeout_s`` bounds one attempt, ``deadline_s`` the whole call with its retries."""
 
     kind: Literal["http", "local"] = "local"
     model: str = "smollm2"
@@ -20,8 +24,10 @@ class ClientConfig:
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 120.0
     max_retries: int = 4
+    deadline_s: float = 600.0
     max_concurrency: int = 8
     cache_dir: str | None = None
+    policy: ModelPolicy | None = None
 
 
 def make_client(cfg: ClientConfig) -> ChatClient:
@@ -31,7 +37,8 @@ def make_client(cfg: ClientConfig) -> ChatClient:
 
         client = OpenAIHTTPClient(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
                                   timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
-                                  max_concurrency=cfg.max_concurrency)
+                                  deadline_s=cfg.deadline_s, max_concurrency=cfg.max_concurrency,
+                                  policy=cfg.policy)
     elif cfg.kind == "local":
         if cfg.model != "smollm2":
             raise ValueError(f"client.model: the local client knows 'smollm2', got {cfg.model!r}")

@@ -1,21 +1,27 @@
-"""OpenAI-compatible HTTP client (stdlib only): retries 429/5xx, explains 4xx.
+"""OpenAI-compatible HTTP backend on the official ``openai`` SDK (sync ``OpenAI`` + native ``AsyncOpenAI``).
 
-Works with any ``/v1/chat/completions`` server: OpenAI, vLLM, SGLang, or
-``jaxlab serve``.  Streaming is deliberately not implemented: experiments
-want whole completions and token usage.
+Works with OpenAI, vLLM, SGLang, LiteLLM proxies and ``jaxlab serve``.  The SDK
+does the HTTP, connection pooling, timeouts, typed errors and response parsing.
+Retries are jaxlab's own loop over the SDK's typed errors (the SDK's internal
+retries are switched off) because the SDK has no *total* deadline: here every
+retry honours ``Retry-After`` in all three forms (``retry-after-ms``, seconds,
+HTTP date), each wait is capped at ``max_backoff_s``, and the whole call -
+attempts and waits - never exceeds ``deadline_s``.
 """
 from __future__ import annotations
 
-import json
+import asyncio
+import email.utils
 import os
 import random
-import socket
 import time
-import urllib.error
-import urllib.request
+from typing import Any
+
+import openai
 
 from jaxlab.llm.base import BaseClient
-from jaxlab.llm.types import ChatRequest, ChatResponse, LLMError
+from jaxlab.llm.policy import ModelPolicy, build_kwargs, resolve_policy
+from jaxlab.llm.types import ChatRequest, ChatResponse, LLMError, LLMRequestError
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -25,72 +31,152 @@ class HTTPStatusError(LLMError):
 
     def __init__(self, status: int, body: str, url: str) -> None:
         self.status, self.body, self.url = status, body, url
-        detail = body
-        try:
-            err = json.loads(body).get("error")
-            detail = err.get("message", body) if isinstance(err, dict) else (err or body)
-        except (ValueError, AttributeError):
-            pass
         hint = {401: " (check the API key env var)", 404: " (check base_url and model name)"}.get(status, "")
-        super().__init__(f"HTTP {status} from {url}{hint}: {str(detail)[:500]}")
+        super().__init__(f"HTTP {status} from {url}{hint}: {str(body)[:500]}")
+
+
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds the server asked us to wait: ``retry-after-ms``, ``retry-after`` seconds or HTTP date."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_tz(value)
+        return None if parsed is None else max(0.0, email.utils.mktime_tz(parsed) - time.time())
+
+
+def _status_error(exc: openai.APIStatusError, url: str) -> HTTPStatusError:
+    body = exc.body  # the SDK already unwraps {"error": {...}}
+    message = body.get("message") if isinstance(body, dict) else None
+    return HTTPStatusError(exc.status_code, str(message or body or exc.message), url)
 
 
 class OpenAIHTTPClient(BaseClient):
-    """Client for an OpenAI-compatible endpoint.
+    """``ChatClient`` over an OpenAI-compatible endpoint.
 
-    ``base_url`` and the key default to ``$JAXLAB_LLM_BASE_URL`` /
-    ``$OPENAI_BASE_URL`` and ``$<api_key_env>``; a missing base URL is an error
-    that says which variables were looked at.
+    ``base_url`` and the key default to ``$JAXLAB_LLM_BASE_URL`` / ``$OPENAI_BASE_URL``
+    and ``$<api_key_env>``.  ``policy`` (a :class:`ModelPolicy` or its YAML dict) says
+    which params the model accepts; a request that sets a rejected one fails before
+    it is sent.  ``timeout_s`` bounds one attempt, ``deadline_s`` the whole call.
     """
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0, max_retries: int = 4,
-                 backoff_s: float = 1.0, max_concurrency: int = 8) -> None:
+                 backoff_s: float = 0.5, max_backoff_s: float = 30.0, deadline_s: float = 600.0,
+                 max_concurrency: int = 8, policy: ModelPolicy | dict | None = None) -> None:
         super().__init__(max_concurrency)
         base_url = base_url or os.environ.get("JAXLAB_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
             raise LLMError("OpenAIHTTPClient: no base_url given and neither $JAXLAB_LLM_BASE_URL nor "
                            "$OPENAI_BASE_URL is set (expected e.g. http://127.0.0.1:8000/v1)")
+        for name, value in (("timeout_s", timeout_s), ("deadline_s", deadline_s), ("max_backoff_s", max_backoff_s)):
+            if not value > 0:
+                raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries: expected >= 0, got {max_retries!r}")
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get(api_key_env, "")
         self.model = model
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
+        self.timeout_s, self.max_retries, self.deadline_s = timeout_s, max_retries, deadline_s
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.policy = resolve_policy(model, policy)
+        self.retries = 0  # attempts that were retried, across calls (for reports)
+        common = dict(base_url=self.base_url, api_key=self.api_key or "none", max_retries=0, timeout=timeout_s)
+        self._sdk = openai.OpenAI(**common)
+        self._async_kwargs = common
+        self._async: dict[int, tuple[openai.AsyncOpenAI, asyncio.Semaphore]] = {}
 
-    def _post(self, body: dict) -> dict:
+    # ----------------------------------------------------------------- retry policy
+    def _delay(self, exc: Exception, attempt: int, started: float) -> float:
+        """Seconds to wait before the next attempt, or raise the error this call ends with."""
         url = f"{self.base_url}/chat/completions"
-        data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            retry_after = None
-            try:
-                req = urllib.request.Request(url, data=data, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                    return json.loads(resp.read().decode())
-            except urllib.error.HTTPError as exc:
-                err = HTTPStatusError(exc.code, exc.read().decode(errors="replace"), url)
-                if exc.code not in RETRY_STATUS:
-                    raise err from None
-                last, retry_after = err, exc.headers.get("Retry-After") if exc.headers else None
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
-                last = LLMError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}")
-            except json.JSONDecodeError as exc:
-                raise LLMError(f"{url} returned a body that is not JSON: {exc}") from exc
-            if attempt < self.max_retries:
-                delay = self.backoff_s * (2 ** attempt) * (0.5 + random.random() / 2)
-                if retry_after is not None:
-                    try:
-                        delay = max(delay, float(retry_after))
-                    except ValueError:
-                        pass
-                time.sleep(delay)
-        raise LLMError(f"giving up after {self.max_retries + 1} attempts: {last}") from last
+        if isinstance(exc, openai.APIStatusError):
+            if exc.status_code not in RETRY_STATUS:
+                raise _status_error(exc, url) from None
+            last: LLMError = _status_error(exc, url)
+            asked = retry_after_s(exc.response.headers if exc.response is not None else None)
+        elif isinstance(exc, openai.APITimeoutError):
+            last, asked = LLMError(f"{url}: no answer within {self.timeout_s:g} s"), None
+        elif isinstance(exc, openai.APIConnectionError):
+            last, asked = LLMError(f"cannot reach {url}: {exc.__cause__ or exc}"), None
+        elif isinstance(exc, (openai.APIResponseValidationError, ValueError)):  # truncated / non-JSON body
+            last, asked = LLMError(f"{url} returned a body that is not a chat completion: {exc}"), None
+        else:
+            raise exc
+        if attempt >= self.max_retries:
+            raise LLMError(f"giving up after {attempt + 1} attempts: {last}") from exc
+        backoff = self.backoff_s * (2 ** attempt) * (0.5 + random.random() / 2)
+        delay = min(self.max_backoff_s, asked if asked is not None else backoff)
+        left = self.deadline_s - (time.monotonic() - started)
+        if delay >= left:
+            raise LLMError(f"giving up: the next retry (in {delay:.1f} s) would pass the {self.deadline_s:g} s "
+                           f"deadline after {attempt + 1} attempts: {last}") from exc
+        self.retries += 1
+        return delay
 
+    def _timeout(self, started: float) -> float:
+        left = self.deadline_s - (time.monotonic() - started)
+        if left <= 0:
+            raise LLMError(f"giving up: the {self.deadline_s:g} s deadline passed")
+        return min(self.timeout_s, left)
+
+    @staticmethod
+    def _parse(completion: Any) -> ChatResponse:
+        body = completion.model_dump() if hasattr(completion, "model_dump") else completion
+        if not isinstance(body, dict) or not body.get("choices"):
+            raise ValueError(f"no choices in the response: {str(body)[:200]}")
+        return ChatResponse.from_openai(body)
+
+    # ----------------------------------------------------------------- sync
     def _complete(self, request: ChatRequest) -> ChatResponse:
-        body = request.to_openai()
-        body["model"] = request.model or self.model
-        return ChatResponse.from_openai(self._post(body))
+        kwargs = build_kwargs(self.policy, request, self.model)  # LLMRequestError before anything is sent
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return self._parse(self._sdk.chat.completions.create(**kwargs, timeout=self._timeout(started)))
+            except LLMRequestError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - _delay re-raises what is not retryable
+                time.sleep(self._delay(exc, attempt, started))
+                attempt += 1
+
+    # ----------------------------------------------------------------- async (native, bounded, cancellable)
+    def _async_client(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()  # one pool + semaphore per event loop
+        key = id(loop)
+        if key not in self._async:
+            self._async[key] = (openai.AsyncOpenAI(**self._async_kwargs), asyncio.Semaphore(self.max_concurrency))
+        return self._async[key]
+
+    async def acomplete(self, request: ChatRequest) -> ChatResponse:
+        kwargs = build_kwargs(self.policy, request, self.model)
+        client, slots = self._async_client()
+        started = time.monotonic()
+        attempt = 0
+        async with slots:
+            while True:
+                try:
+                    completion = await client.chat.completions.create(**kwargs, timeout=self._timeout(started))
+                    response = self._parse(completion)
+                    break
+                except (LLMRequestError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    await asyncio.sleep(self._delay(exc, attempt, started))
+                    attempt += 1
+        self._record(response)
+        return response
+
+    def close(self) -> None:
+        self._sdk.close()

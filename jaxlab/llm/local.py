@@ -46,19 +46,11 @@ class LocalClient(BaseClient):
         return cls(model, tokenizer, model_name="smollm2", **kwargs)
 
     def prompt(self, request: ChatRequest) -> str:
-        messages = [dict(m) for m in request.messages]
-        if request.response_format and request.response_format.get("type") != "text":
-            note = "Reply with a single JSON object and nothing else."
-            schema = request.response_format.get("json_schema", {}).get("schema")
-            if schema is not None:
-                import json
+        """The chat template applied to normalised messages (tool turns, null content, content parts)."""
+        from jaxlab.llm.backends import json_note
+        from jaxlab.llm.chat_format import render_prompt
 
-                note += f" It must match this JSON schema: {json.dumps(schema)}"
-            messages.insert(0, {"role": "system", "content": note})
-        kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
-        if request.tools:
-            kwargs["tools"] = [t["function"] if "function" in t else t for t in request.tools]
-        return self.tokenizer.apply_chat_template(messages, **kwargs)
+        return render_prompt(self.tokenizer, request.messages, request.tools, json_note(request.response_format))
 
     def _stop_ids(self) -> list[int] | None:
         eos = getattr(self.tokenizer, "eos_token_id", None)
@@ -72,13 +64,15 @@ class LocalClient(BaseClient):
                                   "use max_tokens or the model's end-of-turn token")
         prompt = self.prompt(request)
         key = None
-        if request.temperature > 0:
+        temperature = request.temperature or 0.0
+        max_tokens = request.max_tokens or 512
+        if temperature > 0:
             import jax
 
             key = jax.random.PRNGKey(request.seed if request.seed is not None else self.seed)
         with self._model_lock:
             out = self.generate_fn(self.jax_model, self.tokenizer, [prompt] * request.n,
-                                   max_new_tokens=request.max_tokens, temperature=request.temperature,
+                                   max_new_tokens=max_tokens, temperature=temperature,
                                    top_p=request.top_p, key=key, stop_token_ids=self._stop_ids())
         names = {t["function"]["name"] for t in request.tools} if request.tools else None
         choices = []

@@ -50,16 +50,20 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts; ``cached_tokens`` / ``reasoning_tokens`` are filled when the server reports them."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: "Usage") -> "Usage":
-        return Usage(self.prompt_tokens + other.prompt_tokens,
-                     self.completion_tokens + other.completion_tokens)
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.cached_tokens + other.cached_tokens, self.reasoning_tokens + other.reasoning_tokens)
 
     def to_openai(self) -> dict:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -118,9 +122,19 @@ class ChatResponse:
                 for t in (msg.get("tool_calls") or []))
             choices.append(Choice(text=msg.get("content") or "", tool_calls=calls,
                                   finish_reason=c.get("finish_reason") or "stop"))
-        u = body.get("usage") or {}
-        return cls(tuple(choices), Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0))),
-                   model=body.get("model", ""))
+        return cls(tuple(choices), usage_from_openai(body.get("usage")), model=body.get("model", ""))
+
+
+def usage_from_openai(u: Any) -> Usage:
+    """``usage`` of a chat body (dict or SDK object), with cached / reasoning token details when present."""
+    if u is None:
+        return Usage()
+    if not isinstance(u, dict):
+        u = u.model_dump() if hasattr(u, "model_dump") else dict(vars(u))
+    p_details = u.get("prompt_tokens_details") or {}
+    c_details = u.get("completion_tokens_details") or {}
+    return Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0),
+                 int(p_details.get("cached_tokens") or 0), int(c_details.get("reasoning_tokens") or 0))
 
 
 def _check_messages(messages: Any) -> tuple[dict, ...]:
@@ -132,27 +146,39 @@ def _check_messages(messages: Any) -> tuple[dict, ...]:
             raise LLMRequestError(f"messages[{i}]: expected a dict with 'role', got {m!r}")
         if m["role"] not in ROLES:
             raise LLMRequestError(f"messages[{i}].role: expected one of {list(ROLES)}, got {m['role']!r}")
-        if m.get("content") is not None and not isinstance(m["content"], str):
-            raise LLMRequestError(f"messages[{i}].content: expected a string, got {type(m['content']).__name__}")
+        if m.get("content") is not None and not isinstance(m["content"], (str, list)):
+            raise LLMRequestError(f"messages[{i}].content: expected a string or a list of content parts, "
+                                  f"got {type(m['content']).__name__}")
         out.append(dict(m))
     return tuple(out)
 
 
+# fields added after caches existed: left out of ``key()`` while unset, so old cache entries still hit
+_NEW_FIELDS = ("tool_choice", "reasoning_effort")
+
+
 @dataclass(frozen=True)
 class ChatRequest:
-    """Everything that determines a completion; its :meth:`key` addresses the disk cache."""
+    """Everything that determines a completion; its :meth:`key` addresses the disk cache.
+
+    ``temperature`` and ``max_tokens`` default to ``None`` = "not set": the HTTP
+    client then omits them (reasoning models reject both), local backends use
+    greedy decoding and 512 tokens.  ``extra`` is merged into the wire body.
+    """
 
     messages: tuple[dict, ...]
     tools: tuple[dict, ...] = ()
     response_format: dict | None = None
-    temperature: float = 0.0
+    temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int = 512
+    max_tokens: int | None = None
     n: int = 1
     stop: tuple[str, ...] = ()
     seed: int | None = None
     model: str = ""
     extra: dict = field(default_factory=dict)
+    tool_choice: Any = None
+    reasoning_effort: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", _check_messages(self.messages))
@@ -165,9 +191,9 @@ class ChatRequest:
                     f"tools[{i}]: expected {{'type': 'function', 'function': {{'name', 'parameters'}}}}, got {t!r}")
         if not isinstance(self.n, int) or self.n < 1:
             raise LLMRequestError(f"n: expected an integer >= 1, got {self.n!r}")
-        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
             raise LLMRequestError(f"max_tokens: expected an integer >= 1, got {self.max_tokens!r}")
-        if not 0.0 <= float(self.temperature) <= 2.0:
+        if self.temperature is not None and not 0.0 <= float(self.temperature) <= 2.0:
             raise LLMRequestError(f"temperature: expected a number in [0, 2], got {self.temperature!r}")
         if self.top_p is not None and not 0.0 < float(self.top_p) <= 1.0:
             raise LLMRequestError(f"top_p: expected a number in (0, 1], got {self.top_p!r}")
@@ -175,47 +201,33 @@ class ChatRequest:
         if rf is not None and (not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema")):
             raise LLMRequestError(
                 f"response_format: expected {{'type': 'text'|'json_object'|'json_schema', ...}}, got {rf!r}")
+        tc = self.tool_choice
+        if tc is not None and tc not in ("none", "auto", "required") and not (
+                isinstance(tc, dict) and isinstance(tc.get("function"), dict)):
+            raise LLMRequestError(f"tool_choice: expected 'none'|'auto'|'required' or "
+                                  f"{{'type': 'function', 'function': {{'name'}}}}, got {tc!r}")
 
     def to_openai(self) -> dict:
-        body: dict[str, Any] = {"model": self.model, "messages": list(self.messages),
-                                "temperature": self.temperature, "max_tokens": self.max_tokens, "n": self.n}
+        """The full wire body (the HTTP client's parameter policy then drops what a model rejects)."""
+        body: dict[str, Any] = {"model": self.model, "messages": list(self.messages), "n": self.n}
+        for name in ("temperature", "max_tokens", "top_p", "seed", "response_format", "tool_choice",
+                     "reasoning_effort"):
+            if getattr(self, name) is not None:
+                body[name] = getattr(self, name)
         if self.tools:
             body["tools"] = list(self.tools)
-        if self.response_format is not None:
-            body["response_format"] = self.response_format
-        if self.top_p is not None:
-            body["top_p"] = self.top_p
         if self.stop:
             body["stop"] = list(self.stop)
-        if self.seed is not None:
-            body["seed"] = self.seed
         body.update(self.extra)
         return body
 
-    @classmethod
-    def from_openai(cls, body: dict) -> "ChatRequest":
-        """Build a request from a chat-completions JSON body (the server side)."""
-        if not isinstance(body, dict):
-            raise LLMRequestError(f"request body: expected a JSON object, got {type(body).__name__}")
-        known = {"model", "messages", "tools", "response_format", "temperature", "top_p", "max_tokens",
-                 "max_completion_tokens", "n", "stop", "seed", "tool_choice", "stream", "user"}
-        unknown = sorted(set(body) - known)
-        if unknown:
-            raise LLMRequestError(f"unsupported request field {unknown[0]!r}; supported: {sorted(known)}")
-        if body.get("stream"):
-            raise LLMRequestError("stream: streaming is not supported by this server; send stream=false")
-        stop = body.get("stop") or ()
-        return cls(messages=body.get("messages"), tools=tuple(body.get("tools") or ()),
-                   response_format=body.get("response_format"),
-                   temperature=float(body.get("temperature", 0.0) if body.get("temperature") is not None else 0.0),
-                   top_p=body.get("top_p"),
-                   max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 512),
-                   n=body.get("n") or 1, stop=(stop,) if isinstance(stop, str) else tuple(stop),
-                   seed=body.get("seed"), model=body.get("model") or "")
-
     def key(self) -> str:
         """Stable hash of the full request: equal requests share a cache entry."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, ensure_ascii=False, default=str)
+        fields = dataclasses.asdict(self)
+        for name in _NEW_FIELDS:
+            if fields[name] is None:
+                del fields[name]
+        blob = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
