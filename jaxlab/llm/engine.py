@@ -94,6 +94,7 @@ class BatchEngine:
         self.pad_id = int(pad if pad is not None else (min(self.stop_ids) if self.stop_ids else 0))
         self.compiled_shapes: set[tuple[str, int, int, int]] = set()
         self.batches_run = 0
+        self.decode_steps = 0  # lets tests see that streamed text arrives while decoding continues
         self.max_rows_seen = 0
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
@@ -265,6 +266,7 @@ class BatchEngine:
             tok, cache = decode_step(self.graphdef, self.state, tok, pos, cache, temps_j, top_ps_j, seeds_j,
                                      jnp.int32(step))
             self.compiled_shapes.add(("decode", b, 1, t))
+            self.decode_steps += 1
             pos = pos + 1
         for r in rows:  # max_tokens reached inside _step_rows already; this only catches cancelled rows
             if not r.done:

@@ -151,6 +151,7 @@ def create_app(backend: Any, max_body_bytes: int = 4 << 20, read_timeout_s: floa
     async def lifespan(app: FastAPI):
         yield
         await asyncio.to_thread(backend.close)  # SIGTERM -> uvicorn drains requests -> we stop the engine
+        log.warning("jaxlab serve: %s stopped cleanly", backend.name)
 
     app = FastAPI(title="jaxlab serve", lifespan=lifespan)
 

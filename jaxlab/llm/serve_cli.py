@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,9 @@ def main(argv: list[str]) -> int:
         print(f"warm-up: compiled {backend.engine.warmup()} shapes", flush=True)
     app = create_app(backend, max_body_bytes=args.max_body_bytes, read_timeout_s=args.read_timeout_s,
                      default_max_tokens=args.max_tokens_default)
+    # uvicorn drains requests on SIGTERM, runs the shutdown hook, then re-raises the signal through the
+    # previous handler: make that handler a normal exit so supervisors see status 0 for a clean stop
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"serving {backend.name!r} at http://{args.host}:{args.port}/v1 (SIGTERM or Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30,
                 timeout_graceful_shutdown=args.graceful_s)
