@@ -88,17 +88,22 @@ def per_token_objective(logps: jax.Array, old_logps: jax.Array, advantages: jax.
 
 
 def aggregate(per_token: jax.Array, mask: jax.Array, cfg: LossConfig,
-              num_items: jax.Array | float | None = None) -> jax.Array:
-    """Reduce ``[B, T]`` to the scalar loss. ``num_items``: completion tokens in the whole
-    optimisation batch (dapo normalises by it so micro-batches sum to the global token mean)."""
+              num_items: jax.Array | float | None = None, num_rows: jax.Array | float | None = None) -> jax.Array:
+    """Reduce ``[B, T]`` to the scalar loss.
+
+    ``num_items`` / ``num_rows``: completion tokens / completions in the whole optimisation batch.
+    Given, dapo, grpo and dr_grpo divide by them, so micro-batch losses (padded rows included)
+    sum to the full batch's loss; absent, the micro-batch is the batch.
+    """
     mask = mask.astype(per_token.dtype)
     total = (per_token * mask).sum()
+    rows = per_token.shape[0] if num_rows is None else num_rows
     if cfg.loss_type == "grpo":
-        return ((per_token * mask).sum(-1) / jnp.maximum(mask.sum(-1), 1.0)).mean()
+        return ((per_token * mask).sum(-1) / jnp.maximum(mask.sum(-1), 1.0)).sum() / rows
     if cfg.loss_type == "bnpo":
         return total / jnp.maximum(mask.sum(), 1.0)
     if cfg.loss_type == "dr_grpo":
-        return total / (per_token.shape[0] * cfg.max_completion_length)
+        return total / (rows * cfg.max_completion_length)
     denom = mask.sum() if num_items is None else num_items
     return total / jnp.maximum(denom, 1.0)
 
@@ -128,7 +133,7 @@ def policy_loss(params: nnx.State, rest: nnx.State, graphdef: nnx.GraphDef, batc
     """The differentiable GRPO loss of one (micro-)batch; ``jax.grad`` w.r.t. ``params``.
 
     ``batch``: prompt_ids/prompt_mask [B, P], completion_ids/completion_mask [B, C], advantages [B],
-    old_logps [B, C] (the sampling policy's), optional ref_logps [B, C] and num_items (scalar).
+    old_logps [B, C] (the sampling policy's), optional ref_logps [B, C], num_items and num_rows (scalars).
     """
     model = nnx.merge(graphdef, params, rest)
     mask = batch["completion_mask"].astype(jnp.float32)
@@ -136,6 +141,6 @@ def policy_loss(params: nnx.State, rest: nnx.State, graphdef: nnx.GraphDef, batc
                                       batch["completion_ids"], batch["completion_mask"], cfg.temperature)
     per_token, stats = per_token_objective(logps, batch["old_logps"], batch["advantages"], mask, cfg,
                                            batch.get("ref_logps"))
-    loss = aggregate(per_token, mask, cfg, batch.get("num_items"))
+    loss = aggregate(per_token, mask, cfg, batch.get("num_items"), batch.get("num_rows"))
     stats["entropy"] = _masked_mean(entropy, mask)
     return loss, stats

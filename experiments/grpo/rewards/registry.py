@@ -1,0 +1,55 @@
+"""Named reward functions with weights, scored concurrently.
+
+A reward is ``fn(prompts, completions, **example_fields) -> list[float | None]``; None means the
+reward does not apply to that sample and is left out of its mean (as in TRL). Rewards that run code
+or call a judge are slow per sample, so every function runs in its own thread of a bounded pool:
+one slow function never serialises the others.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from experiments.grpo.rewards.math import boxed_format, math_accuracy
+
+RewardFn = Callable[..., list]
+
+REWARDS: dict[str, RewardFn] = {
+    "math_accuracy": math_accuracy,
+    "boxed_format": boxed_format,
+}
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """One reward in a run config: a registered name and its weight in the total."""
+
+    name: str
+    weight: float = 1.0
+
+
+def get_reward(name: str) -> RewardFn:
+    if name not in REWARDS:
+        raise ValueError(f"rewards.name: unknown reward {name!r}; registered: {sorted(REWARDS)}")
+    return REWARDS[name]
+
+
+def score_all(specs: Sequence[RewardSpec], prompts: Sequence[str], completions: Sequence[str],
+              fields: Mapping[str, Sequence[Any]], max_workers: int = 4) -> tuple[list[list[float | None]], dict]:
+    """Every reward on every completion: ``([F][N] rewards, per-reward mean/std metrics)``."""
+    fns = [get_reward(s.name) for s in specs]
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(fns)))) as pool:
+        futures = [pool.submit(fn, list(prompts), list(completions), **fields) for fn in fns]
+        per_func = [f.result() for f in futures]
+    metrics = {}
+    for spec, values in zip(specs, per_func):
+        if len(values) != len(completions):
+            raise ValueError(f"reward {spec.name!r} returned {len(values)} values for {len(completions)} completions")
+        arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        ok = arr[~np.isnan(arr)]
+        metrics[f"rewards/{spec.name}/mean"] = float(ok.mean()) if ok.size else float("nan")
+        metrics[f"rewards/{spec.name}/std"] = float(ok.std()) if ok.size else float("nan")
+    return per_func, metrics

@@ -1,0 +1,56 @@
+"""A seeded generator of short verifiable arithmetic word problems (answer in ``\\boxed{}``).
+
+Train and held-out problems come from disjoint seed streams and disjoint templates, so held-out
+accuracy is measured on wordings the policy never trained on. Each task records its template,
+operands and gold answer.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+INSTRUCTION = "Solve the problem. Give only the final number inside \\boxed{}."
+
+TRAIN_TEMPLATES = (
+    ("add", "Tom has {a} apples and buys {b} more. How many apples does he have?", lambda a, b: a + b),
+    ("sub", "A shelf holds {a} books. {b} are taken away. How many books are left?", lambda a, b: a - b),
+    ("mul", "There are {a} boxes with {b} pens each. How many pens are there?", lambda a, b: a * b),
+    ("add2", "What is {a} plus {b}?", lambda a, b: a + b),
+)
+HELDOUT_TEMPLATES = (
+    ("add", "A farm has {a} cows and {b} sheep. How many animals are there in total?", lambda a, b: a + b),
+    ("sub", "Mia had {a} stickers and gave {b} to a friend. How many stickers does she have now?",
+     lambda a, b: a - b),
+    ("mul", "A class has {a} rows of {b} desks. How many desks are there?", lambda a, b: a * b),
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    question: str
+    answer: str
+    template: str
+    split: str
+
+    def messages(self) -> list[dict]:
+        return [{"role": "user", "content": f"{self.question}\n{INSTRUCTION}"}]
+
+
+def make_tasks(split: str, n: int, seed: int = 0, max_operand: int = 60) -> list[Task]:
+    """``n`` tasks of ``split`` ('train' or 'heldout'); the same (split, n, seed) gives the same tasks."""
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split: expected 'train' or 'heldout', got {split!r}")
+    if n < 1 or max_operand < 2:
+        raise ValueError(f"n and max_operand: expected n >= 1 and max_operand >= 2, got {n}, {max_operand}")
+    templates = TRAIN_TEMPLATES if split == "train" else HELDOUT_TEMPLATES
+    rng = random.Random(f"{split}:{seed}")
+    tasks = []
+    for _ in range(n):
+        name, text, fn = templates[rng.randrange(len(templates))]
+        a, b = rng.randint(2, max_operand), rng.randint(2, max_operand)
+        if name.startswith("sub") and b > a:
+            a, b = b, a
+        if name == "mul":
+            b = rng.randint(2, 12)
+        tasks.append(Task(question=text.format(a=a, b=b), answer=str(fn(a, b)), template=name, split=split))
+    return tasks
