@@ -145,24 +145,15 @@ class BatchEngine:
         t = bucket(p + max_tokens, self.min_cache_bucket, self.max_model_len + p)
         return b, p, t
 
-    def warmup(self) -> int:
-        """Compile every (batch, prompt, cache) bucket now; returns how many shapes were built."""
+    def warmup(self, max_prompt: int = 256, max_new_tokens: int = 256) -> int:
+        """Compile every bucket that requests up to ``max_prompt`` + ``max_new_tokens`` can hit, for every
+        batch-row bucket; returns how many shapes exist afterwards.  A bigger request still compiles on use."""
         rows = sorted({bucket(r, 1, self.max_batch) for r in range(1, self.max_batch + 1)})
-        prompts, p = [], self.min_prompt_bucket
-        while True:
-            prompts.append(p)
-            if p >= self.max_model_len:
-                break
-            p = min(p * 2, self.max_model_len)
-        for b in rows:
-            for p in prompts:
-                cap, t = self.max_model_len + p, self.min_cache_bucket
-                while True:
-                    if min(t, cap) > p:
-                        self._run_rows([], (b, p, min(t, cap)))
-                    if t >= cap:
-                        break
-                    t *= 2
+        shapes = {self.shapes(b, p, m) for b in rows for p in range(1, min(max_prompt, self.max_model_len) + 1)
+                  for m in {1, max_new_tokens, *[2 ** k for k in range(max_new_tokens.bit_length())]}
+                  if p + m <= self.max_model_len}
+        for shape in sorted(shapes):
+            self._run_rows([], shape)
         return len(self.compiled_shapes)
 
     # ---------------------------------------------------------------- worker

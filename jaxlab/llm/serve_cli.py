@@ -55,7 +55,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-batch", type=int, default=8, help="rows decoded together (requests x n)")
     parser.add_argument("--max-model-len", type=int, default=None, help="prompt + completion tokens (<= model max)")
     parser.add_argument("--max-tokens-default", type=int, default=256, help="when a request sets no max_tokens")
-    parser.add_argument("--warmup", action="store_true", help="compile every shape bucket before serving")
+    parser.add_argument("--warmup", action="store_true",
+                        help="compile the shape buckets of prompts <= 256 and max_tokens <= 256 before serving")
     parser.add_argument("--max-body-bytes", type=int, default=4 << 20)
     parser.add_argument("--read-timeout-s", type=float, default=30.0)
     parser.add_argument("--graceful-s", type=float, default=10.0, help="SIGTERM: wait this long for open requests")

@@ -6,6 +6,7 @@ SmolLM2's, so prompts, normalisation and token streaming are the real path.
 import http.client
 import json
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +14,7 @@ import openai
 import pytest
 
 from jaxlab.llm.backends import EngineBackend
-from jaxlab.llm.engine import BatchEngine
+from jaxlab.llm.engine import BatchEngine, Job
 from jaxlab.llm.serve import BackgroundServer
 
 HI = [{"role": "user", "content": "hi"}]
@@ -174,3 +175,23 @@ def test_oversized_and_short_bodies_are_answered_not_hung(served):
     conn = _conn(srv)
     conn.request("GET", "/health")
     assert conn.getresponse().status == 200
+
+
+def test_warmup_compiles_the_buckets_so_requests_do_not(served):
+    _, _, engine = served
+    small = BatchEngine(engine.model, engine.tokenizer, max_batch=1, max_model_len=512)
+    try:
+        assert small.warmup(max_prompt=64, max_new_tokens=300) == 4  # prefill + decode for caches 256 and 512
+        before = set(small.compiled_shapes)
+        events = []
+        done = threading.Event()
+
+        def emit(ev):
+            events.append(ev)
+            if ev[0] in ("finish", "error"):
+                done.set()
+
+        small.submit(Job(prompt_ids=engine.encode("hello there"), max_tokens=250, emit=emit))
+        assert done.wait(120) and events[-1][0] == "finish" and small.compiled_shapes == before
+    finally:
+        small.close()

@@ -50,6 +50,19 @@ def test_http_client_round_trip_to_jaxlab_serve_smollm2():
         assert "paris" in first.text.lower()
         assert first.usage.prompt_tokens > 10 and 0 < first.usage.completion_tokens <= 8
         assert first.finish_reason in ("stop", "length")
+        import openai
+
+        sdk = openai.OpenAI(base_url=base, api_key="none", max_retries=0, timeout=240)
+        chunks = [c.choices[0].delta.content for c in sdk.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "What is the capital of France? Answer in one word."}],
+            max_tokens=8, temperature=0.0, stream=True) if c.choices and c.choices[0].delta.content]
+        assert "".join(chunks) == first.text  # streamed = not streamed, token by token
+        tool_turns = [{"role": "user", "content": "weather in Paris?"},
+                      {"role": "assistant", "content": None, "tool_calls": [
+                          {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+                      {"role": "tool", "tool_call_id": "c1", "content": "sunny, 21 C"}]
+        r = sdk.chat.completions.create(model="smollm2", messages=tool_turns, max_tokens=8)
+        assert r.choices[0].message.content is not None
     finally:
         proc.terminate()
         proc.wait(timeout=30)
