@@ -23,6 +23,7 @@ from pallas_kernels.gmm_gpu import gmm_ragged_dot, gmm_triton, tgmm_ragged_dot
 from pallas_kernels.gmm_reference import gmm_reference, tgmm_reference
 from pallas_kernels.gmm_tpu import gmm_tpu, tgmm_tpu
 from pallas_kernels.tiling import Tiling, check_tiling
+from pallas_kernels.vma import reduce_to_vma_of
 
 IMPLS = ("auto", "pallas_tpu", "triton", "ragged_dot", "reference")
 
@@ -88,7 +89,9 @@ def _gmm_bwd(impl, tiling, interpret, out_dtype, residuals, d_out):
                          lhs.dtype)
     d_rhs = _tgmm_forward(lhs, d_out.astype(lhs.dtype), group_sizes, impl, tiling, interpret,
                           rhs.dtype)
-    return d_lhs, d_rhs, None
+    # Inside shard_map an operand replicated over an axis the tokens vary over
+    # (weights vs data-sharded rows) gets the sum of the shards' gradients.
+    return reduce_to_vma_of(d_lhs, lhs), reduce_to_vma_of(d_rhs, rhs), None
 
 
 _gmm.defvjp(_gmm_fwd, _gmm_bwd)

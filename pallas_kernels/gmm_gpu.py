@@ -20,6 +20,7 @@ from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels.gmm_metadata import make_work_list
 from pallas_kernels.tiling import Tiling, fit_tile, pad_axis
+from pallas_kernels.vma import out_struct
 
 
 def _gmm_triton_kernel(gids, tids, starts, ends, nitems, lhs_ref, rhs_ref, out_ref, *,
@@ -62,7 +63,7 @@ def gmm_triton(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dt
                                num_groups=num_groups)
     call = pl.pallas_call(
         kernel,
-        out_shape=jax.ShapeDtypeStruct((m_pad, n_pad), out_dtype),
+        out_shape=out_struct((m_pad, n_pad), out_dtype, lhs, rhs, group_sizes),
         grid=(work.group_ids.shape[0], n_pad // tn),
         interpret=interpret,
         name="gmm_triton",

@@ -23,6 +23,7 @@ from jax.experimental.pallas import tpu as pltpu
 
 from pallas_kernels.gmm_metadata import make_work_list
 from pallas_kernels.tiling import Tiling, fit_tile, pad_axis
+from pallas_kernels.vma import out_struct, varying_axes
 
 
 def _gmm_kernel(gids, tids, starts, ends, nitems, lhs_ref, rhs_ref, out_ref, acc_ref, *,
@@ -48,6 +49,12 @@ def _gmm_kernel(gids, tids, starts, ends, nitems, lhs_ref, rhs_ref, out_ref, acc
         in_group = (rows >= starts[group]) & (rows < ends[group]) & (group < num_groups)
         base = jnp.where(first_visit, jnp.zeros(out_ref.shape, out_ref.dtype), out_ref[...])
         out_ref[...] = jnp.where(in_group, acc_ref[...].astype(out_ref.dtype), base)
+
+
+def _interpret_mode(interpret: bool, *operands: jax.Array) -> pltpu.InterpretParams | bool:
+    """Inside shard_map, ``interpret=True`` uses the TPU interpreter: unlike the
+    (faster) generic Pallas one it keeps the operands' varying-axis types."""
+    return pltpu.InterpretParams() if interpret and varying_axes(*operands) else interpret
 
 
 def gmm_tpu(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dtype: jnp.dtype,
@@ -77,7 +84,7 @@ def gmm_tpu(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dtype
     kernel = functools.partial(_gmm_kernel, tm=tm, num_groups=num_groups, tiles_k=tiles_k)
     call = pl.pallas_call(
         kernel,
-        out_shape=jax.ShapeDtypeStruct((m_pad, n_pad), out_dtype),
+        out_shape=out_struct((m_pad, n_pad), out_dtype, lhs, rhs, group_sizes),
         grid_spec=pltpu.PrefetchScalarGridSpec(
             num_scalar_prefetch=5,
             grid=grid,
@@ -87,7 +94,7 @@ def gmm_tpu(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dtype
         ),
         compiler_params=pltpu.CompilerParams(
             dimension_semantics=("parallel", "arbitrary", "arbitrary")),
-        interpret=interpret,
+        interpret=_interpret_mode(interpret, lhs, rhs, group_sizes),
         name="gmm",
     )
     out = call(*work, lhs, rhs)
@@ -149,7 +156,7 @@ def tgmm_tpu(lhs: jax.Array, grad: jax.Array, group_sizes: jax.Array, *, out_dty
     kernel = functools.partial(_tgmm_kernel, tm=tm, max_items=max_items)
     call = pl.pallas_call(
         kernel,
-        out_shape=jax.ShapeDtypeStruct((num_groups, k_pad, n_pad), out_dtype),
+        out_shape=out_struct((num_groups, k_pad, n_pad), out_dtype, lhs, grad, group_sizes),
         grid_spec=pltpu.PrefetchScalarGridSpec(
             num_scalar_prefetch=5,
             grid=grid,
@@ -159,7 +166,7 @@ def tgmm_tpu(lhs: jax.Array, grad: jax.Array, group_sizes: jax.Array, *, out_dty
         ),
         compiler_params=pltpu.CompilerParams(
             dimension_semantics=("parallel", "parallel", "arbitrary")),
-        interpret=interpret,
+        interpret=_interpret_mode(interpret, lhs, grad, group_sizes),
         name="tgmm",
     )
     out = call(*work, lhs, grad)

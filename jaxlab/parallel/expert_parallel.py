@@ -28,6 +28,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from jaxlab.parallel import dispatch
+from pallas_kernels.gmm import resolve_impl
 from jaxlab.parallel.planner import ExpertPlan, plan_llep
 from jaxlab.parallel.routed_ffn import (ExpertActivation, ExpertBiases, check_routing_args, combine,
                                        expert_ffn, routed_ffn_reference)
@@ -53,6 +54,8 @@ class EPConfig:
       the step itself would leave the other devices waiting in a collective.)
     max_extra_experts / min_chunk: LLEP memory cap (weight copies per device)
       and smallest token chunk worth a weight copy.
+    gmm_impl / gmm_interpret: grouped-matmul path (``pallas_kernels.gmm``) and
+      whether a Pallas kernel runs in interpret mode (CPU tests of TPU/GPU paths).
     """
 
     transport: str = "auto"
@@ -61,6 +64,7 @@ class EPConfig:
     max_extra_experts: int = 2
     min_chunk: int = 16
     gmm_impl: str = "auto"
+    gmm_interpret: bool = False
     axis_name: str = "expert"
 
     def __post_init__(self):
@@ -159,7 +163,8 @@ def routed_experts(
     num_experts = w_gate.shape[0]
     if ep == "none":
         y = routed_ffn_reference(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases=biases,
-                                 activation=activation, gmm_impl=config.gmm_impl)
+                                 activation=activation, gmm_impl=config.gmm_impl,
+                                 gmm_interpret=config.gmm_interpret)
         return y, EPStats(jnp.zeros((), jnp.int32), jnp.full((1,), tokens * top_k, jnp.int32))
 
     axis = config.axis_name
@@ -205,7 +210,8 @@ def routed_experts(
         else:
             routed = dispatch.route_standard(flat_ids, per_device)
         expert_fn = functools.partial(_expert_fn, w_gate=wg, w_up=wu, w_down=wd, biases=bias_l,
-                                      activation=activation, gmm_impl=config.gmm_impl)
+                                      activation=activation, gmm_impl=config.gmm_impl,
+                                      gmm_interpret=config.gmm_interpret)
         x_entries = jnp.repeat(x_l, top_k, axis=0)
         y_entries, kept, processed = exchange(x_entries, routed, num_devices, capacity, num_slots,
                                               expert_fn, axis)
@@ -219,7 +225,7 @@ def routed_experts(
     y, dropped, load = jax.shard_map(
         body, mesh=mesh,
         in_specs=(sharded,) * 7 + (P(),) * len(plan_arrays),
-        out_specs=(sharded, P(), sharded),
+        out_specs=(sharded, P(), sharded), check_vma=_check_vma(config),
     )(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases, *plan_arrays)
     if config.overflow == "error":
         jax.debug.callback(_log_overflow, dropped)
@@ -235,6 +241,19 @@ def _with_copies(w_local: jax.Array, extra: jax.Array, axis: str) -> jax.Array:
     return jnp.concatenate([w_local, dispatch.gather_weight_copies(w_local, extra, axis)])
 
 
-def _expert_fn(x_sorted, group_sizes, *, w_gate, w_up, w_down, biases, activation, gmm_impl):
+def _check_vma(config: EPConfig) -> bool:
+    """Type-check manual axes, except for the Triton kernel in interpret mode.
+
+    The Pallas kernels declare their outputs' varying axes (``pallas_kernels.vma``),
+    so compiled TPU/GPU kernels and the TPU interpreter run under ``check_vma``.
+    The generic Pallas interpreter used for Triton on the CPU drops the varying
+    axes of its scan carry (a JAX limitation), so that one test path turns the
+    check off; the collectives here transpose the same way either way.
+    """
+    return not (config.gmm_interpret and resolve_impl(config.gmm_impl) == "triton")
+
+
+def _expert_fn(x_sorted, group_sizes, *, w_gate, w_up, w_down, biases, activation, gmm_impl,
+               gmm_interpret):
     return expert_ffn(x_sorted, group_sizes, w_gate, w_up, w_down, biases=biases,
-                      activation=activation, gmm_impl=gmm_impl)
+                      activation=activation, gmm_impl=gmm_impl, gmm_interpret=gmm_interpret)

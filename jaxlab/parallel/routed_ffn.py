@@ -110,16 +110,21 @@ def _add_bias(h: jax.Array, bias: jax.Array | None, groups: jax.Array) -> jax.Ar
 
 def expert_ffn(x_sorted: jax.Array, group_sizes: jax.Array, w_gate: jax.Array, w_up: jax.Array,
                w_down: jax.Array, *, biases: ExpertBiases = ExpertBiases(),
-               activation: ExpertActivation = ExpertActivation(), gmm_impl: str = "auto") -> jax.Array:
+               activation: ExpertActivation = ExpertActivation(), gmm_impl: str = "auto",
+               gmm_interpret: bool = False) -> jax.Array:
     """Gated FFN over expert-sorted rows; rows past ``sum(group_sizes)`` come out zero.
 
-    Group ``g`` of the rows uses ``w_*[g]`` and ``biases.*[g]``.
+    Group ``g`` of the rows uses ``w_*[g]`` and ``biases.*[g]``.  ``gmm_interpret``
+    runs a Pallas kernel in interpret mode (CPU tests of the accelerator paths).
     """
     groups = None if all(b is None for b in biases) else row_groups(group_sizes, x_sorted.shape[0])
-    gate = _add_bias(pallas_kernels.gmm(x_sorted, w_gate, group_sizes, impl=gmm_impl), biases.gate, groups)
-    up = _add_bias(pallas_kernels.gmm(x_sorted, w_up, group_sizes, impl=gmm_impl), biases.up, groups)
+    def gmm(lhs, rhs):
+        return pallas_kernels.gmm(lhs, rhs, group_sizes, impl=gmm_impl, interpret=gmm_interpret)
+
+    gate = _add_bias(gmm(x_sorted, w_gate), biases.gate, groups)
+    up = _add_bias(gmm(x_sorted, w_up), biases.up, groups)
     hidden = activation(gate, up)
-    y = pallas_kernels.gmm(hidden, w_down, group_sizes, impl=gmm_impl)
+    y = gmm(hidden, w_down)
     return _add_bias(y, biases.down, groups)
 
 
@@ -133,7 +138,7 @@ def routed_ffn_reference(x: jax.Array, expert_ids: jax.Array, combine_weights: j
                          w_gate: jax.Array, w_up: jax.Array, w_down: jax.Array, *,
                          biases: ExpertBiases = ExpertBiases(),
                          activation: ExpertActivation = ExpertActivation(),
-                         gmm_impl: str = "auto") -> jax.Array:
+                         gmm_impl: str = "auto", gmm_interpret: bool = False) -> jax.Array:
     """Single-device routed FFN: sort token copies by expert, grouped matmuls, unsort."""
     check_routing_args(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases)
     tokens, top_k = expert_ids.shape
@@ -143,6 +148,6 @@ def routed_ffn_reference(x: jax.Array, expert_ids: jax.Array, combine_weights: j
     x_sorted = x[order // top_k]
     group_sizes = jnp.bincount(flat_ids, length=num_experts).astype(jnp.int32)
     y_sorted = expert_ffn(x_sorted, group_sizes, w_gate, w_up, w_down, biases=biases,
-                          activation=activation, gmm_impl=gmm_impl)
+                          activation=activation, gmm_impl=gmm_impl, gmm_interpret=gmm_interpret)
     y_entries = y_sorted[jnp.argsort(order)].reshape(tokens, top_k, -1)
     return combine(y_entries, combine_weights)
