@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from jaxlab.parallel import pair_counts, plan_llep, plan_standard
+from tests.parallel.plan_checks import check_plan
 
 D = 8
 E = 32
@@ -20,26 +21,7 @@ def _zipf(rng, total=4000):
 
 
 def _check_plan(plan, counts, max_extra):
-    per_device = E // D
-    # Every token of every expert lands in exactly one segment.
-    np.testing.assert_array_equal(plan.seg_end[:, -1], counts)
-    assert np.all(np.diff(plan.seg_end, axis=1) >= 0)
-    assert plan.device_load.sum() == counts.sum()
-    # Memory cap: at most max_extra copies per device, each a distinct non-native expert.
-    assert plan.extra_experts.shape == (D, max_extra)
-    for device, row in enumerate(plan.extra_experts):
-        held = row[row >= 0]
-        assert len(set(held)) == len(held)
-        assert np.all(held // per_device != device)
-    # Segments point at the device's native slot or at the slot holding its copy.
-    seg_start = np.concatenate([np.zeros((E, 1), int), plan.seg_end[:, :-1]], axis=1)
-    for e in range(E):
-        for s in np.flatnonzero(plan.seg_end[e] > seg_start[e]):
-            device, slot = plan.seg_device[e, s], plan.seg_slot[e, s]
-            if device == e // per_device:
-                assert slot == e % per_device
-            else:
-                assert plan.extra_experts[device, slot - per_device] == e
+    check_plan(plan, counts, max_extra, D)
 
 
 @pytest.mark.parametrize("make_counts", [_skewed, _zipf], ids=["one_hot_expert", "zipf"])
