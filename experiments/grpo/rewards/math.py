@@ -5,10 +5,15 @@ equivalence symbolically and numerically; nothing here hand-rolls that.
 """
 from __future__ import annotations
 
+import logging
 import re
 from typing import Sequence
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+# the timeout is replaced by bounded inputs (answers_equal); do not warn on every call
+logging.getLogger("math_verify.parser").setLevel(logging.ERROR)
+logging.getLogger("math_verify.grader").setLevel(logging.ERROR)
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -37,14 +42,24 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
+MAX_ANSWER_CHARS = 200
+
+
 def answers_equal(predicted: str, gold: str) -> bool:
-    """math-verify equivalence of two answer strings (LaTeX or plain expressions)."""
+    """math-verify equivalence of two answer strings (LaTeX or plain expressions).
+
+    math-verify's own timeout uses ``signal.alarm``, which only works on the main thread; rewards
+    run in a thread pool, so the timeout is off and the inputs are bounded instead: only the
+    extracted final answer (at most MAX_ANSWER_CHARS characters) is ever parsed.
+    """
+    if len(predicted) > MAX_ANSWER_CHARS:
+        return False
     configs = [LatexExtractionConfig(), ExprExtractionConfig()]
-    gold_parsed = parse(f"${gold}$", extraction_config=configs)
-    pred_parsed = parse(f"${predicted}$", extraction_config=configs)
+    gold_parsed = parse(f"${gold}$", extraction_config=configs, parsing_timeout=None)
+    pred_parsed = parse(f"${predicted}$", extraction_config=configs, parsing_timeout=None)
     if not gold_parsed or not pred_parsed:
         return predicted.strip() == gold.strip()
-    return bool(verify(gold_parsed, pred_parsed))
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
 
 def math_accuracy(prompts: Sequence[str], completions: Sequence[str], answer: Sequence[str] | None = None,

@@ -1,0 +1,163 @@
+"""GRPO runner: ``jaxlab run configs/grpo_smollm2_math.yaml [key=value ...]``.
+
+Trains a policy with GRPO on seeded verifiable arithmetic problems (experiments.grpo.tasks),
+reports greedy accuracy on held-out generated problems and on real GSM8K / MATH-500 rows before
+and after, and writes under ``output_dir``: ``metrics.jsonl`` + ``tensorboard/`` (every reward's
+mean/std, KL, clip fractions, entropy, lengths, tokens/s per step), ``reward_curve.png``,
+``results.json`` and ``checkpoints/`` (policy, optimizer, step; a killed run resumes and replays
+the same per-step rewards, since prompts and PRNG keys are functions of the step index).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+from tqdm.auto import tqdm
+
+from experiments.grpo.evaluate import accuracy, real_math_rows
+from experiments.grpo.learner import GRPOConfig, GRPOLearner
+from experiments.grpo.loss import LossConfig
+from experiments.grpo.plot import plot_reward_curve
+from experiments.grpo.rewards import RewardSpec, get_reward
+from experiments.grpo.rollout import RolloutConfig
+from experiments.grpo.tasks import make_tasks
+from jaxlab.config import ConfigError, require_positive, to_dict
+from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
+from jaxlab.train.metrics import MetricsWriter
+from jaxlab.train.optim import OptimConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    name: Literal["smollm2-135m-instruct", "tiny-llama"] = "smollm2-135m-instruct"
+    """``tiny-llama``: a random 2-layer byte-level model (tests, smoke runs)."""
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+    train_tasks: int = 512
+    heldout_tasks: int = 64
+    seed: int = 0
+    max_operand: int = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSection:
+    gsm8k_rows: int = 0
+    """Real GSM8K test rows from ../shared/data scored before/after (0: none; absent data: skipped)."""
+    math500_rows: int = 0
+    max_new_tokens: int = 96
+    batch_size: int = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    output_dir: str = "runs/grpo_smollm2_math"
+    steps: int = 30
+    prompts_per_step: int = 4
+    seed: int = 0
+    progress: bool = True
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    rollout: RolloutConfig = RolloutConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig(learning_rate=1e-6, warmup_steps=0, decay_steps=1000, weight_decay=0.0,
+                                     grad_clip_norm=0.1)
+    grpo: GRPOConfig = GRPOConfig()
+    rewards: tuple[RewardSpec, ...] = (RewardSpec("math_accuracy", 1.0), RewardSpec("boxed_format", 0.2))
+    eval: EvalSection = EvalSection()
+    checkpoint: CheckpointConfig = CheckpointConfig(every_steps=10)
+
+    def __post_init__(self) -> None:
+        require_positive(steps=self.steps, prompts_per_step=self.prompts_per_step)
+        for spec in self.rewards:
+            try:
+                get_reward(spec.name)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if self.data.train_tasks < self.prompts_per_step:
+            raise ConfigError(f"data.train_tasks: expected >= prompts_per_step ({self.prompts_per_step}), "
+                              f"got {self.data.train_tasks}")
+
+
+def _load(section: ModelSection) -> tuple[Any, Any, Any, Any, int, int]:
+    """``(model, tokenizer or None, encode(task) -> ids, decode(ids) -> text, eos, pad)``."""
+    if section.name == "tiny-llama":
+        from jaxlab.models import init_model
+        from jaxlab.models.config import tiny_config
+
+        model = init_model(tiny_config("llama", num_layers=2, max_position_embeddings=512), section.seed)
+        encode = lambda task: list(task.messages()[0]["content"].encode("utf-8"))  # noqa: E731
+        decode = lambda ids: bytes(t for t in ids if 0 < t < 256).decode("utf-8", "replace")  # noqa: E731
+        return model, None, encode, decode, 0, 0
+    from jaxlab.models import load_smollm2
+
+    model, tok = load_smollm2()
+
+    def encode(task):
+        text = tok.apply_chat_template(task.messages(), add_generation_prompt=True, tokenize=False)
+        return tok.encode(text, add_special_tokens=False)
+
+    decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # noqa: E731
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    return model, tok, encode, decode, tok.eos_token_id, pad
+
+
+def _evaluate(cfg: Config, model, tok, encode, heldout) -> dict[str, dict]:
+    sets = {"heldout_generated": heldout, "gsm8k": real_math_rows("gsm8k", cfg.eval.gsm8k_rows),
+            "math500": real_math_rows("math500", cfg.eval.math500_rows)}
+    return {name: accuracy(model, tok, tasks, max_new_tokens=cfg.eval.max_new_tokens,
+                           batch_size=cfg.eval.batch_size, encode=None if tok is not None else encode)
+            for name, tasks in sets.items() if tasks}
+
+
+def run(cfg: Config) -> dict:
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    model, tok, encode, decode, eos, pad = _load(cfg.model)
+    train = make_tasks("train", cfg.data.train_tasks, cfg.data.seed, cfg.data.max_operand)
+    heldout = make_tasks("heldout", cfg.data.heldout_tasks, cfg.data.seed, cfg.data.max_operand)
+    learner = GRPOLearner(model, decode=decode, eos_id=eos, pad_id=pad, rewards=cfg.rewards, rollout=cfg.rollout,
+                          loss=cfg.loss, optim=cfg.optim, grpo=cfg.grpo)
+    checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
+    start = 0
+    before = None
+    if cfg.checkpoint.resume and checkpointer.latest_step() is not None:
+        restored = checkpointer.restore(learner.state, learner.rest)
+        learner.state, learner.rest, start = restored.state, restored.rest, restored.step
+        before = restored.extra.get("before")
+    if before is None:
+        before = _evaluate(cfg, learner.model(), tok, encode, heldout)
+    metrics = MetricsWriter(out, resume_step=start if start else None)
+    base_key = jax.random.key(cfg.seed)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, desc="grpo", unit="step")
+    try:
+        for step in range(start + 1, cfg.steps + 1):
+            first = ((step - 1) * cfg.prompts_per_step) % len(train)
+            batch = [train[(first + i) % len(train)] for i in range(cfg.prompts_per_step)]
+            fields = {"answer": [t.answer for t in batch]}
+            m = learner.step([encode(t) for t in batch], [t.question for t in batch], fields,
+                             jax.random.fold_in(base_key, step))
+            metrics.write(step, "train", m)
+            bar.update(1)
+            bar.set_postfix(reward=f"{m['reward']:.3f}")
+            if checkpointer.should_save(step, final=step == cfg.steps):
+                checkpointer.save(step, learner.state, learner.rest, data_state={"step": step},
+                                  extra={"before": before})
+    finally:
+        bar.close()
+        metrics.close()
+        checkpointer.close()
+    after = _evaluate(cfg, learner.model(), tok, encode, heldout)
+    result = {"before": before, "after": after, "steps": cfg.steps, "resumed_from": start or None,
+              "seconds": time.time() - t0, "config": to_dict(cfg)}
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
+    plot_reward_curve(out / "metrics.jsonl", out / "reward_curve.png", [s.name for s in cfg.rewards])
+    print(json.dumps({"before": before, "after": after}, indent=2))
+    return result
