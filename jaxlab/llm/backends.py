@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -77,7 +78,8 @@ class EngineBackend:
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[tuple] = asyncio.Queue()
         job = Job(prompt_ids=ids, max_tokens=spec.max_tokens, n=spec.n, temperature=spec.temperature,
-                  top_p=spec.top_p, seed=spec.seed if spec.seed is not None else 0, stop=spec.stop,
+                  top_p=spec.top_p, seed=spec.seed if spec.seed is not None else random.getrandbits(31),
+                  stop=spec.stop,
                   emit=lambda ev: loop.call_soon_threadsafe(q.put_nowait, ev))
         self.engine.submit(job)  # raises LLMRequestError for a prompt that cannot fit
         names = {t["function"]["name"] for t in spec.tools if isinstance(t, dict) and "function" in t}

@@ -49,7 +49,7 @@ def test_models_chat_and_completions(served):
 def test_stream_arrives_token_by_token_before_generation_ends(served):
     _, client, engine = served
     steps_at_first, chunks, usage = None, [], None
-    for chunk in client.chat.completions.create(model="tiny", messages=HI, max_tokens=180, stream=True,
+    for chunk in client.chat.completions.create(model="tiny", messages=HI, max_tokens=180, temperature=0, stream=True,
                                                 stream_options={"include_usage": True}):
         if chunk.usage is not None:
             usage = chunk.usage
@@ -57,7 +57,7 @@ def test_stream_arrives_token_by_token_before_generation_ends(served):
             if steps_at_first is None:
                 steps_at_first = engine.decode_steps
             chunks.append(chunk.choices[0].delta.content)
-    full = client.chat.completions.create(model="tiny", messages=HI, max_tokens=180)
+    full = client.chat.completions.create(model="tiny", messages=HI, max_tokens=180, temperature=0)
     assert len(chunks) > 20 and "".join(chunks) == full.choices[0].message.content  # greedy: same text
     assert engine.decode_steps - steps_at_first > 50  # the first chunk came while most steps were still ahead
     assert usage.completion_tokens == full.usage.completion_tokens and usage.prompt_tokens == full.usage.prompt_tokens
@@ -80,9 +80,9 @@ def test_tool_turns_null_content_and_content_parts_render_through_the_template(s
 
 def test_stop_strings_n_and_unused_standard_fields(served, caplog):
     _, client, _ = served
-    base = client.chat.completions.create(model="tiny", messages=HI, max_tokens=12).choices[0].message.content
+    base = client.chat.completions.create(model="tiny", messages=HI, max_tokens=12, temperature=0).choices[0].message.content
     stop = base[len(base) // 2:len(base) // 2 + 3]
-    cut = client.chat.completions.create(model="tiny", messages=HI, max_tokens=12, stop=[stop])
+    cut = client.chat.completions.create(model="tiny", messages=HI, max_tokens=12, stop=[stop], temperature=0)
     assert cut.choices[0].finish_reason == "stop" and cut.choices[0].message.content == base[:base.index(stop)]
     caplog.set_level("WARNING", logger="jaxlab.serve")
     r = client.chat.completions.create(model="tiny", messages=HI, max_tokens=3, n=2, temperature=0.9, seed=5,
@@ -95,12 +95,12 @@ def test_stop_strings_n_and_unused_standard_fields(served, caplog):
 def test_concurrent_requests_share_a_batch_and_never_recompile(served):
     _, client, engine = served
     prompts = [[{"role": "user", "content": f"count to {i}"}] for i in range(4)]
-    alone = [client.chat.completions.create(model="tiny", messages=p, max_tokens=7).choices[0].message.content
+    alone = [client.chat.completions.create(model="tiny", messages=p, max_tokens=7, temperature=0).choices[0].message.content
              for p in prompts]
 
     def ask(args):
         i, max_tokens = args
-        return client.chat.completions.create(model="tiny", messages=prompts[i], max_tokens=max_tokens)
+        return client.chat.completions.create(model="tiny", messages=prompts[i], max_tokens=max_tokens, temperature=0)
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(ask, [(0, 5), (1, 9), (2, 17), (3, 30)]))  # warm (4, 64, 256)
@@ -195,3 +195,23 @@ def test_warmup_compiles_the_buckets_so_requests_do_not(served):
         assert done.wait(120) and events[-1][0] == "finish" and small.compiled_shapes == before
     finally:
         small.close()
+
+
+def test_serve_loads_a_local_hf_folder(served, tmp_path):
+    """``jaxlab serve runs/<ptl>/hf_model`` path: config.json + safetensors + tokenizer files."""
+    from jaxlab.llm.serve_cli import load_backend
+    from jaxlab.models.hf import to_hf
+
+    _, _, engine = served
+    folder = tmp_path / "hf_model"
+    to_hf(engine.model, folder)
+    engine.tokenizer.save_pretrained(folder)
+    backend = load_backend(str(folder), max_batch=1, max_model_len=256)
+    try:
+        assert backend.name == "hf_model" and backend.engine.max_model_len == 256
+        events, done = [], threading.Event()
+        backend.engine.submit(Job(prompt_ids=engine.encode("hello"), max_tokens=3,
+                                  emit=lambda ev: (events.append(ev), ev[0] != "delta" and done.set())))
+        assert done.wait(120) and events[-1][0] == "finish" and events[-1][3] <= 3
+    finally:
+        backend.close()
