@@ -77,16 +77,28 @@ def gather_weight_copies(w_local: jax.Array, extra_experts: jax.Array, axis_name
 
 
 def compute_received(x_recv: jax.Array, slot_recv: jax.Array, num_slots: int,
-                     expert_fn: Callable[[jax.Array, jax.Array], jax.Array]) -> tuple[jax.Array, jax.Array]:
+                     expert_fn: Callable[[jax.Array, jax.Array], jax.Array],
+                     compute_rows: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Sort received rows by weight slot (empty rows, slot -1, last), run experts, unsort.
 
-    Returns the outputs in received order and the number of real rows.
+    ``compute_rows`` bounds the rows the experts run on (LLEP: the plan's
+    per-device capacity), so their activations are sized by the plan rather
+    than by the worst-case receive buffer.  Real rows past it are not computed.
+    Returns the outputs in received order, a per-row ``done`` mask (False for
+    real rows past ``compute_rows``) and the number of rows computed.
     """
+    rows = x_recv.shape[0]
+    compute_rows = rows if compute_rows is None else min(compute_rows, rows)
     key = jnp.where(slot_recv < 0, num_slots, slot_recv)
     order = jnp.argsort(key, stable=True)
     group_sizes = jnp.bincount(key, length=num_slots + 1)[:num_slots].astype(jnp.int32)
-    y_sorted = expert_fn(x_recv[order], group_sizes)
-    return y_sorted[jnp.argsort(order)], jnp.sum(group_sizes)
+    ends = jnp.minimum(jnp.cumsum(group_sizes), compute_rows)
+    bounded = jnp.diff(ends, prepend=0).astype(jnp.int32)
+    y_head = expert_fn(x_recv[order[:compute_rows]], bounded)
+    y_sorted = jnp.zeros((rows, y_head.shape[1]), y_head.dtype).at[:compute_rows].set(y_head)
+    inverse = jnp.argsort(order)
+    done = (inverse < compute_rows) | (slot_recv < 0)
+    return y_sorted[inverse], done, jnp.sum(bounded)
 
 
 def _positions_by_destination(dest: jax.Array, num_devices: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -99,11 +111,11 @@ def _positions_by_destination(dest: jax.Array, num_devices: int) -> tuple[jax.Ar
 
 
 def exchange_all_to_all(x_entries: jax.Array, routed: Routed, num_devices: int, capacity: int,
-                        num_slots: int, expert_fn, axis_name: str):
+                        num_slots: int, expert_fn, axis_name: str, compute_rows: int | None = None):
     """Static-capacity transport (runs on XLA:CPU).  Returns (y_entries, kept mask, rows processed).
 
-    Each (source, destination) pair has ``capacity`` rows; copies past it are not
-    sent and come back as zeros with ``kept = False``.
+    Each (source, destination) pair has ``capacity`` rows; copies past it, or
+    past the destination's ``compute_rows``, come back as zeros with ``kept = False``.
     """
     _, pos, _ = _positions_by_destination(routed.dest, num_devices)
     kept = pos < capacity
@@ -114,15 +126,18 @@ def exchange_all_to_all(x_entries: jax.Array, routed: Routed, num_devices: int, 
     slot_send = slot_send.at[routed.dest, pos].set(routed.slot.astype(jnp.int32), mode="drop")
     x_recv = jax.lax.all_to_all(x_send, axis_name, 0, 0)
     slot_recv = jax.lax.all_to_all(slot_send, axis_name, 0, 0)
-    y_recv, processed = compute_received(x_recv.reshape(-1, d_model), slot_recv.reshape(-1),
-                                         num_slots, expert_fn)
+    y_recv, done, processed = compute_received(x_recv.reshape(-1, d_model), slot_recv.reshape(-1),
+                                               num_slots, expert_fn, compute_rows)
     y_back = jax.lax.all_to_all(y_recv.reshape(num_devices, capacity, d_model), axis_name, 0, 0)
-    y_entries = y_back[routed.dest, jnp.minimum(pos, capacity - 1)]
-    return jnp.where(kept[:, None], y_entries, 0), kept, processed
+    done_back = jax.lax.all_to_all(done.reshape(num_devices, capacity).astype(jnp.int32),
+                                   axis_name, 0, 0)
+    at = (routed.dest, jnp.minimum(pos, capacity - 1))
+    kept = kept & (done_back[at] > 0)
+    return jnp.where(kept[:, None], y_back[at], 0), kept, processed
 
 
 def exchange_ragged(x_entries: jax.Array, routed: Routed, num_devices: int, recv_capacity: int,
-                    num_slots: int, expert_fn, axis_name: str):
+                    num_slots: int, expert_fn, axis_name: str, compute_rows: int | None = None):
     """``ragged_all_to_all`` transport (TPU/GPU; XLA:CPU does not implement it).
 
     Copies are sent contiguously per destination; a device receives at most
@@ -150,11 +165,14 @@ def exchange_ragged(x_entries: jax.Array, routed: Routed, num_devices: int, recv
     slot_recv = jax.lax.ragged_all_to_all(
         sorted_slot, jnp.full_like(sorted_slot, -1, shape=(recv_capacity,)),
         input_offsets, send_allowed, output_offsets, recv_allowed, axis_name=axis_name)
-    y_recv, processed = compute_received(x_recv, slot_recv, num_slots, expert_fn)
+    y_recv, done, processed = compute_received(x_recv, slot_recv, num_slots, expert_fn, compute_rows)
     sender_offsets = (jnp.cumsum(matrix, axis=1) - matrix)[:, me]  # my rows' start on each source
     y_sorted = jax.lax.ragged_all_to_all(
         y_recv, jnp.zeros_like(sorted_x), recv_offsets, recv_allowed, sender_offsets,
         send_allowed, axis_name=axis_name)
-    kept = pos < send_allowed[routed.dest]
+    done_sorted = jax.lax.ragged_all_to_all(
+        done.astype(jnp.int32), jnp.zeros_like(sorted_slot), recv_offsets, recv_allowed,
+        sender_offsets, send_allowed, axis_name=axis_name)
+    kept = (pos < send_allowed[routed.dest]) & (done_sorted[jnp.argsort(order)] > 0)
     y_entries = y_sorted[jnp.argsort(order)]
     return jnp.where(kept[:, None], y_entries, 0), kept, processed

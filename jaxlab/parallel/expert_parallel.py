@@ -28,6 +28,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from jaxlab.parallel import dispatch
+from jaxlab.parallel.device_planner import capacity as plan_capacity, plan_llep_device
 from pallas_kernels.gmm import resolve_impl
 from jaxlab.parallel.planner import ExpertPlan, plan_llep
 from jaxlab.parallel.routed_ffn import (ExpertActivation, ExpertBiases, check_routing_args, combine,
@@ -36,6 +37,7 @@ from jaxlab.parallel.routed_ffn import (ExpertActivation, ExpertBiases, check_ro
 EP_MODES = ("none", "standard", "llep")
 TRANSPORTS = ("auto", "all_to_all", "ragged")
 OVERFLOW_POLICIES = ("error", "drop")
+PLANNERS = ("device", "host")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,12 @@ class EPConfig:
       the step itself would leave the other devices waiting in a collective.)
     max_extra_experts / min_chunk: LLEP memory cap (weight copies per device)
       and smallest token chunk worth a weight copy.
+    planner: ``"device"`` (jitted, ``device_planner``; the experts then run on a
+      plan-bounded ``device_planner.capacity`` rows per device) or ``"host"``
+      (``planner.plan_llep`` through ``pure_callback``; worst-case buffers).
+    alpha: the paper's capacity factor, per-device target ``ceil(alpha * N / D)``.
+    fallback_lambda: the paper's lambda; the layer runs as plain EP when the
+      standard-EP max/mean device load is below it (1.0: never).
     gmm_impl / gmm_interpret: grouped-matmul path (``pallas_kernels.gmm``) and
       whether a Pallas kernel runs in interpret mode (CPU tests of TPU/GPU paths).
     """
@@ -63,6 +71,9 @@ class EPConfig:
     overflow: str = "error"
     max_extra_experts: int = 2
     min_chunk: int = 16
+    planner: str = "device"
+    alpha: float = 1.0
+    fallback_lambda: float = 1.0
     gmm_impl: str = "auto"
     gmm_interpret: bool = False
     axis_name: str = "expert"
@@ -79,6 +90,11 @@ class EPConfig:
             raise ValueError(f"EPConfig.max_extra_experts must be >= 0, got {self.max_extra_experts}")
         if self.min_chunk < 1:
             raise ValueError(f"EPConfig.min_chunk must be >= 1, got {self.min_chunk}")
+        if self.planner not in PLANNERS:
+            raise ValueError(f"EPConfig.planner must be one of {PLANNERS}, got {self.planner!r}")
+        if self.alpha < 1.0 or self.fallback_lambda < 1.0:
+            raise ValueError(f"EPConfig.alpha and fallback_lambda must be >= 1, got {self.alpha}, "
+                             f"{self.fallback_lambda}")
 
 
 class EPStats(NamedTuple):
@@ -179,8 +195,16 @@ def routed_experts(
     per_device = num_experts // num_devices
     local_copies = tokens // num_devices * top_k
     transport = _resolve_transport(config.transport)
+    compute_rows = None  # rows the experts run on per device; None = the whole receive buffer
     if ep == "llep":
-        if plan is None:
+        if plan is None and config.planner == "device":
+            counts = jnp.bincount(expert_ids.reshape(-1), length=num_experts).astype(jnp.int32)
+            plan_arrays = plan_llep_device(counts, num_devices, config.max_extra_experts,
+                                           config.min_chunk, config.alpha,
+                                           config.fallback_lambda).arrays()
+            compute_rows = plan_capacity(tokens * top_k, num_devices, config.min_chunk, config.alpha,
+                                    config.fallback_lambda)
+        elif plan is None:
             plan_arrays = llep_plan_arrays(expert_ids, num_experts, num_devices, config)
         else:
             plan_arrays = tuple(jnp.asarray(a, jnp.int32)
@@ -196,7 +220,8 @@ def routed_experts(
         capacity = max(1, min(capacity, local_copies))
         exchange = dispatch.exchange_all_to_all
     else:
-        capacity = local_copies * num_devices if factor is None else math.ceil(factor * local_copies)
+        worst = local_copies * num_devices if compute_rows is None else compute_rows
+        capacity = worst if factor is None else math.ceil(factor * local_copies)
         capacity = max(1, min(capacity, local_copies * num_devices))
         exchange = dispatch.exchange_ragged
 
@@ -214,7 +239,7 @@ def routed_experts(
                                       gmm_interpret=config.gmm_interpret)
         x_entries = jnp.repeat(x_l, top_k, axis=0)
         y_entries, kept, processed = exchange(x_entries, routed, num_devices, capacity, num_slots,
-                                              expert_fn, axis)
+                                              expert_fn, axis, compute_rows)
         if config.overflow == "error":
             y_entries = jnp.where(kept[:, None], y_entries, jnp.nan)
         y = combine(y_entries.reshape(ids_l.shape + (-1,)), cw_l)
