@@ -9,13 +9,12 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.masbench.generator import AXES, generate, generate_split
 from experiments.masbench.scorer import score
-from jaxlab.sandbox import run_python
+from jaxlab.sandbox import code_block, run_tests
 
 BENCHMARKS = ("math", "masbench", "humaneval")
 
@@ -68,17 +67,16 @@ def load_tasks(benchmark: str, n: int, seed: int, math_path: str | None = None) 
     raise ValueError(f"benchmark: expected one of {list(BENCHMARKS)}, got {benchmark!r}")
 
 
-def _code(response: str) -> str:
-    blocks = re.findall(r"```(?:python)?\s*\n(.*?)```", response, re.DOTALL)
-    return blocks[-1] if blocks else response
-
-
 def grade(task: Task, response: str, timeout_s: float = 10.0) -> bool:
-    """Exact boxed answers for math/MASBench; HumanEval tests in the sandbox (crash/hang = fail)."""
+    """Exact boxed answers for math/MASBench; HumanEval tests in the sandbox.
+
+    A HumanEval completion passes only when the harness prints its per-run marker after
+    ``check`` returned: a crash, hang or early ``sys.exit(0)`` / ``os._exit(0)`` fails.
+    """
     if task.benchmark == "humaneval":
-        code = _code(response)
+        code = code_block(response)
         if f"def {task.meta['entry_point']}" not in code:
             code = task.meta["prompt"] + code
-        program = f"{code}\n\n{task.meta['test']}\n\ncheck({task.meta['entry_point']})\n"
-        return run_python(program, timeout_s=timeout_s, memory_mb=512).ok
+        tests = f"{task.meta['test']}\n\ncheck({task.meta['entry_point']})\n"
+        return run_tests(code, tests, timeout_s=timeout_s, memory_mb=512).passed
     return bool(response) and score(response, task.answers)["correct"]

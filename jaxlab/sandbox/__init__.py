@@ -1,26 +1,31 @@
-"""Run untrusted generated code in a subprocess: time, memory, no network, temp dir.
+"""Run untrusted generated code in an isolated interpreter: time, memory, processes, no network, temp dir.
 
-Generated code (HumanEval completions, LLM-written agent systems, tool calls)
-must never take the caller down: a crash, hang, memory blow-up or network
-attempt comes back as a :class:`SandboxResult` with a status, never as an
-exception in the trainer.  Isolation layers, each cheap:
+Generated code (HumanEval completions, LLM-written agent systems, tool calls,
+GRPO code rewards) must never take the caller down or reach outside: a crash,
+hang, memory blow-up, fork bomb, network attempt or escape attempt comes back as
+a :class:`SandboxResult` with a status, never as an exception in the trainer.
 
-* a fresh ``python -I`` in a new session (killable as a group) whose cwd, HOME
-  and TMPDIR are a throw-away temp dir;
-* ``resource.setrlimit``: address space (memory), CPU seconds, file size,
-  open files; a wall-clock timeout kills the whole process group;
-* no network: ``unshare -n`` (empty network namespace) when the kernel allows
-  it, and always an audit hook that refuses internet sockets and subprocesses.
+Layers:
+
+* bubblewrap (:mod:`jaxlab.sandbox.isolation`): user/PID/mount/net/IPC
+  namespaces, private ``/proc``, read-only interpreter, the temp dir the only
+  writable path, cleared environment, ``--die-with-parent``; killing it kills
+  the whole process tree.  Without it ``run_python`` refuses
+  (:class:`SandboxUnavailable`) unless called with ``allow_weak=True``, which
+  is logged on every call;
+* rlimits set by the bootstrap: address space, CPU seconds, file size, at most
+  ``max_procs`` processes;
+* an audit hook that refuses internet sockets and subprocesses (second layer);
+* bounded I/O: stdin written from a thread, stdout/stderr and rpc traffic capped,
+  every wait bounded by the deadline.
 
 ``rpc=`` lets sandboxed code call back into the parent (``rpc(method, **kw)``)
 over a dedicated pipe pair; the code-based MAS frameworks use it so generated
-agent systems can query the model through the verified hook without ever
-holding a client or a network socket.
+agent systems can query the model without ever holding a client or a socket.
 """
 from __future__ import annotations
 
-import functools
-import json
+import logging
 import os
 import shutil
 import signal
@@ -30,49 +35,18 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
-STATUSES = ("ok", "error", "timeout", "memory", "crashed")
+from jaxlab.sandbox.io import MAX_RPC_MESSAGE, drain, serve_rpc, write_stdin
+from jaxlab.sandbox.isolation import SandboxUnavailable, bwrap_command, isolation_error, sandbox_uid
 
-_BOOTSTRAP = r'''
-import json, os, resource, sys
-# Limits are set here, not in a preexec_fn, so the parent never runs Python after fork
-# (unsafe in a multithreaded JAX process).  Nothing untrusted has run yet.
-_mem, _cpu = (int(x) for x in os.environ.pop("JAXLAB_SANDBOX_LIMITS").split(","))
-resource.setrlimit(resource.RLIMIT_AS, (_mem, _mem))
-resource.setrlimit(resource.RLIMIT_CPU, (_cpu, _cpu + 1))
-resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024 * 1024,) * 2)
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-_BLOCKED = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-            "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "urllib.Request"}
-def _guard(event, args):
-    if event in _BLOCKED:
-        raise PermissionError(f"sandbox: {event} is not allowed")
-    if event == "socket.__new__" and len(args) > 1 and args[1] in (2, 10):  # AF_INET, AF_INET6
-        raise PermissionError("sandbox: network access is disabled")
-    if event in ("socket.connect", "socket.bind", "socket.sendto") and len(args) > 1 and isinstance(args[1], tuple):
-        raise PermissionError("sandbox: network access is disabled")
-_ns = {"__name__": "__main__"}
-_fds = os.environ.pop("JAXLAB_SANDBOX_RPC", "")
-if _fds:
-    _r, _w = (int(x) for x in _fds.split(","))
-    _rin, _rout = os.fdopen(_r, "r"), os.fdopen(_w, "w")
-    def rpc(method, **params):
-        """Call the parent process; returns its JSON result or raises RuntimeError."""
-        _rout.write(json.dumps({"method": method, "params": params}) + "\n"); _rout.flush()
-        line = _rin.readline()
-        if not line:
-            raise RuntimeError("sandbox: parent closed the rpc channel")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise RuntimeError(reply["error"])
-        return reply["result"]
-    _ns["rpc"] = rpc
-sys.addaudithook(_guard)
-with open(sys.argv[1]) as _f:
-    _src = _f.read()
-exec(compile(_src, "<sandbox>", "exec"), _ns)
-'''
+__all__ = ["STATUSES", "SandboxResult", "SandboxUnavailable", "TestOutcome", "code_block", "isolation_error",
+           "run_python", "run_tests"]
+
+STATUSES = ("ok", "error", "timeout", "memory", "crashed")
+_BOOT = (Path(__file__).parent / "_boot.py").read_text()
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,116 +62,134 @@ class SandboxResult:
         return self.status == "ok"
 
 
-@functools.lru_cache(maxsize=1)
-def unshare_available() -> bool:
-    """True when ``unshare -n`` works here (root or unprivileged user namespaces)."""
-    exe = shutil.which("unshare")
-    if exe is None:
-        return False
-    try:
-        return subprocess.run([exe, "-n", "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+def _check_args(timeout_s: float, memory_mb: int, max_procs: int, max_output_bytes: int) -> None:
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s: expected a positive number of seconds, got {timeout_s!r}")
+    if memory_mb < 64:
+        raise ValueError(f"memory_mb: expected at least 64 (the interpreter needs it), got {memory_mb!r}")
+    if not 1 <= max_procs <= 32:
+        raise ValueError(f"max_procs: expected 1..32 processes, got {max_procs!r}")
+    if max_output_bytes < 1:
+        raise ValueError(f"max_output_bytes: expected a positive byte count, got {max_output_bytes!r}")
 
 
-def _drain(stream, sink: list[bytes], cap: int) -> None:
-    size = 0
-    for chunk in iter(lambda: stream.read(65536), b""):
-        if size < cap:
-            sink.append(chunk[: cap - size])
-        size += len(chunk)
-    if size > cap:
-        sink.append(f"\n[sandbox: output truncated, {size - cap} more bytes]".encode())
+def _isolation_prefix(tmp: str, uid: int | None, allow_weak: bool) -> list[str]:
+    err = isolation_error()
+    if err is None:
+        return bwrap_command(tmp, uid)
+    if not allow_weak:
+        raise SandboxUnavailable(f"{err}; refusing to run untrusted code without isolation "
+                                 "(pass allow_weak=True to accept the weaker audit-hook-only sandbox)")
+    _log.warning("sandbox: WEAK MODE (allow_weak=True): no bubblewrap isolation, only rlimits and an audit hook; "
+                 "the code can read the filesystem and signal other processes: %s", err)
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True, timeout=10).returncode == 0:
+        return [unshare, "-n"]
+    return []
 
 
-def _serve_rpc(read_fd: int, write_fd: int, handler: Callable[[str, dict], Any]) -> None:
-    with os.fdopen(read_fd, "r") as rin, os.fdopen(write_fd, "w") as rout:
-        for line in rin:
-            try:
-                msg = json.loads(line)
-                reply = {"result": handler(msg["method"], msg.get("params") or {})}
-            except Exception as exc:  # the child sees the error; the parent keeps going
-                reply = {"error": f"{type(exc).__name__}: {exc}"}
-            try:
-                rout.write(json.dumps(reply) + "\n")
-                rout.flush()
-            except (BrokenPipeError, OSError):
-                return
+def _classify(rc: int | None, timed_out: bool, duration: float, timeout_s: float, stderr: str) -> str:
+    # bwrap reports a child killed by signal N as exit status 128 + N
+    sig = -rc if rc is not None and rc < 0 else rc - 128 if rc is not None and rc > 128 else None
+    if timed_out or sig in (signal.SIGXCPU, signal.SIGKILL) and duration >= timeout_s * 0.9:
+        return "timeout"
+    if rc == 0:
+        return "ok"
+    if "MemoryError" in stderr[-2000:]:
+        return "memory"
+    if sig is not None:
+        return "crashed"
+    return "error"
 
 
 def run_python(code: str, *, timeout_s: float = 10.0, memory_mb: int = 1024, stdin: str = "",
                network: bool = False, rpc: Callable[[str, dict], Any] | None = None,
-               max_output_bytes: int = 1_000_000) -> SandboxResult:
-    """Execute ``code`` as ``__main__`` in a sandboxed interpreter and classify the outcome.
+               max_output_bytes: int = 1_000_000, max_procs: int = 16, allow_weak: bool = False,
+               _marker: str | None = None) -> SandboxResult:
+    """Execute ``code`` as ``__main__`` in an isolated interpreter and classify the outcome.
 
     status: ``ok`` (exit 0), ``error`` (exception / non-zero exit), ``timeout``
     (wall clock or CPU limit), ``memory`` (MemoryError under the address-space
-    limit), ``crashed`` (killed by another signal).
+    limit), ``crashed`` (killed by another signal).  ``network=True`` is refused:
+    sandboxed code never gets a network.
     """
-    if timeout_s <= 0:
-        raise ValueError(f"timeout_s: expected a positive number of seconds, got {timeout_s!r}")
-    if memory_mb < 64:
-        raise ValueError(f"memory_mb: expected at least 64 (the interpreter needs it), got {memory_mb!r}")
+    _check_args(timeout_s, memory_mb, max_procs, max_output_bytes)
+    if network:
+        raise ValueError("network: sandboxed code never gets network access; use rpc= to call the parent")
+    deadline = time.monotonic() + timeout_s
+    uid = sandbox_uid()
     with tempfile.TemporaryDirectory(prefix="jaxlab-sandbox-") as tmp:
+        prefix = _isolation_prefix(tmp, uid, allow_weak)
         boot, prog = os.path.join(tmp, "_boot.py"), os.path.join(tmp, "main.py")
-        with open(boot, "w") as f:
-            f.write(_BOOTSTRAP)
-        with open(prog, "w") as f:
-            f.write(code)
-        env = {"PATH": os.defpath, "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8",
+        Path(boot).write_text(_BOOT)
+        Path(prog).write_text(code)
+        if uid is not None and prefix and prefix[0].endswith("bwrap"):
+            for p in (tmp, boot, prog):
+                os.chown(p, uid, uid)
+            os.chmod(tmp, 0o711)  # bwrap runs as root without CAP_DAC_OVERRIDE and must reach the bootstrap
+        else:
+            uid = None
+        keep: list[int] = []  # child ends of pipes: closed here after the spawn
+        parent_ends: list[int] = []
+        mfd = -1
+        if _marker is not None:
+            mfd, mw = os.pipe()
+            os.write(mw, _marker.encode())
+            os.close(mw)
+            keep.append(mfd)
+        env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8",
                "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1",
-               "JAXLAB_SANDBOX_LIMITS": f"{memory_mb * 1024 * 1024},{int(timeout_s) + 1}"}
-        cmd = [sys.executable, "-I", boot, prog]
-        if not network and unshare_available():
-            cmd = [shutil.which("unshare"), "-n"] + cmd
-        pass_fds: tuple[int, ...] = ()
-        parent_fds: tuple[int, int] | None = None
+               "JAXLAB_SANDBOX_LIMITS": f"{memory_mb * 1024 * 1024},{int(timeout_s) + 1},{max_procs},{mfd}"}
+        if uid is not None:
+            env["JAXLAB_SANDBOX_UID"] = str(uid)
         if rpc is not None:
             c_read, p_write = os.pipe()
             p_read, c_write = os.pipe()
-            env["JAXLAB_SANDBOX_RPC"] = f"{c_read},{c_write}"
-            pass_fds, parent_fds = (c_read, c_write), (p_read, p_write)
+            env["JAXLAB_SANDBOX_RPC"] = f"{c_read},{c_write},{MAX_RPC_MESSAGE}"
+            keep += [c_read, c_write]
+            parent_ends = [p_read, p_write]
+        cmd = prefix + [os.path.realpath(sys.executable), "-I", boot, prog]
         start = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds)
-        threads = []
+        try:
+            proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True, pass_fds=tuple(keep))
+        finally:
+            for fd in keep:
+                os.close(fd)
         out: list[bytes] = []
         err: list[bytes] = []
-        for stream, sink in ((proc.stdout, out), (proc.stderr, err)):
-            threads.append(threading.Thread(target=_drain, args=(stream, sink, max_output_bytes), daemon=True))
-        if parent_fds is not None:
-            for fd in pass_fds:
-                os.close(fd)
-            threads.append(threading.Thread(target=_serve_rpc, args=(*parent_fds, rpc), daemon=True))
+        threads = [threading.Thread(target=drain, args=(proc.stdout, out, max_output_bytes), daemon=True),
+                   threading.Thread(target=drain, args=(proc.stderr, err, max_output_bytes), daemon=True),
+                   threading.Thread(target=write_stdin, args=(proc.stdin, stdin.encode()), daemon=True)]
+        if rpc is not None:
+            threads.append(threading.Thread(target=serve_rpc, args=(*parent_ends, rpc), daemon=True))
         for t in threads:
             t.start()
-        try:
-            proc.stdin.write(stdin.encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
         timed_out = False
         try:
-            proc.wait(timeout=timeout_s)
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
+        finally:  # the namespace's init dies with bwrap, and the kernel kills everything left inside
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
         for t in threads:
-            t.join(timeout=5)
+            t.join(timeout=2.0)
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
         duration = time.monotonic() - start
     stdout = b"".join(out).decode(errors="replace")
     stderr = b"".join(err).decode(errors="replace")
     rc = proc.returncode
-    if timed_out or rc in (-signal.SIGXCPU, -signal.SIGKILL) and duration >= timeout_s * 0.9:
-        status = "timeout"
-    elif rc == 0:
-        status = "ok"
-    elif "MemoryError" in stderr[-2000:]:
-        status = "memory"
-    elif rc is not None and rc < 0:
-        status = "crashed"
-    else:
-        status = "error"
+    status = _classify(rc, timed_out, duration, timeout_s, stderr)
     return SandboxResult(status=status, returncode=rc, stdout=stdout, stderr=stderr, duration_s=duration)
+
+
+from jaxlab.sandbox.grading import TestOutcome, code_block, run_tests  # noqa: E402  (uses run_python)

@@ -31,6 +31,15 @@ def test_humaneval_grading_runs_tests_in_the_sandbox():
     assert not grade(task, task.meta["prompt"] + "    while True: pass\n", timeout_s=1)
 
 
+@pytest.mark.parametrize("exit_hack", ["import sys; sys.exit(0)", "import os; os._exit(0)",
+                                       "import atexit, os; atexit.register(os._exit, 0)"])
+def test_humaneval_wrong_completion_that_exits_zero_is_graded_wrong(exit_hack):
+    # the completion runs before the tests: an early clean exit must not read as "all tests passed"
+    task = humaneval_tasks(1)[0]
+    wrong = task.meta["prompt"] + "    return None\n\n" + exit_hack + "\n"
+    assert not grade(task, "```python\n" + wrong + "```")
+
+
 def test_end_to_end_table(tmp_path, capsys):
     cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "frameworks=[debate,maas]", "benchmarks=[math]",
                                      "n_tasks=2", "seeds=[0,1]", "levels=[none,agent]", "strategies=[raw,none]",

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from experiments.grpo.rewards.code import code_tests
 from experiments.grpo.rewards.math import boxed_format, math_accuracy
 
 RewardFn = Callable[..., list]
@@ -20,6 +21,7 @@ RewardFn = Callable[..., list]
 REWARDS: dict[str, RewardFn] = {
     "math_accuracy": math_accuracy,
     "boxed_format": boxed_format,
+    "code_tests": code_tests,
 }
 
 
