@@ -1,7 +1,9 @@
 """Named reward functions with weights, scored concurrently.
 
 A reward is ``fn(prompts, completions, **example_fields) -> list[float | None]``; None means the
-reward does not apply to that sample and is left out of its mean (as in TRL). Rewards that run code
+reward does not apply to that sample and is left out of its mean (as in TRL). A reward may also
+return ``(values, info)``, a dict of counts logged as ``rewards/<name>/<key>`` (the code rewards
+count sandbox timeouts and crashes this way). Rewards that run code
 or call a judge are slow per sample, so every function runs in its own thread of a bounded pool:
 one slow function never serialises the others.
 """
@@ -13,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from experiments.grpo.rewards.code import code_tests
+from experiments.grpo.rewards.code import code_pass_fraction, code_tests
 from experiments.grpo.rewards.math import boxed_format, math_accuracy
 
 RewardFn = Callable[..., list]
@@ -22,6 +24,7 @@ REWARDS: dict[str, RewardFn] = {
     "math_accuracy": math_accuracy,
     "boxed_format": boxed_format,
     "code_tests": code_tests,
+    "code_pass_fraction": code_pass_fraction,
 }
 
 
@@ -45,8 +48,10 @@ def score_all(specs: Sequence[RewardSpec], prompts: Sequence[str], completions: 
     fns = [get_reward(s.name) for s in specs]
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(fns)))) as pool:
         futures = [pool.submit(fn, list(prompts), list(completions), **fields) for fn in fns]
-        per_func = [f.result() for f in futures]
-    metrics = {}
+        outputs = [f.result() for f in futures]
+    per_func = [out[0] if isinstance(out, tuple) else out for out in outputs]
+    metrics = {f"rewards/{spec.name}/{k}": v for spec, out in zip(specs, outputs) if isinstance(out, tuple)
+               for k, v in out[1].items()}
     for spec, values in zip(specs, per_func):
         if len(values) != len(completions):
             raise ValueError(f"reward {spec.name!r} returned {len(values)} values for {len(completions)} completions")
