@@ -4,9 +4,13 @@ Pure pieces are jitted once per shape bucket: the per-token log-probs (old polic
 the micro-batch gradient of ``loss.policy_loss``. The reference model exists only when beta > 0
 (it is the initial parameter tree, held; no copy is made at beta = 0). Optional ``grad_masks``
 (PTL's prune masks) zero the gradient and the update of pruned units, so they stay exactly zero.
+With a ``mesh`` the policy (and so the reference, which is the same tree) is sharded by the
+jaxlab logical-axis rules, micro-batches are split over the data axes and activations are pinned
+inside the jitted functions; the step's numbers equal the single-device step's.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -22,6 +26,7 @@ from experiments.grpo.advantages import group_advantages, weighted_rewards
 from experiments.grpo.loss import LossConfig, completion_logps, policy_loss
 from experiments.grpo.rewards import RewardSpec, score_all
 from experiments.grpo.rollout import Rollout, RolloutConfig, sample_groups
+from jaxlab.sharding import activation_sharding, batch_sharding, shard_state
 from jaxlab.train.optim import OptimConfig, make_optimizer
 from jaxlab.train.step import TrainState
 
@@ -77,13 +82,18 @@ class GRPOLearner:
 
     def __init__(self, model: nnx.Module, *, decode: Callable[[list[int]], str], eos_id: int, pad_id: int,
                  rewards: Sequence[RewardSpec], rollout: RolloutConfig, loss: LossConfig, optim: OptimConfig,
-                 grpo: GRPOConfig = GRPOConfig(), grad_masks: Any = None):
+                 grpo: GRPOConfig = GRPOConfig(), grad_masks: Any = None, mesh: Any = None):
         if not rewards:
             raise ValueError("rewards: expected at least one reward function")
         if loss.loss_type == "dr_grpo" and loss.max_completion_length != rollout.max_new_tokens:
             raise ValueError(f"loss.max_completion_length: dr_grpo normalises by the rollout's max_new_tokens "
                              f"({rollout.max_new_tokens}), got {loss.max_completion_length}")
         self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
+        self.mesh = mesh
+        if mesh is not None:
+            params, self.rest = shard_state(params, mesh), shard_state(self.rest, mesh)
+            if grad_masks is not None:
+                grad_masks = jax.device_put(grad_masks, jax.tree.map(lambda p: p.sharding, params))
         self.tx = make_optimizer(optim)
         self.state = TrainState(params, self.tx.init(params))
         self.ref_params = params if loss.beta > 0 else None
@@ -94,8 +104,13 @@ class GRPOLearner:
     def model(self) -> nnx.Module:
         return nnx.merge(self.graphdef, self.state.params, self.rest)
 
+    def _on_mesh(self):
+        return activation_sharding(self.mesh) if self.mesh is not None else contextlib.nullcontext()
+
     def rollout(self, prompt_ids: Sequence[Sequence[int]], key: jax.Array) -> Rollout:
-        return sample_groups(self.model(), prompt_ids, self.decode, self.eos_id, self.pad_id, self.rollout_cfg, key)
+        with self._on_mesh():
+            return sample_groups(self.model(), prompt_ids, self.decode, self.eos_id, self.pad_id, self.rollout_cfg,
+                                 key)
 
     def step(self, prompt_ids: Sequence[Sequence[int]], prompt_texts: Sequence[str],
              fields: Mapping[str, Sequence[Any]], key: jax.Array) -> dict[str, float]:
@@ -119,7 +134,8 @@ class GRPOLearner:
                         "rollout_tokens_per_s": float(ro.lengths.sum() / max(t_roll, 1e-9))})
         t1 = time.perf_counter()
         if keep.size:
-            metrics.update(self._update(ro, adv.advantages, keep))
+            with self._on_mesh():
+                metrics.update(self._update(ro, adv.advantages, keep))
         metrics["update_s"] = time.perf_counter() - t1
         return metrics
 
@@ -162,5 +178,9 @@ class GRPOLearner:
             if short:  # pad the last micro-batch to the compiled shape with fully masked rows
                 chunk = {k: np.concatenate([v, np.zeros((short,) + v.shape[1:], v.dtype)]) for k, v in chunk.items()}
                 chunk["prompt_mask"][-short:, -1] = 1
-            out.append({k: jnp.asarray(v) for k, v in chunk.items()})
+            if self.mesh is None:
+                out.append({k: jnp.asarray(v) for k, v in chunk.items()})
+            else:
+                out.append({k: jax.device_put(v, batch_sharding(self.mesh, v.ndim, batch_size=m))
+                            for k, v in chunk.items()})
         return out

@@ -26,6 +26,7 @@ from experiments.grpo.rewards import RewardSpec, get_reward
 from experiments.grpo.rollout import RolloutConfig
 from experiments.grpo.tasks import make_tasks
 from jaxlab.config import ConfigError, require_positive, to_dict
+from jaxlab.sharding import MeshConfig, make_mesh
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
 from jaxlab.train.metrics import MetricsWriter
 from jaxlab.train.optim import OptimConfig
@@ -72,6 +73,8 @@ class Config:
     rewards: tuple[RewardSpec, ...] = (RewardSpec("math_accuracy", 1.0), RewardSpec("boxed_format", 0.2))
     eval: EvalSection = EvalSection()
     checkpoint: CheckpointConfig = CheckpointConfig(every_steps=10)
+    mesh: MeshConfig | None = None
+    """Device mesh for the policy and reference (``mesh.data=-1 mesh.fsdp=2 ...``); None: one device."""
 
     def __post_init__(self) -> None:
         require_positive(steps=self.steps, prompts_per_step=self.prompts_per_step)
@@ -124,7 +127,8 @@ def run(cfg: Config) -> dict:
     train = make_tasks("train", cfg.data.train_tasks, cfg.data.seed, cfg.data.max_operand)
     heldout = make_tasks("heldout", cfg.data.heldout_tasks, cfg.data.seed, cfg.data.max_operand)
     learner = GRPOLearner(model, decode=decode, eos_id=eos, pad_id=pad, rewards=cfg.rewards, rollout=cfg.rollout,
-                          loss=cfg.loss, optim=cfg.optim, grpo=cfg.grpo)
+                          loss=cfg.loss, optim=cfg.optim, grpo=cfg.grpo,
+                          mesh=make_mesh(cfg.mesh) if cfg.mesh is not None else None)
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
     start = 0
     before = None

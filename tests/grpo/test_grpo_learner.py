@@ -25,13 +25,13 @@ def ascii_fraction(prompts, completions, **_):
 REWARDS["test_ascii"] = ascii_fraction
 
 
-def _learner(loss_type="dapo", micro=16, beta=0.0, lr=3e-3, masks=None, seed=0):
+def _learner(loss_type="dapo", micro=16, beta=0.0, lr=3e-3, masks=None, seed=0, mesh=None):
     model = init_model(tiny_config("llama", num_layers=1, intermediate_size=64), seed=seed)
     return GRPOLearner(model, decode=_decode, eos_id=0, pad_id=0, rewards=[RewardSpec("test_ascii")],
                        rollout=RolloutConfig(num_generations=4, max_new_tokens=8, temperature=1.0),
                        loss=LossConfig(loss_type=loss_type, beta=beta, max_completion_length=8),
                        optim=OptimConfig(learning_rate=lr, warmup_steps=0, decay_steps=1000, weight_decay=0.0),
-                       grpo=GRPOConfig(micro_batch=micro), grad_masks=masks)
+                       grpo=GRPOConfig(micro_batch=micro), grad_masks=masks, mesh=mesh)
 
 
 PROMPTS = [list(b"say a"), list(b"hello"), list(b"abc"), list(b"x")]
@@ -87,3 +87,21 @@ def test_reference_only_with_beta():
     learner = _learner(beta=0.1)
     m = learner.step(PROMPTS, ["p"] * 4, {}, jax.random.key(0))
     assert "kl" in m and m["kl"] >= 0.0
+
+
+@pytest.mark.parametrize("shape", [dict(data=8), dict(data=2, fsdp=2, tensor=2)], ids=["dp8", "dp2-fsdp2-tp2"])
+def test_step_on_8_devices_equals_single_device(shape):
+    from jaxlab.sharding import MeshConfig, make_mesh
+    assert len(jax.devices()) == 8
+    mesh = make_mesh(MeshConfig(**shape))
+    a, b = _learner("grpo", micro=8, beta=0.04), _learner("grpo", micro=8, beta=0.04, mesh=mesh)
+    ro_a, ro_b = a.rollout(PROMPTS, jax.random.key(3)), b.rollout(PROMPTS, jax.random.key(3))
+    np.testing.assert_array_equal(ro_a.completion_ids, ro_b.completion_ids)  # the sharded policy samples the same
+    adv = np.random.default_rng(1).normal(size=16).astype(np.float32)
+    ma, mb = a._update(ro_a, adv, np.arange(16)), b._update(ro_a, adv, np.arange(16))
+    for k in ("loss", "kl", "grad_norm"):
+        assert ma[k] == pytest.approx(mb[k], rel=1e-4, abs=1e-7), k
+    kernel = b.state.params["layers"][0]["mlp"]["up_proj"]["kernel"]
+    assert len(kernel[...].sharding.device_set) == 8
+    for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=1e-5)

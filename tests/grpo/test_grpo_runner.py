@@ -50,3 +50,14 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path):
     assert sorted(got) == list(range(1, 7))
     for step in want:
         assert got[step] == pytest.approx(want[step], rel=1e-6), step
+
+
+def test_runner_trains_on_a_mesh(tmp_path):
+    from jaxlab.cli import load_run_config
+    runner, cfg = load_run_config(str(ROOT / "configs/grpo_tiny_math.yaml"),
+                                  [f"output_dir={tmp_path}", "progress=false", "steps=2", "mesh.data=-1", "mesh.fsdp=2",
+                                   "checkpoint.every_steps=0", "data.heldout_tasks=4"])
+    assert cfg.mesh.fsdp == 2
+    result = runner.run(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2] and result["steps"] == 2
