@@ -3,7 +3,9 @@
 A run config names its runner module (``runner: experiments.ptl.runner``);
 the module provides a frozen ``Config`` dataclass and ``run(cfg) -> dict``.
 The whole YAML is validated into ``Config`` before any work starts, so an
-unknown or mistyped key fails at once, naming the key.
+unknown or mistyped key fails at once, naming the key. Exit status: 0 done,
+2 config error (including an ``output_dir`` that holds another run's results),
+1 run failed (:class:`jaxlab.runs.RunFailedError`, e.g. every model call failed).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import sys
 from typing import Any
 
 from jaxlab.config import ConfigError, apply_overrides, from_dict, load_yaml
+from jaxlab.runs import RunFailedError
 
 
 def resolve_runner(name: Any) -> Any:
@@ -46,10 +49,13 @@ def load_run_config(path: str, overrides: list[str]) -> tuple[Any, Any]:
 def _cmd_run(args: argparse.Namespace) -> int:
     try:
         module, cfg = load_run_config(args.config, args.overrides)
-    except ConfigError as exc:
+        module.run(cfg)
+    except ConfigError as exc:  # from the YAML, or found by the run, e.g. output_dir holds another run
         print(f"jaxlab run: config error: {exc}", file=sys.stderr)
         return 2
-    module.run(cfg)
+    except RunFailedError as exc:
+        print(f"jaxlab run: run failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

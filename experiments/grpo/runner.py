@@ -6,6 +6,8 @@ and after, and writes under ``output_dir``: ``metrics.jsonl`` + ``tensorboard/``
 mean/std, KL, clip fractions, entropy, lengths, tokens/s per step), ``reward_curve.png``,
 ``results.json`` and ``checkpoints/`` (policy, optimizer, step; a killed run resumes and replays
 the same per-step rewards, since prompts and PRNG keys are functions of the step index).
+``run.json`` records the config: another run's results in ``output_dir`` stop the run before it
+loads anything, unless ``overwrite=true`` (see ``jaxlab.runs.claim_output_dir``).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from experiments.grpo.rewards import RewardSpec, get_reward
 from experiments.grpo.rollout import RolloutConfig
 from experiments.grpo.tasks import make_tasks
 from jaxlab.config import ConfigError, require_positive, to_dict
+from jaxlab.runs import claim_output_dir
 from jaxlab.sharding import MeshConfig, make_mesh
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
 from jaxlab.train.metrics import MetricsWriter
@@ -59,6 +62,8 @@ class EvalSection:
 @dataclasses.dataclass(frozen=True)
 class Config:
     output_dir: str = "runs/grpo_smollm2_math"
+    overwrite: bool = False
+    """Delete the results of another run (different config) in ``output_dir``; false: refuse to start."""
     steps: int = 30
     prompts_per_step: int = 4
     seed: int = 0
@@ -119,9 +124,14 @@ def _evaluate(cfg: Config, model, tok, encode, heldout) -> dict[str, dict]:
             for name, tasks in sets.items() if tasks}
 
 
+OUTPUTS = ("metrics.jsonl", "tensorboard", "checkpoints", "results.json", "reward_curve.png")
+RESUMABLE = ("steps", "progress", "checkpoint")
+"""Keys a resumed run may change: how far to train, the progress bar, how often to checkpoint."""
+
+
 def run(cfg: Config) -> dict:
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
     t0 = time.time()
     model, tok, encode, decode, eos, pad = _load(cfg.model)
     train = make_tasks("train", cfg.data.train_tasks, cfg.data.seed, cfg.data.max_operand)
@@ -132,7 +142,7 @@ def run(cfg: Config) -> dict:
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
     start = 0
     before = None
-    if cfg.checkpoint.resume and checkpointer.latest_step() is not None:
+    if checkpointer.resume_step() is not None:
         restored = checkpointer.restore(learner.state, learner.rest)
         learner.state, learner.rest, start = restored.state, restored.rest, restored.step
         before = restored.extra.get("before")

@@ -4,11 +4,15 @@ Generates (or loads) MASBench problems, lets the orchestrator design and run a
 system for each, scores every boxed answer, and writes the per-trajectory
 JSONL, ``results.json`` (accuracy per axis x level, execution rate, reward,
 tokens), a printed table and ``accuracy_by_level.png``.
+
+Rerun with the same config, a run skips the problems already in
+``trajectories.jsonl`` (those whose model call failed run again, their new
+record appended); another config's results there stop it unless
+``overwrite=true``. A run in which no model call succeeded raises
+:class:`jaxlab.runs.RunFailedError` (``jaxlab run`` exits 1) and writes no table.
 """
 from __future__ import annotations
 
-import json
-import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +26,17 @@ from experiments.masbench.generator import AXES, MAX_LEVEL, MIN_LEVEL, Problem, 
 from experiments.masbench.scorer import score
 from jaxlab.config import ConfigError
 from jaxlab.llm.concurrency import map_progress
-from jaxlab.llm.factory import ClientConfig, make_client
+from jaxlab.llm.factory import OPERATIONAL_KEYS, ClientConfig, make_client
 from jaxlab.llm.types import ChatClient
+from jaxlab.runs import JsonlLog, claim_output_dir, fail_if_no_call_succeeded
 
 
 @dataclass(frozen=True)
 class Config:
     runner: str = "experiments.mas_orchestra.runner"
     output_dir: str = "runs/mas_orchestra"
+    overwrite: bool = False
+    """Delete the results of another run (different config) in ``output_dir``; false: refuse to start."""
     client: ClientConfig = field(default_factory=ClientConfig)
     axes: tuple[str, ...] = AXES
     levels: tuple[int, ...] = (2, 4, 8, 12)
@@ -62,14 +69,21 @@ def _problems(cfg: Config) -> list[Problem]:
     return generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed)
 
 
+OUTPUTS = ("trajectories.jsonl", "results.json", "accuracy_by_level.png")
+RESULT_NEUTRAL = ("max_parallel", *(f"client.{k}" for k in OPERATIONAL_KEYS))
+"""Keys a rerun may change and still reuse the records: they change how calls are made, not what they return."""
+MODEL_CALL_FAILED = ("orchestrator_call", "execution")
+"""Error kinds of a failed model call (a rerun retries them); the others are the model's own scored failures."""
+
+
 def run(cfg: Config, client: ChatClient | None = None) -> dict:
     """Run the study; ``client`` overrides ``cfg.client`` (tests pass a scripted one)."""
+    claim_output_dir(cfg, OUTPUTS, ignore=RESULT_NEUTRAL)
     client = client or make_client(cfg.client)
     out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     problems = _problems(cfg)
-    lock = threading.Lock()
-    traj = open(out_dir / "trajectories.jsonl", "w")
+    traj = JsonlLog(out_dir / "trajectories.jsonl")
+    done = {r["id"]: r for r in traj.existing if r["error_kind"] not in MODEL_CALL_FAILED}
 
     def solve(item: tuple[int, Problem]) -> dict:
         i, p = item
@@ -84,15 +98,16 @@ def run(cfg: Config, client: ChatClient | None = None) -> dict:
                "reward": orchestration_reward(outcome.success, correct, cfg.exec_weight, cfg.answer_weight),
                "tokens": rt.usage.total_tokens, "calls": rt.calls, "system": dumps(outcome.spec) if outcome.spec
                else None, "orchestrator_text": outcome.orchestrator_text, "agent_outputs": outcome.outputs}
-        with lock:
-            traj.write(json.dumps(rec) + "\n")
-            traj.flush()
+        traj.write(rec)
         return rec
 
+    todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
     try:
-        records = map_progress(solve, list(enumerate(problems)), cfg.max_parallel, desc="mas_orchestra")
+        by_id = {**done, **{r["id"]: r for r in map_progress(solve, todo, cfg.max_parallel, desc="mas_orchestra")}}
     finally:
         traj.close()
+    records = [by_id[p.id] for p in problems]
+    fail_if_no_call_succeeded(records, lambda r: r["error_kind"], lambda r: r["error"], str(traj.path))
     groups: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         groups[r["axis"]][str(r["level"])].append(r)
@@ -106,7 +121,7 @@ def run(cfg: Config, client: ChatClient | None = None) -> dict:
         "accuracy": {a: {k: mean(rs, "correct") for k, rs in g.items()} for a, g in groups.items()},
         "partial": {a: {k: mean(rs, "partial") for k, rs in g.items()} for a, g in groups.items()},
         "execution_rate": mean(records, "success"), "mean_reward": mean(records, "reward"),
-        "tokens_total": sum(r["tokens"] for r in records),
+        "tokens_total": sum(r["tokens"] for r in records), "reused_records": len(problems) - len(todo),
         "failures": {k: sum(r["error_kind"] == k for r in records) for k in {r["error_kind"] for r in records} if k},
         "output_dir": str(out_dir),
     }

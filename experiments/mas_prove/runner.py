@@ -6,12 +6,16 @@ level with a context strategy), grades the answer, and appends the full
 trajectory (every step, every verification, every fallback) to
 ``trajectories.jsonl``.  ``results.json``, the printed table and
 ``accuracy.png`` report accuracy mean ± std over seeds and token cost.
+
+Rerun with the same config, a run skips the jobs already in
+``trajectories.jsonl`` (jobs whose model call failed run again, their new
+record appended); another config's results there stop it unless
+``overwrite=true``. A run in which no model call succeeded raises
+:class:`jaxlab.runs.RunFailedError` (``jaxlab run`` exits 1) and writes no table.
 """
 from __future__ import annotations
 
-import json
 import statistics
-import threading
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,14 +28,17 @@ from experiments.mas_prove.frameworks import FAMILIES, FRAMEWORKS, make_framewor
 from experiments.mas_prove.verifiers import KINDS, make_verifier
 from jaxlab.config import ConfigError
 from jaxlab.llm.concurrency import map_progress
-from jaxlab.llm.factory import ClientConfig, make_client
+from jaxlab.llm.factory import OPERATIONAL_KEYS, ClientConfig, make_client
 from jaxlab.llm.types import ChatClient, LLMError
+from jaxlab.runs import JsonlLog, claim_output_dir, fail_if_no_call_succeeded
 
 
 @dataclass(frozen=True)
 class Config:
     runner: str = "experiments.mas_prove.runner"
     output_dir: str = "runs/mas_prove"
+    overwrite: bool = False
+    """Delete the results of another run (different config) in ``output_dir``; false: refuse to start."""
     client: ClientConfig = field(default_factory=ClientConfig)
     verifier_client: ClientConfig | None = None
     frameworks: tuple[str, ...] = ("debate", "dylan", "aflow", "maas", "adas", "mas_zero")
@@ -66,15 +73,29 @@ def settings(cfg: Config) -> list[tuple[str, str]]:
     return out + [(lv, st) for lv in cfg.levels if lv != "none" for st in cfg.strategies]
 
 
+OUTPUTS = ("trajectories.jsonl", "results.json", "accuracy.png")
+RESULT_NEUTRAL = ("max_parallel", *(f"{c}.{k}" for c in ("client", "verifier_client") for k in OPERATIONAL_KEYS))
+"""Keys a rerun may change and still reuse the records: they change how calls are made, not what they return."""
+
+
+def _key(rec: dict) -> tuple:
+    return rec["benchmark"], rec["task"], rec["framework"], rec["level"], rec["strategy"], rec["seed"]
+
+
+def _job_key(job: tuple) -> tuple:
+    bench, task, *rest = job
+    return bench, task.id, *rest
+
+
 def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClient | None = None) -> dict:
+    claim_output_dir(cfg, OUTPUTS, ignore=RESULT_NEUTRAL)
     client = client or make_client(cfg.client)
     verifier_client = verifier_client or (make_client(cfg.verifier_client) if cfg.verifier_client else client)
     out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(b, t, f, lv, st, seed) for b in cfg.benchmarks for t in load_tasks(b, cfg.n_tasks, 0, cfg.math_path)
             for f in cfg.frameworks for lv, st in settings(cfg) for seed in cfg.seeds]
-    lock = threading.Lock()
-    traj = open(out_dir / "trajectories.jsonl", "w")
+    traj = JsonlLog(out_dir / "trajectories.jsonl")
+    done = {_key(r): r for r in traj.existing if not r["error"]}  # same config (claim_output_dir): reuse
 
     def one(job: tuple) -> dict:
         bench, task, fname, level, strategy, seed = job
@@ -91,16 +112,18 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
                "strategy": strategy, "seed": seed, "correct": grade(task, answer), "answer": answer, "error": error,
                "tokens": meter.usage.total_tokens, "calls": meter.calls, "stats": dict(ctx.stats),
                "steps": [asdict(s) for s in ctx.steps], "verifications": ctx.verifications}
-        with lock:
-            traj.write(json.dumps(rec) + "\n")
-            traj.flush()
+        traj.write(rec)
         return rec
 
+    todo = [j for j in jobs if _job_key(j) not in done]
     try:
-        records = map_progress(one, jobs, cfg.max_parallel, desc="mas_prove")
+        by_key = {**done, **{_key(r): r for r in map_progress(one, todo, cfg.max_parallel, desc="mas_prove")}}
     finally:
         traj.close()
+    records = [by_key[_job_key(j)] for j in jobs]
+    fail_if_no_call_succeeded(records, lambda r: r["error"].split(":")[0], lambda r: r["error"], str(traj.path))
     summary = summarize(records, cfg)
+    summary["reused_records"] = len(jobs) - len(todo)
     summary["model"] = getattr(client, "model", "")
     print(report.write(out_dir, summary))
     print(f"-> {out_dir}")

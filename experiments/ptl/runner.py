@@ -11,7 +11,9 @@ Then, on the same calibration data, evaluation sets and tuning data stream:
 Writes under ``output_dir``: ``results.json`` (every row + config + timings),
 ``results.md`` (the table), ``ptl_vs_oneshot.png`` (quality vs parameters),
 ``hf_model/`` (the compacted PTL model, loadable by transformers) and
-``<track>/checkpoints`` (per-stage orbax checkpoints for resuming).
+``<track>/checkpoints`` (per-stage orbax checkpoints for resuming) and ``run.json`` (the config and
+its fingerprint: a rerun with the same config resumes, another config's results stop the run before
+the model loads, unless ``overwrite=true``; see ``jaxlab.runs.claim_output_dir``).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from experiments.ptl.schedule import ScheduleConfig, plan
 from experiments.ptl.tune import TrainerTuner, TuneConfig, budget_for, load_rl_hook
 from jaxlab.config import ConfigError, require_positive, to_dict
 from jaxlab.models.config import ModelConfig, tiny_config
+from jaxlab.runs import claim_output_dir
 from jaxlab.train import data as train_data
 from jaxlab.transforms import compact, full_masks, param_count
 
@@ -75,6 +78,8 @@ class DataSection:
 @dataclasses.dataclass(frozen=True)
 class Config:
     output_dir: str
+    overwrite: bool = False
+    """Delete the results of another run (different config) in ``output_dir``; false: refuse to start."""
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -151,12 +156,15 @@ def _tuner(cfg: Config, train_files, tokenizer, encode, eos):
     return TrainerTuner(iter(ds), cfg.tune, progress=cfg.progress)
 
 
+OUTPUTS = ("config.yaml", "results.json", "results.md", "ptl_vs_oneshot.png", "hf_model", "ptl", "one_shot", "no_tune")
+
+
 def run(cfg: Config) -> dict:
     """Run PTL and the baselines per ``cfg``; print the table, write JSON/PNG/HF export; return the summary."""
     t0 = time.time()
     mcfg, kept_after = _check(cfg)
     out = Path(cfg.output_dir).absolute()
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(cfg, OUTPUTS, ignore=("progress", "compile_cache"))  # the tracks resume their checkpoints
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     d, s = cfg.data, cfg.schedule
     print(f"[ptl] {cfg.model.name}: remove {s.target} of {s.target_of} ({s.unit}) in {s.stages} {s.spacing} stages "

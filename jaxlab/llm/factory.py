@@ -30,6 +30,10 @@ class ClientConfig:
     policy: ModelPolicy | None = None
 
 
+OPERATIONAL_KEYS = ("api_key_env", "timeout_s", "max_retries", "deadline_s", "max_concurrency", "cache_dir")
+"""``ClientConfig`` fields that change how calls are made, not what they return (left out of run fingerprints)."""
+
+
 def make_client(cfg: ClientConfig) -> ChatClient:
     client: BaseClient
     if cfg.kind == "http":

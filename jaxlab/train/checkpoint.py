@@ -10,18 +10,31 @@ state, caller extras and a fingerprint of every array. Why the extra care:
   fails therefore leaves the previous steps untouched and is reported as a
   :class:`CheckpointError`. Non-finite parameters are refused before writing, so
   a diverged run cannot rotate good checkpoints out.
+* **Fail fast.** A failed async save surfaces as a :class:`CheckpointError` at
+  the next ``save``, ``should_save`` or ``wait``, within the step. The step
+  directory is created on the calling thread: orbax's default creates it in the
+  background and its writer threads wait for a "directory created" signal for
+  up to 300 s, so a failed ``mkdir`` (disk full, permissions) left them blocked
+  and kept the process from exiting for five minutes.
+* **Never mix runs.** Saving a step that is already on disk is an error (it was
+  written by another run), and so is finding checkpoints with ``resume=False``
+  (:meth:`Checkpointer.resume_step`).
 * **Detect corrupt or partial checkpoints.** Any orbax/tensorstore failure on
   restore (missing item, truncated chunk) and any fingerprint mismatch (bytes
   that decode but are wrong) raise :class:`CheckpointError` naming the step, the
   failing item or array, and the earlier steps one can fall back to.
 
-The fingerprint is a position-weighted sum of each array's raw bits modulo
+The array fingerprint is a position-weighted sum of each array's raw bits modulo
 2**32, computed on device under ``jit``: cheap next to the write itself, and
-independent of sharding because integer sums are exactly associative.
+independent of sharding because integer sums are exactly associative. The meta
+item (step, data-iterator position, extras and those array sums) carries a
+SHA-256 of its canonical JSON, so a hand-edited data position is caught too.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -87,6 +100,12 @@ def fingerprint(tree: Any) -> tuple[dict[str, int], bool]:
     return {jax.tree_util.keystr(p): int(v) for p, v in flat}, bool(finite)
 
 
+def _meta_digest(body: dict) -> str:
+    """SHA-256 of the canonical JSON of the meta item (what a JSON round trip gives back)."""
+    canonical = json.loads(json.dumps(body, allow_nan=True))  # int keys -> str, tuples -> lists
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def _abstract(tree: Any) -> Any:
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
@@ -100,6 +119,7 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=cfg.keep,
             enable_async_checkpointing=cfg.async_save,
+            async_options=ocp.AsyncOptions(create_directories_asynchronously=False),
             cleanup_tmp_directories=True,
             create=True,
         )
@@ -107,6 +127,12 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ save
     def should_save(self, step: int, final: bool = False) -> bool:
+        """Whether to save at ``step``; first raises the error of a failed async save, if any.
+
+        Training loops call this every step, so a background write that failed
+        stops the run at the next step instead of at the next save.
+        """
+        self._raise_pending_error()
         if self.cfg.every_steps == 0:
             return False
         return final or step % self.cfg.every_steps == 0
@@ -122,7 +148,9 @@ class Checkpointer:
         """Write checkpoint ``step`` (asynchronously if configured)."""
         self._raise_pending_error()
         if step in self._mgr.all_steps():
-            return
+            raise CheckpointError(
+                f"checkpoint step {step} already exists under {self.directory} (written by another run, or "
+                f"this one saved it twice); refusing to skip or replace it")
         arrays = {"params": state.params, "opt_state": state.opt_state, "rest": rest}
         prints, finite = fingerprint(arrays)
         if not finite:
@@ -130,8 +158,9 @@ class Checkpointer:
                 f"refusing to save step {step}: parameters or optimizer state contain NaN/inf; "
                 f"the last good checkpoint ({self.latest_step()}) is kept"
             )
-        meta = {"step": step, "data_state": data_state, "extra": extra or {}, "fingerprint": prints}
         try:
+            meta = {"step": step, "data_state": data_state, "extra": extra or {}, "fingerprint": prints}
+            meta["meta_fingerprint"] = _meta_digest(meta)
             self._mgr.save(
                 step,
                 args=ocp.args.Composite(
@@ -152,10 +181,15 @@ class Checkpointer:
             raise self._save_error(None, exc) from exc
 
     def _raise_pending_error(self) -> None:
-        try:
-            self._mgr.check_for_errors()
-        except Exception as exc:
-            raise self._save_error(None, exc) from exc
+        """Raise the error of a finished async save; never blocks on one still writing.
+
+        ``CheckpointManager.check_for_errors`` does not serve: the manager's own
+        finalize thread consumes the writer's exception and hands it on only
+        through ``wait_until_finished``, which is immediate when no save is in progress.
+        """
+        if self._mgr.is_saving_in_progress():
+            return
+        self.wait()
 
     def _save_error(self, step: int | None, exc: Exception) -> CheckpointError:
         which = f"step {step}" if step is not None else "a pending async save"
@@ -171,6 +205,19 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         steps = self.all_steps()
         return steps[-1] if steps else None
+
+    def resume_step(self) -> int | None:
+        """The step to resume from: the latest one, or ``None`` when there are no checkpoints.
+
+        With ``resume=False`` existing checkpoints are an error rather than
+        something to train past: their steps would collide with this run's.
+        """
+        latest = self.latest_step()
+        if latest is not None and not self.cfg.resume:
+            raise CheckpointError(
+                f"checkpoint.resume is false but {self.directory} holds checkpoints {self.all_steps()} of an "
+                f"earlier run; resume it (checkpoint.resume=true) or move those checkpoints away")
+        return latest
 
     def restore(self, state_like: TrainState, rest_like: Any, step: int | None = None) -> Restored:
         """Restore ``step`` (default: latest) into the structure/sharding of the ``*_like`` trees.
@@ -202,8 +249,16 @@ class Checkpointer:
                 f"({type(exc).__name__}: {str(exc)[:500]}); {hint}"
             ) from exc
         meta = out.meta
-        if not isinstance(meta, dict) or meta.get("step") != step or "fingerprint" not in meta:
-            raise CheckpointError(f"checkpoint step {step}: meta item is missing or malformed; {hint}")
+        required = {"fingerprint", "meta_fingerprint"}
+        if not isinstance(meta, dict) or meta.get("step") != step or not required <= set(meta):
+            raise CheckpointError(f"checkpoint step {step}: meta item is missing or malformed (expected the step, "
+                                  f"'fingerprint' and 'meta_fingerprint'); {hint}")
+        body = {k: v for k, v in meta.items() if k != "meta_fingerprint"}
+        if _meta_digest(body) != meta["meta_fingerprint"]:
+            raise CheckpointError(
+                f"checkpoint step {step} at {self.directory / str(step)}: its meta item (step, data-iterator "
+                f"position, extras, array fingerprints) does not match its saved fingerprint: edited or corrupt; "
+                f"{hint}")
         params, rest = out.model["params"], out.model["rest"]
         arrays = {"params": params, "opt_state": out.opt_state, "rest": rest}
         got, _ = fingerprint(arrays)

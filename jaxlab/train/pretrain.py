@@ -6,6 +6,7 @@ configs/pretrain_smollm2.yaml key=value ...``) loads the model shipped by the
 never trained on, trains with AdamW (checkpointing and resuming under
 ``output_dir``), measures again and writes everything under ``output_dir``:
 
+    run.json           the resolved config and its fingerprint (jaxlab.runs.claim_output_dir)
     config.yaml        the resolved config
     metrics.jsonl      one record per logged step (train loss, lr, grad norm; eval)
     tensorboard/       event files (``tensorboard --logdir <output_dir>/tensorboard``)
@@ -25,6 +26,7 @@ from typing import Any, Literal
 import yaml
 
 from jaxlab.config import ConfigError, load, require_positive, to_dict
+from jaxlab.runs import claim_output_dir
 from jaxlab.sharding import MeshConfig
 from jaxlab.train import data
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
@@ -70,6 +72,8 @@ class DataSection:
 class Config:
     output_dir: str
     """Everything the run writes goes under this directory."""
+    overwrite: bool = False
+    """Delete the results of another run (different config) in ``output_dir``; false: refuse to start."""
     runner: str = "jaxlab.train.pretrain"
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()
@@ -100,11 +104,16 @@ def _ppl(values: dict) -> dict:
     return {"loss": values["loss"], "perplexity": values["perplexity"], "tokens": values["tokens"]}
 
 
+OUTPUTS = ("config.yaml", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json", "checkpoints")
+RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint")
+"""Keys a resumed run may change: how far to train, what to log, how often to checkpoint."""
+
+
 def run(cfg: Config) -> dict:
     """Train per ``cfg``; returns (and writes to ``summary.json``) the run summary."""
     t0 = time.time()
     out = Path(cfg.output_dir).absolute()
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
     print(f"[pretrain] loading {cfg.model.name} ...", flush=True)
@@ -131,7 +140,7 @@ def run(cfg: Config) -> dict:
 
         mesh = make_mesh(cfg.mesh)
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
-    resume_step = checkpointer.latest_step() if cfg.checkpoint.resume else None
+    resume_step = checkpointer.resume_step()
     metrics = MetricsWriter(out, resume_step=resume_step)
     try:
         print(f"[pretrain] held-out perplexity before training ({len(heldout_files)} files, "

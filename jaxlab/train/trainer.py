@@ -99,7 +99,7 @@ def fit(
     data_iter = data if hasattr(data, "set_state") else iter(data)
 
     start, resumed_from = 0, None
-    if checkpointer is not None and checkpointer.cfg.resume and checkpointer.latest_step() is not None:
+    if checkpointer is not None and checkpointer.resume_step() is not None:
         restored = checkpointer.restore(state, rest)
         state, rest, start = restored.state, restored.rest, restored.step
         if restored.data_state is not None:

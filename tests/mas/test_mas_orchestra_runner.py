@@ -49,3 +49,40 @@ def test_end_to_end_writes_table_and_scores_failures(tmp_path, capsys):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["accuracy"] == summary["accuracy"]
     assert "MAS-Orchestra on MASBench" in capsys.readouterr().out
+
+
+def test_rerun_appends_retries_failed_calls_and_a_dead_model_fails_the_run(tmp_path):
+    from jaxlab.llm.types import LLMError
+    from jaxlab.runs import RunFailedError
+
+    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "axes=[depth]", "levels=[2,3]", "per_level=1"])
+    problems = generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed)
+    dead = {"on": True}
+    calls = []
+
+    def responder(req):
+        calls.append(req)
+        if dead["on"]:
+            raise LLMError("HTTP 503 from the endpoint")
+        if "Design a multi-agent" in system_of(req):
+            return GOOD_SYSTEM.format(task=req.messages[-1]["content"])
+        if "strict reviewer" in system_of(req):
+            return "CORRECT"
+        return oracle_text(problems, "\n".join(m["content"] for m in req.messages))
+
+    client = ScriptedClient(responder=responder)
+    with pytest.raises(RunFailedError, match=r"every model call failed: 2 of 2 items .*\(orchestrator_call: 2\); "
+                                             r"first error: '.*HTTP 503"):
+        runner.run(cfg, client=client)
+    traj = tmp_path / "trajectories.jsonl"
+    assert len(traj.read_text().splitlines()) == 2 and not (tmp_path / "results.json").exists()
+
+    dead["on"] = False
+    summary = runner.run(cfg, client=client)  # both retried, appended after the failed records
+    rows = [json.loads(line) for line in traj.read_text().splitlines()]
+    assert [r["error_kind"] for r in rows] == ["orchestrator_call"] * 2 + ["", ""]
+    assert summary["accuracy"]["depth"]["all"] == 1.0 and summary["reused_records"] == 0
+    n = len(calls)
+    again = runner.run(cfg, client=client)
+    assert len(calls) == n and again["reused_records"] == 2 and again["accuracy"] == summary["accuracy"]
+    assert len(traj.read_text().splitlines()) == 4

@@ -69,3 +69,51 @@ def test_end_to_end_table(tmp_path, capsys):
     assert (tmp_path / "accuracy.png").stat().st_size > 0
     assert json.loads((tmp_path / "results.json").read_text())["n_records"] == 24
     assert "MAS-ProVe" in capsys.readouterr().out
+
+
+def test_rerun_appends_skips_finished_jobs_and_a_dead_model_fails_the_run(tmp_path):
+    from experiments.mas_prove.benchmarks import load_tasks
+    from jaxlab.llm.types import LLMError
+    from jaxlab.runs import RunDirError, RunFailedError
+
+    overrides = [f"output_dir={tmp_path}", "frameworks=[debate]", "benchmarks=[math]", "n_tasks=1", "seeds=[0,1]",
+                 "levels=[none]"]
+    cfg = load(runner.Config, None, overrides)
+
+    class Dead:
+        model = "dead"
+
+        def complete(self, req):
+            raise LLMError("connection refused")
+
+    with pytest.raises(RunFailedError, match=r"every model call failed: 2 of 2 items .*\(LLMError: 2\); "
+                                             r"first error: 'LLMError: connection refused'"):
+        runner.run(cfg, client=Dead())
+    traj = tmp_path / "trajectories.jsonl"
+    assert [json.loads(x)["error"] for x in traj.read_text().splitlines()] == ["LLMError: connection refused"] * 2
+    assert not (tmp_path / "results.json").exists()  # no table of zeros
+
+    class Counting:
+        model = "scripted"
+        calls = 0
+
+        def __init__(self):
+            self.inner = make_client(load_tasks("math", 1, 0)[0].answers[0])
+
+        def complete(self, req):
+            Counting.calls += 1
+            return self.inner.complete(req)
+
+    summary = runner.run(cfg, client=Counting())  # the failed jobs run again; their records are appended
+    lines = [json.loads(x) for x in traj.read_text().splitlines()]
+    assert len(lines) == 4 and [bool(r["error"]) for r in lines] == [True, True, False, False]
+    assert summary["reused_records"] == 0 and summary["rows"][0]["errors"] == 0
+    first_calls = Counting.calls
+
+    again = runner.run(cfg, client=Counting())  # nothing left to do: every job is reused, nothing appended
+    assert Counting.calls == first_calls and again["reused_records"] == 2 and again["rows"] == summary["rows"]
+    assert len(traj.read_text().splitlines()) == 4
+
+    with pytest.raises(RunDirError, match=r"different config .*changed keys: seeds: \[0, 1\] -> \[0, 1, 2\]"):
+        runner.run(load(runner.Config, None, [*overrides, "seeds=[0,1,2]"]), client=Counting())
+    assert len(traj.read_text().splitlines()) == 4

@@ -1,6 +1,13 @@
 """Checkpoint exactness, corrupt/partial detection, failing saves, metrics on resume."""
+import errno
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -132,3 +139,73 @@ def test_metrics_resume_drops_steps_after_checkpoint(tmp_path):
     png = plot_loss_curve(tmp_path / "metrics.jsonl", tmp_path / "loss.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(records)
+
+
+def test_failed_async_save_is_an_error_within_seconds_and_the_process_exits(tmp_path):
+    """A step directory that cannot be created (disk full) once left orbax's writer threads waiting
+    300 s for a "directory created" signal: the error came back, but the process hung for 5 minutes."""
+    script = Path(__file__).with_name("failing_save.py")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    try:
+        proc = subprocess.run([sys.executable, str(script), str(tmp_path / "ck")], capture_output=True, text=True,
+                              env=env, timeout=90)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"a failed async save kept the process alive: {(exc.stdout or b'')[-2000:]!r}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "NO ERROR" not in proc.stdout
+    assert re.search(r"RAISED saving checkpoint step 2 .*No space left on device.*earlier checkpoints are untouched, "
+                     r"latest complete step: 1", proc.stdout), proc.stdout
+    assert "EXIT steps=[1]" in proc.stdout
+
+
+def test_background_save_failure_stops_the_run_at_the_next_step(tmp_path, trained, monkeypatch):
+    from orbax.checkpoint._src.path import atomicity
+
+    state, rest, _ = trained
+    ck = _ckpt(tmp_path, every_steps=50, async_save=True)
+    ck.save(1, state, rest)
+    ck.wait()
+
+    async def io_error(self):
+        raise OSError(errno.EIO, "Input/output error", str(self.get()))
+
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", io_error)
+    ck.save(2, state, rest)  # returns at once; the commit fails in the background
+    deadline = time.monotonic() + 20
+    with pytest.raises(CheckpointError, match=r"pending async save .*Input/output error.*latest complete step: 1"):
+        while time.monotonic() < deadline:  # the training loop asks every step, and step 3 is not a save step
+            assert not ck.should_save(3)
+            time.sleep(0.05)
+    monkeypatch.undo()
+    ck.close()
+    assert _ckpt(tmp_path).all_steps() == [1]
+
+
+def test_tampered_data_position_fails_the_meta_fingerprint(tmp_path, trained):
+    state, rest, fresh = trained
+    with _ckpt(tmp_path) as ck:
+        ck.save(1, state, rest, data_state={"parent_state": {"next_index": 7}}, extra={"note": "x"})
+        ck.save(2, state, rest, data_state={"parent_state": {"next_index": 14}}, extra={"note": "x"})
+    meta_file = tmp_path / "2" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    meta["data_state"]["parent_state"]["next_index"] = 3  # would silently replay 11 batches
+    meta_file.write_text(json.dumps(meta))
+    ck = _ckpt(tmp_path)
+    with pytest.raises(CheckpointError, match=r"step 2 .*meta item \(step, data-iterator position.*does not match its "
+                                              r"saved fingerprint.*earlier steps available: \[1\]"):
+        ck.restore(fresh, rest)
+    assert ck.restore(fresh, rest, step=1).data_state == {"parent_state": {"next_index": 7}}
+
+
+def test_existing_steps_are_never_skipped_or_trained_past(tmp_path, trained):
+    state, rest, _ = trained
+    with _ckpt(tmp_path) as ck:
+        ck.save(3, state, rest)
+    assert _ckpt(tmp_path, resume=True).resume_step() == 3
+    with pytest.raises(CheckpointError, match=r"checkpoint.resume is false but .* holds checkpoints \[3\]"):
+        _ckpt(tmp_path, resume=False).resume_step()
+    ck = _ckpt(tmp_path)
+    with pytest.raises(CheckpointError, match="step 3 already exists"):  # was: silently not saved
+        ck.save(3, state, rest)
+    ck.close()
+    assert _ckpt(tmp_path / "empty", resume=False).resume_step() is None

@@ -6,6 +6,7 @@ import pytest
 
 from jaxlab.config import ConfigError, load
 from jaxlab.models import init_model, tiny_config
+from jaxlab.runs import RunDirError
 from jaxlab.train import data, pretrain
 from jaxlab.train.metrics import read_jsonl
 
@@ -66,3 +67,21 @@ def test_run_writes_outputs_and_resumes(tmp_path, monkeypatch, code_tokenizer):
     assert longer["resumed_from"] == 6 and longer["steps"] == 8
     steps = [r["step"] for r in read_jsonl(out / "metrics.jsonl") if r["split"] == "train"]
     assert steps == list(range(1, 9))
+
+    # another config in the same output_dir: refused before any work, the first run's results untouched
+    before = (out / "metrics.jsonl").read_text()
+    with pytest.raises(RunDirError, match=r"different config .*changed keys: optim.learning_rate: 0.01 -> 0.02; "
+                                          r"set overwrite=true"):
+        pretrain.run(load(pretrain.Config, CONFIG, overrides + ["optim.learning_rate=0.02"]))
+    with pytest.raises(RunDirError, match=r"same config and checkpoint.resume is false"):
+        pretrain.run(load(pretrain.Config, CONFIG, overrides + ["checkpoint.resume=false"]))
+    assert (out / "metrics.jsonl").read_text() == before
+    assert sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == [6, 8]
+
+    # overwrite=true: a fresh run whose checkpoints and metrics are all its own (no stale step 6 or 8)
+    fresh = pretrain.run(load(pretrain.Config, CONFIG, overrides + [
+        "optim.learning_rate=0.02", "train.steps=3", "train.eval_every=0", "overwrite=true"]))
+    assert fresh["resumed_from"] is None and fresh["steps"] == 3
+    assert sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == [3]
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if r["split"] == "train"] == [1, 2, 3]
+    assert json.loads((out / "run.json").read_text())["config"]["optim"]["learning_rate"] == 0.02
