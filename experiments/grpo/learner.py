@@ -1,8 +1,9 @@
 """One GRPO step on the jaxlab core: rollout -> rewards -> advantages -> mu passes of clipped updates.
 
 Pure pieces are jitted once per shape bucket: the per-token log-probs (old policy, reference) and
-the micro-batch gradient of ``loss.policy_loss``. The reference model exists only when beta > 0
-(it is the initial parameter tree, held; no copy is made at beta = 0). Optional ``grad_masks``
+the micro-batch gradient of ``loss.policy_loss``. The reference model exists only when beta > 0:
+it is the caller's initial parameter tree, held, while the learner trains its own copy (whose
+buffers the update donates); at beta = 0 the caller's tree is not held. Optional ``grad_masks``
 (PTL's prune masks) zero the gradient and the update of pruned units, so they stay exactly zero.
 With a ``mesh`` the policy (and so the reference, which is the same tree) is sharded by the
 jaxlab logical-axis rules, micro-batches are split over the data axes and activations are pinned
@@ -95,8 +96,11 @@ class GRPOLearner:
             if grad_masks is not None:
                 grad_masks = jax.device_put(grad_masks, jax.tree.map(lambda p: p.sharding, params))
         self.tx = make_optimizer(optim)
-        self.state = TrainState(params, self.tx.init(params))
+        # the update donates the policy's buffers, so the policy is a copy the learner owns: the caller's
+        # arrays (shared with other tracks of a PTL run, and the frozen reference at beta > 0) stay valid
         self.ref_params = params if loss.beta > 0 else None
+        params = jax.tree.map(jnp.copy, params)
+        self.state = TrainState(params, self.tx.init(params))
         self.decode, self.eos_id, self.pad_id = decode, eos_id, pad_id
         self.rewards, self.rollout_cfg, self.loss_cfg, self.cfg = list(rewards), rollout, loss, grpo
         self.grad_masks = grad_masks

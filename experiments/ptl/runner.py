@@ -143,7 +143,7 @@ def _tuner(cfg: Config, train_files, tokenizer, encode, eos):
     if cfg.tune.method == "none":
         return None
     if cfg.tune.method == "rl":
-        return load_rl_hook(cfg.tune.rl_hook)(cfg)
+        return load_rl_hook(cfg.tune.rl_hook)(cfg, tokenizer=tokenizer, encode=encode, eos=eos)
     d = cfg.data
     if cfg.tune.method == "sft":
         if tokenizer is None:

@@ -7,7 +7,8 @@ and re-applies the masks to whatever comes back, so a tuner that ignores them
 pre-training on the code corpus (``cpt``) and chat SFT (``sft``), both through
 ``jaxlab.train.trainer.fit`` with :func:`jaxlab.transforms.masked_optimizer`.
 RL plugs in as ``tune.method: rl`` with ``tune.rl_hook: "package.module:factory"``,
-where ``factory(cfg) -> Tuner`` (the GRPO work provides one).
+where ``factory(cfg, tokenizer=, encode=, eos=) -> Tuner``; GRPO's is
+``experiments.grpo.ptl_tuner:factory``.
 """
 from __future__ import annotations
 
@@ -38,7 +39,10 @@ class TuneConfig:
     sft_data: str | None = None
     """``sft``: JSONL of ``{"messages": [...]}`` conversations."""
     rl_hook: str | None = None
-    """``rl``: ``"module:factory"``; ``factory(run_config)`` returns a tuner ``(model, stage, budget) -> model``."""
+    """``rl``: ``"module:factory"``; ``factory(run_config, tokenizer=, encode=, eos=)`` returns a tuner
+    ``(model, stage, budget) -> model``. GRPO: ``experiments.grpo.ptl_tuner:factory``."""
+    rl_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """``rl``: options for the hook's own config (GRPO: ``experiments.grpo.ptl_tuner.GRPOTuneConfig``)."""
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.tokens < 0:

@@ -87,6 +87,10 @@ def test_reference_only_with_beta():
     learner = _learner(beta=0.1)
     m = learner.step(PROMPTS, ["p"] * 4, {}, jax.random.key(0))
     assert "kl" in m and m["kl"] >= 0.0
+    m = learner.step(PROMPTS, ["p"] * 4, {}, jax.random.key(1))  # the reference survives the donated update
+    assert m["kl"] > 0.0
+    ref = jax.tree.leaves(learner.ref_params)[0]
+    assert not ref.is_deleted() and not np.array_equal(np.asarray(ref), np.asarray(jax.tree.leaves(learner.state.params)[0]))
 
 
 @pytest.mark.parametrize("shape", [dict(data=8), dict(data=2, fsdp=2, tensor=2)], ids=["dp8", "dp2-fsdp2-tp2"])

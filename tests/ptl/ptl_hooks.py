@@ -6,7 +6,7 @@ CALLS: list = []
 FAIL_AT: dict = {"stage": None}
 
 
-def factory(cfg):
+def factory(cfg, **context):
     def tune(model, stage, budget):
         CALLS.append((stage.track, stage.index, budget.steps))
         if FAIL_AT["stage"] == (stage.track, stage.index):
