@@ -43,14 +43,20 @@ def tree_to_masks(t: dict) -> Masks:
     return Masks(mlp=tuple(t["mlp"]), heads=tuple(t["heads"]), kv_heads=tuple(t["kv_heads"]), layers=t["layers"])
 
 
+CalibFn = Callable[[int], tuple[list[dict], list[dict]]]
+
+
 def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[int], schedule: ScheduleConfig,
-              tuner: Tuner | None, budget: Budget, calib: list[dict], english: list[dict], eval_fn: EvalFn,
-              ckpt_dir: Path, progress: bool = True, eval_pruned: bool = False,
-              log: Callable[[str], None] = print) -> TrackResult:
+              tuner: Tuner | None, budget: Budget, calib: list[dict] | CalibFn, english: list[dict] | None,
+              eval_fn: EvalFn, ckpt_dir: Path, progress: bool = True, eval_pruned: bool = False,
+              eval_final_only: bool = False, seed: int = 0, log: Callable[[str], None] = print) -> TrackResult:
     """Run the stages of one track; returns a row per stage (params, eval metrics, tokens used).
 
-    ``eval_pruned`` also evaluates each stage right after pruning, before tuning
-    (``row["pruned"]``; the no-tune baseline), at the cost of one more evaluation.
+    ``calib`` is either fixed (task batches, with ``english``) or ``stage -> (task batches, English
+    batches)`` for fresh samples per stage (``english`` is then unused). ``eval_pruned`` also evaluates
+    each stage right after pruning, before tuning (``row["pruned"]``; the no-tune baseline), at the cost
+    of one more evaluation. ``eval_final_only`` evaluates only the last stage (earlier rows carry no
+    metrics). ``seed + stage`` seeds the ``random`` criterion.
     """
     cfg = model.config
     graphdef, params, rest = split_model(model)
@@ -73,21 +79,24 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
             split = (graphdef, params, rest)
             now = kept(masks, schedule.unit)
             n = (min(now) if isinstance(now, list) else now) - kept_after[k - 1]
-            scores = unit_scores(split, schedule.unit, schedule.criterion, calib, masks=masks, english=english,
-                                 top_frac=schedule.top_frac, signed=schedule.ptl_signed)
+            task_b, eng_b = calib(k) if callable(calib) else (calib, english)
+            scores = unit_scores(split, schedule.unit, schedule.criterion, task_b, masks=masks, english=eng_b,
+                                 top_frac=schedule.top_frac, signed=schedule.ptl_signed,
+                                 select=schedule.ptl_select, n_remove=n, seed=seed + k)
             masks = prune_lowest(masks, schedule.unit, scores, n)
             params = apply_masks(params, masks, cfg.head_dim)
             untuned = tuner is None or budget.steps == 0
-            pruned = eval_fn((graphdef, params, rest)) if eval_pruned or untuned else None
+            scored = k == len(kept_after) or not eval_final_only
+            pruned = eval_fn((graphdef, params, rest)) if scored and (eval_pruned or untuned) else None
             if tuner is not None and budget.steps > 0:
                 stage = Stage(index=k, stages=len(kept_after), track=track, masks=masks, head_dim=cfg.head_dim)
                 tuned = tuner(nnx.merge(graphdef, params, rest), stage, budget)
                 _, new_params, rest = split_model(tuned)
                 params = apply_masks(new_params, masks, cfg.head_dim)
                 tokens += budget.tokens
-                metrics = eval_fn((graphdef, params, rest))
+                metrics = eval_fn((graphdef, params, rest)) if scored else {}
             else:
-                metrics = pruned
+                metrics = pruned if scored else {}
             row = {"track": track, "stage": k, "params": param_count(compact_config(cfg, masks)),
                    "kept": kept_after[k - 1], "tokens": tokens, **metrics}
             if pruned is not None:
@@ -97,6 +106,11 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
             ckpt.save(k, TrainState(params, masks_to_tree(masks)), rest, data_state=data_state,
                       extra={"rows": _jsonable(rows)})
             bar.update(1)
+            if not scored:
+                log(f"[ptl] {track} stage {k}/{len(kept_after)}: kept {row['kept']} {schedule.unit}, "
+                    f"{row['params'] / 1e6:.2f}M params (not evaluated: data.eval_stages=final), "
+                    f"{tokens} tuning tokens")
+                continue
             bar.set_postfix(code_ppl=f"{row['code_ppl']:.2f}", text_ppl=f"{row['text_ppl']:.2f}", refresh=False)
             before = f"(pruned, untuned: {pruned['code_ppl']:.2f} / {pruned['text_ppl']:.2f}) " if pruned else ""
             log(f"[ptl] {track} stage {k}/{len(kept_after)}: kept {row['kept']} {schedule.unit}, "

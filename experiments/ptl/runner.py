@@ -7,6 +7,7 @@ Then, on the same calibration data, evaluation sets and tuning data stream:
 ``ptl``       ``schedule.stages`` stages of score -> prune -> tune (``tune.steps`` each) -> evaluate
 ``one_shot``  prune straight to the target, tune with the same total budget (stages x steps)
 ``no_tune``   prune straight to the target, no tuning (the one-shot model before its tune)
+``random``    prune straight to the target at random (same count per layer), tune like ``one_shot``
 
 Writes under ``output_dir``: ``results.json`` (every row + config + timings),
 ``results.md`` (the table), ``ptl_vs_oneshot.png`` (quality vs parameters),
@@ -25,10 +26,10 @@ from typing import Any, Literal
 
 import yaml
 
-from experiments.ptl import corpora
+from experiments.ptl import corpora, generation
 from experiments.ptl.evaluate import evaluate_stage
 from experiments.ptl.loop import run_track
-from experiments.ptl.report import format_table, plot_quality, write_json
+from experiments.ptl.report import compare, format_comparisons, format_table, plot_quality, write_json
 from experiments.ptl.schedule import ScheduleConfig, plan
 from experiments.ptl.tune import TrainerTuner, TuneConfig, budget_for, load_rl_hook
 from jaxlab.config import ConfigError, require_positive, to_dict
@@ -59,20 +60,42 @@ class DataSection:
     """Code calibration batches; their rows are the seed's task samples."""
     english_batches: int = 2
     """General-text batches whose strongly active neurons the ``ptl`` criterion protects."""
-    eval_batches: int = 4
-    """Held-out batches per corpus (code, text) for perplexity."""
+    eval_tokens: int = 50_000
+    """Held-out tokens per corpus (code, English) for perplexity: ``ceil(eval_tokens / seq_len)`` windows."""
+    eval_batch_size: int = 16
+    """Windows per evaluation forward pass."""
+    eval_stages: Literal["all", "final"] = "all"
+    """``final``: evaluate only each track's last stage (and the base model); intermediate stages get no metrics."""
+    max_overlap: float = 0.2
+    """A held-out code file sharing more than this fraction of its 4-line shingles with training files is dropped."""
+    fresh_calib: bool = True
+    """Draw new calibration samples (task and English) for every stage, as the seed does; false: stage 1's for all."""
     task_items: int = 24
     """Next-line multiple-choice items (0 disables the accuracy column)."""
     task_context: int = 96
+    gsm8k_rows: int = 0
+    """Greedy GSM8K accuracy on this many real rows of ``../shared/data`` (0: off; data absent: skipped)."""
+    gsm8k_max_new_tokens: int = 256
+    gsm8k_batch_size: int = 16
+    gsm8k_prompt_width: int = 256
     seed: int = 0
 
     def __post_init__(self) -> None:
         require_positive(**{n: getattr(self, n) for n in (
-            "seq_len", "batch_size", "calib_batches", "english_batches", "eval_batches", "task_context")})
+            "seq_len", "batch_size", "calib_batches", "english_batches", "eval_tokens", "eval_batch_size",
+            "task_context", "gsm8k_max_new_tokens", "gsm8k_batch_size", "gsm8k_prompt_width")})
         if self.task_items < 0:
             raise ValueError(f"task_items: expected >= 0, got {self.task_items!r}")
+        if self.gsm8k_rows < 0:
+            raise ValueError(f"gsm8k_rows: expected >= 0, got {self.gsm8k_rows!r}")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction: expected a number in (0, 1), got {self.heldout_fraction!r}")
+        if not 0.0 <= self.max_overlap < 1.0:
+            raise ValueError(f"max_overlap: expected a fraction in [0, 1), got {self.max_overlap!r}")
+
+    @property
+    def eval_windows(self) -> int:
+        return -(-self.eval_tokens // self.seq_len)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +107,7 @@ class Config:
     data: DataSection = DataSection()
     schedule: ScheduleConfig = ScheduleConfig()
     tune: TuneConfig = TuneConfig()
-    baselines: tuple[Literal["one_shot", "no_tune"], ...] = ("one_shot", "no_tune")
+    baselines: tuple[Literal["one_shot", "no_tune", "random"], ...] = ("one_shot", "no_tune", "random")
     export_hf: bool = True
     """Compact the final PTL model and write it with ``to_hf`` to ``output_dir/hf_model``."""
     progress: bool = True
@@ -107,6 +130,18 @@ def model_config(section: ModelSection) -> ModelConfig:
     return config_from_hf(json.loads((smollm2_folder() / "config.json").read_text()))
 
 
+def load_encoder(section: ModelSection) -> tuple[Any, corpora.Encode, int]:
+    """``(tokenizer or None, encode, eos_id)`` without loading any weights."""
+    if section.name.startswith("tiny-"):
+        encode, eos = corpora.byte_encoder()
+        return None, encode, eos
+    from jaxlab.models.smollm2 import load_tokenizer
+
+    tok = load_tokenizer()
+    encode, eos = corpora.hf_encoder(tok)
+    return tok, encode, eos
+
+
 def load_model(section: ModelSection) -> tuple[Any, Any, corpora.Encode, int]:
     """``(model, tokenizer or None, encode, eos_id)``."""
     if section.name.startswith("tiny-"):
@@ -119,6 +154,56 @@ def load_model(section: ModelSection) -> tuple[Any, Any, corpora.Encode, int]:
     model, tok = load_smollm2()
     encode, eos = corpora.hf_encoder(tok)
     return model, tok, encode, eos
+
+
+@dataclasses.dataclass
+class Data:
+    """Every fixed data set of a run, built (and size-checked) before the model loads."""
+
+    split: corpora.CodeSplit
+    code_eval: list[dict]
+    text_eval: list[dict]
+    items: list
+    gsm8k: list
+    gsm8k_prompts: list
+    calib_docs: tuple[list[str], list[str]]
+    """(code units of training files, paragraphs of the English calibration topics)."""
+
+    def calibration(self, cfg: "Config", encode: corpora.Encode, eos: int, stage: int) -> tuple[list, list]:
+        """(task samples, English samples) for ``stage`` (1-based): fresh per stage unless ``data.fresh_calib``
+        is false. Stage 1's samples are the same in every track."""
+        d = cfg.data
+        draw = stage if d.fresh_calib else 1
+        seed = d.seed + 1 + 1000 * (draw - 1)
+        code, english = self.calib_docs
+        return (corpora.sample_batches(code, encode, eos, d.seq_len, d.calib_batches, d.batch_size,
+                                       "code calibration", seed),
+                corpora.sample_batches(english, encode, eos, d.seq_len, d.english_batches, d.batch_size,
+                                       "English calibration", seed + 500))
+
+
+def build_data(cfg: "Config", encode: corpora.Encode, eos: int, stages: int, tokenizer: Any = None) -> Data:
+    """Build the held-out sets and check every calibration draw; errors name the data key."""
+    d = cfg.data
+    try:
+        split = corpora.code_splits(d.root, d.heldout_fraction, d.max_overlap)
+        eng_calib, eng_held = corpora.english_topics()
+        code_eval = corpora.eval_windows(corpora.file_docs(split.heldout, encode, d.seed), eos, d.seq_len,
+                                         d.eval_windows, d.eval_batch_size, "held-out code")
+        text_eval = corpora.eval_windows((list(encode(t)) for t in eng_held), eos, d.seq_len, d.eval_windows,
+                                         d.eval_batch_size, "held-out English")
+        items = corpora.next_line_items(split.heldout, encode, d.task_items, d.task_context, d.seed)
+        gsm8k = generation.gsm8k_tasks(d.gsm8k_rows)
+        prompts = generation.encode_prompts(gsm8k, tokenizer, encode, d.gsm8k_prompt_width) if gsm8k else []
+        code_docs = [u for f in split.train for u in corpora.code_units(f.read_text(encoding="utf-8",
+                                                                                     errors="replace"))]
+        eng_docs = [p for t in eng_calib for p in corpora.paragraphs(t)]
+        data = Data(split, code_eval, text_eval, items, gsm8k, prompts, (code_docs, eng_docs))
+        for stage in range(1, (stages if d.fresh_calib else 1) + 1):
+            data.calibration(cfg, encode, eos, stage)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return data
 
 
 def _check(cfg: Config) -> tuple[ModelConfig, list[int]]:
@@ -156,56 +241,64 @@ def _tuner(cfg: Config, train_files, tokenizer, encode, eos):
     return TrainerTuner(iter(ds), cfg.tune, progress=cfg.progress)
 
 
-OUTPUTS = ("config.yaml", "results.json", "results.md", "ptl_vs_oneshot.png", "hf_model", "ptl", "one_shot", "no_tune")
+OUTPUTS = ("config.yaml", "results.json", "results.md", "ptl_vs_oneshot.png", "hf_model", "ptl", "one_shot", "no_tune",
+           "random")
 
 
 def run(cfg: Config) -> dict:
     """Run PTL and the baselines per ``cfg``; print the table, write JSON/PNG/HF export; return the summary."""
     t0 = time.time()
     mcfg, kept_after = _check(cfg)
+    d, s = cfg.data, cfg.schedule
+    tokenizer, encode, eos = load_encoder(cfg.model)
+    data = build_data(cfg, encode, eos, s.stages, tokenizer)  # every data error fires here, before the model loads
     out = Path(cfg.output_dir).absolute()
     claim_output_dir(cfg, OUTPUTS, ignore=("progress", "compile_cache"))  # the tracks resume their checkpoints
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    d, s = cfg.data, cfg.schedule
     print(f"[ptl] {cfg.model.name}: remove {s.target} of {s.target_of} ({s.unit}) in {s.stages} {s.spacing} stages "
-          f"by {s.criterion}; kept after each stage: {kept_after}", flush=True)
+          f"by {s.criterion}" + (f" ({s.ptl_select})" if s.criterion == "ptl" else "")
+          + f"; kept after each stage: {kept_after}", flush=True)
+    print(f"[ptl] data: {len(data.split.train)} train / {len(data.split.heldout)} held-out code files "
+          f"({len(data.split.excluded)} held-out files dropped: {data.split.excluded}); eval "
+          f"{d.eval_windows} windows x {d.seq_len} tokens per corpus; task {len(data.items)} items; "
+          + (f"GSM8K {len(data.gsm8k)} rows" if data.gsm8k else
+             ("GSM8K skipped (../shared/data absent)" if d.gsm8k_rows else "GSM8K off")), flush=True)
     if cfg.compile_cache:
         _enable_compile_cache()
     model, tokenizer, encode, eos = load_model(cfg.model)
-
-    train_files, held_files = corpora.code_splits(d.root, d.heldout_fraction)
-    eng_calib, eng_held = corpora.english_topics()
-    calib = corpora.file_batches(train_files, encode, eos, d.seq_len, d.calib_batches, d.batch_size, "code", d.seed + 1)
-    english = corpora.text_batches(eng_calib, encode, eos, d.seq_len, d.english_batches, d.batch_size, "English")
-    code_eval = corpora.file_batches(held_files, encode, eos, d.seq_len, d.eval_batches, d.batch_size,
-                                     "held-out code", d.seed)
-    text_eval = corpora.text_batches(eng_held, encode, eos, d.seq_len, d.eval_batches, d.batch_size,
-                                     "held-out English")
-    items = corpora.next_line_items(held_files, encode, d.task_items, d.task_context, d.seed)
+    gen = (generation.gsm8k_metric(data.gsm8k, data.gsm8k_prompts, tokenizer, max_new_tokens=d.gsm8k_max_new_tokens,
+                                   batch_size=d.gsm8k_batch_size, prompt_width=d.gsm8k_prompt_width)
+           if data.gsm8k else None)
 
     def eval_fn(split):
-        return evaluate_stage(split, code_eval, text_eval, items)
+        return evaluate_stage(split, data.code_eval, data.text_eval, data.items, generation=gen)
+
+    def calib_fn(stage):
+        return data.calibration(cfg, encode, eos, stage)
 
     from jaxlab.train.step import split_model
 
+    train_files = data.split.train
     timings = {}
     t = time.time()
     base = {"track": "base", "stage": 0, "params": param_count(mcfg), "kept": None, "tokens": 0,
             **eval_fn(split_model(model))}
     timings["base_eval_s"] = round(time.time() - t, 1)
     print(f"[ptl] base: code ppl {base['code_ppl']:.3f}, text ppl {base['text_ppl']:.3f}, "
-          f"task acc {base['accuracy']:.3f}", flush=True)
+          f"task acc {base['accuracy']:.3f}" + (f", gsm8k {base['gsm8k']:.3f}" if gen else ""), flush=True)
     tokens_per_step = d.batch_size * d.seq_len
-    common = dict(schedule=s, calib=calib, english=english, eval_fn=eval_fn, progress=cfg.progress)
+    common = dict(calib=calib_fn, english=None, eval_fn=eval_fn, progress=cfg.progress,
+                  eval_final_only=d.eval_stages == "final", seed=cfg.model.seed)
 
     t = time.time()
-    ptl = run_track("ptl", model, full_masks(mcfg), kept_after, tuner=_tuner(cfg, train_files, tokenizer, encode, eos),
+    ptl = run_track("ptl", model, full_masks(mcfg), kept_after, schedule=s,
+                    tuner=_tuner(cfg, train_files, tokenizer, encode, eos),
                     budget=budget_for(cfg.tune, tokens_per_step), ckpt_dir=out / "ptl" / "checkpoints", **common)
     timings["ptl_s"] = round(time.time() - t, 1)
     rows = [base, *ptl.rows]
     if "one_shot" in cfg.baselines:
         t = time.time()
-        one = run_track("one_shot", model, full_masks(mcfg), kept_after[-1:],
+        one = run_track("one_shot", model, full_masks(mcfg), kept_after[-1:], schedule=s,
                         tuner=_tuner(cfg, train_files, tokenizer, encode, eos),
                         budget=budget_for(cfg.tune, tokens_per_step, multiplier=s.stages),
                         ckpt_dir=out / "one_shot" / "checkpoints", eval_pruned="no_tune" in cfg.baselines, **common)
@@ -215,23 +308,37 @@ def run(cfg: Config) -> dict:
             r = one.rows[-1]
             rows.append({**r, "track": "no_tune", "tokens": 0, **r["pruned"]})
     elif "no_tune" in cfg.baselines:
-        none = run_track("no_tune", model, full_masks(mcfg), kept_after[-1:], tuner=None,
+        none = run_track("no_tune", model, full_masks(mcfg), kept_after[-1:], schedule=s, tuner=None,
                          budget=budget_for(cfg.tune, tokens_per_step), ckpt_dir=out / "no_tune" / "checkpoints",
                          **common)
         rows += none.rows
+    if "random" in cfg.baselines:
+        t = time.time()
+        rnd = run_track("random", model, full_masks(mcfg), kept_after[-1:],
+                        schedule=dataclasses.replace(s, criterion="random", ptl_select="ranked"),
+                        tuner=_tuner(cfg, train_files, tokenizer, encode, eos),
+                        budget=budget_for(cfg.tune, tokens_per_step, multiplier=s.stages),
+                        ckpt_dir=out / "random" / "checkpoints", **common)
+        timings["random_s"] = round(time.time() - t, 1)
+        rows += rnd.rows
 
     export = _export(cfg, ptl, tokenizer, out)
+    comparisons = compare(rows)
     table = format_table(rows)
     plot = plot_quality(rows, out / "ptl_vs_oneshot.png",
                         f"{cfg.model.name}: {s.unit} pruning to {s.target:.0%} of {s.target_of}, "
                         f"{s.criterion}, {s.stages} stages x {budget_for(cfg.tune, tokens_per_step).steps} steps")
-    (out / "results.md").write_text(table + "\n")
+    (out / "results.md").write_text(table + "\n\n" + format_comparisons(comparisons) + "\n")
     summary = {"model": cfg.model.name, "schedule": to_dict(s), "kept_after": kept_after, "rows": rows,
+               "comparisons": comparisons,
+               "data": {"train_files": len(data.split.train), "heldout_files": len(data.split.heldout),
+                        "heldout_excluded": data.split.excluded, "eval_windows": d.eval_windows,
+                        "seq_len": d.seq_len, "task_items": len(data.items), "gsm8k_rows": len(data.gsm8k)},
                "export": export, "resumed_from": ptl.resumed_from, "timings": timings,
                "wall_time_s": round(time.time() - t0, 1),
                "outputs": {"results": str(out / "results.json"), "table": str(out / "results.md"), "plot": str(plot)}}
     write_json(out / "results.json", summary)
-    print("\n" + table, flush=True)
+    print("\n" + table + "\n\n" + format_comparisons(comparisons), flush=True)
     print(f"\n[ptl] wrote {out / 'results.json'}, {plot}" + (f", {export['path']}" if export.get("path") else "")
           + f" in {summary['wall_time_s']:.0f}s", flush=True)
     return summary

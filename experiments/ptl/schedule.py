@@ -34,7 +34,13 @@ class ScheduleConfig:
     top_frac: float = 0.8
     """``ptl`` criterion only: the seed's top_n as a fraction of the kept width."""
     ptl_signed: bool = False
-    """``ptl`` criterion only: rank signed activations (the seed's literal reading) instead of magnitudes."""
+    """``ptl`` with ``ptl_select: ranked`` only: rank signed activations instead of magnitudes."""
+    ptl_select: Literal["ranked", "seed_exact"] = "ranked"
+    """``ptl`` criterion only. ``ranked`` (default; jaxlab's variant): order neurons by deletion votes, then
+    protection votes, then mean |down input|, to hit the exact count. ``seed_exact``: the authors' selection
+    (Arrebol-logos/PTL): signed values, deletion set = union over gate/up/down of (task set - English set),
+    the first n candidates by neuron index; a layer with fewer than n candidates fails the run, naming the
+    layer. ``seed_exact`` always reads signed values (``ptl_signed`` applies to ``ranked``)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target < 1.0:
@@ -46,6 +52,11 @@ class ScheduleConfig:
                              f"expected one of {list(CRITERIA[self.unit])}")
         if not 0.0 < self.top_frac <= 1.0:
             raise ValueError(f"top_frac: expected a fraction in (0, 1], got {self.top_frac!r}")
+        if self.ptl_select not in ("ranked", "seed_exact"):
+            raise ValueError(f"ptl_select: expected 'ranked' or 'seed_exact', got {self.ptl_select!r}")
+        if self.ptl_select == "seed_exact" and self.criterion != "ptl":
+            raise ValueError(f"ptl_select: 'seed_exact' is a selection of the 'ptl' criterion, got criterion "
+                             f"{self.criterion!r}")
 
 
 def units_available(cfg: ModelConfig, unit: Unit) -> int:

@@ -2,24 +2,39 @@
 from jaxlab.transforms.compact import CompactionError, compact, compact_config, compact_params, param_count
 from jaxlab.transforms.grad_mask import mask_gradients, masked_optimizer
 from jaxlab.transforms.importance import (HEAD_CRITERIA, NEURON_CRITERIA, head_scores, kv_head_scores, mlp_scores,
-                                          ptl_scores)
+                                          ptl_candidates, ptl_scores, ptl_seed_exact_scores, random_scores)
 from jaxlab.transforms.layer_importance import LAYER_CRITERIA, block_influence, layer_scores, skip_loss
 from jaxlab.transforms.masks import Masks, apply_masks, combine, full_masks, kept, prune_lowest
 
-CRITERIA = {"mlp": NEURON_CRITERIA, "heads": HEAD_CRITERIA, "kv_heads": HEAD_CRITERIA, "layers": LAYER_CRITERIA}
+CRITERIA = {"mlp": NEURON_CRITERIA + ("random",), "heads": HEAD_CRITERIA + ("random",),
+            "kv_heads": HEAD_CRITERIA + ("random",), "layers": LAYER_CRITERIA + ("random",)}
 
 
 def unit_scores(model_or_split, unit: str, criterion: str, calib=(), *, masks: Masks | None = None,
-                english=(), top_frac: float = 0.8, signed: bool = False):
-    """Scores for ``unit`` (``mlp`` | ``heads`` | ``kv_heads`` | ``layers``) lining up with ``getattr(masks, unit)``."""
+                english=(), top_frac: float = 0.8, signed: bool = False, select: str = "ranked",
+                n_remove: int | None = None, seed: int = 0):
+    """Scores for ``unit`` (``mlp`` | ``heads`` | ``kv_heads`` | ``layers``) lining up with ``getattr(masks, unit)``.
+
+    ``random`` needs no data (``seed`` picks the permutation); ``select`` / ``n_remove`` go to ``ptl``.
+    """
     if unit not in CRITERIA:
         raise ValueError(f"unit: expected one of {list(CRITERIA)}, got {unit!r}")
     if criterion not in CRITERIA[unit]:
         raise ValueError(f"criterion: {criterion!r} does not score {unit}; expected one of {list(CRITERIA[unit])}")
+    if criterion == "random":
+        if masks is None:
+            from flax import nnx
+
+            from jaxlab.transforms.stats import as_split
+
+            masks = full_masks(nnx.merge(*as_split(model_or_split)).config)
+        if unit == "layers":
+            return random_scores([len(masks.layers)], seed)[0]
+        return random_scores([len(m) for m in getattr(masks, unit)], seed)
     if unit == "mlp":
         keep = masks.mlp if masks is not None else None
         return mlp_scores(model_or_split, criterion, calib, english=english, keep=keep, top_frac=top_frac,
-                          signed=signed)
+                          signed=signed, select=select, n_remove=n_remove)
     if unit == "heads":
         return head_scores(model_or_split, criterion, calib)
     if unit == "kv_heads":
@@ -29,5 +44,5 @@ def unit_scores(model_or_split, unit: str, criterion: str, calib=(), *, masks: M
 
 __all__ = ["Masks", "full_masks", "apply_masks", "combine", "prune_lowest", "kept", "compact", "compact_config",
            "compact_params", "param_count", "CompactionError", "mask_gradients", "masked_optimizer", "mlp_scores",
-           "head_scores", "kv_head_scores", "ptl_scores", "block_influence", "skip_loss", "layer_scores",
+           "head_scores", "kv_head_scores", "ptl_scores", "ptl_candidates", "ptl_seed_exact_scores", "random_scores", "block_influence", "skip_loss", "layer_scores",
            "unit_scores", "CRITERIA", "NEURON_CRITERIA", "HEAD_CRITERIA", "LAYER_CRITERIA"]

@@ -10,7 +10,9 @@ Criteria (``calib`` = calibration batches, task text for ``ptl``):
 ``activation``  mean |activation| over calibration tokens (down_proj input; per-head attention output).
 ``taylor``      first-order Taylor ``sum |w * dL/dw|`` over the unit's weights (LLM-Pruner's group score).
 ``wanda``       ``||x||_2 * sum |W|`` with x the input the unit feeds to down_proj / o_proj (Wanda, structured).
-``ptl``         the seed's activation criterion (MLP only), see :func:`ptl_scores`.
+``ptl``         the seed's activation criterion (MLP only): :func:`ptl_scores` (``select="ranked"``, jaxlab's
+                variant) or :func:`ptl_seed_exact_scores` (``select="seed_exact"``, the authors' selection).
+``random``      a seeded random permutation per layer (the random-pruning baseline), see :func:`random_scores`.
 
 A KV group's score is the sum of its query heads' scores.
 """
@@ -40,11 +42,13 @@ def _check(criterion: str, allowed: Sequence[str], what: str) -> None:
 
 def mlp_scores(model_or_split: Any, criterion: str, calib: Batches = (), *, english: Batches = (),
                keep: Sequence[Any] | None = None, top_frac: float = 0.8,
-               signed: bool = False) -> tuple[np.ndarray, ...]:
+               signed: bool = False, select: str = "ranked", n_remove: int | None = None) -> tuple[np.ndarray, ...]:
     """One ``[F_i]`` score vector per layer for MLP intermediate neurons.
 
-    ``english`` (general-text batches), ``top_frac`` and ``signed`` are used by ``ptl`` only;
-    ``keep`` (``Masks.mlp``) lets ``ptl`` rank among the still-kept neurons.
+    ``english`` (general-text batches), ``top_frac``, ``signed``, ``select`` and ``n_remove`` are used by
+    ``ptl`` only; ``keep`` (``Masks.mlp``) lets ``ptl`` rank among the still-kept neurons. With
+    ``select="seed_exact"`` (signed values, the authors' first-n-by-index selection) ``n_remove`` is the
+    count about to be pruned per layer: a layer with fewer deletion candidates raises ``ValueError``.
     """
     _check(criterion, NEURON_CRITERIA, "MLP neuron")
     split = stats.as_split(model_or_split)
@@ -59,6 +63,11 @@ def mlp_scores(model_or_split: Any, criterion: str, calib: Batches = (), *, engl
         task = stats.last_token_values(split, calib)
         eng = stats.last_token_values(split, english)
         keep = keep if keep is not None else [np.ones(len(d)) for d in down_l1]
+        if select == "seed_exact":
+            return tuple(ptl_seed_exact_scores(task[i], eng[i], np.asarray(keep[i]), top_frac, n_remove, layer=i)
+                         for i in range(n))
+        if select != "ranked":
+            raise ValueError(f"ptl_select: expected 'seed_exact' or 'ranked', got {select!r}")
         return tuple(ptl_scores(task[i], eng[i], np.asarray(keep[i]), top_frac, signed) for i in range(n))
     if criterion == "taylor":
         grads, _ = stats.loss_gradient(split, calib)
@@ -124,12 +133,14 @@ def _member(values: np.ndarray, top_n: int, lowest: bool) -> np.ndarray:
 
 def ptl_scores(task: Mapping[str, np.ndarray], english: Mapping[str, np.ndarray], keep: np.ndarray,
                top_frac: float, signed: bool = False) -> np.ndarray:
-    """The seed's (PTL) neuron criterion for one layer, as a sortable score.
+    """jaxlab's ranked variant of the seed's (PTL) neuron criterion for one layer, as a sortable score.
 
+    This is *not* the authors' selection (that is :func:`ptl_seed_exact_scores`): it builds the
+    same per-signal sets but ranks neurons by votes, in either sign mode.
     Signals are the gate, up and down_proj-input values at the last token, as
-    magnitudes ``|v|`` by default or signed (``signed=True``, the seed's literal
-    reading; on SmolLM2 it removes massive negative-activation neurons and
-    wrecks the model: held-out code ppl 7.8 -> 42 at 10% of neurons, vs 10.2
+    magnitudes ``|v|`` by default or signed (``signed=True``; the authors rank signed
+    values, and on SmolLM2 signed values remove massive negative-activation neurons and
+    wreck the model: held-out code ppl 7.8 -> 42 at 10% of neurons, vs 10.2
     with magnitudes).
     Per signal, the *task set* holds neurons among the ``top_n`` lowest on every
     task sample and the *English set* those among the ``top_n`` highest on every
@@ -155,3 +166,50 @@ def ptl_scores(task: Mapping[str, np.ndarray], english: Mapping[str, np.ndarray]
     strength = np.abs(np.asarray(task["act"])).mean(axis=0)
     rank = np.argsort(np.argsort(strength, kind="stable"), kind="stable") / max(len(strength), 1)
     return (3 - votes) * 16.0 + protect * 4.0 + rank
+
+
+def ptl_candidates(task: Mapping[str, np.ndarray], english: Mapping[str, np.ndarray], keep: np.ndarray,
+                   top_n: int) -> np.ndarray:
+    """``[F]`` bool: the authors' deletion set for one layer, on signed values.
+
+    Per signal (gate output, up output, down_proj input, each ``[N samples, F]`` at the sample's last
+    token): the task set = neurons among the ``top_n`` lowest of every task sample, the English set =
+    those among the ``top_n`` highest of every English sample; the deletion set is the union over the
+    three signals of (task set - English set). Pruned neurons (``keep == 0``) are never candidates.
+    """
+    alive = np.asarray(keep) > 0
+    cand = np.zeros(alive.shape, bool)
+    for sig in ("gate", "up", "act"):
+        low = _member(np.where(alive, np.asarray(task[sig]), np.inf), top_n, lowest=True)
+        high = _member(np.where(alive, np.asarray(english[sig]), -np.inf), top_n, lowest=False)
+        cand |= low & ~high
+    return cand & alive
+
+
+def ptl_seed_exact_scores(task: Mapping[str, np.ndarray], english: Mapping[str, np.ndarray], keep: np.ndarray,
+                          top_frac: float, n_remove: int | None, layer: int = 0) -> np.ndarray:
+    """The authors' selection as scores: candidates (:func:`ptl_candidates`) first, in index order.
+
+    Arrebol-logos/PTL ``neuron_deletion_*.py`` takes ``sorted(deletion_set)[:n]``: the first ``n``
+    candidates by neuron index (among the still-kept neurons, whose order compaction preserves).
+    ``top_n = ceil(top_frac * kept)``. Fewer than ``n_remove`` candidates raises, naming the layer
+    (the authors' script then silently prunes fewer and warns about the width).
+    """
+    if not 0.0 < top_frac <= 1.0:
+        raise ValueError(f"top_frac: expected a fraction in (0, 1], got {top_frac!r}")
+    alive = np.asarray(keep) > 0
+    top_n = max(1, math.ceil(top_frac * int(alive.sum())))
+    cand = ptl_candidates(task, english, keep, top_n)
+    if n_remove is not None and int(cand.sum()) < n_remove:
+        raise ValueError(f"schedule.ptl_select: seed_exact: layer {layer} has {int(cand.sum())} deletion candidates "
+                         f"(union over gate/up/down of task set - English set, top_n={top_n} of {int(alive.sum())} "
+                         f"kept), fewer than the {n_remove} to remove; change schedule.top_frac, use fewer "
+                         f"calibration samples (larger intersections), or use ptl_select: ranked")
+    idx = np.arange(len(alive), dtype=np.float64)
+    return np.where(cand, idx, len(alive) + idx)
+
+
+def random_scores(widths: Sequence[int], seed: int) -> tuple[np.ndarray, ...]:
+    """One seeded random permutation per layer (``widths[i]`` units): the random-pruning baseline."""
+    rng = np.random.default_rng(seed)
+    return tuple(rng.permutation(int(w)).astype(np.float64) for w in widths)

@@ -11,8 +11,8 @@ from jaxlab.config import ConfigError, load
 from jaxlab.models import tiny_config
 
 SMALL = {"model": {"name": "tiny-llama"},
-         "data": {"seq_len": 16, "batch_size": 2, "calib_batches": 1, "english_batches": 1, "eval_batches": 1,
-                  "task_items": 2, "task_context": 12},
+         "data": {"seq_len": 64, "batch_size": 2, "calib_batches": 1, "english_batches": 1, "eval_tokens": 256,
+                  "eval_batch_size": 4, "task_items": 2, "task_context": 12},
          "schedule": {"stages": 2, "target": 0.5}, "progress": False, "export_hf": False, "compile_cache": False}
 
 
@@ -51,8 +51,8 @@ def test_cpt_run_with_baselines_writes_everything(tmp_path):
     cfg = _cfg(tmp_path, "run", ["tune.steps=1", "tune.learning_rate=0.002", "export_hf=true"])
     summary = runner.run(cfg)
     rows = {(r["track"], r["stage"]): r for r in summary["rows"]}
-    assert set(rows) == {("base", 0), ("ptl", 1), ("ptl", 2), ("one_shot", 1), ("no_tune", 1)}
-    assert rows["ptl", 2]["tokens"] == rows["one_shot", 1]["tokens"] == 2 * 2 * 16  # equal total budget
+    assert set(rows) == {("base", 0), ("ptl", 1), ("ptl", 2), ("one_shot", 1), ("no_tune", 1), ("random", 1)}
+    assert rows["ptl", 2]["tokens"] == rows["one_shot", 1]["tokens"] == rows["random", 1]["tokens"] == 2 * 2 * 64
     assert rows["no_tune", 1]["tokens"] == 0
     assert rows["ptl", 2]["params"] == rows["one_shot", 1]["params"] < rows["base", 0]["params"]
     for r in summary["rows"]:
@@ -132,3 +132,54 @@ def test_layer_track_bypasses_then_compacts(tmp_path):
     assert small.config.num_layers == 2
     x = jnp.asarray(ids)
     np.testing.assert_allclose(np.asarray(small(x)), np.asarray(result.model(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_fresh_calibration_per_stage_and_final_only_eval(tmp_path):
+    from experiments.ptl.loop import run_track
+    from experiments.ptl.tune import Budget
+    from jaxlab.models import init_model
+    from jaxlab.transforms import full_masks
+
+    cfg = runner.model_config(runner.ModelSection(name="tiny-llama"))
+    model = init_model(cfg, 2)
+    rng = np.random.default_rng(2)
+
+    def batch():
+        return [{"input_ids": rng.integers(0, 256, (2, 8)).astype(np.int32),
+                 "targets": rng.integers(0, 256, (2, 8)).astype(np.int32), "loss_mask": np.ones((2, 8), np.int32)}]
+
+    draws, evals = [], []
+
+    def calib(stage):
+        draws.append(stage)
+        return batch(), batch()
+
+    def eval_fn(split):
+        evals.append(1)
+        return {"code_ppl": 1.0, "text_ppl": 1.0, "accuracy": 0.0}
+
+    result = run_track("ptl", model, full_masks(cfg), [80, 64, 48], ScheduleConfig(stages=3, target=0.5),
+                       tuner=None, budget=Budget(0, 0, 1e-3), calib=calib, english=None, eval_fn=eval_fn,
+                       ckpt_dir=tmp_path / "ck", progress=False, eval_final_only=True, log=lambda s: None)
+    assert draws == [1, 2, 3] and len(evals) == 1
+    assert [("code_ppl" in r) for r in result.rows] == [False, False, True]
+    with pytest.raises(ValueError, match="seed_exact: layer 0 has"):
+        run_track("x", init_model(cfg, 2), full_masks(cfg), [4], ScheduleConfig(stages=1, target=0.5,
+                  ptl_select="seed_exact", top_frac=0.05), tuner=None, budget=Budget(0, 0, 1e-3), calib=calib,
+                  english=None, eval_fn=eval_fn, ckpt_dir=tmp_path / "ck2", progress=False, log=lambda s: None)
+
+
+def test_ptl_select_validation():
+    assert ScheduleConfig(ptl_select="seed_exact").ptl_select == "seed_exact"
+    with pytest.raises(ValueError, match="ptl_select: 'seed_exact' is a selection of the 'ptl' criterion"):
+        ScheduleConfig(criterion="magnitude", ptl_select="seed_exact")
+    with pytest.raises(ValueError, match="ptl_select: expected 'ranked' or 'seed_exact'"):
+        ScheduleConfig(ptl_select="bogus")
+
+
+def test_seed_exact_run_end_to_end(tmp_path):
+    summary = runner.run(_cfg(tmp_path, "exact", ["schedule.ptl_select=seed_exact", "schedule.top_frac=0.7",
+                                                  "schedule.target=0.25", "tune.steps=1", "baselines=[random]"]))
+    rows = {(r["track"], r["stage"]): r for r in summary["rows"]}
+    assert rows["ptl", 2]["params"] == rows["random", 1]["params"] < rows["base", 0]["params"]
+    assert {c["vs"] for c in summary["comparisons"]} == {"base", "random"}

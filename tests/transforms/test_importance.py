@@ -196,3 +196,57 @@ def test_unknown_criterion_names_it(unit, criterion):
     model = tiny_model("llama")
     with pytest.raises(ValueError, match=f"criterion: '{criterion}'"):
         unit_scores(model, unit, criterion, calib_batches())
+
+
+def test_ptl_seed_exact_takes_first_candidates_by_index():
+    from jaxlab.transforms import ptl_candidates, ptl_seed_exact_scores
+
+    sig = lambda a: {"gate": a, "up": a, "act": a}  # noqa: E731
+    task = np.array([[-3.0, -2.0, 5.0, 1.0, -9.0, -8.0], [-1.0, -4.0, 2.0, 3.0, -7.0, -6.0]])
+    eng = np.array([[9.0, 0.0, 8.0, 1.0, 0.0, 0.0], [7.0, 1.0, 6.0, 0.0, 0.0, 0.0]])
+    # top_n = 4: task set = {0, 1, 4, 5} (lowest 4 on both, signed); English set = {0, 2, 3?}: highest 4 of
+    # [9,0,8,1,0,0] by stable order -> {0, 2, 3, 1}; of [7,1,6,0,0,0] -> {0, 2, 1, 3}; common {0, 1, 2, 3}
+    cand = ptl_candidates(sig(task), sig(eng), np.ones(6), top_n=4)
+    assert list(np.flatnonzero(cand)) == [4, 5]
+    s = ptl_seed_exact_scores(sig(task), sig(eng), np.ones(6), top_frac=4 / 6, n_remove=2)
+    assert list(np.argsort(s, kind="stable")[:2]) == [4, 5]
+    # the union over signals: a neuron deleted by one signal alone is a candidate
+    t2 = {"gate": task, "up": task, "act": np.array([[0, 0, 0, 0, 5.0, 5.0]] * 2) + np.arange(6) * 0.0}
+    t2["act"][:, 3] = -50.0
+    c2 = ptl_candidates(t2, sig(eng), np.ones(6), top_n=4)
+    assert list(np.flatnonzero(c2)) == [4, 5]  # 3 is English-protected on act as well
+    e2 = {**sig(eng), "act": np.where(np.arange(6) == 3, -1.0, eng)}
+    c3 = ptl_candidates(t2, e2, np.ones(6), top_n=4)
+    assert list(np.flatnonzero(c3)) == [3, 4, 5]  # 3 is deleted by the act signal alone: union over signals
+    # pruned neurons are never candidates, and candidates come first in index order
+    keep = np.array([1, 1, 1, 1, 0, 1.0])
+    s3 = ptl_seed_exact_scores(sig(task), sig(eng), keep, top_frac=0.8, n_remove=1)
+    assert not ptl_candidates(sig(task), sig(eng), keep, top_n=4)[4]
+    assert int(np.argmin(np.where(keep > 0, s3, np.inf))) == 5
+    with pytest.raises(ValueError, match=r"seed_exact: layer 3 has 2 deletion candidates .* fewer than the 3"):
+        ptl_seed_exact_scores(sig(task), sig(eng), np.ones(6), top_frac=4 / 6, n_remove=3, layer=3)
+
+
+def test_seed_exact_through_mlp_scores_and_random_criterion():
+    from jaxlab.transforms import random_scores
+
+    model, batches = tiny_model("llama", seed=21), calib_batches(seed=22)
+    with pytest.raises(ValueError, match="seed_exact: layer 0 has"):
+        mlp_scores(model, "ptl", batches, english=batches, top_frac=0.5, select="seed_exact", n_remove=10_000)
+    s = mlp_scores(model, "ptl", batches, english=calib_batches(seed=23), top_frac=0.9, select="seed_exact",
+                   n_remove=0)
+    width = model.config.layer_intermediate[0]
+    for v in s:  # candidates score their index, everyone else index + width
+        assert v.shape == (width,) and np.all((v == np.arange(width)) | (v == np.arange(width) + width))
+    with pytest.raises(ValueError, match="ptl_select"):
+        mlp_scores(model, "ptl", batches, english=batches, select="bogus")
+    a, b = random_scores([5, 7], seed=1), random_scores([5, 7], seed=1)
+    assert [sorted(x) for x in a] == [list(range(5)), list(range(7))]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(random_scores([50], 1)[0], random_scores([50], 2)[0])
+    r = unit_scores(model, "mlp", "random", seed=3)
+    assert len(r) == model.config.num_layers and sorted(r[0]) == list(range(width))
+    layers = unit_scores(model, "layers", "random", seed=3)
+    assert sorted(layers) == list(range(model.config.num_layers))
+    assert np.array_equal(unit_scores(model, "kv_heads", "random", seed=4)[0],
+                          random_scores([model.config.layer_kv_heads[0]], 4)[0])
