@@ -8,8 +8,8 @@ from experiments.ptl import runner
 from jaxlab.config import ConfigError, load
 
 SMALL = {"model": {"name": "tiny-llama"},
-         "data": {"seq_len": 16, "batch_size": 2, "calib_batches": 1, "english_batches": 1, "eval_batches": 1,
-                  "task_items": 2, "task_context": 12},
+         "data": {"seq_len": 64, "batch_size": 2, "calib_batches": 1, "english_batches": 1, "eval_tokens": 256,
+                  "eval_batch_size": 4, "task_items": 2, "task_context": 12},
          "schedule": {"stages": 2, "target": 0.5}, "progress": False, "export_hf": False, "compile_cache": False,
          "baselines": ["one_shot"],
          "tune": {"method": "rl", "rl_hook": "experiments.grpo.ptl_tuner:factory", "steps": 2,
