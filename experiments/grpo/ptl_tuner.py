@@ -12,11 +12,10 @@ the field); the per-stage step count and learning rate come from PTL's budget.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -25,7 +24,7 @@ from experiments.grpo.loss import LossConfig
 from experiments.grpo.rewards import RewardSpec, get_reward
 from experiments.grpo.rollout import RolloutConfig
 from experiments.grpo.runner import DataSection
-from experiments.grpo.tasks import Task, make_tasks
+from experiments.grpo.tasks import TaskCodec, batch_at, byte_codec, chat_codec, make_tasks
 from jaxlab.config import ConfigError, from_dict
 from jaxlab.train.optim import OptimConfig
 from jaxlab.transforms import apply_masks
@@ -61,10 +60,9 @@ def param_masks(params: Any, masks: Any, head_dim: int) -> Any:
 class GRPOTuner:
     """``(model, stage, budget) -> model``: ``budget.steps`` GRPO steps on the masked model."""
 
-    def __init__(self, cfg: GRPOTuneConfig, encode_task: Callable[[Task], list[int]],
-                 decode: Callable[[list[int]], str], eos_id: int, pad_id: int, *, warmup_steps: int = 0,
-                 min_lr_ratio: float = 0.1, progress: bool = True):
-        self.cfg, self.encode_task, self.decode, self.eos_id, self.pad_id = cfg, encode_task, decode, eos_id, pad_id
+    def __init__(self, cfg: GRPOTuneConfig, codec: TaskCodec, *, warmup_steps: int = 0, min_lr_ratio: float = 0.1,
+                 progress: bool = True):
+        self.cfg, self.codec = cfg, codec
         self.warmup_steps, self.min_lr_ratio, self.progress = warmup_steps, min_lr_ratio, progress
         self.tasks = make_tasks("train", cfg.data.train_tasks, cfg.data.seed, cfg.data.max_operand)
         self.position = 0  # GRPO steps taken over all stages: the task stream and the PRNG continue from here
@@ -75,26 +73,19 @@ class GRPOTuner:
         optim = OptimConfig(learning_rate=budget.learning_rate, warmup_steps=min(self.warmup_steps, budget.steps - 1),
                             decay_steps=max(budget.steps, 1), min_lr_ratio=self.min_lr_ratio, weight_decay=0.0,
                             grad_clip_norm=self.cfg.grad_clip_norm)
-        learner = GRPOLearner(model, decode=self.decode, eos_id=self.eos_id, pad_id=self.pad_id,
+        learner = GRPOLearner(model, decode=self.codec.decode, eos_id=self.codec.eos_id, pad_id=self.codec.pad_id,
                               rewards=self.cfg.rewards, rollout=self.cfg.rollout, loss=self.cfg.loss, optim=optim,
                               grpo=self.cfg.grpo, grad_masks=param_masks(params, stage.masks, stage.head_dim))
         key = jax.random.key(self.cfg.seed)
         self.last_history = []
         n = self.cfg.prompts_per_step
         for _ in tqdm(range(budget.steps), disable=not self.progress, desc=f"grpo {stage.track} {stage.index}"):
-            first = (self.position * n) % len(self.tasks)
-            batch = [self.tasks[(first + i) % len(self.tasks)] for i in range(n)]
-            m = learner.step([self.encode_task(t) for t in batch], [t.question for t in batch],
+            batch = batch_at(self.tasks, self.position, n)
+            m = learner.step([self.codec.encode(t) for t in batch], [t.question for t in batch],
                              {"answer": [t.answer for t in batch]}, jax.random.fold_in(key, self.position))
             self.position += 1
             self.last_history.append({"step": self.position, **m})
         return learner.model()
-
-    def reward_summary(self) -> dict[str, float]:
-        """Mean total reward over the first and last quarter of the last stage's steps."""
-        r = [h["reward"] for h in self.last_history]
-        q = max(1, len(r) // 4)
-        return {"reward_first": float(np.mean(r[:q])), "reward_last": float(np.mean(r[-q:]))} if r else {}
 
     def get_state(self) -> dict:
         return {"grpo_position": self.position}
@@ -103,27 +94,18 @@ class GRPOTuner:
         self.position = int(state["grpo_position"])
 
 
-def factory(run_cfg: Any, *, tokenizer: Any = None, encode: Callable[[str], list[int]] | None = None,
-            eos: int | None = None, **_: Any) -> GRPOTuner:
-    """The ``tune.rl_hook`` entry point: a GRPO tuner for a PTL run config."""
+def factory(run_cfg: Any, *, tokenizer: Any = None, eos: int | None = None, **_: Any) -> GRPOTuner:
+    """The ``tune.rl_hook`` entry point: a GRPO tuner for a PTL run config (PTL's ``encode`` is not needed)."""
     tune = run_cfg.tune
     try:
         cfg = from_dict(GRPOTuneConfig, dict(tune.rl_options or {}), path="tune.rl_options")
     except ValueError as exc:
         raise ConfigError(f"tune.rl_options: {exc}") from None
     if tokenizer is not None:
-        def encode_task(task: Task) -> list[int]:
-            text = tokenizer.apply_chat_template(task.messages(), add_generation_prompt=True, tokenize=False)
-            return tokenizer.encode(text, add_special_tokens=False)
-
-        decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        eos_id = tokenizer.eos_token_id
-    else:  # tiny byte-level models
-        if encode is None or eos is None:
-            raise ValueError("ptl_tuner.factory: a model without a tokenizer needs encode= and eos=")
-        encode_task = lambda task: list(encode(task.messages()[0]["content"]))  # noqa: E731
-        decode = lambda ids: bytes(t for t in ids if 0 < t < 256).decode("utf-8", "replace")  # noqa: E731
-        pad, eos_id = eos, eos
-    return GRPOTuner(cfg, encode_task, decode, eos_id, pad, warmup_steps=tune.warmup_steps,
-                     min_lr_ratio=tune.min_lr_ratio, progress=getattr(run_cfg, "progress", True))
+        codec = chat_codec(tokenizer)
+    elif eos is not None:  # tiny byte-level models (PTL's byte encoder: UTF-8 bytes, its EOS id)
+        codec = byte_codec(eos)
+    else:
+        raise ValueError("ptl_tuner.factory: a model without a tokenizer needs eos=")
+    return GRPOTuner(cfg, codec, warmup_steps=tune.warmup_steps, min_lr_ratio=tune.min_lr_ratio,
+                     progress=getattr(run_cfg, "progress", True))

@@ -26,7 +26,7 @@ from experiments.grpo.loss import LossConfig
 from experiments.grpo.plot import plot_reward_curve
 from experiments.grpo.rewards import RewardSpec, get_reward
 from experiments.grpo.rollout import RolloutConfig
-from experiments.grpo.tasks import make_tasks
+from experiments.grpo.tasks import TaskCodec, batch_at, byte_codec, chat_codec, make_tasks
 from jaxlab.config import ConfigError, require_positive, to_dict
 from jaxlab.runs import claim_output_dir
 from jaxlab.sharding import MeshConfig, make_mesh
@@ -93,27 +93,18 @@ class Config:
                               f"got {self.data.train_tasks}")
 
 
-def _load(section: ModelSection) -> tuple[Any, Any, Any, Any, int, int]:
-    """``(model, tokenizer or None, encode(task) -> ids, decode(ids) -> text, eos, pad)``."""
+def _load(section: ModelSection) -> tuple[Any, Any, TaskCodec]:
+    """``(model, tokenizer or None, codec)``."""
     if section.name == "tiny-llama":
         from jaxlab.models import init_model
         from jaxlab.models.config import tiny_config
 
-        model = init_model(tiny_config("llama", num_layers=2, max_position_embeddings=512), section.seed)
-        encode = lambda task: list(task.messages()[0]["content"].encode("utf-8"))  # noqa: E731
-        decode = lambda ids: bytes(t for t in ids if 0 < t < 256).decode("utf-8", "replace")  # noqa: E731
-        return model, None, encode, decode, 0, 0
+        return init_model(tiny_config("llama", num_layers=2, max_position_embeddings=512), section.seed), None, \
+            byte_codec()
     from jaxlab.models import load_smollm2
 
     model, tok = load_smollm2()
-
-    def encode(task):
-        text = tok.apply_chat_template(task.messages(), add_generation_prompt=True, tokenize=False)
-        return tok.encode(text, add_special_tokens=False)
-
-    decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # noqa: E731
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    return model, tok, encode, decode, tok.eos_token_id, pad
+    return model, tok, chat_codec(tok)
 
 
 def _evaluate(cfg: Config, model, tok, encode, heldout) -> dict[str, dict]:
@@ -133,10 +124,10 @@ def run(cfg: Config) -> dict:
     out = Path(cfg.output_dir)
     claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
     t0 = time.time()
-    model, tok, encode, decode, eos, pad = _load(cfg.model)
+    model, tok, codec = _load(cfg.model)
     train = make_tasks("train", cfg.data.train_tasks, cfg.data.seed, cfg.data.max_operand)
     heldout = make_tasks("heldout", cfg.data.heldout_tasks, cfg.data.seed, cfg.data.max_operand)
-    learner = GRPOLearner(model, decode=decode, eos_id=eos, pad_id=pad, rewards=cfg.rewards, rollout=cfg.rollout,
+    learner = GRPOLearner(model, decode=codec.decode, eos_id=codec.eos_id, pad_id=codec.pad_id, rewards=cfg.rewards, rollout=cfg.rollout,
                           loss=cfg.loss, optim=cfg.optim, grpo=cfg.grpo,
                           mesh=make_mesh(cfg.mesh) if cfg.mesh is not None else None)
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
@@ -147,16 +138,15 @@ def run(cfg: Config) -> dict:
         learner.state, learner.rest, start = restored.state, restored.rest, restored.step
         before = restored.extra.get("before")
     if before is None:
-        before = _evaluate(cfg, learner.model(), tok, encode, heldout)
+        before = _evaluate(cfg, learner.model(), tok, codec.encode, heldout)
     metrics = MetricsWriter(out, resume_step=start if start else None)
     base_key = jax.random.key(cfg.seed)
     bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, desc="grpo", unit="step")
     try:
         for step in range(start + 1, cfg.steps + 1):
-            first = ((step - 1) * cfg.prompts_per_step) % len(train)
-            batch = [train[(first + i) % len(train)] for i in range(cfg.prompts_per_step)]
+            batch = batch_at(train, step - 1, cfg.prompts_per_step)
             fields = {"answer": [t.answer for t in batch]}
-            m = learner.step([encode(t) for t in batch], [t.question for t in batch], fields,
+            m = learner.step([codec.encode(t) for t in batch], [t.question for t in batch], fields,
                              jax.random.fold_in(base_key, step))
             metrics.write(step, "train", m)
             bar.update(1)
@@ -168,7 +158,7 @@ def run(cfg: Config) -> dict:
         bar.close()
         metrics.close()
         checkpointer.close()
-    after = _evaluate(cfg, learner.model(), tok, encode, heldout)
+    after = _evaluate(cfg, learner.model(), tok, codec.encode, heldout)
     result = {"before": before, "after": after, "steps": cfg.steps, "resumed_from": start or None,
               "seconds": time.time() - t0, "config": to_dict(cfg)}
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 INSTRUCTION = "Solve the problem. Give only the final number inside \\boxed{}."
 
@@ -54,3 +55,35 @@ def make_tasks(split: str, n: int, seed: int = 0, max_operand: int = 60) -> list
             b = rng.randint(2, 12)
         tasks.append(Task(question=text.format(a=a, b=b), answer=str(fn(a, b)), template=name, split=split))
     return tasks
+
+
+def batch_at(tasks: Sequence[Task], index: int, n: int) -> list[Task]:
+    """The ``index``-th (0-based) batch of ``n`` tasks, wrapping around: a function of the index, so resume replays it."""
+    first = (index * n) % len(tasks)
+    return [tasks[(first + i) % len(tasks)] for i in range(n)]
+
+
+@dataclass(frozen=True)
+class TaskCodec:
+    """How a policy reads a task and writes text: prompt ids, completion text, EOS and padding ids."""
+
+    encode: Callable[[Task], list[int]]
+    decode: Callable[[list[int]], str]
+    eos_id: int
+    pad_id: int
+
+
+def chat_codec(tokenizer: Any) -> TaskCodec:
+    """A chat model: the task as a user turn through the tokenizer's chat template."""
+    def encode(task: Task) -> list[int]:
+        text = tokenizer.apply_chat_template(task.messages(), add_generation_prompt=True, tokenize=False)
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return TaskCodec(encode, lambda ids: tokenizer.decode(ids, skip_special_tokens=True), tokenizer.eos_token_id, pad)
+
+
+def byte_codec(eos_id: int = 0) -> TaskCodec:
+    """A tiny byte-level model (vocab 256): the question's UTF-8 bytes in, bytes out."""
+    return TaskCodec(lambda task: list(task.messages()[0]["content"].encode("utf-8")),
+                     lambda ids: bytes(t for t in ids if 0 < t < 256).decode("utf-8", "replace"), eos_id, eos_id)
