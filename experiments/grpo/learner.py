@@ -104,6 +104,8 @@ class GRPOLearner:
         self.decode, self.eos_id, self.pad_id = decode, eos_id, pad_id
         self.rewards, self.rollout_cfg, self.loss_cfg, self.cfg = list(rewards), rollout, loss, grpo
         self.grad_masks = grad_masks
+        self.last_samples: list[dict] = []
+        """The latest step's rows: prompt, completion, each reward and the total (a TRL-style completions log)."""
 
     def model(self) -> nnx.Module:
         return nnx.merge(self.graphdef, self.state.params, self.rest)
@@ -130,6 +132,10 @@ class GRPOLearner:
         total = weighted_rewards(per_func, [s.weight for s in self.rewards])
         adv = group_advantages(total, g, scale_rewards=self.cfg.scale_rewards, filter_zero_std=self.cfg.filter_zero_std)
         keep = np.flatnonzero(adv.keep)
+        self.last_samples = [
+            {"prompt": p, "completion": c, "reward": float(r), "advantage": float(a), "truncated": bool(tr),
+             **{s.name: v for s, v in zip(self.rewards, vals)}}
+            for p, c, r, a, tr, *vals in zip(prompts, ro.texts, total, adv.advantages, ro.truncated, *per_func)]
         metrics.update({"reward": float(total.mean()), "reward_std": float(total.std()),
                         "frac_reward_zero_std": adv.frac_zero_std, "filtered_groups": int((~adv.keep).sum() // g),
                         "completion_length/mean": float(ro.lengths.mean()),

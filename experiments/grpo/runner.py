@@ -4,7 +4,7 @@ Trains a policy with GRPO on seeded verifiable arithmetic problems (experiments.
 reports greedy accuracy on held-out generated problems and on real GSM8K / MATH-500 rows before
 and after, and writes under ``output_dir``: ``metrics.jsonl`` + ``tensorboard/`` (every reward's
 mean/std, KL, clip fractions, entropy, lengths, tokens/s per step), ``reward_curve.png``,
-``results.json`` and ``checkpoints/`` (policy, optimizer, step; a killed run resumes and replays
+``results.json``, ``samples.jsonl`` (every completion with its rewards, per step) and ``checkpoints/`` (policy, optimizer, step; a killed run resumes and replays
 the same per-step rewards, since prompts and PRNG keys are functions of the step index).
 ``run.json`` records the config: another run's results in ``output_dir`` stop the run before it
 loads anything, unless ``overwrite=true`` (see ``jaxlab.runs.claim_output_dir``).
@@ -28,10 +28,10 @@ from experiments.grpo.rewards import RewardSpec, get_reward
 from experiments.grpo.rollout import RolloutConfig
 from experiments.grpo.tasks import TaskCodec, batch_at, byte_codec, chat_codec, make_tasks
 from jaxlab.config import ConfigError, require_positive, to_dict
-from jaxlab.runs import claim_output_dir
+from jaxlab.runs import JsonlLog, claim_output_dir
 from jaxlab.sharding import MeshConfig, make_mesh
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
-from jaxlab.train.metrics import MetricsWriter
+from jaxlab.train.metrics import MetricsWriter, read_jsonl
 from jaxlab.train.optim import OptimConfig
 
 
@@ -115,7 +115,15 @@ def _evaluate(cfg: Config, model, tok, encode, heldout) -> dict[str, dict]:
             for name, tasks in sets.items() if tasks}
 
 
-OUTPUTS = ("metrics.jsonl", "tensorboard", "checkpoints", "results.json", "reward_curve.png")
+def _samples_log(path: Path, resumed_at: int) -> JsonlLog:
+    """The completions log, keeping only steps up to the checkpoint a resumed run replays from."""
+    if path.exists():
+        kept = [r for r in read_jsonl(path) if r.get("step", 0) <= resumed_at]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return JsonlLog(path)
+
+
+OUTPUTS = ("metrics.jsonl", "samples.jsonl", "tensorboard", "checkpoints", "results.json", "reward_curve.png")
 RESUMABLE = ("steps", "progress", "checkpoint")
 """Keys a resumed run may change: how far to train, the progress bar, how often to checkpoint."""
 
@@ -140,6 +148,7 @@ def run(cfg: Config) -> dict:
     if before is None:
         before = _evaluate(cfg, learner.model(), tok, codec.encode, heldout)
     metrics = MetricsWriter(out, resume_step=start if start else None)
+    samples = _samples_log(out / "samples.jsonl", start)
     base_key = jax.random.key(cfg.seed)
     bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, desc="grpo", unit="step")
     try:
@@ -149,6 +158,8 @@ def run(cfg: Config) -> dict:
             m = learner.step([codec.encode(t) for t in batch], [t.question for t in batch], fields,
                              jax.random.fold_in(base_key, step))
             metrics.write(step, "train", m)
+            for row in learner.last_samples:
+                samples.write({"step": step, **row})
             bar.update(1)
             bar.set_postfix(reward=f"{m['reward']:.3f}")
             if checkpointer.should_save(step, final=step == cfg.steps):
@@ -157,6 +168,7 @@ def run(cfg: Config) -> dict:
     finally:
         bar.close()
         metrics.close()
+        samples.close()
         checkpointer.close()
     after = _evaluate(cfg, learner.model(), tok, codec.encode, heldout)
     result = {"before": before, "after": after, "steps": cfg.steps, "resumed_from": start or None,

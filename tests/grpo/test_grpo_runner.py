@@ -22,6 +22,14 @@ def _run(out: Path, *extra: str, wait: bool = True):
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _samples(out: Path) -> dict[int, list[tuple]]:
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    by_step: dict[int, list[tuple]] = {}
+    for r in rows:
+        by_step.setdefault(r["step"], []).append((r["completion"], r["reward"], r["math_accuracy"]))
+    return by_step
+
+
 def _per_step(out: Path) -> dict[int, tuple]:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: tuple(r.get(k) for k in KEYS) for r in rows if r["split"] == "train"}
@@ -43,6 +51,9 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # as if the killed run had logged a step past its last checkpoint: the resumed run must replace it
+    with (killed / "samples.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 6, "completion": "stale", "reward": -1.0, "math_accuracy": -1.0}) + "\n")
     resumed = _run(killed)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((killed / "results.json").read_text())["resumed_from"] is not None
@@ -50,6 +61,11 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path):
     assert sorted(got) == list(range(1, 7))
     for step in want:
         assert got[step] == pytest.approx(want[step], rel=1e-6), step
+    # the completions log holds each step's G x prompts rows exactly once, the same as uninterrupted
+    want_samples, got_samples = _samples(full), _samples(killed)
+    assert sorted(got_samples) == list(range(1, 7))
+    assert all(len(rows) == len(want_samples[1]) > 0 for rows in got_samples.values())
+    assert got_samples == want_samples
 
 
 def test_runner_trains_on_a_mesh(tmp_path):
