@@ -16,7 +16,9 @@ import pytest
 
 from jaxlab.generate import generate, unpack_bitmask
 from jaxlab.llm.chat_format import render_prompt
+from jaxlab.llm import ChatRequest
 from jaxlab.llm.engine import Job
+from jaxlab.llm.http import OpenAIHTTPClient
 from jaxlab.llm.grammar import allowed_ids
 
 HI = [{"role": "user", "content": "hi"}]
@@ -128,3 +130,20 @@ def test_a_request_joins_a_running_batch_and_nobody_changes(served):
     for k, (prompt, max_tokens) in prompts.items():
         ref = generate(engine.model, engine.tokenizer, [engine.encode(prompt)], max_new_tokens=max_tokens)
         assert _text(runs[k][0]) == ref.texts[0], k
+
+
+def test_http_client_streams_sync_and_async_and_books_usage(served):
+    import asyncio
+
+    srv, _, _ = served
+    c = OpenAIHTTPClient("tiny", base_url=srv.base_url, api_key="none", max_retries=0)
+    request = ChatRequest(messages=tuple(HI), max_tokens=20, temperature=0.0)
+    whole = c.complete(request)
+    parts = list(c.stream(request))
+
+    async def collect():
+        return [p async for p in c.astream(request)]
+
+    aparts = asyncio.run(collect())
+    assert len(parts) > 1 and "".join(parts) == "".join(aparts) == whole.text
+    assert c.num_calls == 3 and c.usage.completion_tokens == 3 * whole.usage.completion_tokens
