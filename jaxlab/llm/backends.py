@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator
 
 from jaxlab.llm.chat_format import normalise_messages, render_prompt
 from jaxlab.llm.engine import BatchEngine, Job
+from jaxlab.llm.grammar import forced_tool_format
 from jaxlab.llm.toolparse import parse_tool_calls
 from jaxlab.llm.types import ChatClient, ChatRequest, LLMRequestError, ToolCall
 
@@ -81,8 +82,9 @@ class EngineBackend:
         ids = self.engine.encode(text)
         self.engine.check(len(ids), spec.max_tokens, spec.n)  # 400s before compiling a grammar
         grammar = None
-        if spec.response_format and spec.response_format.get("type", "text") != "text":
-            grammar = await asyncio.to_thread(self.engine.grammars.compile, spec.response_format)
+        fmt = forced_tool_format(spec.tools, spec.tool_choice) or spec.response_format
+        if fmt and fmt.get("type", "text") != "text":
+            grammar = await asyncio.to_thread(self.engine.grammars.compile, fmt)
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[tuple] = asyncio.Queue()
         job = Job(prompt_ids=ids, max_tokens=spec.max_tokens, n=spec.n, temperature=spec.temperature,

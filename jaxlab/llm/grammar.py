@@ -21,6 +21,28 @@ import numpy as np
 from jaxlab.llm.types import LLMRequestError
 
 
+def forced_tool_format(tools: Sequence[dict], tool_choice: Any) -> dict | None:
+    """``tool_choice: "required"`` or ``{"function": {"name"}}`` as a JSON schema the output must match:
+    ``{"name": <one of the tools>, "arguments": <that tool's parameters>}``, which the tool-call parser reads
+    back as a call.  ``None`` when the model may answer in text (``auto`` / ``none`` / no tools)."""
+    fns = [t["function"] for t in tools]
+    if isinstance(tool_choice, dict):
+        name = tool_choice["function"].get("name")
+        fns = [f for f in fns if f.get("name") == name]
+        if not fns:
+            raise LLMRequestError(f"tool_choice.function.name: {name!r} is not one of the request's tools "
+                                  f"{[t['function']['name'] for t in tools]}")
+    elif tool_choice != "required" or not fns:
+        if tool_choice == "required":
+            raise LLMRequestError("tool_choice: 'required' needs at least one tool in 'tools'")
+        return None
+    options = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
+                "properties": {"name": {"const": f["name"]},
+                               "arguments": f.get("parameters") or {"type": "object"}}} for f in fns]
+    schema = options[0] if len(options) == 1 else {"anyOf": options}
+    return {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": schema, "strict": True}}
+
+
 def bitmask_words(vocab_size: int) -> int:
     """int32 words per row of a packed token bitmask."""
     return (vocab_size + 31) // 32

@@ -147,3 +147,34 @@ def test_http_client_streams_sync_and_async_and_books_usage(served):
     aparts = asyncio.run(collect())
     assert len(parts) > 1 and "".join(parts) == "".join(aparts) == whole.text
     assert c.num_calls == 3 and c.usage.completion_tokens == 3 * whole.usage.completion_tokens
+
+
+WEATHER = [{"type": "function", "function": {"name": "weather", "parameters": {
+    "type": "object", "additionalProperties": False, "required": ["city"],
+    "properties": {"city": {"enum": ["Paris", "Rome"]}}}}},
+    {"type": "function", "function": {"name": "time", "parameters": {
+        "type": "object", "additionalProperties": False, "required": ["utc"],
+        "properties": {"utc": {"type": "boolean"}}}}}]
+
+
+@pytest.mark.parametrize("choice, names", [("required", {"weather", "time"}),
+                                           ({"type": "function", "function": {"name": "time"}}, {"time"})])
+def test_forced_tool_choice_always_returns_a_valid_call(served, choice, names):
+    _, client, _ = served
+    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "weather?"}],
+                                       tools=WEATHER, tool_choice=choice, max_tokens=40, temperature=1.0, seed=1, n=3)
+    for c in r.choices:
+        assert c.finish_reason == "tool_calls" and len(c.message.tool_calls) == 1
+        call = c.message.tool_calls[0].function
+        assert call.name in names
+        params = next(t["function"]["parameters"] for t in WEATHER if t["function"]["name"] == call.name)
+        jsonschema.validate(json.loads(call.arguments), params)
+
+
+def test_forced_tool_choice_errors_name_the_field(served):
+    import openai
+
+    _, client, _ = served
+    with pytest.raises(openai.BadRequestError, match="tool_choice.function.name"):
+        client.chat.completions.create(model="tiny", messages=HI, tools=WEATHER, max_tokens=4,
+                                       tool_choice={"type": "function", "function": {"name": "nope"}})
