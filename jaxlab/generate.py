@@ -160,15 +160,29 @@ def generate(model: DecoderLM, tokenizer: Any, prompts: Prompt | Sequence[Prompt
     return GenerationOutput(token_ids=token_ids, texts=texts, finish_reasons=reasons)
 
 
-# --- step-wise decoding for the server: one jitted prefill, one jitted step -------------------------------
-# ``generate`` above runs the whole decode inside one ``while_loop``, which cannot stream tokens or let a
-# server stop rows early.  These two functions give the same maths one token at a time.  Sampling params are
-# per-row arrays (not static args), so requests with different temperatures share one compiled program and
-# the only compile keys are the shapes: (batch, prompt width, cache length), which the server buckets.
+# --- step-wise decoding for the server: one jitted admit (prefill), one jitted step -----------------------
+# ``generate`` above runs the whole decode inside one ``while_loop``, which cannot stream tokens, let a server
+# stop rows early or add requests mid-decode.  These two functions give the same maths one token at a time.
+# Sampling params, grammar masks and per-row step counters are arrays (not static args), so requests with
+# different temperatures / schemas share one compiled program; the only compile keys are the shapes (batch,
+# prompt width, cache length), which the server buckets.  ``allowed`` is a packed bitmask ``int32[B, ceil(V/32)]``
+# (bit ``v % 32`` of word ``v // 32``; the layout xgrammar fills) of the tokens each row may sample next; ``-1``
+# words allow everything.  Every call also returns the chosen token's log-probability under the model
+# (before temperature / masks) and, when ``want_top`` is set, the ``TOP_LOGPROBS`` most likely tokens.
 
-def _sample_rows(logits: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: jax.Array,
-                 step: jax.Array) -> jax.Array:
-    """Greedy where ``temps == 0``, else temperature + nucleus sampling with a per-row seed."""
+TOP_LOGPROBS = 20
+
+
+def unpack_bitmask(allowed: jax.Array, vocab: int) -> jax.Array:
+    """``int32[B, W]`` packed bits -> ``bool[B, vocab]``."""
+    bits = (allowed[:, :, None] >> jnp.arange(32, dtype=jnp.int32)) & 1
+    return bits.reshape(allowed.shape[0], -1)[:, :vocab].astype(bool)
+
+
+def _sample_rows(logits: jax.Array, allowed: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: jax.Array,
+                 steps: jax.Array) -> jax.Array:
+    """Greedy where ``temps == 0``, else temperature + nucleus sampling with a per-row seed and step."""
+    logits = jnp.where(unpack_bitmask(allowed, logits.shape[-1]), logits, -jnp.inf)
     greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
     def sampled() -> jax.Array:
@@ -178,7 +192,7 @@ def _sample_rows(logits: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: 
         probs = jax.nn.softmax(sorted_logits, axis=-1)
         before = jnp.cumsum(probs, axis=-1) - probs
         sorted_logits = jnp.where(before > top_ps[:, None], -jnp.inf, sorted_logits)
-        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), step))(seeds)
+        keys = jax.vmap(lambda s, t: jax.random.fold_in(jax.random.key(s), t))(seeds, steps)
         pick = jax.vmap(lambda k, lg: jax.random.categorical(k, lg))(keys, sorted_logits)
         tok = jnp.take_along_axis(order, pick[:, None], axis=-1)[:, 0].astype(jnp.int32)
         return jnp.where(temps > 0, tok, greedy)
@@ -186,23 +200,47 @@ def _sample_rows(logits: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: 
     return jax.lax.cond(jnp.any(temps > 0), sampled, lambda: greedy)
 
 
-@partial(jax.jit, static_argnames=("graphdef", "cache_len"))
-def prefill_step(graphdef: Any, state: Any, ids: jax.Array, mask: jax.Array, temps: jax.Array, top_ps: jax.Array,
-                 seeds: jax.Array, *, cache_len: int) -> tuple[jax.Array, KVCache, jax.Array]:
-    """Run left-padded prompts ``ids[B, P]`` into a fresh cache of ``cache_len``; returns (first token, cache,
-    next position per row)."""
+def _pick(logits: jax.Array, allowed: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: jax.Array,
+          steps: jax.Array, want_top: jax.Array) -> tuple[jax.Array, ...]:
+    """(token, its logprob, top logprobs, top ids) for each row."""
+    tok = _sample_rows(logits, allowed, temps, top_ps, seeds, steps)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    chosen = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
+    k = min(TOP_LOGPROBS, logits.shape[-1])
+    top_v, top_i = jax.lax.cond(
+        want_top, lambda: tuple(jax.lax.top_k(logp, k)),
+        lambda: (jnp.zeros((logits.shape[0], k), logp.dtype), jnp.zeros((logits.shape[0], k), jnp.int32)))
+    return tok, chosen, top_v, top_i.astype(jnp.int32)
+
+
+def new_cache(model: DecoderLM, batch: int, cache_len: int) -> KVCache:
+    """An empty cache for :func:`admit_step`."""
+    return KVCache.init(model.config, batch, cache_len)
+
+
+@partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))
+def admit_step(graphdef: Any, state: Any, cache: KVCache, ids: jax.Array, mask: jax.Array, join: jax.Array,
+               allowed: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: jax.Array,
+               want_top: jax.Array) -> tuple[tuple[jax.Array, ...], KVCache, jax.Array]:
+    """Prefill the left-padded prompts ``ids[B, P]`` of the rows where ``join`` is set into cache slots
+    ``[index, index + P)``; the other rows keep decoding later (their new slots are marked invalid, so they
+    never attend to them).  A joining row's earlier slots are invalidated first.  Returns (``_pick`` of each
+    row's first token, cache, next position per row); outputs of non-joining rows are meaningless."""
     model: DecoderLM = nnx.merge(graphdef, state)
-    cache = KVCache.init(model.config, ids.shape[0], cache_len)
+    mask = mask * join[:, None].astype(mask.dtype)
+    cache = KVCache(k=cache.k, v=cache.v, valid=cache.valid & ~join[:, None], index=cache.index)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
     logits, cache = model.decode(ids, positions, cache, attention_mask=mask)
-    first = _sample_rows(logits[:, -1], temps, top_ps, seeds, jnp.int32(0))
+    first = _pick(logits[:, -1], allowed, temps, top_ps, seeds, jnp.zeros_like(seeds), want_top)
     return first, cache, jnp.sum(mask, axis=1).astype(jnp.int32)
 
 
 @partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))
-def decode_step(graphdef: Any, state: Any, tok: jax.Array, pos: jax.Array, cache: KVCache, temps: jax.Array,
-                top_ps: jax.Array, seeds: jax.Array, step: jax.Array) -> tuple[jax.Array, KVCache]:
-    """One token for every row at positions ``pos``; the cache buffer is donated (updated in place)."""
+def decode_step(graphdef: Any, state: Any, tok: jax.Array, pos: jax.Array, cache: KVCache, allowed: jax.Array,
+                temps: jax.Array, top_ps: jax.Array, seeds: jax.Array, steps: jax.Array,
+                want_top: jax.Array) -> tuple[tuple[jax.Array, ...], KVCache]:
+    """One token for every row at positions ``pos`` (``steps``: each row's token index, for its PRNG stream);
+    the cache buffer is donated (updated in place)."""
     model: DecoderLM = nnx.merge(graphdef, state)
     logits, cache = model.decode(tok[:, None], pos[:, None], cache)
-    return _sample_rows(logits[:, -1], temps, top_ps, seeds, step), cache
+    return _pick(logits[:, -1], allowed, temps, top_ps, seeds, steps, want_top), cache

@@ -1,7 +1,7 @@
 """Throughput of ``jaxlab serve``: the same requests from 1 (sequential), 8 and 32 concurrent clients.
 
-Starts ``jaxlab serve MODEL`` in a subprocess on localhost, warms every
-concurrency level once (compiles its shape buckets), then sends the same
+Starts ``jaxlab serve MODEL --warmup`` in a subprocess on localhost (compiles the
+shape buckets this bench can hit), runs every concurrency level once untimed, then sends the same
 ``--requests`` chat requests per level for ``--rounds`` rounds, levels
 interleaved round-robin so load drift on a shared machine hits all of them.
 Measured: requests/s, generated tokens/s (server-reported completion tokens /
@@ -35,9 +35,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, port: int, max_batch: int) -> subprocess.Popen:
+def start_server(model: str, port: int, max_batch: int, max_tokens: int) -> subprocess.Popen:
+    """``jaxlab serve`` with ``--warmup`` bounded to this bench's prompt (<= 64 tokens) and ``max_tokens``, so
+    every batch-row bucket is compiled before the first timed request."""
     proc = subprocess.Popen([sys.executable, "-m", "jaxlab.cli", "serve", model, "--port", str(port),
-                             "--max-batch", str(max_batch), "--max-model-len", "512"],
+                             "--max-batch", str(max_batch), "--max-model-len", "512", "--warmup",
+                             "--warmup-max-prompt", "64", "--warmup-max-tokens", str(max_tokens)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
     deadline = time.time() + 600
     while time.time() < deadline:
@@ -53,18 +56,26 @@ def start_server(model: str, port: int, max_batch: int) -> subprocess.Popen:
 
 
 def run_level(client, model: str, messages: list, concurrency: int, max_tokens: int) -> dict:
+    """Every request is streamed, so each one also gives its time to first token under this load."""
     def one(msgs):
         t0 = time.perf_counter()
-        r = client.chat.completions.create(model=model, messages=msgs, max_tokens=max_tokens, temperature=0.0)
-        return time.perf_counter() - t0, r.usage.completion_tokens
+        first, tokens = None, 0
+        for chunk in client.chat.completions.create(model=model, messages=msgs, max_tokens=max_tokens,
+                                                    temperature=0.0, stream=True,
+                                                    stream_options={"include_usage": True}):
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - t0
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+        return time.perf_counter() - t0, tokens, first if first is not None else float("nan")
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(one, messages))
     wall = time.perf_counter() - t0
-    tokens = sum(t for _, t in results)
+    tokens = sum(t for _, t, _ in results)
     return {"wall_s": wall, "requests_per_s": len(messages) / wall, "tokens_per_s": tokens / wall,
-            "tokens": tokens, "latencies_s": [lat for lat, _ in results]}
+            "tokens": tokens, "latencies_s": [lat for lat, _, _ in results], "ttft_s": [f for _, _, f in results]}
 
 
 def ttft(client, model: str, max_tokens: int) -> tuple[float, float]:
@@ -91,7 +102,9 @@ def main() -> None:
 
     levels = [int(x) for x in args.levels.split(",")]
     port = _free_port()
-    proc = start_server(args.model, port, max(levels))
+    t_start = time.perf_counter()
+    proc = start_server(args.model, port, max(levels), args.max_tokens)
+    startup_s = time.perf_counter() - t_start
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=600)
     messages = [[{"role": "user", "content": f"Write two sentences about {TOPICS[i % len(TOPICS)]} (#{i})."}]
                 for i in range(args.requests)]
@@ -115,14 +128,14 @@ def main() -> None:
     for c, rs in runs.items():
         lat = Stat.of([x for r in rs for x in r["latencies_s"]])
         tok = Stat.of([r["tokens_per_s"] for r in rs])
-        table[c] = {"tokens_per_s": tok.__dict__, "requests_per_s": Stat.of([r["requests_per_s"] for r in rs]).__dict__,
+        table[c] = {"tokens_per_s": tok.__dict__, "ttft_s": Stat.of([x for r in rs for x in r["ttft_s"]]).__dict__, "requests_per_s": Stat.of([r["requests_per_s"] for r in rs]).__dict__,
                     "latency_s": lat.__dict__, "max_over_median_latency": lat.max / lat.median,
                     "tokens": [r["tokens"] for r in rs]}
     base = table[levels[0]]["tokens_per_s"]["median"]
     for c in levels:
         table[c]["speedup_vs_sequential"] = table[c]["tokens_per_s"]["median"] / base
     out = {"model": args.model, "requests": args.requests, "rounds": args.rounds, "max_tokens": args.max_tokens,
-           "warmup_s": warmup_s, "ttft_s": [f for f, _ in first], "stream_total_s": [t for _, t in first],
+           "startup_s": startup_s, "warmup_s": warmup_s, "ttft_s": [f for f, _ in first], "stream_total_s": [t for _, t in first],
            "levels": table, "measured": "all columns measured on this machine (wall clock, localhost)"}
     path = Path(args.output_dir)
     path.mkdir(parents=True, exist_ok=True)
@@ -146,7 +159,8 @@ def main() -> None:
         t = table[c]
         print(f"clients={c:3d} tok/s median {t['tokens_per_s']['median']:.1f} "
               f"[{t['tokens_per_s']['min']:.1f}, {t['tokens_per_s']['max']:.1f}]  x{t['speedup_vs_sequential']:.2f}  "
-              f"latency median {t['latency_s']['median']:.2f}s max/median {t['max_over_median_latency']:.2f}")
+              f"latency median {t['latency_s']['median']:.2f}s max/median {t['max_over_median_latency']:.2f}  "
+              f"ttft median {t['ttft_s']['median']:.2f}s max {t['ttft_s']['max']:.2f}s")
     print(f"ttft {out['ttft_s']}  wrote {path / 'serve_throughput.json'}")
 
 

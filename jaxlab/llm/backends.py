@@ -2,8 +2,10 @@
 
 Both expose one async call, :meth:`stream`, that yields events for a
 :class:`GenSpec`; the HTTP layer turns events into SSE chunks or one JSON body.
-Events: ``("delta", index, text)``, ``("finish", index, reason, tool_calls,
-completion_tokens)``.  An exception raised from the iterator becomes the HTTP
+Events: ``("delta", index, text, logprobs)``, ``("finish", index, reason,
+tool_calls, completion_tokens, logprobs)``; ``logprobs`` is ``None`` or a list
+of OpenAI token entries (``{"token", "logprob", "bytes", "top_logprobs"}``).
+An exception raised from the iterator becomes the HTTP
 error (``LLMRequestError`` -> 400, anything else -> 500 with its message).
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, AsyncIterator
 
 from jaxlab.llm.chat_format import normalise_messages, render_prompt
 from jaxlab.llm.engine import BatchEngine, Job
+from jaxlab.llm.grammar import forced_tool_format
 from jaxlab.llm.toolparse import parse_tool_calls
 from jaxlab.llm.types import ChatClient, ChatRequest, LLMRequestError, ToolCall
 
@@ -35,6 +38,7 @@ class GenSpec:
     n: int = 1
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    logprobs: int | None = None  # None: off; k >= 0: report the chosen token and k alternatives
 
 
 @dataclass
@@ -46,7 +50,8 @@ class Generation:
 
 
 def json_note(response_format: dict | None) -> str | None:
-    """Instruction for ``json_object`` / ``json_schema`` (prompted, not constrained: see README)."""
+    """Instruction for ``json_object`` / ``json_schema``: the engine also constrains decoding to the schema,
+    but a model that is told what is wanted fills the fields with sense, not just valid syntax."""
     if not response_format or response_format.get("type") == "text":
         return None
     note = "Reply with a single JSON object and nothing else."
@@ -75,11 +80,16 @@ class EngineBackend:
         else:
             text = spec.prompt or ""
         ids = self.engine.encode(text)
+        self.engine.check(len(ids), spec.max_tokens, spec.n)  # 400s before compiling a grammar
+        grammar = None
+        fmt = forced_tool_format(spec.tools, spec.tool_choice) or spec.response_format
+        if fmt and fmt.get("type", "text") != "text":
+            grammar = await asyncio.to_thread(self.engine.grammars.compile, fmt)
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[tuple] = asyncio.Queue()
         job = Job(prompt_ids=ids, max_tokens=spec.max_tokens, n=spec.n, temperature=spec.temperature,
                   top_p=spec.top_p, seed=spec.seed if spec.seed is not None else random.getrandbits(31),
-                  stop=spec.stop,
+                  stop=spec.stop, logprobs=spec.logprobs, grammar=grammar,
                   emit=lambda ev: loop.call_soon_threadsafe(q.put_nowait, ev))
         self.engine.submit(job)  # raises LLMRequestError for a prompt that cannot fit
         names = {t["function"]["name"] for t in spec.tools if isinstance(t, dict) and "function" in t}
@@ -88,6 +98,7 @@ class EngineBackend:
 
     async def _events(self, job: Job, q: asyncio.Queue, n: int, tool_names: set[str] | None) -> AsyncIterator[tuple]:
         texts = [""] * n
+        held: list[list[dict] | None] = [None] * n
         left = n
         try:
             while left:
@@ -98,8 +109,12 @@ class EngineBackend:
                     texts[ev[1]] += ev[2]
                     if tool_names is None:  # with tools the text is held back until it can be parsed
                         yield ev
+                    elif ev[3] is not None:
+                        held[ev[1]] = (held[ev[1]] or []) + ev[3]
                     continue
-                _, index, reason, n_tokens = ev
+                _, index, reason, n_tokens, lps = ev
+                if held[index] is not None:
+                    lps = held[index] + (lps or [])
                 left -= 1
                 calls: tuple[ToolCall, ...] = ()
                 if tool_names is not None:
@@ -108,8 +123,9 @@ class EngineBackend:
                         calls, reason = tuple(parsed), "tool_calls"
                         texts[index] = visible
                     if texts[index]:
-                        yield ("delta", index, texts[index])
-                yield ("finish", index, reason, calls, n_tokens)
+                        yield ("delta", index, texts[index], lps)
+                        lps = [] if lps is not None else None
+                yield ("finish", index, reason, calls, n_tokens, lps)
         finally:
             job.cancelled.set()  # client went away or we are done: free the rows
 
@@ -138,8 +154,8 @@ class ClientBackend:
             per = response.usage.completion_tokens // max(1, len(response.choices))
             for i, c in enumerate(response.choices):
                 if c.text:
-                    yield ("delta", i, c.text)
-                yield ("finish", i, c.finish_reason, c.tool_calls, per)
+                    yield ("delta", i, c.text, None)
+                yield ("finish", i, c.finish_reason, c.tool_calls, per, None)
 
         return Generation(response.usage.prompt_tokens, events())
 

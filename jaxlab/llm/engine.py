@@ -1,19 +1,30 @@
 """Batching generation engine behind ``jaxlab serve``: many HTTP requests, one jitted batch.
 
-A single worker thread owns the model.  It takes the oldest waiting job, then
+A single worker thread owns the model.  It takes the oldest waiting job plus
 every other job already queued (up to ``max_batch`` rows; a request with ``n``
-samples is ``n`` rows), pads them into one batch and decodes it token by token,
-streaming each row's text out as it grows.  Batching is per batch, not
-continuous: the decoder's KV cache has one write index for all rows, so a
-request that arrives mid-decode waits for the current batch to finish.
+samples is ``n`` rows), prefills them into one batch and decodes it token by
+token, streaming each row's text out as it grows.  Batching is continuous:
+before every decode step, waiting jobs are admitted into rows that finished
+(or were padding), with one prefill call that writes their prompts into fresh
+cache slots while the other rows' slots stay untouched (they are marked
+invalid for everyone else).  The cache has one write index for all rows, so
+each admission uses up slots; a job whose prompt + ``max_tokens`` would not fit
+in what is left waits for the batch to drain.  Models with sliding-window
+layers admit only at batch start (slot gaps would shift their windows).
 
 Shapes are bucketed so no request compiles after warm-up: batch rows round up to
 a power of two (<= ``max_batch``), prompt width and cache length round up to
-powers of two (capped by ``max_model_len``).  :meth:`BatchEngine.warmup`
-compiles every bucket ahead of time; ``compiled_shapes`` lists what was built.
+powers of two (capped by ``max_model_len``); batches of more than one row get
+at least ``join_cache_len`` slots so there is room to admit.
+:meth:`BatchEngine.warmup` compiles every bucket ahead of time;
+``compiled_shapes`` lists what was built.
+
+Per row the engine also applies a grammar mask (``response_format`` JSON, see
+:mod:`jaxlab.llm.grammar`) and reports log-probabilities when asked.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -22,6 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jaxlab.llm.grammar import GrammarBook, RowMatcher, bitmask_words
 from jaxlab.llm.types import LLMRequestError
 
 log = logging.getLogger(__name__)
@@ -31,7 +43,11 @@ log = logging.getLogger(__name__)
 class Job:
     """One request: ``n`` rows of the same prompt; ``emit`` receives events from the worker thread.
 
-    Events are ``("delta", row, text)``, ``("finish", row, reason, n_tokens)`` and ``("error", exc)``.
+    Events are ``("delta", row, text, logprobs)``, ``("finish", row, reason, n_tokens, logprobs)`` and
+    ``("error", exc)``; ``logprobs`` is ``None`` unless ``logprobs`` is set, else the OpenAI entries
+    (``{"token", "logprob", "bytes", "top_logprobs"}``) of the tokens behind that text.  ``logprobs`` is
+    how many alternatives to report per token (0: only the chosen token's).  ``grammar`` is a compiled
+    grammar from :class:`GrammarBook` that masks every sampled token.
     """
 
     prompt_ids: list[int]
@@ -42,6 +58,8 @@ class Job:
     top_p: float = 1.0
     seed: int = 0
     stop: tuple[str, ...] = ()
+    logprobs: int | None = None
+    grammar: Any = None
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
@@ -56,24 +74,66 @@ def bucket(x: int, lo: int, hi: int) -> int:
 class _Row:
     """Decoding state of one output row: its tokens, the text sent so far and whether it is done."""
 
-    def __init__(self, job: Job, index: int) -> None:
+    def __init__(self, job: Job, index: int, words: int) -> None:
         self.job, self.index = job, index
         self.ids: list[int] = []
         self.sent = 0
         self.done = job.cancelled.is_set()
+        self.matcher = RowMatcher(job.grammar, words) if job.grammar is not None else None
+        self.pending: list[dict] | None = [] if job.logprobs is not None else None
+
+    def take_logprobs(self) -> list[dict] | None:
+        out = self.pending
+        if out is not None:
+            self.pending = []
+        return out
+
+    def emit_delta(self, text: str) -> None:
+        self.job.emit(("delta", self.index, text, self.take_logprobs()))
 
     def finish(self, reason: str, text: str) -> None:
         if len(text) > self.sent:
-            self.job.emit(("delta", self.index, text[self.sent:]))
-        self.job.emit(("finish", self.index, reason, len(self.ids)))
+            self.emit_delta(text[self.sent:])
+        self.job.emit(("finish", self.index, reason, len(self.ids), self.take_logprobs()))
         self.done = True
+
+    @property
+    def left(self) -> int:
+        """Cache slots this row may still write."""
+        return 0 if self.done else self.job.max_tokens - len(self.ids)
+
+
+class _Batch:
+    """One cache and its rows (``None`` = free); host copies of the per-row arrays the jitted steps take."""
+
+    def __init__(self, b: int, t: int, words: int) -> None:
+        self.b, self.t = b, t
+        self.rows: list[_Row | None] = [None] * b
+        self.index = 0  # cache write index (same for all rows)
+        self.tok = np.zeros(b, np.int32)
+        self.pos = np.zeros(b, np.int32)
+        self.allowed = np.full((b, words), -1, np.int32)
+        self.temps = np.zeros(b, np.float32)
+        self.top_ps = np.ones(b, np.float32)
+        self.seeds = np.zeros(b, np.int32)
+        self.cache: Any = None
+
+    def free(self) -> list[int]:
+        return [i for i, r in enumerate(self.rows) if r is None or r.done]
+
+    def active(self) -> list[_Row]:
+        return [r for r in self.rows if r is not None and not r.done]
+
+    def want_top(self) -> bool:
+        return any((r.job.logprobs or 0) > 0 for r in self.active())
 
 
 class BatchEngine:
     """Owns a jaxlab ``DecoderLM`` + tokenizer; :meth:`submit` queues a :class:`Job`."""
 
     def __init__(self, model: Any, tokenizer: Any, max_batch: int = 8, max_model_len: int = 2048,
-                 min_prompt_bucket: int = 64, min_cache_bucket: int = 256, batch_wait_s: float = 0.005) -> None:
+                 min_prompt_bucket: int = 64, min_cache_bucket: int = 256, batch_wait_s: float = 0.005,
+                 join_cache_len: int = 512, continuous: bool = True) -> None:
         from flax import nnx
 
         if max_batch < 1:
@@ -87,16 +147,23 @@ class BatchEngine:
         self.max_batch, self.max_model_len = max_batch, max_model_len
         self.min_prompt_bucket = min(min_prompt_bucket, max_model_len)
         self.min_cache_bucket = min(min_cache_bucket, max_model_len)
+        self.join_cache_len = bucket(join_cache_len, self.min_cache_bucket, 2 * max_model_len)
         self.batch_wait_s = batch_wait_s
+        self.continuous = continuous and all(w is None for w in model.config.layer_window)
         eos = getattr(tokenizer, "eos_token_id", None)
         self.stop_ids = set(eos if isinstance(eos, (list, tuple)) else ([] if eos is None else [eos]))
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad if pad is not None else (min(self.stop_ids) if self.stop_ids else 0))
+        self.vocab_size = model.config.vocab_size
+        self.words = bitmask_words(self.vocab_size)
+        self.grammars = GrammarBook(tokenizer, self.vocab_size, self.stop_ids)
         self.compiled_shapes: set[tuple[str, int, int, int]] = set()
-        self.batches_run = 0
+        self.batches_run = 0  # fresh caches started
+        self.admitted_mid_batch = 0  # jobs that joined a batch already decoding
         self.decode_steps = 0  # lets tests see that streamed text arrives while decoding continues
         self.max_rows_seen = 0
         self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._waiting: collections.deque[Job] = collections.deque()  # worker-only: taken but not yet admitted
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="jaxlab-batch-engine", daemon=True)
         self._thread.start()
@@ -130,135 +197,253 @@ class BatchEngine:
         self._stopping.set()
         self._queue.put(None)
         self._thread.join(timeout)
+        left = list(self._waiting)
         while True:
             try:
-                job = self._queue.get_nowait()
+                left.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        for job in left:
             if job is not None:
                 job.emit(("error", RuntimeError("server shutting down")))
 
+    def prompt_bucket(self, prompt_len: int) -> int:
+        return bucket(prompt_len, self.min_prompt_bucket, self.max_model_len)
+
     def shapes(self, rows: int, prompt_len: int, max_tokens: int) -> tuple[int, int, int]:
-        """(batch rows, prompt width, cache length) after bucketing."""
+        """(batch rows, prompt width, cache length) of a fresh batch after bucketing."""
         b = bucket(rows, 1, self.max_batch)
-        p = bucket(prompt_len, self.min_prompt_bucket, self.max_model_len)
+        p = self.prompt_bucket(prompt_len)
         t = bucket(p + max_tokens, self.min_cache_bucket, self.max_model_len + p)
+        if self.continuous and b > 1:
+            t = max(t, self.join_cache_len)
         return b, p, t
 
     def warmup(self, max_prompt: int = 256, max_new_tokens: int = 256) -> int:
         """Compile every bucket that requests up to ``max_prompt`` + ``max_new_tokens`` can hit, for every
-        batch-row bucket; returns how many shapes exist afterwards.  A bigger request still compiles on use."""
+        batch-row bucket (including admissions into a running batch at every prompt width); returns how many
+        shapes exist afterwards.  A bigger request still compiles on use."""
         rows = sorted({bucket(r, 1, self.max_batch) for r in range(1, self.max_batch + 1)})
-        shapes = {self.shapes(b, p, m) for b in rows for p in range(1, min(max_prompt, self.max_model_len) + 1)
-                  for m in {1, max_new_tokens, *[2 ** k for k in range(max_new_tokens.bit_length())]}
-                  if p + m <= self.max_model_len}
-        for shape in sorted(shapes):
-            self._run_rows([], shape)
+        fresh = {self.shapes(b, p, m) for b in rows for p in range(1, min(max_prompt, self.max_model_len) + 1)
+                 for m in {1, max_new_tokens, *[2 ** k for k in range(max_new_tokens.bit_length())]}
+                 if p + m <= self.max_model_len}
+        shapes = set(fresh)
+        if self.continuous:
+            widths = {p for _, p, _ in fresh}
+            shapes |= {(b, p, t) for b, _, t in fresh if b > 1 for p in widths if p < t}
+        for b, p, t in sorted(shapes):
+            batch = _Batch(b, t, self.words)
+            batch.cache = self._new_cache(b, t)
+            self._admit(batch, [], p)
+            self._decode(batch)
         return len(self.compiled_shapes)
 
     # ---------------------------------------------------------------- worker
+    def _next_job(self, timeout: float | None) -> Job | None:
+        """The oldest waiting job (``None``: nothing within ``timeout``, or stopping)."""
+        if self._waiting:
+            return self._waiting.popleft()
+        try:
+            job = self._queue.get(timeout=timeout) if timeout is None or timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if job is None:
+            self._stopping.set()
+        return job
+
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            job = self._queue.get()
+            job = self._next_job(None)
             if job is None:
                 break
             jobs, rows = [job], job.n
-            deadline_hit = False
-            while rows < self.max_batch and not deadline_hit:
-                try:
-                    nxt = self._queue.get(timeout=self.batch_wait_s)
-                except queue.Empty:
-                    deadline_hit = True
-                    continue
+            while rows < self.max_batch:
+                nxt = self._next_job(self.batch_wait_s)
                 if nxt is None:
-                    self._stopping.set()
                     break
                 if rows + nxt.n > self.max_batch:
-                    self._queue.put(nxt)  # goes to the back; fine for fairness at this scale
+                    self._waiting.appendleft(nxt)
                     break
                 jobs.append(nxt)
                 rows += nxt.n
+            batch: _Batch | None = None
             try:
-                self._run_jobs(jobs)
+                batch = self._start(jobs)
+                self._run(batch)
             except Exception as exc:  # a backend failure answers every request in the batch, never kills the loop
                 log.exception("generation batch failed")
-                for j in jobs:
+                failed = {id(j): j for j in jobs}
+                for r in (batch.rows if batch is not None else []):
+                    if r is not None and not r.done:
+                        failed[id(r.job)] = r.job
+                for j in failed.values():
                     j.emit(("error", exc))
 
-    def _run_jobs(self, jobs: Sequence[Job]) -> None:
-        rows = [_Row(j, i) for j in jobs for i in range(j.n)]
-        longest = max(len(r.job.prompt_ids) for r in rows)
-        most = max(r.job.max_tokens for r in rows)
+    def _new_cache(self, b: int, t: int) -> Any:
+        from jaxlab.generate import new_cache
+
+        return new_cache(self.model, b, t)
+
+    def _start(self, jobs: Sequence[Job]) -> _Batch:
+        longest = max(len(j.prompt_ids) for j in jobs)
+        most = max(j.max_tokens for j in jobs)
+        b, p, t = self.shapes(sum(j.n for j in jobs), longest, most)
+        batch = _Batch(b, t, self.words)
+        batch.cache = self._new_cache(b, t)
         self.batches_run += 1
-        self.max_rows_seen = max(self.max_rows_seen, len(rows))
-        self._run_rows(rows, self.shapes(len(rows), longest, most))
+        self._admit(batch, list(jobs), p)
+        return batch
+
+    def _fits(self, batch: _Batch, job: Job, width: int, free: int) -> bool:
+        need_end = batch.index + width
+        return (job.n <= free and need_end + job.max_tokens <= batch.t
+                and all(need_end + r.left <= batch.t for r in batch.active()))
+
+    def _admit_waiting(self, batch: _Batch) -> None:
+        """Move queued jobs into free rows when their prompt and budget fit in the cache that is left."""
+        if not self.continuous or self._stopping.is_set():
+            return
+        free = len(batch.free())
+        if not free:
+            return
+        while True:  # drain the thread-safe queue into the worker's list (order kept)
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._stopping.set()
+                return
+            self._waiting.append(job)
+        chosen: list[Job] = []
+        width = 0
+        while self._waiting:  # first come, first served: stop at the first job that does not fit
+            job = self._waiting[0]
+            w = max(width, self.prompt_bucket(len(job.prompt_ids)))
+            if job.cancelled.is_set():
+                self._waiting.popleft()
+                continue
+            if not self._fits(batch, job, w, free) or not all(self._fits(batch, j, w, batch.b) for j in chosen):
+                break
+            chosen.append(self._waiting.popleft())
+            free -= job.n
+            width = w
+        if chosen:
+            self.admitted_mid_batch += len(chosen)
+            self._admit(batch, chosen, width)
+
+    def _admit(self, batch: _Batch, jobs: list[Job], width: int) -> None:
+        """Prefill ``jobs`` into free rows of ``batch`` with one jitted call of prompt width ``width``."""
+        import jax.numpy as jnp
+
+        from jaxlab.generate import admit_step
+
+        b, t = batch.b, batch.t
+        ids = np.full((b, width), self.pad_id, np.int32)
+        mask = np.zeros((b, width), np.int32)
+        join = np.zeros(b, bool)
+        ids[:, -1], mask[:, -1] = self.pad_id, 1  # rows not joining: one dummy token, masked out by ``join``
+        slots = iter(batch.free())
+        new: list[_Row] = []
+        for job in jobs:
+            for k in range(job.n):
+                i = next(slots)
+                row = batch.rows[i] = _Row(job, k, self.words)
+                new.append(row)
+                toks = job.prompt_ids
+                ids[i], mask[i] = self.pad_id, 0
+                ids[i, width - len(toks):], mask[i, width - len(toks):] = toks, 1
+                join[i] = True
+                batch.temps[i], batch.top_ps[i] = job.temperature, job.top_p
+                batch.seeds[i] = (job.seed * 1_000_003 + k) % (2 ** 31)
+                batch.allowed[i] = row.matcher.allowed() if row.matcher is not None else -1
+        if not jobs:  # warm-up: compile with every row joining
+            join[:] = True
+        self.max_rows_seen = max(self.max_rows_seen, len(batch.active()))
+        picked, batch.cache, pos = admit_step(
+            self.graphdef, self.state, batch.cache, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(join),
+            jnp.asarray(batch.allowed), jnp.asarray(batch.temps), jnp.asarray(batch.top_ps),
+            jnp.asarray(batch.seeds), jnp.asarray(any((r.job.logprobs or 0) > 0 for r in new)))
+        self.compiled_shapes.add(("admit", b, width, t))
+        batch.index += width
+        pos = np.asarray(pos)
+        for i in np.nonzero(join)[0]:
+            batch.pos[i] = pos[i]
+        self._take(batch, picked, only=new)
+
+    def _decode(self, batch: _Batch) -> None:
+        import jax.numpy as jnp
+
+        from jaxlab.generate import decode_step
+
+        steps = np.array([len(r.ids) if r is not None else 0 for r in batch.rows], np.int32)
+        picked, batch.cache = decode_step(
+            self.graphdef, self.state, jnp.asarray(batch.tok), jnp.asarray(batch.pos), batch.cache,
+            jnp.asarray(batch.allowed), jnp.asarray(batch.temps), jnp.asarray(batch.top_ps),
+            jnp.asarray(batch.seeds), jnp.asarray(steps), jnp.asarray(batch.want_top()))
+        self.compiled_shapes.add(("decode", batch.b, 1, batch.t))
+        batch.index += 1
+        batch.pos += 1
+        self._take(batch, picked, only=None)
+
+    def _run(self, batch: _Batch) -> None:
+        while batch.active():
+            self._admit_waiting(batch)
+            if batch.index >= batch.t:  # cannot happen while _fits holds; guards the cache bounds
+                raise RuntimeError(f"cache of {batch.t} slots is full at index {batch.index}")
+            self._decode(batch)
+            self.decode_steps += 1
+
+    # ---------------------------------------------------------------- per-token bookkeeping
+    def _entry(self, tok: int, lp: float, alts: list[tuple[int, float]] | None) -> dict:
+        def one(t: int, v: float) -> dict:
+            text = self.tokenizer.decode([t])
+            return {"token": text, "logprob": float(v), "bytes": list(text.encode("utf-8"))}
+
+        return {**one(tok, lp), "top_logprobs": [one(t, v) for t, v in (alts or [])]}
 
     def _text(self, row: _Row) -> str:
         return self.tokenizer.decode([t for t in row.ids if t not in self.stop_ids])
 
-    def _step_rows(self, rows: Sequence[_Row], toks: np.ndarray) -> None:
-        for r, tok in zip(rows, toks.tolist()):
-            if r.done:
+    def _take(self, batch: _Batch, picked: tuple, only: list[_Row] | None) -> None:
+        """Hand each row its sampled token (``only``: just these rows, after an admission)."""
+        tok, chosen, top_v, top_i = (np.asarray(x) for x in picked)
+        want = only if only is not None else [r for r in batch.rows if r is not None]
+        for i, r in enumerate(batch.rows):
+            if r is None or r.done or r not in want:
                 continue
-            if r.job.cancelled.is_set():
-                r.done = True
-                continue
-            r.ids.append(int(tok))
-            if tok in self.stop_ids:
-                r.finish("stop", self._text(r))
-                continue
-            text = self._text(r)
-            stops = r.job.stop
-            hit = min((i for i in (text.find(s, max(0, r.sent - len(s))) for s in stops) if i >= 0), default=-1)
-            if hit >= 0:
-                r.finish("stop", text[:hit])
-                continue
-            if len(r.ids) >= r.job.max_tokens:
-                r.finish("length", text)
-                continue
-            hold = max((len(s) - 1 for s in stops), default=0)
-            safe = len(text) - hold
-            while safe > r.sent and text[safe - 1] == "\ufffd":  # an incomplete multi-byte character
-                safe -= 1
-            if safe > r.sent:
-                r.job.emit(("delta", r.index, text[r.sent:safe]))
-                r.sent = safe
+            t = int(tok[i])
+            batch.tok[i] = t
+            if r.pending is not None and t not in self.stop_ids:
+                k = r.job.logprobs or 0
+                r.pending.append(self._entry(t, chosen[i], list(zip(top_i[i, :k].tolist(), top_v[i, :k].tolist()))))
+            self._step_row(r, t)
+            if r.matcher is not None and not r.done:
+                batch.allowed[i] = r.matcher.allowed()
 
-    def _run_rows(self, rows: Sequence[_Row], shape: tuple[int, int, int]) -> None:
-        import jax.numpy as jnp
-
-        from jaxlab.generate import decode_step, prefill_step
-
-        b, p, t = shape
-        ids = np.full((b, p), self.pad_id, np.int32)
-        mask = np.zeros((b, p), np.int32)
-        temps = np.zeros(b, np.float32)
-        top_ps = np.ones(b, np.float32)
-        seeds = np.zeros(b, np.int32)
-        ids[:, -1], mask[:, -1] = self.pad_id, 1  # padding rows: one dummy token, never read
-        for i, r in enumerate(rows):
-            toks = r.job.prompt_ids
-            ids[i, p - len(toks):], mask[i, p - len(toks):] = toks, 1
-            temps[i], top_ps[i] = r.job.temperature, r.job.top_p
-            seeds[i] = (r.job.seed * 1_000_003 + r.index) % (2 ** 31)
-        temps_j, top_ps_j, seeds_j = jnp.asarray(temps), jnp.asarray(top_ps), jnp.asarray(seeds)
-        tok, cache, pos = prefill_step(self.graphdef, self.state, jnp.asarray(ids), jnp.asarray(mask), temps_j,
-                                       top_ps_j, seeds_j, cache_len=t)
-        self.compiled_shapes.add(("prefill", b, p, t))
-        steps = max((r.job.max_tokens for r in rows), default=1)
-        for step in range(1, steps + 1):
-            self._step_rows(rows, np.asarray(tok))
-            if step == steps or all(r.done for r in rows):
-                if not rows:  # warm-up: compile the step program too
-                    decode_step(self.graphdef, self.state, tok, pos, cache, temps_j, top_ps_j, seeds_j,
-                                jnp.int32(step))
-                    self.compiled_shapes.add(("decode", b, 1, t))
-                break
-            tok, cache = decode_step(self.graphdef, self.state, tok, pos, cache, temps_j, top_ps_j, seeds_j,
-                                     jnp.int32(step))
-            self.compiled_shapes.add(("decode", b, 1, t))
-            self.decode_steps += 1
-            pos = pos + 1
-        for r in rows:  # max_tokens reached inside _step_rows already; this only catches cancelled rows
-            if not r.done:
-                r.finish("length", self._text(r))
+    def _step_row(self, r: _Row, tok: int) -> None:
+        if r.job.cancelled.is_set():
+            r.done = True
+            return
+        r.ids.append(tok)
+        if r.matcher is not None and not r.matcher.accept(tok):
+            raise RuntimeError(f"grammar rejected sampled token {tok}")
+        if tok in self.stop_ids:
+            r.finish("stop", self._text(r))
+            return
+        text = self._text(r)
+        stops = r.job.stop
+        hit = min((i for i in (text.find(s, max(0, r.sent - len(s))) for s in stops) if i >= 0), default=-1)
+        if hit >= 0:
+            r.finish("stop", text[:hit])
+            return
+        if len(r.ids) >= r.job.max_tokens:
+            r.finish("length", text)
+            return
+        hold = max((len(s) - 1 for s in stops), default=0)
+        safe = len(text) - hold
+        while safe > r.sent and text[safe - 1] == "\ufffd":  # an incomplete multi-byte character
+            safe -= 1
+        if safe > r.sent:
+            r.emit_delta(text[r.sent:safe])
+            r.sent = safe

@@ -15,13 +15,13 @@ import email.utils
 import os
 import random
 import time
-from typing import Any
+from typing import Any, AsyncIterator, Iterator
 
 import openai
 
 from jaxlab.llm.base import BaseClient
 from jaxlab.llm.policy import ModelPolicy, build_kwargs, resolve_policy
-from jaxlab.llm.types import ChatRequest, ChatResponse, LLMError, LLMRequestError
+from jaxlab.llm.types import Choice, ChatRequest, ChatResponse, LLMError, LLMRequestError, Usage, usage_from_openai
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -59,6 +59,32 @@ def _status_error(exc: openai.APIStatusError, url: str) -> HTTPStatusError:
     body = exc.body  # the SDK already unwraps {"error": {...}}
     message = body.get("message") if isinstance(body, dict) else None
     return HTTPStatusError(exc.status_code, str(message or body or exc.message), url)
+
+
+class _StreamText:
+    """Accumulates a streamed chat completion: choice 0's text, its finish reason and the final usage chunk."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.reason, self.usage = "stop", Usage()
+
+    def feed(self, chunk: Any) -> str | None:
+        if chunk.usage is not None:
+            self.usage = usage_from_openai(chunk.usage)
+        text = None
+        for c in chunk.choices:
+            if c.index == 0 and c.delta.content:
+                text = c.delta.content
+                self.parts.append(text)
+            if c.index == 0:
+                self.reason = c.finish_reason or self.reason
+        return text
+
+    def broken(self, url: str, exc: Exception) -> LLMError:
+        return LLMError(f"stream from {url} broke after {len(self.parts)} chunks: {exc}")
+
+    def response(self, model: str) -> ChatResponse:
+        return ChatResponse((Choice("".join(self.parts), finish_reason=self.reason),), self.usage, model=model)
 
 
 class OpenAIHTTPClient(BaseClient):
@@ -177,6 +203,70 @@ class OpenAIHTTPClient(BaseClient):
                     attempt += 1
         self._record(response)
         return response
+
+    # ----------------------------------------------------------------- streaming (text of choice 0)
+    def _stream_kwargs(self, request: ChatRequest) -> dict[str, Any]:
+        if request.n != 1:
+            raise LLMRequestError(f"n: streaming returns one choice, got n={request.n}")
+        return {**build_kwargs(self.policy, request, self.model), "stream": True,
+                "stream_options": {"include_usage": True}}
+
+    def stream(self, request: ChatRequest) -> Iterator[str]:
+        """Text deltas as the server sends them; usage is booked when the stream ends.
+
+        Opening the stream is retried like :meth:`complete` (Retry-After, caps, deadline); once text has
+        arrived a broken stream raises :class:`LLMError` instead (a retry would repeat the text).
+        """
+        kwargs = self._stream_kwargs(request)
+        started, attempt = time.monotonic(), 0
+        with self._slots:
+            while True:
+                try:
+                    chunks = self._sdk.chat.completions.create(**kwargs, timeout=self._timeout(started))
+                    break
+                except LLMRequestError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - _delay re-raises what is not retryable
+                    time.sleep(self._delay(exc, attempt, started))
+                    attempt += 1
+            acc = _StreamText()
+            try:
+                for chunk in chunks:
+                    text = acc.feed(chunk)
+                    if text:
+                        yield text
+            except openai.APIError as exc:
+                raise acc.broken(self.base_url, exc) from exc
+            finally:
+                chunks.close()
+        self._record(acc.response(self.model))
+
+    async def astream(self, request: ChatRequest) -> AsyncIterator[str]:
+        """:meth:`stream` on ``AsyncOpenAI``, sharing :meth:`acomplete`'s concurrency bound."""
+        kwargs = self._stream_kwargs(request)
+        client, slots = self._async_client()
+        started, attempt = time.monotonic(), 0
+        async with slots:
+            while True:
+                try:
+                    chunks = await client.chat.completions.create(**kwargs, timeout=self._timeout(started))
+                    break
+                except (LLMRequestError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    await asyncio.sleep(self._delay(exc, attempt, started))
+                    attempt += 1
+            acc = _StreamText()
+            try:
+                async for chunk in chunks:
+                    text = acc.feed(chunk)
+                    if text:
+                        yield text
+            except openai.APIError as exc:
+                raise acc.broken(self.base_url, exc) from exc
+            finally:
+                await chunks.close()
+        self._record(acc.response(self.model))
 
     def close(self) -> None:
         self._sdk.close()

@@ -72,6 +72,17 @@ def _tool_call_delta(calls: tuple) -> list[dict]:
              "function": {"name": c.name, "arguments": c.arguments}} for k, c in enumerate(calls)]
 
 
+def _legacy_logprobs(entries: list[dict], offset: int) -> dict:
+    """``/v1/completions`` logprobs shape: parallel lists, alternatives as ``{token: logprob}``."""
+    offsets, at = [], offset
+    for e in entries:
+        offsets.append(at)
+        at += len(e["token"])
+    return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{a["token"]: a["logprob"] for a in e["top_logprobs"]} for e in entries],
+            "text_offset": offsets}
+
+
 class _Route:
     """Turns backend events into one chat/completion body or an SSE stream."""
 
@@ -85,14 +96,23 @@ class _Route:
         return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens}
 
+    def _logprobs(self, entries: list[dict] | None, offset: int = 0) -> dict | None:
+        if entries is None:
+            return None
+        return {"content": entries, "refusal": None} if self.chat else _legacy_logprobs(entries, offset)
+
     async def body(self, gen: Generation, n: int) -> dict:
         texts, reasons, calls, done_tokens = [""] * n, ["stop"] * n, [()] * n, 0
+        lps: list[list[dict] | None] = [None] * n
         async for ev in gen.events:
             if ev[0] == "delta":
                 texts[ev[1]] += ev[2]
+                extra = ev[3]
             else:
-                _, i, reasons[i], calls[i], toks = ev
+                _, i, reasons[i], calls[i], toks, extra = ev
                 done_tokens += toks
+            if extra is not None:
+                lps[ev[1]] = (lps[ev[1]] or []) + extra
         choices = []
         for i in range(n):
             if self.chat:
@@ -101,40 +121,49 @@ class _Route:
                     msg["tool_calls"] = _tool_call_delta(calls[i])
                     for m in msg["tool_calls"]:
                         m.pop("index")
-                choices.append({"index": i, "message": msg, "logprobs": None, "finish_reason": reasons[i]})
+                choices.append({"index": i, "message": msg, "logprobs": self._logprobs(lps[i]),
+                                "finish_reason": reasons[i]})
             else:
-                choices.append({"index": i, "text": texts[i], "logprobs": None, "finish_reason": reasons[i]})
+                choices.append({"index": i, "text": texts[i], "logprobs": self._logprobs(lps[i]),
+                                "finish_reason": reasons[i]})
         return {"id": self.id, "object": self.object, "created": self.created, "model": self.model,
                 "choices": choices, "usage": self.usage(gen.prompt_tokens, done_tokens)}
 
-    def _chunk(self, choices: list[dict], usage: dict | None = None) -> str:
+    def _chunk(self, choices: list[dict], usage: dict | None = None, with_usage: bool = False) -> str:
         body: dict[str, Any] = {"id": self.id, "object": self.object + (".chunk" if self.chat else ""),
                                 "created": self.created, "model": self.model, "choices": choices}
-        if usage is not None:
+        if usage is not None or with_usage:  # include_usage: every chunk carries "usage" (null until the last)
             body["usage"] = usage
         return f"data: {json.dumps(body)}\n\n"
 
+    def _choice(self, i: int, text: str | None, lps: list[dict] | None, offset: int, reason: str | None,
+                delta: dict | None = None) -> dict:
+        if self.chat:
+            return {"index": i, "delta": delta if delta is not None else ({"content": text} if text else {}),
+                    "logprobs": self._logprobs(lps), "finish_reason": reason}
+        return {"index": i, "text": text or "", "logprobs": self._logprobs(lps, offset), "finish_reason": reason}
+
     async def sse(self, gen: Generation, n: int, include_usage: bool) -> AsyncIterator[str]:
         done_tokens = 0
+        offsets = [0] * n
         try:
             if self.chat:
                 for i in range(n):
-                    yield self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
-                                        "logprobs": None, "finish_reason": None}])
+                    yield self._chunk([self._choice(i, None, None, 0, None, {"role": "assistant", "content": ""})],
+                                      with_usage=include_usage)
             async for ev in gen.events:
                 if ev[0] == "delta":
-                    delta = {"content": ev[2]} if self.chat else None
-                    choice = ({"index": ev[1], "delta": delta, "logprobs": None, "finish_reason": None} if self.chat
-                              else {"index": ev[1], "text": ev[2], "logprobs": None, "finish_reason": None})
-                    yield self._chunk([choice])
+                    _, i, text, lps = ev
+                    yield self._chunk([self._choice(i, text, lps, offsets[i], None)], with_usage=include_usage)
+                    offsets[i] += len(text)
                     continue
-                _, i, reason, calls, toks = ev
+                _, i, reason, calls, toks, lps = ev
                 done_tokens += toks
                 if self.chat and calls:
-                    yield self._chunk([{"index": i, "delta": {"tool_calls": _tool_call_delta(calls)},
-                                        "logprobs": None, "finish_reason": None}])
-                yield self._chunk([{"index": i, "delta": {}, "logprobs": None, "finish_reason": reason}
-                                   if self.chat else {"index": i, "text": "", "logprobs": None, "finish_reason": reason}])
+                    yield self._chunk([self._choice(i, None, None, 0, None, {"tool_calls": _tool_call_delta(calls)})],
+                                      with_usage=include_usage)
+                yield self._chunk([self._choice(i, None, lps or None, offsets[i],
+                                                reason)], with_usage=include_usage)
             if include_usage:
                 yield self._chunk([], self.usage(gen.prompt_tokens, done_tokens))
         except Exception as exc:  # headers are sent: the error goes in the stream, then [DONE]

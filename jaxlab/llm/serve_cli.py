@@ -56,7 +56,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-model-len", type=int, default=None, help="prompt + completion tokens (<= model max)")
     parser.add_argument("--max-tokens-default", type=int, default=256, help="when a request sets no max_tokens")
     parser.add_argument("--warmup", action="store_true",
-                        help="compile the shape buckets of prompts <= 256 and max_tokens <= 256 before serving")
+                        help="compile the shape buckets of prompts <= --warmup-max-prompt and max_tokens <= "
+                             "--warmup-max-tokens before serving (every batch-row bucket)")
+    parser.add_argument("--warmup-max-prompt", type=int, default=256, help="with --warmup (tokens)")
+    parser.add_argument("--warmup-max-tokens", type=int, default=256, help="with --warmup")
     parser.add_argument("--max-body-bytes", type=int, default=4 << 20)
     parser.add_argument("--read-timeout-s", type=float, default=30.0)
     parser.add_argument("--graceful-s", type=float, default=10.0, help="SIGTERM: wait this long for open requests")
@@ -70,7 +73,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     backend = load_backend(args.model, args.max_batch, args.max_model_len, args.served_model_name)
     if args.warmup and hasattr(backend, "engine"):
-        print(f"warm-up: compiled {backend.engine.warmup()} shapes", flush=True)
+        n = backend.engine.warmup(max_prompt=args.warmup_max_prompt, max_new_tokens=args.warmup_max_tokens)
+        print(f"warm-up: compiled {n} shapes", flush=True)
     app = create_app(backend, max_body_bytes=args.max_body_bytes, read_timeout_s=args.read_timeout_s,
                      default_max_tokens=args.max_tokens_default)
     # uvicorn drains requests on SIGTERM, runs the shutdown hook, then re-raises the signal through the

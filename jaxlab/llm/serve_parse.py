@@ -14,11 +14,11 @@ from jaxlab.llm.backends import GenSpec
 log = logging.getLogger("jaxlab.serve")
 
 CHAT_FIELDS = {"model", "messages", "tools", "tool_choice", "response_format", "temperature", "top_p",
-               "max_tokens", "max_completion_tokens", "n", "stop", "seed", "stream", "stream_options"}
+               "max_tokens", "max_completion_tokens", "n", "stop", "seed", "stream", "stream_options", "logprobs", "top_logprobs"}
 COMPLETION_FIELDS = {"model", "prompt", "temperature", "top_p", "max_tokens", "n", "stop", "seed", "stream",
-                     "stream_options"}
+                     "stream_options", "logprobs"}
 # accepted so standard clients work, but they change nothing here (logged once per request)
-IGNORED_FIELDS = {"logprobs", "top_logprobs", "frequency_penalty", "presence_penalty", "logit_bias", "user",
+IGNORED_FIELDS = {"frequency_penalty", "presence_penalty", "logit_bias", "user",
                   "parallel_tool_calls", "service_tier", "store", "metadata", "modalities", "prediction", "audio",
                   "reasoning_effort", "echo", "best_of", "suffix", "functions", "function_call",
                   "web_search_options", "verbosity", "prompt_cache_key", "safety_identifier"}
@@ -113,8 +113,19 @@ def parse_chat(body: Any, default_max_tokens: int) -> GenSpec:
     if rf is not None and (not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema")):
         raise RequestError(f"response_format: expected {{'type': 'text'|'json_object'|'json_schema'}}, got {rf!r}",
                            "response_format")
+    if rf is not None and rf["type"] == "json_schema" and not (
+            isinstance(rf.get("json_schema"), dict) and isinstance(rf["json_schema"].get("schema"), (dict, bool))):
+        raise RequestError("response_format.json_schema: expected {'name': ..., 'schema': {...}}", "response_format")
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise RequestError(f"logprobs: expected a boolean, got {logprobs!r}", "logprobs")
+    top = _int(body, "top_logprobs", None, 0)
+    if top is not None and top > 20:
+        raise RequestError(f"top_logprobs: expected an integer in [0, 20], got {top}", "top_logprobs")
+    if top is not None and not logprobs:
+        raise RequestError("top_logprobs: needs logprobs: true", "top_logprobs")
     return GenSpec(messages=messages, tools=tools, tool_choice=tool_choice, response_format=rf,
-                   **_common(body, default_max_tokens))
+                   logprobs=(top or 0) if logprobs else None, **_common(body, default_max_tokens))
 
 
 def parse_completion(body: Any, default_max_tokens: int) -> GenSpec:
@@ -126,4 +137,8 @@ def parse_completion(body: Any, default_max_tokens: int) -> GenSpec:
         prompt = prompt[0]
     if not isinstance(prompt, str) or not prompt:
         raise RequestError("prompt: expected a non-empty string (one prompt per request)", "prompt")
-    return GenSpec(prompt=prompt, **_common(body, default_max_tokens))
+    logprobs = _int(body, "logprobs", None, 0)
+    if logprobs is not None and logprobs > 5:
+        raise RequestError(f"logprobs: expected an integer in [0, 5] (alternatives per token), got {logprobs}",
+                           "logprobs")
+    return GenSpec(prompt=prompt, logprobs=logprobs, **_common(body, default_max_tokens))

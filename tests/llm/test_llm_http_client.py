@@ -2,6 +2,8 @@
 import asyncio
 import email.utils
 import json
+import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +41,11 @@ class Fake:
                 status, headers, body = fake.replies.pop(0) if len(fake.replies) > 1 else fake.replies[0]
                 if callable(body):
                     body = body()
+                if body == "RESET":  # drop the connection with a TCP RST, no response at all
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
                 data = body.encode()
                 self.send_response(status)
                 for k, v in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
@@ -153,3 +160,40 @@ def test_usage_per_client_and_per_caller_with_cached_and_reasoning_tokens():
     assert c.usage.prompt_tokens == 60 and c.usage.cached_tokens == 24 and c.usage.reasoning_tokens == 12
     assert mas.usage.completion_tokens == 10 and judge.usage.completion_tokens == 5
     assert set(c.usage_by_caller) == {"mas", "judge"}
+
+
+def test_connection_resets_are_retried_then_reported():
+    with Fake([(0, {}, "RESET"), ok("after reset")]) as fake:
+        c = client(fake, max_retries=2)
+        assert c.chat(user("x")).text == "after reset" and c.retries == 1
+    with Fake([(0, {}, "RESET")]) as fake:
+        with pytest.raises(LLMError, match="giving up after 2 attempts: cannot reach"):
+            client(fake, max_retries=1).chat(user("x"))
+
+
+def test_async_calls_are_bounded_and_cancellable():
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def slow():
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.3)
+        with lock:
+            in_flight[0] -= 1
+        return ok()[2]
+
+    async def main(c):
+        out = await asyncio.gather(*(c.achat(user(str(i))) for i in range(6)))
+        task = asyncio.ensure_future(c.achat(user("never")))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return out
+
+    with Fake([(200, {}, slow)]) as fake:
+        c = client(fake, max_concurrency=2)
+        t0 = time.monotonic()
+        assert [r.text for r in asyncio.run(main(c))] == ["hi"] * 6
+        assert peak[0] == 2 and time.monotonic() - t0 >= 0.85 and c.num_calls == 6

@@ -1,4 +1,5 @@
 """The real thing: ``jaxlab serve smollm2`` in a subprocess, queried over HTTP on 127.0.0.1."""
+import json
 import os
 import socket
 import subprocess
@@ -6,6 +7,7 @@ import sys
 import time
 import urllib.request
 
+import jsonschema
 import pytest
 
 from jaxlab.llm import user
@@ -63,6 +65,30 @@ def test_http_client_round_trip_to_jaxlab_serve_smollm2():
                       {"role": "tool", "tool_call_id": "c1", "content": "sunny, 21 C"}]
         r = sdk.chat.completions.create(model="smollm2", messages=tool_turns, max_tokens=8)
         assert r.choices[0].message.content is not None
+        schema = {"type": "object", "additionalProperties": False, "required": ["capital", "population_millions"],
+                  "properties": {"capital": {"type": "string", "maxLength": 20},
+                                 "population_millions": {"type": "integer", "minimum": 0, "maximum": 100}}}
+        r = sdk.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "Give the capital of France and its population."}],
+            max_tokens=48, temperature=0.0, logprobs=True, top_logprobs=2,
+            response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}})
+        answer = json.loads(r.choices[0].message.content)  # constrained decoding: valid JSON, schema-shaped
+        jsonschema.validate(answer, schema)
+        assert "paris" in answer["capital"].lower()
+        assert len(r.choices[0].logprobs.content) == r.usage.completion_tokens - 1  # the stop token has none
+        tools = [{"type": "function", "function": {"name": "weather", "parameters": {
+            "type": "object", "required": ["city"], "properties": {"city": {"type": "string", "maxLength": 20}}}}}]
+        ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+        r = sdk.chat.completions.create(model="smollm2", messages=ask, tools=tools, tool_choice="required",
+                                        max_tokens=40, temperature=0.0)
+        call = r.choices[0].message.tool_calls[0]
+        assert r.choices[0].finish_reason == "tool_calls" and call.function.name == "weather"
+        assert "paris" in json.loads(call.function.arguments)["city"].lower()
+        result = [*ask, r.choices[0].message.model_dump(exclude_none=True),
+                  {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}]
+        r = sdk.chat.completions.create(model="smollm2", messages=result, tools=tools, max_tokens=24,
+                                        temperature=0.0)
+        assert r.choices[0].message.content or r.choices[0].message.tool_calls
     finally:
         proc.terminate()
         proc.wait(timeout=30)
