@@ -23,7 +23,7 @@ from pathlib import Path
 from experiments.mas_prove import report
 from experiments.mas_prove.benchmarks import BENCHMARKS, grade, load_tasks
 from experiments.mas_prove.context import STRATEGIES
-from experiments.mas_prove.core import LEVELS, MASContext, Meter
+from experiments.mas_prove.core import LEVELS, MASContext, Meter, derive_seed
 from experiments.mas_prove.frameworks import FAMILIES, FRAMEWORKS, make_framework
 from experiments.mas_prove.verifiers import KINDS, make_verifier
 from jaxlab.config import ConfigError
@@ -99,10 +99,11 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
 
     def one(job: tuple) -> dict:
         bench, task, fname, level, strategy, seed = job
-        meter = Meter()
-        verifier = make_verifier(cfg.verifier, verifier_client, meter, seed) if level != "none" else None
+        meter, vmeter = Meter(), Meter()
+        verifier = (make_verifier(cfg.verifier, verifier_client, vmeter, derive_seed(seed, task.id, fname, "verifier"))
+                    if level != "none" else None)
         ctx = MASContext(client, task.prompt, verifier, level, strategy if level != "none" else "raw",
-                         cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter)
+                         cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter, task.id, fname, vmeter)
         error = ""
         try:
             answer = make_framework(fname).solve(ctx)
@@ -110,7 +111,8 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
             answer, error = "", f"{type(exc).__name__}: {exc}"
         rec = {"benchmark": bench, "task": task.id, "framework": fname, "family": FAMILIES[fname], "level": level,
                "strategy": strategy, "seed": seed, "correct": grade(task, answer), "answer": answer, "error": error,
-               "tokens": meter.usage.total_tokens, "calls": meter.calls, "stats": dict(ctx.stats),
+               "tokens": meter.usage.total_tokens, "calls": meter.calls,
+               "verifier_tokens": vmeter.usage.total_tokens, "verifier_calls": vmeter.calls, "stats": dict(ctx.stats),
                "steps": [asdict(s) for s in ctx.steps], "verifications": ctx.verifications}
         traj.write(rec)
         return rec
@@ -147,6 +149,7 @@ def summarize(records: list[dict], cfg: Config) -> dict:
         rows.append({"framework": fname, "family": FAMILIES[fname], "level": level, "strategy": strategy,
                      "setting": "baseline" if level == "none" else f"{level}/{strategy}", "acc": acc,
                      "tokens_per_task": statistics.mean(r["tokens"] for r in recs),
+                     "verifier_tokens_per_task": statistics.mean(r.get("verifier_tokens", 0) for r in recs),
                      "verifications": stats["verifications"], "fallbacks": stats["fallbacks"],
                      "errors": sum(bool(r["error"]) for r in recs)})
     return {"benchmarks": list(cfg.benchmarks), "verifier": cfg.verifier, "n_candidates": cfg.n_candidates,

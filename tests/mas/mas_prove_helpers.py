@@ -1,7 +1,9 @@
 """A scripted model that plays every MAS-ProVe role; the solver's correctness is controllable."""
 import itertools
+import random
 import re
 import threading
+import time
 
 from jaxlab.llm import ScriptedClient
 
@@ -9,8 +11,11 @@ ADAS_CODE = "```python\ndef forward(task):\n    return call_agent('Solve step by
 ZERO_CODE = "```python\ndef forward(task):\n    return cot(task)\n```"
 
 
-def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str | None = None) -> ScriptedClient:
-    """Solver replies are right on every ``right_every``-th call; judges prefer the gold answer."""
+def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str | None = None,
+                by_seed: bool = False, jitter_s: float = 0.0) -> ScriptedClient:
+    """Solver replies are right on every ``right_every``-th call (``by_seed``: when the request's seed is
+    divisible by ``right_every``, so replies depend only on the request); judges prefer the gold answer.
+    ``jitter_s`` sleeps a random time per call so thread interleavings differ between runs."""
     counter, lock = itertools.count(), threading.Lock()
     right = f"so the answer is \\boxed{{{gold}}}"
 
@@ -18,6 +23,8 @@ def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str 
         return text.rsplit("Current step:", 1)[-1]
 
     def responder(req):
+        if jitter_s:
+            time.sleep(random.uniform(0, jitter_s))
         system = req.messages[0]["content"]
         prompt = req.messages[-1]["content"]
         if "meticulous judge" in system:
@@ -44,6 +51,8 @@ def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str 
             return code or ADAS_CODE
         if "multi-agent system designer" in system:
             return code or ZERO_CODE
+        if by_seed:
+            return right if req.seed % right_every == 0 else f"so the answer is \\boxed{{-{req.seed % 7}}}"
         with lock:
             k = next(counter)
         return right if k % right_every == right_every - 1 else "so the answer is \\boxed{-1}"

@@ -88,3 +88,34 @@ def test_broken_generated_code_is_a_scored_failure():
     assert make_framework("adas").solve(ctx) == ""
     ok, msg = run_generated(_ctx(make_client("7")), 0, extract_code(hang), blocks=False, timeout_s=1)
     assert not ok and "timeout" in msg
+
+
+@pytest.mark.parametrize("level", ["agent", "iteration"])
+def test_identical_rerun_hits_the_cache_for_every_call(tmp_path, level):
+    # replies depend on the request's seed and calls finish in random order: a seed taken from a shared
+    # counter would give different requests on the rerun; seeds derived from the call's position do not
+    from jaxlab.llm.cache import CachedClient
+
+    inner = make_client("7", right_every=2, by_seed=True, jitter_s=0.003)
+    for name in sorted(FRAMEWORKS):
+        answers, counts = [], []
+        for _ in range(2):
+            cached = CachedClient(inner, tmp_path / name, max_concurrency=8)
+            meter, vmeter = Meter(), Meter()
+            ctx = MASContext(cached, TASK, make_verifier("judge_ranking", cached, vmeter), level, "summary", 3,
+                             meter=meter, task_id="t0", framework=name, vmeter=vmeter)
+            answers.append(make_framework(name).solve(ctx))
+            counts.append((cached.hits, cached.misses))
+        assert counts[0][1] > 0, name
+        assert counts[1] == (sum(counts[0]), 0), (name, counts)  # every request of the rerun hits, none is new
+        assert answers[0] == answers[1]
+        assert vmeter.calls > 0 and meter.calls > 0  # the verifier's calls are metered apart from the MAS's
+
+
+def test_seeds_depend_on_position_not_order():
+    ctx = MASContext(make_client("7"), TASK, seed=3, task_id="t", framework="debate")
+    assert ctx.position_seed("a", 0, 0) == MASContext(make_client("7"), TASK, seed=3, task_id="t",
+                                                      framework="debate").position_seed("a", 0, 0)
+    assert len({ctx.position_seed("a", 0, i) for i in range(50)}) == 50
+    assert ctx.position_seed("a", 0, 0) != MASContext(make_client("7"), TASK, seed=3, task_id="u",
+                                                      framework="debate").position_seed("a", 0, 0)
