@@ -25,7 +25,7 @@ from experiments.mas_prove.benchmarks import BENCHMARKS, grade, load_tasks
 from experiments.mas_prove.context import STRATEGIES
 from experiments.mas_prove.core import LEVELS, MASContext, Meter, derive_seed
 from experiments.mas_prove.frameworks import FAMILIES, FRAMEWORKS, make_framework
-from experiments.mas_prove.verifiers import KINDS, make_verifier
+from experiments.mas_prove.verifiers import ALIASES, KINDS, make_verifier
 from jaxlab.config import ConfigError
 from jaxlab.llm.concurrency import map_progress
 from jaxlab.llm.factory import OPERATIONAL_KEYS, ClientConfig, make_client
@@ -61,8 +61,8 @@ class Config:
             bad = [v for v in values if v not in allowed]
             if bad:
                 raise ConfigError(f"{key}: expected a subset of {sorted(allowed)}, got {bad}")
-        if self.verifier not in KINDS:
-            raise ConfigError(f"verifier: expected one of {list(KINDS)}, got {self.verifier!r}")
+        if self.verifier not in KINDS and self.verifier not in ALIASES:
+            raise ConfigError(f"verifier: expected one of {list(KINDS) + list(ALIASES)}, got {self.verifier!r}")
         if self.n_candidates < 2 and any(lv != "none" for lv in self.levels):
             raise ConfigError(f"n_candidates: verification needs >= 2 candidates, got {self.n_candidates}")
 

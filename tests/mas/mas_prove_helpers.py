@@ -27,16 +27,24 @@ def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str 
             time.sleep(random.uniform(0, jitter_s))
         system = req.messages[0]["content"]
         prompt = req.messages[-1]["content"]
-        if "meticulous judge" in system:
-            if judge == "garbage":
-                return "I like them all."
-            if "<ranking>" in prompt:
-                cands = re.split(r"Candidate \d+:", prompt)[1:]
-                order = sorted(range(len(cands)), key=lambda i: right not in current(cands[i]))
-                return "<ranking>" + ",".join(str(i + 1) for i in order) + "</ranking>"
+        if "impartial judge" in system and judge == "garbage":
+            return "I like them all."
+        if "<ranking>" in system:
+            cands = re.split(r"<\|Candidate \d+ Response\|>", prompt)[1:]
+            order = sorted(range(len(cands)), key=lambda i: right not in current(cands[i]))
+            return "Explanation...\n<ranking>" + ",".join(str(i + 1) for i in order) + "</ranking>"
+        if "Verdict:" in system:
+            cands = re.split(r"\[The Start of Assistant [A-Z]'s Answer\]", prompt)[1:]
+            best = next((i for i, c in enumerate(cands) if right in current(c)), 0)
+            return f"Explanation: candidate [A] is sloppy.\nVerdict: [{chr(65 + best)}]"
+        if "impartial judge of solutions" in system:
             return f"<score>{9 if right in current(prompt) else 2}</score>"
-        if "reward model" in system:
+        if "outcome reward model" in system:
             return f"<reward>{0.9 if right in current(prompt) else 0.1}</reward>"
+        if "process reward model" in system:
+            steps = prompt.split("steps):\n", 1)[1].split("<extra_0>")[:-1]
+            return "<step_rewards>" + ", ".join(
+                "0.9" if right in st else "0.1" if "boxed" in st else "0.6" for st in steps) + "</step_rewards>"
         if system.startswith("Summarise"):
             return "summary: " + ("gold seen" if right in prompt else "nothing")
         if "strict reviewer" in system:

@@ -5,7 +5,7 @@ from experiments.mas_prove.core import MASContext, Meter, Step, VerifierError
 from experiments.mas_prove.frameworks import FRAMEWORKS, make_framework
 from experiments.mas_prove.frameworks.code import extract_code, run_generated
 from experiments.mas_prove.frameworks.common import answer_key
-from experiments.mas_prove.verifiers import (LLMJudge, RewardModelVerifier, ScalarHeadRewardModel, make_verifier)
+from experiments.mas_prove.verifiers import FunctionOutcomeScorer, LLMJudge, OutcomeRewardModel, make_verifier
 
 from jaxlab.llm import ScriptedClient
 from mas_prove_helpers import make_client
@@ -32,7 +32,7 @@ def test_every_framework_runs_at_every_hook_level(name, level):
         assert all(v["where"].startswith("round") for v in ctx.verifications)
 
 
-@pytest.mark.parametrize("verifier", ["judge_ranking", "judge_pointwise", "orm", "prm"])
+@pytest.mark.parametrize("verifier", ["judge_ranking", "judge_pointwise", "fare", "orm", "prm"])
 def test_agent_level_search_keeps_the_verified_candidate(verifier):
     # only one sample in three is right: unverified debate ends wrong, best-of-3 with a verifier ends right
     base = _ctx(make_client("7", right_every=3))
@@ -73,10 +73,10 @@ def test_each_strategy_runs_end_to_end(strategy):
 
 
 def test_reward_model_seam_and_judge_validation():
-    rm = ScalarHeadRewardModel(lambda texts: [len(t) for t in texts])
-    assert RewardModelVerifier(rm).rank("t", ["a", "ccc", "bb"]) == [1, 2, 0]
+    rm = FunctionOutcomeScorer(lambda convs: [len(c[1]["content"]) for c in convs])
+    assert OutcomeRewardModel(rm).rank("t", ["a", "ccc", "bb"]) == [1, 2, 0]
     with pytest.raises(VerifierError, match="returned 1 scores"):
-        ScalarHeadRewardModel(lambda texts: [1.0]).score("t", ["a", "b"])
+        FunctionOutcomeScorer(lambda convs: [1.0]).score("t", ["a", "b"])
     bad = LLMJudge(ScriptedClient(responder=lambda req: "<ranking>1,1,2</ranking>"), Meter())
     with pytest.raises(VerifierError, match="not a permutation"):
         bad.rank("t", ["a", "b", "c"])
