@@ -21,7 +21,7 @@ from experiments.mas_orchestra import report
 from experiments.mas_orchestra.orchestrator import run_orchestrated
 from experiments.mas_orchestra.reward import orchestration_reward
 from experiments.mas_orchestra.spec import dumps
-from experiments.mas_orchestra.subagents import Runtime
+from experiments.mas_orchestra.subagents import Corpus, Runtime, Settings
 from experiments.masbench.generator import AXES, MAX_LEVEL, MIN_LEVEL, Problem, generate_split
 from experiments.masbench.scorer import score
 from jaxlab.config import ConfigError
@@ -44,7 +44,10 @@ class Config:
     seed: int = 0
     parquet: str | None = None
     use_tools: bool = False
-    temperature: float = 0.7
+    subagents: Settings = field(default_factory=Settings)
+    """Sub-agent settings; the defaults are the authors' (SC 5 samples, debate/reflexion 5 rounds, T=0.5)."""
+    corpus: str | None = None
+    """WebSearchAgent's local corpus: a .jsonl (``contents``/``text``) or a folder of .md/.txt; none: no documents."""
     orchestrator_temperature: float = 0.0
     max_tokens: int = 1024
     max_parallel: int = 4
@@ -82,12 +85,12 @@ def run(cfg: Config, client: ChatClient | None = None) -> dict:
     client = client or make_client(cfg.client)
     out_dir = Path(cfg.output_dir)
     problems = _problems(cfg)
+    corpus = Corpus.from_path(cfg.corpus) if cfg.corpus else Corpus(())
     traj = JsonlLog(out_dir / "trajectories.jsonl")
     done = {r["id"]: r for r in traj.existing if r["error_kind"] not in MODEL_CALL_FAILED}
 
-    def solve(item: tuple[int, Problem]) -> dict:
-        i, p = item
-        rt = Runtime(client, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed * 1_000 + i)
+    def solve(p: Problem) -> dict:
+        rt = Runtime(client, cfg.subagents, cfg.max_tokens, cfg.seed, p.id, corpus)
         outcome = run_orchestrated(p.question, rt, cfg.use_tools, cfg.orchestrator_temperature,
                                    max_parallel=cfg.max_parallel)
         s = score(outcome.final, p.answers) if outcome.success else None
@@ -97,11 +100,12 @@ def run(cfg: Config, client: ChatClient | None = None) -> dict:
                "partial": s["partial"] if s else 0.0, "predicted": s["predicted"] if s else [],
                "reward": orchestration_reward(outcome.success, correct, cfg.exec_weight, cfg.answer_weight),
                "tokens": rt.usage.total_tokens, "calls": rt.calls, "system": dumps(outcome.spec) if outcome.spec
-               else None, "orchestrator_text": outcome.orchestrator_text, "agent_outputs": outcome.outputs}
+               else None, "orchestrator_text": outcome.orchestrator_text, "agent_inputs": outcome.inputs,
+               "agent_outputs": outcome.outputs}
         traj.write(rec)
         return rec
 
-    todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
+    todo = [p for p in problems if p.id not in done]
     try:
         by_id = {**done, **{r["id"]: r for r in map_progress(solve, todo, cfg.max_parallel, desc="mas_orchestra")}}
     finally:

@@ -9,7 +9,7 @@ from experiments.masbench.generator import generate_split
 from jaxlab.config import ConfigError, load
 from jaxlab.llm import ScriptedClient
 
-from orchestra_helpers import GOOD_SYSTEM, oracle_text, system_of
+from orchestra_helpers import GOOD_SYSTEM, is_orchestrator, oracle_text, system_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,13 +29,13 @@ def test_end_to_end_writes_table_and_scores_failures(tmp_path, capsys):
     problems = generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed)
 
     def responder(req):
-        if "Design a multi-agent" in system_of(req):
+        if is_orchestrator(req):
             task = req.messages[-1]["content"]
-            design = GOOD_SYSTEM.format(task=task)
+            design = GOOD_SYSTEM.format(extra="")
             # multi-question (parallel) tasks get a design whose edge block is missing: a scored failure
             return design.split("<edge>")[0] if "Questions:" in task else design
         if "strict reviewer" in system_of(req):
-            return "CORRECT"
+            return "Looks right. correct: True"
         return oracle_text(problems, "\n".join(m["content"] for m in req.messages))
 
     summary = runner.run(cfg, client=ScriptedClient(responder=responder))
@@ -64,10 +64,10 @@ def test_rerun_appends_retries_failed_calls_and_a_dead_model_fails_the_run(tmp_p
         calls.append(req)
         if dead["on"]:
             raise LLMError("HTTP 503 from the endpoint")
-        if "Design a multi-agent" in system_of(req):
-            return GOOD_SYSTEM.format(task=req.messages[-1]["content"])
+        if is_orchestrator(req):
+            return GOOD_SYSTEM.format(extra="")
         if "strict reviewer" in system_of(req):
-            return "CORRECT"
+            return "Looks right. correct: True"
         return oracle_text(problems, "\n".join(m["content"] for m in req.messages))
 
     client = ScriptedClient(responder=responder)
