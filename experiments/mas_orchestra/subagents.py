@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from experiments.mas_prove.core import derive_seed
-from experiments.masbench.scorer import extract_boxed, final_answer, normalize
+from experiments.mas_prove.frameworks.common import answer_key, majority  # noqa: F401 (re-exported)
 from jaxlab.llm.types import ChatClient, ChatRequest, Usage
 
 SOLVER = ("You are a careful problem solver. Reason step by step and put every final answer in \\boxed{}, "
@@ -129,25 +128,6 @@ class Runtime:
         with self._lock:
             self.usage = self.usage + usage
             self.calls += 1
-
-
-def answer_key(text: str) -> tuple[str, ...]:
-    """The boxed answers of a response, normalised, as a voting key (else its final answer)."""
-    boxed = extract_boxed(text)
-    if boxed:
-        return tuple(normalize(a) for a in boxed)
-    single = final_answer(text)
-    return (normalize(single),) if single else ()
-
-
-def majority(texts: list[str]) -> str:
-    """The first response whose answers are the most common (ties: earliest)."""
-    keys = [answer_key(t) for t in texts]
-    counts = Counter(k for k in keys if k)
-    if not counts:
-        return texts[0]
-    best = max(counts, key=lambda k: (counts[k], -keys.index(k)))
-    return texts[keys.index(best)]
 
 
 def cot(rt: Runtime, agent: str, task: str, args: dict) -> str:

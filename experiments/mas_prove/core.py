@@ -95,6 +95,8 @@ class MASContext:
     stats: Counter = field(default_factory=Counter)
     verifications: list[dict] = field(default_factory=list)
     path: tuple = ()
+    trace: dict = field(default_factory=dict)
+    """Framework-level facts a test or report reads (DyLAN importance, MaAS plan, ADAS archive fitness)."""
     _occurrences: Counter = field(default_factory=Counter)
     _forked: bool = False
 
@@ -138,7 +140,7 @@ class MASContext:
         return MASContext(self.client, self.task, self.verifier, self.level, self.strategy, self.n,
                           self.temperature, self.max_tokens, self.seed, self.meter, self.task_id, self.framework,
                           self.vmeter, list(self.steps), self.stats, self.verifications,
-                          (*self.path, "fork", round, index), Counter(self._occurrences), _forked=True)
+                          (*self.path, "fork", round, index), self.trace, Counter(self._occurrences), _forked=True)
 
     def iteration(self, round: int, run: Callable[["MASContext"], T], render: Callable[[T], str] = str) -> T:
         """One round/pass; at iteration level, ``n`` forks run it and the verifier keeps the best."""

@@ -45,8 +45,8 @@ def test_agent_level_search_keeps_the_verified_candidate(verifier):
 def test_verifier_failure_falls_back_visibly_and_is_counted():
     ctx = _ctx(make_client("7", judge="garbage"), "agent")
     make_framework("debate").solve(ctx)
-    assert ctx.stats["fallbacks"] == ctx.stats["verifications"] == 6
-    assert ctx.stats["fallback:VerifierError"] == 6
+    assert ctx.stats["fallbacks"] == ctx.stats["verifications"] == 8  # 2 agents x (1 + 3 rounds)
+    assert ctx.stats["fallback:VerifierError"] == 8
     assert all("no <ranking>" in v["fallback"] and v["chosen"] == 0 for v in ctx.verifications)
 
 
