@@ -48,13 +48,15 @@ def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str 
         if system.startswith("Summarise"):
             return "summary: " + ("gold seen" if right in prompt else "nothing")
         if "strict reviewer" in system:
-            return "CORRECT"
+            return "PASS"
+        if "Python programmer" in system:
+            return f"```python\ndef solve():\n    return {gold!r}\n```"
+        if "for consistency" in system:
+            return "<solution_letter>A</solution_letter>"
         if "rank solutions" in system:
-            return "<top>1,2</top>"
-        if "compare solutions" in system or "verify solutions" in system:
+            return "[[1, 2]]"
+        if "verify solutions" in system:
             return "<choice>1</choice>"
-        if "design agentic workflows" in system:
-            return "<operators>CoT, SelfRefine</operators>"
         if "agent designer" in system:
             return code or ADAS_CODE
         if "multi-agent system designer" in system:

@@ -3,6 +3,7 @@ import itertools
 import random
 import re
 
+import numpy as np
 import pytest
 
 from experiments.mas_prove.core import MASContext
@@ -104,3 +105,115 @@ def test_importance_matches_path_enumeration(seed):
     final = ("1",)
     got, want = importance(rounds, weights, final), _paths_reference(rounds, weights, final)
     assert all(got[r][j] == pytest.approx(want[r][j]) for r in range(len(rounds)) for j in rounds[r])
+
+
+from experiments.mas_prove.frameworks.graph import AFlow, MaAS, load_workflow, validate_workflow  # noqa: E402
+from experiments.mas_prove.frameworks.maas_controller import NAMES, Controller, threshold_sample  # noqa: E402
+
+CUBE_CODE = "```python\ndef solve():\n    return 17 ** 3\n```"
+
+
+def _aflow_model(review="FAIL: 4913 is right but the explanation skips a step", code=CUBE_CODE):
+    def responder(req):
+        system, prompt = req.messages[0]["content"], req.messages[-1]["content"]
+        if "Python programmer" in system:
+            return code if "previous code failed" not in prompt else CUBE_CODE
+        if "for consistency" in system:  # pick the solution that carries the code's output
+            letters = re.findall(r"^([A-Z]):\n(.*?)(?=^[A-Z]:\n|\Z)", prompt.split("generated:\n", 1)[1],
+                                 re.S | re.M)
+            pick = next((x for x, body in letters if "4913" in body), "A")
+            return f"All but {pick} disagree.<solution_letter>{pick}</solution_letter>"
+        if "strict reviewer" in system:
+            return review
+        if "Review feedback" in prompt:
+            return "revised: 17^3 = 4913, so \\boxed{4913}"
+        return "guess \\boxed{1000}"
+
+    return responder
+
+
+def test_aflow_runs_its_workflow_graph_with_programmer_ensemble_and_review():
+    ctx = _ctx(_aflow_model())
+    final = AFlow().solve(ctx)
+    names = [s.agent for s in ctx.steps]
+    assert names == ["Custom", "Custom", "Custom", "Programmer", "ScEnsemble", "Review", "Revise"]
+    ensemble = ctx.client.requests[4].messages[-1]["content"]
+    assert "D:\nCode output: 4913" in ensemble  # the sandbox ran the generated code; no model wrote 4913
+    revise = ctx.client.requests[6].messages[-1]["content"]
+    assert "FAIL: 4913 is right" in revise and "Code output: 4913" in revise  # the review's feedback reaches Revise
+    assert final == "revised: 17^3 = 4913, so \\boxed{4913}"
+
+
+def test_aflow_review_pass_skips_the_revision_and_programmer_retries_with_the_error():
+    ctx = _ctx(_aflow_model(review="PASS", code="```python\ndef solve():\n    return 1 / 0\n```"))
+    assert AFlow().solve(ctx) == "Code output: 4913"
+    names = [s.agent for s in ctx.steps]
+    assert names.count("Programmer") == 2 and "Revise" not in names
+    retry = [r for r in ctx.client.requests if "previous code failed" in r.messages[-1]["content"]]
+    assert len(retry) == 1 and "ZeroDivisionError" in retry[0].messages[-1]["content"]
+
+
+def test_workflows_load_as_data_and_bad_graphs_name_the_node(tmp_path):
+    path = tmp_path / "wf.json"
+    path.write_text('{"nodes": [{"id": "a", "op": "AnswerGenerate"}, {"id": "b", "op": "SelfRefine", "in": ["a"]}]}')
+    ctx = _ctx(lambda req: "\\boxed{4913}")
+    assert AFlow(load_workflow(path)).solve(ctx) == "\\boxed{4913}" and [s.agent for s in ctx.steps] == [
+        "AnswerGenerate", "SelfRefine"]
+    with pytest.raises(ValueError, match="node 'x': op"):
+        validate_workflow([{"id": "x", "op": "Magic"}])
+    with pytest.raises(ValueError, match="node 'b': in: \\['zz'\\]"):
+        validate_workflow([{"id": "a", "op": "Custom"}, {"id": "b", "op": "Review", "in": ["zz"]}])
+
+
+class _FixedPlan(Controller):
+    def __init__(self, plan):
+        super().__init__()
+        self.plan = plan
+
+    def sample(self, query, seed):
+        return self.plan
+
+
+def test_maas_executes_the_controllers_layers_in_order():
+    ctx = _ctx(_aflow_model())
+    plan = [["GenerateCoT", "Programmer"], ["ScEnsemble"], ["SelfRefine"], ["EarlyStop"]]
+    MaAS(_FixedPlan(plan)).solve(ctx)
+    assert ctx.trace["maas"]["plan"] == plan
+    rounds = [(s.round, s.agent) for s in ctx.steps]
+    assert rounds == [(0, "Programmer"), (0, "Custom"), (1, "GenerateCoT"), (1, "Programmer"),
+                      (2, "ScEnsemble"), (3, "SelfRefine"), (5, "ScEnsemble")]  # 2 left: a final ensemble
+    assert "Code output: 4913" in ctx.client.requests[1].messages[-1]["content"]
+
+
+def test_maas_controller_learns_which_operator_pays():
+    ctl = Controller(seed=1)
+    queries = [f"problem {i}: compute a big power" for i in range(4)]
+
+    def rate(c):
+        return sum(uses(c.sample(q, 10_000 + k)) for q in queries for k in range(25)) / 100
+
+    def uses(plan):
+        return any("Programmer" in layer for layer in plan)
+
+    before = rate(ctl)
+    curve = ctl.train(queries, lambda q, plan: float(uses(plan)) - 0.02 * sum(map(len, plan)), 100)
+    after = rate(ctl)
+    assert before < 0.6 and after > 0.9 and sum(curve[-20:]) > sum(curve[:20])
+    plan = ctl.sample(queries[0], 3)
+    assert plan[0][0] in ("Generate", "GenerateCoT", "MultiGenerateCoT") and all(n in NAMES for l in plan for n in l)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_threshold_sampling_reaches_the_threshold_without_repeats(seed):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(7))
+    picked = threshold_sample(probs, rng, 0.3)
+    assert len(set(picked)) == len(picked)
+    assert probs[picked].sum() >= 0.3 and (len(picked) == 1 or probs[picked[:-1]].sum() < 0.3)
+
+
+def test_controller_save_load_round_trip(tmp_path):
+    a, b = Controller(seed=0), Controller(seed=5)
+    a.save(tmp_path / "c.npz")
+    assert b.load(tmp_path / "c.npz").sample("q", 7) == a.sample("q", 7)
+    assert np.allclose(b.probs("q", 1, "Generate"), a.probs("q", 1, "Generate"))
