@@ -53,6 +53,12 @@ class Config:
     temperature: float = 0.7
     max_tokens: int = 1024
     max_parallel: int = 2
+    n_validation: int = 0
+    """Validation rows (the ones after the ``n_tasks`` test rows) for ADAS's archive search and MaAS's controller
+    training, once per benchmark x seed, without verification; 0: ADAS runs its first seed agent and MaAS an
+    untrained controller."""
+    search_generations: int = 1
+    controller_steps: int = 20
 
     def __post_init__(self) -> None:
         for key, values, allowed in (("frameworks", self.frameworks, FRAMEWORKS), ("benchmarks", self.benchmarks,
@@ -96,6 +102,7 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
             for f in cfg.frameworks for lv, st in settings(cfg) for seed in cfg.seeds]
     traj = JsonlLog(out_dir / "trajectories.jsonl")
     done = {_key(r): r for r in traj.existing if not r["error"]}  # same config (claim_output_dir): reuse
+    prepared = prepare(cfg, client, {(b, t.id, f, s) for b, t, f, _, _, s in jobs})
 
     def one(job: tuple) -> dict:
         bench, task, fname, level, strategy, seed = job
@@ -106,14 +113,14 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
                          cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter, task.id, fname, vmeter)
         error = ""
         try:
-            answer = make_framework(fname).solve(ctx)
+            answer = prepared.get((bench, fname, seed), make_framework(fname)).solve(ctx)
         except LLMError as exc:  # a dead endpoint is a scored failure for this task, reported per record
             answer, error = "", f"{type(exc).__name__}: {exc}"
         rec = {"benchmark": bench, "task": task.id, "framework": fname, "family": FAMILIES[fname], "level": level,
                "strategy": strategy, "seed": seed, "correct": grade(task, answer), "answer": answer, "error": error,
                "tokens": meter.usage.total_tokens, "calls": meter.calls,
                "verifier_tokens": vmeter.usage.total_tokens, "verifier_calls": vmeter.calls, "stats": dict(ctx.stats),
-               "steps": [asdict(s) for s in ctx.steps], "verifications": ctx.verifications}
+               "steps": [asdict(s) for s in ctx.steps], "verifications": ctx.verifications, "trace": ctx.trace}
         traj.write(rec)
         return rec
 
@@ -130,6 +137,34 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
     print(report.write(out_dir, summary))
     print(f"-> {out_dir}")
     return summary
+
+
+def prepare(cfg: Config, client: ChatClient, wanted: set[tuple]) -> dict[tuple, object]:
+    """ADAS archive search and MaAS controller training on the validation rows, per benchmark x seed."""
+    out: dict[tuple, object] = {}
+    if cfg.n_validation <= 0:
+        return out
+    for bench in cfg.benchmarks:
+        tasks = load_tasks(bench, cfg.n_tasks + cfg.n_validation, 0, cfg.math_path)[cfg.n_tasks:]
+        if not tasks:
+            raise ConfigError(f"n_validation: benchmark {bench!r} has no rows after the first {cfg.n_tasks}")
+        for fname in ("adas", "maas"):
+            for seed in cfg.seeds:
+                if not any(w[0] == bench and w[2] == fname and w[3] == seed for w in wanted):
+                    continue
+
+                def make_ctx(task, tag, seed=seed):
+                    return MASContext(client, task.prompt, None, "none", "raw", cfg.n_candidates, cfg.temperature,
+                                      cfg.max_tokens, seed, Meter(), f"validation:{task.id}", tag)
+
+                fw = make_framework(fname)
+                if fname == "adas":
+                    fw.generations = cfg.search_generations
+                    fw.search(make_ctx, tasks, grade, make_ctx(tasks[0], "adas-meta"))
+                else:
+                    fw.train(make_ctx, tasks, grade, cfg.controller_steps)
+                out[(bench, fname, seed)] = fw
+    return out
 
 
 def summarize(records: list[dict], cfg: Config) -> dict:

@@ -57,7 +57,7 @@ def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str 
             return "[[1, 2]]"
         if "verify solutions" in system:
             return "<choice>1</choice>"
-        if "agent designer" in system:
+        if "designer of agent systems" in system:
             return code or ADAS_CODE
         if "multi-agent system designer" in system:
             return code or ZERO_CODE

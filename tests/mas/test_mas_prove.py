@@ -85,7 +85,7 @@ def test_reward_model_seam_and_judge_validation():
 def test_broken_generated_code_is_a_scored_failure():
     hang = "```python\ndef forward(task):\n    while True:\n        pass\n```"
     ctx = _ctx(make_client("7", code="```python\nraise SystemExit(3)\n```"))
-    assert make_framework("adas").solve(ctx) == ""
+    assert make_framework("mas_zero").solve(ctx) == ""
     ok, msg = run_generated(_ctx(make_client("7")), 0, extract_code(hang), blocks=False, timeout_s=1)
     assert not ok and "timeout" in msg
 

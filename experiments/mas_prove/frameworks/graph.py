@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable, Sequence
 
 from experiments.mas_prove.core import MASContext
 from experiments.mas_prove.frameworks import operators as ops
@@ -145,7 +146,23 @@ class MaAS:
         return solutions, current
 
     def solve(self, ctx: MASContext) -> str:
-        plan = self.controller.sample(ctx.task, ctx.position_seed("controller"))
+        return self.run_plan(ctx, self.controller.sample(ctx.task, ctx.position_seed("controller")))
+
+    def train(self, make_ctx: Callable[[object, str], MASContext], tasks: Sequence, grade: Callable[[object, str], bool],
+              steps: int, cost_weight: float = 0.002) -> list[float]:
+        """Train the controller on validation tasks: utility = correct - ``cost_weight`` x model calls."""
+        curve = []
+        for step in range(steps):
+            task = tasks[step % len(tasks)]
+            ctx = make_ctx(task, f"maas-train-{step}")
+            plan, drawn = self.controller.sample_with_choices(ctx.task, ctx.position_seed("controller", step))
+            out = self.run_plan(ctx, plan)
+            utility = float(grade(task, out)) - cost_weight * ctx.meter.calls
+            self.controller.update(ctx.task, drawn, utility)
+            curve.append(utility)
+        return curve
+
+    def run_plan(self, ctx: MASContext, plan: list[list[str]]) -> str:
         ctx.trace["maas"] = {"plan": plan}
         solutions = ctx.iteration(0, self._first, lambda s: s[-1])
         current = solutions[-1]
