@@ -23,7 +23,8 @@ from experiments.mas_orchestra.reward import orchestration_reward
 from experiments.mas_orchestra.spec import dumps
 from experiments.mas_orchestra.subagents import Corpus, Runtime, Settings
 from experiments.masbench.generator import AXES, MAX_LEVEL, MIN_LEVEL, Problem, generate_split
-from experiments.masbench.scorer import score
+from experiments.mas_prove.benchmarks import REAL_MATH, real_math_tasks
+from experiments.masbench.scorer import final_answer, math_correct, score
 from jaxlab.config import ConfigError
 from jaxlab.llm.concurrency import map_progress
 from jaxlab.llm.factory import OPERATIONAL_KEYS, ClientConfig, make_client
@@ -38,6 +39,10 @@ class Config:
     overwrite: bool = False
     """Delete the results of another run (different config) in ``output_dir``; false: refuse to start."""
     client: ClientConfig = field(default_factory=ClientConfig)
+    benchmark: str = "masbench"
+    """``masbench`` (generated or ``parquet``), or real rows: ``aime24``, ``aime25``, ``math500``, ``gsm8k``."""
+    n_tasks: int = 8
+    """Rows of a real benchmark (``masbench`` uses ``axes`` x ``levels`` x ``per_level``)."""
     axes: tuple[str, ...] = AXES
     levels: tuple[int, ...] = (2, 4, 8, 12)
     per_level: int = 2
@@ -62,14 +67,27 @@ class Config:
             raise ConfigError(f"levels: expected integers in [{MIN_LEVEL}, {MAX_LEVEL}], got {list(self.levels)}")
         if self.per_level < 1:
             raise ConfigError(f"per_level: expected >= 1, got {self.per_level}")
+        if self.benchmark != "masbench" and self.benchmark not in REAL_MATH:
+            raise ConfigError(f"benchmark: expected 'masbench' or one of {list(REAL_MATH)}, got {self.benchmark!r}")
 
 
 def _problems(cfg: Config) -> list[Problem]:
+    if cfg.benchmark != "masbench":
+        return [Problem(t.id, cfg.benchmark, 0, t.prompt, t.answers, ()) for t in
+                real_math_tasks(cfg.benchmark, cfg.n_tasks)]
     if cfg.parquet:
         from experiments.masbench.loader import load_parquet
 
         return [p for p in load_parquet(cfg.parquet) if p.axis in cfg.axes]
     return generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed)
+
+
+def _score(text: str, p: Problem) -> dict:
+    """MASBench: every box in order; a real single-answer benchmark: the final answer by math-verify."""
+    if p.axis in AXES:
+        return score(text, p.answers)
+    ok = math_correct(text, p.answers[0])
+    return {"correct": ok, "partial": float(ok), "predicted": [final_answer(text) or ""]}
 
 
 OUTPUTS = ("trajectories.jsonl", "results.json", "accuracy_by_level.png")
@@ -93,7 +111,7 @@ def run(cfg: Config, client: ChatClient | None = None) -> dict:
         rt = Runtime(client, cfg.subagents, cfg.max_tokens, cfg.seed, p.id, corpus)
         outcome = run_orchestrated(p.question, rt, cfg.use_tools, cfg.orchestrator_temperature,
                                    max_parallel=cfg.max_parallel)
-        s = score(outcome.final, p.answers) if outcome.success else None
+        s = _score(outcome.final, p) if outcome.success else None
         correct = bool(s and s["correct"])
         rec = {"id": p.id, "axis": p.axis, "level": p.level, "gold": list(p.answers), "success": outcome.success,
                "error_kind": outcome.error_kind, "error": outcome.error, "correct": correct,
