@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from experiments.mas_prove.core import derive_seed
-from experiments.mas_prove.frameworks.common import answer_key, majority  # noqa: F401 (re-exported)
+from experiments.mas_prove.frameworks.common import majority
 from jaxlab.llm.types import ChatClient, ChatRequest, Usage
 
 SOLVER = ("You are a careful problem solver. Reason step by step and put every final answer in \\boxed{}, "

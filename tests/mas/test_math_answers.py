@@ -31,6 +31,13 @@ def test_single_answer_checking(response, gold, ok):
     assert math_correct(response, gold) is ok
 
 
+def test_final_answer_extraction_order():
+    assert final_answer(r"<answer> 7 </answer> \boxed{8}") == "7"
+    assert final_answer(r"\boxed{1} then \boxed{\frac{a}{b}}") == r"\frac{a}{b}"
+    assert final_answer("so the answer is 12.") == "12" and final_answer("sum 3 and 4 gives 7") == "7"
+    assert final_answer("no numbers") is None
+
+
 def test_multi_answer_tasks_still_need_every_box_in_order():
     assert score(r"\boxed{\frac12} \boxed{x=5}", ["0.5", "5"])["correct"]
     assert not score(r"\boxed{5}", ["0.5", "5"])["correct"]
