@@ -12,25 +12,29 @@ from dataclasses import dataclass, field
 
 from experiments.mas_orchestra.execute import execute
 from experiments.mas_orchestra.spec import OrchestrationError, SystemSpec, parse_text, parse_tool_calls, tool_schemas
-from experiments.mas_orchestra.subagents import REGISTRY, Runtime
+from experiments.mas_orchestra.subagents import REGISTRY, Runtime, derive_seed
 from jaxlab.llm.types import ChatRequest, LLMError
 
-FORMAT = """Design a multi-agent system that solves the task, written in ONE reply:
-<thinking>your plan</thinking>
+FORMAT = """Solve the question by creating one or more agents and connecting them into a valid computational graph \
+whose single final agent produces the answer. Write ONE reply with these channels:
+<thinking>why these agents, how they connect, which agent gives the final answer</thinking>
 <agent>
-  <agent_id>a unique id</agent_id>
-  <agent_name>one of: {names}</agent_name>
+  <agent_id>unique id: letters, digits, _ (e.g. A1, Refine_1)</agent_id>
+  <agent_name>exactly one of: {names}</agent_name>
   <agent_description>what this agent does</agent_description>
   <required_arguments>
-    <task>the sub-task; write ${{other_id}} to use another agent's output</task>
-    (optional arguments as further tags)
+    <agent_input>the sub-task; write ${{other_id}} to use another agent's output; leave empty ("") to give the agent \
+the original question</agent_input>
+    <debate_roles>["Role 1", "Role 2"]  (DebateAgent only: two or more roles)</debate_roles>
   </required_arguments>
 </agent>
 (... more <agent> blocks ...)
 <edge>
   <from>source id</from><to>target id</to>
-  (one from/to pair per ${{id}} reference; exactly one agent has no outgoing edge: its output is the answer)
 </edge>
+Rules: exactly one <edge> block; an edge X->Y exists if and only if Y's agent_input references ${{X}}; no cycles or \
+self-loops; every agent connected; exactly one agent without outgoing edges (the final answer). A single agent needs \
+no edges. A non-empty agent_input is run with the original question prepended.
 
 Available agents:
 {catalogue}"""
@@ -45,6 +49,7 @@ class Outcome:
     spec: SystemSpec | None = None
     outputs: dict = field(default_factory=dict)
     orchestrator_text: str = ""
+    inputs: dict = field(default_factory=dict)
 
 
 def catalogue() -> str:
@@ -65,20 +70,20 @@ def orchestrator_request(task: str, use_tools: bool, temperature: float, max_tok
 def run_orchestrated(task: str, runtime: Runtime, use_tools: bool = False, temperature: float = 0.0,
                      max_tokens: int = 2048, max_parallel: int = 4) -> Outcome:
     """Ask the orchestrator for a system, then execute it; all failures become an :class:`Outcome`."""
-    req = orchestrator_request(task, use_tools, temperature, max_tokens, runtime.seed,
+    req = orchestrator_request(task, use_tools, temperature, max_tokens,
+                               derive_seed(runtime.seed, runtime.problem_id, "orchestrator"),
                                getattr(runtime.client, "model", ""))
     try:
         resp = runtime.client.complete(req)
     except LLMError as exc:
         return Outcome(False, error_kind="orchestrator_call", error=str(exc))
-    with runtime._lock:
-        runtime.usage = runtime.usage + resp.usage
-        runtime.calls += 1
+    runtime.book(resp.usage)
     text = resp.text
     try:
         spec = parse_tool_calls(resp.tool_calls) if resp.tool_calls else parse_text(text)
-        result = execute(spec, runtime, max_parallel)
+        result = execute(spec, runtime, task, max_parallel)
     except OrchestrationError as exc:
         return Outcome(False, error_kind=exc.kind, error=str(exc), orchestrator_text=text,
                        spec=locals().get("spec"))
-    return Outcome(True, final=result.final, spec=spec, outputs=result.outputs, orchestrator_text=text)
+    return Outcome(True, final=result.final, spec=spec, outputs=result.outputs, orchestrator_text=text,
+                   inputs=result.inputs)

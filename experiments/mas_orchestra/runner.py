@@ -21,9 +21,10 @@ from experiments.mas_orchestra import report
 from experiments.mas_orchestra.orchestrator import run_orchestrated
 from experiments.mas_orchestra.reward import orchestration_reward
 from experiments.mas_orchestra.spec import dumps
-from experiments.mas_orchestra.subagents import Runtime
+from experiments.mas_orchestra.subagents import Corpus, Runtime, Settings
 from experiments.masbench.generator import AXES, MAX_LEVEL, MIN_LEVEL, Problem, generate_split
-from experiments.masbench.scorer import score
+from experiments.mas_prove.benchmarks import REAL_MATH, real_math_tasks
+from experiments.masbench.scorer import final_answer, math_correct, score
 from jaxlab.config import ConfigError
 from jaxlab.llm.concurrency import map_progress
 from jaxlab.llm.factory import OPERATIONAL_KEYS, ClientConfig, make_client
@@ -38,13 +39,20 @@ class Config:
     overwrite: bool = False
     """Delete the results of another run (different config) in ``output_dir``; false: refuse to start."""
     client: ClientConfig = field(default_factory=ClientConfig)
+    benchmark: str = "masbench"
+    """``masbench`` (generated or ``parquet``), or real rows: ``aime24``, ``aime25``, ``math500``, ``gsm8k``."""
+    n_tasks: int = 8
+    """Rows of a real benchmark (``masbench`` uses ``axes`` x ``levels`` x ``per_level``)."""
     axes: tuple[str, ...] = AXES
     levels: tuple[int, ...] = (2, 4, 8, 12)
     per_level: int = 2
     seed: int = 0
     parquet: str | None = None
     use_tools: bool = False
-    temperature: float = 0.7
+    subagents: Settings = field(default_factory=Settings)
+    """Sub-agent settings; the defaults are the authors' (SC 5 samples, debate/reflexion 5 rounds, T=0.5)."""
+    corpus: str | None = None
+    """WebSearchAgent's local corpus: a .jsonl (``contents``/``text``) or a folder of .md/.txt; none: no documents."""
     orchestrator_temperature: float = 0.0
     max_tokens: int = 1024
     max_parallel: int = 4
@@ -59,14 +67,27 @@ class Config:
             raise ConfigError(f"levels: expected integers in [{MIN_LEVEL}, {MAX_LEVEL}], got {list(self.levels)}")
         if self.per_level < 1:
             raise ConfigError(f"per_level: expected >= 1, got {self.per_level}")
+        if self.benchmark != "masbench" and self.benchmark not in REAL_MATH:
+            raise ConfigError(f"benchmark: expected 'masbench' or one of {list(REAL_MATH)}, got {self.benchmark!r}")
 
 
 def _problems(cfg: Config) -> list[Problem]:
+    if cfg.benchmark != "masbench":
+        return [Problem(t.id, cfg.benchmark, 0, t.prompt, t.answers, ()) for t in
+                real_math_tasks(cfg.benchmark, cfg.n_tasks)]
     if cfg.parquet:
         from experiments.masbench.loader import load_parquet
 
         return [p for p in load_parquet(cfg.parquet) if p.axis in cfg.axes]
     return generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed)
+
+
+def _score(text: str, p: Problem) -> dict:
+    """MASBench: every box in order; a real single-answer benchmark: the final answer by math-verify."""
+    if p.axis in AXES:
+        return score(text, p.answers)
+    ok = math_correct(text, p.answers[0])
+    return {"correct": ok, "partial": float(ok), "predicted": [final_answer(text) or ""]}
 
 
 OUTPUTS = ("trajectories.jsonl", "results.json", "accuracy_by_level.png")
@@ -82,26 +103,27 @@ def run(cfg: Config, client: ChatClient | None = None) -> dict:
     client = client or make_client(cfg.client)
     out_dir = Path(cfg.output_dir)
     problems = _problems(cfg)
+    corpus = Corpus.from_path(cfg.corpus) if cfg.corpus else Corpus(())
     traj = JsonlLog(out_dir / "trajectories.jsonl")
     done = {r["id"]: r for r in traj.existing if r["error_kind"] not in MODEL_CALL_FAILED}
 
-    def solve(item: tuple[int, Problem]) -> dict:
-        i, p = item
-        rt = Runtime(client, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed * 1_000 + i)
+    def solve(p: Problem) -> dict:
+        rt = Runtime(client, cfg.subagents, cfg.max_tokens, cfg.seed, p.id, corpus)
         outcome = run_orchestrated(p.question, rt, cfg.use_tools, cfg.orchestrator_temperature,
                                    max_parallel=cfg.max_parallel)
-        s = score(outcome.final, p.answers) if outcome.success else None
+        s = _score(outcome.final, p) if outcome.success else None
         correct = bool(s and s["correct"])
         rec = {"id": p.id, "axis": p.axis, "level": p.level, "gold": list(p.answers), "success": outcome.success,
                "error_kind": outcome.error_kind, "error": outcome.error, "correct": correct,
                "partial": s["partial"] if s else 0.0, "predicted": s["predicted"] if s else [],
                "reward": orchestration_reward(outcome.success, correct, cfg.exec_weight, cfg.answer_weight),
                "tokens": rt.usage.total_tokens, "calls": rt.calls, "system": dumps(outcome.spec) if outcome.spec
-               else None, "orchestrator_text": outcome.orchestrator_text, "agent_outputs": outcome.outputs}
+               else None, "orchestrator_text": outcome.orchestrator_text, "agent_inputs": outcome.inputs,
+               "agent_outputs": outcome.outputs}
         traj.write(rec)
         return rec
 
-    todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
+    todo = [p for p in problems if p.id not in done]
     try:
         by_id = {**done, **{r["id"]: r for r in map_progress(solve, todo, cfg.max_parallel, desc="mas_orchestra")}}
     finally:

@@ -1,18 +1,24 @@
 """The orchestrator's output format, parsed and validated into an executable DAG.
 
-The text format follows the seed: ``<agent>`` blocks (``agent_id``,
-``agent_name``, ``agent_description``, ``required_arguments`` as XML children)
-whose arguments reference other agents' outputs as ``${id}``, and one ``<edge>``
-block of ``<from>``/``<to>`` pairs.  OpenAI-style tool calls (one call per
-agent, optional ``connect`` call with edges) parse into the same spec.
+The text format is the seed's (MAS-Orchestra ``harmony_medium``): ``<agent>``
+blocks with ``agent_id``, ``agent_name``, ``agent_description`` and
+``required_arguments`` holding ``<agent_input>`` (``<task>`` accepted as an
+alias; empty or ``""`` = the original question) and, for DebateAgent,
+``<debate_roles>`` (a Python/JSON list of at least two role names).  Inputs
+reference other agents' outputs as ``${id}``; one ``<edge>`` block of
+``<from>``/``<to>`` pairs.  Other argument tags are ignored, as the seed's
+parser ignores them (kept in :attr:`AgentSpec.ignored`).  OpenAI-style tool
+calls (one call per agent, optional ``connect`` call with edges) parse into
+the same spec.
 Every defect is an :class:`OrchestrationError` with a ``kind`` so the reward
 can score it as a failed execution with a readable message.
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from experiments.mas_orchestra.subagents import ALIASES, REGISTRY
@@ -46,6 +52,7 @@ class AgentSpec:
     name: str
     description: str
     arguments: dict
+    ignored: dict = field(default_factory=dict, compare=False)
 
     def references(self) -> set[str]:
         return {r for v in self.arguments.values() if isinstance(v, str) for r in REF.findall(v)}
@@ -65,8 +72,33 @@ def _field(block: str, tag: str) -> str:
     return m.group(1).strip()
 
 
-def _coerce_arg(value: str) -> object:
-    return int(value) if re.fullmatch(r"-?\d+", value.strip()) else value.strip()
+def _roles(value: object, agent_id: str) -> object:
+    """``debate_roles`` as a list: Python or JSON list syntax (as the seed's parser reads it)."""
+    if not isinstance(value, str):
+        return value
+    for loader in (ast.literal_eval, json.loads):
+        try:
+            return loader(value.strip())
+        except (ValueError, SyntaxError):
+            continue
+    raise OrchestrationError("bad_arguments", f"agent {agent_id!r}: debate_roles is not a list: {value!r}")
+
+
+def _arguments(raw: dict, agent_id: str) -> tuple[dict, dict]:
+    """(arguments the seed reads, ignored extras): ``task`` -> ``agent_input``, ``""`` -> empty input."""
+    raw = dict(raw)
+    if "agent_input" not in raw and "task" in raw:
+        raw["agent_input"] = raw.pop("task")
+    args, ignored = {}, {}
+    for k, v in raw.items():
+        if k == "agent_input":
+            text = v.strip() if isinstance(v, str) else v
+            args[k] = "" if text in ('""', "''") else text
+        elif k == "debate_roles":
+            args[k] = _roles(v, agent_id)
+        else:
+            ignored[k] = v
+    return args, ignored
 
 
 def parse_text(text: str) -> SystemSpec:
@@ -77,9 +109,10 @@ def parse_text(text: str) -> SystemSpec:
     agents = []
     for block in blocks:
         args_block = _field(block, "required_arguments")
-        args = {k: _coerce_arg(v) for k, v in _ARG.findall(args_block)}
-        agents.append(AgentSpec(_field(block, "agent_id"), _field(block, "agent_name"),
-                                _field(block, "agent_description"), args))
+        agent_id = _field(block, "agent_id")
+        args, ignored = _arguments(dict(_ARG.findall(args_block)), agent_id)
+        agents.append(AgentSpec(agent_id, _field(block, "agent_name"), _field(block, "agent_description"), args,
+                                ignored))
     edges = tuple((a, b) for e in _EDGE.findall(text) for a, b in _PAIR.findall(e))
     thinking = re.search(r"<thinking>(.*?)</thinking>", text, re.DOTALL)
     return SystemSpec(tuple(agents), edges, thinking.group(1).strip() if thinking else "")
@@ -103,7 +136,7 @@ def parse_tool_calls(calls: Sequence[ToolCall]) -> SystemSpec:
         if "agent_id" not in args:
             raise OrchestrationError("parse", f"tool call {i} ({call.name}): missing 'agent_id'")
         agent_id, desc = str(args.pop("agent_id")), str(args.pop("agent_description", ""))
-        agents.append(AgentSpec(agent_id, call.name, desc, args))
+        agents.append(AgentSpec(agent_id, call.name, desc, *_arguments(args, agent_id)))
     if not agents:
         raise OrchestrationError("parse", "tool calls define no agent")
     if not connected:
@@ -122,15 +155,19 @@ def validate(spec: SystemSpec) -> list[list[str]]:
         if canonical not in REGISTRY:
             raise OrchestrationError("unknown_agent", f"agent {a.id!r} uses {a.name!r}; expected one of "
                                      f"{sorted(REGISTRY)}")
-        schema = REGISTRY[canonical].parameters
-        missing = [k for k in schema["required"] if k not in a.arguments]
-        extra = sorted(set(a.arguments) - set(schema["properties"]))
-        if missing or extra:
-            raise OrchestrationError("bad_arguments", f"agent {a.id!r} ({canonical}): missing {missing}, "
-                                     f"unknown {extra}; expected {sorted(schema['properties'])}")
-        for k, v in a.arguments.items():
-            if schema["properties"][k].get("type") == "integer" and not isinstance(v, int):
-                raise OrchestrationError("bad_arguments", f"agent {a.id!r}: {k} must be an integer, got {v!r}")
+        missing = [k for k in REGISTRY[canonical].parameters["required"] if k not in a.arguments]
+        if missing:
+            raise OrchestrationError("bad_arguments", f"agent {a.id!r} ({canonical}): missing {missing}")
+        if not isinstance(a.arguments["agent_input"], str):
+            raise OrchestrationError("bad_arguments", f"agent {a.id!r}: agent_input must be text, got "
+                                     f"{a.arguments['agent_input']!r}")
+        roles = a.arguments.get("debate_roles")
+        if canonical == "DebateAgent" and (not isinstance(roles, list) or len(roles) < 2 or any(
+                not isinstance(r, str) or len(r.strip()) < 2 for r in roles)):
+            raise OrchestrationError("bad_arguments", f"agent {a.id!r}: DebateAgent needs debate_roles, a list of "
+                                     f"at least two role names, got {roles!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_]+", a.id):
+            raise OrchestrationError("bad_arguments", f"agent id {a.id!r}: only letters, digits and _ are allowed")
         unknown = sorted(a.references() - set(ids))
         if unknown:
             raise OrchestrationError("unknown_reference", f"agent {a.id!r} references unknown ids {unknown}")

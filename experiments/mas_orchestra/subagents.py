@@ -1,110 +1,184 @@
-"""The frozen sub-agents the orchestrator composes: CoT, SC, Debate, Reflexion, Search.
+"""The frozen sub-agents the orchestrator composes, with the MAS-Orchestra authors' settings.
 
-Each is a plain function ``(runtime, arguments) -> text`` plus a JSON schema,
-so the same registry renders the orchestrator's prompt, validates an agent
-block's arguments, and is offered as OpenAI-style tools.
+CoTAgent (one call), SCAgent (5 samples at T=0.5, majority vote), DebateAgent
+(one debater per ``debate_roles`` entry, 5 rounds, each debater reading its own
+and the others' previous answers, then a final-decision agent), ReflexionAgent
+(answer, critic, up to 5 reflections with the whole history of attempts and
+feedback), WebSearchAgent (BM25 over a local corpus, top 5 passages, then an
+answer that uses them).  Every agent gets the composed task text (see
+:func:`experiments.mas_orchestra.execute.compose_task`) and its own arguments.
+
+Each sampling call's seed is derived from its position (run seed, problem,
+agent id, the call's role in the agent), so a rerun sends identical requests.
 """
 from __future__ import annotations
 
-import itertools
+import json
 import re
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
-from experiments.masbench.scorer import extract_boxed, normalize
+from experiments.mas_prove.core import derive_seed
+from experiments.mas_prove.frameworks.common import majority
 from jaxlab.llm.types import ChatClient, ChatRequest, Usage
 
 SOLVER = ("You are a careful problem solver. Reason step by step and put every final answer in \\boxed{}, "
           "in the order the question asks.")
+STEP_BY_STEP = "Please think step by step and then solve the task."
+DEBATE_UPDATE = ("Given solutions to the problem from other agents, consider their opinions as additional advice. "
+                 "Think carefully and give an updated solution.")
+FINAL_DECISION = "Given all the above solutions, reason over them carefully and give the final answer."
+REFLECT = ("Given your previous attempts and the feedback on them, consider carefully where your latest attempt could "
+           "be wrong and solve the task better.")
+CRITIC = ("Review the solution above and point out where it might be wrong. If you are absolutely sure it is "
+          "correct, end your reply with exactly: correct: True")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The authors' ``blocks_harmony`` constants; smaller values make cheap runs."""
+
+    temperature: float = 0.5
+    sc_samples: int = 5
+    debate_rounds: int = 5
+    reflexion_rounds: int = 5
+    search_top_k: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("sc_samples", "debate_rounds", "reflexion_rounds", "search_top_k"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"subagents.{name}: expected an integer >= 1, got {getattr(self, name)!r}")
+
+
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+class Corpus:
+    """A local document collection searched with BM25 (``rank_bm25.BM25Okapi``)."""
+
+    def __init__(self, documents: Sequence[str]) -> None:
+        self.documents = [d for d in documents if d.strip()]
+        self._bm25 = None
+        if self.documents:
+            from rank_bm25 import BM25Okapi
+
+            self._bm25 = BM25Okapi([_tokens(d) or ["_"] for d in self.documents])
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> "Corpus":
+        """A ``.jsonl`` (field ``contents`` or ``text``, as pyserini / BrowseComp-Plus corpora) or a folder of
+        ``.md`` / ``.txt`` files."""
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix in (".md", ".txt"))
+            if not files:
+                raise ValueError(f"corpus {str(path)!r}: no .md or .txt files")
+            return cls([p.read_text(errors="replace") for p in files])
+        if path.suffix == ".jsonl" and path.is_file():
+            docs = []
+            for i, line in enumerate(path.read_text().splitlines()):
+                if line.strip():
+                    row = json.loads(line)
+                    text = row.get("contents", row.get("text"))
+                    if not isinstance(text, str):
+                        raise ValueError(f"{path} line {i + 1}: expected a 'contents' or 'text' string field")
+                    docs.append(text)
+            return cls(docs)
+        raise ValueError(f"corpus: expected a .jsonl file or a folder of .md/.txt files, got {str(path)!r}")
+
+    def search(self, query: str, k: int) -> list[str]:
+        """The ``k`` best documents by BM25 (documents sharing no term with the query are never returned)."""
+        if self._bm25 is None:
+            return []
+        q = _tokens(query)
+        scores = self._bm25.get_scores(q)
+        vocab = set(q)
+        ranked = sorted(range(len(self.documents)), key=lambda i: -scores[i])
+        return [self.documents[i] for i in ranked if vocab & set(_tokens(self.documents[i]))][:k]
 
 
 @dataclass
 class Runtime:
-    """What every sub-agent call shares: the client, sampling, a usage tally, documents for search."""
+    """What every sub-agent call shares: the client, the settings, a usage tally, the search corpus."""
 
     client: ChatClient
-    temperature: float = 0.7
+    settings: Settings = field(default_factory=Settings)
     max_tokens: int = 1024
     seed: int = 0
-    documents: tuple[str, ...] = ()
+    problem_id: str = ""
+    corpus: Corpus = field(default_factory=lambda: Corpus(()))
     usage: Usage = Usage()
     calls: int = 0
-    _seq: Any = field(default_factory=itertools.count, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def ask(self, prompt: str, system: str = SOLVER, n: int = 1, temperature: float | None = None) -> list[str]:
-        """One request; each call gets a fresh seed so cached runs still sample distinct answers."""
-        with self._lock:
-            seed = self.seed * 1_000_003 + next(self._seq)
+    def ask(self, prompt: str, key: tuple, system: str = SOLVER, temperature: float | None = None) -> str:
+        """One request seeded by its position ``key`` (agent id, role in the agent, round, sample)."""
         req = ChatRequest(messages=({"role": "system", "content": system}, {"role": "user", "content": prompt}),
-                          temperature=self.temperature if temperature is None else temperature,
-                          max_tokens=self.max_tokens, n=n, seed=seed, model=getattr(self.client, "model", ""))
+                          temperature=self.settings.temperature if temperature is None else temperature,
+                          max_tokens=self.max_tokens, seed=derive_seed(self.seed, self.problem_id, *key),
+                          model=getattr(self.client, "model", ""))
         resp = self.client.complete(req)
+        self.book(resp.usage)
+        return resp.text
+
+    def book(self, usage: Usage) -> None:
         with self._lock:
-            self.usage = self.usage + resp.usage
+            self.usage = self.usage + usage
             self.calls += 1
-        return [c.text for c in resp.choices]
 
 
-def answer_key(text: str) -> tuple[str, ...]:
-    """The boxed answers of a response, normalised, as a voting key."""
-    return tuple(normalize(a) for a in extract_boxed(text))
+def cot(rt: Runtime, agent: str, task: str, args: dict) -> str:
+    return rt.ask(f"{task}\n\n{STEP_BY_STEP}", (agent, "cot"))
 
 
-def majority(texts: list[str]) -> str:
-    """The first response whose boxed answers are the most common (ties: earliest)."""
-    keys = [answer_key(t) for t in texts]
-    counts = Counter(k for k in keys if k)
-    if not counts:
-        return texts[0]
-    best = max(counts, key=lambda k: (counts[k], -keys.index(k)))
-    return texts[keys.index(best)]
+def self_consistency(rt: Runtime, agent: str, task: str, args: dict) -> str:
+    samples = [rt.ask(f"{task}\n\n{STEP_BY_STEP}", (agent, "sample", i)) for i in range(rt.settings.sc_samples)]
+    return majority(samples)
 
 
-def cot(rt: Runtime, args: dict) -> str:
-    return rt.ask(args["task"], temperature=0.0)[0]
+def debate(rt: Runtime, agent: str, task: str, args: dict) -> str:
+    roles = list(args["debate_roles"])
+    previous: list[str] = []
+    for r in range(rt.settings.debate_rounds):
+        current = []
+        for i, role in enumerate(roles):
+            system = f"You are a {role}. {SOLVER}"
+            if r == 0:
+                prompt = f"{task}\n\n{STEP_BY_STEP}"
+            else:
+                others = "\n\n".join(f"Solution from the {roles[j]}:\n{a}" for j, a in enumerate(previous) if j != i)
+                prompt = f"{task}\n\nYour previous solution:\n{previous[i]}\n\n{others}\n\n{DEBATE_UPDATE}"
+            current.append(rt.ask(prompt, (agent, "debate", r, i), system))
+        previous = current
+    final = "\n\n".join(f"Solution from the {role}:\n{a}" for role, a in zip(roles, previous))
+    return rt.ask(f"{task}\n\n{final}\n\n{FINAL_DECISION}", (agent, "final_decision"))
 
 
-def self_consistency(rt: Runtime, args: dict) -> str:
-    return majority(rt.ask(args["task"], n=int(args.get("n_samples", 3))))
-
-
-def debate(rt: Runtime, args: dict) -> str:
-    n_agents, rounds = int(args.get("n_agents", 2)), int(args.get("rounds", 2))
-    answers = [rt.ask(args["task"])[0] for _ in range(n_agents)]
-    for _ in range(rounds - 1):
-        answers = [rt.ask(f"{args['task']}\n\nOther agents answered:\n\n"
-                          + "\n\n".join(f"Agent {j + 1}: {a}" for j, a in enumerate(answers) if j != i)
-                          + "\n\nConsider their reasoning, then give your updated solution.")[0]
-                   for i in range(n_agents)]
-    return majority(answers)
-
-
-def reflexion(rt: Runtime, args: dict) -> str:
-    answer = rt.ask(args["task"], temperature=0.0)[0]
-    for _ in range(int(args.get("max_rounds", 2))):
-        critique = rt.ask(f"Task:\n{args['task']}\n\nProposed solution:\n{answer}\n\nCheck every step. If the "
-                          "solution is fully correct reply exactly CORRECT; otherwise explain the mistakes.",
-                          system="You are a strict reviewer.", temperature=0.0)[0]
-        if critique.strip().upper().startswith("CORRECT"):
+def reflexion(rt: Runtime, agent: str, task: str, args: dict) -> str:
+    answer = rt.ask(f"{task}\n\n{STEP_BY_STEP}", (agent, "attempt", 0))
+    history: list[tuple[str, str]] = []
+    for i in range(rt.settings.reflexion_rounds):
+        feedback = rt.ask(f"{task}\n\nSolution:\n{answer}\n\n{CRITIC}", (agent, "critic", i),
+                          "You are a strict reviewer.")
+        if re.search(r"correct:\s*True\s*$", feedback.strip()):
             break
-        answer = rt.ask(f"Task:\n{args['task']}\n\nYour previous solution:\n{answer}\n\nReviewer feedback:\n"
-                        f"{critique}\n\nWrite a corrected solution.", temperature=0.0)[0]
+        history.append((answer, feedback))
+        attempts = "\n\n".join(f"Attempt {k + 1}:\n{a}\n\nFeedback on attempt {k + 1}:\n{f}"
+                               for k, (a, f) in enumerate(history))
+        answer = rt.ask(f"{task}\n\n{attempts}\n\n{REFLECT}", (agent, "attempt", i + 1))
     return answer
 
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-def search(rt: Runtime, args: dict) -> str:
-    """Keyword retrieval over the runtime's documents (offline; no web), then answer with them."""
-    query = _words(args.get("query") or args["task"])
-    ranked = sorted(rt.documents, key=lambda d: -len(query & _words(d)))[: int(args.get("top_k", 3))]
-    passages = "\n".join(f"[{i + 1}] {d}" for i, d in enumerate(ranked)) or "(no documents available)"
-    return rt.ask(f"Retrieved passages:\n{passages}\n\nTask:\n{args['task']}", temperature=0.0)[0]
+def web_search(rt: Runtime, agent: str, task: str, args: dict) -> str:
+    """Offline search: BM25 over the runtime's corpus with the agent's input as the query, then answer."""
+    query = args.get("agent_input") or task
+    hits = rt.corpus.search(query, rt.settings.search_top_k)
+    passages = "\n\n".join(f"[{i + 1}] {d[:2000]}" for i, d in enumerate(hits)) or "(no documents matched)"
+    return rt.ask(f"Search results for {query!r}:\n{passages}\n\n{task}\n\nAnswer using the search results where "
+                  "they help; cite them as [n].", (agent, "answer"))
 
 
 @dataclass(frozen=True)
@@ -112,10 +186,10 @@ class SubAgent:
     name: str
     description: str
     parameters: dict
-    run: Callable[[Runtime, dict], str]
+    run: Callable[[Runtime, str, str, dict], str]
 
     def tool_schema(self) -> dict:
-        props = {"agent_id": {"type": "string", "description": "unique id; others reference it as ${id}"},
+        props = {"agent_id": {"type": "string", "description": "unique id ([A-Za-z0-9_]); others reference it as ${id}"},
                  "agent_description": {"type": "string"}, **self.parameters["properties"]}
         return {"type": "function", "function": {
             "name": self.name, "description": self.description,
@@ -123,22 +197,25 @@ class SubAgent:
                            "required": ["agent_id", "agent_description", *self.parameters["required"]]}}}
 
 
+_INPUT = {"agent_input": {"type": "string", "description": "the sub-task; may contain ${id} references; empty = "
+                          "the original question"}}
+
+
 def _params(**extra: dict) -> dict:
-    props = {"task": {"type": "string", "description": "the sub-task; may contain ${id} references"}, **extra}
-    return {"type": "object", "properties": props, "required": ["task"]}
+    return {"type": "object", "properties": {**_INPUT, **extra}, "required": ["agent_input", *extra]}
 
 
-_INT = {"type": "integer", "minimum": 1, "maximum": 8}
 REGISTRY: dict[str, SubAgent] = {a.name: a for a in (
-    SubAgent("CoTAgent", "one chain-of-thought solution (greedy)", _params(), cot),
-    SubAgent("SCAgent", "self-consistency: n sampled solutions, majority answer", _params(n_samples=_INT),
+    SubAgent("CoTAgent", "one chain-of-thought solution", _params(), cot),
+    SubAgent("SCAgent", "self-consistency: several chain-of-thought samples, majority answer", _params(),
              self_consistency),
-    SubAgent("DebateAgent", "several agents answer, read each other, revise; majority answer",
-             _params(n_agents=_INT, rounds=_INT), debate),
-    SubAgent("ReflexionAgent", "answer, self-critique, revise until the critic accepts",
-             _params(max_rounds=_INT), reflexion),
-    SubAgent("SearchAgent", "retrieve passages relevant to a query, then answer with them",
-             _params(query={"type": "string"}, top_k=_INT), search),
+    SubAgent("DebateAgent", "one debater per role answers, reads the others, revises over several rounds; a final "
+             "decision agent answers", _params(debate_roles={"type": "array", "items": {"type": "string"},
+                                                            "minItems": 2}), debate),
+    SubAgent("ReflexionAgent", "answer, critic, reflect with the history of attempts until the critic accepts",
+             _params(), reflexion),
+    SubAgent("WebSearchAgent", "search the local corpus (BM25) with the agent input, answer with the passages",
+             _params(), web_search),
 )}
-ALIASES = {"WebSearchAgent": "SearchAgent", "CoT": "CoTAgent", "SC": "SCAgent", "Debate": "DebateAgent",
-           "Reflexion": "ReflexionAgent", "Search": "SearchAgent", "WebSearch": "SearchAgent"}
+ALIASES = {"SearchAgent": "WebSearchAgent", "CoT": "CoTAgent", "SC": "SCAgent", "Debate": "DebateAgent",
+           "Reflexion": "ReflexionAgent", "Search": "WebSearchAgent", "WebSearch": "WebSearchAgent"}

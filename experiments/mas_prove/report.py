@@ -7,12 +7,13 @@ from pathlib import Path
 
 def format_table(rows: list[dict], benchmarks: list[str]) -> str:
     head = f"{'framework':<10}{'family':<10}{'setting':<28}" + "".join(f"{b:>18}" for b in benchmarks) + \
-        f"{'tokens/task':>13}{'fallbacks':>11}"
+        f"{'MAS tok/task':>13}{'verif tok/task':>15}{'fallbacks':>11}"
     lines = ["MAS-ProVe: accuracy % (mean ± std over seeds)", head, "-" * len(head)]
     for r in rows:
         cells = "".join(f"{r['acc'][b]['mean'] * 100:>11.1f} ± {r['acc'][b]['std'] * 100:>4.1f}" if b in r["acc"]
                         else f"{'-':>18}" for b in benchmarks)
         lines.append(f"{r['framework']:<10}{r['family']:<10}{r['setting']:<28}{cells}{r['tokens_per_task']:>13.0f}"
+                     f"{r.get('verifier_tokens_per_task', 0):>15.0f}"
                      f"{r['fallbacks']:>11d}")
     return "\n".join(lines)
 

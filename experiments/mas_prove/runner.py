@@ -23,9 +23,9 @@ from pathlib import Path
 from experiments.mas_prove import report
 from experiments.mas_prove.benchmarks import BENCHMARKS, grade, load_tasks
 from experiments.mas_prove.context import STRATEGIES
-from experiments.mas_prove.core import LEVELS, MASContext, Meter
+from experiments.mas_prove.core import LEVELS, MASContext, Meter, derive_seed
 from experiments.mas_prove.frameworks import FAMILIES, FRAMEWORKS, make_framework
-from experiments.mas_prove.verifiers import KINDS, make_verifier
+from experiments.mas_prove.verifiers import ALIASES, KINDS, make_verifier
 from jaxlab.config import ConfigError
 from jaxlab.llm.concurrency import map_progress
 from jaxlab.llm.factory import OPERATIONAL_KEYS, ClientConfig, make_client
@@ -53,6 +53,12 @@ class Config:
     temperature: float = 0.7
     max_tokens: int = 1024
     max_parallel: int = 2
+    n_validation: int = 0
+    """Validation rows (the ones after the ``n_tasks`` test rows) for ADAS's archive search and MaAS's controller
+    training, once per benchmark x seed, without verification; 0: ADAS runs its first seed agent and MaAS an
+    untrained controller."""
+    search_generations: int = 1
+    controller_steps: int = 20
 
     def __post_init__(self) -> None:
         for key, values, allowed in (("frameworks", self.frameworks, FRAMEWORKS), ("benchmarks", self.benchmarks,
@@ -61,8 +67,8 @@ class Config:
             bad = [v for v in values if v not in allowed]
             if bad:
                 raise ConfigError(f"{key}: expected a subset of {sorted(allowed)}, got {bad}")
-        if self.verifier not in KINDS:
-            raise ConfigError(f"verifier: expected one of {list(KINDS)}, got {self.verifier!r}")
+        if self.verifier not in KINDS and self.verifier not in ALIASES:
+            raise ConfigError(f"verifier: expected one of {list(KINDS) + list(ALIASES)}, got {self.verifier!r}")
         if self.n_candidates < 2 and any(lv != "none" for lv in self.levels):
             raise ConfigError(f"n_candidates: verification needs >= 2 candidates, got {self.n_candidates}")
 
@@ -96,22 +102,25 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
             for f in cfg.frameworks for lv, st in settings(cfg) for seed in cfg.seeds]
     traj = JsonlLog(out_dir / "trajectories.jsonl")
     done = {_key(r): r for r in traj.existing if not r["error"]}  # same config (claim_output_dir): reuse
+    prepared = prepare(cfg, client, {(b, t.id, f, s) for b, t, f, _, _, s in jobs})
 
     def one(job: tuple) -> dict:
         bench, task, fname, level, strategy, seed = job
-        meter = Meter()
-        verifier = make_verifier(cfg.verifier, verifier_client, meter, seed) if level != "none" else None
+        meter, vmeter = Meter(), Meter()
+        verifier = (make_verifier(cfg.verifier, verifier_client, vmeter, derive_seed(seed, task.id, fname, "verifier"))
+                    if level != "none" else None)
         ctx = MASContext(client, task.prompt, verifier, level, strategy if level != "none" else "raw",
-                         cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter)
+                         cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter, task.id, fname, vmeter)
         error = ""
         try:
-            answer = make_framework(fname).solve(ctx)
+            answer = prepared.get((bench, fname, seed), make_framework(fname)).solve(ctx)
         except LLMError as exc:  # a dead endpoint is a scored failure for this task, reported per record
             answer, error = "", f"{type(exc).__name__}: {exc}"
         rec = {"benchmark": bench, "task": task.id, "framework": fname, "family": FAMILIES[fname], "level": level,
                "strategy": strategy, "seed": seed, "correct": grade(task, answer), "answer": answer, "error": error,
-               "tokens": meter.usage.total_tokens, "calls": meter.calls, "stats": dict(ctx.stats),
-               "steps": [asdict(s) for s in ctx.steps], "verifications": ctx.verifications}
+               "tokens": meter.usage.total_tokens, "calls": meter.calls,
+               "verifier_tokens": vmeter.usage.total_tokens, "verifier_calls": vmeter.calls, "stats": dict(ctx.stats),
+               "steps": [asdict(s) for s in ctx.steps], "verifications": ctx.verifications, "trace": ctx.trace}
         traj.write(rec)
         return rec
 
@@ -128,6 +137,34 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
     print(report.write(out_dir, summary))
     print(f"-> {out_dir}")
     return summary
+
+
+def prepare(cfg: Config, client: ChatClient, wanted: set[tuple]) -> dict[tuple, object]:
+    """ADAS archive search and MaAS controller training on the validation rows, per benchmark x seed."""
+    out: dict[tuple, object] = {}
+    if cfg.n_validation <= 0:
+        return out
+    for bench in cfg.benchmarks:
+        tasks = load_tasks(bench, cfg.n_tasks + cfg.n_validation, 0, cfg.math_path)[cfg.n_tasks:]
+        if not tasks:
+            raise ConfigError(f"n_validation: benchmark {bench!r} has no rows after the first {cfg.n_tasks}")
+        for fname in ("adas", "maas"):
+            for seed in cfg.seeds:
+                if not any(w[0] == bench and w[2] == fname and w[3] == seed for w in wanted):
+                    continue
+
+                def make_ctx(task, tag, seed=seed):
+                    return MASContext(client, task.prompt, None, "none", "raw", cfg.n_candidates, cfg.temperature,
+                                      cfg.max_tokens, seed, Meter(), f"validation:{task.id}", tag)
+
+                fw = make_framework(fname)
+                if fname == "adas":
+                    fw.generations = cfg.search_generations
+                    fw.search(make_ctx, tasks, grade, make_ctx(tasks[0], "adas-meta"))
+                else:
+                    fw.train(make_ctx, tasks, grade, cfg.controller_steps)
+                out[(bench, fname, seed)] = fw
+    return out
 
 
 def summarize(records: list[dict], cfg: Config) -> dict:
@@ -147,6 +184,7 @@ def summarize(records: list[dict], cfg: Config) -> dict:
         rows.append({"framework": fname, "family": FAMILIES[fname], "level": level, "strategy": strategy,
                      "setting": "baseline" if level == "none" else f"{level}/{strategy}", "acc": acc,
                      "tokens_per_task": statistics.mean(r["tokens"] for r in recs),
+                     "verifier_tokens_per_task": statistics.mean(r.get("verifier_tokens", 0) for r in recs),
                      "verifications": stats["verifications"], "fallbacks": stats["fallbacks"],
                      "errors": sum(bool(r["error"]) for r in recs)})
     return {"benchmarks": list(cfg.benchmarks), "verifier": cfg.verifier, "n_candidates": cfg.n_candidates,

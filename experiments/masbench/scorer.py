@@ -1,14 +1,21 @@
-"""MASBench scoring: every ``\\boxed{}`` answer must match, in count and in order.
+"""Answer checking for every math task: final-answer extraction and math-verify equivalence.
 
-Answers are compared with light math equivalence (``1,000`` = ``1000`` =
-``1000.0``, ``\\frac{1}{2}`` = ``0.5``, ``$7$`` = ``7``), never by substring, so
-a model cannot pass by listing many candidates.
+* :func:`final_answer` / :func:`math_correct` — single-answer tasks (AIME,
+  MATH-500, GSM8K) graded as the MAS-ProVe authors' AIME evaluation does: the
+  ``<answer>...</answer>`` tag first, else the *last* ``\\boxed{}`` (any number
+  of boxes is fine), else "The answer is ...", else the last number; then
+  equivalence by math-verify (``\\frac12`` = ``1/2``, ``x=5`` = ``5``).
+* :func:`score` — MASBench multi-answer tasks: every ``\\boxed{}`` answer must
+  match, in count and in order (the MAS-Orchestra protocol), never by
+  substring, so a model cannot pass by listing many candidates.
 """
 from __future__ import annotations
 
 import re
 from fractions import Fraction
 from typing import Sequence
+
+from experiments.grpo.rewards.math import answers_equal
 
 _TEXT = re.compile(r"\\(?:text|mathrm|textbf|mbox)\{([^{}]*)\}")
 _FRAC = re.compile(r"\\d?frac\{([^{}]+)\}\{([^{}]+)\}")
@@ -62,11 +69,40 @@ def _number(s: str) -> Fraction | None:
 
 
 def equivalent(pred: str, gold: str) -> bool:
+    """Same answer: equal after light normalisation, equal as plain numbers, else math-verify equivalent."""
     a, b = normalize(pred), normalize(gold)
     if a == b:
         return True
     x, y = _number(a), _number(b)
-    return x is not None and y is not None and abs(x - y) <= Fraction(1, 10**6) * max(1, abs(y))
+    if x is not None and y is not None:
+        return abs(x - y) <= Fraction(1, 10**6) * max(1, abs(y))
+    return answers_equal(pred.strip().strip("$"), gold.strip().strip("$"))
+
+
+_ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.IGNORECASE | re.DOTALL)
+_ANSWER_IS = re.compile(r"[Tt]he (?:final )?answer is[:\s]*\$?([^$\n]+?)\$?\s*(?:\.\s*)?$", re.MULTILINE)
+_LAST_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def final_answer(text: str) -> str | None:
+    """The one final answer of a response: ``<answer>`` tag, last ``\\boxed{}``, "The answer is", last number."""
+    tags = _ANSWER_TAG.findall(text)
+    if tags:
+        return tags[-1].strip()
+    boxed = extract_boxed(text)
+    if boxed:
+        return boxed[-1]
+    said = _ANSWER_IS.findall(text)
+    if said:
+        return said[-1].strip()
+    numbers = _LAST_NUMBER.findall(text)
+    return numbers[-1].replace(",", "") if numbers else None
+
+
+def math_correct(text: str, gold: str) -> bool:
+    """A single-answer task: the response's final answer is math-equivalent to ``gold``."""
+    pred = final_answer(text)
+    return pred is not None and equivalent(pred, str(gold))
 
 
 def score(prediction: str, gold: Sequence[str]) -> dict:

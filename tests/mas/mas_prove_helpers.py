@@ -1,7 +1,9 @@
 """A scripted model that plays every MAS-ProVe role; the solver's correctness is controllable."""
 import itertools
+import random
 import re
 import threading
+import time
 
 from jaxlab.llm import ScriptedClient
 
@@ -9,8 +11,11 @@ ADAS_CODE = "```python\ndef forward(task):\n    return call_agent('Solve step by
 ZERO_CODE = "```python\ndef forward(task):\n    return cot(task)\n```"
 
 
-def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str | None = None) -> ScriptedClient:
-    """Solver replies are right on every ``right_every``-th call; judges prefer the gold answer."""
+def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str | None = None,
+                by_seed: bool = False, jitter_s: float = 0.0) -> ScriptedClient:
+    """Solver replies are right on every ``right_every``-th call (``by_seed``: when the request's seed is
+    divisible by ``right_every``, so replies depend only on the request); judges prefer the gold answer.
+    ``jitter_s`` sleeps a random time per call so thread interleavings differ between runs."""
     counter, lock = itertools.count(), threading.Lock()
     right = f"so the answer is \\boxed{{{gold}}}"
 
@@ -18,32 +23,46 @@ def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str 
         return text.rsplit("Current step:", 1)[-1]
 
     def responder(req):
+        if jitter_s:
+            time.sleep(random.uniform(0, jitter_s))
         system = req.messages[0]["content"]
         prompt = req.messages[-1]["content"]
-        if "meticulous judge" in system:
-            if judge == "garbage":
-                return "I like them all."
-            if "<ranking>" in prompt:
-                cands = re.split(r"Candidate \d+:", prompt)[1:]
-                order = sorted(range(len(cands)), key=lambda i: right not in current(cands[i]))
-                return "<ranking>" + ",".join(str(i + 1) for i in order) + "</ranking>"
+        if "impartial judge" in system and judge == "garbage":
+            return "I like them all."
+        if "<ranking>" in system:
+            cands = re.split(r"<\|Candidate \d+ Response\|>", prompt)[1:]
+            order = sorted(range(len(cands)), key=lambda i: right not in current(cands[i]))
+            return "Explanation...\n<ranking>" + ",".join(str(i + 1) for i in order) + "</ranking>"
+        if "Verdict:" in system:
+            cands = re.split(r"\[The Start of Assistant [A-Z]'s Answer\]", prompt)[1:]
+            best = next((i for i, c in enumerate(cands) if right in current(c)), 0)
+            return f"Explanation: candidate [A] is sloppy.\nVerdict: [{chr(65 + best)}]"
+        if "impartial judge of solutions" in system:
             return f"<score>{9 if right in current(prompt) else 2}</score>"
-        if "reward model" in system:
+        if "outcome reward model" in system:
             return f"<reward>{0.9 if right in current(prompt) else 0.1}</reward>"
+        if "process reward model" in system:
+            steps = prompt.split("steps):\n", 1)[1].split("<extra_0>")[:-1]
+            return "<step_rewards>" + ", ".join(
+                "0.9" if right in st else "0.1" if "boxed" in st else "0.6" for st in steps) + "</step_rewards>"
         if system.startswith("Summarise"):
             return "summary: " + ("gold seen" if right in prompt else "nothing")
         if "strict reviewer" in system:
-            return "CORRECT"
+            return "PASS"
+        if "Python programmer" in system:
+            return f"```python\ndef solve():\n    return {gold!r}\n```"
+        if "for consistency" in system:
+            return "<solution_letter>A</solution_letter>"
         if "rank solutions" in system:
-            return "<top>1,2</top>"
-        if "compare solutions" in system or "verify solutions" in system:
+            return "[[1, 2]]"
+        if "verify solutions" in system:
             return "<choice>1</choice>"
-        if "design agentic workflows" in system:
-            return "<operators>CoT, SelfRefine</operators>"
-        if "agent designer" in system:
+        if "designer of agent systems" in system:
             return code or ADAS_CODE
         if "multi-agent system designer" in system:
             return code or ZERO_CODE
+        if by_seed:
+            return right if req.seed % right_every == 0 else f"so the answer is \\boxed{{-{req.seed % 7}}}"
         with lock:
             k = next(counter)
         return right if k % right_every == right_every - 1 else "so the answer is \\boxed{-1}"

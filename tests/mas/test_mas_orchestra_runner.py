@@ -9,7 +9,7 @@ from experiments.masbench.generator import generate_split
 from jaxlab.config import ConfigError, load
 from jaxlab.llm import ScriptedClient
 
-from orchestra_helpers import GOOD_SYSTEM, oracle_text, system_of
+from orchestra_helpers import GOOD_SYSTEM, is_orchestrator, oracle_text, system_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,13 +29,13 @@ def test_end_to_end_writes_table_and_scores_failures(tmp_path, capsys):
     problems = generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed)
 
     def responder(req):
-        if "Design a multi-agent" in system_of(req):
+        if is_orchestrator(req):
             task = req.messages[-1]["content"]
-            design = GOOD_SYSTEM.format(task=task)
+            design = GOOD_SYSTEM.format(extra="")
             # multi-question (parallel) tasks get a design whose edge block is missing: a scored failure
             return design.split("<edge>")[0] if "Questions:" in task else design
         if "strict reviewer" in system_of(req):
-            return "CORRECT"
+            return "Looks right. correct: True"
         return oracle_text(problems, "\n".join(m["content"] for m in req.messages))
 
     summary = runner.run(cfg, client=ScriptedClient(responder=responder))
@@ -64,10 +64,10 @@ def test_rerun_appends_retries_failed_calls_and_a_dead_model_fails_the_run(tmp_p
         calls.append(req)
         if dead["on"]:
             raise LLMError("HTTP 503 from the endpoint")
-        if "Design a multi-agent" in system_of(req):
-            return GOOD_SYSTEM.format(task=req.messages[-1]["content"])
+        if is_orchestrator(req):
+            return GOOD_SYSTEM.format(extra="")
         if "strict reviewer" in system_of(req):
-            return "CORRECT"
+            return "Looks right. correct: True"
         return oracle_text(problems, "\n".join(m["content"] for m in req.messages))
 
     client = ScriptedClient(responder=responder)
@@ -86,3 +86,24 @@ def test_rerun_appends_retries_failed_calls_and_a_dead_model_fails_the_run(tmp_p
     again = runner.run(cfg, client=client)
     assert len(calls) == n and again["reused_records"] == 2 and again["accuracy"] == summary["accuracy"]
     assert len(traj.read_text().splitlines()) == 4
+
+
+@pytest.mark.skipif(__import__("experiments.grpo.evaluate", fromlist=["x"]).shared_data_dir() is None,
+                    reason="../shared/data is absent")
+def test_real_aime_rows_through_the_orchestra_runner(tmp_path):
+    from experiments.mas_prove.benchmarks import real_math_tasks
+
+    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "benchmark=aime24", "n_tasks=2",
+                                     "subagents.sc_samples=2"])
+    tasks = real_math_tasks("aime24", 2)
+
+    def responder(req):
+        if is_orchestrator(req):
+            return '<agent><agent_id>a</agent_id><agent_name>SCAgent</agent_name><agent_description>d' \
+                   '</agent_description><required_arguments><agent_input>""</agent_input></required_arguments></agent>'
+        prompt = req.messages[-1]["content"]
+        t = next(t for t in tasks if t.prompt[:80] in prompt)
+        return f"<answer>{t.answers[0]}</answer>" if t is tasks[0] else "\\boxed{0}"
+
+    summary = runner.run(cfg, client=ScriptedClient(responder=responder))
+    assert summary["accuracy"]["aime24"]["all"] == 0.5 and summary["execution_rate"] == 1.0

@@ -5,7 +5,7 @@ from experiments.mas_prove.core import MASContext, Meter, Step, VerifierError
 from experiments.mas_prove.frameworks import FRAMEWORKS, make_framework
 from experiments.mas_prove.frameworks.code import extract_code, run_generated
 from experiments.mas_prove.frameworks.common import answer_key
-from experiments.mas_prove.verifiers import (LLMJudge, RewardModelVerifier, ScalarHeadRewardModel, make_verifier)
+from experiments.mas_prove.verifiers import FunctionOutcomeScorer, LLMJudge, OutcomeRewardModel, make_verifier
 
 from jaxlab.llm import ScriptedClient
 from mas_prove_helpers import make_client
@@ -32,7 +32,7 @@ def test_every_framework_runs_at_every_hook_level(name, level):
         assert all(v["where"].startswith("round") for v in ctx.verifications)
 
 
-@pytest.mark.parametrize("verifier", ["judge_ranking", "judge_pointwise", "orm", "prm"])
+@pytest.mark.parametrize("verifier", ["judge_ranking", "judge_pointwise", "fare", "orm", "prm"])
 def test_agent_level_search_keeps_the_verified_candidate(verifier):
     # only one sample in three is right: unverified debate ends wrong, best-of-3 with a verifier ends right
     base = _ctx(make_client("7", right_every=3))
@@ -45,8 +45,8 @@ def test_agent_level_search_keeps_the_verified_candidate(verifier):
 def test_verifier_failure_falls_back_visibly_and_is_counted():
     ctx = _ctx(make_client("7", judge="garbage"), "agent")
     make_framework("debate").solve(ctx)
-    assert ctx.stats["fallbacks"] == ctx.stats["verifications"] == 6
-    assert ctx.stats["fallback:VerifierError"] == 6
+    assert ctx.stats["fallbacks"] == ctx.stats["verifications"] == 8  # 2 agents x (1 + 3 rounds)
+    assert ctx.stats["fallback:VerifierError"] == 8
     assert all("no <ranking>" in v["fallback"] and v["chosen"] == 0 for v in ctx.verifications)
 
 
@@ -73,10 +73,10 @@ def test_each_strategy_runs_end_to_end(strategy):
 
 
 def test_reward_model_seam_and_judge_validation():
-    rm = ScalarHeadRewardModel(lambda texts: [len(t) for t in texts])
-    assert RewardModelVerifier(rm).rank("t", ["a", "ccc", "bb"]) == [1, 2, 0]
+    rm = FunctionOutcomeScorer(lambda convs: [len(c[1]["content"]) for c in convs])
+    assert OutcomeRewardModel(rm).rank("t", ["a", "ccc", "bb"]) == [1, 2, 0]
     with pytest.raises(VerifierError, match="returned 1 scores"):
-        ScalarHeadRewardModel(lambda texts: [1.0]).score("t", ["a", "b"])
+        FunctionOutcomeScorer(lambda convs: [1.0]).score("t", ["a", "b"])
     bad = LLMJudge(ScriptedClient(responder=lambda req: "<ranking>1,1,2</ranking>"), Meter())
     with pytest.raises(VerifierError, match="not a permutation"):
         bad.rank("t", ["a", "b", "c"])
@@ -85,6 +85,37 @@ def test_reward_model_seam_and_judge_validation():
 def test_broken_generated_code_is_a_scored_failure():
     hang = "```python\ndef forward(task):\n    while True:\n        pass\n```"
     ctx = _ctx(make_client("7", code="```python\nraise SystemExit(3)\n```"))
-    assert make_framework("adas").solve(ctx) == ""
+    assert make_framework("mas_zero").solve(ctx) == ""
     ok, msg = run_generated(_ctx(make_client("7")), 0, extract_code(hang), blocks=False, timeout_s=1)
     assert not ok and "timeout" in msg
+
+
+@pytest.mark.parametrize("level", ["agent", "iteration"])
+def test_identical_rerun_hits_the_cache_for_every_call(tmp_path, level):
+    # replies depend on the request's seed and calls finish in random order: a seed taken from a shared
+    # counter would give different requests on the rerun; seeds derived from the call's position do not
+    from jaxlab.llm.cache import CachedClient
+
+    inner = make_client("7", right_every=2, by_seed=True, jitter_s=0.003)
+    for name in sorted(FRAMEWORKS):
+        answers, counts = [], []
+        for _ in range(2):
+            cached = CachedClient(inner, tmp_path / name, max_concurrency=8)
+            meter, vmeter = Meter(), Meter()
+            ctx = MASContext(cached, TASK, make_verifier("judge_ranking", cached, vmeter), level, "summary", 3,
+                             meter=meter, task_id="t0", framework=name, vmeter=vmeter)
+            answers.append(make_framework(name).solve(ctx))
+            counts.append((cached.hits, cached.misses))
+        assert counts[0][1] > 0, name
+        assert counts[1] == (sum(counts[0]), 0), (name, counts)  # every request of the rerun hits, none is new
+        assert answers[0] == answers[1]
+        assert vmeter.calls > 0 and meter.calls > 0  # the verifier's calls are metered apart from the MAS's
+
+
+def test_seeds_depend_on_position_not_order():
+    ctx = MASContext(make_client("7"), TASK, seed=3, task_id="t", framework="debate")
+    assert ctx.position_seed("a", 0, 0) == MASContext(make_client("7"), TASK, seed=3, task_id="t",
+                                                      framework="debate").position_seed("a", 0, 0)
+    assert len({ctx.position_seed("a", 0, i) for i in range(50)}) == 50
+    assert ctx.position_seed("a", 0, 0) != MASContext(make_client("7"), TASK, seed=3, task_id="u",
+                                                      framework="debate").position_seed("a", 0, 0)

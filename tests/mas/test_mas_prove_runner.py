@@ -117,3 +117,22 @@ def test_rerun_appends_skips_finished_jobs_and_a_dead_model_fails_the_run(tmp_pa
     with pytest.raises(RunDirError, match=r"different config .*changed keys: seeds: \[0, 1\] -> \[0, 1, 2\]"):
         runner.run(load(runner.Config, None, [*overrides, "seeds=[0,1,2]"]), client=Counting())
     assert len(traj.read_text().splitlines()) == 4
+
+
+@pytest.mark.skipif(__import__("experiments.grpo.evaluate", fromlist=["x"]).shared_data_dir() is None,
+                    reason="../shared/data is absent")
+def test_validation_search_prepares_adas_and_maas_once_per_seed(tmp_path):
+    from experiments.mas_prove.benchmarks import load_tasks
+
+    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "frameworks=[adas,maas]", "benchmarks=[gsm8k]",
+                                     "n_tasks=1", "seeds=[0]", "levels=[none]", "n_validation=1",
+                                     "controller_steps=2"])
+    gold = load_tasks("gsm8k", 2, 0)
+    client = make_client(gold[0].answers[0])
+    summary = runner.run(cfg, client=client)
+    recs = [json.loads(x) for x in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
+    adas = next(r for r in recs if r["framework"] == "adas")["trace"]["adas"]
+    assert adas["searched"] and len(adas["archive"]) == 8  # 7 seeds + 1 generation, scored on validation
+    assert next(r for r in recs if r["framework"] == "maas")["trace"]["maas"]["plan"]
+    validation = [r for r in client.requests if gold[1].prompt[:40] in r.messages[-1]["content"]]
+    assert validation and summary["n_records"] == 2

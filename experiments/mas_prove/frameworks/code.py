@@ -1,4 +1,6 @@
-"""Code-based frameworks: ADAS- and MAS-Zero-style generated agent systems.
+"""Code-based frameworks: the sandboxed runner of generated agent systems, and MAS-Zero.
+
+ADAS (archive search over a validation split) lives in :mod:`experiments.mas_prove.frameworks.adas`.
 
 A meta agent writes Python; it runs in :mod:`jaxlab.sandbox` (time + memory
 limits, no network).  Generated code reaches the model only through
@@ -59,45 +61,6 @@ def run_generated(ctx: MASContext, r: int, code: str, blocks: bool, timeout_s: f
     if res.ok and lines:
         return True, json.loads(lines[-1][len("__RESULT__"):])
     return False, f"generated system failed ({res.status}): {res.stderr.strip()[-500:]}"
-
-
-ADAS_META = """You design agent systems in Python. Write a function `forward(task: str) -> str` that solves the task
-by calling `call_agent(instruction, role)` (returns the agent's text reply) one or more times and returns a response
-whose final answer is in \\boxed{{}}. Only the standard library is available; there is no network.
-Reply with one ```python code block.
-
-Example (chain of thought):
-```python
-def forward(task):
-    return call_agent("Think step by step and box the final answer.\\n" + task, "cot")
-```
-{archive}"""
-
-
-class ADAS:
-    """ADAS: a meta agent writes and refines code-defined agent systems; the best-run answer is kept."""
-
-    name, family = "adas", "code"
-
-    def __init__(self, iterations: int = 2) -> None:
-        self.iterations = iterations
-
-    def _design(self, ctx: MASContext, r: int, archive: list[dict]) -> dict:
-        notes = "\n".join(f"Previous design {i + 1} ({'ran' if d['ok'] else 'failed'}):\n```python\n{d['code']}\n```\n"
-                          f"Result: {d['result'][:300]}" for i, d in enumerate(archive))
-        text = ctx.agent("meta_agent", r, f"Task:\n{ctx.task}\n\n" + ADAS_META.format(
-            archive=("Improve on these designs:\n" + notes) if notes else ""), system="You are an agent designer.")
-        code = extract_code(text)
-        ok, result = run_generated(ctx, r, code, blocks=False)
-        return {"code": code, "ok": ok, "result": result}
-
-    def solve(self, ctx: MASContext) -> str:
-        archive: list[dict] = []
-        for r in range(self.iterations):
-            archive.append(ctx.iteration(r, lambda c, r=r, a=list(archive): self._design(c, r, a),
-                                         lambda d: f"```python\n{d['code']}\n```\nResult: {d['result']}"))
-        ran = [d["result"] for d in archive if d["ok"]]
-        return majority(ran) if ran else ""
 
 
 ZERO_META = """Decompose the task into sub-tasks and solve it with these building blocks (each returns text with a

@@ -1,17 +1,22 @@
-"""Helpers shared by the frameworks: answer keys and majority voting."""
+"""Helpers shared by the frameworks (and MAS-Orchestra's sub-agents): answer keys and majority voting."""
 from __future__ import annotations
 
 from collections import Counter
 
-from experiments.masbench.scorer import extract_boxed, normalize
+from experiments.masbench.scorer import extract_boxed, final_answer, normalize
 
 
 def answer_key(text: str) -> tuple[str, ...]:
-    return tuple(normalize(a) for a in extract_boxed(text))
+    """The response's boxed answers, normalised (else its one final answer: tag, 'The answer is', number)."""
+    boxed = extract_boxed(text)
+    if boxed:
+        return tuple(normalize(a) for a in boxed)
+    single = final_answer(text)
+    return (normalize(single),) if single else ()
 
 
 def majority(texts: list[str]) -> str:
-    """The earliest response carrying the most common boxed answer(s); unboxed responses never win a vote."""
+    """The earliest response carrying the most common answer(s); responses without an answer never win."""
     if not texts:
         return ""
     keys = [answer_key(t) for t in texts]

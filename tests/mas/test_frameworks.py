@@ -1,0 +1,264 @@
+"""Trace-level tests of each framework's defining mechanism: who saw which messages, who was active, when."""
+import itertools
+import random
+import re
+
+import numpy as np
+import pytest
+
+from experiments.mas_prove.core import MASContext
+from experiments.mas_prove.frameworks.common import answer_key
+from experiments.mas_prove.frameworks.iteration import ROLES, Debate, DyLAN, importance, parse_scores
+from jaxlab.llm import ScriptedClient
+
+TASK = "What is 17 cubed?"
+
+
+def _ctx(responder, **kw):
+    return MASContext(ScriptedClient(responder=responder), TASK, task_id="t", framework="x", **kw)
+
+
+def test_debate_agents_read_each_others_previous_answers_for_the_authors_rounds():
+    counter = itertools.count()
+    client_ctx = _ctx(lambda req: f"reply {next(counter)} \\boxed{{{random.Random(req.seed).randint(0, 9)}}}")
+    final = Debate().solve(client_ctx)
+    reqs = client_ctx.client.requests
+    assert len(reqs) == 2 * (1 + 3)  # 2 agents, an answer round and 3 refinement rounds (the authors' CLI)
+    steps = client_ctx.steps
+    assert [s.round for s in steps] == [0, 0, 1, 1, 2, 2, 3, 3]
+    for k in range(2, 8):  # agent i of round r saw its own and the other agent's round r-1 answers
+        r, i = divmod(k, 2)
+        own, other = steps[2 * (r - 1) + i].output, steps[2 * (r - 1) + 1 - i].output
+        prompt = reqs[k].messages[-1]["content"]
+        assert f"ORIGINAL SOLUTION:\n{own}" in prompt and f"OTHER AGENTS' SOLUTIONS:\nAgent {2 - i}:\n{other}" in prompt
+    assert final in (steps[6].output, steps[7].output)
+
+
+def test_dylan_stops_a_round_early_when_two_thirds_agree():
+    ctx = _ctx(lambda req: "so \\boxed{4913}")
+    assert answer_key(DyLAN().solve(ctx)) == ("4913",)
+    trace = ctx.trace["dylan"]
+    assert trace["early_stop_round"] == 0 and len(trace["active"][0]) == 3  # floor(2/3*4)+1 agents spoke
+    assert len(ctx.client.requests) == 3
+    assert trace["importance"] and sum(trace["importance"].values()) == pytest.approx(1.0)
+
+
+def test_dylan_ranker_decides_who_is_active_in_later_rounds():
+    roles = list(ROLES)
+    answers = {0: 1, 1: 2, 2: 3, 3: 4}  # no agreement in rounds 0 and 1
+
+    def responder(req):
+        system, prompt = req.messages[0]["content"], req.messages[-1]["content"]
+        if "rank solutions" in system:  # prefer the responses answering 3 and 1
+            shown = re.split(r"Response \d+:\n", prompt.split("\n\nChoose")[0])[1:]
+            picks = [k + 1 for k, t in enumerate(shown) if answer_key(t)[0] in ("3", "1")]
+            return f"[[{', '.join(map(str, picks))}]]"
+        i = next(k for k, role in enumerate(roles) if ROLES[role] in system)
+        n_shown = prompt.count("Solution ") - prompt.count("Solutions from")
+        rating = f"[[{', '.join(['5' if k == 0 else '1' for k in range(n_shown)])}]] " if n_shown else ""
+        return f"{rating}\\boxed{{{answers[i]}}}"
+
+    ctx = _ctx(responder)
+    DyLAN().solve(ctx)
+    trace = ctx.trace["dylan"]
+    assert [len(a) for a in trace["active"]] == [4, 4, 2] and trace["early_stop_round"] is None
+    assert sorted(trace["active"][2]) == sorted([roles[0], roles[2]])  # the agents answering 1 and 3
+    ranker = [r for r in ctx.client.requests if "rank solutions" in r.messages[0]["content"]]
+    assert len(ranker) == 1
+    imp = trace["importance"]
+    assert imp[roles[1]] < imp[roles[0]] + imp[roles[2]] and all(v >= 0 for v in imp.values())
+
+
+def test_parse_scores_like_dylan():
+    assert parse_scores("text [[5, 0, 10]]", 3) == pytest.approx([0.5, 0.0, 0.5])
+    assert parse_scores("no array", 2) == [0.5, 0.5] and parse_scores("[[1, 2]]", 3) == pytest.approx([1 / 3] * 3)
+
+
+def _paths_reference(rounds, weights, final):
+    """Importance by enumerating every path from a node to the last round (slow reference)."""
+    last = len(rounds) - 1
+    agree = [i for i, t in rounds[last].items() if answer_key(t) == final]
+    terminal = {i: (1 / len(agree) if i in agree else 0.0) for i in rounds[last]}
+
+    def through(r, j):
+        if r == last:
+            return terminal[j]
+        return sum(weights[r + 1][i].get(j, 0.0) * through(r + 1, i) for i in rounds[r + 1])
+
+    return [{j: through(r, j) for j in rounds[r]} for r in range(len(rounds))]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_importance_matches_path_enumeration(seed):
+    rng = random.Random(seed)
+    rounds = []
+    for r in range(rng.randint(2, 4)):
+        active = sorted(rng.sample(range(4), rng.randint(2, 4)))
+        rounds.append({i: f"\\boxed{{{rng.randint(0, 2)}}}" for i in active})
+    weights = [{}]
+    for r in range(1, len(rounds)):
+        w = {}
+        for i in rounds[r]:
+            raw = [rng.random() for _ in rounds[r - 1]]
+            w[i] = {j: x / sum(raw) for j, x in zip(rounds[r - 1], raw)}
+        weights.append(w)
+    final = ("1",)
+    got, want = importance(rounds, weights, final), _paths_reference(rounds, weights, final)
+    assert all(got[r][j] == pytest.approx(want[r][j]) for r in range(len(rounds)) for j in rounds[r])
+
+
+from experiments.mas_prove.frameworks.graph import AFlow, MaAS, load_workflow, validate_workflow  # noqa: E402
+from experiments.mas_prove.frameworks.maas_controller import NAMES, Controller, threshold_sample  # noqa: E402
+
+CUBE_CODE = "```python\ndef solve():\n    return 17 ** 3\n```"
+
+
+def _aflow_model(review="FAIL: 4913 is right but the explanation skips a step", code=CUBE_CODE):
+    def responder(req):
+        system, prompt = req.messages[0]["content"], req.messages[-1]["content"]
+        if "Python programmer" in system:
+            return code if "previous code failed" not in prompt else CUBE_CODE
+        if "for consistency" in system:  # pick the solution that carries the code's output
+            letters = re.findall(r"^([A-Z]):\n(.*?)(?=^[A-Z]:\n|\Z)", prompt.split("generated:\n", 1)[1],
+                                 re.S | re.M)
+            pick = next((x for x, body in letters if "4913" in body), "A")
+            return f"All but {pick} disagree.<solution_letter>{pick}</solution_letter>"
+        if "strict reviewer" in system:
+            return review
+        if "Review feedback" in prompt:
+            return "revised: 17^3 = 4913, so \\boxed{4913}"
+        return "guess \\boxed{1000}"
+
+    return responder
+
+
+def test_aflow_runs_its_workflow_graph_with_programmer_ensemble_and_review():
+    ctx = _ctx(_aflow_model())
+    final = AFlow().solve(ctx)
+    names = [s.agent for s in ctx.steps]
+    assert names == ["Custom", "Custom", "Custom", "Programmer", "ScEnsemble", "Review", "Revise"]
+    ensemble = ctx.client.requests[4].messages[-1]["content"]
+    assert "D:\nCode output: 4913" in ensemble  # the sandbox ran the generated code; no model wrote 4913
+    revise = ctx.client.requests[6].messages[-1]["content"]
+    assert "FAIL: 4913 is right" in revise and "Code output: 4913" in revise  # the review's feedback reaches Revise
+    assert final == "revised: 17^3 = 4913, so \\boxed{4913}"
+
+
+def test_aflow_review_pass_skips_the_revision_and_programmer_retries_with_the_error():
+    ctx = _ctx(_aflow_model(review="PASS", code="```python\ndef solve():\n    return 1 / 0\n```"))
+    assert AFlow().solve(ctx) == "Code output: 4913"
+    names = [s.agent for s in ctx.steps]
+    assert names.count("Programmer") == 2 and "Revise" not in names
+    retry = [r for r in ctx.client.requests if "previous code failed" in r.messages[-1]["content"]]
+    assert len(retry) == 1 and "ZeroDivisionError" in retry[0].messages[-1]["content"]
+
+
+def test_workflows_load_as_data_and_bad_graphs_name_the_node(tmp_path):
+    path = tmp_path / "wf.json"
+    path.write_text('{"nodes": [{"id": "a", "op": "AnswerGenerate"}, {"id": "b", "op": "SelfRefine", "in": ["a"]}]}')
+    ctx = _ctx(lambda req: "\\boxed{4913}")
+    assert AFlow(load_workflow(path)).solve(ctx) == "\\boxed{4913}" and [s.agent for s in ctx.steps] == [
+        "AnswerGenerate", "SelfRefine"]
+    with pytest.raises(ValueError, match="node 'x': op"):
+        validate_workflow([{"id": "x", "op": "Magic"}])
+    with pytest.raises(ValueError, match="node 'b': in: \\['zz'\\]"):
+        validate_workflow([{"id": "a", "op": "Custom"}, {"id": "b", "op": "Review", "in": ["zz"]}])
+
+
+class _FixedPlan(Controller):
+    def __init__(self, plan):
+        super().__init__()
+        self.plan = plan
+
+    def sample(self, query, seed):
+        return self.plan
+
+
+def test_maas_executes_the_controllers_layers_in_order():
+    ctx = _ctx(_aflow_model())
+    plan = [["GenerateCoT", "Programmer"], ["ScEnsemble"], ["SelfRefine"], ["EarlyStop"]]
+    MaAS(_FixedPlan(plan)).solve(ctx)
+    assert ctx.trace["maas"]["plan"] == plan
+    rounds = [(s.round, s.agent) for s in ctx.steps]
+    assert rounds == [(0, "Programmer"), (0, "Custom"), (1, "GenerateCoT"), (1, "Programmer"),
+                      (2, "ScEnsemble"), (3, "SelfRefine"), (5, "ScEnsemble")]  # 2 left: a final ensemble
+    assert "Code output: 4913" in ctx.client.requests[1].messages[-1]["content"]
+
+
+def test_maas_controller_learns_which_operator_pays():
+    ctl = Controller(seed=1)
+    queries = [f"problem {i}: compute a big power" for i in range(4)]
+
+    def rate(c):
+        return sum(uses(c.sample(q, 10_000 + k)) for q in queries for k in range(25)) / 100
+
+    def uses(plan):
+        return any("Programmer" in layer for layer in plan)
+
+    before = rate(ctl)
+    curve = ctl.train(queries, lambda q, plan: float(uses(plan)) - 0.02 * sum(map(len, plan)), 100)
+    after = rate(ctl)
+    assert before < 0.6 and after > 0.9 and sum(curve[-20:]) > sum(curve[:20])
+    plan = ctl.sample(queries[0], 3)
+    assert plan[0][0] in ("Generate", "GenerateCoT", "MultiGenerateCoT") and all(n in NAMES for l in plan for n in l)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_threshold_sampling_reaches_the_threshold_without_repeats(seed):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(7))
+    picked = threshold_sample(probs, rng, 0.3)
+    assert len(set(picked)) == len(picked)
+    assert probs[picked].sum() >= 0.3 and (len(picked) == 1 or probs[picked[:-1]].sum() < 0.3)
+
+
+def test_controller_save_load_round_trip(tmp_path):
+    a, b = Controller(seed=0), Controller(seed=5)
+    a.save(tmp_path / "c.npz")
+    assert b.load(tmp_path / "c.npz").sample("q", 7) == a.sample("q", 7)
+    assert np.allclose(b.probs("q", 1, "Generate"), a.probs("q", 1, "Generate"))
+
+
+from experiments.mas_prove.frameworks.adas import ADAS, bootstrap, seed_archive  # noqa: E402
+from experiments.mas_prove.frameworks.code import run_generated  # noqa: E402
+
+MAGIC = '```python\ndef forward(task):\n    return call_agent("MAGIC " + task, "magic")\n```'
+BROKEN = '```python\ndef forward(task):\n    return undefined_name\n```'
+
+
+def test_adas_searches_the_archive_on_validation_and_runs_the_fittest_at_test():
+    proposals = iter(["Broken agent\n" + BROKEN, "Magic agent\n" + MAGIC])
+    meta_prompts = []
+
+    def responder(req):
+        prompt = req.messages[-1]["content"]
+        if "designer of agent systems" in req.messages[0]["content"]:
+            meta_prompts.append(prompt)
+            return next(proposals)
+        return "\\boxed{4913}" if prompt.startswith("MAGIC") else "\\boxed{1}"  # only the new design works
+
+    client = ScriptedClient(responder=responder)
+    val = ["What is 17 cubed?", "Cube 17."]
+    adas = ADAS(generations=1)
+    archive = adas.search(lambda task, tag: MASContext(client, task, task_id=task, framework=tag), val,
+                          lambda task, out: "4913" in out, MASContext(client, "meta", framework="adas"))
+    assert [a.name for a in archive[:7]] == [a.name for a in seed_archive()]
+    assert all(a.fitness["median"] == 0.0 for a in archive[:7])
+    assert archive[-1].name == "Magic agent" and archive[-1].fitness["median"] == 1.0 and archive[-1].errors == 1
+    assert "NameError" in meta_prompts[1] and "Chain-of-Thought (fitness 0.00" in meta_prompts[0]
+    ctx = _ctx(responder)
+    assert ADAS.solve(adas, ctx) == "\\boxed{4913}"
+    assert ctx.trace["adas"]["agent"] == "Magic agent" and [s.agent for s in ctx.steps] == ["magic"]
+
+
+def test_every_seed_agent_runs_in_the_sandbox():
+    for agent in seed_archive():
+        ctx = _ctx(lambda req: "CORRECT \\boxed{4913}")
+        ok, out = run_generated(ctx, 0, agent.code, blocks=False)
+        assert ok and "4913" in out, (agent.name, out)
+
+
+def test_bootstrap_fitness():
+    f = bootstrap([1, 0, 1, 1])
+    assert f["low"] <= f["median"] <= f["high"] and f["median"] == pytest.approx(0.75, abs=0.05)
+    assert bootstrap([1.0] * 3) == {"median": 1.0, "low": 1.0, "high": 1.0, "n": 3}
