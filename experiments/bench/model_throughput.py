@@ -7,7 +7,8 @@ warm-up (compilation excluded), with min and max; a figure whose spread ``(max-m
 exceeds ``--max_spread`` is printed as ``noisy`` and gets no ratio. Prefill = one forward over
 ``batch x prompt_len`` tokens. Decode seconds per step = the least-squares slope of generation
 time over ``--decode_lengths`` within each round (the prefill cancels), turned into tokens/s
-only when every round's slope is positive. Prints a table, writes JSON; on a GPU with
+only when every round's slope is positive, and flagged ``noisy (fit)`` when some round's time
+is not linear in the length (R^2 < 0.9). Prints a table, writes JSON; on a GPU with
 ``--peak_tflops`` also reports MFU.
 
     python experiments/bench/model_throughput.py --output_dir runs/bench_throughput
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.bench.timing import (DEFAULT_MAX_SPREAD, MIN_REPEATS, Rate, decode_slopes, fmt, fmt_ratio, rate,
+from experiments.bench.timing import (DEFAULT_MAX_SPREAD, MIN_REPEATS, Rate, decode_rate, fmt, fmt_ratio, rate,
                                       ratio, time_interleaved)
 
 Fn = Callable[[], object]
@@ -73,8 +74,8 @@ def measure(samples: dict[str, list[float]], prefix: str, batch: int, prompt_len
             lengths: list[int], max_spread: float) -> dict[str, Rate]:
     """Prefill and decode rates for one contender from its interleaved samples."""
     prefill = rate(batch * prompt_len, samples[f"{prefix}/prefill"], max_spread)
-    slopes = decode_slopes(lengths, {n: samples[f"{prefix}/gen{n}"] for n in lengths})
-    return {"prefill": prefill, "decode": rate(batch, slopes, max_spread)}
+    decode = decode_rate(batch, lengths, {n: samples[f"{prefix}/gen{n}"] for n in lengths}, max_spread)
+    return {"prefill": prefill, "decode": decode}
 
 
 def model_flops_per_token(cfg) -> float:

@@ -9,7 +9,8 @@ per-step time is the least-squares slope of time against step count over several
 which is turned into a rate only when it is positive.
 
 Benches call ``time_interleaved`` (several contenders timed round-robin, so load drift hits
-all of them alike), ``decode_slopes`` and ``rate``/``ratio``, then ``fmt`` for table cells.
+all of them alike), ``rate`` (work / median time) or ``decode_rate`` (per-step slope with a
+check on the fit), ``ratio`` of two rates, then ``fmt`` / ``fmt_ratio`` for table cells.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Callable, Mapping, Sequence
 
 MIN_REPEATS = 5
 DEFAULT_MAX_SPREAD = 0.25  # (max - min) / median above this marks a figure noisy
+DEFAULT_MIN_R2 = 0.9  # a decode round whose time-vs-length fit explains less than this is not linear
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,19 @@ def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
 
+def r_squared(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Coefficient of determination of the least-squares line through ``(xs, ys)``.
+
+    1.0 for points on a line; 1.0 too when every y is equal (a flat line fits exactly, and
+    ``rate`` refuses the zero slope anyway).
+    """
+    b = slope(xs, ys)
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    ss_res = sum((y - (my + b * (x - mx))) ** 2 for x, y in zip(xs, ys))
+    return 1.0 if ss_tot == 0 else 1.0 - ss_res / ss_tot
+
+
 def decode_slopes(lengths: Sequence[int], samples: Mapping[int, Sequence[float]]) -> list[float]:
     """Seconds per generated step, one least-squares slope per repeat round.
 
@@ -124,6 +139,29 @@ def rate(work: float, seconds: Sequence[float], max_spread: float = DEFAULT_MAX_
     return Rate(work / t.median, work / t.max, work / t.min, t.spread, t.noisy(max_spread))
 
 
+def decode_rate(work_per_step: float, lengths: Sequence[int], samples: Mapping[int, Sequence[float]],
+                max_spread: float = DEFAULT_MAX_SPREAD, min_r2: float = DEFAULT_MIN_R2) -> Rate:
+    """Steps/s (times ``work_per_step``) from runs of several lengths, checked three ways.
+
+    Per repeat round, time is fitted linearly against length (``decode_slopes``); the rate is
+    ``work_per_step / median slope``. No rate at all if any slope is <= 0; flagged noisy if the
+    slopes spread more than ``max_spread`` or any round's fit has R^2 below ``min_r2`` (time did
+    not grow linearly with length, so the slope is not a per-step cost). Needs >= 3 lengths for
+    the fit check to mean anything.
+    """
+    if len(set(lengths)) < 3:
+        raise ValueError(f"lengths: expected >= 3 distinct generation lengths for a checked fit, got {list(lengths)}")
+    r = rate(work_per_step, decode_slopes(lengths, samples), max_spread)
+    if r.value is None:
+        return r
+    rounds = len(samples[lengths[0]])
+    worst = min(r_squared(list(lengths), [samples[n][i] for n in lengths]) for i in range(rounds))
+    if worst < min_r2:
+        return Rate(r.value, r.min, r.max, r.spread, True,
+                    reason=f"time vs length is not linear: worst round R^2 {worst:.3f} < {min_r2}")
+    return r
+
+
 def ratio(a: Rate, b: Rate) -> float | None:
     """``a / b`` when both rates are trustworthy, else None (a ratio of a noisy figure is not a result)."""
     if not (a.ok and b.ok):
@@ -132,11 +170,11 @@ def ratio(a: Rate, b: Rate) -> float | None:
 
 
 def fmt(r: Rate, digits: int = 0) -> str:
-    """Table cell: ``median [min-max]``, or ``noisy (spread 40%)`` / ``invalid`` instead of a number."""
+    """Table cell: ``median [min-max]``, or ``noisy (40%)`` / ``noisy (fit)`` / ``invalid`` instead of a number."""
     if r.value is None:
         return "invalid"
     if r.noisy:
-        return f"noisy ({r.spread:.0%})"
+        return "noisy (fit)" if r.reason else f"noisy ({r.spread:.0%})"  # a reason on a value: the fit check
     return f"{r.value:.{digits}f} [{r.min:.{digits}f}-{r.max:.{digits}f}]"
 
 

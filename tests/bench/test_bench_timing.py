@@ -8,8 +8,8 @@ import itertools
 
 import pytest
 
-from experiments.bench.timing import (Rate, Stat, decode_slopes, fmt, fmt_ratio, rate, ratio, slope,
-                                      time_interleaved)
+from experiments.bench.timing import (Rate, Stat, decode_rate, decode_slopes, fmt, fmt_ratio, r_squared, rate,
+                                      ratio, slope, time_interleaved)
 
 
 def test_stat_median_min_max_spread():
@@ -92,3 +92,45 @@ def test_rate_as_dict_round_trips_flags():
     d = rate(1.0, [1.0] * 5).as_dict()
     assert d == {"value": 1.0, "min": 1.0, "max": 1.0, "spread": 0.0, "noisy": False, "ok": True, "reason": ""}
     assert isinstance(Rate(None, None, None, float("inf"), True).as_dict()["spread"], float)
+
+
+def test_r_squared_is_one_on_a_line_and_drops_off_it():
+    assert r_squared([8, 24, 40], [0.3 + 0.01 * n for n in (8, 24, 40)]) == pytest.approx(1.0)
+    assert r_squared([8, 24, 40], [0.5, 0.5, 0.5]) == 1.0
+    # y = [0, 2, 1]: fitted line 0.5 + 0.5x, residuals -0.5, 1, -0.5 -> SSres 1.5, SStot 2.
+    assert r_squared([0, 1, 2], [0.0, 2.0, 1.0]) == pytest.approx(0.25)
+
+
+def _rounds(lengths, per_round):
+    return {n: [row[i] for row in per_round] for i, n in enumerate(lengths)}
+
+
+def test_decode_rate_on_clean_linear_rounds():
+    lengths = [8, 24, 40]
+    per_round = [[0.3 + 0.01 * n for n in lengths]] * 5
+    r = decode_rate(4.0, lengths, _rounds(lengths, per_round))
+    assert r.ok and r.value == pytest.approx(400.0) and r.reason == ""
+
+
+def test_decode_rate_flags_a_round_that_is_not_linear():
+    lengths = [8, 24, 40]
+    # Slopes are all exactly 0.01 s/step (the spread check passes), but round 0 bends:
+    # its middle run took 0.2 s longer than the line through the ends.
+    bent = [0.38, 0.74, 0.70]
+    per_round = [bent] + [[0.3 + 0.01 * n for n in lengths]] * 4
+    r = decode_rate(4.0, lengths, _rounds(lengths, per_round))
+    assert r.value == pytest.approx(400.0) and r.noisy and not r.ok
+    assert "R^2" in r.reason and fmt(r) == "noisy (fit)"
+    assert ratio(r, rate(4.0, [0.01] * 5)) is None
+
+
+def test_decode_rate_never_divides_by_a_negative_slope():
+    lengths = [8, 24, 40]
+    per_round = [[0.5, 0.54, 0.45]] + [[0.3 + 0.01 * n for n in lengths]] * 4
+    r = decode_rate(4.0, lengths, _rounds(lengths, per_round))
+    assert r.value is None and fmt(r) == "invalid" and "non-positive" in r.reason
+
+
+def test_decode_rate_needs_three_lengths():
+    with pytest.raises(ValueError, match="lengths"):
+        decode_rate(1.0, [8, 40], {8: [1.0] * 5, 40: [2.0] * 5})
