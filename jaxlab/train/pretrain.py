@@ -93,13 +93,16 @@ class Config:
     """Device mesh; ``None`` trains on the default device."""
 
     def __post_init__(self) -> None:
-        if not self.output_dir:
-            raise ValueError("output_dir: expected a non-empty path")
-        if self.data.batch_size % self.optim.grad_accum_steps:
-            raise ValueError(
-                f"optim.grad_accum_steps={self.optim.grad_accum_steps} must divide "
-                f"data.batch_size={self.data.batch_size}"
-            )
+        check_training_config(self)
+
+
+def check_training_config(cfg: Any) -> None:
+    """The checks every training runner's Config shares (pretrain, SFT): an output_dir, whole micro-batches."""
+    if not cfg.output_dir:
+        raise ValueError("output_dir: expected a non-empty path")
+    if cfg.data.batch_size % cfg.optim.grad_accum_steps:
+        raise ValueError(f"optim.grad_accum_steps={cfg.optim.grad_accum_steps} must divide "
+                         f"data.batch_size={cfg.data.batch_size}")
 
 
 def load_model(section: ModelSection) -> tuple[Any, Any]:
