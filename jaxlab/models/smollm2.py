@@ -50,8 +50,8 @@ def _convert(gguf: Path, out: Path) -> None:
     try:
         import torch
         import transformers
-    except ImportError as exc:  # pragma: no cover - dev extras install torch
-        raise ImportError("converting the SmolLM2 GGUF needs torch + transformers: pip install -e '.[dev]'") from exc
+    except ImportError as exc:  # pragma: no cover - torch is a main dependency
+        raise ImportError("converting the SmolLM2 GGUF needs torch + transformers (jaxlab's own dependencies): pip install -e .") from exc
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp", dir=out.parent))
     try:
         tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
