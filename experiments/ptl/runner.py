@@ -19,7 +19,6 @@ the model loads, unless ``overwrite=true``; see ``jaxlab.runs.claim_output_dir``
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any, Literal
