@@ -1,4 +1,4 @@
-"""``jaxlab`` command line: ``run CONFIG.yaml [key=value ...]`` and ``serve MODEL``.
+"""``jaxlab`` command line: ``run CONFIG.yaml [key=value ...]``, ``export CHECKPOINT OUT_DIR`` and ``serve MODEL``.
 
 A run config names its runner module (``runner: experiments.ptl.runner``);
 the module provides a frozen ``Config`` dataclass and ``run(cfg) -> dict``.
@@ -59,6 +59,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from jaxlab.train.export import export_checkpoint
+
+    try:
+        export_checkpoint(args.checkpoint, args.out_dir)
+    except FileNotFoundError as exc:
+        print(f"jaxlab export: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
     from jaxlab.llm.serve_cli import main as serve_main
 
@@ -71,14 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run a config: jaxlab run configs/ptl_smollm2.yaml key=value ...")
     run.add_argument("config")
     run.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=10")
+    export = sub.add_parser("export", help="write a run's checkpoint as a Hugging Face folder: "
+                            "jaxlab export RUN_DIR/checkpoints[/STEP] OUT_DIR")
+    export.add_argument("checkpoint", help="RUN_DIR, RUN_DIR/checkpoints (latest step) or RUN_DIR/checkpoints/STEP")
+    export.add_argument("out_dir")
     serve = sub.add_parser("serve", help="serve a model as an OpenAI-compatible API (FastAPI + uvicorn): jaxlab serve smollm2 --port 8000",
                            add_help=False)
     serve.add_argument("model")
     args, rest = parser.parse_known_args(argv)
-    if args.command == "run":
+    if args.command in ("run", "export"):
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return _cmd_run(args)
+        return _cmd_run(args) if args.command == "run" else _cmd_export(args)
     return _cmd_serve(args, rest)
 
 

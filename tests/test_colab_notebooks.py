@@ -20,3 +20,34 @@ def test_notebook_runs(path, tmp_path):
 
 def test_there_is_a_quickstart():
     assert any(p.stem == "quickstart" for p in NOTEBOOKS)
+
+
+def _install_cell(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert first.source.startswith("# Install jaxlab"), f"{path.name}: the first code cell must install jaxlab"
+    return first.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_install_cell_is_a_no_op_here_and_names_what_a_fresh_runtime_needs(path, tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import subprocess
+
+    source = _install_cell(path)
+    calls = []
+    monkeypatch.setattr(subprocess, "check_call", lambda cmd: calls.append(cmd))
+    exec(source, {})  # jaxlab is importable here: nothing is installed
+    assert calls == [] and "jaxlab is installed" in capsys.readouterr().out
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # a fresh runtime
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JAXLAB_SOURCE", raising=False)
+    with pytest.raises(RuntimeError, match="JAXLAB_SOURCE"):
+        exec(source, {})
+    monkeypatch.setenv("JAXLAB_SOURCE", "jaxlab @ git+https://example.invalid/jaxlab")
+    exec(source, {})
+    assert calls[-1][-1] == "jaxlab @ git+https://example.invalid/jaxlab"
+    monkeypatch.chdir(path.parent)  # opened from a clone: an editable install of that clone
+    exec(source, {})
+    assert calls[-1][-2:] == ["-e", str(path.parents[1])]

@@ -39,6 +39,8 @@ from jaxlab.train.optim import OptimConfig
 class ModelSection:
     name: Literal["smollm2-135m-instruct", "tiny-llama"] = "smollm2-135m-instruct"
     """``tiny-llama``: a random 2-layer byte-level model (tests, smoke runs)."""
+    path: str | None = None
+    """A local Hugging Face folder (config.json, safetensors, tokenizer with a chat template) instead of ``name``."""
     seed: int = 0
 
 
@@ -95,15 +97,15 @@ class Config:
 
 def _load(section: ModelSection) -> tuple[Any, Any, TaskCodec]:
     """``(model, tokenizer or None, codec)``."""
-    if section.name == "tiny-llama":
+    if section.name == "tiny-llama" and section.path is None:
         from jaxlab.models import init_model
         from jaxlab.models.config import tiny_config
 
         return init_model(tiny_config("llama", num_layers=2, max_position_embeddings=512), section.seed), None, \
             byte_codec()
-    from jaxlab.models import load_smollm2
+    from jaxlab.models.pretrained import load_pretrained
 
-    model, tok = load_smollm2()
+    model, tok = load_pretrained(section.path or section.name)
     return model, tok, chat_codec(tok)
 
 

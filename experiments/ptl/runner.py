@@ -19,7 +19,6 @@ the model loads, unless ``overwrite=true``; see ``jaxlab.runs.claim_output_dir``
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +44,8 @@ ModelName = Literal["smollm2-135m-instruct", "tiny-llama", "tiny-qwen2", "tiny-q
 class ModelSection:
     name: ModelName = "smollm2-135m-instruct"
     """``tiny-*``: a random 3-layer model with a byte tokenizer (tests, smoke runs)."""
+    path: str | None = None
+    """A local Hugging Face folder (config.json, safetensors, tokenizer) to prune instead of ``name``."""
     seed: int = 0
 
 
@@ -122,36 +123,35 @@ class Config:
 
 def model_config(section: ModelSection) -> ModelConfig:
     """The architecture alone (no weights), so the schedule can be checked before loading anything."""
-    if section.name.startswith("tiny-"):
+    if section.name.startswith("tiny-") and section.path is None:
         return tiny_config(section.name[5:], num_layers=4, intermediate_size=96, max_position_embeddings=512)
-    from jaxlab.models.hf import config_from_hf
-    from jaxlab.models.smollm2 import smollm2_folder
+    from jaxlab.models.pretrained import pretrained_config
 
-    return config_from_hf(json.loads((smollm2_folder() / "config.json").read_text()))
+    return pretrained_config(section.path or section.name)
 
 
 def load_encoder(section: ModelSection) -> tuple[Any, corpora.Encode, int]:
     """``(tokenizer or None, encode, eos_id)`` without loading any weights."""
-    if section.name.startswith("tiny-"):
+    if section.name.startswith("tiny-") and section.path is None:
         encode, eos = corpora.byte_encoder()
         return None, encode, eos
-    from jaxlab.models.smollm2 import load_tokenizer
+    from jaxlab.models.pretrained import load_pretrained_tokenizer
 
-    tok = load_tokenizer()
+    tok = load_pretrained_tokenizer(section.path or section.name)
     encode, eos = corpora.hf_encoder(tok)
     return tok, encode, eos
 
 
 def load_model(section: ModelSection) -> tuple[Any, Any, corpora.Encode, int]:
     """``(model, tokenizer or None, encode, eos_id)``."""
-    if section.name.startswith("tiny-"):
+    if section.name.startswith("tiny-") and section.path is None:
         from jaxlab.models import init_model
 
         encode, eos = corpora.byte_encoder()
         return init_model(model_config(section), section.seed), None, encode, eos
-    from jaxlab.models import load_smollm2
+    from jaxlab.models.pretrained import load_pretrained
 
-    model, tok = load_smollm2()
+    model, tok = load_pretrained(section.path or section.name)
     encode, eos = corpora.hf_encoder(tok)
     return model, tok, encode, eos
 

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import jax.numpy as jnp
 
-Family = Literal["llama", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss"]
-FAMILIES = ("llama", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss")
+Family = Literal["llama", "qwen2", "qwen3", "mistral", "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss"]
+FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss")
 MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 _ROPE_TYPES = ("default", "llama3", "linear", "yarn")
@@ -95,7 +95,7 @@ class MoEConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of a decoder-only LM (dense Llama / Qwen2 / Qwen3, MoE Mixtral / Qwen-MoE / gpt-oss).
+    """Architecture of a decoder-only LM (dense Llama / Qwen2 / Qwen3 / Mistral, MoE Mixtral / Qwen-MoE / gpt-oss).
 
     ``layer_types`` (per layer ``full_attention`` / ``sliding_attention``) with
     ``sliding_window`` gives local attention; ``attention_sinks`` adds a learned
@@ -215,6 +215,8 @@ def tiny_config(family: Family = "llama", **overrides: Any) -> ModelConfig:
         base.update(attention_bias=True)
     if family in ("qwen3", "qwen3_moe"):
         base.update(qk_norm=True)
+    if family == "mistral":  # Llama with a sliding window on every layer
+        base.update(sliding_window=8)
     if family in MOE_FAMILIES:
         moe = dict(num_experts=8, num_experts_per_tok=2, intermediate_size=32, norm_topk_prob=True)
         if family == "qwen2_moe":

@@ -20,6 +20,7 @@ from jaxlab.models.config import MOE_FAMILIES, ModelConfig, dtype_of
 from jaxlab.models.decoder import DecoderLM
 
 _ARCH = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+         "mistral": "MistralForCausalLM",
          "mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
          "gpt_oss": "GptOssForCausalLM"}  # the MoE families' fields live in moe_hf.py
 
@@ -28,7 +29,7 @@ class UnsupportedModelError(ValueError):
     """The checkpoint uses an architecture or option jaxlab does not implement."""
 
 
-def _rope(hf: Mapping[str, Any], allowed: tuple[str, ...] = ("llama3", "linear")) -> tuple[float, dict | None]:
+def _rope(hf: Mapping[str, Any], allowed: tuple[str, ...] = ("llama3", "linear", "yarn")) -> tuple[float, dict | None]:
     """Read rope theta/scaling from either transformers 4 or 5 config layouts."""
     params = dict(hf.get("rope_parameters") or {})
     legacy = dict(hf.get("rope_scaling") or {})
@@ -41,7 +42,31 @@ def _rope(hf: Mapping[str, Any], allowed: tuple[str, ...] = ("llama3", "linear")
         return theta, None
     if kind not in allowed:
         raise UnsupportedModelError(f"rope_scaling.rope_type={kind!r} is not supported ({', '.join(allowed)} are)")
+    if kind in ("llama3", "yarn"):  # transformers fills this in the same way (standardize_rope_params)
+        scaling.setdefault("original_max_position_embeddings", int(hf.get("max_position_embeddings", 2048)))
     return theta, scaling
+
+
+def _dense_window(hf: Mapping[str, Any], family: str) -> tuple[int | None, tuple[str, ...] | None]:
+    """``(sliding_window, layer_types)`` of a dense family, read the way transformers reads it.
+
+    Mistral slides every layer when ``sliding_window`` is set; Qwen2/Qwen3 only with
+    ``use_sliding_window``, on the layers ``layer_types`` marks (or, in older configs,
+    those from ``max_window_layers`` on). Llama has no sliding window in transformers.
+    """
+    window = hf.get("sliding_window")
+    if family == "mistral":
+        return (int(window) if window else None), None
+    if family not in ("qwen2", "qwen3") or not hf.get("use_sliding_window") or not window:
+        return None, None
+    n = int(hf["num_hidden_layers"])
+    types = hf.get("layer_types") or ["sliding_attention" if i >= int(hf.get("max_window_layers", n)) else
+                                      "full_attention" for i in range(n)]
+    if len(types) != n:
+        raise UnsupportedModelError(f"layer_types: expected {n} entries (num_hidden_layers), got {len(types)}")
+    if "sliding_attention" not in types:
+        return None, None
+    return int(window), tuple(types)
 
 
 def config_from_hf(hf: Mapping[str, Any], dtype: str = "float32", param_dtype: str | None = None) -> ModelConfig:
@@ -53,7 +78,7 @@ def config_from_hf(hf: Mapping[str, Any], dtype: str = "float32", param_dtype: s
     if family in MOE_FAMILIES:
         from jaxlab.models.moe_hf import moe_config_kwargs
 
-        theta, scaling = _rope(hf, ("llama3", "linear", "yarn"))  # yarn: gpt-oss (parity-tested there)
+        theta, scaling = _rope(hf)
         heads = hf["num_attention_heads"]
         return ModelConfig(
             family=family, vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
@@ -66,11 +91,10 @@ def config_from_hf(hf: Mapping[str, Any], dtype: str = "float32", param_dtype: s
             param_dtype=param_dtype or dtype, **moe_config_kwargs(hf))
     if hf.get("mlp_bias"):
         raise UnsupportedModelError("mlp_bias=True is not supported")
-    if hf.get("use_sliding_window"):
-        raise UnsupportedModelError("use_sliding_window=True is not supported")
     if hf.get("hidden_act", "silu") != "silu":
         raise UnsupportedModelError(f"hidden_act={hf.get('hidden_act')!r} is not supported (silu is)")
     theta, scaling = _rope(hf)
+    window, types = _dense_window(hf, family)
     heads = hf["num_attention_heads"]
     return ModelConfig(
         family=family, vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
@@ -80,7 +104,7 @@ def config_from_hf(hf: Mapping[str, Any], dtype: str = "float32", param_dtype: s
         rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)), tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         attention_bias=True if family == "qwen2" else bool(hf.get("attention_bias", False)),
         qk_norm=family == "qwen3", max_position_embeddings=int(hf.get("max_position_embeddings", 2048)),
-        dtype=dtype, param_dtype=param_dtype or dtype)
+        sliding_window=window, layer_types=types, dtype=dtype, param_dtype=param_dtype or dtype)
 
 
 def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
@@ -100,13 +124,34 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     }
     if cfg.rope_scaling:
         out["rope_scaling"] = dict(cfg.rope_scaling)
-    if cfg.family == "qwen2":
-        out["use_sliding_window"] = False
+    if cfg.moe is None:
+        out.update(_dense_window_to_hf(cfg))
     if cfg.moe is not None:
         from jaxlab.models.moe_hf import moe_config_to_hf
 
         out = moe_config_to_hf(cfg, out)
     return out
+
+
+def _dense_window_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    """The sliding-window fields of a dense family's transformers config (the inverse of ``_dense_window``)."""
+    windows = cfg.layer_window
+    if cfg.family == "mistral":
+        if len(set(windows)) != 1:
+            raise UnsupportedModelError("to_hf: Mistral slides every layer or none; this model mixes "
+                                        f"windows {windows}")
+        return {"sliding_window": windows[0]}
+    if cfg.family in ("qwen2", "qwen3"):
+        if not any(windows):
+            return {"use_sliding_window": False, "sliding_window": None}
+        sliding = [w is not None for w in windows]
+        first = sliding.index(True)
+        return {"use_sliding_window": True, "sliding_window": cfg.sliding_window,
+                "max_window_layers": first if all(sliding[first:]) else cfg.num_layers,
+                "layer_types": ["sliding_attention" if s else "full_attention" for s in sliding]}
+    if any(windows):
+        raise UnsupportedModelError(f"to_hf: transformers' {cfg.family} has no sliding-window attention")
+    return {}
 
 
 def _hf_names(cfg: ModelConfig) -> dict[tuple, tuple[str, bool]]:
@@ -220,14 +265,48 @@ def hf_weights(model: DecoderLM) -> dict[str, np.ndarray]:
     return out
 
 
-def to_hf(model: DecoderLM, out_dir: str | Path) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` that transformers loads with the same logits."""
+def special_token_ids(tokenizer: Any) -> dict[str, int]:
+    """``bos/eos/pad_token_id`` of a Hugging Face tokenizer (those it has)."""
+    ids = {}
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = getattr(tokenizer, key, None)
+        if value is not None:
+            ids[key] = int(value)
+    return ids
+
+
+def generation_config(tokenizer: Any) -> dict[str, Any]:
+    """A ``generation_config.json`` under which a default transformers ``generate()`` decodes as
+    :func:`jaxlab.generate.generate` does by default: greedy, stopping at the tokenizer's EOS
+    (``<|im_end|>`` for a chat model such as SmolLM2-Instruct)."""
+    ids = special_token_ids(tokenizer)
+    if "eos_token_id" not in ids:
+        raise ValueError("to_hf: the tokenizer has no eos_token_id, so generate() would never stop; "
+                         "set tokenizer.eos_token first")
+    ids.setdefault("pad_token_id", ids["eos_token_id"])
+    return {**ids, "do_sample": False}
+
+
+def to_hf(model: DecoderLM, out_dir: str | Path, tokenizer: Any = None) -> Path:
+    """Write a folder ``AutoModelForCausalLM.from_pretrained`` loads with the same logits.
+
+    With ``tokenizer`` (a Hugging Face tokenizer) the folder also holds its files, so
+    ``AutoTokenizer.from_pretrained`` loads it, the config names its BOS/EOS/pad ids, and a
+    ``generation_config.json`` makes a plain ``generate()`` stop at EOS with the tokens jaxlab's
+    greedy ``generate`` gives. Without one, transformers would not know where a turn ends.
+    """
     from safetensors.flax import save_file
 
     out = Path(out_dir)
     hf_cfg = config_to_hf(model.config)
+    if tokenizer is not None:
+        gen = generation_config(tokenizer)
+        hf_cfg.update({k: v for k, v in gen.items() if k.endswith("_token_id")})
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: jnp.asarray(v) for k, v in hf_weights(model).items()}
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(hf_cfg, indent=2))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(out))
+        (out / "generation_config.json").write_text(json.dumps(gen, indent=2))
     return out

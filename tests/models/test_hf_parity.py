@@ -81,6 +81,6 @@ def test_to_hf_round_trip(family, tmp_path):
 def test_unsupported_architecture_is_named():
     with pytest.raises(UnsupportedModelError, match="model_type='gpt2'"):
         config_from_hf({"model_type": "gpt2"})
-    with pytest.raises(UnsupportedModelError, match="rope_type='yarn'"):
-        config_from_hf(dict(model_type="llama", rope_scaling={"rope_type": "yarn", "factor": 2.0}, **{
+    with pytest.raises(UnsupportedModelError, match="rope_type='dynamic'"):
+        config_from_hf(dict(model_type="llama", rope_scaling={"rope_type": "dynamic", "factor": 2.0}, **{
             k: v for k, v in TINY.items()}))

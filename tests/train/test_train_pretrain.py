@@ -9,6 +9,7 @@ from jaxlab.models import init_model, tiny_config
 from jaxlab.runs import RunDirError
 from jaxlab.train import data, pretrain
 from jaxlab.train.metrics import read_jsonl
+from tests.train import tiny_hf
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pretrain_smollm2.yaml"
 
@@ -28,16 +29,7 @@ def test_shipped_config_loads_and_bad_keys_are_named():
 @pytest.fixture(scope="module")
 def code_tokenizer():
     """A small byte-level BPE trained on a few stdlib files (the real one is tested in slow runs)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    texts = [p.read_text() for p in data.stdlib_python_files()[:20]]
-    tok.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=384, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    return tiny_hf.code_tokenizer()
 
 
 def test_run_writes_outputs_and_resumes(tmp_path, monkeypatch, code_tokenizer):
