@@ -40,7 +40,8 @@ Dtype = Literal["float32", "bfloat16"]
 
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
-    name: Literal["smollm2-135m-instruct"] = "smollm2-135m-instruct"
+    name: Literal["smollm2-135m-instruct", "tiny-llama"] = "smollm2-135m-instruct"
+    """``tiny-llama``: a 2-layer random Llama on UTF-8 bytes (multi-host and mesh smoke runs, tests)."""
     param_dtype: Dtype = "float32"
     """Storage dtype of the trained parameters (and so of the Adam moments' updates)."""
     compute_dtype: Dtype = "float32"
@@ -93,8 +94,24 @@ class Config:
             )
 
 
+class ByteTokenizer:
+    """UTF-8 bytes as token ids 0..255 and EOS 256: a tokenizer needing no files (``tiny-llama``)."""
+
+    eos_token_id = 256
+    vocab_size = 257
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return list(text.encode("utf-8"))
+
+
 def load_model(section: ModelSection) -> tuple[Any, Any]:
     """``(DecoderLM, tokenizer)`` for ``section.name`` in the requested dtypes."""
+    if section.name == "tiny-llama":
+        from jaxlab.models import init_model, tiny_config
+
+        cfg = tiny_config("llama", vocab_size=ByteTokenizer.vocab_size, dtype=section.compute_dtype,
+                          param_dtype=section.param_dtype)
+        return init_model(cfg, seed=0), ByteTokenizer()
     from jaxlab.models import load_smollm2
 
     return load_smollm2(dtype=section.compute_dtype, param_dtype=section.param_dtype)
@@ -105,8 +122,9 @@ def _ppl(values: dict) -> dict:
 
 
 OUTPUTS = ("config.yaml", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json", "checkpoints")
-RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint")
-"""Keys a resumed run may change: how far to train, what to log, how often to checkpoint."""
+RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint", "mesh")
+"""Keys a resumed run may change: how far to train, what to log, how often to checkpoint, and the
+device mesh (a checkpoint restores onto any mesh shape: orbax reshards to the new target shardings)."""
 
 
 def run(cfg: Config) -> dict:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from tqdm.auto import tqdm
@@ -60,12 +61,31 @@ class FitResult:
 
 
 def _placer(mesh) -> Callable[[Mapping[str, Any]], dict[str, jax.Array]]:
+    """Host batches -> arrays; on a mesh, this process's rows become its shards of the global batch.
+
+    Every process passes only the rows it read (its data shards); the global
+    batch is ``process_count`` times as long, assembled without any copy between
+    hosts by ``jax.make_array_from_process_local_data``.
+    """
     if mesh is None:
         return lambda batch: {k: jnp.asarray(v) for k, v in batch.items()}
     from jaxlab.sharding import batch_sharding
 
-    sharding = batch_sharding(mesh)
-    return lambda batch: {k: jax.device_put(v, sharding) for k, v in batch.items()}
+    def place(batch: Mapping[str, Any]) -> dict[str, jax.Array]:
+        out = {}
+        for key, value in batch.items():
+            value = np.asarray(value)
+            global_shape = (value.shape[0] * jax.process_count(),) + value.shape[1:]
+            sharding = batch_sharding(mesh, value.ndim, batch_size=global_shape[0])
+            if jax.process_count() > 1 and sharding.spec[0] is None:
+                raise ValueError(
+                    f"batch[{key!r}]: a global batch of {global_shape[0]} rows cannot be split over the "
+                    f"mesh's data-parallel axes {dict(mesh.shape)}; make the batch size a multiple of "
+                    f"mesh.data * mesh.fsdp * mesh.expert")
+            out[key] = jax.make_array_from_process_local_data(sharding, value, global_shape)
+        return out
+
+    return place
 
 
 def fit(
@@ -90,12 +110,15 @@ def fit(
     at zero); ``optim_cfg`` still gives the logged learning-rate schedule and accumulation.
     """
     graphdef, params, rest = split_model(model)
+    tx = make_optimizer(optim_cfg) if tx is None else tx
     if mesh is not None:
-        from jaxlab.sharding import shard_state
+        from jaxlab.sharding import init_on_mesh, shard_state
 
         params, rest = shard_state(params, mesh), shard_state(rest, mesh)
-    tx = make_optimizer(optim_cfg) if tx is None else tx
-    state = TrainState(params, jax.jit(tx.init)(params))
+        # Every optimizer leaf on the mesh too, so restore targets and steps are mesh-consistent.
+        state = TrainState(params, init_on_mesh(tx.init, params, mesh=mesh))
+    else:
+        state = TrainState(params, jax.jit(tx.init)(params))
     data_iter = data if hasattr(data, "set_state") else iter(data)
 
     start, resumed_from = 0, None
