@@ -26,9 +26,10 @@ from typing import Any, Literal
 import yaml
 
 from jaxlab.config import ConfigError, load, require_positive, to_dict
+from jaxlab.distributed import DistributedConfig, initialize, is_primary, raise_everywhere
 from jaxlab.runs import claim_output_dir
 from jaxlab.sharding import MeshConfig
-from jaxlab.train import data
+from jaxlab.train import data, shards
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
 from jaxlab.train.metrics import MetricsWriter, plot_loss_curve
 from jaxlab.train.optim import OptimConfig
@@ -62,9 +63,17 @@ class DataSection:
     """Held-out batches (of ``batch_size`` x ``seq_len`` tokens) for perplexity."""
     shuffle_window: int = 64
     seed: int = 0
+    shards: int | None = None
+    """Independent data streams the global batch is cut into (``files[i::shards]``, ``batch_size / shards``
+    rows each); a process reads only its own. ``None``: one per process. Fix it to train on the same
+    batches under any process count (see jaxlab.train.shards)."""
 
     def __post_init__(self) -> None:
         require_positive(**{n: getattr(self, n) for n in ("seq_len", "batch_size", "eval_batches", "shuffle_window")})
+        if self.shards is not None:
+            require_positive(**{"data.shards": self.shards})
+            if self.batch_size % self.shards:
+                raise ValueError(f"data.shards={self.shards} must divide data.batch_size={self.batch_size}")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction: expected a number in (0, 1), got {self.heldout_fraction!r}")
 
@@ -83,6 +92,8 @@ class Config:
     checkpoint: CheckpointConfig = CheckpointConfig()
     mesh: MeshConfig | None = None
     """Device mesh; ``None`` trains on the default device."""
+    distributed: DistributedConfig | None = None
+    """Multi-process run (``jax.distributed``); ``None``: one process. ``distributed: {}`` auto-detects."""
 
     def __post_init__(self) -> None:
         if not self.output_dir:
@@ -122,19 +133,33 @@ def _ppl(values: dict) -> dict:
 
 
 OUTPUTS = ("config.yaml", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json", "checkpoints")
-RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint", "mesh")
+RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint", "mesh",
+             "distributed")
 """Keys a resumed run may change: how far to train, what to log, how often to checkpoint, and the
-device mesh (a checkpoint restores onto any mesh shape: orbax reshards to the new target shardings)."""
+device mesh and process group (a checkpoint restores onto any mesh shape or process count: orbax
+reshards to the new target shardings and the data state is kept per shard)."""
+
+
+def _say(text: str) -> None:
+    if is_primary():
+        print(f"[pretrain] {text}", flush=True)
 
 
 def run(cfg: Config) -> dict:
     """Train per ``cfg``; returns (and writes to ``summary.json``) the run summary."""
     t0 = time.time()
+    initialize(cfg.distributed)  # before anything touches a device
     out = Path(cfg.output_dir).absolute()
-    claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    error = None
+    if is_primary():  # one writer; every process then fails with the primary's error, if any
+        try:
+            claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
+            (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        except Exception as exc:  # noqa: BLE001 - re-raised on every process just below
+            error = exc
+    raise_everywhere(error)
 
-    print(f"[pretrain] loading {cfg.model.name} ...", flush=True)
+    _say(f"loading {cfg.model.name} ...")
     model, tokenizer = load_model(cfg.model)
     if tokenizer.eos_token_id is None:
         raise ConfigError(f"model.name: tokenizer of {cfg.model.name!r} has no EOS token to separate files")
@@ -150,7 +175,17 @@ def run(cfg: Config) -> dict:
         raise ConfigError(
             f"data.eval_batches: the {len(heldout_files)} held-out files give only {len(eval_set)} batches, "
             f"asked for {cfg.data.eval_batches}; lower it or raise data.heldout_fraction")
-    train_set = data.pretrain_dataset(train_files, shuffle_window=cfg.data.shuffle_window, **common)
+    try:
+        mine, n_shards = shards.local_shards(cfg.data.shards)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg.data.batch_size % n_shards:
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size} is not divisible by the {n_shards} data shards "
+                          f"(data.shards, default: one per process)")
+    shard_common = {**common, "batch_size": cfg.data.batch_size // n_shards}
+    train_set = shards.ConcatShards({i: data.pretrain_dataset(
+        train_files, shuffle_window=cfg.data.shuffle_window, shard_index=i, shard_count=n_shards, **shard_common)
+        for i in mine})
 
     mesh = None
     if cfg.mesh is not None:
@@ -159,14 +194,13 @@ def run(cfg: Config) -> dict:
         mesh = make_mesh(cfg.mesh)
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
     resume_step = checkpointer.resume_step()
-    metrics = MetricsWriter(out, resume_step=resume_step)
+    metrics = MetricsWriter(out, resume_step=resume_step) if is_primary() else None  # logs from process 0 only
     try:
-        print(f"[pretrain] held-out perplexity before training ({len(heldout_files)} files, "
-              f"{cfg.data.eval_batches} batches) ...", flush=True)
+        _say(f"held-out perplexity before training ({len(heldout_files)} files, {cfg.data.eval_batches} batches) ...")
         before = _ppl(evaluate(model, eval_set))
-        if resume_step is None:
+        if resume_step is None and metrics is not None:
             metrics.write(0, "eval", before)
-        print(f"[pretrain] before: perplexity {before['perplexity']:.3f} (loss {before['loss']:.4f})", flush=True)
+        _say(f"before: perplexity {before['perplexity']:.3f} (loss {before['loss']:.4f})")
 
         def eval_fn(graphdef, params, rest):
             return _ppl(evaluate((graphdef, params, rest), eval_set))
@@ -176,13 +210,15 @@ def run(cfg: Config) -> dict:
         logged = [h for h in result.history if h["split"] == "eval" and h["step"] == result.step]
         after = {k: logged[-1][k] for k in before} if logged else eval_fn(result.graphdef, result.state.params,
                                                                            result.rest)
-        if not logged and result.resumed_from != result.step:  # else it is already in metrics.jsonl
+        if not logged and result.resumed_from != result.step and metrics is not None:  # else already logged
             metrics.write(result.step, "eval", after)
     finally:
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
         checkpointer.close()
-    plot_loss_curve(metrics.jsonl_path, out / "loss_curve.png",
-                    title=f"{cfg.model.name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})")
+    if is_primary():
+        plot_loss_curve(out / "metrics.jsonl", out / "loss_curve.png",
+                        title=f"{cfg.model.name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})")
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
     summary = {
         "model": cfg.model.name,
@@ -199,15 +235,16 @@ def run(cfg: Config) -> dict:
         "wall_time_s": round(time.time() - t0, 1),
         "outputs": {
             "output_dir": str(out),
-            "metrics": str(metrics.jsonl_path),
-            "tensorboard": str(metrics.tensorboard_dir),
+            "metrics": str(out / "metrics.jsonl"),
+            "tensorboard": str(out / "tensorboard"),
             "loss_curve": str(out / "loss_curve.png"),
             "summary": str(out / "summary.json"),
             "checkpoints": str(checkpointer.directory),
         },
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _print_summary(summary)
+    if is_primary():
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        _print_summary(summary)
     return summary
 
 

@@ -22,6 +22,7 @@ from jaxlab.train.checkpoint import Checkpointer
 from jaxlab.train.data import set_iterator_state
 from jaxlab.train.metrics import MetricsWriter
 from jaxlab.train.optim import OptimConfig, make_optimizer, make_schedule
+from jaxlab.train.shards import global_data_state, local_data_state
 from jaxlab.train.step import TrainState, make_train_step, split_model
 
 EvalFn = Callable[[nnx.GraphDef, nnx.State, nnx.State], Mapping[str, float]]
@@ -126,7 +127,7 @@ def fit(
         restored = checkpointer.restore(state, rest)
         state, rest, start = restored.state, restored.rest, restored.step
         if restored.data_state is not None:
-            set_iterator_state(data_iter, restored.data_state)
+            set_iterator_state(data_iter, local_data_state(restored.data_state))
         resumed_from = start
     if start >= train_cfg.steps:
         return FitResult(graphdef, state, rest, start, resumed_from, [])
@@ -144,7 +145,7 @@ def fit(
     else:
         sharding_ctx = contextlib.nullcontext
     history: list[dict] = []
-    bar = tqdm(total=train_cfg.steps, initial=start, disable=not train_cfg.progress, desc="train", unit="step")
+    bar = tqdm(total=train_cfg.steps, initial=start, disable=not train_cfg.progress or jax.process_index() != 0, desc="train", unit="step")
     try:
         for step in range(start + 1, train_cfg.steps + 1):
             try:
@@ -165,7 +166,7 @@ def fit(
             if eval_fn is not None and train_cfg.eval_every and step % train_cfg.eval_every == 0:
                 _log(metrics, history, step, "eval", dict(eval_fn(graphdef, state.params, rest)))
             if checkpointer is not None and checkpointer.should_save(step, final=step == train_cfg.steps):
-                checkpointer.save(step, state, rest, data_state=data_iter.get_state())
+                checkpointer.save(step, state, rest, data_state=global_data_state(data_iter.get_state()))
             bar.update(1)
             if on_step is not None:
                 on_step(step, record)
