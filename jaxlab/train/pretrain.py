@@ -47,6 +47,10 @@ class ModelSection:
     """Storage dtype of the trained parameters (and so of the Adam moments' updates)."""
     compute_dtype: Dtype = "float32"
     """Activation/matmul dtype; the loss is always computed in float32."""
+    remat: Literal["none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "everything_saveable"] = "none"
+    """Recompute each decoder block's activations in the backward pass (jax.checkpoint policy); same losses."""
+    attention: Literal["xla", "dot_product"] = "xla"
+    """``dot_product``: jax.nn.dot_product_attention (cuDNN flash attention on GPU); ``xla``: the reference."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +120,14 @@ class ByteTokenizer:
 
 
 def load_model(section: ModelSection) -> tuple[Any, Any]:
-    """``(DecoderLM, tokenizer)`` for ``section.name`` in the requested dtypes."""
+    """``(DecoderLM, tokenizer)`` for ``section.name`` in the requested dtypes, remat and attention kernel."""
+    from jaxlab.models.decoder import with_options
+
+    model, tokenizer = _load_weights(section)
+    return with_options(model, remat=section.remat, attention=section.attention), tokenizer
+
+
+def _load_weights(section: ModelSection) -> tuple[Any, Any]:
     if section.name == "tiny-llama":
         from jaxlab.models import init_model, tiny_config
 

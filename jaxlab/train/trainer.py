@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from typing import Any, Callable, Iterable, Mapping
 
 import jax
@@ -18,6 +19,8 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from jaxlab.models.config import ModelConfig
+from jaxlab.train import perf
 from jaxlab.train.checkpoint import Checkpointer
 from jaxlab.train.data import set_iterator_state
 from jaxlab.train.metrics import MetricsWriter
@@ -40,6 +43,8 @@ class TrainConfig:
     """Run the eval function every this many steps; 0 = never during training."""
     progress: bool = True
     """Show a tqdm progress bar."""
+    peak_tflops_per_device: float | None = None
+    """Peak TFLOP/s of one device for the logged MFU; None: looked up from the device kind (unknown: no MFU)."""
 
     def __post_init__(self) -> None:
         for name, low in (("steps", 1), ("log_every", 1), ("eval_every", 0)):
@@ -144,6 +149,12 @@ def fit(
         sharding_ctx = lambda: activation_sharding(mesh)  # noqa: E731
     else:
         sharding_ctx = contextlib.nullcontext
+    flops_per_token = None
+    if isinstance(getattr(model, "config", None), ModelConfig):
+        flops_per_token = lambda seq: perf.train_flops_per_token(model.config, seq)  # noqa: E731
+    peak = perf.peak_flops(train_cfg.peak_tflops_per_device)
+    compiled: dict = {}
+    last = None
     history: list[dict] = []
     bar = tqdm(total=train_cfg.steps, initial=start, disable=not train_cfg.progress or jax.process_index() != 0, desc="train", unit="step")
     try:
@@ -155,14 +166,30 @@ def fit(
                     f"data ran out at step {step} of {train_cfg.steps}; use a repeating dataset "
                     f"(num_epochs=None) or lower train.steps"
                 ) from None
+            placed = place(batch)
             with sharding_ctx():
-                state, out = step_fn(state, rest, place(batch))
+                shape = tuple((k, v.shape, v.dtype) for k, v in sorted(placed.items()))
+                if shape not in compiled:  # compile explicitly: the memory report comes from this executable
+                    step_fn(state, rest, placed, check_only=True)
+                    compiled[shape] = step_fn.jitted.lower(state, rest, placed).compile()
+                    if last is None:
+                        _report_memory(compiled[shape])
+                    last = (step - 1, time.perf_counter())  # compile time is not step time
+                state, out = compiled[shape](state, rest, placed)
             record: dict = {}
             if step % train_cfg.log_every == 0 or step == train_cfg.steps:
                 record = {k: float(v) for k, v in jax.device_get(out).items()}
+                now = time.perf_counter()
+                b, seq = placed["input_ids"].shape
+                record.update(perf.step_record((now - last[1]) / (step - last[0]), b * seq,
+                                               flops_per_token(seq) if flops_per_token else None, peak))
+                last = (step, now)
                 record["lr"] = float(schedule(step - 1))  # lr used by update `step`
                 _log(metrics, history, step, "train", record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+                postfix = dict(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                if "mfu" in record:
+                    postfix["mfu"] = f"{record['mfu']:.1%}"
+                bar.set_postfix(refresh=False, **postfix)
             if eval_fn is not None and train_cfg.eval_every and step % train_cfg.eval_every == 0:
                 _log(metrics, history, step, "eval", dict(eval_fn(graphdef, state.params, rest)))
             if checkpointer is not None and checkpointer.should_save(step, final=step == train_cfg.steps):
@@ -175,6 +202,11 @@ def fit(
         if checkpointer is not None:
             checkpointer.wait()
     return FitResult(graphdef, state, rest, train_cfg.steps, resumed_from, history)
+
+
+def _report_memory(compiled: Any) -> None:
+    if jax.process_index() == 0:
+        print(f"[train] {perf.format_memory(perf.memory_report(compiled))}", flush=True)
 
 
 def _log(metrics: MetricsWriter | None, history: list[dict], step: int, split: str, values: dict) -> None:
