@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import numpy as np
@@ -102,8 +102,9 @@ def state_shardings(state: Any, mesh: Mesh, rules: Mapping[str, Any] | None = No
 
     def one(var: Any) -> Any:
         if isinstance(var, nnx.Variable):
-            axes = var.get_metadata().get("axes") or (None,) * np.ndim(var[...])
-            return var.replace(NamedSharding(mesh, logical_to_spec(axes, np.shape(var[...]), mesh, rules)))
+            shape = np.shape(var.get_raw_value())  # also for ShapeDtypeStruct values (eval_shape)
+            axes = var.get_metadata().get("axes") or (None,) * len(shape)
+            return var.replace(NamedSharding(mesh, logical_to_spec(axes, shape, mesh, rules)))
         return NamedSharding(mesh, P())
 
     return jax.tree_util.tree_map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
@@ -112,6 +113,21 @@ def state_shardings(state: Any, mesh: Mesh, rules: Mapping[str, Any] | None = No
 def shard_state(state: Any, mesh: Mesh, rules: Mapping[str, Any] | None = None) -> Any:
     """Place every array of ``state`` on ``mesh`` per its logical axes."""
     return jax.device_put(state, state_shardings(state, mesh, rules))
+
+
+def init_on_mesh(fn: Callable[..., Any], *args: Any, mesh: Mesh,
+                 rules: Mapping[str, Any] | None = None) -> Any:
+    """``jax.jit(fn)(*args)`` with every output placed on ``mesh``.
+
+    Why: an output that does not depend on its inputs' values (``tx.init``'s
+    zeros and step counter) gets no sharding from propagation and lands on one
+    device, so a later restore or step mixes one-device and mesh arrays
+    ("incompatible devices"). Here outputs that are ``nnx.Variable`` s follow
+    their logical ``axes`` (the Adam moments inherit the params' axes) and
+    every other leaf (scalars, counters) is replicated over the mesh.
+    """
+    abstract = jax.eval_shape(fn, *args)
+    return jax.jit(fn, out_shardings=state_shardings(abstract, mesh, rules))(*args)
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 2, rules: Mapping[str, Any] | None = None,

@@ -19,6 +19,8 @@ MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 _ROPE_TYPES = ("default", "llama3", "linear", "yarn")
 _LAYER_TYPES = ("full_attention", "sliding_attention")
+REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "everything_saveable")
+ATTENTION_IMPLS = ("xla", "dot_product")
 
 
 def dtype_of(name: str) -> Any:
@@ -126,8 +128,18 @@ class ModelConfig:
     attention_sinks: bool = False
     attention_out_bias: bool = False
     moe: MoEConfig | None = None
+    remat: str = "none"
+    """Rematerialise decoder blocks in the backward pass: ``none``, ``full`` or a ``jax.checkpoint_policies``
+    name (``dots_saveable``, ...); trades compute for activation memory, same numbers."""
+    attention: str = "xla"
+    """Attention kernel: ``xla`` (reference einsum + softmax) or ``dot_product`` (``jax.nn.dot_product_attention``,
+    cuDNN flash attention on GPU)."""
 
     def __post_init__(self) -> None:
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"remat: expected one of {list(REMAT_POLICIES)}, got {self.remat!r}")
+        if self.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention: expected one of {list(ATTENTION_IMPLS)}, got {self.attention!r}")
         for name in ("vocab_size", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")

@@ -103,6 +103,9 @@ class Attention(nnx.Module):
         else:
             self.q_norm = self.k_norm = None
         self._rope = (cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+        if cfg.attention != "xla" and cfg.attention_sinks:
+            raise ValueError(f"attention: {cfg.attention!r} has no attention sinks (gpt-oss); use attention='xla'")
+        self.impl = cfg.attention
 
     def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array,
                  kv: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None,
@@ -122,6 +125,10 @@ class Attention(nnx.Module):
             k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, index, 0, 0))
             v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, index, 0, 0))
             new_kv = (k, v)
+        if self.impl == "dot_product":
+            heads = _dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask)
+            out = self.o_proj(heads.reshape(b, s, self.num_heads * self.head_dim).astype(x.dtype))
+            return out, new_kv, heads
         groups = self.num_heads // self.num_kv_heads
         qg = q.reshape(b, s, self.num_kv_heads, groups, self.head_dim)
         scores = jnp.einsum("bskgd,btkd->bkgst", qg, k.astype(q.dtype)).astype(jnp.float32)
@@ -136,6 +143,16 @@ class Attention(nnx.Module):
         heads = jnp.einsum("bkgst,btkd->bskgd", probs, v).reshape(b, s, self.num_heads, self.head_dim)
         out = self.o_proj(heads.reshape(b, s, self.num_heads * self.head_dim).astype(x.dtype))
         return out, new_kv, heads
+
+
+def _dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    """``jax.nn.dot_product_attention`` (cuDNN flash attention on GPU when it applies, XLA elsewhere).
+
+    ``mask[B, S, T]`` (causal, padding and sliding window already combined) is
+    passed whole, so every mask the reference path supports is supported here;
+    grouped-query heads are handled by the kernel.
+    """
+    return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, :, :])
 
 
 class MLP(nnx.Module):
@@ -218,8 +235,9 @@ class DecoderLM(nnx.Module):
         masks = self._masks(mask, jnp.arange(s), jnp.arange(s))
         h = constrain(self.embed(input_ids), ACT_AXES)
         inter, router_logits = [], []
+        block = _remat(self.config.remat)
         for layer in self.layers:
-            h, _, acts = layer(h, positions, masks)
+            h, acts = block(layer, h, positions, masks)
             if collect:
                 inter.append(acts)
             if "router_logits" in acts:
@@ -250,6 +268,36 @@ class DecoderLM(nnx.Module):
             vs.append(v)
         new_cache = KVCache(k=tuple(ks), v=tuple(vs), valid=valid, index=cache.index + s)
         return self._logits(h), new_cache
+
+
+def _run_block(layer: DecoderBlock, h: jax.Array, positions: jax.Array, masks: Any) -> tuple[jax.Array, dict]:
+    out, _, acts = layer(h, positions, masks)
+    return out, acts
+
+
+def _remat(policy: str) -> Any:
+    """The block call, under ``nnx.remat`` with ``policy`` (a ``jax.checkpoint_policies`` name) unless ``none``.
+
+    Why per block: activations inside a block are recomputed in the backward
+    pass instead of stored, so activation memory grows with one block, not all.
+    """
+    if policy == "none":
+        return _run_block
+    named = None if policy == "full" else getattr(jax.checkpoint_policies, policy)
+    return nnx.remat(_run_block, policy=named, prevent_cse=True)
+
+
+def with_options(model: DecoderLM, **changes: Any) -> DecoderLM:
+    """``model`` with execution-only config fields (``remat``, ``attention``) changed in place; weights untouched."""
+    unknown = set(changes) - {"remat", "attention"}
+    if unknown:
+        raise ValueError(f"with_options: only remat/attention can change on a built model, got {sorted(unknown)}")
+    model.config = model.config.replace(**changes)
+    if model.config.attention != "xla" and model.config.attention_sinks:
+        raise ValueError(f"attention: {model.config.attention!r} has no attention sinks (gpt-oss); use 'xla'")
+    for layer in model.layers:
+        layer.attn.impl = model.config.attention
+    return model
 
 
 def init_model(cfg: ModelConfig, seed: int = 0) -> DecoderLM:

@@ -128,16 +128,22 @@ def pretrain_dataset(
     num_epochs: int | None = None,
     shuffle: bool = True,
     shuffle_window: int = 64,
+    shard_index: int = 0,
+    shard_count: int = 1,
 ) -> grain.IterDataset:
     """Packed next-token batches from text files; ``num_epochs=None`` repeats forever.
 
     With ``shuffle=False`` files are read in the given order (use it for a fixed
-    held-out evaluation set).
+    held-out evaluation set). ``shard_index`` / ``shard_count`` keep only the
+    files ``files[shard_index::shard_count]`` (one host's share, see
+    :mod:`jaxlab.train.shards`).
     """
-    require_positive(seq_len=seq_len, batch_size=batch_size)
-    if not files:
-        raise ValueError("pretrain_dataset: files is empty")
-    ds = grain.MapDataset.source([str(f) for f in files])
+    require_positive(seq_len=seq_len, batch_size=batch_size, shard_count=shard_count)
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index: expected 0 <= index < shard_count ({shard_count}), got {shard_index}")
+    if len(files) < shard_count:
+        raise ValueError(f"pretrain_dataset: {len(files)} files cannot fill {shard_count} shards")
+    ds = grain.MapDataset.source([str(f) for f in files])[shard_index::shard_count]
     if shuffle:
         ds = ds.shuffle(seed=seed)
     ds = ds.repeat(num_epochs).map(_ReadAndTokenize(encode, eos_id))

@@ -28,12 +28,14 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+import jax
 import yaml
 
 from jaxlab.config import ConfigError, load, require_positive, to_dict
+from jaxlab.distributed import DistributedConfig, initialize, is_primary, raise_everywhere
 from jaxlab.runs import claim_output_dir
 from jaxlab.sharding import MeshConfig
-from jaxlab.train import data
+from jaxlab.train import data, shards
 from jaxlab.models.hf import to_hf
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
 from jaxlab.train.export import save_model_spec
@@ -47,13 +49,18 @@ Dtype = Literal["float32", "bfloat16"]
 
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
-    name: Literal["smollm2-135m-instruct"] = "smollm2-135m-instruct"
+    name: Literal["smollm2-135m-instruct", "tiny-llama"] = "smollm2-135m-instruct"
+    """``tiny-llama``: a 2-layer random Llama on UTF-8 bytes (multi-host and mesh smoke runs, tests)."""
     path: str | None = None
     """A local Hugging Face folder (config.json, safetensors, tokenizer) to load instead of ``name``."""
     param_dtype: Dtype = "float32"
     """Storage dtype of the trained parameters (and so of the Adam moments' updates)."""
     compute_dtype: Dtype = "float32"
     """Activation/matmul dtype; the loss is always computed in float32."""
+    remat: Literal["none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "everything_saveable"] = "none"
+    """Recompute each decoder block's activations in the backward pass (jax.checkpoint policy); same losses."""
+    attention: Literal["xla", "dot_product"] = "xla"
+    """``dot_product``: jax.nn.dot_product_attention (cuDNN flash attention on GPU); ``xla``: the reference."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,9 +77,17 @@ class DataSection:
     """Held-out batches (of ``batch_size`` x ``seq_len`` tokens) for perplexity."""
     shuffle_window: int = 64
     seed: int = 0
+    shards: int | None = None
+    """Independent data streams the global batch is cut into (``files[i::shards]``, ``batch_size / shards``
+    rows each); a process reads only its own. ``None``: one per process. Fix it to train on the same
+    batches under any process count (see jaxlab.train.shards)."""
 
     def __post_init__(self) -> None:
         require_positive(**{n: getattr(self, n) for n in ("seq_len", "batch_size", "eval_batches", "shuffle_window")})
+        if self.shards is not None:
+            require_positive(**{"data.shards": self.shards})
+            if self.batch_size % self.shards:
+                raise ValueError(f"data.shards={self.shards} must divide data.batch_size={self.batch_size}")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction: expected a number in (0, 1), got {self.heldout_fraction!r}")
 
@@ -91,6 +106,8 @@ class Config:
     checkpoint: CheckpointConfig = CheckpointConfig()
     mesh: MeshConfig | None = None
     """Device mesh; ``None`` trains on the default device."""
+    distributed: DistributedConfig | None = None
+    """Multi-process run (``jax.distributed``); ``None``: one process. ``distributed: {}`` auto-detects."""
 
     def __post_init__(self) -> None:
         check_training_config(self)
@@ -105,8 +122,32 @@ def check_training_config(cfg: Any) -> None:
                          f"data.batch_size={cfg.data.batch_size}")
 
 
+class ByteTokenizer:
+    """UTF-8 bytes as token ids 0..255 and EOS 256: a tokenizer needing no files (``tiny-llama``)."""
+
+    eos_token_id = 256
+    vocab_size = 257
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return list(text.encode("utf-8"))
+
+
 def load_model(section: ModelSection) -> tuple[Any, Any]:
-    """``(DecoderLM, tokenizer)`` for ``section.path`` (or else ``section.name``) in the requested dtypes."""
+    """``(DecoderLM, tokenizer)`` for ``section.path`` (or else ``section.name``) in the requested dtypes,
+    remat and attention kernel."""
+    from jaxlab.models.decoder import with_options
+
+    model, tokenizer = _load_weights(section)
+    return with_options(model, remat=section.remat, attention=section.attention), tokenizer
+
+
+def _load_weights(section: ModelSection) -> tuple[Any, Any]:
+    if section.name == "tiny-llama" and section.path is None:
+        from jaxlab.models import init_model, tiny_config
+
+        cfg = tiny_config("llama", vocab_size=ByteTokenizer.vocab_size, dtype=section.compute_dtype,
+                          param_dtype=section.param_dtype)
+        return init_model(cfg, seed=0), ByteTokenizer()
     from jaxlab.models.pretrained import load_pretrained
 
     return load_pretrained(section.path or section.name, dtype=section.compute_dtype,
@@ -124,23 +165,39 @@ def _ppl(values: dict) -> dict:
 
 OUTPUTS = ("config.yaml", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json", "checkpoints",
            "model_config.json", "tokenizer", "hf_model")
-RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint")
-"""Keys a resumed run may change: how far to train, what to log, how often to checkpoint."""
+RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint", "mesh",
+             "distributed")
+"""Keys a resumed run may change: how far to train, what to log, how often to checkpoint, and the
+device mesh and process group (a checkpoint restores onto any mesh shape or process count: orbax
+reshards to the new target shardings and the data state is kept per shard)."""
+
+
+def _say(text: str) -> None:
+    if is_primary():
+        print(f"[pretrain] {text}", flush=True)
 
 
 def run(cfg: Config) -> dict:
     """Train per ``cfg``; returns (and writes to ``summary.json``) the run summary."""
     t0 = time.time()
+    initialize(cfg.distributed)  # before anything touches a device
     out = Path(cfg.output_dir).absolute()
-    claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    error = None
+    if is_primary():  # one writer; every process then fails with the primary's error, if any
+        try:
+            claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
+            (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        except Exception as exc:  # noqa: BLE001 - re-raised on every process just below
+            error = exc
+    raise_everywhere(error)
 
     name = model_label(cfg.model)
-    print(f"[pretrain] loading {name} ...", flush=True)
+    _say(f"loading {name} ...")
     model, tokenizer = load_model(cfg.model)
     if tokenizer.eos_token_id is None:
         raise ConfigError(f"model: tokenizer of {name!r} has no EOS token to separate files")
-    save_model_spec(out, model.config, tokenizer)
+    if is_primary():
+        save_model_spec(out, model.config, tokenizer)
     files = data.stdlib_python_files(cfg.data.root)
     root = cfg.data.root or data.stdlib_root()
     train_files, heldout_files = data.split_files(files, cfg.data.heldout_fraction, root)
@@ -153,7 +210,17 @@ def run(cfg: Config) -> dict:
         raise ConfigError(
             f"data.eval_batches: the {len(heldout_files)} held-out files give only {len(eval_set)} batches, "
             f"asked for {cfg.data.eval_batches}; lower it or raise data.heldout_fraction")
-    train_set = data.pretrain_dataset(train_files, shuffle_window=cfg.data.shuffle_window, **common)
+    try:
+        mine, n_shards = shards.local_shards(cfg.data.shards)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg.data.batch_size % n_shards:
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size} is not divisible by the {n_shards} data shards "
+                          f"(data.shards, default: one per process)")
+    shard_common = {**common, "batch_size": cfg.data.batch_size // n_shards}
+    train_set = shards.ConcatShards({i: data.pretrain_dataset(
+        train_files, shuffle_window=cfg.data.shuffle_window, shard_index=i, shard_count=n_shards, **shard_common)
+        for i in mine})
 
     mesh = None
     if cfg.mesh is not None:
@@ -162,14 +229,13 @@ def run(cfg: Config) -> dict:
         mesh = make_mesh(cfg.mesh)
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
     resume_step = checkpointer.resume_step()
-    metrics = MetricsWriter(out, resume_step=resume_step)
+    metrics = MetricsWriter(out, resume_step=resume_step) if is_primary() else None  # logs from process 0 only
     try:
-        print(f"[pretrain] held-out perplexity before training ({len(heldout_files)} files, "
-              f"{cfg.data.eval_batches} batches) ...", flush=True)
+        _say(f"held-out perplexity before training ({len(heldout_files)} files, {cfg.data.eval_batches} batches) ...")
         before = _ppl(evaluate(model, eval_set))
-        if resume_step is None:
+        if resume_step is None and metrics is not None:
             metrics.write(0, "eval", before)
-        print(f"[pretrain] before: perplexity {before['perplexity']:.3f} (loss {before['loss']:.4f})", flush=True)
+        _say(f"before: perplexity {before['perplexity']:.3f} (loss {before['loss']:.4f})")
 
         def eval_fn(graphdef, params, rest):
             return _ppl(evaluate((graphdef, params, rest), eval_set))
@@ -179,14 +245,21 @@ def run(cfg: Config) -> dict:
         logged = [h for h in result.history if h["split"] == "eval" and h["step"] == result.step]
         after = {k: logged[-1][k] for k in before} if logged else eval_fn(result.graphdef, result.state.params,
                                                                            result.rest)
-        if not logged and result.resumed_from != result.step:  # else it is already in metrics.jsonl
+        if not logged and result.resumed_from != result.step and metrics is not None:  # else already logged
             metrics.write(result.step, "eval", after)
     finally:
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
         checkpointer.close()
-    hf_dir = to_hf(result.model(), out / "hf_model", tokenizer=tokenizer)
-    plot_loss_curve(metrics.jsonl_path, out / "loss_curve.png",
-                    title=f"{Path(name).name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})")
+    hf_dir = None
+    if jax.process_count() > 1:  # the weights are spread over hosts: export from the checkpoint instead
+        _say(f"hf_model/ not written by a multi-process run: `jaxlab export {out} OUT_DIR` writes it")
+    else:
+        hf_tokenizer = tokenizer if hasattr(tokenizer, "save_pretrained") else None  # tiny-llama's bytes: none
+        hf_dir = to_hf(result.model(), out / "hf_model", tokenizer=hf_tokenizer)
+    if is_primary():
+        plot_loss_curve(out / "metrics.jsonl", out / "loss_curve.png",
+                        title=f"{Path(name).name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})")
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
     summary = {
         "model": name,
@@ -203,16 +276,17 @@ def run(cfg: Config) -> dict:
         "wall_time_s": round(time.time() - t0, 1),
         "outputs": {
             "output_dir": str(out),
-            "metrics": str(metrics.jsonl_path),
-            "tensorboard": str(metrics.tensorboard_dir),
+            "metrics": str(out / "metrics.jsonl"),
+            "tensorboard": str(out / "tensorboard"),
             "loss_curve": str(out / "loss_curve.png"),
             "summary": str(out / "summary.json"),
             "checkpoints": str(checkpointer.directory),
-            "hf_model": str(hf_dir),
+            "hf_model": str(hf_dir) if hf_dir else None,
         },
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _print_summary(summary)
+    if is_primary():
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        _print_summary(summary)
     return summary
 
 
@@ -227,7 +301,7 @@ def _print_summary(s: dict) -> None:
         f"  loss curve   {o['loss_curve']}\n"
         f"  tensorboard  {o['tensorboard']}   (tensorboard --logdir {o['tensorboard']})\n"
         f"  checkpoints  {o['checkpoints']}\n"
-        f"  hf_model     {o['hf_model']}   (transformers.AutoModelForCausalLM.from_pretrained)",
+        f"  hf_model     {o['hf_model'] or '(multi-process run: use jaxlab export)'}",
         flush=True,
     )
 

@@ -140,14 +140,15 @@ def make_train_step(
         raise ValueError(f"accum_steps: expected >= 1, got {accum_steps}")
     fn = functools.partial(train_step, graphdef, tx=tx, accum_steps=accum_steps)
 
-    def checked(state, rest, batch):
+    def checked(state, rest, batch, check_only: bool = False):
         check_batch(batch)
         b = np.shape(batch["input_ids"])[0]
         if b % accum_steps:
             raise ValueError(f"batch size {b} is not divisible by grad_accum_steps={accum_steps}")
-        return jitted(state, rest, batch)
+        return None if check_only else jitted(state, rest, batch)
 
     jitted = jax.jit(fn, donate_argnums=(0,) if donate else ())
+    checked.jitted = jitted  # for .lower(...).compile(): memory analysis, one compile reused by the trainer
     return checked
 
 

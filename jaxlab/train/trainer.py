@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from typing import Any, Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from jaxlab.models.config import ModelConfig
+from jaxlab.train import perf
 from jaxlab.train.checkpoint import Checkpointer
 from jaxlab.train.data import set_iterator_state
 from jaxlab.train.metrics import MetricsWriter
 from jaxlab.train.optim import OptimConfig, make_optimizer, make_schedule
+from jaxlab.train.shards import global_data_state, local_data_state
 from jaxlab.train.step import TrainState, make_train_step, split_model
 
 EvalFn = Callable[[nnx.GraphDef, nnx.State, nnx.State], Mapping[str, float]]
@@ -38,6 +43,8 @@ class TrainConfig:
     """Run the eval function every this many steps; 0 = never during training."""
     progress: bool = True
     """Show a tqdm progress bar."""
+    peak_tflops_per_device: float | None = None
+    """Peak TFLOP/s of one device for the logged MFU; None: looked up from the device kind (unknown: no MFU)."""
 
     def __post_init__(self) -> None:
         for name, low in (("steps", 1), ("log_every", 1), ("eval_every", 0)):
@@ -60,12 +67,31 @@ class FitResult:
 
 
 def _placer(mesh) -> Callable[[Mapping[str, Any]], dict[str, jax.Array]]:
+    """Host batches -> arrays; on a mesh, this process's rows become its shards of the global batch.
+
+    Every process passes only the rows it read (its data shards); the global
+    batch is ``process_count`` times as long, assembled without any copy between
+    hosts by ``jax.make_array_from_process_local_data``.
+    """
     if mesh is None:
         return lambda batch: {k: jnp.asarray(v) for k, v in batch.items()}
     from jaxlab.sharding import batch_sharding
 
-    sharding = batch_sharding(mesh)
-    return lambda batch: {k: jax.device_put(v, sharding) for k, v in batch.items()}
+    def place(batch: Mapping[str, Any]) -> dict[str, jax.Array]:
+        out = {}
+        for key, value in batch.items():
+            value = np.asarray(value)
+            global_shape = (value.shape[0] * jax.process_count(),) + value.shape[1:]
+            sharding = batch_sharding(mesh, value.ndim, batch_size=global_shape[0])
+            if jax.process_count() > 1 and sharding.spec[0] is None:
+                raise ValueError(
+                    f"batch[{key!r}]: a global batch of {global_shape[0]} rows cannot be split over the "
+                    f"mesh's data-parallel axes {dict(mesh.shape)}; make the batch size a multiple of "
+                    f"mesh.data * mesh.fsdp * mesh.expert")
+            out[key] = jax.make_array_from_process_local_data(sharding, value, global_shape)
+        return out
+
+    return place
 
 
 def fit(
@@ -90,12 +116,15 @@ def fit(
     at zero); ``optim_cfg`` still gives the logged learning-rate schedule and accumulation.
     """
     graphdef, params, rest = split_model(model)
+    tx = make_optimizer(optim_cfg) if tx is None else tx
     if mesh is not None:
-        from jaxlab.sharding import shard_state
+        from jaxlab.sharding import init_on_mesh, shard_state
 
         params, rest = shard_state(params, mesh), shard_state(rest, mesh)
-    tx = make_optimizer(optim_cfg) if tx is None else tx
-    state = TrainState(params, jax.jit(tx.init)(params))
+        # Every optimizer leaf on the mesh too, so restore targets and steps are mesh-consistent.
+        state = TrainState(params, init_on_mesh(tx.init, params, mesh=mesh))
+    else:
+        state = TrainState(params, jax.jit(tx.init)(params))
     data_iter = data if hasattr(data, "set_state") else iter(data)
 
     start, resumed_from = 0, None
@@ -103,7 +132,7 @@ def fit(
         restored = checkpointer.restore(state, rest)
         state, rest, start = restored.state, restored.rest, restored.step
         if restored.data_state is not None:
-            set_iterator_state(data_iter, restored.data_state)
+            set_iterator_state(data_iter, local_data_state(restored.data_state))
         resumed_from = start
     if start >= train_cfg.steps:
         return FitResult(graphdef, state, rest, start, resumed_from, [])
@@ -120,8 +149,14 @@ def fit(
         sharding_ctx = lambda: activation_sharding(mesh)  # noqa: E731
     else:
         sharding_ctx = contextlib.nullcontext
+    flops_per_token = None
+    if isinstance(getattr(model, "config", None), ModelConfig):
+        flops_per_token = lambda seq: perf.train_flops_per_token(model.config, seq)  # noqa: E731
+    peak = perf.peak_flops(train_cfg.peak_tflops_per_device)
+    compiled: dict = {}
+    last = None
     history: list[dict] = []
-    bar = tqdm(total=train_cfg.steps, initial=start, disable=not train_cfg.progress, desc="train", unit="step")
+    bar = tqdm(total=train_cfg.steps, initial=start, disable=not train_cfg.progress or jax.process_index() != 0, desc="train", unit="step")
     try:
         for step in range(start + 1, train_cfg.steps + 1):
             try:
@@ -131,18 +166,34 @@ def fit(
                     f"data ran out at step {step} of {train_cfg.steps}; use a repeating dataset "
                     f"(num_epochs=None) or lower train.steps"
                 ) from None
+            placed = place(batch)
             with sharding_ctx():
-                state, out = step_fn(state, rest, place(batch))
+                shape = tuple((k, v.shape, v.dtype) for k, v in sorted(placed.items()))
+                if shape not in compiled:  # compile explicitly: the memory report comes from this executable
+                    step_fn(state, rest, placed, check_only=True)
+                    compiled[shape] = step_fn.jitted.lower(state, rest, placed).compile()
+                    if last is None:
+                        _report_memory(compiled[shape])
+                    last = (step - 1, time.perf_counter())  # compile time is not step time
+                state, out = compiled[shape](state, rest, placed)
             record: dict = {}
             if step % train_cfg.log_every == 0 or step == train_cfg.steps:
                 record = {k: float(v) for k, v in jax.device_get(out).items()}
+                now = time.perf_counter()
+                b, seq = placed["input_ids"].shape
+                record.update(perf.step_record((now - last[1]) / (step - last[0]), b * seq,
+                                               flops_per_token(seq) if flops_per_token else None, peak))
+                last = (step, now)
                 record["lr"] = float(schedule(step - 1))  # lr used by update `step`
                 _log(metrics, history, step, "train", record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+                postfix = dict(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                if "mfu" in record:
+                    postfix["mfu"] = f"{record['mfu']:.1%}"
+                bar.set_postfix(refresh=False, **postfix)
             if eval_fn is not None and train_cfg.eval_every and step % train_cfg.eval_every == 0:
                 _log(metrics, history, step, "eval", dict(eval_fn(graphdef, state.params, rest)))
             if checkpointer is not None and checkpointer.should_save(step, final=step == train_cfg.steps):
-                checkpointer.save(step, state, rest, data_state=data_iter.get_state())
+                checkpointer.save(step, state, rest, data_state=global_data_state(data_iter.get_state()))
             bar.update(1)
             if on_step is not None:
                 on_step(step, record)
@@ -151,6 +202,11 @@ def fit(
         if checkpointer is not None:
             checkpointer.wait()
     return FitResult(graphdef, state, rest, train_cfg.steps, resumed_from, history)
+
+
+def _report_memory(compiled: Any) -> None:
+    if jax.process_index() == 0:
+        print(f"[train] {perf.format_memory(perf.memory_report(compiled))}", flush=True)
 
 
 def _log(metrics: MetricsWriter | None, history: list[dict], step: int, split: str, values: dict) -> None:
