@@ -7,10 +7,11 @@ the biases travel with their expert's weights in every mode.
 * ``standard``: ``shard_map`` over the ``expert`` mesh axis; tokens and experts
   are both split over it, device ``i`` owns experts ``[i*E/D, (i+1)*E/D)`` and
   every token copy travels to its expert's owner and back.
-* ``llep``: as standard, but a least-loaded plan (``planner.plan_llep``) moves
-  the excess of hot experts, and copies of their weights, to under-used devices.
-  The plan is computed on the host from the global per-expert counts through
-  ``jax.pure_callback`` unless the caller passes one in.
+* ``llep``: as standard, but a least-loaded plan moves the excess of hot
+  experts, and copies of their weights, to under-used devices.  The plan is
+  computed on device (``device_planner``; or on the host through
+  ``jax.pure_callback`` with ``planner="host"``) unless the caller passes one
+  in.  Only the planned copies' weights move (``weight_exchange``).
 
 The MoE block calls ``routed_experts(..., ep=cfg.moe.ep, mesh=mesh)``.
 """
@@ -31,6 +32,7 @@ from jaxlab.parallel import dispatch
 from jaxlab.parallel.device_planner import capacity as plan_capacity, plan_llep_device
 from pallas_kernels.gmm import resolve_impl
 from jaxlab.parallel.planner import ExpertPlan, plan_llep
+from jaxlab.parallel.weight_exchange import copied_experts, exchange_weight_copies
 from jaxlab.parallel.routed_ffn import (ExpertActivation, ExpertBiases, check_routing_args, combine,
                                        expert_ffn, routed_ffn_reference)
 
@@ -98,10 +100,13 @@ class EPConfig:
 
 
 class EPStats(NamedTuple):
-    """dropped: token copies not processed (0 unless overflow='drop'); device_load: rows per device."""
+    """dropped: token copies not processed (0 unless overflow='drop'); device_load: rows per device;
+    weight_rounds: distinct experts whose weights LLEP sent this step (one all-reduce of one
+    expert each, ``weight_exchange``); 0 for none/standard."""
 
     dropped: jax.Array
     device_load: jax.Array
+    weight_rounds: jax.Array
 
 
 def _overflow_message(dropped: int) -> str:
@@ -181,7 +186,8 @@ def routed_experts(
         y = routed_ffn_reference(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases=biases,
                                  activation=activation, gmm_impl=config.gmm_impl,
                                  gmm_interpret=config.gmm_interpret)
-        return y, EPStats(jnp.zeros((), jnp.int32), jnp.full((1,), tokens * top_k, jnp.int32))
+        zero = jnp.zeros((), jnp.int32)
+        return y, EPStats(zero, jnp.full((1,), tokens * top_k, jnp.int32), zero)
 
     axis = config.axis_name
     if mesh is None or axis not in mesh.shape:
@@ -230,10 +236,11 @@ def routed_experts(
         if ep == "llep":
             seg_end, seg_device, seg_slot, extra = plan_l
             routed = dispatch.route_planned(flat_ids, num_experts, seg_end, seg_device, seg_slot, axis)
-            wg, wu, wd, bias_l = jax.tree.map(lambda w: _with_copies(w, extra, axis),
-                                              (wg, wu, wd, bias_l))
+            (wg, wu, wd, bias_l), n_copied = _with_copies((wg, wu, wd, bias_l), extra, axis,
+                                                          num_experts)
         else:
             routed = dispatch.route_standard(flat_ids, per_device)
+            n_copied = jnp.zeros((), jnp.int32)
         expert_fn = functools.partial(_expert_fn, w_gate=wg, w_up=wu, w_down=wd, biases=bias_l,
                                       activation=activation, gmm_impl=config.gmm_impl,
                                       gmm_interpret=config.gmm_interpret)
@@ -244,26 +251,31 @@ def routed_experts(
             y_entries = jnp.where(kept[:, None], y_entries, jnp.nan)
         y = combine(y_entries.reshape(ids_l.shape + (-1,)), cw_l)
         dropped = jax.lax.psum(jnp.sum(~kept).astype(jnp.int32), axis)
-        return y, dropped, processed.reshape(1).astype(jnp.int32)
+        return y, dropped, processed.reshape(1).astype(jnp.int32), n_copied
 
     sharded = P(axis)
-    y, dropped, load = jax.shard_map(
+    y, dropped, load, rounds = jax.shard_map(
         body, mesh=mesh,
         in_specs=(sharded,) * 7 + (P(),) * len(plan_arrays),
-        out_specs=(sharded, P(), sharded), check_vma=_check_vma(config),
+        out_specs=(sharded, P(), sharded, P()), check_vma=_check_vma(config),
     )(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases, *plan_arrays)
     if config.overflow == "error":
         jax.debug.callback(_log_overflow, dropped)
-    return y, EPStats(dropped, load)
+    return y, EPStats(dropped, load, rounds)
 
 
-def _with_copies(w_local: jax.Array, extra: jax.Array, axis: str) -> jax.Array:
+def _with_copies(tensors, extra: jax.Array, axis: str, num_experts: int):
     """Local expert rows followed by this device's LLEP copies: slot ``s`` indexes row ``s``.
 
-    Used for weights and biases alike, so a copied expert carries its biases and
-    their gradients sum back into the owner's through ``gather_weight_copies``.
+    Weights and biases travel together (``weight_exchange``), so a copied expert
+    carries its biases and their gradients sum back into the owner's.  Also
+    returns how many distinct experts were copied (the exchange's rounds).
     """
-    return jnp.concatenate([w_local, dispatch.gather_weight_copies(w_local, extra, axis)])
+    leaves, treedef = jax.tree.flatten(tensors)
+    copies = exchange_weight_copies(tuple(leaves), extra, axis, num_experts)
+    _, n_copied = copied_experts(extra, num_experts)
+    merged = [jnp.concatenate([w, c]) for w, c in zip(leaves, copies)]
+    return jax.tree.unflatten(treedef, merged), n_copied
 
 
 def _check_vma(config: EPConfig) -> bool:
