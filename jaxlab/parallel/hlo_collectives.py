@@ -23,6 +23,8 @@ _INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*(.*?)\s+(" + "|".join(
     re.escape(op) for op in sorted(COLLECTIVE_OPS, key=len, reverse=True)) + r")(?:-start)?\(")
 _SHAPE = re.compile(r"\b(pred|[su](?:8|16|32|64)|bf16|f(?:16|32|64))\[([\d,]*)\]")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
+_GROUPS_LIST = re.compile(r"replica_groups=\{\{([\d,]*)\}")
+_GROUPS_IOTA = re.compile(r"replica_groups=\[(\d+),(\d+)\]<=")
 _BODY = re.compile(r"body=%?([\w.\-]+)")
 _CALLS = re.compile(r"(?:calls|to_apply|body|condition|branch_computations)=\{?%?([\w.\-, %]+)\}?")
 
@@ -37,11 +39,20 @@ class Collective:
     computation: str
     in_loop: bool
     shapes: tuple[tuple[str, tuple[int, ...]], ...]
+    group_size: int | None  # devices per replica group; None when the HLO names pairs instead
 
 
 def _shape_bytes(text: str) -> tuple[int, tuple[tuple[str, tuple[int, ...]], ...]]:
     shapes = tuple((dt, tuple(int(d) for d in dims.split(",") if d)) for dt, dims in _SHAPE.findall(text))
     return sum(_DTYPE_BYTES[dt] * int(np.prod(dims, dtype=np.int64)) for dt, dims in shapes), shapes
+
+
+def _group_size(line: str) -> int | None:
+    listed = _GROUPS_LIST.search(line)
+    if listed:
+        return len([d for d in listed.group(1).split(",") if d])
+    iota = _GROUPS_IOTA.search(line)
+    return int(iota.group(2)) if iota else None
 
 
 def _computations(hlo: str) -> dict[str, list[str]]:
@@ -87,5 +98,5 @@ def collectives(hlo: str) -> list[Collective]:
             size, shapes = _shape_bytes(match.group(1))
             op_name = _OP_NAME.search(line)
             found.append(Collective(match.group(2), size, op_name.group(1) if op_name else "", name,
-                                    name in in_loop, shapes))
+                                    name in in_loop, shapes, _group_size(line)))
     return found

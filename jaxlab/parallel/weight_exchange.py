@@ -25,6 +25,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from pallas_kernels.vma import reduce_to_vma_of, varying_axes
+
 SCOPE = "llep_weight_exchange"  # named scope of the exchange's collectives (found in the HLO metadata)
 
 
@@ -35,6 +37,15 @@ def copied_experts(extra_experts: jax.Array, num_experts: int) -> tuple[jax.Arra
         True, mode="drop")
     ids = jnp.nonzero(present, size=min(num_experts, max(flat.shape[0], 1)), fill_value=-1)[0]
     return ids.astype(jnp.int32), jnp.sum(present).astype(jnp.int32)
+
+
+def _vary_like(x: jax.Array, *refs: jax.Array) -> jax.Array:
+    """Type ``x`` as varying wherever ``refs`` do (a loop carry must keep one type).
+
+    The plan varies over the data axes when each data replica plans its own tokens.
+    """
+    missing = tuple(sorted(varying_axes(*refs) - varying_axes(x)))
+    return jax.lax.pcast(x, missing, to="varying") if missing else x
 
 
 def _slot_mask(hit: jax.Array, ndim: int) -> jax.Array:
@@ -49,7 +60,8 @@ def _broadcast(weights: tuple[jax.Array, ...], extra: jax.Array, axis_name: str,
     ids, count = copied_experts(extra, num_experts)
     my_slots = extra[me]
     # zeros_like keeps the per-device (varying) type shard_map expects for the carry.
-    bufs = tuple(jnp.zeros_like(w, shape=(max_extra,) + w.shape[1:]) for w in weights)
+    bufs = tuple(_vary_like(jnp.zeros_like(w, shape=(max_extra,) + w.shape[1:]), w, extra)
+                 for w in weights)
     if max_extra == 0:
         return bufs
 
@@ -89,6 +101,7 @@ def _bwd(axis_name, num_experts, res, cts):
     grads = tuple(jnp.zeros_like(w) for w in weights)
     if extra.shape[1] == 0:
         return grads, None
+    grads = tuple(_vary_like(g, g, extra, *cts) for g in grads)
 
     def round_(i, grads):
         e = ids[i]
@@ -101,7 +114,9 @@ def _bwd(axis_name, num_experts, res, cts):
         return tuple(g.at[e % per_device].add(jnp.where(mine, t, jnp.zeros((), t.dtype)))
                      for g, t in zip(grads, total))
 
-    return jax.lax.fori_loop(0, count, round_, grads), None
+    grads = jax.lax.fori_loop(0, count, round_, grads)
+    # Weights replicated over data replicas: each replica's copy gradients add up.
+    return tuple(reduce_to_vma_of(g, w) for g, w in zip(grads, weights)), None
 
 
 exchange_weight_copies.defvjp(_fwd, _bwd)
