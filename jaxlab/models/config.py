@@ -69,6 +69,14 @@ class MoEConfig:
     ep_capacity_factor: float | None = None
     ep_max_extra_experts: int = 2
     ep_min_chunk: int = 16
+    ep_planner: Literal["device", "host"] = "device"
+    """LLEP planner: jitted on the device (default) or ``planner.plan_llep`` on the host (one replica only)."""
+    ep_alpha: float = 1.0
+    """LLEP capacity factor alpha: per-device target ``ceil(alpha * N / D)``."""
+    ep_fallback_lambda: float = 1.0
+    """LLEP lambda: run as plain EP when the max/mean device load is below it (1.0: never)."""
+    gmm_impl: Literal["auto", "pallas_tpu", "triton", "ragged_dot", "reference"] = "auto"
+    """Grouped-matmul path of the experts (``pallas_kernels.gmm``)."""
 
     def __post_init__(self) -> None:
         if self.num_experts < 1:
@@ -87,6 +95,14 @@ class MoEConfig:
             raise ValueError(f"moe.activation: expected 'swiglu' or 'clamped_swiglu', got {self.activation!r}")
         if self.ep not in ("none", "standard", "llep"):
             raise ValueError(f"moe.ep: expected 'none', 'standard' or 'llep', got {self.ep!r}")
+        if self.ep_planner not in ("device", "host"):
+            raise ValueError(f"moe.ep_planner: expected 'device' or 'host', got {self.ep_planner!r}")
+        if self.ep_alpha < 1.0 or self.ep_fallback_lambda < 1.0:
+            raise ValueError(f"moe.ep_alpha / moe.ep_fallback_lambda: expected >= 1, got {self.ep_alpha}, "
+                             f"{self.ep_fallback_lambda}")
+        if self.gmm_impl not in ("auto", "pallas_tpu", "triton", "ragged_dot", "reference"):
+            raise ValueError(f"moe.gmm_impl: expected one of auto, pallas_tpu, triton, ragged_dot, reference, "
+                             f"got {self.gmm_impl!r}")
         if self.router_aux_loss_coef < 0 or self.router_z_loss_coef < 0:
             raise ValueError("moe.router_aux_loss_coef / moe.router_z_loss_coef: expected >= 0")
         object.__setattr__(self, "dense_layers", tuple(sorted(set(self.dense_layers))))

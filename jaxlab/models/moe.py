@@ -9,6 +9,8 @@ clamped-SwiGLU experts included.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any, Sequence
 
 import jax
@@ -73,8 +75,10 @@ class Experts(nnx.Module):
         biases = {name: None if p is None else p[...].astype(self.dtype)
                   for name, p in (("b_gate", self.b_gate), ("b_up", self.b_up), ("b_down", self.b_down))}
         x, weights = x.astype(self.dtype), weights.astype(self.dtype)
-        kw = dict(config=EPConfig(capacity_factor=moe.ep_capacity_factor, max_extra_experts=moe.ep_max_extra_experts,
-                                  min_chunk=moe.ep_min_chunk),
+        ep_config = EPConfig(capacity_factor=moe.ep_capacity_factor, max_extra_experts=moe.ep_max_extra_experts,
+                             min_chunk=moe.ep_min_chunk, planner=moe.ep_planner, alpha=moe.ep_alpha,
+                             fallback_lambda=moe.ep_fallback_lambda, gmm_impl=moe.gmm_impl)
+        kw = dict(config=ep_config,
                   activation=ExpertActivation(moe.activation, moe.swiglu_alpha, moe.swiglu_limit), **biases)
         if moe.ep == "none":
             return routed_experts(x, expert_ids, weights, *w, ep="none", **kw)[0]
@@ -82,7 +86,9 @@ class Experts(nnx.Module):
         if mesh.empty or "expert" not in mesh.shape:
             raise ValueError(f"moe.ep={moe.ep!r} needs a mesh with an 'expert' axis: run the model inside "
                              "`with jax.set_mesh(mesh):` (jaxlab.sharding.make_mesh), or set moe.ep='none'")
-        pad = -x.shape[0] % mesh.shape["expert"]  # routed_experts splits tokens evenly over the axis
+        # routed_experts splits tokens evenly over the expert axis and the data replicas (batch_axes)
+        split = math.prod(mesh.shape[a] for a in ("expert", *ep_config.batch_axes) if a in mesh.shape)
+        pad = -x.shape[0] % split
         if pad:  # padded rows go to expert 0 with weight 0 and are cut off again
             x = jnp.pad(x, ((0, pad), (0, 0)))
             expert_ids = jnp.pad(expert_ids, ((0, pad), (0, 0)))

@@ -53,29 +53,6 @@ def route_planned(flat_ids: jax.Array, num_experts: int, seg_end: jax.Array, seg
     return Routed(seg_device[flat_ids, segment], seg_slot[flat_ids, segment])
 
 
-def gather_weight_copies(w_local: jax.Array, extra_experts: jax.Array, axis_name: str) -> jax.Array:
-    """Fetch this device's extra expert weights from their owners: [max_extra, ...].
-
-    For each copy slot, every owner writes the weights a device asks for into a
-    [D, ...] buffer and ``psum_scatter`` hands device j row j.  The reverse
-    (all_gather) sums copy gradients back into the owner's weights.  Slots set
-    to -1 come back as zeros and receive no tokens.
-    """
-    me = jax.lax.axis_index(axis_name)
-    per_device = w_local.shape[0]
-    copies = []
-    for j in range(extra_experts.shape[1]):
-        wanted = extra_experts[:, j]
-        mine = (wanted >= 0) & (wanted // per_device == me)
-        rows = w_local[jnp.where(mine, wanted % per_device, 0)]
-        mask = mine.reshape((-1,) + (1,) * (w_local.ndim - 1))
-        send = jnp.where(mask, rows, jnp.zeros((), w_local.dtype))
-        copies.append(jax.lax.psum_scatter(send, axis_name, scatter_dimension=0, tiled=False))
-    if not copies:
-        return jnp.zeros((0,) + w_local.shape[1:], w_local.dtype)
-    return jnp.stack(copies)
-
-
 def compute_received(x_recv: jax.Array, slot_recv: jax.Array, num_slots: int,
                      expert_fn: Callable[[jax.Array, jax.Array], jax.Array],
                      compute_rows: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:

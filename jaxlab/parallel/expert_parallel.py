@@ -7,10 +7,11 @@ the biases travel with their expert's weights in every mode.
 * ``standard``: ``shard_map`` over the ``expert`` mesh axis; tokens and experts
   are both split over it, device ``i`` owns experts ``[i*E/D, (i+1)*E/D)`` and
   every token copy travels to its expert's owner and back.
-* ``llep``: as standard, but a least-loaded plan (``planner.plan_llep``) moves
-  the excess of hot experts, and copies of their weights, to under-used devices.
-  The plan is computed on the host from the global per-expert counts through
-  ``jax.pure_callback`` unless the caller passes one in.
+* ``llep``: as standard, but a least-loaded plan moves the excess of hot
+  experts, and copies of their weights, to under-used devices.  The plan is
+  computed on device (``device_planner``; or on the host through
+  ``jax.pure_callback`` with ``planner="host"``) unless the caller passes one
+  in.  Only the planned copies' weights move (``weight_exchange``).
 
 The MoE block calls ``routed_experts(..., ep=cfg.moe.ep, mesh=mesh)``.
 """
@@ -31,6 +32,7 @@ from jaxlab.parallel import dispatch
 from jaxlab.parallel.device_planner import capacity as plan_capacity, plan_llep_device
 from pallas_kernels.gmm import resolve_impl
 from jaxlab.parallel.planner import ExpertPlan, plan_llep
+from jaxlab.parallel.weight_exchange import copied_experts, exchange_weight_copies
 from jaxlab.parallel.routed_ffn import (ExpertActivation, ExpertBiases, check_routing_args, combine,
                                        expert_ffn, routed_ffn_reference)
 
@@ -62,6 +64,10 @@ class EPConfig:
     alpha: the paper's capacity factor, per-device target ``ceil(alpha * N / D)``.
     fallback_lambda: the paper's lambda; the layer runs as plain EP when the
       standard-EP max/mean device load is below it (1.0: never).
+    batch_axes: mesh axes that hold data replicas (those present in the mesh are
+      used): tokens are split over them and the expert axis, each replica runs
+      its own EP exchange and plan on its own tokens, the expert weights are
+      replicated over them (their gradients summed over them by the transpose).
     gmm_impl / gmm_interpret: grouped-matmul path (``pallas_kernels.gmm``) and
       whether a Pallas kernel runs in interpret mode (CPU tests of TPU/GPU paths).
     """
@@ -77,6 +83,7 @@ class EPConfig:
     gmm_impl: str = "auto"
     gmm_interpret: bool = False
     axis_name: str = "expert"
+    batch_axes: tuple[str, ...] = ("data", "fsdp")
 
     def __post_init__(self):
         if self.transport not in TRANSPORTS:
@@ -90,6 +97,10 @@ class EPConfig:
             raise ValueError(f"EPConfig.max_extra_experts must be >= 0, got {self.max_extra_experts}")
         if self.min_chunk < 1:
             raise ValueError(f"EPConfig.min_chunk must be >= 1, got {self.min_chunk}")
+        if not isinstance(self.batch_axes, tuple) or not all(isinstance(a, str) for a in self.batch_axes):
+            raise ValueError(f"EPConfig.batch_axes must be a tuple of mesh axis names, got {self.batch_axes!r}")
+        if self.axis_name in self.batch_axes:
+            raise ValueError(f"EPConfig.batch_axes must not contain the expert axis {self.axis_name!r}")
         if self.planner not in PLANNERS:
             raise ValueError(f"EPConfig.planner must be one of {PLANNERS}, got {self.planner!r}")
         if self.alpha < 1.0 or self.fallback_lambda < 1.0:
@@ -98,10 +109,14 @@ class EPConfig:
 
 
 class EPStats(NamedTuple):
-    """dropped: token copies not processed (0 unless overflow='drop'); device_load: rows per device."""
+    """dropped: token copies not processed (0 unless overflow='drop'); device_load: rows per device;
+    weight_rounds: distinct experts whose weights LLEP sent this step (one all-reduce of one
+    expert each, ``weight_exchange``), summed over data replicas; 0 for none/standard.
+    dropped is summed over the whole mesh; device_load has one entry per (replica, device)."""
 
     dropped: jax.Array
     device_load: jax.Array
+    weight_rounds: jax.Array
 
 
 def _overflow_message(dropped: int) -> str:
@@ -181,38 +196,42 @@ def routed_experts(
         y = routed_ffn_reference(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases=biases,
                                  activation=activation, gmm_impl=config.gmm_impl,
                                  gmm_interpret=config.gmm_interpret)
-        return y, EPStats(jnp.zeros((), jnp.int32), jnp.full((1,), tokens * top_k, jnp.int32))
+        zero = jnp.zeros((), jnp.int32)
+        return y, EPStats(zero, jnp.full((1,), tokens * top_k, jnp.int32), zero)
 
     axis = config.axis_name
     if mesh is None or axis not in mesh.shape:
         raise ValueError(f"ep={ep!r} needs a mesh with a {axis!r} axis, got {mesh}")
     num_devices = mesh.shape[axis]
-    if num_experts % num_devices or tokens % num_devices:
+    batch_axes = tuple(a for a in config.batch_axes if a in mesh.shape and a != axis)
+    groups = math.prod(mesh.shape[a] for a in batch_axes)  # data replicas, each its own EP group
+    if num_experts % num_devices or tokens % (num_devices * groups):
         raise ValueError(f"mesh axis {axis!r} of size {num_devices} must divide the number of "
-                         f"experts ({num_experts}) and tokens ({tokens})")
+                         f"experts ({num_experts}), and {batch_axes + (axis,)} (size "
+                         f"{num_devices * groups}) the tokens ({tokens})")
     if plan is not None and ep != "llep":
         raise ValueError(f"plan is only used with ep='llep', got ep={ep!r}")
+    if ep == "llep" and groups > 1 and (plan is not None or config.planner == "host"):
+        raise ValueError(f"EPConfig.planner={config.planner!r} / a precomputed plan make one plan for "
+                         f"all tokens; with batch axes {batch_axes} each data replica needs its own: "
+                         "use planner='device'")
     per_device = num_experts // num_devices
-    local_copies = tokens // num_devices * top_k
+    group_copies = tokens // groups * top_k  # token copies one EP group routes
+    local_copies = group_copies // num_devices
     transport = _resolve_transport(config.transport)
     compute_rows = None  # rows the experts run on per device; None = the whole receive buffer
+    plan_arrays = ()
+    num_slots = per_device
     if ep == "llep":
         if plan is None and config.planner == "device":
-            counts = jnp.bincount(expert_ids.reshape(-1), length=num_experts).astype(jnp.int32)
-            plan_arrays = plan_llep_device(counts, num_devices, config.max_extra_experts,
-                                           config.min_chunk, config.alpha,
-                                           config.fallback_lambda).arrays()
-            compute_rows = plan_capacity(tokens * top_k, num_devices, config.min_chunk, config.alpha,
-                                    config.fallback_lambda)
+            compute_rows = plan_capacity(group_copies, num_devices, config.min_chunk, config.alpha,
+                                         config.fallback_lambda)
         elif plan is None:
             plan_arrays = llep_plan_arrays(expert_ids, num_experts, num_devices, config)
         else:
             plan_arrays = tuple(jnp.asarray(a, jnp.int32)
                                 for a in (plan.arrays() if isinstance(plan, ExpertPlan) else plan))
-        num_slots = per_device + plan_arrays[3].shape[1]
-    else:
-        plan_arrays = ()
-        num_slots = per_device
+        num_slots = per_device + (plan_arrays[3].shape[1] if plan_arrays else config.max_extra_experts)
 
     factor = config.capacity_factor
     if transport == "all_to_all":
@@ -228,12 +247,17 @@ def routed_experts(
     def body(x_l, ids_l, cw_l, wg, wu, wd, bias_l, *plan_l):
         flat_ids = ids_l.reshape(-1)
         if ep == "llep":
+            if not plan_l:  # device planner: this EP group's counts, planned on every device of it
+                counts = jax.lax.psum(jnp.bincount(flat_ids, length=num_experts).astype(jnp.int32), axis)
+                plan_l = plan_llep_device(counts, num_devices, config.max_extra_experts,
+                                          config.min_chunk, config.alpha, config.fallback_lambda).arrays()
             seg_end, seg_device, seg_slot, extra = plan_l
             routed = dispatch.route_planned(flat_ids, num_experts, seg_end, seg_device, seg_slot, axis)
-            wg, wu, wd, bias_l = jax.tree.map(lambda w: _with_copies(w, extra, axis),
-                                              (wg, wu, wd, bias_l))
+            (wg, wu, wd, bias_l), n_copied = _with_copies((wg, wu, wd, bias_l), extra, axis,
+                                                          num_experts)
         else:
             routed = dispatch.route_standard(flat_ids, per_device)
+            n_copied = jnp.zeros((), jnp.int32)
         expert_fn = functools.partial(_expert_fn, w_gate=wg, w_up=wu, w_down=wd, biases=bias_l,
                                       activation=activation, gmm_impl=config.gmm_impl,
                                       gmm_interpret=config.gmm_interpret)
@@ -243,27 +267,35 @@ def routed_experts(
         if config.overflow == "error":
             y_entries = jnp.where(kept[:, None], y_entries, jnp.nan)
         y = combine(y_entries.reshape(ids_l.shape + (-1,)), cw_l)
-        dropped = jax.lax.psum(jnp.sum(~kept).astype(jnp.int32), axis)
-        return y, dropped, processed.reshape(1).astype(jnp.int32)
+        dropped = jax.lax.psum(jnp.sum(~kept).astype(jnp.int32), batch_axes + (axis,))
+        if batch_axes:
+            n_copied = jax.lax.psum(n_copied, batch_axes)
+        return y, dropped, processed.reshape(1).astype(jnp.int32), n_copied
 
-    sharded = P(axis)
-    y, dropped, load = jax.shard_map(
+    sharded = P(batch_axes + (axis,))  # tokens: split over the data replicas and the expert axis
+    experts = P(axis)  # weights: split over the expert axis, replicated over the data replicas
+    y, dropped, load, rounds = jax.shard_map(
         body, mesh=mesh,
-        in_specs=(sharded,) * 7 + (P(),) * len(plan_arrays),
-        out_specs=(sharded, P(), sharded), check_vma=_check_vma(config),
+        in_specs=(sharded,) * 3 + (experts,) * 4 + (P(),) * len(plan_arrays),
+        out_specs=(sharded, P(), sharded, P()), check_vma=_check_vma(config),
     )(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases, *plan_arrays)
     if config.overflow == "error":
         jax.debug.callback(_log_overflow, dropped)
-    return y, EPStats(dropped, load)
+    return y, EPStats(dropped, load, rounds)
 
 
-def _with_copies(w_local: jax.Array, extra: jax.Array, axis: str) -> jax.Array:
+def _with_copies(tensors, extra: jax.Array, axis: str, num_experts: int):
     """Local expert rows followed by this device's LLEP copies: slot ``s`` indexes row ``s``.
 
-    Used for weights and biases alike, so a copied expert carries its biases and
-    their gradients sum back into the owner's through ``gather_weight_copies``.
+    Weights and biases travel together (``weight_exchange``), so a copied expert
+    carries its biases and their gradients sum back into the owner's.  Also
+    returns how many distinct experts were copied (the exchange's rounds).
     """
-    return jnp.concatenate([w_local, dispatch.gather_weight_copies(w_local, extra, axis)])
+    leaves, treedef = jax.tree.flatten(tensors)
+    copies = exchange_weight_copies(tuple(leaves), extra, axis, num_experts)
+    _, n_copied = copied_experts(extra, num_experts)
+    merged = [jnp.concatenate([w, c]) for w, c in zip(leaves, copies)]
+    return jax.tree.unflatten(treedef, merged), n_copied
 
 
 def _check_vma(config: EPConfig) -> bool:

@@ -219,21 +219,23 @@ def test_moe_block_output_and_gradients_match_dense_one_hot_reference(family):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4 * max(1.0, float(jnp.abs(b).max())))
 
 
+@pytest.mark.parametrize("mesh_shape", [(1, 8), (2, 4)], ids=["expert8", "data2-expert4"])
 @pytest.mark.parametrize("family,experts", [("qwen2_moe", {"num_experts": 8}),
                                              ("gpt_oss", {"num_local_experts": 8})], ids=["qwen2_moe", "gpt_oss"])
-def test_expert_parallel_forward_equals_local(family, experts):
+def test_expert_parallel_forward_equals_local(family, experts, mesh_shape):
     """moe.ep switches the MoE layers to jaxlab.parallel's shard_map paths (gradients: tests/parallel).
 
     gpt-oss covers per-expert biases and the clamped SwiGLU under both EP modes.
     """
     assert jax.device_count() == 8
-    mesh = make_mesh(MeshConfig(data=1, expert=8))
-    ids = _ids(batch=2, seq=7)  # 14 tokens: the MoE block pads to a multiple of the 8 devices
+    mesh = make_mesh(MeshConfig(data=mesh_shape[0], expert=mesh_shape[1]))
+    ids = _ids(batch=2, seq=5)  # 10 tokens: the MoE block pads to a multiple of data x expert (16, not 12)
     hf = _hf_model(family, num_hidden_layers=1, **experts)
     cfg = config_from_hf(hf.config.to_dict())
     results = {}
     for ep in ("none", "standard", "llep"):
-        model = model_from_weights(cfg.replace(moe=cfg.moe.replace(ep=ep, ep_min_chunk=1)), _weights(hf))
+        moe = cfg.moe.replace(ep=ep, ep_min_chunk=1, ep_planner="device", ep_alpha=1.0, gmm_impl="reference")
+        model = model_from_weights(cfg.replace(moe=moe), _weights(hf))
         with jax.set_mesh(mesh):
             results[ep] = np.asarray(_forward(model, jnp.asarray(ids)))
     np.testing.assert_allclose(results["none"], _hf_logits(hf, ids), atol=1e-4, rtol=0)
@@ -268,6 +270,12 @@ def test_unsupported_options_are_named():
         config_from_hf({**base, "model_type": "mixtral", "num_local_experts": 4, "router_jitter_noise": 0.1})
     with pytest.raises(ValueError, match="moe.num_experts_per_tok"):
         MoEConfig(num_experts=4, num_experts_per_tok=8, intermediate_size=16)
+    with pytest.raises(ValueError, match="moe.ep_planner"):
+        MoEConfig(num_experts=4, num_experts_per_tok=2, intermediate_size=16, ep_planner="cloud")
+    with pytest.raises(ValueError, match="moe.ep_alpha"):
+        MoEConfig(num_experts=4, num_experts_per_tok=2, intermediate_size=16, ep_alpha=0.5)
+    with pytest.raises(ValueError, match="moe.gmm_impl"):
+        MoEConfig(num_experts=4, num_experts_per_tok=2, intermediate_size=16, gmm_impl="cublas")
     with pytest.raises(ValueError, match="family 'mixtral'.*moe section"):
         ModelConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=1, num_kv_heads=1,
                     family="mixtral")
