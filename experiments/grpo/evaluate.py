@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from tqdm.auto import tqdm
+
 from experiments.grpo.rewards.math import answers_equal, extract_answer
 from experiments.grpo.tasks import INSTRUCTION, Task
 from jaxlab.generate import generate
@@ -41,7 +43,8 @@ def accuracy(model: Any, tokenizer: Any, tasks: Sequence[Task], *, max_new_token
     if not tasks:
         return {"n": 0}
     correct = answered = 0
-    for start in range(0, len(tasks), batch_size):
+    for start in tqdm(range(0, len(tasks), batch_size), desc=f"eval greedy ({len(tasks)} problems)", unit="batch",
+                      leave=False):
         chunk = tasks[start:start + batch_size]
         prompts = [encode(t) for t in chunk] if encode else [t.messages() for t in chunk]
         out = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=0.0)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm.auto import tqdm
 
 from experiments.ptl.corpora import Choice
 from jaxlab.train.loss import token_losses
@@ -38,11 +39,11 @@ def _batch_nll(graphdef, params, rest, batch):
     return jnp.sum(token_losses(logits, batch["targets"]) * mask, axis=1), jnp.sum(mask, axis=1)
 
 
-def window_nll(split: tuple, batches: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+def window_nll(split: tuple, batches: Sequence[dict], desc: str = "eval windows") -> tuple[np.ndarray, np.ndarray]:
     """``(nll_sum [W], tokens [W])`` per window (batch row) over ``batches``; rows with no tokens are dropped."""
     graphdef, params, rest = split
     sums, counts = [], []
-    for b in batches:
+    for b in tqdm(batches, desc=desc, unit="batch", leave=False):
         s, n = _batch_nll(graphdef, params, rest, {k: jnp.asarray(v) for k, v in b.items()})
         sums.append(np.asarray(s, np.float64))
         counts.append(np.asarray(n, np.float64))
@@ -130,7 +131,7 @@ def choice_correct(split: tuple, items: Sequence[Choice], batch_rows: int = 16, 
     mask = np.concatenate([mask, np.zeros((pad, width), np.float32)])
     graphdef, params, rest = split
     sums, counts = [], []
-    for s in range(0, len(ids), batch_rows):
+    for s in tqdm(range(0, len(ids), batch_rows), desc="eval next-line task", unit="batch", leave=False):
         a, b = _row_nll(graphdef, params, rest, jnp.asarray(ids[s:s + batch_rows]), jnp.asarray(mask[s:s + batch_rows]))
         sums.append(np.asarray(a))
         counts.append(np.asarray(b))
@@ -157,7 +158,7 @@ def evaluate_stage(split: tuple, code: list[dict], text: list[dict], items: Sequ
     out: dict[str, Any] = {}
     per_window: dict[str, list] = {}
     for name, batches in (("code", code), ("text", text)):
-        nll, tok = window_nll(split, batches)
+        nll, tok = window_nll(split, batches, desc=f"eval {name} perplexity")
         b = bootstrap_ppl(nll, tok)
         finite = math.isfinite(b["ppl"])
         out[f"{name}_ppl"] = b["ppl"] if finite else float("inf")

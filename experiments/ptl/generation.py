@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from flax import nnx
+from tqdm.auto import tqdm
 
 from experiments.grpo.evaluate import real_math_rows, shared_data_dir
 from experiments.grpo.rewards.math import answers_equal, extract_answer
@@ -66,7 +67,7 @@ def gsm8k_metric(tasks: Sequence[Task], prompts: Sequence[Sequence[int]], tokeni
     def metric(split: tuple) -> dict:
         model = nnx.merge(*split)
         correct: list[float] = []
-        for start in range(0, len(tasks), batch_size):
+        for start in tqdm(range(0, len(tasks), batch_size), desc="eval gsm8k (greedy)", unit="batch", leave=False):
             chunk = prompts[start:start + batch_size]
             fill = batch_size - len(chunk)
             out = generate(model, tokenizer, [list(p) for p in chunk] + [list(prompts[0])] * fill,
