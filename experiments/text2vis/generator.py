@@ -242,6 +242,8 @@ def make_tasks_with_params(split: str, n: int, seed: int = 0,
     """
     if n < 0:
         raise ValueError(f"n: expected a non-negative task count, got {n!r}")
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split: the generator makes 'train' or 'heldout' tasks, got {split!r}")
     views = views_for(split)
     templates = [t for t in TEMPLATES if t.split == split]
     live = sorted({t.kind for t in templates})  # kinds that can still give a new distinct task

@@ -12,9 +12,9 @@ held-out tables never appear in train.
 """
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable
 
 import pandas as pd
@@ -42,7 +42,7 @@ class View:
     build: Callable[[random.Random], ViewTable]
 
 
-@lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)
 def _raw(name: str) -> pd.DataFrame:
     from vega_datasets import local_data
     return getattr(local_data, name.replace("-", "_"))()
@@ -208,10 +208,8 @@ VIEWS = (
     View("burtin", "burtin", "antibiotic MIC per bacterium (16 rows, all of them)", _burtin),
     View("crimea", "crimea", "monthly deaths by cause, 1854-1856 (24 rows, all of them)", _crimea),
     View("anscombe", "anscombe", "one of series I-III (seeded): X, Y (11 rows)", _anscombe),
-    View("sf_temps_monthly", "sf-temps", "hourly 2010 temperatures by month: mean / min / max (12 rows)",
-         lambda rng: _hourly_monthly("sf-temps")),
-    View("seattle_temps_monthly", "seattle-temps", "hourly 2010 temperatures by month: mean / min / max (12 rows)",
-         lambda rng: _hourly_monthly("seattle-temps")),
+    *(View(f"{name.replace('-', '_')}_monthly", name, "hourly 2010 temperatures by month: mean / min / max (12 rows)",
+           functools.partial(lambda rng, n: _hourly_monthly(n), n=name)) for name in ("sf-temps", "seattle-temps")),
 )
 HELDOUT_TABLES = frozenset({"iowa-electricity", "burtin", "crimea", "anscombe", "sf-temps", "seattle-temps"})
 TRAIN_TABLES = frozenset(v.table for v in VIEWS) - HELDOUT_TABLES
