@@ -1,0 +1,104 @@
+"""The Text2Vis eval runner: gold replies pass, broken ones fail, LLM judges through a scripted client, the
+tiny random model end to end through ``run`` (outputs, resume, refusal), and a run whose judges never answer."""
+import dataclasses
+import json
+
+import pytest
+
+from experiments.text2vis.eval_runner import (Config, DataSection, ExecSection, GenerationSection, ModelSection,
+                                              evaluate, make_judges, run)
+from experiments.text2vis.generator import make_tasks
+from jaxlab.llm import ChatResponse, Choice, ClientConfig, LLMError, ScriptedClient
+from jaxlab.runs import RunDirError, RunFailedError
+
+
+def _gold_reply(task) -> str:
+    return json.dumps({"answer": task.answer, "code": task.gold_code})
+
+
+BROKEN = json.dumps({"answer": "no idea", "code": "import matplotlib.pyplot as plt\nraise ValueError('boom')\nplt.show()"})
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return make_tasks("heldout", 7, seed=3)
+
+
+def test_gold_replies_pass_and_a_broken_reply_fails(tasks):
+    chosen = tasks[:3]
+    cfg = Config()
+    replies = {chosen[0].id: _gold_reply(chosen[0]), chosen[1].id: _gold_reply(chosen[1]), chosen[2].id: BROKEN}
+    results = evaluate(chosen, lambda chunk: [replies[t.id] for t in chunk], make_judges(cfg), batch_size=2)
+    samples = [s for s, _ in results]
+    assert [s.id for s in samples] == [t.id for t in chosen]
+    assert [s.executed for s in samples] == [True, True, False]
+    assert [s.answer_match for s in samples] == [True, True, False]
+    assert [s.passed for s in samples] == [True, True, False], [(s.readability, s.correctness) for s in samples]
+    assert samples[0].png.startswith(b"\x89PNG") and samples[2].png is None
+    assert results[2][1]["status"] == "error" and "boom" in results[2][1]["stderr"]
+    assert results[0][1]["format_ok"] and results[2][1]["format_ok"]  # broken code, well-formed JSON
+
+
+def test_llm_judges_go_through_the_client_and_fallbacks_are_counted(tasks):
+    t_ok, t_bad_judge = tasks[3], tasks[4]
+
+    def reply(request):
+        content = request.messages[0]["content"]
+        if isinstance(content, list):  # the visual judge: image part + text part
+            assert content[0]["type"] == "image_url" and content[0]["image_url"]["url"].startswith("data:image/png")
+            return '{"readability_score": 4, "visual_correctness_score": 3}'
+        if t_bad_judge.question in content:
+            return "I think it matches."  # unparseable: both scores 0, counted
+        return '{"answer_score": 1, "code_intent_score": 0.5}'
+
+    def respond(request):  # a whole ChatResponse: ScriptedClient's word count cannot read content parts
+        return ChatResponse(choices=(Choice(text=reply(request)),), model="scripted")
+
+    client = ScriptedClient(responder=respond)
+    cfg = Config(client=ClientConfig(kind="http", model="judge"), vision_model="vlm")
+    judges = make_judges(cfg, client=client)
+    assert judges.kind == "llm"
+    results = evaluate([t_ok, t_bad_judge], lambda chunk: [_gold_reply(t) for t in chunk], judges)
+    ok, bad = (s for s, _ in results)
+    assert (ok.answer_match, ok.executed, ok.readability, ok.correctness, ok.passed) == (True, True, 4.0, 3.0, False)
+    assert (bad.answer_match, bad.executed) == (False, True)
+    assert judges.stats()["text"] == {"calls": 2, "fallbacks": 1}
+    assert {r.model for r in client.requests} == {"judge", "vlm"}
+
+
+def _cfg(tmp_path, **kw) -> Config:
+    base = dict(output_dir=str(tmp_path / "run"), progress=False, model=ModelSection(name="tiny-llama"),
+                data=DataSection(n_tasks=2, seed=1), generation=GenerationSection(max_new_tokens=4, batch_size=2),
+                execution=ExecSection(workers=1), grid_n=2)
+    base.update(kw)
+    return Config(**base)
+
+
+def test_run_with_the_tiny_model_writes_outputs_resumes_and_refuses_another_config(tmp_path):
+    cfg = _cfg(tmp_path)
+    result = run(cfg)
+    out = tmp_path / "run"
+    data = json.loads((out / "results.json").read_text())
+    assert data["overall"]["n"] == 2 and data["judge"] == "programmatic"
+    assert data["overall"]["execution_rate"] == 0.0 and data["format_rate"] == 0.0  # 4 random bytes are no JSON
+    assert result["overall"] == data["overall"]
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 2
+    assert (out / "results.md").read_text().startswith("| kind |") and (out / "charts.png").stat().st_size > 1000
+
+    def must_not_generate(chunk):
+        raise AssertionError("a resumed run must reuse the samples already judged")
+
+    again = run(dataclasses.replace(cfg, progress=True), generate_fn=must_not_generate)
+    assert again["resumed_samples"] == 2 and again["overall"] == data["overall"]
+    with pytest.raises(RunDirError, match="data.n_tasks"):
+        run(dataclasses.replace(cfg, data=DataSection(n_tasks=3, seed=1)), generate_fn=must_not_generate)
+
+
+def test_a_run_whose_judge_never_answers_fails_loudly(tmp_path):
+    def down(request):
+        raise LLMError("connection refused")
+
+    cfg = _cfg(tmp_path, client=ClientConfig(kind="http", model="judge"))
+    with pytest.raises(RunFailedError, match="every text judge call failed"):
+        run(cfg, generate_fn=lambda chunk: ["not json"] * len(chunk), judge_client=ScriptedClient(responder=down))
+    assert not (tmp_path / "run" / "results.json").exists()
