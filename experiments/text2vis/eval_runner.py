@@ -7,7 +7,9 @@ sandbox with the task's table as ``table.csv`` (:mod:`~experiments.text2vis.exec
 * ``judge: programmatic`` (and ``auto`` with a local client): answer match and chart readability /
   correctness (1-5) from :mod:`~experiments.text2vis.programmatic`, no model needed;
 * ``judge: llm`` (and ``auto`` with ``client.kind=http``): the text judge and the vision judge through
-  the client (``client.model`` for text, ``vision_model`` or ``client.model`` for the chart image).
+  the client (``client.model`` for text, ``vision_model`` or ``client.model`` for the chart image),
+  with the benchmark's own prompts (:mod:`~experiments.text2vis.benchmark_judges`, the default) or
+  the RL-Text2Vis reward's (``judge_prompts: rl_text2vis``).
 
 Then the benchmark metric (:mod:`~experiments.text2vis.metric`): answer accuracy, execution rate,
 mean readability, mean correctness, pass rate, overall and per kind.  Writes under ``output_dir``:
@@ -102,6 +104,9 @@ class Config:
     client: ClientConfig = ClientConfig(kind="local")
     """The judges' endpoint (``kind: http``); a local SmolLM2 cannot see charts, so local means programmatic."""
     vision_model: str | None = None
+    judge_prompts: Literal["text2vis", "rl_text2vis"] = "text2vis"
+    """LLM judges only: the benchmark's prompts (answer 1/0, charts 0-5 in half steps) or the RL reward's
+    (answer + code intent JSON, charts 1-5)."""
     grid_n: int = 12
 
     def __post_init__(self) -> None:
@@ -141,8 +146,13 @@ def make_judges(cfg: Config, *, client: Any = None) -> Judges:
         from jaxlab.llm import make_client
 
         client = make_client(cfg.client)
-    return Judges(LLMTextJudge(client, model=cfg.client.model),
-                  LLMVisualJudge(client, model=cfg.vision_model or cfg.client.model), "llm")
+    vision = cfg.vision_model or cfg.client.model
+    if cfg.judge_prompts == "text2vis":
+        from experiments.text2vis.benchmark_judges import BenchmarkAnswerJudge, BenchmarkChartJudge
+
+        return Judges(BenchmarkAnswerJudge(client, model=cfg.client.model), BenchmarkChartJudge(client, model=vision),
+                      "llm")
+    return Judges(LLMTextJudge(client, model=cfg.client.model), LLMVisualJudge(client, model=vision), "llm")
 
 
 def load_tasks(data: DataSection) -> list[Text2VisTask]:

@@ -39,7 +39,7 @@ def test_gold_replies_pass_and_a_broken_reply_fails(tasks):
     assert results[0][1]["format_ok"] and results[2][1]["format_ok"]  # broken code, well-formed JSON
 
 
-def test_llm_judges_go_through_the_client_and_fallbacks_are_counted(tasks):
+def test_rl_judges_go_through_the_client_and_fallbacks_are_counted(tasks):
     t_ok, t_bad_judge = tasks[3], tasks[4]
 
     def reply(request):
@@ -55,7 +55,7 @@ def test_llm_judges_go_through_the_client_and_fallbacks_are_counted(tasks):
         return ChatResponse(choices=(Choice(text=reply(request)),), model="scripted")
 
     client = ScriptedClient(responder=respond)
-    cfg = Config(client=ClientConfig(kind="http", model="judge"), vision_model="vlm")
+    cfg = Config(client=ClientConfig(kind="http", model="judge"), vision_model="vlm", judge_prompts="rl_text2vis")
     judges = make_judges(cfg, client=client)
     assert judges.kind == "llm"
     results = evaluate([t_ok, t_bad_judge], lambda chunk: [_gold_reply(t) for t in chunk], judges)
@@ -102,3 +102,42 @@ def test_a_run_whose_judge_never_answers_fails_loudly(tmp_path):
     with pytest.raises(RunFailedError, match="every text judge call failed"):
         run(cfg, generate_fn=lambda chunk: ["not json"] * len(chunk), judge_client=ScriptedClient(responder=down))
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_benchmark_judges_prompts_image_message_and_half_step_grid(tasks):
+    t_ok, t_bad = tasks[5], tasks[6]
+    seen = []
+
+    def respond(request):
+        seen.append(request)
+        first = request.messages[0]["content"]
+        if len(request.messages) == 2:  # the chart judge: prompt, then the image as its own user message
+            assert request.messages[1]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+            text = ('```json\n{"Readability and Quality Score": "4.5", "Chart Correctness Score": "3.7"}```'
+                    if t_ok.question in first else "Looks fine to me")
+        else:
+            assert "Ground Truth Answer" in first and "Generated Answer" in first
+            text = "1" if f'"{t_ok.answer}"' in first and t_ok.answer != t_bad.answer else "yes"
+        return ChatResponse(choices=(Choice(text=text),), model="scripted")
+
+    cfg = Config(client=ClientConfig(kind="http", model="gpt"), judge_prompts="text2vis")
+    judges = make_judges(cfg, client=ScriptedClient(responder=respond))
+    results = evaluate([t_ok, t_bad], lambda chunk: [_gold_reply(t) for t in chunk], judges)
+    ok, bad = (s for s, _ in results)
+    assert (ok.answer_match, ok.readability, ok.correctness, ok.passed) == (True, 4.5, 3.5, True)  # 3.7 -> 3.5
+    assert (bad.answer_match, bad.readability, bad.correctness) == (False, 0.0, 0.0)
+    st = judges.stats()
+    assert st["text"] == {"calls": 2, "fallbacks": 1} and st["visual"] == {"calls": 2, "off_grid": 1, "fallbacks": 1}
+
+
+@pytest.mark.parametrize("reply,expected", [
+    ('{"Readability and Quality Score": "4.5", "Chart Correctness Score": 3}', (4.5, 3.0, True, False)),
+    ('```json\n{"Readability and Quality Score": 4.2, "Chart Correctness Score": 7}\n```', (4.0, 5.0, True, True)),
+    ('{"Readability and Quality Score": "n/a"}', (0.0, 0.0, False, False)),
+    ("[4, 5]", (0.0, 0.0, False, False)),
+    ('{"Chart Correctness Score": "NaN"}', (0.0, 0.0, False, False))])
+def test_parse_chart_scores(reply, expected):
+    from experiments.text2vis.benchmark_judges import parse_chart_scores
+
+    scores, parsed, off_grid = parse_chart_scores(reply)
+    assert (scores.readability, scores.correctness, parsed, off_grid) == expected
