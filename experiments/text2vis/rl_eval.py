@@ -86,13 +86,13 @@ def summarize(parts: Sequence[RewardParts]) -> dict[str, Any]:
 
 def evaluate_policy(model: Any, codec: T2VCodec, tasks: Sequence[Text2VisTask], reward: RLText2VisReward,
                     log_path: str | Path | None = None, *, max_new_tokens: int = 160,
-                    batch_size: int = 16) -> dict[str, Any]:
+                    batch_size: int = 16, prompt_bucket: int = 16) -> dict[str, Any]:
     """Greedy replies on ``tasks``, scored with ``reward``; every reply and its parts go to ``log_path``."""
     texts: list[str] = []
     for start in range(0, len(tasks), batch_size):
         chunk = tasks[start:start + batch_size]
         out = generate(model, codec.tokenizer, [codec.encode(t) for t in chunk], max_new_tokens=max_new_tokens,
-                       temperature=0.0, stop_token_ids=[codec.eos_id])
+                       temperature=0.0, stop_token_ids=[codec.eos_id], pad_to_multiple=prompt_bucket)
         texts += [codec.decode(list(ids)) for ids in out.token_ids]
     parts = reward.score_batch(list(tasks), texts)
     if log_path is not None:

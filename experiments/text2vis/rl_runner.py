@@ -191,7 +191,8 @@ def run(cfg: Config) -> dict:
     t_eval = time.time()
     if before is None:
         before = evaluate_policy(learner.model(), codec, heldout, reward, out / "eval_before.jsonl",
-                                 max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
+                                 max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
+                                 prompt_bucket=cfg.rollout.prompt_bucket)
     before_s = time.time() - t_eval
     metrics = MetricsWriter(out, resume_step=start if start else None)
     samples_path = out / "samples.jsonl"
@@ -227,7 +228,8 @@ def run(cfg: Config) -> dict:
     train_s = time.time() - t_train
     t_eval = time.time()
     after = evaluate_policy(learner.model(), codec, heldout, reward, out / "eval_after.jsonl",
-                            max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
+                            max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
+                                 prompt_bucket=cfg.rollout.prompt_bucket)
     result = {"before": before, "after": after, "steps": cfg.steps, "resumed_from": start or None,
               "train_tasks": len(train), "heldout_tasks": len(heldout),
               "seconds": {"total": time.time() - t0, "eval_before": before_s, "train": train_s,
