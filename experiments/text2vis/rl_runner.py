@@ -15,7 +15,8 @@ and summarised (:mod:`experiments.text2vis.rl_eval`): format rate, code found, e
 answer match, chart scores, with Wilson 95% intervals.  Writes under ``output_dir``:
 ``metrics.jsonl`` + ``tensorboard/`` (every reward part per step), ``samples.jsonl`` (every
 completion with all its reward parts), ``eval_before.jsonl`` / ``eval_after.jsonl``,
-``results.json``, ``reward_curve.png`` and ``checkpoints/``.
+``results.json``, ``reward_curve.png``, ``parts_curve.png`` (format / execution / answer rates per
+step, :mod:`experiments.text2vis.rl_plot`) and ``checkpoints/``.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from experiments.grpo.tasks import batch_at
 from experiments.text2vis.judges import LLMTextJudge, LLMVisualJudge
 from experiments.text2vis.reward import RLText2VisReward, configure, parts_dict
 from experiments.text2vis.rl_eval import evaluate_policy, t2v_codec
+from experiments.text2vis.rl_plot import plot_parts_curve
 from experiments.text2vis.tasks import Text2VisTask, task_from_dict
 from jaxlab.config import ConfigError, require_positive, to_dict
 from jaxlab.llm import ClientConfig, make_client
@@ -168,7 +170,7 @@ def _load(section: ModelSection) -> tuple[Any, Any]:
 
 
 OUTPUTS = ("metrics.jsonl", "samples.jsonl", "tensorboard", "checkpoints", "results.json", "reward_curve.png",
-           "eval_before.jsonl", "eval_after.jsonl")
+           "parts_curve.png", "eval_before.jsonl", "eval_after.jsonl")
 RESUMABLE = ("steps", "progress", "checkpoint")
 
 
@@ -237,5 +239,6 @@ def run(cfg: Config) -> dict:
               "judge_fallbacks": reward.fallback_counts(), "config": to_dict(cfg)}
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
     plot_reward_curve(out / "metrics.jsonl", out / "reward_curve.png", [s.name for s in cfg.rewards])
+    plot_parts_curve(out)
     print(json.dumps({"before": before, "after": after}, indent=2))
     return result

@@ -33,7 +33,7 @@ def test_one_step_tiny_model(tmp_path):
         "data": {"source": "jsonl", "train_tasks": 2, "heldout_tasks": 2,
                  "train_path": _write(tmp_path / "train.jsonl", _tasks("train", 2)),
                  "heldout_path": _write(tmp_path / "heldout.jsonl", _tasks("heldout", 2))},
-        "rollout": {"num_generations": 2, "max_new_tokens": 8},
+        "rollout": {"num_generations": 2, "max_new_tokens": 8, "prompt_bucket": 256},
         "grpo": {"micro_batch": 2}, "execution": {"timeout_s": 10, "workers": 2},
         "eval": {"max_new_tokens": 8, "batch_size": 2}, "checkpoint": {"every_steps": 100}})
     result = rl_runner.run(cfg)
@@ -48,7 +48,8 @@ def test_one_step_tiny_model(tmp_path):
         assert any(k.endswith(f"rl_text2vis/{part}") for k in keys), part
     samples = [json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 2 and all("part_main" in s and s["task_id"] == "train0" for s in samples)
-    assert (tmp_path / "run" / "eval_after.jsonl").exists() and (tmp_path / "run" / "reward_curve.png").exists()
+    for name in ("eval_after.jsonl", "reward_curve.png", "parts_curve.png"):
+        assert (tmp_path / "run" / name).exists(), name
 
 
 def test_config_errors_name_the_field():
@@ -72,3 +73,9 @@ def test_summary_rates_and_wilson():
     c = (p + z * z / (2 * n)) / (1 + z * z / n)
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     assert wilson(k, n) == pytest.approx((c - h, c + h))
+
+
+def test_prompt_bucket_is_validated():
+    from experiments.grpo.rollout import RolloutConfig
+    with pytest.raises(ValueError, match="prompt_bucket"):
+        RolloutConfig(prompt_bucket=0)
