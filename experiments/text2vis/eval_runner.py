@@ -37,7 +37,7 @@ from jaxlab.llm import ClientConfig
 from jaxlab.llm.factory import OPERATIONAL_KEYS
 from jaxlab.runs import JsonlLog, RunFailedError, claim_output_dir
 
-__all__ = ["Config", "Judges", "evaluate", "load_tasks", "make_judges", "run"]
+__all__ = ["Config", "Judges", "evaluate", "gold_replies", "load_tasks", "make_judges", "run"]
 
 Generate = Callable[[Sequence[Text2VisTask]], list[str]]
 
@@ -108,6 +108,9 @@ class Config:
     """LLM judges only: the benchmark's prompts (answer 1/0, charts 0-5 in half steps) or the RL reward's
     (answer + code intent JSON, charts 1-5)."""
     grid_n: int = 12
+    oracle: bool = False
+    """Reply with each task's gold answer and gold code instead of running the model: the ceiling of the
+    judges and the metric on these tasks (a judge that fails gold charts shows up here)."""
 
     def __post_init__(self) -> None:
         require_positive(grid_n=self.grid_n)
@@ -232,6 +235,11 @@ def _policy(section: ModelSection, gen: GenerationSection) -> Generate:
     return run_model
 
 
+def gold_replies(chunk: Sequence[Text2VisTask]) -> list[str]:
+    """The reply a perfect model would give: the gold answer and gold code as the prompt's JSON."""
+    return [json.dumps({"answer": t.answer, "code": t.gold_code}) for t in chunk]
+
+
 OUTPUTS = ("samples.jsonl", "charts", "results.json", "results.md", "charts.png")
 NOT_RESULTS = ("progress", "grid_n", "execution.workers", "generation.batch_size",
                *(f"client.{k}" for k in OPERATIONAL_KEYS))
@@ -269,7 +277,7 @@ def run(cfg: Config, *, generate_fn: Generate | None = None, judge_client: Any =
             (charts / f"{sample.id}.png").write_bytes(sample.png)
         log.write(record)
 
-    generate = generate_fn or _policy(cfg.model, cfg.generation)
+    generate = generate_fn or (gold_replies if cfg.oracle else _policy(cfg.model, cfg.generation))
     t_gen = time.time()
     try:
         results = evaluate(tasks, generate, judges, ex=cfg.execution, batch_size=cfg.generation.batch_size,
@@ -279,7 +287,7 @@ def run(cfg: Config, *, generate_fn: Generate | None = None, judge_client: Any =
     _fail_if_judges_never_answered(judges)
     samples = [s for s, _ in results]
     records = [r for _, r in results]
-    extra = {"judge": judges.kind, "model": cfg.model.path or cfg.model.name, "data": to_dict(cfg.data),
+    extra = {"judge": judges.kind, "model": "oracle (gold replies)" if cfg.oracle else cfg.model.path or cfg.model.name, "data": to_dict(cfg.data),
              "format_rate": sum(r["format_ok"] for r in records) / len(records),
              "parsed_code_rate": sum(r["code_format"] is not None for r in records) / len(records),
              "status_counts": {s: sum(r["status"] == s for r in records) for s in sorted({r["status"] for r in records})},

@@ -6,14 +6,14 @@ import json
 import pytest
 
 from experiments.text2vis.eval_runner import (Config, DataSection, ExecSection, GenerationSection, ModelSection,
-                                              evaluate, make_judges, run)
+                                              evaluate, gold_replies, make_judges, run)
 from experiments.text2vis.generator import make_tasks
 from jaxlab.llm import ChatResponse, Choice, ClientConfig, LLMError, ScriptedClient
 from jaxlab.runs import RunDirError, RunFailedError
 
 
 def _gold_reply(task) -> str:
-    return json.dumps({"answer": task.answer, "code": task.gold_code})
+    return gold_replies([task])[0]
 
 
 BROKEN = json.dumps({"answer": "no idea", "code": "import matplotlib.pyplot as plt\nraise ValueError('boom')\nplt.show()"})
@@ -92,6 +92,14 @@ def test_run_with_the_tiny_model_writes_outputs_resumes_and_refuses_another_conf
     assert again["resumed_samples"] == 2 and again["overall"] == data["overall"]
     with pytest.raises(RunDirError, match="data.n_tasks"):
         run(dataclasses.replace(cfg, data=DataSection(n_tasks=3, seed=1)), generate_fn=must_not_generate)
+
+
+def test_oracle_run_uses_gold_replies_without_a_model(tmp_path):
+    cfg = _cfg(tmp_path, oracle=True, model=ModelSection(name="smollm2-135m-instruct", path="/nonexistent"),
+               data=DataSection(n_tasks=1, seed=2))
+    result = run(cfg)  # would fail loading the model folder if it tried
+    assert result["model"] == "oracle (gold replies)" and result["format_rate"] == 1.0
+    assert result["overall"]["pass_rate"] == 1.0
 
 
 def test_a_run_whose_judge_never_answers_fails_loudly(tmp_path):
