@@ -28,10 +28,15 @@ class RolloutConfig:
     top_k: int | None = None
     stop: tuple[str, ...] = ()
     """Stop strings (in addition to the EOS token)."""
+    prompt_bucket: int = 16
+    """Prompts are left-padded to a multiple of this: one compiled generate / loss per bucket, so long
+    prompts of varied length (Text2Vis tables) want a coarse bucket (256) instead of a recompile per step."""
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
             raise ValueError(f"num_generations: expected >= 2 (a group needs a baseline), got {self.num_generations}")
+        if self.prompt_bucket < 1:
+            raise ValueError(f"prompt_bucket: expected >= 1, got {self.prompt_bucket}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: expected >= 1, got {self.max_new_tokens}")
         if self.temperature <= 0:
@@ -73,14 +78,16 @@ def sample_groups(model: Any, prompt_ids: Sequence[Sequence[int]], decode: Calla
     g = cfg.num_generations
     rows = [list(p) for p in prompt_ids for _ in range(g)]
     out = generate(model, None, rows, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                   top_k=cfg.top_k, top_p=cfg.top_p, key=key, stop_token_ids=[eos_id])
+                   top_k=cfg.top_k, top_p=cfg.top_p, key=key, stop_token_ids=[eos_id],
+                   pad_to_multiple=cfg.prompt_bucket)
     completions, truncated, texts = [], [], []
     for toks, reason in zip(out.token_ids, out.finish_reasons):
         toks, stopped = _cut_at_stop(list(toks), decode, cfg.stop)
         completions.append(toks)
         truncated.append(reason == "length" and not stopped)
         texts.append(decode([t for t in toks if t != eos_id]))
-    width = -(-max(map(len, rows)) // 16) * 16  # the generator's bucket: one compiled loss per bucket
+    b = cfg.prompt_bucket
+    width = -(-max(map(len, rows)) // b) * b  # the generator's bucket: one compiled loss per bucket
     n = len(rows)
     p_ids = np.full((n, width), pad_id, np.int32)
     p_mask = np.zeros((n, width), np.int32)

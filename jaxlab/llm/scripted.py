@@ -12,13 +12,20 @@ Reply = Union[str, Choice, ChatResponse, Exception]
 Responder = Callable[[ChatRequest], Reply]
 
 
+def _words(content: str | list | None) -> int:
+    """Words of a message: its text, or the text parts of an OpenAI content-part list (images count 0)."""
+    if isinstance(content, list):
+        return sum(len(str(p.get("text") or "").split()) for p in content if isinstance(p, dict))
+    return len((content or "").split())
+
+
 def _as_response(reply: Reply, request: ChatRequest, model: str) -> ChatResponse:
     if isinstance(reply, Exception):
         raise reply
     if isinstance(reply, ChatResponse):
         return reply
     choice = reply if isinstance(reply, Choice) else Choice(text=str(reply))
-    prompt_words = sum(len((m.get("content") or "").split()) for m in request.messages)
+    prompt_words = sum(_words(m.get("content")) for m in request.messages)
     usage = Usage(prompt_tokens=prompt_words, completion_tokens=len(choice.text.split()) * request.n)
     return ChatResponse(choices=(choice,) * request.n, usage=usage, model=model)
 

@@ -19,6 +19,11 @@ Layers:
 * bounded I/O: stdin written from a thread, stdout/stderr and rpc traffic capped,
   every wait bounded by the deadline.
 
+``files=`` puts input files into the run's temp dir (e.g. a table the code
+reads) and ``collect=`` reads named files back after the run, as regular files
+only (a symlink planted by the code is refused, never followed) and each capped
+in size, before the temp dir is deleted (e.g. a rendered chart).
+
 ``rpc=`` lets sandboxed code call back into the parent (``rpc(method, **kw)``)
 over a dedicated pipe pair; the code-based MAS frameworks use it so generated
 agent systems can query the model without ever holding a client or a socket.
@@ -34,10 +39,11 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
+from jaxlab.sandbox.files import MAX_COLLECT_BYTES, collect_files, write_files
 from jaxlab.sandbox.io import MAX_RPC_MESSAGE, drain, serve_rpc, write_stdin
 from jaxlab.sandbox.isolation import SandboxUnavailable, bwrap_command, isolation_error, sandbox_uid
 
@@ -56,6 +62,8 @@ class SandboxResult:
     stdout: str
     stderr: str
     duration_s: float
+    files: dict[str, bytes] = field(default_factory=dict)
+    """The ``collect=`` files the run left in its temp dir (absent names are left out)."""
 
     @property
     def ok(self) -> bool:
@@ -105,15 +113,20 @@ def _classify(rc: int | None, timed_out: bool, duration: float, timeout_s: float
 def run_python(code: str, *, timeout_s: float = 10.0, memory_mb: int = 1024, stdin: str = "",
                network: bool = False, rpc: Callable[[str, dict], Any] | None = None,
                max_output_bytes: int = 1_000_000, max_procs: int = 16, allow_weak: bool = False,
-               _marker: str | None = None) -> SandboxResult:
+               files: Mapping[str, bytes | str] | None = None, collect: Sequence[str] = (),
+               max_collect_bytes: int = MAX_COLLECT_BYTES, _marker: str | None = None) -> SandboxResult:
     """Execute ``code`` as ``__main__`` in an isolated interpreter and classify the outcome.
 
     status: ``ok`` (exit 0), ``error`` (exception / non-zero exit), ``timeout``
     (wall clock or CPU limit), ``memory`` (MemoryError under the address-space
     limit), ``crashed`` (killed by another signal).  ``network=True`` is refused:
-    sandboxed code never gets a network.
+    sandboxed code never gets a network.  ``files``: relative path -> content
+    written into the temp dir first; ``collect``: relative paths read back into
+    :attr:`SandboxResult.files` (regular files of at most ``max_collect_bytes``).
     """
     _check_args(timeout_s, memory_mb, max_procs, max_output_bytes)
+    if max_collect_bytes < 1:
+        raise ValueError(f"max_collect_bytes: expected a positive byte count, got {max_collect_bytes!r}")
     if network:
         raise ValueError("network: sandboxed code never gets network access; use rpc= to call the parent")
     deadline = time.monotonic() + timeout_s
@@ -123,8 +136,9 @@ def run_python(code: str, *, timeout_s: float = 10.0, memory_mb: int = 1024, std
         boot, prog = os.path.join(tmp, "_boot.py"), os.path.join(tmp, "main.py")
         Path(boot).write_text(_BOOT)
         Path(prog).write_text(code)
+        written = write_files(tmp, files or {})
         if uid is not None and prefix and prefix[0].endswith("bwrap"):
-            for p in (tmp, boot, prog):
+            for p in (tmp, boot, prog, *written):
                 os.chown(p, uid, uid)
             os.chmod(tmp, 0o711)  # bwrap runs as root without CAP_DAC_OVERRIDE and must reach the bootstrap
         else:
@@ -185,11 +199,12 @@ def run_python(code: str, *, timeout_s: float = 10.0, memory_mb: int = 1024, std
             except OSError:
                 pass
         duration = time.monotonic() - start
+        got = collect_files(tmp, collect, max_collect_bytes)
     stdout = b"".join(out).decode(errors="replace")
     stderr = b"".join(err).decode(errors="replace")
     rc = proc.returncode
     status = _classify(rc, timed_out, duration, timeout_s, stderr)
-    return SandboxResult(status=status, returncode=rc, stdout=stdout, stderr=stderr, duration_s=duration)
+    return SandboxResult(status=status, returncode=rc, stdout=stdout, stderr=stderr, duration_s=duration, files=got)
 
 
 from jaxlab.sandbox.grading import TestOutcome, code_block, run_tests  # noqa: E402  (uses run_python)

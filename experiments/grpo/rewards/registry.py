@@ -17,6 +17,7 @@ import numpy as np
 
 from experiments.grpo.rewards.code import code_pass_fraction, code_tests
 from experiments.grpo.rewards.math import boxed_format, math_accuracy
+from experiments.text2vis.reward import rl_text2vis, rl_text2vis_format
 
 RewardFn = Callable[..., list]
 
@@ -25,6 +26,8 @@ REWARDS: dict[str, RewardFn] = {
     "boxed_format": boxed_format,
     "code_tests": code_tests,
     "code_pass_fraction": code_pass_fraction,
+    "rl_text2vis": rl_text2vis,
+    "rl_text2vis_format": rl_text2vis_format,
 }
 
 

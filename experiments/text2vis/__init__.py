@@ -1,0 +1,1 @@
+"""Text2Vis benchmark and RL-Text2Vis (issue 16)."""
