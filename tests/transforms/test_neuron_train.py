@@ -19,13 +19,17 @@ def train(model, tx, optim, steps=3):
     return bits(result.state.params)
 
 
-def test_only_selected_units_change_under_adamw_with_weight_decay():
-    model = tiny_model("qwen2", seed=20, num_layers=2)
-    cfg = model.config
-    ffn, qk, vo = random_sets(cfg, 22)
-    select = selection_masks(cfg, ffn, qk, vo)
-    before = bits(nnx.state(model, nnx.Param))
+def setup(family, seed):
+    """A tiny model, random FFN/attention sets and their selection, its parameter bits, AdamW with decay."""
+    model = tiny_model(family, seed=seed, num_layers=2)
+    sets = random_sets(model.config, seed + 1)
     optim = OptimConfig(learning_rate=1e-2, warmup_steps=1, decay_steps=5, weight_decay=0.1)
+    return model, sets, selection_masks(model.config, *sets), bits(nnx.state(model, nnx.Param)), optim
+
+
+def test_only_selected_units_change_under_adamw_with_weight_decay():
+    model, (ffn, qk, vo), select, before, optim = setup("qwen2", 20)
+    cfg = model.config
     after = train(model, neuron_optimizer(make_optimizer(optim), select), optim)
     moved = 0
     for path, old in before.items():
@@ -41,12 +45,7 @@ def test_only_selected_units_change_under_adamw_with_weight_decay():
 
 def test_masking_gradients_alone_lets_weight_decay_move_frozen_weights():
     """Why the updates are masked too: with only the gradients masked, AdamW's decay still moves frozen matrices."""
-    model = tiny_model("llama", seed=23, num_layers=2)
-    cfg = model.config
-    ffn, qk, vo = random_sets(cfg, 24)
-    select = selection_masks(cfg, ffn, qk, vo)
-    before = bits(nnx.state(model, nnx.Param))
-    optim = OptimConfig(learning_rate=1e-2, warmup_steps=1, decay_steps=5, weight_decay=0.1)
+    model, _, select, before, optim = setup("llama", 23)
     inner = make_optimizer(optim)
 
     def grads_only_update(updates, state, params=None):
