@@ -177,6 +177,19 @@ def _kth_smallest(values: np.ndarray, k: int) -> float:
     return float(np.partition(values, k - 1)[k - 1])
 
 
+def activation_probabilities(per_lang: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``{lang: [L, F]}`` activation probabilities from stores (``NeuronStore``) or stats dicts (``act_count``, ``tokens``)."""
+    out = {}
+    for lang, src in per_lang.items():
+        sums = src.sums() if hasattr(src, "sums") else src
+        if "act_count" not in sums or "tokens" not in sums:
+            raise ValueError(f"per_lang[{lang!r}]: expected 'act_count' and 'tokens', got keys {sorted(sums)}")
+        if sums["tokens"] <= 0:
+            raise ValueError(f"per_lang[{lang!r}]: no real tokens were counted")
+        out[lang] = np.asarray(sums["act_count"], np.float64) / float(sums["tokens"])
+    return out
+
+
 def lape_detect(act_prob: np.ndarray | Mapping[str, np.ndarray], langs: Sequence[str] | None = None, *,
                 top_rate: float = 0.01, filter_rate: float = 0.95, bar_ratio: float = 0.95) -> LanguageSets:
     """LAPE sets from activation probabilities ``[Lang, L, F]`` (or ``{lang: [L, F]}``), as ``identify.py``."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -175,6 +175,39 @@ def accumulate(total: dict[str, Any], stats: Mapping[str, np.ndarray]) -> dict[s
         value = np.asarray(stats[key], np.int64 if key in ("act_count", "tokens") else np.float64)
         total[key] = value.copy() if key not in total else total[key] + value
     return total
+
+
+def sample_batches(samples: Iterable[Sequence[int]], batch_size: int, cutoff: int = 256, multiple: int = 16,
+                   pad_id: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """One sample (a sentence's token ids) per row, cut to ``cutoff`` tokens (PLND: 256), right-padded.
+
+    Each batch is padded to its longest row rounded up to ``multiple`` (few distinct
+    shapes, so few compilations); a short last batch is filled with all-padding rows,
+    which the statistics drop. Empty samples are refused (a sample must have a token).
+    """
+    for name, value in (("batch_size", batch_size), ("cutoff", cutoff), ("multiple", multiple)):
+        if value < 1:
+            raise ValueError(f"{name}: expected >= 1, got {value}")
+    rows: list[np.ndarray] = []
+
+    def emit(rows):
+        width = -(-max(len(r) for r in rows) // multiple) * multiple
+        ids = np.full((batch_size, width), pad_id, np.int32)
+        mask = np.zeros((batch_size, width), np.int32)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    for i, sample in enumerate(samples):
+        row = np.asarray(sample, np.int32).reshape(-1)[:cutoff]
+        if row.size == 0:
+            raise ValueError(f"samples[{i}]: expected at least one token, got an empty sample")
+        rows.append(row)
+        if len(rows) == batch_size:
+            yield emit(rows)
+            rows = []
+    if rows:
+        yield emit(rows)
 
 
 def activation_probability(act_count: np.ndarray, tokens: int | float) -> np.ndarray:

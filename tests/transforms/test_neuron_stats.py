@@ -9,7 +9,7 @@ from tx_helpers import tiny_model
 
 from jaxlab.models import tiny_config
 from jaxlab.sharding import MeshConfig, batch_sharding, make_mesh
-from jaxlab.transforms import activation_probability, collect_neuron_stats
+from jaxlab.transforms import activation_probability, collect_neuron_stats, sample_batches
 from jaxlab.transforms.neuron_stats import check_model
 
 SEQ = 12
@@ -108,3 +108,20 @@ def test_unsupported_models_and_empty_input_are_refused():
                                       "attention_mask": np.zeros((1, 4), np.int32)}])
     with pytest.raises(ValueError, match="input_ids"):
         collect_neuron_stats(model, [{"tokens": np.zeros((1, 4), np.int32)}])
+
+
+def test_sample_batches_pad_cut_and_fill():
+    rng = np.random.default_rng(9)
+    samples = [rng.integers(1, 256, n) for n in (3, 20, 7, 1, 30)]
+    small = list(sample_batches(samples, batch_size=2, cutoff=25, multiple=8))
+    assert [b["input_ids"].shape for b in small] == [(2, 24), (2, 8), (2, 32)]
+    assert [b["attention_mask"].sum(1).tolist() for b in small] == [[3, 20], [7, 1], [25, 0]]
+    np.testing.assert_array_equal(small[2]["input_ids"][0, :25], samples[4][:25])
+    model = tiny_model("llama", seed=10, num_layers=1)
+    a = collect_neuron_stats(model, small)
+    b = collect_neuron_stats(model, sample_batches(samples, batch_size=5, cutoff=25, multiple=8))
+    np.testing.assert_array_equal(a["sample_tokens"], [3, 20, 7, 1, 25])
+    for key in ("sample_ffn", "sample_qk", "act_count"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6 * np.abs(b[key]).max(), err_msg=key)
+    with pytest.raises(ValueError, match=r"samples\[1\]"):
+        list(sample_batches([[1], []], batch_size=2))

@@ -6,7 +6,8 @@ import pytest
 from test_neuron_stats import padded_rows
 from tx_helpers import tiny_model
 
-from jaxlab.transforms import NeuronStore, collect_neuron_stats, collect_to_store
+from jaxlab.transforms import (NeuronStore, activation_probabilities, collect_neuron_stats, collect_to_store,
+                              lape_detect, plnd_detect)
 from jaxlab.transforms import neuron_store as store_mod
 
 KEYS = ("sample_ffn", "sample_qk", "sample_vo", "sample_tokens")
@@ -59,6 +60,17 @@ def test_round_trip_and_partial_layer_read(model, tmp_path):
     assert zarray["chunks"] == [4, 1, want["sample_ffn"].shape[-1]]
     with pytest.raises(ValueError, match="layer"):
         reopened.samples("sample_ffn", layer=3)
+    # Detection reads the store one layer at a time and gets what the in-memory arrays give.
+    other = collect_neuron_stats(model, batches(seed=30))
+    from_store = plnd_detect({"en": reopened, "fr": other}, ratio=0.1)
+    from_arrays = plnd_detect({"en": want, "fr": other}, ratio=0.1)
+    assert from_store.kinds() == ("ffn", "qk", "vo")
+    for kind in from_store.kinds():
+        np.testing.assert_array_equal(from_store.get(kind), from_arrays.get(kind), kind)
+    probs = activation_probabilities({"en": reopened, "fr": other})
+    np.testing.assert_allclose(probs["en"], want["act_count"] / want["tokens"])
+    lape = lape_detect(probs, top_rate=0.05)
+    assert lape.ffn.shape == (2, 3, want["act_count"].shape[1]) and lape.ffn.any()
 
 
 def test_resume_after_kill_between_batches(model, tmp_path):
