@@ -25,6 +25,7 @@ probability exceeds the bar.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -73,6 +74,20 @@ class LanguageSets:
         """``set(L) - shared``: ``[Lang, L, W]``, or ``[L, W]`` for one ``lang``."""
         out = self.get(kind) & ~self.shared(kind)[None]
         return out if lang is None else out[self.langs.index(lang)]
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the sets to one ``.npz`` (bool arrays, language names, method)."""
+        arrays = {k: getattr(self, k) for k in self.kinds()}
+        np.savez_compressed(path, langs=np.array(self.langs), method=np.array(self.method), **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "LanguageSets":
+        """Read sets written by :meth:`save`."""
+        with np.load(path) as data:
+            kinds = {k: data[k].astype(bool) for k in KINDS if k in data.files}
+            if "ffn" not in kinds:
+                raise ValueError(f"path: {path} holds no 'ffn' sets (not written by LanguageSets.save)")
+            return cls(langs=tuple(str(x) for x in data["langs"]), method=str(data["method"]), **kinds)
 
     def summary(self) -> dict[str, Any]:
         """Per kind: counts per layer (per language, shared, exclusive, union), fractions of the layer width,

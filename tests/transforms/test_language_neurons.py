@@ -33,12 +33,16 @@ def planted_plnd(seed=0, n=8, layers=3, width=200, ratio=0.05):
     return per_lang, truth, shared
 
 
-def test_plnd_recovers_planted_sets():
+def test_plnd_recovers_planted_sets(tmp_path):
     per_lang, truth, shared = planted_plnd()
     sets = plnd_detect(per_lang, ratio=0.05, kinds=("ffn",))
     np.testing.assert_array_equal(sets.ffn, truth)
     np.testing.assert_array_equal(sets.shared(), shared)
     np.testing.assert_array_equal(sets.exclusive(), truth & ~shared[None])
+    sets.save(tmp_path / "plnd.npz")
+    back = LanguageSets.load(tmp_path / "plnd.npz")
+    assert back.langs == LANGS and back.method == "plnd" and back.kinds() == ("ffn",)
+    np.testing.assert_array_equal(back.ffn, sets.ffn)
     summary = sets.summary()["ffn"]
     assert summary["shared"] == [3, 3, 3]
     assert summary["exclusive"] == {"en": [2] * 3, "zh": [3] * 3, "sw": [4] * 3}
