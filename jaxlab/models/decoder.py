@@ -107,9 +107,8 @@ class Attention(nnx.Module):
             raise ValueError(f"attention: {cfg.attention!r} has no attention sinks (gpt-oss); use attention='xla'")
         self.impl = cfg.attention
 
-    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array,
-                 kv: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None,
-                 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None, jax.Array]:
+    def project(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``q [B,S,H,D]``, ``k``/``v [B,S,KV,D]`` as the softmax sees them (q/k norm and RoPE applied)."""
         b, s, _ = x.shape
         q = self.q_proj(x).reshape(b, s, self.num_heads, self.head_dim)
         k = self.k_proj(x).reshape(b, s, self.num_kv_heads, self.head_dim)
@@ -120,6 +119,13 @@ class Attention(nnx.Module):
         q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
         if rope_scale != 1.0:
             q, k = (q * rope_scale).astype(q.dtype), (k * rope_scale).astype(k.dtype)
+        return q, k, v
+
+    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array,
+                 kv: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None,
+                 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None, jax.Array]:
+        b, s, _ = x.shape
+        q, k, v = self.project(x, positions)
         new_kv = None
         if kv is not None:
             k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, index, 0, 0))

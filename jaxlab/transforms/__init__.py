@@ -4,7 +4,14 @@ from jaxlab.transforms.grad_mask import mask_gradients, masked_optimizer
 from jaxlab.transforms.importance import (HEAD_CRITERIA, NEURON_CRITERIA, head_scores, kv_head_scores, mlp_scores,
                                           ptl_candidates, ptl_scores, ptl_seed_exact_scores, random_scores)
 from jaxlab.transforms.layer_importance import LAYER_CRITERIA, block_influence, layer_scores, skip_loss
+from jaxlab.transforms.language_neurons import (LanguageSets, detector_overlap, jaccard, lape_detect, plnd_detect,
+                                                plnd_sets)
 from jaxlab.transforms.masks import Masks, apply_masks, combine, full_masks, kept, prune_lowest
+from jaxlab.transforms.neuron_masks import (NeuronMasks, apply_neuron_masks, deactivation_masks, random_control,
+                                            selection_masks, to_ptl_masks)
+from jaxlab.transforms.neuron_stats import activation_probability, batch_neuron_stats, collect_neuron_stats
+from jaxlab.transforms.neuron_store import NeuronStore, collect_to_store
+from jaxlab.transforms.neuron_train import mask_to_selected, neuron_optimizer, trainable_mask
 
 CRITERIA = {"mlp": NEURON_CRITERIA + ("random",), "heads": HEAD_CRITERIA + ("random",),
             "kv_heads": HEAD_CRITERIA + ("random",), "layers": LAYER_CRITERIA + ("random",)}
@@ -45,4 +52,9 @@ def unit_scores(model_or_split, unit: str, criterion: str, calib=(), *, masks: M
 __all__ = ["Masks", "full_masks", "apply_masks", "combine", "prune_lowest", "kept", "compact", "compact_config",
            "compact_params", "param_count", "CompactionError", "mask_gradients", "masked_optimizer", "mlp_scores",
            "head_scores", "kv_head_scores", "ptl_scores", "ptl_candidates", "ptl_seed_exact_scores", "random_scores", "block_influence", "skip_loss", "layer_scores",
-           "unit_scores", "CRITERIA", "NEURON_CRITERIA", "HEAD_CRITERIA", "LAYER_CRITERIA"]
+           "unit_scores", "CRITERIA", "NEURON_CRITERIA", "HEAD_CRITERIA", "LAYER_CRITERIA",
+           # language neurons (PLND / LAPE)
+           "batch_neuron_stats", "collect_neuron_stats", "activation_probability", "NeuronStore", "collect_to_store",
+           "LanguageSets", "plnd_sets", "plnd_detect", "lape_detect", "jaccard", "detector_overlap",
+           "NeuronMasks", "selection_masks", "deactivation_masks", "apply_neuron_masks", "to_ptl_masks",
+           "random_control", "trainable_mask", "mask_to_selected", "neuron_optimizer"]
