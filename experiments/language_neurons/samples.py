@@ -3,7 +3,7 @@
 Batches are the trainer's dicts of ``[B, S]`` arrays (``input_ids``, ``targets``, ``loss_mask``).
 
 * :func:`packed_samples` - detection samples: consecutive texts of one language joined (separated by
-  EOS) and cut to exactly ``seq_len`` tokens, one sample per row. PLND keeps a neuron for a language only
+  EOS) and cut to exactly ``seq_len`` tokens, one sample per row (``attention_mask`` 0 on padding rows). PLND keeps a neuron for a language only
   when it is in the top r of *every* sample, so every sample is a full row of real tokens.
 * :func:`sentence_batches` - evaluation: one text per row, preceded by EOS so its first token is scored
   too, right-padded with ``loss_mask`` 0, so per-language perplexity is over exactly the text's tokens.
@@ -49,7 +49,10 @@ def packed_samples(texts: Sequence[str], encode: Encode, eos_id: int, seq_len: i
         raise ValueError(f"{what}: {len(texts)} texts fill {len(samples)} samples of {seq_len} tokens, fewer than "
                          f"the {n_samples} asked for; lower the sample count or seq_len, or give more text")
     ids = np.asarray(samples, np.int32)
-    return _rows_to_batches(ids, np.ones((n_samples, seq_len), np.int32), rows)
+    batches = _rows_to_batches(ids, np.ones((n_samples, seq_len), np.int32), rows)
+    for b in batches:  # the statistics read ``attention_mask``: the padding rows of the last batch count nowhere
+        b["attention_mask"] = b["loss_mask"].copy()
+    return batches
 
 
 def sentence_batches(texts: Sequence[str], encode: Encode, eos_id: int, max_len: int, rows: int,

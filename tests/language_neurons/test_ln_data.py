@@ -156,6 +156,7 @@ def test_packed_samples_against_reference():
     tgt = np.concatenate([b["targets"] for b in got])
     mask = np.concatenate([b["loss_mask"] for b in got])
     assert ids.shape == (12, 16) and mask[:10].all() and not mask[10:].any()
+    np.testing.assert_array_equal(np.concatenate([b["attention_mask"] for b in got]), mask)
     np.testing.assert_array_equal(ids[:10], np.asarray(rows[:10])[:, :-1])
     np.testing.assert_array_equal(tgt[:10], np.asarray(rows[:10])[:, 1:])
     with pytest.raises(ValueError, match="fr detection: 60 texts fill"):
