@@ -23,15 +23,16 @@ from jaxlab.transforms import LanguageSets, apply_neuron_masks, deactivation_mas
 @dataclasses.dataclass(frozen=True)
 class DeactivateSection:
     detectors: tuple[str, ...] = DETECTORS
-    """Which detectors' sets to deactivate (``plnd``, ``lape``)."""
+    """Which detectors' sets to deactivate (``plnd``, ``lape``); empty: skip deactivation (e.g. a run for the
+    development axis alone)."""
     random_exclusive: bool = True
     """Also score a random control of each language's exclusive-set size (one more condition per language)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
         bad = [d for d in self.detectors if d not in DETECTORS]
-        if bad or not self.detectors:
-            raise ValueError(f"detectors: expected a non-empty subset of {list(DETECTORS)}, got {list(self.detectors)}")
+        if bad:
+            raise ValueError(f"detectors: expected a subset of {list(DETECTORS)}, got {list(self.detectors)}")
 
 
 def _random_like(sets: Mapping[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
