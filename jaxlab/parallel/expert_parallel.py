@@ -29,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from jaxlab.parallel import dispatch
+from jaxlab.parallel.bounded_exchange import exchange_bounded
 from jaxlab.parallel.device_planner import capacity as plan_capacity, plan_llep_device
 from pallas_kernels.gmm import resolve_impl
 from jaxlab.parallel.planner import ExpertPlan, plan_llep
@@ -37,7 +38,7 @@ from jaxlab.parallel.routed_ffn import (ExpertActivation, ExpertBiases, check_ro
                                        expert_ffn, routed_ffn_reference)
 
 EP_MODES = ("none", "standard", "llep")
-TRANSPORTS = ("auto", "all_to_all", "ragged")
+TRANSPORTS = ("auto", "all_to_all", "bounded", "ragged")
 OVERFLOW_POLICIES = ("error", "drop")
 PLANNERS = ("device", "host")
 
@@ -46,10 +47,18 @@ PLANNERS = ("device", "host")
 class EPConfig:
     """Expert-parallel knobs (static: changing one recompiles).
 
+    transport: ``"all_to_all"`` (one static block per device pair, worst-case
+      receive buffers), ``"bounded"`` (``bounded_exchange``: all_to_all rounds
+      into a receive buffer sized by the plan; CPU default for LLEP with the
+      device planner), ``"ragged"`` (``ragged_all_to_all``; TPU/GPU default) or
+      ``"auto"``.
     capacity_factor: buffer size relative to the even share; ``None`` sizes the
-      buffers for the worst case so nothing can overflow.  all_to_all: rows per
-      (source, destination) pair = ``ceil(f * N / D)``; ragged: rows received per
+      buffers for the worst case so nothing can overflow (LLEP with the device
+      planner: the plan's ``capacity()``).  all_to_all: rows per (source,
+      destination) pair = ``ceil(f * N / D)``; ragged/bounded: rows received per
       device = ``ceil(f * N)``, with ``N`` = local tokens * top_k.
+    pair_rows: bounded transport only, rows per device pair per round
+      (``None``: ``ceil(receive rows / D)``); fewer rows, more rounds.
     overflow: what happens to token copies that do not fit the buffers.  Always
       counted in ``EPStats.dropped``.  ``"drop"``: they contribute zero.
       ``"error"``: their outputs are NaN (so the loss is NaN, never silently
@@ -74,6 +83,7 @@ class EPConfig:
 
     transport: str = "auto"
     capacity_factor: float | None = None
+    pair_rows: int | None = None
     overflow: str = "error"
     max_extra_experts: int = 2
     min_chunk: int = 16
@@ -93,6 +103,8 @@ class EPConfig:
                 f"EPConfig.overflow must be one of {OVERFLOW_POLICIES}, got {self.overflow!r}")
         if self.capacity_factor is not None and self.capacity_factor <= 0:
             raise ValueError(f"EPConfig.capacity_factor must be > 0 or None, got {self.capacity_factor}")
+        if self.pair_rows is not None and self.pair_rows < 1:
+            raise ValueError(f"EPConfig.pair_rows must be >= 1 or None, got {self.pair_rows}")
         if self.max_extra_experts < 0:
             raise ValueError(f"EPConfig.max_extra_experts must be >= 0, got {self.max_extra_experts}")
         if self.min_chunk < 1:
@@ -136,10 +148,13 @@ def raise_on_overflow(stats: EPStats) -> None:
         raise RuntimeError(_overflow_message(dropped))
 
 
-def _resolve_transport(transport: str) -> str:
+def _resolve_transport(transport: str, plan_bounded: bool) -> str:
+    """``auto``: ragged on TPU/GPU; on the CPU bounded rounds when the plan bounds the rows."""
     if transport != "auto":
         return transport
-    return "ragged" if jax.default_backend() in ("tpu", "gpu") else "all_to_all"
+    if jax.default_backend() in ("tpu", "gpu"):
+        return "ragged"
+    return "bounded" if plan_bounded else "all_to_all"
 
 
 def _host_plan(counts, num_devices: int, max_extra: int, min_chunk: int):
@@ -218,7 +233,6 @@ def routed_experts(
     per_device = num_experts // num_devices
     group_copies = tokens // groups * top_k  # token copies one EP group routes
     local_copies = group_copies // num_devices
-    transport = _resolve_transport(config.transport)
     compute_rows = None  # rows the experts run on per device; None = the whole receive buffer
     plan_arrays = ()
     num_slots = per_device
@@ -233,6 +247,7 @@ def routed_experts(
                                 for a in (plan.arrays() if isinstance(plan, ExpertPlan) else plan))
         num_slots = per_device + (plan_arrays[3].shape[1] if plan_arrays else config.max_extra_experts)
 
+    transport = _resolve_transport(config.transport, compute_rows is not None)
     factor = config.capacity_factor
     if transport == "all_to_all":
         capacity = local_copies if factor is None else math.ceil(factor * local_copies / num_devices)
@@ -243,6 +258,8 @@ def routed_experts(
         capacity = worst if factor is None else math.ceil(factor * local_copies)
         capacity = max(1, min(capacity, local_copies * num_devices))
         exchange = dispatch.exchange_ragged
+        if transport == "bounded":
+            exchange = functools.partial(_bounded, pair_rows=config.pair_rows)
 
     def body(x_l, ids_l, cw_l, wg, wu, wd, bias_l, *plan_l):
         flat_ids = ids_l.reshape(-1)
@@ -282,6 +299,14 @@ def routed_experts(
     if config.overflow == "error":
         jax.debug.callback(_log_overflow, dropped)
     return y, EPStats(dropped, load, rounds)
+
+
+def _bounded(x_entries, routed, num_devices, capacity, num_slots, expert_fn, axis, compute_rows,
+             pair_rows):
+    """The bounded transport receives at most ``capacity`` rows and computes all of them."""
+    capacity = capacity if compute_rows is None else min(capacity, compute_rows)
+    return exchange_bounded(x_entries, routed, num_devices, capacity, num_slots, expert_fn, axis,
+                            pair_rows)
 
 
 def _with_copies(tensors, extra: jax.Array, axis: str, num_experts: int):
