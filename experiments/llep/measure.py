@@ -16,8 +16,9 @@ from experiments.bench.timing import Stat, time_interleaved
 from experiments.llep import compiled as xla
 from experiments.llep.cost_model import Link, Shape, collective_seconds
 from experiments.llep.routing import route
+from experiments.llep.rows_ffn import RowsFFN, device_group_sizes
 from experiments.llep.share import capture_body, device_shards, local_program, share_inputs
-from jaxlab.parallel import EPConfig, routed_experts
+from jaxlab.parallel import EPConfig, ExpertPlan, plan_standard, routed_experts
 from jaxlab.parallel import bounded_exchange, weight_exchange
 from jaxlab.parallel.device_planner import capacity, plan_llep_device
 from jaxlab.parallel.dispatch import fit_to_capacity
@@ -66,7 +67,8 @@ def _plan(counts: np.ndarray, num_devices: int, args) -> dict:
     plan = jax.jit(functools.partial(plan_llep_device, num_devices=num_devices,
                                      max_extra=args.max_extra, min_chunk=args.min_chunk,
                                      alpha=args.alpha, lambda_=args.fallback_lambda))(jnp.asarray(counts, jnp.int32))
-    return {"arrays": plan.arrays(), "load": np.asarray(plan.device_load),
+    arrays = tuple(np.asarray(a) for a in plan.arrays())
+    return {"plan": ExpertPlan(*arrays, np.asarray(plan.device_load)), "load": np.asarray(plan.device_load),
             "over": int(plan.over_capacity), "copied": int(np.unique(
                 np.asarray(plan.extra_experts)[np.asarray(plan.extra_experts) >= 0]).size)}
 
@@ -79,7 +81,8 @@ def _trip_counts(method: str, plan: dict, matrix, recv_rows: int, num_devices: i
     return {weight_exchange.SCOPE: plan["copied"], bounded_exchange.SCOPE: rounds}
 
 
-def _device_point(num_devices: int, args, shape: Shape, inputs: tuple, link: Link) -> list[dict]:
+def _device_point(num_devices: int, args, shape: Shape, inputs: tuple, link: Link,
+                  rows_ffn: RowsFFN) -> list[dict]:
     mesh = Mesh(np.array(jax.devices()[:num_devices]), ("expert",))
     cfgs = configs(args)
     x, cw, wg, wu, wd = inputs
@@ -94,16 +97,17 @@ def _device_point(num_devices: int, args, shape: Shape, inputs: tuple, link: Lin
         print(f"  D={num_devices} {m}: peak {progs[m]['memory']['peak'] / 2**20:.1f} MiB/device", flush=True)
     recv_rows = capacity(shape.tokens * shape.top_k, num_devices, args.min_chunk, args.alpha,
                          args.fallback_lambda)
-    rows = []
+    points = []
     for skew in args.skews.split(","):
         ids = route(skew, shape.tokens, shape.top_k, shape.experts, seed=args.seed)
         counts = np.bincount(ids.ravel(), minlength=shape.experts)
         plan = _plan(counts, num_devices, args)
         std_load = counts.reshape(num_devices, -1).sum(1)
         fns, point = {}, {}
+        plans = {"standard": plan_standard(counts, num_devices), "llep": plan["plan"]}
         for m in METHODS:
-            plan_arrays = None if m == "standard" else plan["arrays"]
-            c_counts, by_source, matrix = share_inputs(ids, plan_arrays, shape.experts, num_devices)
+            c_counts, by_source, matrix = share_inputs(ids, plans[m], shape.experts, num_devices)
+            sizes = device_group_sizes(plans[m], num_devices)
             _, global_args = capture_body(m, mesh, cfgs[m], (x, jnp.asarray(ids), cw, wg, wu, wd))
             load = std_load if m == "standard" else plan["load"]
             timed = np.argsort(-load, kind="stable")[: max(1, args.timed_devices)]
@@ -113,6 +117,7 @@ def _device_point(num_devices: int, args, shape: Shape, inputs: tuple, link: Lin
                 fn = locals_[m]
                 fns[f"{m}/{i}"] = (lambda fn=fn, s=shards, me=me, a=(c_counts, by_source, matrix):
                                    jax.block_until_ready(fn(s, me, *a)))
+                fns[f"rows:{m}/{i}"] = functools.partial(rows_ffn.run, sizes[i])
             trips = _trip_counts(m, plan, np.asarray(matrix), recv_rows, num_devices,
                                  cfgs[m].pair_rows)
             traffic = xla.traffic(progs[m]["hlo"], trips, num_devices)
@@ -133,17 +138,26 @@ def _device_point(num_devices: int, args, shape: Shape, inputs: tuple, link: Lin
             point[m]["share_s"] = vars(slowest)
             point[m]["step_s"] = {k: getattr(slowest, k) + point[m]["comm_s"]
                                   for k in ("median", "min", "max")}
+            ffn = [Stat.of(v) for k, v in samples.items() if k.startswith(f"rows:{m}/")]
+            point[m]["rows_ffn_s"] = vars(max(ffn, key=lambda s: s.median))
+            point[m]["rows_step_s"] = {k: point[m]["rows_ffn_s"][k] + point[m]["comm_s"]
+                                       for k in ("median", "min", "max")}
         point["planner_s"] = vars(Stat.of(samples["planner"]))
         point.update(devices=num_devices, skew=skew, recv_rows=recv_rows)
-        std, ll = point["standard"]["step_s"], point["llep"]["step_s"]
-        point["speedup"] = {"median": std["median"] / ll["median"], "min": std["min"] / ll["max"],
-                            "max": std["max"] / ll["min"]}
+        point["speedup"] = _ratio(point["standard"]["step_s"], point["llep"]["step_s"])
+        point["rows_speedup"] = _ratio(point["standard"]["rows_step_s"], point["llep"]["rows_step_s"])
         point["memory_ratio"] = point["llep"]["memory"]["peak"] / point["standard"]["memory"]["peak"]
-        rows.append(point)
+        points.append(point)
         print(f"  D={num_devices} {skew}: speedup {point['speedup']['median']:.2f}x "
               f"[{point['speedup']['min']:.2f}-{point['speedup']['max']:.2f}], "
               f"LLEP/standard peak memory {point['memory_ratio']:.2f}x", flush=True)
-    return rows
+    return points
+
+
+def _ratio(std: dict, llep: dict) -> dict:
+    """standard / LLEP step time: median over median, and the extremes the repeats allow."""
+    return {"median": std["median"] / llep["median"], "min": std["min"] / llep["max"],
+            "max": std["max"] / llep["min"]}
 
 
 def run(args: argparse.Namespace, devices: list[int]) -> tuple[list[dict], dict]:
@@ -157,9 +171,10 @@ def run(args: argparse.Namespace, devices: list[int]) -> tuple[list[dict], dict]
     print(f"CPU {flops.median / 1e9:.1f} GFLOP/s [{flops.min / 1e9:.1f}-{flops.max / 1e9:.1f}] measured "
           f"on the expert FFN; link {bandwidth / 1e9:.3f} GB/s, {args.latency_us} us modelled", flush=True)
     inputs = layer_inputs(shape, args.seed)
+    rows_ffn = RowsFFN(shape.d_model, shape.d_ff, shape.tokens * shape.top_k, args.seed)
     results = []
     for d in devices:
-        results += _device_point(d, args, shape, inputs, link)
+        results += _device_point(d, args, shape, inputs, link, rows_ffn)
     meta = {"cpu_flops": vars(flops), "link_bytes_per_s": bandwidth, "latency_s": link.latency_s,
             "shape": vars(shape), "dtype": "float32", "backend": jax.default_backend()}
     return results, meta

@@ -3,6 +3,10 @@
 Markers: [M] measured on this machine (memory_analysis of the compiled program,
 or wall-clock through experiments/bench/timing.py), [H] read from the compiled
 HLO (collective bytes x trip counts from the plan), [L] modelled (link model).
+"share": one device's compiled layer on its static buffers with the project's CPU
+gmm (every group over every buffer row); "rows FFN": numpy FFN over exactly the
+plan's rows per slot (what a kernel skipping padding does).  Step = slowest timed
+device + communication; speedup = standard step / LLEP step.
 """
 from __future__ import annotations
 
@@ -10,11 +14,16 @@ MiB = 2**20
 COLUMNS = ("D", "skew", "std peak MiB [M]", "LLEP peak MiB [M]", "LLEP/std mem [M]",
            "std temp MiB [M]", "LLEP temp MiB [M]", "std max/mean rows", "LLEP max/mean rows",
            "std share ms [M]", "LLEP share ms [M]", "planner ms [M]", "std wire MiB [H]",
-           "LLEP wire MiB [H]", "std comm ms [L]", "LLEP comm ms [L]", "speedup [M+L]")
+           "LLEP wire MiB [H]", "std comm ms [L]", "LLEP comm ms [L]", "speedup [M+L]",
+           "std rows FFN ms [M]", "LLEP rows FFN ms [M]", "rows speedup [M+L]")
 
 
 def _ms(stat: dict) -> str:
     return f"{stat['median'] * 1e3:.1f} [{stat['min'] * 1e3:.1f}-{stat['max'] * 1e3:.1f}]"
+
+
+def _x(ratio: dict) -> str:
+    return f"{ratio['median']:.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]"
 
 
 def table_rows(results: list[dict]) -> list[list[str]]:
@@ -29,7 +38,7 @@ def table_rows(results: list[dict]) -> list[list[str]]:
                     _ms(s["share_s"]), _ms(l["share_s"]), _ms(r["planner_s"]),
                     f"{s['wire_bytes'] / MiB:.2f}", f"{l['wire_bytes'] / MiB:.2f}",
                     f"{s['comm_s'] * 1e3:.2f}", f"{l['comm_s'] * 1e3:.2f}",
-                    f"{sp['median']:.2f}x [{sp['min']:.2f}-{sp['max']:.2f}]"])
+                    _x(sp), _ms(s["rows_ffn_s"]), _ms(l["rows_ffn_s"]), _x(r["rows_speedup"])])
     return out
 
 

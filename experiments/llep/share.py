@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.parallel import EPConfig, routed_experts
+from jaxlab.parallel import EPConfig, ExpertPlan, pair_counts, routed_experts
 
 
 class _Captured(Exception):
@@ -107,18 +107,9 @@ def local_program(body: Callable, num_experts: int, num_devices: int) -> Callabl
     return jax.jit(run)
 
 
-def share_inputs(expert_ids: np.ndarray, plan_arrays, num_experts: int, num_devices: int):
-    """(counts, counts_by_source, pair matrix) the device's collectives would have returned.
-
-    ``plan_arrays`` is ``None`` for standard EP (each copy to its expert's owner).
-    """
-    from jaxlab.parallel import ExpertPlan, pair_counts, plan_standard
-
+def share_inputs(expert_ids: np.ndarray, plan: ExpertPlan, num_experts: int, num_devices: int):
+    """(counts, counts_by_source, pair matrix) the device's collectives would have returned under ``plan``."""
     by_source = np.stack([np.bincount(r, minlength=num_experts)
                           for r in expert_ids.reshape(num_devices, -1)])
-    counts = by_source.sum(0)
-    plan = (plan_standard(counts, num_devices) if plan_arrays is None else
-            ExpertPlan(*(np.asarray(a) for a in plan_arrays), device_load=np.zeros(num_devices)))
-    matrix = pair_counts(plan, by_source)
-    return (jnp.asarray(counts, jnp.int32), jnp.asarray(by_source, jnp.int32),
-            jnp.asarray(matrix, jnp.int32))
+    return (jnp.asarray(by_source.sum(0), jnp.int32), jnp.asarray(by_source, jnp.int32),
+            jnp.asarray(pair_counts(plan, by_source), jnp.int32))

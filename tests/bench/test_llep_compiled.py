@@ -8,7 +8,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 from experiments.llep import compiled as xla
 from experiments.llep.cost_model import Link, collective_seconds, wire_bytes
 from experiments.llep.share import capture_body, device_shards, local_program, share_inputs
-from jaxlab.parallel import EPConfig, routed_experts
+from jaxlab.parallel import EPConfig, ExpertPlan, plan_standard, routed_experts
 from jaxlab.parallel.device_planner import plan_llep_device
 from jaxlab.parallel.dispatch import positions_by_destination, route_planned
 
@@ -81,7 +81,8 @@ def test_share_inputs_equal_what_the_real_collectives_gather(mesh):
     rng = np.random.default_rng(1)
     ids = np.where(rng.random((T, K)) < 0.6, 3, rng.integers(0, E, (T, K))).astype(np.int32)
     counts = np.bincount(ids.ravel(), minlength=E)
-    plan = plan_llep_device(jnp.asarray(counts), D, 2, 4).arrays()
+    device_plan = plan_llep_device(jnp.asarray(counts), D, 2, 4)
+    plan = device_plan.arrays()
 
     def body(flat_ids, *plan):
         local = jnp.bincount(flat_ids, length=E)
@@ -92,7 +93,7 @@ def test_share_inputs_equal_what_the_real_collectives_gather(mesh):
     fn = jax.shard_map(body, mesh=mesh, in_specs=(P("expert"),) + (P(),) * 4, out_specs=(P(), P()),
                        check_vma=False)
     by_source, matrix = jax.jit(fn)(jnp.asarray(ids.reshape(-1)), *plan)
-    got = share_inputs(ids, plan, E, D)
+    got = share_inputs(ids, ExpertPlan(*(np.asarray(a) for a in plan), device_plan.device_load), E, D)
     np.testing.assert_array_equal(got[0], counts)
     np.testing.assert_array_equal(got[1], by_source)
     np.testing.assert_array_equal(got[2], matrix)
@@ -110,8 +111,10 @@ def test_local_share_equals_the_real_program_when_no_copy_leaves_its_device(mesh
     y_real = jax.jit(lambda *a: routed_experts(*a, ep=ep, mesh=mesh, config=config)[0])(*args)
     body, global_args = capture_body(ep, mesh, config, args)
     local = local_program(body, E, D)
-    plan = None if ep == "standard" else plan_llep_device(
-        jnp.asarray(np.bincount(ids.ravel(), minlength=E)), D, config.max_extra_experts, 4).arrays()
+    counts = np.bincount(ids.ravel(), minlength=E)
+    device_plan = plan_llep_device(jnp.asarray(counts), D, config.max_extra_experts, 4)
+    plan = plan_standard(counts, D) if ep == "standard" else ExpertPlan(
+        *(np.asarray(a) for a in device_plan.arrays()), device_plan.device_load)
     inputs = share_inputs(ids, plan, E, D)
     for device in (0, 5):
         y_local = local(device_shards(global_args, device, D), jnp.int32(device), *inputs)[0]
