@@ -49,6 +49,8 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--d_model", type=int, default=512)
     p.add_argument("--d_ff", type=int, default=1024)
     p.add_argument("--tokens", type=int, default=2048, help="tokens per step over all devices")
+    p.add_argument("--memory_tokens_per_device", default="256,2048,32768",
+                   help="memory-only points (compiled, not run); 32768 is the paper's regime")
     p.add_argument("--max_extra", type=int, default=2, help="LLEP weight copies per device")
     p.add_argument("--min_chunk", type=int, default=16)
     p.add_argument("--alpha", type=float, default=1.0)
@@ -83,7 +85,7 @@ def main(argv=None) -> None:
     devices = [int(d) for d in args.devices.split(",")]
     _set_device_count(max(devices))
     from experiments.llep.measure import run  # imports JAX: after the device count is set
-    from experiments.llep.report import print_table, summarise_goals
+    from experiments.llep.report import print_memory_table, print_table, summarise_goals
 
     os.makedirs(args.output_dir, exist_ok=True)
     t0 = time.perf_counter()
@@ -92,6 +94,7 @@ def main(argv=None) -> None:
     with open(os.path.join(args.output_dir, "llep_bench.json"), "w") as f:
         json.dump({"args": vars(args), "meta": meta, "results": results}, f, indent=1)
     print_table(results, meta)
+    print_memory_table(meta["memory_sweep"])
     summarise_goals(results)
     print(f"wrote {args.output_dir}/llep_bench.json ({meta['wall_s']:.0f} s)")
 

@@ -160,6 +160,28 @@ def _ratio(std: dict, llep: dict) -> dict:
             "max": std["max"] / llep["min"]}
 
 
+def memory_sweep(args: argparse.Namespace, devices: list[int]) -> list[dict]:
+    """Compiled per-device memory of both programs at more tokens per device (compile only:
+    arguments are shape structs, nothing is allocated, so the paper's 32K tokens/device fits)."""
+    out = []
+    for d in devices:
+        mesh = Mesh(np.array(jax.devices()[:d]), ("expert",))
+        for per_device in (int(t) for t in args.memory_tokens_per_device.split(",") if t):
+            t, e, k = per_device * d, args.experts, args.top_k
+            f32 = functools.partial(jax.ShapeDtypeStruct, dtype=jnp.float32)
+            structs = (f32((t, args.d_model)), jax.ShapeDtypeStruct((t, k), jnp.int32), f32((t, k)),
+                       f32((e, args.d_model, args.d_ff)), f32((e, args.d_model, args.d_ff)),
+                       f32((e, args.d_ff, args.d_model)))
+            row = {"devices": d, "tokens_per_device": per_device}
+            for m, config in configs(args).items():
+                row[m] = xla.memory(compile_layer(m, mesh, config, structs))
+            row["memory_ratio"] = row["llep"]["peak"] / row["standard"]["peak"]
+            print(f"  memory D={d} {per_device} tokens/device: LLEP/standard peak {row['memory_ratio']:.2f}x",
+                  flush=True)
+            out.append(row)
+    return out
+
+
 def run(args: argparse.Namespace, devices: list[int]) -> tuple[list[dict], dict]:
     shape = Shape("bench", args.experts, args.top_k, args.d_model, args.d_ff, args.tokens)
     for d in devices:
@@ -171,10 +193,10 @@ def run(args: argparse.Namespace, devices: list[int]) -> tuple[list[dict], dict]
     print(f"CPU {flops.median / 1e9:.1f} GFLOP/s [{flops.min / 1e9:.1f}-{flops.max / 1e9:.1f}] measured "
           f"on the expert FFN; link {bandwidth / 1e9:.3f} GB/s, {args.latency_us} us modelled", flush=True)
     inputs = layer_inputs(shape, args.seed)
-    rows_ffn = RowsFFN(shape.d_model, shape.d_ff, shape.tokens * shape.top_k, args.seed)
+    rows_ffn = RowsFFN(shape.d_model, shape.d_ff, args.seed)
     results = []
     for d in devices:
         results += _device_point(d, args, shape, inputs, link, rows_ffn)
-    meta = {"cpu_flops": vars(flops), "link_bytes_per_s": bandwidth, "latency_s": link.latency_s,
+    meta = {"memory_sweep": memory_sweep(args, devices), "cpu_flops": vars(flops), "link_bytes_per_s": bandwidth, "latency_s": link.latency_s,
             "shape": vars(shape), "dtype": "float32", "backend": jax.default_backend()}
     return results, meta

@@ -75,3 +75,21 @@ def goals(results: list[dict]) -> list[tuple[str, bool]]:
 def summarise_goals(results: list[dict]) -> None:
     for text, ok in goals(results):
         print(f"goal {text}: {'MET' if ok else 'NOT MET'}")
+
+
+def memory_markdown(sweep: list[dict]) -> str:
+    """Compiled per-device memory by tokens per device (compile only; the same at every skew)."""
+    cols = ("D", "tokens/device", "std peak MiB [M]", "LLEP peak MiB [M]", "LLEP/std [M]",
+            "std temp MiB [M]", "LLEP temp MiB [M]", "argument MiB [M]")
+    lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+    for r in sweep:
+        s, l = r["standard"], r["llep"]
+        lines.append(f"| {r['devices']} | {r['tokens_per_device']} | {s['peak'] / MiB:.1f} | "
+                     f"{l['peak'] / MiB:.1f} | {r['memory_ratio']:.2f}x | {s['temp'] / MiB:.1f} | "
+                     f"{l['temp'] / MiB:.1f} | {s['argument'] / MiB:.1f} |")
+    return "\n".join(lines)
+
+
+def print_memory_table(sweep: list[dict]) -> None:
+    if sweep:
+        print(memory_markdown(sweep))

@@ -5,12 +5,16 @@ the static buffer by every group's weights, so the compiled share charges
 standard EP's worst-case buffer and LLEP's extra copy slots in full.  The
 TPU/GPU kernels walk (group, row tile) work items and skip rows past the real
 groups, so their FLOPs follow the rows actually present.  This times that work
-on this CPU: one dense f32 SwiGLU FFN (numpy/BLAS) per non-empty slot over its
-rows, nothing for empty slots or padding.  It is the expert FLOPs of an ideal
-grouped kernel, not a compiled program, and the bench labels it so.
+on this CPU: one jitted dense f32 SwiGLU FFN per non-empty slot over its rows
+rounded up to a 128-row tile, nothing for empty slots.  It is the expert
+FLOPs of an ideal grouped kernel, not the compiled layer, and the bench labels
+it so.  (numpy/OpenBLAS was tried first: on the loaded 2-core machine its
+timings were erratic, 560 rows in 8 groups taking 4x longer than 2,071 rows in one.)
 """
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.parallel import ExpertPlan
@@ -29,21 +33,22 @@ def device_group_sizes(plan: ExpertPlan, num_devices: int) -> np.ndarray:
 class RowsFFN:
     """Random weights for one layer width; runs one device's per-slot FFNs."""
 
-    def __init__(self, d_model: int, d_ff: int, max_rows: int, seed: int = 0, bank: int = 2):
+    def __init__(self, d_model: int, d_ff: int, seed: int = 0, bank: int = 2, tile: int = 128):
         rng = np.random.default_rng(seed)
         s = 1.0 / np.sqrt(d_model)
-        self.w = [tuple(rng.standard_normal(shape, np.float32) * s
+        self.w = [tuple(jnp.asarray(rng.standard_normal(shape, np.float32) * s)
                         for shape in ((d_model, d_ff), (d_model, d_ff), (d_ff, d_model)))
                   for _ in range(bank)]
-        self.x = rng.standard_normal((max(max_rows, 1), d_model), np.float32)
+        self.tile, self.d_model, self._x = tile, d_model, {}
+        self._ffn = jax.jit(lambda x, wg, wu, wd: (jax.nn.silu(x @ wg) * (x @ wu)) @ wd)
+
+    def _rows(self, rows: int) -> jax.Array:
+        n = -(-rows // self.tile) * self.tile
+        if n not in self._x:
+            self._x[n] = jnp.ones((n, self.d_model), jnp.float32)
+        return self._x[n]
 
     def run(self, group_sizes: np.ndarray) -> None:
-        start = 0
-        for g, rows in enumerate(group_sizes):
-            if rows == 0:
-                continue
-            wg, wu, wd = self.w[g % len(self.w)]
-            x = self.x[start:start + rows]
-            gate = x @ wg
-            _ = (gate / (1.0 + np.exp(-gate)) * (x @ wu)) @ wd
-            start += rows
+        out = [self._ffn(self._rows(int(rows)), *self.w[g % len(self.w)])
+               for g, rows in enumerate(group_sizes) if rows > 0]
+        jax.block_until_ready(out)

@@ -270,12 +270,11 @@ def routed_experts(
                                           config.min_chunk, config.alpha, config.fallback_lambda).arrays()
             seg_end, seg_device, seg_slot, extra = plan_l
             routed = dispatch.route_planned(flat_ids, num_experts, seg_end, seg_device, seg_slot, axis)
-            (wg, wu, wd, bias_l), n_copied = _with_copies((wg, wu, wd, bias_l), extra, axis,
-                                                          num_experts)
+            copies, n_copied = _copies((wg, wu, wd, bias_l), extra, axis, num_experts)
         else:
             routed = dispatch.route_standard(flat_ids, per_device)
-            n_copied = jnp.zeros((), jnp.int32)
-        expert_fn = functools.partial(_expert_fn, w_gate=wg, w_up=wu, w_down=wd, biases=bias_l,
+            copies, n_copied = None, jnp.zeros((), jnp.int32)
+        expert_fn = functools.partial(_two_bank_expert_fn, native=(wg, wu, wd, bias_l), copies=copies,
                                       activation=activation, gmm_impl=config.gmm_impl,
                                       gmm_interpret=config.gmm_interpret)
         x_entries = jnp.repeat(x_l, top_k, axis=0)
@@ -309,18 +308,16 @@ def _bounded(x_entries, routed, num_devices, capacity, num_slots, expert_fn, axi
                             pair_rows)
 
 
-def _with_copies(tensors, extra: jax.Array, axis: str, num_experts: int):
-    """Local expert rows followed by this device's LLEP copies: slot ``s`` indexes row ``s``.
+def _copies(tensors, extra: jax.Array, axis: str, num_experts: int):
+    """This device's LLEP copies (same structure as ``tensors``), and how many experts were copied.
 
     Weights and biases travel together (``weight_exchange``), so a copied expert
-    carries its biases and their gradients sum back into the owner's.  Also
-    returns how many distinct experts were copied (the exchange's rounds).
+    carries its biases and their gradients sum back into the owner's.
     """
     leaves, treedef = jax.tree.flatten(tensors)
     copies = exchange_weight_copies(tuple(leaves), extra, axis, num_experts)
     _, n_copied = copied_experts(extra, num_experts)
-    merged = [jnp.concatenate([w, c]) for w, c in zip(leaves, copies)]
-    return jax.tree.unflatten(treedef, merged), n_copied
+    return jax.tree.unflatten(treedef, list(copies)), n_copied
 
 
 def _check_vma(config: EPConfig) -> bool:
@@ -335,7 +332,24 @@ def _check_vma(config: EPConfig) -> bool:
     return not (config.gmm_interpret and resolve_impl(config.gmm_impl) == "triton")
 
 
-def _expert_fn(x_sorted, group_sizes, *, w_gate, w_up, w_down, biases, activation, gmm_impl,
-               gmm_interpret):
-    return expert_ffn(x_sorted, group_sizes, w_gate, w_up, w_down, biases=biases,
-                      activation=activation, gmm_impl=gmm_impl, gmm_interpret=gmm_interpret)
+def _two_bank_expert_fn(x_sorted, group_sizes, *, native, copies, activation, gmm_impl, gmm_interpret):
+    """Slots ``[0, E/D)`` on the local weights, slots after them on the LLEP copies.
+
+    Why two grouped matmuls and not one over ``concatenate([local, copies])``: the
+    concatenation is a new ``[E/D + max_extra, ...]`` buffer, so every local
+    expert's weights would be duplicated in temp memory on every device (measured:
+    it made LLEP's compiled peak exceed standard EP's).  Rows are sorted by slot,
+    so the copies' rows follow the native ones; they are rotated to the front for
+    the second matmul and back after it (rows past a call's groups come out zero).
+    """
+    kw = dict(activation=activation, gmm_impl=gmm_impl, gmm_interpret=gmm_interpret)
+    wg, wu, wd, biases = native
+    per_device = wg.shape[0]
+    y = expert_ffn(x_sorted, group_sizes[:per_device], wg, wu, wd, biases=biases, **kw)
+    if copies is None or copies[0].shape[0] == 0:
+        return y
+    start = jnp.sum(group_sizes[:per_device])
+    cg, cu, cd, cb = copies
+    y_copies = expert_ffn(jnp.roll(x_sorted, -start, axis=0), group_sizes[per_device:], cg, cu, cd,
+                          biases=cb, **kw)
+    return y + jnp.roll(y_copies, start, axis=0)
