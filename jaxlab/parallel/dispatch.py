@@ -78,13 +78,21 @@ def compute_received(x_recv: jax.Array, slot_recv: jax.Array, num_slots: int,
     return y_sorted[inverse], done, jnp.sum(bounded)
 
 
-def _positions_by_destination(dest: jax.Array, num_devices: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def positions_by_destination(dest: jax.Array, num_devices: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Stable order of copies by destination, each copy's index within its destination, per-dest counts."""
     order = jnp.argsort(dest, stable=True)
     counts = jnp.bincount(dest, length=num_devices)
     first = jnp.cumsum(counts) - counts
     pos_sorted = jnp.arange(dest.shape[0]) - first[dest[order]]
     return order, jnp.zeros_like(pos_sorted).at[order].set(pos_sorted), counts
+
+
+def fit_to_capacity(matrix: jax.Array, recv_capacity: int) -> tuple[jax.Array, jax.Array]:
+    """From ``[src, dst]`` counts: where each source's rows start on each destination, and the
+    rows that fit ``recv_capacity`` (sources earlier in order fill first)."""
+    offsets_at_dst = jnp.cumsum(matrix, axis=0) - matrix
+    allowed = jnp.minimum(matrix, jnp.clip(recv_capacity - offsets_at_dst, 0, None))
+    return offsets_at_dst, allowed
 
 
 def exchange_all_to_all(x_entries: jax.Array, routed: Routed, num_devices: int, capacity: int,
@@ -94,7 +102,7 @@ def exchange_all_to_all(x_entries: jax.Array, routed: Routed, num_devices: int, 
     Each (source, destination) pair has ``capacity`` rows; copies past it, or
     past the destination's ``compute_rows``, come back as zeros with ``kept = False``.
     """
-    _, pos, _ = _positions_by_destination(routed.dest, num_devices)
+    _, pos, _ = positions_by_destination(routed.dest, num_devices)
     kept = pos < capacity
     d_model = x_entries.shape[1]
     x_send = jnp.zeros((num_devices, capacity, d_model), x_entries.dtype)
@@ -122,11 +130,9 @@ def exchange_ragged(x_entries: jax.Array, routed: Routed, num_devices: int, recv
     what would not fit (those copies come back as zeros with ``kept = False``).
     """
     me = jax.lax.axis_index(axis_name)
-    order, pos, send_sizes = _positions_by_destination(routed.dest, num_devices)
+    order, pos, send_sizes = positions_by_destination(routed.dest, num_devices)
     matrix = jax.lax.all_gather(send_sizes, axis_name)  # [src, dst]
-    offsets_at_dst = jnp.cumsum(matrix, axis=0) - matrix  # where src's rows start on dst
-    room = jnp.clip(recv_capacity - offsets_at_dst, 0, None)
-    allowed = jnp.minimum(matrix, room)  # [src, dst] rows that fit
+    offsets_at_dst, allowed = fit_to_capacity(matrix, recv_capacity)
     send_allowed = allowed[me]
     recv_allowed = allowed[:, me]
     input_offsets = jnp.cumsum(send_sizes) - send_sizes

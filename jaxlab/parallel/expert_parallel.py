@@ -29,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from jaxlab.parallel import dispatch
+from jaxlab.parallel.bounded_exchange import exchange_bounded
 from jaxlab.parallel.device_planner import capacity as plan_capacity, plan_llep_device
 from pallas_kernels.gmm import resolve_impl
 from jaxlab.parallel.planner import ExpertPlan, plan_llep
@@ -37,7 +38,7 @@ from jaxlab.parallel.routed_ffn import (ExpertActivation, ExpertBiases, check_ro
                                        expert_ffn, routed_ffn_reference)
 
 EP_MODES = ("none", "standard", "llep")
-TRANSPORTS = ("auto", "all_to_all", "ragged")
+TRANSPORTS = ("auto", "all_to_all", "bounded", "ragged")
 OVERFLOW_POLICIES = ("error", "drop")
 PLANNERS = ("device", "host")
 
@@ -46,10 +47,18 @@ PLANNERS = ("device", "host")
 class EPConfig:
     """Expert-parallel knobs (static: changing one recompiles).
 
+    transport: ``"all_to_all"`` (one static block per device pair, worst-case
+      receive buffers), ``"bounded"`` (``bounded_exchange``: all_to_all rounds
+      into a receive buffer sized by the plan; CPU default for LLEP with the
+      device planner), ``"ragged"`` (``ragged_all_to_all``; TPU/GPU default) or
+      ``"auto"``.
     capacity_factor: buffer size relative to the even share; ``None`` sizes the
-      buffers for the worst case so nothing can overflow.  all_to_all: rows per
-      (source, destination) pair = ``ceil(f * N / D)``; ragged: rows received per
+      buffers for the worst case so nothing can overflow (LLEP with the device
+      planner: the plan's ``capacity()``).  all_to_all: rows per (source,
+      destination) pair = ``ceil(f * N / D)``; ragged/bounded: rows received per
       device = ``ceil(f * N)``, with ``N`` = local tokens * top_k.
+    pair_rows: bounded transport only, rows per device pair per round
+      (``None``: ``ceil(receive rows / D)``); fewer rows, more rounds.
     overflow: what happens to token copies that do not fit the buffers.  Always
       counted in ``EPStats.dropped``.  ``"drop"``: they contribute zero.
       ``"error"``: their outputs are NaN (so the loss is NaN, never silently
@@ -74,6 +83,7 @@ class EPConfig:
 
     transport: str = "auto"
     capacity_factor: float | None = None
+    pair_rows: int | None = None
     overflow: str = "error"
     max_extra_experts: int = 2
     min_chunk: int = 16
@@ -93,6 +103,8 @@ class EPConfig:
                 f"EPConfig.overflow must be one of {OVERFLOW_POLICIES}, got {self.overflow!r}")
         if self.capacity_factor is not None and self.capacity_factor <= 0:
             raise ValueError(f"EPConfig.capacity_factor must be > 0 or None, got {self.capacity_factor}")
+        if self.pair_rows is not None and self.pair_rows < 1:
+            raise ValueError(f"EPConfig.pair_rows must be >= 1 or None, got {self.pair_rows}")
         if self.max_extra_experts < 0:
             raise ValueError(f"EPConfig.max_extra_experts must be >= 0, got {self.max_extra_experts}")
         if self.min_chunk < 1:
@@ -136,10 +148,13 @@ def raise_on_overflow(stats: EPStats) -> None:
         raise RuntimeError(_overflow_message(dropped))
 
 
-def _resolve_transport(transport: str) -> str:
+def _resolve_transport(transport: str, plan_bounded: bool) -> str:
+    """``auto``: ragged on TPU/GPU; on the CPU bounded rounds when the plan bounds the rows."""
     if transport != "auto":
         return transport
-    return "ragged" if jax.default_backend() in ("tpu", "gpu") else "all_to_all"
+    if jax.default_backend() in ("tpu", "gpu"):
+        return "ragged"
+    return "bounded" if plan_bounded else "all_to_all"
 
 
 def _host_plan(counts, num_devices: int, max_extra: int, min_chunk: int):
@@ -218,7 +233,6 @@ def routed_experts(
     per_device = num_experts // num_devices
     group_copies = tokens // groups * top_k  # token copies one EP group routes
     local_copies = group_copies // num_devices
-    transport = _resolve_transport(config.transport)
     compute_rows = None  # rows the experts run on per device; None = the whole receive buffer
     plan_arrays = ()
     num_slots = per_device
@@ -233,6 +247,7 @@ def routed_experts(
                                 for a in (plan.arrays() if isinstance(plan, ExpertPlan) else plan))
         num_slots = per_device + (plan_arrays[3].shape[1] if plan_arrays else config.max_extra_experts)
 
+    transport = _resolve_transport(config.transport, compute_rows is not None)
     factor = config.capacity_factor
     if transport == "all_to_all":
         capacity = local_copies if factor is None else math.ceil(factor * local_copies / num_devices)
@@ -243,6 +258,8 @@ def routed_experts(
         capacity = worst if factor is None else math.ceil(factor * local_copies)
         capacity = max(1, min(capacity, local_copies * num_devices))
         exchange = dispatch.exchange_ragged
+        if transport == "bounded":
+            exchange = functools.partial(_bounded, pair_rows=config.pair_rows)
 
     def body(x_l, ids_l, cw_l, wg, wu, wd, bias_l, *plan_l):
         flat_ids = ids_l.reshape(-1)
@@ -253,12 +270,11 @@ def routed_experts(
                                           config.min_chunk, config.alpha, config.fallback_lambda).arrays()
             seg_end, seg_device, seg_slot, extra = plan_l
             routed = dispatch.route_planned(flat_ids, num_experts, seg_end, seg_device, seg_slot, axis)
-            (wg, wu, wd, bias_l), n_copied = _with_copies((wg, wu, wd, bias_l), extra, axis,
-                                                          num_experts)
+            copies, n_copied = _copies((wg, wu, wd, bias_l), extra, axis, num_experts)
         else:
             routed = dispatch.route_standard(flat_ids, per_device)
-            n_copied = jnp.zeros((), jnp.int32)
-        expert_fn = functools.partial(_expert_fn, w_gate=wg, w_up=wu, w_down=wd, biases=bias_l,
+            copies, n_copied = None, jnp.zeros((), jnp.int32)
+        expert_fn = functools.partial(_two_bank_expert_fn, native=(wg, wu, wd, bias_l), copies=copies,
                                       activation=activation, gmm_impl=config.gmm_impl,
                                       gmm_interpret=config.gmm_interpret)
         x_entries = jnp.repeat(x_l, top_k, axis=0)
@@ -284,18 +300,24 @@ def routed_experts(
     return y, EPStats(dropped, load, rounds)
 
 
-def _with_copies(tensors, extra: jax.Array, axis: str, num_experts: int):
-    """Local expert rows followed by this device's LLEP copies: slot ``s`` indexes row ``s``.
+def _bounded(x_entries, routed, num_devices, capacity, num_slots, expert_fn, axis, compute_rows,
+             pair_rows):
+    """The bounded transport receives at most ``capacity`` rows and computes all of them."""
+    capacity = capacity if compute_rows is None else min(capacity, compute_rows)
+    return exchange_bounded(x_entries, routed, num_devices, capacity, num_slots, expert_fn, axis,
+                            pair_rows)
+
+
+def _copies(tensors, extra: jax.Array, axis: str, num_experts: int):
+    """This device's LLEP copies (same structure as ``tensors``), and how many experts were copied.
 
     Weights and biases travel together (``weight_exchange``), so a copied expert
-    carries its biases and their gradients sum back into the owner's.  Also
-    returns how many distinct experts were copied (the exchange's rounds).
+    carries its biases and their gradients sum back into the owner's.
     """
     leaves, treedef = jax.tree.flatten(tensors)
     copies = exchange_weight_copies(tuple(leaves), extra, axis, num_experts)
     _, n_copied = copied_experts(extra, num_experts)
-    merged = [jnp.concatenate([w, c]) for w, c in zip(leaves, copies)]
-    return jax.tree.unflatten(treedef, merged), n_copied
+    return jax.tree.unflatten(treedef, list(copies)), n_copied
 
 
 def _check_vma(config: EPConfig) -> bool:
@@ -310,7 +332,24 @@ def _check_vma(config: EPConfig) -> bool:
     return not (config.gmm_interpret and resolve_impl(config.gmm_impl) == "triton")
 
 
-def _expert_fn(x_sorted, group_sizes, *, w_gate, w_up, w_down, biases, activation, gmm_impl,
-               gmm_interpret):
-    return expert_ffn(x_sorted, group_sizes, w_gate, w_up, w_down, biases=biases,
-                      activation=activation, gmm_impl=gmm_impl, gmm_interpret=gmm_interpret)
+def _two_bank_expert_fn(x_sorted, group_sizes, *, native, copies, activation, gmm_impl, gmm_interpret):
+    """Slots ``[0, E/D)`` on the local weights, slots after them on the LLEP copies.
+
+    Why two grouped matmuls and not one over ``concatenate([local, copies])``: the
+    concatenation is a new ``[E/D + max_extra, ...]`` buffer, so every local
+    expert's weights would be duplicated in temp memory on every device (measured:
+    it made LLEP's compiled peak exceed standard EP's).  Rows are sorted by slot,
+    so the copies' rows follow the native ones; they are rotated to the front for
+    the second matmul and back after it (rows past a call's groups come out zero).
+    """
+    kw = dict(activation=activation, gmm_impl=gmm_impl, gmm_interpret=gmm_interpret)
+    wg, wu, wd, biases = native
+    per_device = wg.shape[0]
+    y = expert_ffn(x_sorted, group_sizes[:per_device], wg, wu, wd, biases=biases, **kw)
+    if copies is None or copies[0].shape[0] == 0:
+        return y
+    start = jnp.sum(group_sizes[:per_device])
+    cg, cu, cd, cb = copies
+    y_copies = expert_ffn(jnp.roll(x_sorted, -start, axis=0), group_sizes[per_device:], cg, cu, cd,
+                          biases=cb, **kw)
+    return y + jnp.roll(y_copies, start, axis=0)

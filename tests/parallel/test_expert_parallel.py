@@ -6,6 +6,7 @@ import pytest
 from jax.sharding import Mesh
 
 from jaxlab.parallel.device_planner import plan_llep_device
+from tests.parallel.ep_problems import loss_and_grads
 from jaxlab.parallel import (EPConfig, ExpertActivation, ExpertBiases, clamped_swiglu, pair_counts, plan_llep,
                              raise_on_overflow, routed_experts, routed_ffn_reference)
 
@@ -36,25 +37,15 @@ def _problem(skewed: bool, seed: int = 0):
     return tuple(jnp.asarray(a, jnp.int32 if a is ids else jnp.float32) for a in args)
 
 
-def _loss_and_grads(ep, mesh, config, args):
-    x, ids, cw, wg, wu, wd = args
-
-    def loss(x, wg, wu, wd):
-        y, stats = routed_experts(x, ids, cw, wg, wu, wd, ep=ep, mesh=mesh, config=config)
-        return jnp.sum(jnp.sin(y) * y), (y, stats)
-
-    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True))(x, wg, wu, wd)
-
-
 @pytest.mark.parametrize("skewed", [False, True], ids=["random", "skewed"])
 def test_standard_and_llep_match_reference_outputs_and_gradients(mesh, skewed):
     args = _problem(skewed)
-    (_, (y_ref, _)), grads_ref = _loss_and_grads("none", None, EPConfig(), args)
+    (_, (y_ref, _)), grads_ref = loss_and_grads("none", None, EPConfig(), args)
     np.testing.assert_allclose(y_ref, routed_ffn_reference(*args), atol=1e-6)
     loads = {}
     for ep in ("standard", "llep"):
         config = EPConfig(max_extra_experts=2, min_chunk=4)
-        (_, (y, stats)), grads = _loss_and_grads(ep, mesh, config, args)
+        (_, (y, stats)), grads = loss_and_grads(ep, mesh, config, args)
         np.testing.assert_allclose(y, y_ref, atol=1e-5, rtol=1e-5)
         for g, g_ref in zip(grads, grads_ref):
             np.testing.assert_allclose(g, g_ref, atol=1e-5, rtol=1e-5)
@@ -76,7 +67,7 @@ def _biases(seed: int = 0) -> ExpertBiases:
 GPT_OSS_ACT = ExpertActivation("clamped_swiglu", alpha=1.702, limit=1.0)  # small limit: the clamps bite
 
 
-def _biased_loss_and_grads(ep, mesh, config, args, biases):
+def _biasedloss_and_grads(ep, mesh, config, args, biases):
     x, ids, cw, wg, wu, wd = args
 
     def loss(x, wg, wu, wd, bg, bu, bd):
@@ -102,14 +93,14 @@ def _dense_gpt_oss_reference(args, biases):
 def test_biased_clamped_experts_match_reference_outputs_and_gradients(mesh, skewed):
     """gpt-oss experts: biases follow their expert (LLEP copies included) and bias grads sum to the owner."""
     args, biases = _problem(skewed), _biases()
-    (_, (y_ref, _)), grads_ref = _biased_loss_and_grads("none", None, EPConfig(), args, biases)
+    (_, (y_ref, _)), grads_ref = _biasedloss_and_grads("none", None, EPConfig(), args, biases)
     np.testing.assert_allclose(y_ref, _dense_gpt_oss_reference(args, biases), atol=1e-4, rtol=1e-5)
     gate = np.einsum("td,edf->tef", np.asarray(args[0]), np.asarray(args[3])) + np.asarray(biases.gate)
     assert np.mean(gate > GPT_OSS_ACT.limit) > 0.05  # the clamp is exercised
     counts = np.bincount(np.asarray(args[1]).ravel(), minlength=E)
     for ep in ("standard", "llep"):
         config = EPConfig(max_extra_experts=2, min_chunk=4)
-        (_, (y, stats)), grads = _biased_loss_and_grads(ep, mesh, config, args, biases)
+        (_, (y, stats)), grads = _biasedloss_and_grads(ep, mesh, config, args, biases)
         np.testing.assert_allclose(y, y_ref, atol=1e-5, rtol=1e-5)
         for name, g, g_ref in zip(("x", "w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down"), grads, grads_ref):
             np.testing.assert_allclose(g, g_ref, atol=1e-5, rtol=1e-5, err_msg=f"ep={ep}: d/d{name}")

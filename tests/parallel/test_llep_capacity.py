@@ -1,11 +1,11 @@
 """LLEP's plan-bounded buffers: the experts run on capacity() rows per device, overflow is counted."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import Mesh
 
 from jaxlab.parallel import EPConfig, raise_on_overflow, routed_experts, routed_ffn_reference
+from tests.parallel.ep_problems import hot_problem
 
 D, T, K, DM, F, E = 8, 256, 2, 16, 256, 16
 
@@ -16,13 +16,7 @@ def mesh():
 
 
 def _hot_problem(hot_share: float, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    first = np.where(rng.random(T) < hot_share, 3, rng.integers(0, E, T))
-    second = (first + 1 + rng.integers(0, E - 1, T)) % E
-    arrays = (rng.normal(size=(T, DM)), rng.random(size=(T, K)), rng.normal(size=(E, DM, F)) / 4,
-              rng.normal(size=(E, DM, F)) / 4, rng.normal(size=(E, F, DM)) / 16)
-    x, cw, wg, wu, wd = (jnp.asarray(a, jnp.float32) for a in arrays)
-    return x, jnp.asarray(np.stack([first, second], 1), jnp.int32), cw, wg, wu, wd
+    return hot_problem(hot_share, seed, T, DM, F, E)
 
 
 def _temp_bytes(ep, mesh, config, args) -> int:
