@@ -139,7 +139,8 @@ def run(cfg: Config) -> dict:
     heldout = make_tasks("heldout", cfg.data.heldout_tasks, cfg.data.seed, cfg.data.max_operand)
     learner = GRPOLearner(model, decode=codec.decode, eos_id=codec.eos_id, pad_id=codec.pad_id, rewards=cfg.rewards, rollout=cfg.rollout,
                           loss=cfg.loss, optim=cfg.optim, grpo=cfg.grpo,
-                          mesh=make_mesh(cfg.mesh) if cfg.mesh is not None else None)
+                          mesh=make_mesh(cfg.mesh) if cfg.mesh is not None else None,
+                          token_bytes=codec.token_bytes() if cfg.rollout.stop and codec.token_bytes else None)
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
     start = 0
     before = None
