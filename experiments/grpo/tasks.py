@@ -38,6 +38,10 @@ class Task:
     def messages(self) -> list[dict]:
         return [{"role": "user", "content": f"{self.question}\n{INSTRUCTION}"}]
 
+    def fields(self) -> dict[str, Any]:
+        """What the rewards see of this task besides prompt and completion."""
+        return {"answer": self.answer}
+
 
 def make_tasks(split: str, n: int, seed: int = 0, max_operand: int = 60) -> list[Task]:
     """``n`` tasks of ``split`` ('train' or 'heldout'); the same (split, n, seed) gives the same tasks."""
@@ -88,8 +92,9 @@ def chat_codec(tokenizer: Any) -> TaskCodec:
                      lambda: tokenizer_token_bytes(tokenizer, skip_special_tokens=True))
 
 
-def byte_codec(eos_id: int = 0) -> TaskCodec:
-    """A tiny byte-level model (vocab 256): the question's UTF-8 bytes in, bytes out."""
-    return TaskCodec(lambda task: list(task.messages()[0]["content"].encode("utf-8")),
+def byte_codec(eos_id: int = 0, max_prompt_bytes: int = 384) -> TaskCodec:
+    """A tiny byte-level model (vocab 256): the last turn's UTF-8 bytes in (at most ``max_prompt_bytes``, the
+    tail), bytes out; a long system turn (MAS-Orchestra's format) would not fit a tiny model's positions."""
+    return TaskCodec(lambda task: list(task.messages()[-1]["content"].encode("utf-8"))[-max_prompt_bytes:],
                      lambda ids: bytes(t for t in ids if 0 < t < 256).decode("utf-8", "replace"), eos_id, eos_id,
                      lambda: byte_token_bytes(256, eos_id))
