@@ -72,6 +72,24 @@ def _tool_call_delta(calls: tuple) -> list[dict]:
              "function": {"name": c.name, "arguments": c.arguments}} for k, c in enumerate(calls)]
 
 
+ARGUMENT_FRAGMENT = 8
+"""Characters of a tool call's ``arguments`` per streamed delta."""
+
+
+def _tool_call_stream(calls: tuple) -> list[list[dict]]:
+    """``delta.tool_calls`` lists as vLLM streams them: per call one delta with its index, id, type and name
+    (``arguments: ""``), then deltas that carry only the index and the next fragment of ``arguments``.
+    The calls are parsed from the held-back text once the choice ends, so the fragments follow each other
+    then, not token by token."""
+    deltas = []
+    for head in _tool_call_delta(calls):
+        args = head["function"]["arguments"]
+        deltas.append([{**head, "function": {"name": head["function"]["name"], "arguments": ""}}])
+        deltas += [[{"index": head["index"], "function": {"arguments": args[j:j + ARGUMENT_FRAGMENT]}}]
+                   for j in range(0, len(args), ARGUMENT_FRAGMENT)]
+    return deltas
+
+
 def _legacy_logprobs(entries: list[dict], offset: int) -> dict:
     """``/v1/completions`` logprobs shape: parallel lists, alternatives as ``{token: logprob}``."""
     offsets, at = [], offset
@@ -160,8 +178,9 @@ class _Route:
                 _, i, reason, calls, toks, lps = ev
                 done_tokens += toks
                 if self.chat and calls:
-                    yield self._chunk([self._choice(i, None, None, 0, None, {"tool_calls": _tool_call_delta(calls)})],
-                                      with_usage=include_usage)
+                    for delta in _tool_call_stream(calls):
+                        yield self._chunk([self._choice(i, None, None, 0, None, {"tool_calls": delta})],
+                                          with_usage=include_usage)
                 yield self._chunk([self._choice(i, None, lps or None, offsets[i],
                                                 reason)], with_usage=include_usage)
             if include_usage:
