@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from jaxlab.models.decoder import DecoderLM, KVCache
+from jaxlab.stop_strings import StopMatcher
 
 Prompt = str | Sequence[int] | Sequence[dict]
 
@@ -29,6 +30,8 @@ class GenerationOutput:
     token_ids: list[list[int]]
     texts: list[str]
     finish_reasons: list[str]
+    steps: int = 0
+    """Tokens the jitted loop generated per row before every row was done (<= ``max_new_tokens``)."""
 
 
 def _sample(logits: jax.Array, key: jax.Array, temperature: float, top_k: int | None,
@@ -52,8 +55,13 @@ def _sample(logits: jax.Array, key: jax.Array, temperature: float, top_k: int | 
 
 @partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature", "top_k", "top_p"))
 def _generate_ids(graphdef: Any, state: Any, ids: jax.Array, mask: jax.Array, stop_ids: jax.Array,
-                  key: jax.Array, pad_id: jax.Array, *, max_new_tokens: int, temperature: float,
-                  top_k: int | None, top_p: float | None) -> tuple[jax.Array, jax.Array]:
+                  stop_next: jax.Array, stop_hit: jax.Array, key: jax.Array, pad_id: jax.Array, *,
+                  max_new_tokens: int, temperature: float, top_k: int | None,
+                  top_p: float | None) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(tokens [B, max_new_tokens], done [B], length [B] (tokens kept, the stopping one included), steps run).
+
+    ``stop_next`` / ``stop_hit`` are a :class:`jaxlab.stop_strings.StopMatcher`'s tables: each row carries
+    its automaton state, and a token that completes a stop string finishes the row like a stop id."""
     model: DecoderLM = nnx.merge(graphdef, state)
     b, p = ids.shape
     cache = KVCache.init(model.config, b, p + max_new_tokens)
@@ -62,23 +70,29 @@ def _generate_ids(graphdef: Any, state: Any, ids: jax.Array, mask: jax.Array, st
     next_pos = jnp.sum(mask, axis=1).astype(jnp.int32)
     first = _sample(logits[:, -1], jax.random.fold_in(key, 0), temperature, top_k, top_p)
     out = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(first)
-    done = jnp.isin(first, stop_ids)
+    sstate = jnp.zeros((b,), jnp.int32)
+    done = jnp.isin(first, stop_ids) | stop_hit[sstate, first]
+    sstate = stop_next[sstate, first]
+    length = jnp.where(done, 1, max_new_tokens).astype(jnp.int32)
 
     def cond(carry):
-        step, _, _, _, done, _ = carry
+        step, _, _, _, done, _, _, _ = carry
         return (step < max_new_tokens) & ~jnp.all(done)
 
     def body(carry):
-        step, tok, cache, pos, done, out = carry
+        step, tok, cache, pos, done, out, sstate, length = carry
         logits, cache = model.decode(tok[:, None], pos[:, None], cache)
         nxt = _sample(logits[:, -1], jax.random.fold_in(key, step), temperature, top_k, top_p)
         nxt = jnp.where(done, pad_id, nxt)
         out = out.at[:, step].set(nxt)
-        return step + 1, nxt, cache, pos + 1, done | jnp.isin(nxt, stop_ids), out
+        ends = ~done & (jnp.isin(nxt, stop_ids) | stop_hit[sstate, nxt])
+        length = jnp.where(ends, step + 1, length)
+        sstate = jnp.where(done, sstate, stop_next[sstate, nxt])
+        return step + 1, nxt, cache, pos + 1, done | ends, out, sstate, length
 
-    carry = (jnp.int32(1), first, cache, next_pos, done, out)
-    step, _, _, _, done, out = jax.lax.while_loop(cond, body, carry)
-    return out, done
+    carry = (jnp.int32(1), first, cache, next_pos, done, out, sstate, length)
+    step, _, _, _, done, out, _, length = jax.lax.while_loop(cond, body, carry)
+    return out, done, length, step
 
 
 def _encode(prompts: Sequence[Prompt], tokenizer: Any, vocab: int) -> list[list[int]]:
@@ -107,10 +121,12 @@ def _encode(prompts: Sequence[Prompt], tokenizer: Any, vocab: int) -> list[list[
 def generate(model: DecoderLM, tokenizer: Any, prompts: Prompt | Sequence[Prompt], *, max_new_tokens: int = 32,
              temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
              key: jax.Array | None = None, stop_token_ids: Sequence[int] | None = None,
-             pad_to_multiple: int = 16) -> GenerationOutput:
+             stop_strings: StopMatcher | None = None, pad_to_multiple: int = 16) -> GenerationOutput:
     """Generate continuations for a batch of prompts (strings, token ids or chat message lists).
 
-    ``stop_token_ids`` defaults to the tokenizer's EOS. Sampling (``temperature > 0``) needs ``key``.
+    ``stop_token_ids`` defaults to the tokenizer's EOS. ``stop_strings`` (a :class:`StopMatcher` built for
+    this vocabulary) ends a row, inside the jitted loop, at the token where its text first contains one of
+    the strings (that token kept, finish reason ``"stop"``). Sampling (``temperature > 0``) needs ``key``.
     """
     cfg = model.config
     single = isinstance(prompts, str) or (len(prompts) > 0 and isinstance(prompts[0], (int, np.integer, dict)))
@@ -143,21 +159,27 @@ def generate(model: DecoderLM, tokenizer: Any, prompts: Prompt | Sequence[Prompt
     for row, toks in enumerate(encoded):
         ids[row, width - len(toks):] = toks
         mask[row, width - len(toks):] = 1
+    if stop_strings is None:
+        stop_next, stop_hit = np.zeros((1, cfg.vocab_size), np.int32), np.zeros((1, cfg.vocab_size), bool)
+    elif stop_strings.hit.shape[1] != cfg.vocab_size:
+        raise ValueError(f"stop_strings: tables cover {stop_strings.hit.shape[1]} tokens, the model's vocabulary "
+                         f"has {cfg.vocab_size}")
+    else:  # states padded to a multiple of 16 (never reached): one compiled loop for most stop sets
+        extra = -stop_strings.hit.shape[0] % 16
+        stop_next = np.pad(stop_strings.next_state, ((0, extra), (0, 0)))
+        stop_hit = np.pad(stop_strings.hit, ((0, extra), (0, 0)))
     graphdef, state = nnx.split(model)
-    out, done = _generate_ids(
+    out, done, length, steps = _generate_ids(
         graphdef, state, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(list(stop_token_ids) or [-1], jnp.int32),
-        key if key is not None else jax.random.key(0), jnp.int32(pad_id), max_new_tokens=max_new_tokens,
-        temperature=float(temperature), top_k=top_k, top_p=top_p)
-    out, done = np.asarray(out), np.asarray(done)
-    token_ids, reasons = [], []
+        jnp.asarray(stop_next), jnp.asarray(stop_hit), key if key is not None else jax.random.key(0),
+        jnp.int32(pad_id), max_new_tokens=max_new_tokens, temperature=float(temperature), top_k=top_k, top_p=top_p)
+    out, done, length = np.asarray(out), np.asarray(done), np.asarray(length)
+    token_ids = [row[:n] for row, n in zip(out.tolist(), length.tolist())]
+    reasons = ["stop" if d else "length" for d in done.tolist()]
     stops = set(stop_token_ids)
-    for row in out.tolist():
-        cut = next((i + 1 for i, t in enumerate(row) if t in stops), None)
-        token_ids.append(row[:cut] if cut else row)
-        reasons.append("stop" if cut else "length")
     texts = ([tokenizer.decode([t for t in toks if t not in stops]) for toks in token_ids]
              if tokenizer is not None else [""] * len(token_ids))
-    return GenerationOutput(token_ids=token_ids, texts=texts, finish_reasons=reasons)
+    return GenerationOutput(token_ids=token_ids, texts=texts, finish_reasons=reasons, steps=int(steps))
 
 
 # --- step-wise decoding for the server: one jitted admit (prefill), one jitted step -----------------------

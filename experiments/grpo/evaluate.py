@@ -37,24 +37,31 @@ def real_math_rows(name: str, n: int) -> list[Task]:
     return [Task(r["problem"], r["answer"], "math500", "eval") for r in rows]
 
 
+def greedy_texts(model: Any, tokenizer: Any, tasks: Sequence[Any], *, max_new_tokens: int, batch_size: int = 16,
+                 encode: Callable[[Any], list[int]] | None = None) -> list[str]:
+    """Greedy completions of ``tasks`` (their chat messages through ``tokenizer``, or ``encode`` for a byte model)."""
+    texts: list[str] = []
+    for start in tqdm(range(0, len(tasks), batch_size), desc=f"eval greedy ({len(tasks)} problems)", unit="batch", leave=False):
+        chunk = tasks[start:start + batch_size]
+        prompts = [encode(t) for t in chunk] if encode else [t.messages() for t in chunk]
+        out = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=0.0)
+        texts += out.texts if tokenizer is not None else [bytes(x for x in ids if 0 < x < 256).decode(
+            "utf-8", "replace") for ids in out.token_ids]
+    return texts
+
+
 def accuracy(model: Any, tokenizer: Any, tasks: Sequence[Task], *, max_new_tokens: int, batch_size: int = 16,
              encode: Callable[[Task], list[int]] | None = None) -> dict[str, float]:
     """Greedy pass@1 with math-verify equivalence; also the fraction that gave any answer."""
     if not tasks:
         return {"n": 0}
     correct = answered = 0
-    for start in tqdm(range(0, len(tasks), batch_size), desc=f"eval greedy ({len(tasks)} problems)", unit="batch",
-                      leave=False):
-        chunk = tasks[start:start + batch_size]
-        prompts = [encode(t) for t in chunk] if encode else [t.messages() for t in chunk]
-        out = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=0.0)
-        texts = out.texts if tokenizer is not None else [bytes(x for x in ids if 0 < x < 256).decode(
-            "utf-8", "replace") for ids in out.token_ids]
-        for task, text in zip(chunk, texts):
-            pred = extract_answer(text)
-            answered += pred is not None
-            correct += pred is not None and answers_equal(pred, task.answer)
+    texts = greedy_texts(model, tokenizer, tasks, max_new_tokens=max_new_tokens, batch_size=batch_size, encode=encode)
+    for task, text in zip(tasks, texts):
+        pred = extract_answer(text)
+        answered += pred is not None
+        correct += pred is not None and answers_equal(pred, task.answer)
     return {"n": len(tasks), "accuracy": correct / len(tasks), "answered": answered / len(tasks)}
 
 
-__all__ = ["INSTRUCTION", "accuracy", "real_math_rows", "shared_data_dir"]
+__all__ = ["INSTRUCTION", "accuracy", "greedy_texts", "real_math_rows", "shared_data_dir"]

@@ -25,8 +25,9 @@ from flax import nnx
 
 from experiments.grpo.advantages import group_advantages, weighted_rewards
 from experiments.grpo.loss import LossConfig, completion_logps, policy_loss
-from experiments.grpo.rewards import RewardSpec, score_all
+from experiments.grpo.rewards import RewardSpec, get_reward, score_all
 from experiments.grpo.rollout import Rollout, RolloutConfig, sample_groups
+from jaxlab.stop_strings import StopMatcher
 from jaxlab.sharding import activation_sharding, batch_sharding, shard_state
 from jaxlab.train.optim import OptimConfig, make_optimizer
 from jaxlab.train.step import TrainState
@@ -83,12 +84,24 @@ class GRPOLearner:
 
     def __init__(self, model: nnx.Module, *, decode: Callable[[list[int]], str], eos_id: int, pad_id: int,
                  rewards: Sequence[RewardSpec], rollout: RolloutConfig, loss: LossConfig, optim: OptimConfig,
-                 grpo: GRPOConfig = GRPOConfig(), grad_masks: Any = None, mesh: Any = None):
+                 grpo: GRPOConfig = GRPOConfig(), grad_masks: Any = None, mesh: Any = None,
+                 token_bytes: Sequence[bytes] | None = None, reward_fns: Mapping[str, Callable] | None = None):
+        """``token_bytes[t]``: the bytes token ``t`` adds to ``decode`` (``jaxlab.stop_strings``); needed when
+        ``rollout.stop`` is set, so stop strings end rows inside the jitted generation loop. ``reward_fns``:
+        reward functions built for this run (bound to a client), looked up by name before the registry."""
         if not rewards:
             raise ValueError("rewards: expected at least one reward function")
+        self.reward_fns = dict(reward_fns or {})
+        for spec in rewards:
+            get_reward(spec.name, self.reward_fns)
         if loss.loss_type == "dr_grpo" and loss.max_completion_length != rollout.max_new_tokens:
             raise ValueError(f"loss.max_completion_length: dr_grpo normalises by the rollout's max_new_tokens "
                              f"({rollout.max_new_tokens}), got {loss.max_completion_length}")
+        if rollout.stop and token_bytes is None:
+            raise ValueError("token_bytes: rollout.stop needs each token's bytes to match stop strings on device "
+                             "(jaxlab.stop_strings.tokenizer_token_bytes / byte_token_bytes)")
+        self.stop_matcher = (StopMatcher.build(rollout.stop, token_bytes, model.config.vocab_size)
+                             if rollout.stop else None)
         self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
         self.mesh = mesh
         if mesh is not None:
@@ -116,7 +129,7 @@ class GRPOLearner:
     def rollout(self, prompt_ids: Sequence[Sequence[int]], key: jax.Array) -> Rollout:
         with self._on_mesh():
             return sample_groups(self.model(), prompt_ids, self.decode, self.eos_id, self.pad_id, self.rollout_cfg,
-                                 key)
+                                 key, self.stop_matcher)
 
     def step(self, prompt_ids: Sequence[Sequence[int]], prompt_texts: Sequence[str],
              fields: Mapping[str, Sequence[Any]], key: jax.Array) -> dict[str, float]:
@@ -128,7 +141,8 @@ class GRPOLearner:
         rep = {k: [v for v in vals for _ in range(g)] for k, vals in fields.items()}
         rep["completion_lengths"] = [int(n) for n in ro.lengths]
         prompts = [t for t in prompt_texts for _ in range(g)]
-        per_func, metrics = score_all(self.rewards, prompts, ro.texts, rep, self.cfg.reward_workers)
+        per_func, metrics = score_all(self.rewards, prompts, ro.texts, rep, self.cfg.reward_workers,
+                                       self.reward_fns)
         total = weighted_rewards(per_func, [s.weight for s in self.rewards])
         adv = group_advantages(total, g, scale_rewards=self.cfg.scale_rewards, filter_zero_std=self.cfg.filter_zero_std)
         keep = np.flatnonzero(adv.keep)

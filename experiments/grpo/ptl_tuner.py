@@ -76,7 +76,9 @@ class GRPOTuner:
                             grad_clip_norm=self.cfg.grad_clip_norm)
         learner = GRPOLearner(model, decode=self.codec.decode, eos_id=self.codec.eos_id, pad_id=self.codec.pad_id,
                               rewards=self.cfg.rewards, rollout=self.cfg.rollout, loss=self.cfg.loss, optim=optim,
-                              grpo=self.cfg.grpo, grad_masks=param_masks(params, stage.masks, stage.head_dim))
+                              grpo=self.cfg.grpo, grad_masks=param_masks(params, stage.masks, stage.head_dim),
+                              token_bytes=(self.codec.token_bytes() if self.cfg.rollout.stop and self.codec.token_bytes
+                                           else None))
         key = jax.random.key(self.cfg.seed)
         self.last_history = []
         n = self.cfg.prompts_per_step

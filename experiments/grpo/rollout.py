@@ -2,8 +2,9 @@
 
 All prompts x groups go through ``jaxlab.generate`` as one batch (one jitted prefill + decode
 loop). Rows come back as a left-padded prompt block and a right-padded completion block, the
-layout ``experiments.grpo.loss.completion_logps`` scores in one causal pass. Stop strings cut a
-completion at the token where the string is complete (the token is kept, the rest is masked).
+layout ``experiments.grpo.loss.completion_logps`` scores in one causal pass. Stop strings end a
+row inside the jitted loop (``jaxlab.stop_strings``) at the token where the string is complete (the
+token is kept, the rest is masked); the host re-checks the decoded text only as a final trim.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import jax
 import numpy as np
 
 from jaxlab.generate import generate
+from jaxlab.stop_strings import StopMatcher
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,12 @@ class Rollout:
 
 
 def _cut_at_stop(tokens: list[int], decode: Callable[[list[int]], str], stop: Sequence[str]) -> tuple[list[int], bool]:
-    """Shortest prefix whose text contains a stop string; (prefix, found)."""
+    """Shortest prefix whose text contains a stop string; (prefix, found). The host reference of the device
+    matcher, and the final trim after it: a row the device already ended costs two decodes."""
     if not stop or not any(s in decode(tokens) for s in stop):
         return tokens, False
+    if not any(s in decode(tokens[:-1]) for s in stop):
+        return tokens, True
     for end in range(1, len(tokens) + 1):
         if any(s in decode(tokens[:end]) for s in stop):
             return tokens[:end], True
@@ -73,12 +78,14 @@ def _cut_at_stop(tokens: list[int], decode: Callable[[list[int]], str], stop: Se
 
 
 def sample_groups(model: Any, prompt_ids: Sequence[Sequence[int]], decode: Callable[[list[int]], str],
-                  eos_id: int, pad_id: int, cfg: RolloutConfig, key: jax.Array) -> Rollout:
-    """Sample ``cfg.num_generations`` completions for each tokenised prompt."""
+                  eos_id: int, pad_id: int, cfg: RolloutConfig, key: jax.Array,
+                  stop_matcher: StopMatcher | None = None) -> Rollout:
+    """Sample ``cfg.num_generations`` completions for each tokenised prompt; ``stop_matcher`` (built for
+    ``cfg.stop``) ends rows on device, without it stop strings are only cut on the host afterwards."""
     g = cfg.num_generations
     rows = [list(p) for p in prompt_ids for _ in range(g)]
     out = generate(model, None, rows, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                   top_k=cfg.top_k, top_p=cfg.top_p, key=key, stop_token_ids=[eos_id],
+                   top_k=cfg.top_k, top_p=cfg.top_p, key=key, stop_token_ids=[eos_id], stop_strings=stop_matcher,
                    pad_to_multiple=cfg.prompt_bucket)
     completions, truncated, texts = [], [], []
     for toks, reason in zip(out.token_ids, out.finish_reasons):
@@ -100,4 +107,5 @@ def sample_groups(model: Any, prompt_ids: Sequence[Sequence[int]], decode: Calla
         c_ids[i, :len(c)] = c
         c_mask[i, :len(c)] = 1
     return Rollout(prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=c_ids, completion_mask=c_mask,
-                   texts=texts, truncated=np.asarray(truncated), prompt_index=np.repeat(np.arange(len(prompt_ids)), g))
+                   texts=texts, truncated=np.asarray(truncated), prompt_index=np.repeat(np.arange(len(prompt_ids)), g),
+                   extras={"decode_steps": out.steps})

@@ -2,7 +2,10 @@
 
 Trains a policy with GRPO on seeded verifiable arithmetic problems (experiments.grpo.tasks),
 reports greedy accuracy on held-out generated problems and on real GSM8K / MATH-500 rows before
-and after, and writes under ``output_dir``: ``metrics.jsonl`` + ``tensorboard/`` (every reward's
+and after. With ``task: mas_orchestra`` the policy is MAS-Orchestra's orchestrator instead: each
+completion is a whole multi-agent system, executed with the frozen sub-agents of ``mas.client`` and
+rewarded 0.1 x executes + 0.9 x correct (experiments.grpo.mas_tasks, rewards/orchestra.py); the
+before/after report is the held-out parse / validity / execution rate and accuracy. It writes under ``output_dir``: ``metrics.jsonl`` + ``tensorboard/`` (every reward's
 mean/std, KL, clip fractions, entropy, lengths, tokens/s per step), ``reward_curve.png``,
 ``results.json``, ``samples.jsonl`` (every completion with its rewards, per step) and ``checkpoints/`` (policy, optimizer, step; a killed run resumes and replays
 the same per-step rewards, since prompts and PRNG keys are functions of the step index).
@@ -25,6 +28,8 @@ from experiments.grpo.learner import GRPOConfig, GRPOLearner
 from experiments.grpo.loss import LossConfig
 from experiments.grpo.plot import plot_reward_curve
 from experiments.grpo.rewards import RewardSpec, get_reward
+from experiments.grpo.mas_tasks import OrchestraSection, evaluate_orchestrator, orchestra_rewards, orchestra_tasks
+from experiments.grpo.rewards.orchestra import ORCHESTRA_REWARDS, OrchestraRewards
 from experiments.grpo.rollout import RolloutConfig
 from experiments.grpo.tasks import TaskCodec, batch_at, byte_codec, chat_codec, make_tasks
 from jaxlab.config import ConfigError, require_positive, to_dict
@@ -78,6 +83,9 @@ class Config:
                                      grad_clip_norm=0.1)
     grpo: GRPOConfig = GRPOConfig()
     rewards: tuple[RewardSpec, ...] = (RewardSpec("math_accuracy", 1.0), RewardSpec("boxed_format", 0.2))
+    task: Literal["math", "mas_orchestra"] = "math"
+    mas: OrchestraSection = OrchestraSection()
+    """The MASBench problems and the sub-agents (``task: mas_orchestra`` only)."""
     eval: EvalSection = EvalSection()
     checkpoint: CheckpointConfig = CheckpointConfig(every_steps=10)
     mesh: MeshConfig | None = None
@@ -85,9 +93,10 @@ class Config:
 
     def __post_init__(self) -> None:
         require_positive(steps=self.steps, prompts_per_step=self.prompts_per_step)
+        bound = dict.fromkeys(ORCHESTRA_REWARDS) if self.task == "mas_orchestra" else {}
         for spec in self.rewards:
             try:
-                get_reward(spec.name)
+                get_reward(spec.name, bound)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         if self.data.train_tasks < self.prompts_per_step:
@@ -109,7 +118,11 @@ def _load(section: ModelSection) -> tuple[Any, Any, TaskCodec]:
     return model, tok, chat_codec(tok)
 
 
-def _evaluate(cfg: Config, model, tok, encode, heldout) -> dict[str, dict]:
+def _evaluate(cfg: Config, model, tok, encode, heldout, orchestra: OrchestraRewards | None = None) -> dict[str, dict]:
+    if orchestra is not None:
+        return {"heldout_masbench": evaluate_orchestrator(
+            model, tok, heldout, orchestra, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
+            encode=None if tok is not None else encode)}
     sets = {"heldout_generated": heldout, "gsm8k": real_math_rows("gsm8k", cfg.eval.gsm8k_rows),
             "math500": real_math_rows("math500", cfg.eval.math500_rows)}
     return {name: accuracy(model, tok, tasks, max_new_tokens=cfg.eval.max_new_tokens,
@@ -130,16 +143,24 @@ RESUMABLE = ("steps", "progress", "checkpoint")
 """Keys a resumed run may change: how far to train, the progress bar, how often to checkpoint."""
 
 
-def run(cfg: Config) -> dict:
+def run(cfg: Config, subagent_client: Any = None) -> dict:
+    """Train and report; ``subagent_client`` overrides ``mas.client`` (tests pass a scripted one)."""
     out = Path(cfg.output_dir)
     claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
     t0 = time.time()
     model, tok, codec = _load(cfg.model)
-    train = make_tasks("train", cfg.data.train_tasks, cfg.data.seed, cfg.data.max_operand)
-    heldout = make_tasks("heldout", cfg.data.heldout_tasks, cfg.data.seed, cfg.data.max_operand)
+    orchestra = None
+    if cfg.task == "mas_orchestra":
+        train, heldout = orchestra_tasks("train", cfg.mas), orchestra_tasks("heldout", cfg.mas)
+        orchestra = orchestra_rewards(cfg.mas, subagent_client, cfg.seed)
+    else:
+        train = make_tasks("train", cfg.data.train_tasks, cfg.data.seed, cfg.data.max_operand)
+        heldout = make_tasks("heldout", cfg.data.heldout_tasks, cfg.data.seed, cfg.data.max_operand)
     learner = GRPOLearner(model, decode=codec.decode, eos_id=codec.eos_id, pad_id=codec.pad_id, rewards=cfg.rewards, rollout=cfg.rollout,
                           loss=cfg.loss, optim=cfg.optim, grpo=cfg.grpo,
-                          mesh=make_mesh(cfg.mesh) if cfg.mesh is not None else None)
+                          mesh=make_mesh(cfg.mesh) if cfg.mesh is not None else None,
+                          token_bytes=codec.token_bytes() if cfg.rollout.stop and codec.token_bytes else None,
+                          reward_fns=orchestra.functions() if orchestra is not None else None)
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
     start = 0
     before = None
@@ -148,7 +169,7 @@ def run(cfg: Config) -> dict:
         learner.state, learner.rest, start = restored.state, restored.rest, restored.step
         before = restored.extra.get("before")
     if before is None:
-        before = _evaluate(cfg, learner.model(), tok, codec.encode, heldout)
+        before = _evaluate(cfg, learner.model(), tok, codec.encode, heldout, orchestra)
     metrics = MetricsWriter(out, resume_step=start if start else None)
     samples = _samples_log(out / "samples.jsonl", start)
     base_key = jax.random.key(cfg.seed)
@@ -156,10 +177,13 @@ def run(cfg: Config) -> dict:
     try:
         for step in range(start + 1, cfg.steps + 1):
             batch = batch_at(train, step - 1, cfg.prompts_per_step)
-            fields = {"answer": [t.answer for t in batch]}
+            fields = {k: [t.fields()[k] for t in batch] for k in batch[0].fields()}
             m = learner.step([codec.encode(t) for t in batch], [t.question for t in batch], fields,
                              jax.random.fold_in(base_key, step))
             metrics.write(step, "train", m)
+            if orchestra is not None:  # how far each system got, beside its reward
+                for row, res in zip(learner.last_samples, orchestra.last):
+                    row.update(stage=res.stage, error=res.error[:200])
             for row in learner.last_samples:
                 samples.write({"step": step, **row})
             bar.update(1)
@@ -172,7 +196,7 @@ def run(cfg: Config) -> dict:
         metrics.close()
         samples.close()
         checkpointer.close()
-    after = _evaluate(cfg, learner.model(), tok, codec.encode, heldout)
+    after = _evaluate(cfg, learner.model(), tok, codec.encode, heldout, orchestra)
     result = {"before": before, "after": after, "steps": cfg.steps, "resumed_from": start or None,
               "seconds": time.time() - t0, "config": to_dict(cfg)}
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))

@@ -10,6 +10,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from jaxlab.stop_strings import byte_token_bytes, tokenizer_token_bytes
+
 INSTRUCTION = "Solve the problem. Give only the final number inside \\boxed{}."
 
 TRAIN_TEMPLATES = (
@@ -35,6 +37,10 @@ class Task:
 
     def messages(self) -> list[dict]:
         return [{"role": "user", "content": f"{self.question}\n{INSTRUCTION}"}]
+
+    def fields(self) -> dict[str, Any]:
+        """What the rewards see of this task besides prompt and completion."""
+        return {"answer": self.answer}
 
 
 def make_tasks(split: str, n: int, seed: int = 0, max_operand: int = 60) -> list[Task]:
@@ -71,6 +77,8 @@ class TaskCodec:
     decode: Callable[[list[int]], str]
     eos_id: int
     pad_id: int
+    token_bytes: Callable[[], list[bytes]] | None = None
+    """Each token's bytes under ``decode`` (for stop strings matched on device); built only when asked for."""
 
 
 def chat_codec(tokenizer: Any) -> TaskCodec:
@@ -80,10 +88,13 @@ def chat_codec(tokenizer: Any) -> TaskCodec:
         return tokenizer.encode(text, add_special_tokens=False)
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return TaskCodec(encode, lambda ids: tokenizer.decode(ids, skip_special_tokens=True), tokenizer.eos_token_id, pad)
+    return TaskCodec(encode, lambda ids: tokenizer.decode(ids, skip_special_tokens=True), tokenizer.eos_token_id, pad,
+                     lambda: tokenizer_token_bytes(tokenizer, skip_special_tokens=True))
 
 
-def byte_codec(eos_id: int = 0) -> TaskCodec:
-    """A tiny byte-level model (vocab 256): the question's UTF-8 bytes in, bytes out."""
-    return TaskCodec(lambda task: list(task.messages()[0]["content"].encode("utf-8")),
-                     lambda ids: bytes(t for t in ids if 0 < t < 256).decode("utf-8", "replace"), eos_id, eos_id)
+def byte_codec(eos_id: int = 0, max_prompt_bytes: int = 384) -> TaskCodec:
+    """A tiny byte-level model (vocab 256): the last turn's UTF-8 bytes in (at most ``max_prompt_bytes``, the
+    tail), bytes out; a long system turn (MAS-Orchestra's format) would not fit a tiny model's positions."""
+    return TaskCodec(lambda task: list(task.messages()[-1]["content"].encode("utf-8"))[-max_prompt_bytes:],
+                     lambda ids: bytes(t for t in ids if 0 < t < 256).decode("utf-8", "replace"), eos_id, eos_id,
+                     lambda: byte_token_bytes(256, eos_id))

@@ -12,13 +12,14 @@ from jaxlab.llm.types import ChatClient
 @dataclass(frozen=True)
 class ClientConfig:
     """``kind: http`` talks to ``base_url`` (or $JAXLAB_LLM_BASE_URL / $OPENAI_BASE_URL);
-    ``kind: local`` runs a jaxlab model in-process.  ``cache_dir`` (when set)
+    ``kind: local`` runs a jaxlab model in-process; ``kind: echo`` answers every request with its last
+    user message (wiring checks and tests, no model).  ``cache_dir`` (when set)
     stores every response on disk keyed by the full request, so reruns resume.
     ``policy`` (http only) says which request params the model accepts, e.g. for
     GPT-5-mini ``{token_param: max_completion_tokens, sampling: [], reasoning_effort: low}``;
     ``timeout_s`` bounds one attempt, ``deadline_s`` the whole call with its retries."""
 
-    kind: Literal["http", "local"] = "local"
+    kind: Literal["http", "local", "echo"] = "local"
     model: str = "smollm2"
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -49,8 +50,12 @@ def make_client(cfg: ClientConfig) -> ChatClient:
         from jaxlab.llm.local import LocalClient
 
         client = LocalClient.from_smollm2()
+    elif cfg.kind == "echo":
+        from jaxlab.llm.scripted import echo_client
+
+        client = echo_client()
     else:
-        raise ValueError(f"client.kind: expected 'http' or 'local', got {cfg.kind!r}")
+        raise ValueError(f"client.kind: expected 'http', 'local' or 'echo', got {cfg.kind!r}")
     if cfg.cache_dir:
         from jaxlab.llm.cache import CachedClient
 

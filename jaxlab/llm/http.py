@@ -18,6 +18,7 @@ import time
 from typing import Any, AsyncIterator, Iterator
 
 import openai
+from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from jaxlab.llm.base import BaseClient
 from jaxlab.llm.policy import ModelPolicy, build_kwargs, resolve_policy
@@ -61,30 +62,49 @@ def _status_error(exc: openai.APIStatusError, url: str) -> HTTPStatusError:
     return HTTPStatusError(exc.status_code, str(message or body or exc.message), url)
 
 
-class _StreamText:
-    """Accumulates a streamed chat completion: choice 0's text, its finish reason and the final usage chunk."""
+class _StreamAccumulator:
+    """Assembles a streamed chat completion with the SDK's own ``ChatCompletionStreamState``: choice 0's text,
+    its tool calls put together from their ``delta.tool_calls`` fragments by index (the first fragment of a
+    call brings its id and name, later ones append to ``arguments``, as OpenAI and vLLM stream them), the
+    finish reason and the final usage chunk."""
 
     def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.reason, self.usage = "stop", Usage()
+        self.state = ChatCompletionStreamState()
+        self.chunks = 0
+        self.final: ChatResponse | None = None
 
     def feed(self, chunk: Any) -> str | None:
-        if chunk.usage is not None:
-            self.usage = usage_from_openai(chunk.usage)
-        text = None
-        for c in chunk.choices:
-            if c.index == 0 and c.delta.content:
-                text = c.delta.content
-                self.parts.append(text)
-            if c.index == 0:
-                self.reason = c.finish_reason or self.reason
-        return text
+        self.state.handle_chunk(chunk)
+        self.chunks += 1
+        return next((c.delta.content for c in chunk.choices if c.index == 0 and c.delta.content), None)
 
     def broken(self, url: str, exc: Exception) -> LLMError:
-        return LLMError(f"stream from {url} broke after {len(self.parts)} chunks: {exc}")
+        return LLMError(f"stream from {url} broke after {self.chunks} chunks: {exc}")
 
     def response(self, model: str) -> ChatResponse:
-        return ChatResponse((Choice("".join(self.parts), finish_reason=self.reason),), self.usage, model=model)
+        if not self.chunks:
+            return ChatResponse((Choice(""),), Usage(), model=model)
+        body = self.state.current_completion_snapshot.model_dump()  # get_final_completion raises on "length"
+        return ChatResponse.from_openai({**body, "model": body.get("model") or model})
+
+
+class ChatStream:
+    """A streamed completion: iterate (``for`` / ``async for``) for the text deltas; afterwards
+    :attr:`response` is the whole :class:`ChatResponse`, tool calls assembled, usage booked."""
+
+    def __init__(self, chunks: Any) -> None:
+        self._chunks = chunks
+        self.acc = _StreamAccumulator()
+        self.response: ChatResponse | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._chunks(self.acc)
+        self.response = self.acc.final
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        async for text in self._chunks(self.acc):
+            yield text
+        self.response = self.acc.final
 
 
 class OpenAIHTTPClient(BaseClient):
@@ -212,61 +232,79 @@ class OpenAIHTTPClient(BaseClient):
                 "stream_options": {"include_usage": True}}
 
     def stream(self, request: ChatRequest) -> Iterator[str]:
-        """Text deltas as the server sends them; usage is booked when the stream ends.
+        """Text deltas as the server sends them; usage is booked when the stream ends (:meth:`stream_chat`
+        also gives the assembled response, tool calls included)."""
+        yield from self.stream_chat(request)
+
+    def stream_chat(self, request: ChatRequest) -> ChatStream:
+        """A :class:`ChatStream` of text deltas whose ``response`` (after the loop) holds the tool calls.
 
         Opening the stream is retried like :meth:`complete` (Retry-After, caps, deadline); once text has
         arrived a broken stream raises :class:`LLMError` instead (a retry would repeat the text).
         """
         kwargs = self._stream_kwargs(request)
-        started, attempt = time.monotonic(), 0
-        with self._slots:
-            while True:
+
+        def chunks(acc: _StreamAccumulator) -> Iterator[str]:
+            started, attempt = time.monotonic(), 0
+            with self._slots:
+                while True:
+                    try:
+                        sdk_stream = self._sdk.chat.completions.create(**kwargs, timeout=self._timeout(started))
+                        break
+                    except LLMRequestError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - _delay re-raises what is not retryable
+                        time.sleep(self._delay(exc, attempt, started))
+                        attempt += 1
                 try:
-                    chunks = self._sdk.chat.completions.create(**kwargs, timeout=self._timeout(started))
-                    break
-                except LLMRequestError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - _delay re-raises what is not retryable
-                    time.sleep(self._delay(exc, attempt, started))
-                    attempt += 1
-            acc = _StreamText()
-            try:
-                for chunk in chunks:
-                    text = acc.feed(chunk)
-                    if text:
-                        yield text
-            except openai.APIError as exc:
-                raise acc.broken(self.base_url, exc) from exc
-            finally:
-                chunks.close()
-        self._record(acc.response(self.model))
+                    for chunk in sdk_stream:
+                        text = acc.feed(chunk)
+                        if text:
+                            yield text
+                except openai.APIError as exc:
+                    raise acc.broken(self.base_url, exc) from exc
+                finally:
+                    sdk_stream.close()
+            acc.final = acc.response(self.model)
+            self._record(acc.final)
+
+        return ChatStream(chunks)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[str]:
         """:meth:`stream` on ``AsyncOpenAI``, sharing :meth:`acomplete`'s concurrency bound."""
+        async for text in self.astream_chat(request):
+            yield text
+
+    def astream_chat(self, request: ChatRequest) -> ChatStream:
+        """:meth:`stream_chat` on ``AsyncOpenAI``: ``async for`` the deltas, then read ``response``."""
         kwargs = self._stream_kwargs(request)
-        client, slots = self._async_client()
-        started, attempt = time.monotonic(), 0
-        async with slots:
-            while True:
+
+        async def chunks(acc: _StreamAccumulator) -> AsyncIterator[str]:
+            client, slots = self._async_client()
+            started, attempt = time.monotonic(), 0
+            async with slots:
+                while True:
+                    try:
+                        sdk_stream = await client.chat.completions.create(**kwargs, timeout=self._timeout(started))
+                        break
+                    except (LLMRequestError, asyncio.CancelledError):
+                        raise
+                    except Exception as exc:  # noqa: BLE001
+                        await asyncio.sleep(self._delay(exc, attempt, started))
+                        attempt += 1
                 try:
-                    chunks = await client.chat.completions.create(**kwargs, timeout=self._timeout(started))
-                    break
-                except (LLMRequestError, asyncio.CancelledError):
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    await asyncio.sleep(self._delay(exc, attempt, started))
-                    attempt += 1
-            acc = _StreamText()
-            try:
-                async for chunk in chunks:
-                    text = acc.feed(chunk)
-                    if text:
-                        yield text
-            except openai.APIError as exc:
-                raise acc.broken(self.base_url, exc) from exc
-            finally:
-                await chunks.close()
-        self._record(acc.response(self.model))
+                    async for chunk in sdk_stream:
+                        text = acc.feed(chunk)
+                        if text:
+                            yield text
+                except openai.APIError as exc:
+                    raise acc.broken(self.base_url, exc) from exc
+                finally:
+                    await sdk_stream.close()
+            acc.final = acc.response(self.model)
+            self._record(acc.final)
+
+        return ChatStream(chunks)
 
     def close(self) -> None:
         self._sdk.close()

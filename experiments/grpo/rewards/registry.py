@@ -39,16 +39,20 @@ class RewardSpec:
     weight: float = 1.0
 
 
-def get_reward(name: str) -> RewardFn:
-    if name not in REWARDS:
-        raise ValueError(f"rewards.name: unknown reward {name!r}; registered: {sorted(REWARDS)}")
-    return REWARDS[name]
+def get_reward(name: str, bound: Mapping[str, RewardFn] | None = None) -> RewardFn:
+    """The function named ``name``: first among ``bound`` (rewards built at run time around a client, such as
+    ``experiments.grpo.rewards.orchestra``), then the registry."""
+    table = {**REWARDS, **(bound or {})}
+    if name not in table:
+        raise ValueError(f"rewards.name: unknown reward {name!r}; registered: {sorted(table)}")
+    return table[name]
 
 
 def score_all(specs: Sequence[RewardSpec], prompts: Sequence[str], completions: Sequence[str],
-              fields: Mapping[str, Sequence[Any]], max_workers: int = 4) -> tuple[list[list[float | None]], dict]:
+              fields: Mapping[str, Sequence[Any]], max_workers: int = 4,
+              bound: Mapping[str, RewardFn] | None = None) -> tuple[list[list[float | None]], dict]:
     """Every reward on every completion: ``([F][N] rewards, per-reward mean/std metrics)``."""
-    fns = [get_reward(s.name) for s in specs]
+    fns = [get_reward(s.name, bound) for s in specs]
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(fns)))) as pool:
         futures = [pool.submit(fn, list(prompts), list(completions), **fields) for fn in fns]
         outputs = [f.result() for f in futures]
