@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("config")
     ap.add_argument("--output_dir", default="runs/ptl_speed")
     ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # key=value overrides may follow --output_dir
     from experiments.ptl import runner
     from jaxlab.cli import load_run_config
     from jaxlab.transforms import compact, full_masks, kept, prune_lowest, unit_scores
