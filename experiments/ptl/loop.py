@@ -5,7 +5,10 @@ zeros): every stage then reuses the same compiled scoring, training and eval
 programs, which on a CPU costs far less than recompiling a smaller model per
 stage. Compaction happens once, at export. After each stage the params, masks,
 data-iterator position and result rows go into an orbax checkpoint, so a
-restarted run resumes after the last finished stage.
+restarted run resumes after the last finished stage; inside a stage the tuner's own
+checkpoints (``TrainerTuner``, every ``tune.checkpoint_every`` steps) take it to the
+last saved step of that stage: the stage is re-scored and re-pruned (deterministic, so
+the same masks, which the tuner checks) and its tuning continues from that step.
 """
 from __future__ import annotations
 
@@ -41,6 +44,13 @@ def masks_to_tree(m: Masks) -> dict:
 
 def tree_to_masks(t: dict) -> Masks:
     return Masks(mlp=tuple(t["mlp"]), heads=tuple(t["heads"]), kv_heads=tuple(t["kv_heads"]), layers=t["layers"])
+
+
+def pruned_indices(m: Masks) -> dict:
+    """Per layer, the indices of the pruned units (JSON-ready): which neurons / heads a run removed."""
+    per = lambda ms: [np.flatnonzero(np.asarray(x) == 0).tolist() for x in ms]  # noqa: E731
+    return {"mlp": per(m.mlp), "heads": per(m.heads), "kv_heads": per(m.kv_heads),
+            "layers": np.flatnonzero(np.asarray(m.layers) == 0).tolist()}
 
 
 CalibFn = Callable[[int], tuple[list[dict], list[dict]]]
@@ -99,12 +109,18 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
                 metrics = pruned if scored else {}
             row = {"track": track, "stage": k, "params": param_count(compact_config(cfg, masks)),
                    "kept": kept_after[k - 1], "tokens": tokens, **metrics}
+            history = getattr(tuner, "last_history", None) if not untuned else None
+            if history is not None:  # this call's tuning steps (after a mid-stage resume: only the rest)
+                row["tune_losses"] = [[h["step"], float(h["loss"])] for h in history if h["split"] == "train"]
+                row["tune_resumed_from"] = getattr(tuner, "last_resumed_from", None)
             if pruned is not None:
                 row["pruned"] = pruned
             rows.append(row)
             data_state = tuner.get_state() if hasattr(tuner, "get_state") else None
             ckpt.save(k, TrainState(params, masks_to_tree(masks)), rest, data_state=data_state,
                       extra={"rows": _jsonable(rows)})
+            if hasattr(tuner, "stage_done"):
+                tuner.stage_done(k)
             bar.update(1)
             if not scored:
                 log(f"[ptl] {track} stage {k}/{len(kept_after)}: kept {row['kept']} {schedule.unit}, "

@@ -27,13 +27,15 @@ import yaml
 
 from experiments.ptl import corpora, generation
 from experiments.ptl.evaluate import evaluate_stage
-from experiments.ptl.loop import run_track
+from experiments.ptl.loop import pruned_indices, run_track
 from experiments.ptl.report import compare, format_comparisons, format_table, plot_quality, write_json
 from experiments.ptl.schedule import ScheduleConfig, plan
+from experiments.ptl.speed import SpeedSection, format_speed, jsonable, measure_speed
 from experiments.ptl.tune import TrainerTuner, TuneConfig, budget_for, load_rl_hook
 from jaxlab.config import ConfigError, require_positive, to_dict
 from jaxlab.models.config import ModelConfig, tiny_config
 from jaxlab.runs import claim_output_dir
+from jaxlab.sharding import MeshConfig
 from jaxlab.train import data as train_data
 from jaxlab.transforms import compact, full_masks, param_count
 
@@ -109,6 +111,13 @@ class Config:
     schedule: ScheduleConfig = ScheduleConfig()
     tune: TuneConfig = TuneConfig()
     baselines: tuple[Literal["one_shot", "no_tune", "random"], ...] = ("one_shot", "no_tune", "random")
+    mesh: MeshConfig | None = None
+    """Device mesh (``data`` / ``fsdp`` / ``tensor`` as in the pretrain runner): the model is placed on it
+    once after loading; tuning steps, scoring and evaluation then run on the sharded weights. ``None``:
+    the default device."""
+    speed: SpeedSection = SpeedSection()
+    """Time the compacted PTL model against the dense one (prefill / decode tok/s, FLOPs/token) into
+    ``results.json`` / ``results.md``; ``speed.enabled: false`` skips it (tests)."""
     export_hf: bool = True
     """Compact the final PTL model and write it with ``to_hf`` to ``output_dir/hf_model``."""
     progress: bool = True
@@ -220,11 +229,40 @@ def _check(cfg: Config) -> tuple[ModelConfig, list[int]]:
             raise ConfigError(str(exc)) from exc
     if cfg.data.seq_len + 1 > mcfg.max_position_embeddings:
         raise ConfigError(f"data.seq_len: {cfg.data.seq_len} exceeds the model's {mcfg.max_position_embeddings} positions")
+    if cfg.speed.enabled and cfg.speed.positions > mcfg.max_position_embeddings:
+        raise ConfigError(f"speed.prompt_len: {cfg.speed.prompt_len} + the longest of speed.decode_lengths exceeds the "
+                          f"model's {mcfg.max_position_embeddings} positions")
     return mcfg, kept_after
 
 
-def _tuner(cfg: Config, train_files, tokenizer, encode, eos):
-    """A fresh tuner (and data stream from the start) for one track."""
+def _mesh(cfg: Config) -> Any:
+    """The run's device mesh (``None`` without a ``mesh`` section); too few devices fail naming ``mesh``."""
+    if cfg.mesh is None:
+        return None
+    from jaxlab.sharding import make_mesh
+
+    try:
+        return make_mesh(cfg.mesh)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def place_model(model: Any, mesh: Any) -> Any:
+    """``model`` with its params and other state sharded over ``mesh`` by their logical axes."""
+    if mesh is None:
+        return model
+    from flax import nnx
+
+    from jaxlab.sharding import shard_state
+    from jaxlab.train.step import split_model
+
+    graphdef, params, rest = split_model(model)
+    return nnx.merge(graphdef, shard_state(params, mesh), shard_state(rest, mesh))
+
+
+def _tuner(cfg: Config, train_files, tokenizer, encode, eos, mesh=None, ckpt_root: Path | None = None,
+           teacher: Any = None):
+    """A fresh tuner (and data stream from the start) for one track; ``teacher``: the unpruned model."""
     if cfg.tune.method == "none":
         return None
     if cfg.tune.method == "rl":
@@ -238,7 +276,7 @@ def _tuner(cfg: Config, train_files, tokenizer, encode, eos):
     else:
         ds = train_data.pretrain_dataset(train_files, encode, eos_id=eos, seq_len=d.seq_len,
                                          batch_size=d.batch_size, seed=d.seed)
-    return TrainerTuner(iter(ds), cfg.tune, progress=cfg.progress)
+    return TrainerTuner(iter(ds), cfg.tune, progress=cfg.progress, mesh=mesh, ckpt_root=ckpt_root, teacher=teacher)
 
 
 OUTPUTS = ("config.yaml", "results.json", "results.md", "ptl_vs_oneshot.png", "hf_model", "ptl", "one_shot", "no_tune",
@@ -249,11 +287,12 @@ def run(cfg: Config) -> dict:
     """Run PTL and the baselines per ``cfg``; print the table, write JSON/PNG/HF export; return the summary."""
     t0 = time.time()
     mcfg, kept_after = _check(cfg)
+    mesh = _mesh(cfg)
     d, s = cfg.data, cfg.schedule
     tokenizer, encode, eos = load_encoder(cfg.model)
     data = build_data(cfg, encode, eos, s.stages, tokenizer)  # every data error fires here, before the model loads
     out = Path(cfg.output_dir).absolute()
-    claim_output_dir(cfg, OUTPUTS, ignore=("progress", "compile_cache"))  # the tracks resume their checkpoints
+    claim_output_dir(cfg, OUTPUTS, ignore=("progress", "compile_cache", "mesh", "speed"))  # the tracks resume their checkpoints
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     print(f"[ptl] {cfg.model.name}: remove {s.target} of {s.target_of} ({s.unit}) in {s.stages} {s.spacing} stages "
           f"by {s.criterion}" + (f" ({s.ptl_select})" if s.criterion == "ptl" else "")
@@ -266,6 +305,7 @@ def run(cfg: Config) -> dict:
     if cfg.compile_cache:
         _enable_compile_cache()
     model, tokenizer, encode, eos = load_model(cfg.model)
+    model = place_model(model, mesh)
     gen = (generation.gsm8k_metric(data.gsm8k, data.gsm8k_prompts, tokenizer, max_new_tokens=d.gsm8k_max_new_tokens,
                                    batch_size=d.gsm8k_batch_size, prompt_width=d.gsm8k_prompt_width)
            if data.gsm8k else None)
@@ -287,19 +327,22 @@ def run(cfg: Config) -> dict:
     print(f"[ptl] base: code ppl {base['code_ppl']:.3f}, text ppl {base['text_ppl']:.3f}, "
           f"task acc {base['accuracy']:.3f}" + (f", gsm8k {base['gsm8k']:.3f}" if gen else ""), flush=True)
     tokens_per_step = d.batch_size * d.seq_len
+
+    def tuner_for(track: str):  # the unpruned model is every track's distillation teacher
+        return _tuner(cfg, train_files, tokenizer, encode, eos, mesh, out / track / "tune", model)
+
     common = dict(calib=calib_fn, english=None, eval_fn=eval_fn, progress=cfg.progress,
                   eval_final_only=d.eval_stages == "final", seed=cfg.model.seed)
 
     t = time.time()
     ptl = run_track("ptl", model, full_masks(mcfg), kept_after, schedule=s,
-                    tuner=_tuner(cfg, train_files, tokenizer, encode, eos),
+                    tuner=tuner_for("ptl"),
                     budget=budget_for(cfg.tune, tokens_per_step), ckpt_dir=out / "ptl" / "checkpoints", **common)
     timings["ptl_s"] = round(time.time() - t, 1)
     rows = [base, *ptl.rows]
     if "one_shot" in cfg.baselines:
         t = time.time()
-        one = run_track("one_shot", model, full_masks(mcfg), kept_after[-1:], schedule=s,
-                        tuner=_tuner(cfg, train_files, tokenizer, encode, eos),
+        one = run_track("one_shot", model, full_masks(mcfg), kept_after[-1:], schedule=s, tuner=tuner_for("one_shot"),
                         budget=budget_for(cfg.tune, tokens_per_step, multiplier=s.stages),
                         ckpt_dir=out / "one_shot" / "checkpoints", eval_pruned="no_tune" in cfg.baselines, **common)
         timings["one_shot_s"] = round(time.time() - t, 1)
@@ -316,29 +359,39 @@ def run(cfg: Config) -> dict:
         t = time.time()
         rnd = run_track("random", model, full_masks(mcfg), kept_after[-1:],
                         schedule=dataclasses.replace(s, criterion="random", ptl_select="ranked"),
-                        tuner=_tuner(cfg, train_files, tokenizer, encode, eos),
+                        tuner=tuner_for("random"),
                         budget=budget_for(cfg.tune, tokens_per_step, multiplier=s.stages),
                         ckpt_dir=out / "random" / "checkpoints", **common)
         timings["random_s"] = round(time.time() - t, 1)
         rows += rnd.rows
 
-    export = _export(cfg, ptl, tokenizer, out)
+    small = compact(ptl.model, ptl.masks) if cfg.export_hf or cfg.speed.enabled else None  # on device, no host copy
+    export = _export(cfg, small, tokenizer, out)
+    speed = None
+    if cfg.speed.enabled:
+        t = time.time()
+        speed = measure_speed(model, small, cfg.speed)
+        timings["speed_s"] = round(time.time() - t, 1)
     comparisons = compare(rows)
     table = format_table(rows)
     plot = plot_quality(rows, out / "ptl_vs_oneshot.png",
                         f"{cfg.model.name}: {s.unit} pruning to {s.target:.0%} of {s.target_of}, "
                         f"{s.criterion}, {s.stages} stages x {budget_for(cfg.tune, tokens_per_step).steps} steps")
-    (out / "results.md").write_text(table + "\n\n" + format_comparisons(comparisons) + "\n")
-    summary = {"model": cfg.model.name, "schedule": to_dict(s), "kept_after": kept_after, "rows": rows,
+    speed_md = "" if speed is None else "\n\n" + format_speed(speed)
+    (out / "results.md").write_text(table + "\n\n" + format_comparisons(comparisons) + speed_md + "\n")
+    summary = {"model": cfg.model.name, "mesh": None if mesh is None else dict(mesh.shape), "schedule": to_dict(s),
+               "kept_after": kept_after, "rows": rows,
                "comparisons": comparisons,
                "data": {"train_files": len(data.split.train), "heldout_files": len(data.split.heldout),
                         "heldout_excluded": data.split.excluded, "eval_windows": d.eval_windows,
                         "seq_len": d.seq_len, "task_items": len(data.items), "gsm8k_rows": len(data.gsm8k)},
-               "export": export, "resumed_from": ptl.resumed_from, "timings": timings,
+               "export": export, "speed": None if speed is None else jsonable(speed),
+               "ptl_pruned": pruned_indices(ptl.masks), "resumed_from": ptl.resumed_from,
+               "timings": timings,
                "wall_time_s": round(time.time() - t0, 1),
                "outputs": {"results": str(out / "results.json"), "table": str(out / "results.md"), "plot": str(plot)}}
     write_json(out / "results.json", summary)
-    print("\n" + table + "\n\n" + format_comparisons(comparisons), flush=True)
+    print("\n" + table + "\n\n" + format_comparisons(comparisons) + speed_md, flush=True)
     print(f"\n[ptl] wrote {out / 'results.json'}, {plot}" + (f", {export['path']}" if export.get("path") else "")
           + f" in {summary['wall_time_s']:.0f}s", flush=True)
     return summary
@@ -353,11 +406,11 @@ def _enable_compile_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def _export(cfg: Config, ptl, tokenizer, out: Path) -> dict:
-    """Compact the final PTL model; write a transformers folder when its widths are uniform."""
+def _export(cfg: Config, small, tokenizer, out: Path) -> dict:
+    """Write the compacted PTL model as a transformers folder when its widths are uniform (a host copy per
+    tensor: safetensors are files)."""
     if not cfg.export_hf:
         return {}
-    small = compact(ptl.model, ptl.masks)
     info = {"config": {"num_layers": small.config.num_layers, "intermediate_size": small.config.intermediate_size,
                        "num_heads": small.config.num_heads, "num_kv_heads": small.config.num_kv_heads},
             "params": param_count(small.config)}

@@ -26,6 +26,8 @@ from jaxlab.train.loss import masked_cross_entropy, mean_loss
 
 Batch = Mapping[str, jax.Array]
 BATCH_KEYS = ("input_ids", "targets", "loss_mask")
+LossFn = Callable[[nnx.State, Any, nnx.GraphDef, Batch], tuple[jax.Array, jax.Array]]
+"""``(params, rest, graphdef, batch) -> (loss_sum, n_tokens)``: what a train step differentiates."""
 
 
 class TrainState(NamedTuple):
@@ -97,15 +99,19 @@ def train_step(
     *,
     tx: optax.GradientTransformation,
     accum_steps: int = 1,
+    loss_fn: LossFn | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer update on ``batch``; returns the new state and metrics.
+
+    ``loss_fn(params, rest, graphdef, batch) -> (loss_sum, n_tokens)`` replaces the causal-LM
+    loss (e.g. logit distillation, whose ``rest`` then also carries the frozen teacher).
 
     With ``accum_steps > 1`` the batch is split into micro-batches whose
     token-weighted gradient *sums* are accumulated in float32 under
     ``lax.scan``, so the update equals the one for the whole batch at once.
     """
     params = state.params
-    grad_fn = jax.value_and_grad(_loss_sum, has_aux=True)
+    grad_fn = jax.value_and_grad(_loss_sum if loss_fn is None else loss_fn, has_aux=True)
     if accum_steps == 1:
         (loss_sum, n_tok), grads = grad_fn(params, rest, graphdef, batch)
         grads = cast_floating(grads, jnp.float32)
@@ -129,7 +135,8 @@ def train_step(
 
 
 def make_train_step(
-    graphdef: nnx.GraphDef, tx: optax.GradientTransformation, accum_steps: int = 1, donate: bool = False
+    graphdef: nnx.GraphDef, tx: optax.GradientTransformation, accum_steps: int = 1, donate: bool = False,
+    loss_fn: LossFn | None = None,
 ) -> Callable[[TrainState, nnx.State, Batch], tuple[TrainState, dict[str, jax.Array]]]:
     """Jit :func:`train_step` with the static parts bound: ``step(state, rest, batch)``.
 
@@ -138,7 +145,7 @@ def make_train_step(
     """
     if accum_steps < 1:
         raise ValueError(f"accum_steps: expected >= 1, got {accum_steps}")
-    fn = functools.partial(train_step, graphdef, tx=tx, accum_steps=accum_steps)
+    fn = functools.partial(train_step, graphdef, tx=tx, accum_steps=accum_steps, loss_fn=loss_fn)
 
     def checked(state, rest, batch, check_only: bool = False):
         check_batch(batch)

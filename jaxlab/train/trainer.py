@@ -26,7 +26,7 @@ from jaxlab.train.data import set_iterator_state
 from jaxlab.train.metrics import MetricsWriter
 from jaxlab.train.optim import OptimConfig, make_optimizer, make_schedule
 from jaxlab.train.shards import global_data_state, local_data_state
-from jaxlab.train.step import TrainState, make_train_step, split_model
+from jaxlab.train.step import LossFn, TrainState, make_train_step, split_model
 
 EvalFn = Callable[[nnx.GraphDef, nnx.State, nnx.State], Mapping[str, float]]
 
@@ -106,6 +106,8 @@ def fit(
     mesh: Any = None,
     on_step: Callable[[int, dict], None] | None = None,
     tx: optax.GradientTransformation | None = None,
+    loss_fn: LossFn | None = None,
+    loss_context: Any = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` (a grain dataset or iterator with get/set_state).
 
@@ -114,6 +116,10 @@ def fit(
     ``on_step(step, record)`` is called after every step (after any checkpoint).
     ``tx`` replaces ``make_optimizer(optim_cfg)`` (e.g. wrapped to keep pruned weights
     at zero); ``optim_cfg`` still gives the logged learning-rate schedule and accumulation.
+    ``loss_fn`` (see :data:`jaxlab.train.step.LossFn`) replaces the causal-LM loss; with
+    ``loss_context`` (a pytree of arrays, e.g. a frozen teacher's state) the step's ``rest``
+    argument is ``(rest, loss_context)``: traced, never differentiated, placed on the mesh, and
+    not checkpointed (the caller rebuilds it on resume).
     """
     graphdef, params, rest = split_model(model)
     tx = make_optimizer(optim_cfg) if tx is None else tx
@@ -139,7 +145,12 @@ def fit(
 
     # Donating on CPU could free a buffer an async checkpoint is still reading.
     donate = jax.default_backend() != "cpu"
-    step_fn = make_train_step(graphdef, tx, optim_cfg.grad_accum_steps, donate=donate)
+    step_fn = make_train_step(graphdef, tx, optim_cfg.grad_accum_steps, donate=donate, loss_fn=loss_fn)
+    if loss_context is not None and mesh is not None:
+        from jaxlab.sharding import shard_state
+
+        loss_context = shard_state(loss_context, mesh)
+    step_rest = (lambda r: r) if loss_context is None else (lambda r: (r, loss_context))
     schedule = jax.jit(make_schedule(optim_cfg))  # one compile, not one per eager op
     place = _placer(mesh)
     if mesh is not None:
@@ -170,12 +181,12 @@ def fit(
             with sharding_ctx():
                 shape = tuple((k, v.shape, v.dtype) for k, v in sorted(placed.items()))
                 if shape not in compiled:  # compile explicitly: the memory report comes from this executable
-                    step_fn(state, rest, placed, check_only=True)
-                    compiled[shape] = step_fn.jitted.lower(state, rest, placed).compile()
+                    step_fn(state, step_rest(rest), placed, check_only=True)
+                    compiled[shape] = step_fn.jitted.lower(state, step_rest(rest), placed).compile()
                     if last is None:
                         _report_memory(compiled[shape])
                     last = (step - 1, time.perf_counter())  # compile time is not step time
-                state, out = compiled[shape](state, rest, placed)
+                state, out = compiled[shape](state, step_rest(rest), placed)
             record: dict = {}
             if step % train_cfg.log_every == 0 or step == train_cfg.steps:
                 record = {k: float(v) for k, v in jax.device_get(out).items()}

@@ -83,7 +83,7 @@ def param_count(cfg: ModelConfig) -> int:
     return total
 
 
-def _slice(path: tuple, arr: np.ndarray, plan: dict[int, dict[str, np.ndarray]], new_index: dict[int, int],
+def _slice(path: tuple, arr: jax.Array, plan: dict[int, dict[str, np.ndarray]], new_index: dict[int, int],
            hd: int) -> tuple[tuple, np.ndarray] | None:
     """(new path, sliced array) for one old parameter, or ``None`` if its layer is dropped."""
     if path[0] != "layers":
@@ -107,8 +107,11 @@ def _slice(path: tuple, arr: np.ndarray, plan: dict[int, dict[str, np.ndarray]],
     return new_path, (arr[cols] if rows_axis else arr[..., cols])
 
 
-def compact_params(cfg: ModelConfig, params: nnx.State, masks: Masks) -> tuple[ModelConfig, dict[tuple, np.ndarray]]:
-    """``(new config, {param path: array})`` with masked units removed (host-side, not jit-able).
+def compact_params(cfg: ModelConfig, params: nnx.State, masks: Masks) -> tuple[ModelConfig, dict[tuple, jax.Array]]:
+    """``(new config, {param path: array})`` with masked units removed (not jit-able: shapes depend on masks).
+
+    The slicing is a gather on the arrays where they live (device, possibly sharded over a mesh):
+    no weight is copied to the host; only the masks are read there to plan the kept indices.
 
     Params are masked first, so a unit that masks zero in one tensor and not in
     another (e.g. a KV group whose query heads are all pruned) is treated consistently.
@@ -121,9 +124,9 @@ def compact_params(cfg: ModelConfig, params: nnx.State, masks: Masks) -> tuple[M
     for i in kept_layers:
         q, kv = _head_plan(masks, i)
         plan[i] = {"mlp": np.flatnonzero(np.asarray(masks.mlp[i]) > 0), "q": q, "kv": kv}
-    out: dict[tuple, np.ndarray] = {}
+    out: dict[tuple, jax.Array] = {}
     for path, var in nnx.to_flat_state(masked):
-        res = _slice(tuple(path), np.asarray(jax.device_get(var[...])), plan, new_index, cfg.head_dim)
+        res = _slice(tuple(path), var[...], plan, new_index, cfg.head_dim)
         if res is not None:
             out[res[0]] = res[1]
     return new_cfg, out

@@ -15,12 +15,16 @@ Criteria (``calib`` = calibration batches, task text for ``ptl``):
 ``random``      a seeded random permutation per layer (the random-pruning baseline), see :func:`random_scores`.
 
 A KV group's score is the sum of its query heads' scores.
+
+Weight reductions run on device (``jnp`` on the possibly sharded params): only the per-unit score
+vectors come to the host, never a full weight matrix.
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -54,7 +58,7 @@ def mlp_scores(model_or_split: Any, criterion: str, calib: Batches = (), *, engl
     split = stats.as_split(model_or_split)
     w = _weights(split[1])["layers"]
     n = len(w)
-    l1 = lambda a, axis: np.abs(np.asarray(a)).sum(axis=axis)  # noqa: E731
+    l1 = lambda a, axis: np.asarray(jnp.abs(a).sum(axis=axis))  # noqa: E731  on device, [F] to the host
     down_l1 = [l1(w[i]["mlp"]["down_proj"]["kernel"], 1) for i in range(n)]
     if criterion == "magnitude":
         return tuple(l1(w[i]["mlp"]["gate_proj"]["kernel"], 0) + l1(w[i]["mlp"]["up_proj"]["kernel"], 0) + down_l1[i]
@@ -72,7 +76,7 @@ def mlp_scores(model_or_split: Any, criterion: str, calib: Batches = (), *, engl
     if criterion == "taylor":
         grads, _ = stats.loss_gradient(split, calib)
         g = _weights(grads)["layers"]
-        wg = lambda p, axis: np.abs(np.asarray(w[i]["mlp"][p]["kernel"]) * np.asarray(g[i]["mlp"][p]["kernel"])).sum(axis)  # noqa: E731
+        wg = lambda p, axis: np.asarray(jnp.abs(w[i]["mlp"][p]["kernel"] * g[i]["mlp"][p]["kernel"]).sum(axis))  # noqa: E731
         out = []
         for i in range(n):
             out.append(wg("gate_proj", 0) + wg("up_proj", 0) + wg("down_proj", 1))
@@ -93,12 +97,12 @@ def head_scores(model_or_split: Any, criterion: str, calib: Batches = ()) -> tup
     if criterion in ("magnitude", "taylor"):
         g = _weights(stats.loss_gradient(split, calib)[0])["layers"] if criterion == "taylor" else None
         for i in range(len(w)):
-            q, o = np.asarray(w[i]["attn"]["q_proj"]["kernel"]), np.asarray(w[i]["attn"]["o_proj"]["kernel"])
+            q, o = w[i]["attn"]["q_proj"]["kernel"], w[i]["attn"]["o_proj"]["kernel"]
             if g is not None:
-                q = q * np.asarray(g[i]["attn"]["q_proj"]["kernel"])
-                o = o * np.asarray(g[i]["attn"]["o_proj"]["kernel"])
+                q = q * g[i]["attn"]["q_proj"]["kernel"]
+                o = o * g[i]["attn"]["o_proj"]["kernel"]
             h = cfg.layer_heads[i]
-            out.append(np.abs(q).reshape(q.shape[0], h, -1).sum((0, 2)) + np.abs(o).reshape(h, -1).sum(1))
+            out.append(np.asarray(jnp.abs(q).reshape(q.shape[0], h, -1).sum((0, 2)) + jnp.abs(o).reshape(h, -1).sum(1)))
         return tuple(out)
     sums, count = stats.activation_stats(split, calib)
     for i, s in enumerate(sums):
@@ -106,7 +110,7 @@ def head_scores(model_or_split: Any, criterion: str, calib: Batches = ()) -> tup
         if criterion == "activation":
             out.append(s["head_abs"] / (count * cfg.head_dim))
         else:  # wanda
-            o = np.abs(np.asarray(w[i]["attn"]["o_proj"]["kernel"])).reshape(h, -1).sum(1)
+            o = np.asarray(jnp.abs(w[i]["attn"]["o_proj"]["kernel"]).reshape(h, -1).sum(1))
             out.append(np.sqrt(s["head_sq"]) * o)
     return tuple(out)
 

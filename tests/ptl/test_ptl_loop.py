@@ -13,7 +13,8 @@ from jaxlab.models import tiny_config
 SMALL = {"model": {"name": "tiny-llama"},
          "data": {"seq_len": 64, "batch_size": 2, "calib_batches": 1, "english_batches": 1, "eval_tokens": 256,
                   "eval_batch_size": 4, "task_items": 2, "task_context": 12},
-         "schedule": {"stages": 2, "target": 0.5}, "progress": False, "export_hf": False, "compile_cache": False}
+         "schedule": {"stages": 2, "target": 0.5}, "progress": False, "export_hf": False, "compile_cache": False,
+         "speed": {"enabled": False}}
 
 
 def _cfg(tmp_path, name, overrides=(), **extra):

@@ -1,11 +1,11 @@
 """A run SIGKILLed after a checkpoint and resumed matches an uninterrupted run exactly."""
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from jaxlab.train.metrics import read_jsonl
+from tests.kill_helpers import kill_when_paused
 
 SCRIPT = Path(__file__).with_name("tiny_run.py")
 STEPS, EVERY, PAUSE = 12, 4, 10
@@ -36,19 +36,7 @@ def test_killed_run_resumes_to_the_same_loss(tmp_path):
     straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
     straight = _start(straight_dir)
     killed = _start(killed_dir, "--pause-at", str(PAUSE))
-    try:
-        lines = []
-        for line in killed.stdout:  # wait until it has trained past the step-8 checkpoint
-            lines.append(line)
-            if line.startswith("PAUSED"):
-                break
-        assert lines and lines[-1].strip() == f"PAUSED {PAUSE}", "".join(lines)[-3000:]
-        killed.send_signal(signal.SIGKILL)
-        killed.wait(timeout=30)
-    finally:
-        if killed.poll() is None:
-            killed.kill()
-    assert killed.returncode == -signal.SIGKILL
+    kill_when_paused(killed, f"PAUSED {PAUSE}")  # waits until it has trained past the step-8 checkpoint
     ckpts = sorted(int(p.name) for p in (killed_dir / "checkpoints").iterdir() if p.name.isdigit())
     assert ckpts == [4, 8]
     assert max(_losses(killed_dir)) == PAUSE  # steps 9-10 ran but were never checkpointed
