@@ -111,7 +111,8 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
                    "kept": kept_after[k - 1], "tokens": tokens, **metrics}
             history = getattr(tuner, "last_history", None) if not untuned else None
             if history is not None:  # this call's tuning steps (after a mid-stage resume: only the rest)
-                row["tune_losses"] = [[h["step"], float(h["loss"])] for h in history if h["split"] == "train"]
+                row["tune_losses"] = [[h["step"], float(h["loss"])] for h in history
+                                      if h.get("split", "train") == "train" and "loss" in h]  # GRPO rows carry no split
                 row["tune_resumed_from"] = getattr(tuner, "last_resumed_from", None)
             if pruned is not None:
                 row["pruned"] = pruned
