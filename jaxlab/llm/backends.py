@@ -3,8 +3,7 @@
 Both expose one async call, :meth:`stream`, that yields events for a
 :class:`GenSpec`; the HTTP layer turns events into SSE chunks or one JSON body.
 Events: ``("delta", index, text, logprobs)``, ``("finish", index, reason,
-tool_calls, completion_tokens, logprobs)`` and, for a forced tool call, ``("tool", index,
-delta_tool_calls)`` while it is written; ``logprobs`` is ``None`` or a list
+tool_calls, completion_tokens, logprobs)``; ``logprobs`` is ``None`` or a list
 of OpenAI token entries (``{"token", "logprob", "bytes", "top_logprobs"}``).
 An exception raised from the iterator becomes the HTTP
 error (``LLMRequestError`` -> 400, anything else -> 500 with its message).
@@ -14,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from jaxlab.llm.chat_format import normalise_messages, render_prompt
 from jaxlab.llm.engine import BatchEngine, Job
 from jaxlab.llm.grammar import forced_tool_format
 from jaxlab.llm.toolparse import parse_tool_calls
-from jaxlab.llm.toolstream import ForcedCallStreamer
 from jaxlab.llm.types import ChatClient, ChatRequest, LLMRequestError, ToolCall
 
 
@@ -96,16 +94,11 @@ class EngineBackend:
         self.engine.submit(job)  # raises LLMRequestError for a prompt that cannot fit
         names = {t["function"]["name"] for t in spec.tools if isinstance(t, dict) and "function" in t}
         parse_tools = bool(names) and spec.tool_choice != "none"
-        forced = forced_tool_format(spec.tools, spec.tool_choice) is not None
-        return Generation(len(ids), self._events(job, q, spec.n, names if parse_tools else None, forced))
+        return Generation(len(ids), self._events(job, q, spec.n, names if parse_tools else None))
 
-    async def _events(self, job: Job, q: asyncio.Queue, n: int, tool_names: set[str] | None,
-                      forced: bool = False) -> AsyncIterator[tuple]:
-        """``delta`` / ``finish`` events; with a forced tool call also ``("tool", index, entries)`` as the call is
-        written (``jaxlab.llm.toolstream``), so a stream carries the call's deltas token by token."""
+    async def _events(self, job: Job, q: asyncio.Queue, n: int, tool_names: set[str] | None) -> AsyncIterator[tuple]:
         texts = [""] * n
         held: list[list[dict] | None] = [None] * n
-        streamers = [ForcedCallStreamer(i) for i in range(n)] if forced else None
         left = n
         try:
             while left:
@@ -118,10 +111,6 @@ class EngineBackend:
                         yield ev
                     elif ev[3] is not None:
                         held[ev[1]] = (held[ev[1]] or []) + ev[3]
-                    if streamers is not None:
-                        entries = streamers[ev[1]].feed(ev[2])
-                        if entries:
-                            yield ("tool", ev[1], entries)
                     continue
                 _, index, reason, n_tokens, lps = ev
                 if held[index] is not None:
@@ -131,8 +120,6 @@ class EngineBackend:
                 if tool_names is not None:
                     visible, parsed = parse_tool_calls(texts[index], tool_names)
                     if parsed:
-                        if streamers is not None and streamers[index].announced:  # the id the stream used
-                            parsed[0] = replace(parsed[0], id=streamers[index].id)
                         calls, reason = tuple(parsed), "tool_calls"
                         texts[index] = visible
                     if texts[index]:

@@ -81,9 +81,7 @@ class GrammarBook:
             raise LLMRequestError(f"response_format.json_schema.schema: expected a JSON schema object, "
                                   f"got {type(schema).__name__}")
         try:
-            # keys in the schema's own order: xgrammar emits properties in that order (as OpenAI's structured
-            # outputs do), and a forced tool call must write its name before its arguments to be streamed
-            return compiler.compile_json_schema(json.dumps(schema), any_whitespace=False,
+            return compiler.compile_json_schema(json.dumps(schema, sort_keys=True), any_whitespace=False,
                                                 strict_mode=bool(spec.get("strict", True)))
         except Exception as exc:  # xgrammar raises RuntimeError / ValueError on schemas it cannot express
             raise LLMRequestError(f"response_format.json_schema.schema: cannot be compiled to a grammar: "

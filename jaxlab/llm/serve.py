@@ -79,8 +79,8 @@ ARGUMENT_FRAGMENT = 8
 def _tool_call_stream(calls: tuple) -> list[list[dict]]:
     """``delta.tool_calls`` lists as vLLM streams them: per call one delta with its index, id, type and name
     (``arguments: ""``), then deltas that carry only the index and the next fragment of ``arguments``.
-    For calls parsed from the held-back text when the choice ends (``tool_choice: auto``); a forced call
-    is streamed while it is written instead (``jaxlab.llm.toolstream``)."""
+    The calls are parsed from the held-back text once the choice ends, so the fragments follow each other
+    then, not token by token."""
     deltas = []
     for head in _tool_call_delta(calls):
         args = head["function"]["arguments"]
@@ -123,8 +123,6 @@ class _Route:
         texts, reasons, calls, done_tokens = [""] * n, ["stop"] * n, [()] * n, 0
         lps: list[list[dict] | None] = [None] * n
         async for ev in gen.events:
-            if ev[0] == "tool":  # streamed call deltas: the finish event carries the whole calls
-                continue
             if ev[0] == "delta":
                 texts[ev[1]] += ev[2]
                 extra = ev[3]
@@ -166,18 +164,12 @@ class _Route:
     async def sse(self, gen: Generation, n: int, include_usage: bool) -> AsyncIterator[str]:
         done_tokens = 0
         offsets = [0] * n
-        streamed = [False] * n  # the call went out as it was written: not again at the finish
         try:
             if self.chat:
                 for i in range(n):
                     yield self._chunk([self._choice(i, None, None, 0, None, {"role": "assistant", "content": ""})],
                                       with_usage=include_usage)
             async for ev in gen.events:
-                if ev[0] == "tool":
-                    streamed[ev[1]] = True
-                    yield self._chunk([self._choice(ev[1], None, None, 0, None, {"tool_calls": ev[2]})],
-                                      with_usage=include_usage)
-                    continue
                 if ev[0] == "delta":
                     _, i, text, lps = ev
                     yield self._chunk([self._choice(i, text, lps, offsets[i], None)], with_usage=include_usage)
@@ -185,7 +177,7 @@ class _Route:
                     continue
                 _, i, reason, calls, toks, lps = ev
                 done_tokens += toks
-                if self.chat and calls and not streamed[i]:
+                if self.chat and calls:
                     for delta in _tool_call_stream(calls):
                         yield self._chunk([self._choice(i, None, None, 0, None, {"tool_calls": delta})],
                                           with_usage=include_usage)

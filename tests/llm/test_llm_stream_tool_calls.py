@@ -53,7 +53,7 @@ def test_fragments_are_assembled_by_index_sync_and_async():
     assert c.num_calls == 2 and c.usage.prompt_tokens == 10
 
 
-def test_jaxlab_serve_streams_a_forced_call_while_it_is_written(served):
+def test_jaxlab_serve_streams_tool_calls_as_deltas(served):
     srv, client, _ = served
     kw = dict(model="tiny", messages=[{"role": "user", "content": "time?"}], tools=WEATHER, max_tokens=40,
               tool_choice={"type": "function", "function": {"name": "weather"}}, temperature=0.0)
@@ -64,29 +64,15 @@ def test_jaxlab_serve_streams_a_forced_call_while_it_is_written(served):
             deltas += ch.delta.tool_calls or []
             reasons.append(ch.finish_reason)
     assert deltas[0].id and deltas[0].function.name == "weather" and deltas[0].function.arguments == ""
-    # one fragment per generated token or so: more fragments than a whole-call chunk, none with a name again
-    assert len(deltas) > 3 and all(d.index == 0 and d.id is None and d.function.name is None for d in deltas[1:])
-    streamed = "".join(d.function.arguments for d in deltas)
-    assert json.loads(streamed) == json.loads(whole[0].function.arguments)
-    assert reasons[-1] == "tool_calls" and reasons.count("tool_calls") == 1
+    args = whole[0].function.arguments
+    assert len(deltas) == 1 + -(-len(args) // ARGUMENT_FRAGMENT) > 2
+    assert all(d.index == 0 and d.id is None and d.function.name is None for d in deltas[1:])
+    assert "".join(d.function.arguments for d in deltas) == whole[0].function.arguments
+    assert reasons[-1] == "tool_calls"
     ours = OpenAIHTTPClient("tiny", base_url=srv.base_url, api_key="none", max_retries=0)
     stream = ours.stream_chat(ChatRequest(messages=tuple(kw["messages"]), tools=tuple(WEATHER), max_tokens=40,
                                           temperature=0.0, tool_choice=kw["tool_choice"]))
     assert list(stream) == []  # no content, only the call
     (call,) = stream.response.tool_calls
-    assert call.name == "weather" and call.arguments == streamed and call.id.startswith("call_")
+    assert (call.name, call.arguments) == ("weather", whole[0].function.arguments)
     assert stream.response.finish_reason == "tool_calls"
-
-
-def test_end_of_choice_calls_go_out_as_vllm_shaped_fragments():
-    from jaxlab.llm.serve import _tool_call_stream
-    from jaxlab.llm.types import ToolCall
-
-    calls = (ToolCall("weather", '{"city": "Paris"}', "c0"), ToolCall("time", "{}", "c1"))
-    deltas = _tool_call_stream(calls)
-    assert deltas[0] == [{"index": 0, "id": "c0", "type": "function", "function": {"name": "weather", "arguments": ""}}]
-    by_index = {}
-    for (d,) in deltas:
-        by_index[d["index"]] = by_index.get(d["index"], "") + d["function"]["arguments"]
-    assert by_index == {0: calls[0].arguments, 1: calls[1].arguments}
-    assert max(len(d["function"]["arguments"]) for (d,) in deltas) <= ARGUMENT_FRAGMENT
