@@ -4,7 +4,7 @@ Markers: [M] measured on this machine (memory_analysis of the compiled program,
 or wall-clock through experiments/bench/timing.py), [H] read from the compiled
 HLO (collective bytes x trip counts from the plan), [L] modelled (link model).
 "share": one device's compiled layer on its static buffers with the project's CPU
-gmm (every group over every buffer row); "rows FFN": numpy FFN over exactly the
+gmm (every group over every buffer row); "rows FFN": a jitted JAX FFN over exactly the
 plan's rows per slot (what a kernel skipping padding does).  Step = slowest timed
 device + communication; speedup = standard step / LLEP step.
 """

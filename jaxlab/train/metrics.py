@@ -4,6 +4,8 @@ Each record is ``{"step": int, "split": "train"|"eval"|..., <name>: float}``.
 When a run resumes from step ``k`` the JSONL keeps only records with
 ``step <= k``: steps that ran after the last checkpoint of a killed run are
 recomputed, and the file must not hold two different values for one step.
+A fresh run (no checkpoint) moves an existing file to ``metrics.prev.jsonl``
+rather than deleting finished results.
 """
 from __future__ import annotations
 
@@ -35,8 +37,8 @@ class MetricsWriter:
     def _truncate_after(self, resume_step: int | None) -> None:
         if not self.jsonl_path.exists():
             return
-        if resume_step is None:
-            self.jsonl_path.unlink()
+        if resume_step is None:  # a fresh run: keep the old records aside instead of deleting them
+            self.jsonl_path.replace(self.jsonl_path.with_name("metrics.prev.jsonl"))
             return
         kept = [r for r in read_jsonl(self.jsonl_path) if r.get("step", 0) <= resume_step]
         self.jsonl_path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")

@@ -141,6 +141,15 @@ def test_metrics_resume_drops_steps_after_checkpoint(tmp_path):
     json.dumps(records)
 
 
+def test_metrics_fresh_run_keeps_the_old_records_aside(tmp_path):
+    with MetricsWriter(tmp_path, tensorboard=False) as mw:
+        mw.write(1, "train", {"loss": 3.0})
+    with MetricsWriter(tmp_path, tensorboard=False) as mw:  # a new run in the same folder, no checkpoint
+        mw.write(1, "train", {"loss": 7.0})
+    assert [r["loss"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [7.0]
+    assert [r["loss"] for r in read_jsonl(tmp_path / "metrics.prev.jsonl")] == [3.0]
+
+
 def test_failed_async_save_is_an_error_within_seconds_and_the_process_exits(tmp_path):
     """A step directory that cannot be created (disk full) once left orbax's writer threads waiting
     300 s for a "directory created" signal: the error came back, but the process hung for 5 minutes."""
