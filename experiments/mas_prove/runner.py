@@ -47,6 +47,10 @@ class Config:
     n_tasks: int = 4
     seeds: tuple[int, ...] = (0, 1)
     verifier: str = "judge_ranking"
+    verifier_model: str | None = None
+    """A local transformers reward-model folder for ``verifier: orm`` (``*ForSequenceClassification``, e.g.
+    Skywork-Reward-V2) or ``prm`` (``Qwen2ForProcessRewardModel``, e.g. Qwen2.5-Math-PRM); None: the verifier
+    client emulates the reward model with a prompt."""
     levels: tuple[str, ...] = ("none", "agent", "iteration")
     strategies: tuple[str, ...] = ("raw",)
     n_candidates: int = 3
@@ -69,6 +73,8 @@ class Config:
                 raise ConfigError(f"{key}: expected a subset of {sorted(allowed)}, got {bad}")
         if self.verifier not in KINDS and self.verifier not in ALIASES:
             raise ConfigError(f"verifier: expected one of {list(KINDS) + list(ALIASES)}, got {self.verifier!r}")
+        if self.verifier_model is not None and ALIASES.get(self.verifier, self.verifier) not in ("orm", "prm"):
+            raise ConfigError(f"verifier_model: only verifier orm/rm or prm takes a reward model, got {self.verifier!r}")
         if self.n_candidates < 2 and any(lv != "none" for lv in self.levels):
             raise ConfigError(f"n_candidates: verification needs >= 2 candidates, got {self.n_candidates}")
 
@@ -103,12 +109,17 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
     traj = JsonlLog(out_dir / "trajectories.jsonl")
     done = {_key(r): r for r in traj.existing if not r["error"]}  # same config (claim_output_dir): reuse
     prepared = prepare(cfg, client, {(b, t.id, f, s) for b, t, f, _, _, s in jobs})
+    reward_fn = None
+    if cfg.verifier_model is not None:
+        from experiments.mas_prove.reward_scorers import load_reward_scorer
+
+        reward_fn = load_reward_scorer(ALIASES.get(cfg.verifier, cfg.verifier), cfg.verifier_model)
 
     def one(job: tuple) -> dict:
         bench, task, fname, level, strategy, seed = job
         meter, vmeter = Meter(), Meter()
-        verifier = (make_verifier(cfg.verifier, verifier_client, vmeter, derive_seed(seed, task.id, fname, "verifier"))
-                    if level != "none" else None)
+        verifier = (make_verifier(cfg.verifier, verifier_client, vmeter, derive_seed(seed, task.id, fname, "verifier"),
+                                  reward_fn) if level != "none" else None)
         ctx = MASContext(client, task.prompt, verifier, level, strategy if level != "none" else "raw",
                          cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter, task.id, fname, vmeter)
         error = ""

@@ -281,8 +281,17 @@ class ProcessRewardModel:
         return by_score([aggregate(r, self.how) for r in rewards])
 
 
-def make_verifier(kind: str, client: ChatClient, meter: Meter, seed: int = 0) -> Verifier:
+def make_verifier(kind: str, client: ChatClient, meter: Meter, seed: int = 0,
+                  reward_fn: Callable | None = None) -> Verifier:
+    """The verifier of ``kind``; ``reward_fn`` (orm/prm only) is a real reward model's scoring function
+    (``experiments.mas_prove.reward_scorers``) in place of the chat-model emulation."""
     kind = ALIASES.get(kind, kind)
+    if reward_fn is not None:
+        if kind == "orm":
+            return OutcomeRewardModel(FunctionOutcomeScorer(reward_fn))
+        if kind == "prm":
+            return ProcessRewardModel(FunctionStepScorer(reward_fn))
+        raise ValueError(f"verifier: a reward model serves only orm/rm and prm, not {kind!r}")
     if kind == "judge_ranking":
         return LLMJudge(client, meter, "ranking", seed)
     if kind == "judge_pointwise":

@@ -235,17 +235,23 @@ def _torch_state(model: Any) -> tuple[dict, dict[str, np.ndarray]]:
     return hf_cfg, weights
 
 
+def read_hf_source(source: Any, caller: str = "from_hf") -> tuple[dict, dict[str, Any]]:
+    """``(config dict, HF-named weights)`` of a transformers model object, a local folder or a pair."""
+    if isinstance(source, (str, Path)):
+        return _load_folder(Path(source))
+    if isinstance(source, tuple) and len(source) == 2:
+        return dict(source[0]), dict(source[1])
+    if hasattr(source, "state_dict") and hasattr(source, "config"):
+        hf_cfg, weights = _torch_state(source)
+        hf_cfg["architectures"] = hf_cfg.get("architectures") or [type(source).__name__]  # unset on from_config
+        return hf_cfg, weights
+    raise TypeError(f"{caller}: expected a transformers model, a folder path or (config, weights), "
+                    f"got {type(source).__name__}")
+
+
 def from_hf(source: Any, dtype: str = "float32", param_dtype: str | None = None) -> DecoderLM:
     """Load a transformers model (object or local folder) as a jaxlab ``DecoderLM``."""
-    if isinstance(source, (str, Path)):
-        hf_cfg, weights = _load_folder(Path(source))
-    elif isinstance(source, tuple) and len(source) == 2:
-        hf_cfg, weights = dict(source[0]), dict(source[1])
-    elif hasattr(source, "state_dict") and hasattr(source, "config"):
-        hf_cfg, weights = _torch_state(source)
-    else:
-        raise TypeError(f"from_hf: expected a transformers model, a folder path or (config, weights), "
-                        f"got {type(source).__name__}")
+    hf_cfg, weights = read_hf_source(source)
     cfg = config_from_hf(hf_cfg, dtype=dtype, param_dtype=param_dtype)
     return model_from_weights(cfg, weights)
 
