@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -61,8 +62,12 @@ def _load(kind: str) -> tuple[Any, Any]:
     return from_hf(hf), hf
 
 
-def jaxlab_step(model, remat: str, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Compile the jaxlab train step under ``remat``; return compile time, memory and a timed callable."""
+def jaxlab_step(model, remat: str, batch: dict[str, np.ndarray], timed: bool = True) -> dict[str, Any]:
+    """Compile the jaxlab train step under ``remat``; return compile time, memory and (if ``timed``) a callable.
+
+    An untimed policy is compiled from abstract shapes only, so it costs no parameter or optimizer
+    copy (three materialised SmolLM2 states next to torch's would not fit this machine's memory).
+    """
     from jaxlab.models.decoder import with_options
     from jaxlab.train.optim import OptimConfig, make_optimizer
     from jaxlab.train.perf import memory_report
@@ -70,8 +75,12 @@ def jaxlab_step(model, remat: str, batch: dict[str, np.ndarray]) -> dict[str, An
 
     graphdef, params, rest = split_model(with_options(model, remat=remat))
     tx = make_optimizer(OptimConfig(**OPTIM))
-    params = jax.tree.map(jnp.array, params)  # a private copy: the step donates it
-    state = TrainState(params, jax.jit(tx.init)(params))
+    if timed:
+        params = jax.tree.map(jnp.array, params)  # a private copy: the step donates it
+        state = TrainState(params, jax.jit(tx.init)(params))
+    else:
+        params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+        state = TrainState(params, jax.eval_shape(tx.init, params))
     placed = {k: jnp.asarray(v) for k, v in batch.items()}
     step = make_train_step(graphdef, tx, donate=True).jitted
     t0 = time.perf_counter()
@@ -83,7 +92,7 @@ def jaxlab_step(model, remat: str, batch: dict[str, np.ndarray]) -> dict[str, An
         holder["state"], metrics = compiled(holder["state"], rest, placed)
         return float(metrics["loss"])  # float() blocks until the update is done
 
-    return {"compile_s": compile_s, "memory": memory_report(compiled), "run": run}
+    return {"compile_s": compile_s, "memory": memory_report(compiled), "run": run if timed else None}
 
 
 def torch_step(hf, batch: dict[str, np.ndarray], threads: int | None = None) -> Callable[[], float]:
@@ -195,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = _load_avg()
     rows, fns = [], {}
     for remat in remats:
-        step = jaxlab_step(model, remat, batch)
+        step = jaxlab_step(model, remat, batch, timed=remat in timed)
         row = {"remat": remat, "compile_s": step["compile_s"], "memory": step["memory"]}
         if remat in timed:
             row["first_loss"] = step["run"]()
@@ -218,7 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
            "torch_threads": torch.get_num_threads(), "batch": args.batch, "seq_len": args.seq_len,
            "tokens_per_step": tokens, "flops_per_token": train_flops_per_token(model.config, args.seq_len),
            "repeats": args.repeats, "max_spread": args.max_spread, "load_before": load_before,
-           "load_after": _load_avg(), "jaxlab": rows,
+           "load_after": _load_avg(), "process_max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "jaxlab": rows,
            "torch": {"tokens_per_s": t_rate, "first_loss": torch_first}, "samples_s": samples}
     path = Path(args.output_dir)
     path.mkdir(parents=True, exist_ok=True)

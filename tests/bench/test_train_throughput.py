@@ -12,13 +12,17 @@ from experiments.bench import train_throughput
 
 
 def test_reduced_bench_writes_every_field_and_both_steps_agree(tmp_path):
-    train_throughput.main(["--model", "tiny", "--batch", "2", "--seq_len", "16", "--remat", "none,full",
+    train_throughput.main(["--model", "tiny", "--batch", "2", "--seq_len", "16", "--remat", "none,full,dots_saveable",
                            "--time_remat", "none,full", "--max_spread", "10", "--output_dir", str(tmp_path)])
     out = json.loads((tmp_path / "train_throughput.json").read_text())
     assert (tmp_path / "train_throughput.png").stat().st_size > 1000
     assert "| jaxlab | full |" in (tmp_path / "train_throughput.md").read_text()
     assert out["tokens_per_step"] == 32 and out["flops_per_token"] > 0
-    assert [r["remat"] for r in out["jaxlab"]] == ["none", "full"]
+    assert [r["remat"] for r in out["jaxlab"]] == ["none", "full", "dots_saveable"]
+    compiled_only = out["jaxlab"].pop()  # compiled from abstract shapes: memory and compile time, no timing
+    assert "tokens_per_s" not in compiled_only and compiled_only["memory"]["peak_bytes"] > 0
+    assert "| jaxlab | dots_saveable | not timed |" in (tmp_path / "train_throughput.md").read_text()
+    assert out["process_max_rss_mib"] > 0
     for row in out["jaxlab"]:
         assert row["compile_s"] > 0 and row["memory"]["peak_bytes"] > row["memory"]["argument_bytes"] > 0
         assert row["tokens_per_s"]["value"] > 0 and row["ratio_vs_torch"] > 0
