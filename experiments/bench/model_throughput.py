@@ -140,9 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
            "repeats": args.repeats, "max_spread": args.max_spread, "load_before": load_before,
            "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()), "results": results}
     print_table(out)
-    path = Path(args.output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    write_json(out, path / "model_throughput.json")
+    write_json(out, Path(args.output_dir) / "model_throughput.json")
     return out
 
 

@@ -185,7 +185,10 @@ def fmt_ratio(x: float | None) -> str:
 
 
 def write_json(out: Any, path: Path) -> Path:
-    """Write a bench's results to ``path`` as JSON, ``Rate`` s as their ``as_dict()`` (anything else unknown as str)."""
+    """Write a bench's results to ``path`` as JSON, ``Rate`` s as their ``as_dict()`` (anything else unknown as str).
+
+    Creates the parent folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     serial = json.loads(json.dumps(out, default=lambda r: r.as_dict() if isinstance(r, Rate) else str(r)))
     path.write_text(json.dumps(serial, indent=2))
     print(f"wrote {path}")

@@ -142,7 +142,7 @@ def test_write_json_serialises_rates_and_other_objects(tmp_path):
     from experiments.bench.timing import write_json
 
     r = rate(10.0, [1.0, 2.0, 2.0, 2.0, 4.0], max_spread=2.0)
-    path = write_json({"rate": r, "where": Path("/x"), "n": 3}, tmp_path / "out.json")
+    path = write_json({"rate": r, "where": Path("/x"), "n": 3}, tmp_path / "new" / "out.json")
     import json
 
     back = json.loads(path.read_text())
