@@ -16,7 +16,6 @@ is not linear in the length (R^2 < 0.9). Prints a table, writes JSON; on a GPU w
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -25,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.bench.timing import (DEFAULT_MAX_SPREAD, MIN_REPEATS, Rate, decode_rate, fmt, fmt_ratio, rate,
-                                      ratio, time_interleaved)
+from experiments.bench.timing import (DEFAULT_MAX_SPREAD, MIN_REPEATS, Rate, decode_rate, fmt, fmt_ratio, rate, ratio,
+                                      time_interleaved, write_json)
 
 Fn = Callable[[], object]
 
@@ -141,11 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
            "repeats": args.repeats, "max_spread": args.max_spread, "load_before": load_before,
            "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()), "results": results}
     print_table(out)
-    path = Path(args.output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    serial = json.loads(json.dumps(out, default=lambda r: r.as_dict() if isinstance(r, Rate) else str(r)))
-    (path / "model_throughput.json").write_text(json.dumps(serial, indent=2))
-    print(f"wrote {path / 'model_throughput.json'}")
+    write_json(out, Path(args.output_dir) / "model_throughput.json")
     return out
 
 

@@ -14,10 +14,12 @@ check on the fit), ``ratio`` of two rates, then ``fmt`` / ``fmt_ratio`` for tabl
 """
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 MIN_REPEATS = 5
 DEFAULT_MAX_SPREAD = 0.25  # (max - min) / median above this marks a figure noisy
@@ -180,3 +182,14 @@ def fmt(r: Rate, digits: int = 0) -> str:
 
 def fmt_ratio(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}x"
+
+
+def write_json(out: Any, path: Path) -> Path:
+    """Write a bench's results to ``path`` as JSON, ``Rate`` s as their ``as_dict()`` (anything else unknown as str).
+
+    Creates the parent folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    serial = json.loads(json.dumps(out, default=lambda r: r.as_dict() if isinstance(r, Rate) else str(r)))
+    path.write_text(json.dumps(serial, indent=2))
+    print(f"wrote {path}")
+    return path

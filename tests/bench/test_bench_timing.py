@@ -134,3 +134,16 @@ def test_decode_rate_never_divides_by_a_negative_slope():
 def test_decode_rate_needs_three_lengths():
     with pytest.raises(ValueError, match="lengths"):
         decode_rate(1.0, [8, 40], {8: [1.0] * 5, 40: [2.0] * 5})
+
+
+def test_write_json_serialises_rates_and_other_objects(tmp_path):
+    from pathlib import Path
+
+    from experiments.bench.timing import write_json
+
+    r = rate(10.0, [1.0, 2.0, 2.0, 2.0, 4.0], max_spread=2.0)
+    path = write_json({"rate": r, "where": Path("/x"), "n": 3}, tmp_path / "new" / "out.json")
+    import json
+
+    back = json.loads(path.read_text())
+    assert back == {"rate": r.as_dict(), "where": "/x", "n": 3} and back["rate"]["value"] == 5.0
