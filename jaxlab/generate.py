@@ -66,7 +66,7 @@ def _generate_ids(graphdef: Any, state: Any, ids: jax.Array, mask: jax.Array, st
     b, p = ids.shape
     cache = KVCache.init(model.config, b, p + max_new_tokens)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-    logits, cache = model.decode(ids, positions, cache, attention_mask=mask)
+    logits, cache = model.decode(ids, positions, cache, attention_mask=mask, last_only=True)
     next_pos = jnp.sum(mask, axis=1).astype(jnp.int32)
     first = _sample(logits[:, -1], jax.random.fold_in(key, 0), temperature, top_k, top_p)
     out = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(first)
@@ -252,7 +252,7 @@ def admit_step(graphdef: Any, state: Any, cache: KVCache, ids: jax.Array, mask: 
     mask = mask * join[:, None].astype(mask.dtype)
     cache = KVCache(k=cache.k, v=cache.v, valid=cache.valid & ~join[:, None], index=cache.index)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-    logits, cache = model.decode(ids, positions, cache, attention_mask=mask)
+    logits, cache = model.decode(ids, positions, cache, attention_mask=mask, last_only=True)
     first = _pick(logits[:, -1], allowed, temps, top_ps, seeds, jnp.zeros_like(seeds), want_top)
     return first, cache, jnp.sum(mask, axis=1).astype(jnp.int32)
 

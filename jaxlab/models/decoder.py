@@ -257,8 +257,13 @@ class DecoderLM(nnx.Module):
         return out if len(out) > 1 else logits
 
     def decode(self, input_ids: jax.Array, positions: jax.Array, cache: KVCache,
-               attention_mask: jax.Array | None = None) -> tuple[jax.Array, KVCache]:
-        """Run ``input_ids[B, S]`` at cache slots ``[index, index+S)``; returns logits and the new cache."""
+               attention_mask: jax.Array | None = None, *, last_only: bool = False) -> tuple[jax.Array, KVCache]:
+        """Run ``input_ids[B, S]`` at cache slots ``[index, index+S)``; returns logits and the new cache.
+
+        ``last_only=True`` returns logits ``[B, 1, V]`` for the last position only: a prefill samples
+        from that one, and the vocab projection of the other ``S - 1`` positions (about a fifth of
+        SmolLM2-135M's prefill FLOPs, and a ``[B, S, V]`` float32 buffer) would be thrown away.
+        """
         b, s = input_ids.shape
         t = cache.valid.shape[1]
         new_valid = jnp.ones((b, s), bool) if attention_mask is None else attention_mask.astype(bool)
@@ -273,7 +278,7 @@ class DecoderLM(nnx.Module):
             ks.append(k)
             vs.append(v)
         new_cache = KVCache(k=tuple(ks), v=tuple(vs), valid=valid, index=cache.index + s)
-        return self._logits(h), new_cache
+        return self._logits(h[:, -1:] if last_only else h), new_cache
 
 
 def _run_block(layer: DecoderBlock, h: jax.Array, positions: jax.Array, masks: Any) -> tuple[jax.Array, dict]:

@@ -28,6 +28,23 @@ def test_cached_greedy_equals_full_recompute(model):
     assert out.finish_reasons == ["length", "length"]
 
 
+def test_prefill_last_only_matches_full_logits_and_cache(model):
+    """``decode(last_only=True)`` (the prefill ``generate`` runs) keeps the last position's logits and the cache."""
+    from jaxlab.models.decoder import KVCache
+
+    rng = np.random.default_rng(0)
+    ids = jnp.asarray(rng.integers(0, model.config.vocab_size, (2, 7)), jnp.int32)
+    mask = jnp.asarray([[0, 0, 1, 1, 1, 1, 1], [1] * 7], jnp.int32)  # left padding, as generate builds it
+    pos = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+    cache = KVCache.init(model.config, 2, 10)
+    full, c_full = model.decode(ids, pos, cache, attention_mask=mask)
+    last, c_last = model.decode(ids, pos, cache, attention_mask=mask, last_only=True)
+    assert last.shape == (2, 1, model.config.vocab_size)
+    np.testing.assert_allclose(np.asarray(last), np.asarray(full[:, -1:]), rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(c_full), jax.tree.leaves(c_last)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_stop_token_ends_sequence(model):
     prompt = [5, 17, 42]
     free = _greedy_no_cache(model, prompt, 4)
