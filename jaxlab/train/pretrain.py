@@ -35,7 +35,7 @@ from jaxlab.config import ConfigError, load, require_positive, to_dict
 from jaxlab.distributed import DistributedConfig, initialize, is_primary, raise_everywhere
 from jaxlab.runs import claim_output_dir
 from jaxlab.sharding import MeshConfig
-from jaxlab.train import data, shards
+from jaxlab.train import data, perf, shards
 from jaxlab.models.hf import to_hf
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
 from jaxlab.train.export import save_model_spec
@@ -279,6 +279,7 @@ def run(cfg: Config) -> dict:
         "loss_before": before["loss"],
         "loss_after": after["loss"],
         "wall_time_s": round(time.time() - t0, 1),
+        "peak_rss_bytes": perf.peak_rss_bytes(),
         "outputs": {
             "output_dir": str(out),
             "metrics": str(out / "metrics.jsonl"),
@@ -293,6 +294,7 @@ def run(cfg: Config) -> dict:
     if is_primary():
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         _print_summary(summary)
+        _say(perf.format_peak_rss())
     return summary
 
 
