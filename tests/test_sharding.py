@@ -1,6 +1,5 @@
 """The same forward on 8 fake CPU devices, over several mesh shapes, equals the single-device one."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx

@@ -130,7 +130,7 @@ def _device_point(num_devices: int, args, shape: Shape, inputs: tuple, link: Lin
                                             max_extra=args.max_extra, min_chunk=args.min_chunk,
                                             alpha=args.alpha, lambda_=args.fallback_lambda))
         c = jnp.asarray(counts, jnp.int32)
-        fns["planner"] = lambda: jax.block_until_ready(planner(c))
+        fns["planner"] = lambda planner=planner, c=c: jax.block_until_ready(planner(c))
         samples = time_interleaved(fns, args.repeats)
         for m in METHODS:
             per_device = {k: Stat.of(v) for k, v in samples.items() if k.startswith(m + "/")}

@@ -63,7 +63,7 @@ def compare(rows: Sequence[dict]) -> list[dict]:
             continue
         b = final[name]
         for corpus in ("code", "text"):
-            (na, ta), (nb, tb) = a["per_window"][corpus], b["per_window"][corpus]
+            (na, ta), (nb, _) = a["per_window"][corpus], b["per_window"][corpus]  # same windows
             r = paired_ratio(na, nb, ta)
             out.append({"vs": name, "metric": f"{corpus}_ppl", "kind": "ratio", "value": r["ratio"],
                         "ci": list(r["ci"]), "significant": r["significant"]})

@@ -37,6 +37,7 @@ from jaxlab.models.config import ModelConfig, tiny_config
 from jaxlab.runs import claim_output_dir
 from jaxlab.sharding import MeshConfig
 from jaxlab.train import data as train_data
+from jaxlab.train.perf import format_peak_rss, peak_rss_bytes
 from jaxlab.transforms import compact, full_masks, param_count
 
 ModelName = Literal["smollm2-135m-instruct", "tiny-llama", "tiny-qwen2", "tiny-qwen3"]
@@ -388,12 +389,12 @@ def run(cfg: Config) -> dict:
                "export": export, "speed": None if speed is None else jsonable(speed),
                "ptl_pruned": pruned_indices(ptl.masks), "resumed_from": ptl.resumed_from,
                "timings": timings,
-               "wall_time_s": round(time.time() - t0, 1),
+               "wall_time_s": round(time.time() - t0, 1), "peak_rss_bytes": peak_rss_bytes(),
                "outputs": {"results": str(out / "results.json"), "table": str(out / "results.md"), "plot": str(plot)}}
     write_json(out / "results.json", summary)
     print("\n" + table + "\n\n" + format_comparisons(comparisons) + speed_md, flush=True)
     print(f"\n[ptl] wrote {out / 'results.json'}, {plot}" + (f", {export['path']}" if export.get("path") else "")
-          + f" in {summary['wall_time_s']:.0f}s", flush=True)
+          + f" in {summary['wall_time_s']:.0f}s; {format_peak_rss()}", flush=True)
     return summary
 
 

@@ -22,7 +22,7 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from jaxlab.llm.base import BaseClient
 from jaxlab.llm.policy import ModelPolicy, build_kwargs, resolve_policy
-from jaxlab.llm.types import Choice, ChatRequest, ChatResponse, LLMError, LLMRequestError, Usage, usage_from_openai
+from jaxlab.llm.types import Choice, ChatRequest, ChatResponse, LLMError, LLMRequestError, Usage
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 

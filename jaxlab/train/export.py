@@ -7,6 +7,8 @@ config or the original model at hand, every training runner calls
 builds the model's structure from the spec without initialising weights,
 restores the ``model`` item of the chosen step into it and writes it with
 :func:`jaxlab.models.to_hf`, tokenizer and ``generation_config.json`` included.
+A LoRA run checkpoints its adapters only: the export loads the run's base model
+(``model`` in its ``config.yaml``) and writes the adapters merged into it.
 """
 from __future__ import annotations
 
@@ -64,19 +66,44 @@ def restore_model(checkpoint: str | Path) -> tuple[DecoderLM, Any, int]:
         if step is None or step not in steps:
             raise FileNotFoundError(f"export: no checkpoint step {step} under {str(ckpt_dir)!r}; "
                                     f"available: {steps}")
-        graphdef, params, rest = nnx.split(nnx.eval_shape(lambda: DecoderLM(cfg, rngs=nnx.Rngs(0))),
-                                           nnx.Param, ...)
+        lora = _lora_run(run_dir)
+        base = None
+        if lora is None:
+            target = nnx.eval_shape(lambda: DecoderLM(cfg, rngs=nnx.Rngs(0)))
+        else:  # the checkpoint holds the adapters; the frozen base is the run's own model source
+            base, target = lora
+        graphdef, params, rest = nnx.split(target, nnx.Param, ...)
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                                 {"params": params, "rest": rest})
         restored = mgr.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(abstract)))
     model = nnx.merge(graphdef, restored.model["params"], restored.model["rest"])
+    if base is not None:
+        from jaxlab.transforms.lora import merged_model
+
+        model = merged_model(base, model)
     tokenizer = None
     if (run_dir / TOKENIZER_DIR).is_dir():
         import transformers
 
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(run_dir / TOKENIZER_DIR))
     return model, tokenizer, step
+
+
+def _lora_run(run_dir: Path) -> tuple[DecoderLM, Any] | None:
+    """``(base model, fresh adapters)`` when the run trained LoRA adapters (its config has a ``lora`` section)."""
+    import yaml
+
+    config_file = run_dir / "config.yaml"
+    raw = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    if not (raw or {}).get("lora"):
+        return None
+    from jaxlab.config import load
+    from jaxlab.train.pretrain import ModelSection, load_model
+    from jaxlab.transforms.lora import LoRAConfig, init_lora
+
+    base, _ = load_model(load(ModelSection, data=raw.get("model") or {}))
+    return base, init_lora(base, load(LoRAConfig, data=raw["lora"]))
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:

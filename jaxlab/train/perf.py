@@ -82,3 +82,17 @@ def step_record(seconds: float, tokens: float, flops_per_token: float | None, pe
     if flops_per_token is not None and peak and seconds > 0:
         out["mfu"] = flops_per_token * tokens / seconds / peak
     return out
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far (``getrusage`` maxrss; KiB on Linux, bytes on macOS)."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def format_peak_rss() -> str:
+    """``peak RSS 3.21 GB (getrusage maxrss)``: what every runner prints at its end."""
+    return f"peak RSS {peak_rss_bytes() / 1e9:.2f} GB (getrusage maxrss, whole process)"

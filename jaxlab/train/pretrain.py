@@ -35,14 +35,16 @@ from jaxlab.config import ConfigError, load, require_positive, to_dict
 from jaxlab.distributed import DistributedConfig, initialize, is_primary, raise_everywhere
 from jaxlab.runs import claim_output_dir
 from jaxlab.sharding import MeshConfig
-from jaxlab.train import data, shards
+from jaxlab.train import data, perf, shards
 from jaxlab.models.hf import to_hf
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
 from jaxlab.train.export import save_model_spec
 from jaxlab.train.metrics import MetricsWriter, plot_loss_curve
 from jaxlab.train.optim import OptimConfig
 from jaxlab.train.step import evaluate
-from jaxlab.train.trainer import TrainConfig, fit
+from jaxlab.train.lora_train import fit_maybe_lora, save_adapter
+from jaxlab.train.trainer import TrainConfig
+from jaxlab.transforms.lora import LoRAConfig
 
 Dtype = Literal["float32", "bfloat16"]
 
@@ -108,6 +110,8 @@ class Config:
     """Device mesh; ``None`` trains on the default device."""
     distributed: DistributedConfig | None = None
     """Multi-process run (``jax.distributed``); ``None``: one process. ``distributed: {}`` auto-detects."""
+    lora: LoRAConfig | None = None
+    """Train LoRA adapters with the base frozen (CPT); ``None``: every weight is trained."""
 
     def __post_init__(self) -> None:
         check_training_config(self)
@@ -164,7 +168,7 @@ def _ppl(values: dict) -> dict:
 
 
 OUTPUTS = ("config.yaml", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json", "checkpoints",
-           "model_config.json", "tokenizer", "hf_model")
+           "model_config.json", "tokenizer", "hf_model", "lora_adapter")
 RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint", "mesh",
              "distributed")
 """Keys a resumed run may change: how far to train, what to log, how often to checkpoint, and the
@@ -240,8 +244,8 @@ def run(cfg: Config) -> dict:
         def eval_fn(graphdef, params, rest):
             return _ppl(evaluate((graphdef, params, rest), eval_set))
 
-        result = fit(model, train_set, cfg.optim, cfg.train, checkpointer=checkpointer, metrics=metrics,
-                     eval_fn=eval_fn, mesh=mesh)
+        result = fit_maybe_lora(model, cfg.lora, train_set, cfg.optim, cfg.train, checkpointer=checkpointer,
+                                metrics=metrics, eval_fn=eval_fn, mesh=mesh)
         logged = [h for h in result.history if h["split"] == "eval" and h["step"] == result.step]
         after = {k: logged[-1][k] for k in before} if logged else eval_fn(result.graphdef, result.state.params,
                                                                            result.rest)
@@ -251,12 +255,13 @@ def run(cfg: Config) -> dict:
         if metrics is not None:
             metrics.close()
         checkpointer.close()
-    hf_dir = None
+    hf_dir = adapter_dir = None
     if jax.process_count() > 1:  # the weights are spread over hosts: export from the checkpoint instead
         _say(f"hf_model/ not written by a multi-process run: `jaxlab export {out} OUT_DIR` writes it")
     else:
         hf_tokenizer = tokenizer if hasattr(tokenizer, "save_pretrained") else None  # tiny-llama's bytes: none
         hf_dir = to_hf(result.model(), out / "hf_model", tokenizer=hf_tokenizer)
+        adapter_dir = save_adapter(result, model.config, out / "lora_adapter", base_model=name)
     if is_primary():
         plot_loss_curve(out / "metrics.jsonl", out / "loss_curve.png",
                         title=f"{Path(name).name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})")
@@ -274,6 +279,7 @@ def run(cfg: Config) -> dict:
         "loss_before": before["loss"],
         "loss_after": after["loss"],
         "wall_time_s": round(time.time() - t0, 1),
+        "peak_rss_bytes": perf.peak_rss_bytes(),
         "outputs": {
             "output_dir": str(out),
             "metrics": str(out / "metrics.jsonl"),
@@ -282,11 +288,13 @@ def run(cfg: Config) -> dict:
             "summary": str(out / "summary.json"),
             "checkpoints": str(checkpointer.directory),
             "hf_model": str(hf_dir) if hf_dir else None,
+            "lora_adapter": str(adapter_dir) if adapter_dir else None,
         },
     }
     if is_primary():
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         _print_summary(summary)
+        _say(perf.format_peak_rss())
     return summary
 
 

@@ -32,7 +32,9 @@ from jaxlab.train.metrics import MetricsWriter, plot_loss_curve
 from jaxlab.train.optim import OptimConfig
 from jaxlab.train.pretrain import ModelSection, check_training_config, load_model, model_label
 from jaxlab.train.step import evaluate
-from jaxlab.train.trainer import TrainConfig, fit
+from jaxlab.train.lora_train import fit_maybe_lora, save_adapter
+from jaxlab.train.trainer import TrainConfig
+from jaxlab.transforms.lora import LoRAConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,13 +74,16 @@ class Config:
     train: TrainConfig = TrainConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     mesh: MeshConfig | None = None
+    lora: LoRAConfig | None = None
+    """Train LoRA adapters with the base frozen; ``None``: every weight is trained."""
 
     def __post_init__(self) -> None:
         check_training_config(self)
 
 
 OUTPUTS = ("config.yaml", "sft_data", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json",
-           "checkpoints", "model_config.json", "tokenizer", "hf_model")
+           "checkpoints", "model_config.json", "tokenizer", "hf_model",
+           "lora_adapter")
 RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint")
 
 
@@ -139,8 +144,8 @@ def run(cfg: Config) -> dict:
         def eval_fn(graphdef, params, rest):
             return evaluate((graphdef, params, rest), eval_set)
 
-        result = fit(model, train_set, cfg.optim, cfg.train, checkpointer=checkpointer, metrics=metrics,
-                     eval_fn=eval_fn, mesh=mesh)
+        result = fit_maybe_lora(model, cfg.lora, train_set, cfg.optim, cfg.train, checkpointer=checkpointer,
+                                metrics=metrics, eval_fn=eval_fn, mesh=mesh)
         after = eval_fn(result.graphdef, result.state.params, result.rest)
         if result.resumed_from != result.step:
             metrics.write(result.step, "eval", after)
@@ -150,6 +155,7 @@ def run(cfg: Config) -> dict:
     trained = result.model()
     samples_after = _answers(trained, tokenizer, held_rows)
     hf_dir = to_hf(trained, out / "hf_model", tokenizer=tokenizer)
+    adapter_dir = save_adapter(result, model.config, out / "lora_adapter", base_model=name)
     plot_loss_curve(metrics.jsonl_path, out / "loss_curve.png",
                     title=f"SFT of {Path(name).name} (assistant tokens, seq {d.seq_len}, batch {d.batch_size})")
     summary = {
@@ -160,7 +166,7 @@ def run(cfg: Config) -> dict:
         "wall_time_s": round(time.time() - t0, 1),
         "outputs": {"output_dir": str(out), "metrics": str(metrics.jsonl_path), "loss_curve": str(out / "loss_curve.png"),
                     "checkpoints": str(checkpointer.directory), "hf_model": str(hf_dir),
-                    "summary": str(out / "summary.json")},
+                    "lora_adapter": str(adapter_dir) if adapter_dir else None, "summary": str(out / "summary.json")},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\n[sft] held-out assistant-token loss: {before['loss']:.4f} -> {after['loss']:.4f} after "

@@ -67,8 +67,13 @@ def check_batch(batch: Mapping[str, Any]) -> None:
 
 
 def _loss_sum(params, rest, graphdef, batch):
-    """``(loss_sum, n_tokens)``; MoE models add their router losses (``aux_loss``) per target token."""
-    model = nnx.merge(graphdef, params, rest)
+    """``(loss_sum, n_tokens)`` of the model ``(graphdef, params, rest)`` (see :func:`model_loss`)."""
+    return model_loss(nnx.merge(graphdef, params, rest), batch)
+
+
+def model_loss(model: Any, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """``(loss_sum, n_tokens)`` of the masked causal-LM loss; MoE models add their router losses
+    (``aux_loss``) per target token. A function of the module so wrappers (LoRA) can reuse it."""
     if getattr(model.config, "moe", None) is None:
         logits = model(batch["input_ids"], positions=batch.get("positions"))
         return masked_cross_entropy(logits, batch["targets"], batch["loss_mask"])

@@ -143,8 +143,13 @@ def fit(
     if start >= train_cfg.steps:
         return FitResult(graphdef, state, rest, start, resumed_from, [])
 
-    # Donating on CPU could free a buffer an async checkpoint is still reading.
-    donate = jax.default_backend() != "cpu"
+    # Donating lets the new state reuse the old state's buffers (one copy of params + optimizer state at a
+    # step, not two). On CPU a device array *is* host memory that an async checkpoint may still be reading,
+    # so there a save is waited for before the next step donates the state it wrote.
+    on_cpu = jax.default_backend() == "cpu"
+    donate = True
+    if on_cpu:  # the caller's model keeps its own arrays (tests and runners reuse it after fit)
+        state = TrainState(jax.tree.map(jnp.copy, state.params), state.opt_state)
     step_fn = make_train_step(graphdef, tx, optim_cfg.grad_accum_steps, donate=donate, loss_fn=loss_fn)
     if loss_context is not None and mesh is not None:
         from jaxlab.sharding import shard_state
@@ -205,6 +210,8 @@ def fit(
                 _log(metrics, history, step, "eval", dict(eval_fn(graphdef, state.params, rest)))
             if checkpointer is not None and checkpointer.should_save(step, final=step == train_cfg.steps):
                 checkpointer.save(step, state, rest, data_state=global_data_state(data_iter.get_state()))
+                if on_cpu:
+                    checkpointer.wait()
             bar.update(1)
             if on_step is not None:
                 on_step(step, record)

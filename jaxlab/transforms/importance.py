@@ -76,10 +76,13 @@ def mlp_scores(model_or_split: Any, criterion: str, calib: Batches = (), *, engl
     if criterion == "taylor":
         grads, _ = stats.loss_gradient(split, calib)
         g = _weights(grads)["layers"]
-        wg = lambda p, axis: np.asarray(jnp.abs(w[i]["mlp"][p]["kernel"] * g[i]["mlp"][p]["kernel"]).sum(axis))  # noqa: E731
+
+        def wg(i: int, p: str, axis: int) -> np.ndarray:
+            return np.asarray(jnp.abs(w[i]["mlp"][p]["kernel"] * g[i]["mlp"][p]["kernel"]).sum(axis))
+
         out = []
         for i in range(n):
-            out.append(wg("gate_proj", 0) + wg("up_proj", 0) + wg("down_proj", 1))
+            out.append(wg(i, "gate_proj", 0) + wg(i, "up_proj", 0) + wg(i, "down_proj", 1))
         return tuple(out)
     sums, count = stats.activation_stats(split, calib)
     if criterion == "activation":

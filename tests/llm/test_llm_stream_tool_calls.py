@@ -3,7 +3,6 @@ streams forced tool calls as vLLM-shaped deltas (id + name first, then argument 
 import asyncio
 import json
 
-import pytest
 
 from jaxlab.llm import ChatRequest
 from jaxlab.llm.http import OpenAIHTTPClient

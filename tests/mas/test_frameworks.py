@@ -92,7 +92,7 @@ def _paths_reference(rounds, weights, final):
 def test_importance_matches_path_enumeration(seed):
     rng = random.Random(seed)
     rounds = []
-    for r in range(rng.randint(2, 4)):
+    for _ in range(rng.randint(2, 4)):
         active = sorted(rng.sample(range(4), rng.randint(2, 4)))
         rounds.append({i: f"\\boxed{{{rng.randint(0, 2)}}}" for i in active})
     weights = [{}]

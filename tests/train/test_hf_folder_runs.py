@@ -46,6 +46,7 @@ def test_pretrain_on_a_folder_writes_hf_model_and_export_matches(qwen2_folder, t
                  "train.steps=4", "train.progress=false", "checkpoint.every_steps=2", "checkpoint.async_save=false"]
     summary = pretrain.run(load(pretrain.Config, CONFIG, overrides))
     assert summary["model"] == str(qwen2_folder) and summary["outputs"]["hf_model"] == str(out / "hf_model")
+    assert summary["peak_rss_bytes"] > 100e6 and "peak RSS" in capsys.readouterr().out
     trained = out / "hf_model"
     assert json.loads((trained / "config.json").read_text())["model_type"] == "qwen2"
     tok = transformers.AutoTokenizer.from_pretrained(trained)

@@ -51,3 +51,14 @@ def test_fit_logs_step_time_tokens_and_mfu(capsys):
         np.testing.assert_allclose(r["tokens_per_s"], 64 / r["step_time_s"], rtol=1e-9)
         want = perf.train_flops_per_token(cfg, 16) * 64 / r["step_time_s"] / (1e9 * len(jax.devices()))
         np.testing.assert_allclose(r["mfu"], want, rtol=1e-9)
+
+
+def test_peak_rss_grows_with_a_large_allocation():
+    import numpy as np
+
+    from jaxlab.train.perf import format_peak_rss, peak_rss_bytes
+
+    before = peak_rss_bytes()
+    block = np.ones(int(before // 8) + (300 << 20) // 8)  # past the current peak by 300 MB, touched
+    assert peak_rss_bytes() >= before + (250 << 20)
+    assert block.sum() > 0 and "GB (getrusage maxrss" in format_peak_rss()

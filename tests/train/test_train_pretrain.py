@@ -7,7 +7,7 @@ import pytest
 from jaxlab.config import ConfigError, load
 from jaxlab.models import init_model, tiny_config
 from jaxlab.runs import RunDirError
-from jaxlab.train import data, pretrain
+from jaxlab.train import pretrain
 from jaxlab.train.metrics import read_jsonl
 from tests.train import tiny_hf
 

@@ -1,5 +1,4 @@
 """Importance scores vs slow eager references on random tiny models, and hand-checkable cases."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

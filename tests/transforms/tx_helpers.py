@@ -1,5 +1,4 @@
 """Shared helpers: tiny random models of each family and random (never trivial) masks."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
