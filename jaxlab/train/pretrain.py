@@ -59,8 +59,9 @@ class ModelSection:
     """Activation/matmul dtype; the loss is always computed in float32."""
     remat: Literal["none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "everything_saveable"] = "none"
     """Recompute each decoder block's activations in the backward pass (jax.checkpoint policy); same losses."""
-    attention: Literal["xla", "dot_product"] = "xla"
-    """``dot_product``: jax.nn.dot_product_attention (cuDNN flash attention on GPU); ``xla``: the reference."""
+    attention: Literal["xla", "dot_product", "splash", "cudnn"] = "xla"
+    """``xla``: the reference; ``dot_product``: jax.nn.dot_product_attention; ``cudnn``: cuDNN flash attention
+    (GPU, bf16); ``splash``: Pallas TPU splash attention (see jaxlab.models.attention)."""
 
 
 @dataclasses.dataclass(frozen=True)
