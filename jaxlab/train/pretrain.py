@@ -165,8 +165,9 @@ def _ppl(values: dict) -> dict:
 
 
 OUTPUTS = ("config.yaml", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json", "checkpoints",
-           "model_config.json", "tokenizer", "hf_model")
-RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint", "mesh",
+           "model_config.json", "tokenizer", "hf_model", "profile")
+RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "train.profile_steps",
+             "checkpoint", "mesh",
              "distributed")
 """Keys a resumed run may change: how far to train, what to log, how often to checkpoint, and the
 device mesh and process group (a checkpoint restores onto any mesh shape or process count: orbax
@@ -242,7 +243,7 @@ def run(cfg: Config) -> dict:
             return _ppl(evaluate((graphdef, params, rest), eval_set))
 
         result = fit(model, train_set, cfg.optim, cfg.train, checkpointer=checkpointer, metrics=metrics,
-                     eval_fn=eval_fn, mesh=mesh)
+                     eval_fn=eval_fn, mesh=mesh, profile_dir=out / "profile")
         logged = [h for h in result.history if h["split"] == "eval" and h["step"] == result.step]
         after = {k: logged[-1][k] for k in before} if logged else eval_fn(result.graphdef, result.state.params,
                                                                            result.rest)

@@ -84,8 +84,9 @@ class Config:
 
 
 OUTPUTS = ("config.yaml", "sft_data", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json",
-           "checkpoints", "model_config.json", "tokenizer", "hf_model")
-RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint")
+           "checkpoints", "model_config.json", "tokenizer", "hf_model", "profile")
+RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "train.profile_steps",
+             "checkpoint")
 
 
 def _answers(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 48) -> list[dict]:
@@ -147,7 +148,7 @@ def run(cfg: Config) -> dict:
             return evaluate((graphdef, params, rest), eval_set)
 
         result = fit(model, train_set, cfg.optim, cfg.train, checkpointer=checkpointer, metrics=metrics,
-                     eval_fn=eval_fn, mesh=mesh)
+                     eval_fn=eval_fn, mesh=mesh, profile_dir=out / "profile")
         after = eval_fn(result.graphdef, result.state.params, result.rest)
         if result.resumed_from != result.step:
             metrics.write(result.step, "eval", after)
