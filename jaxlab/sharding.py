@@ -159,3 +159,8 @@ def constrain(x: jax.Array, axes: tuple[str | None, ...]) -> jax.Array:
         return x
     mesh, rules = active
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, logical_to_spec(axes, x.shape, mesh, rules)))
+
+
+def active_mesh() -> tuple[Mesh, dict[str, Any]] | None:
+    """``(mesh, rules)`` of the enclosing ``activation_sharding``, or None: for kernels that must ``shard_map``."""
+    return getattr(_ACTIVE, "value", None)

@@ -20,7 +20,7 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.floa
 _ROPE_TYPES = ("default", "llama3", "linear", "yarn")
 _LAYER_TYPES = ("full_attention", "sliding_attention")
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "everything_saveable")
-ATTENTION_IMPLS = ("xla", "dot_product")
+ATTENTION_IMPLS = ("xla", "dot_product", "splash", "cudnn")
 
 
 def dtype_of(name: str) -> Any:
@@ -148,8 +148,9 @@ class ModelConfig:
     """Rematerialise decoder blocks in the backward pass: ``none``, ``full`` or a ``jax.checkpoint_policies``
     name (``dots_saveable``, ...); trades compute for activation memory, same numbers."""
     attention: str = "xla"
-    """Attention kernel: ``xla`` (reference einsum + softmax) or ``dot_product`` (``jax.nn.dot_product_attention``,
-    cuDNN flash attention on GPU)."""
+    """Attention kernel: ``xla`` (reference einsum + softmax), ``dot_product`` (``jax.nn.dot_product_attention``),
+    ``cudnn`` (cuDNN flash attention, GPU, bf16/fp16) or ``splash`` (Pallas TPU splash attention; interpreted
+    on CPU). See ``jaxlab.models.attention`` for what each supports and what decode falls back to."""
 
     def __post_init__(self) -> None:
         if self.remat not in REMAT_POLICIES:

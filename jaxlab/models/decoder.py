@@ -18,6 +18,7 @@ import math
 
 from flax import nnx
 
+from jaxlab.models.attention import AttentionMask, attend, check_support, decode_impl, segment_positions
 from jaxlab.models.config import ModelConfig, dtype_of
 from jaxlab.models.layers import Embed, Linear, RMSNorm, _normal, apply_rope, rope_inv_freq
 from jaxlab.models.moe import MoEBlock, moe_aux
@@ -103,8 +104,7 @@ class Attention(nnx.Module):
         else:
             self.q_norm = self.k_norm = None
         self._rope = (cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
-        if cfg.attention != "xla" and cfg.attention_sinks:
-            raise ValueError(f"attention: {cfg.attention!r} has no attention sinks (gpt-oss); use attention='xla'")
+        check_support(cfg.attention, sinks=cfg.attention_sinks, dtype=cfg.dtype, head_dim=hd)
         self.impl = cfg.attention
 
     def project(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -121,7 +121,7 @@ class Attention(nnx.Module):
             q, k = (q * rope_scale).astype(q.dtype), (k * rope_scale).astype(k.dtype)
         return q, k, v
 
-    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array,
+    def __call__(self, x: jax.Array, positions: jax.Array, mask: AttentionMask,
                  kv: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None,
                  ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None, jax.Array]:
         b, s, _ = x.shape
@@ -131,15 +131,17 @@ class Attention(nnx.Module):
             k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, index, 0, 0))
             v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, index, 0, 0))
             new_kv = (k, v)
-        if self.impl == "dot_product":
-            heads = _dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask)
+        impl = self.impl if kv is None else decode_impl(self.impl)
+        if impl != "xla":
+            sinks = None if self.sinks is None else self.sinks[...].astype(jnp.float32)
+            heads = attend(impl, q, k.astype(q.dtype), v.astype(q.dtype), mask, sinks)
             out = self.o_proj(heads.reshape(b, s, self.num_heads * self.head_dim).astype(x.dtype))
             return out, new_kv, heads
         groups = self.num_heads // self.num_kv_heads
         qg = q.reshape(b, s, self.num_kv_heads, groups, self.head_dim)
         scores = jnp.einsum("bskgd,btkd->bkgst", qg, k.astype(q.dtype)).astype(jnp.float32)
         scores = scores / jnp.sqrt(jnp.float32(self.head_dim))
-        scores = jnp.where(mask[:, None, None, :, :], scores, _NEG)
+        scores = jnp.where(mask.dense()[:, None, None, :, :], scores, _NEG)
         if self.sinks is None:
             probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         else:
@@ -149,16 +151,6 @@ class Attention(nnx.Module):
         heads = jnp.einsum("bkgst,btkd->bskgd", probs, v).reshape(b, s, self.num_heads, self.head_dim)
         out = self.o_proj(heads.reshape(b, s, self.num_heads * self.head_dim).astype(x.dtype))
         return out, new_kv, heads
-
-
-def _dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
-    """``jax.nn.dot_product_attention`` (cuDNN flash attention on GPU when it applies, XLA elsewhere).
-
-    ``mask[B, S, T]`` (causal, padding and sliding window already combined) is
-    passed whole, so every mask the reference path supports is supported here;
-    grouped-query heads are handled by the kernel.
-    """
-    return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, :, :])
 
 
 class MLP(nnx.Module):
@@ -189,7 +181,7 @@ class DecoderBlock(nnx.Module):
         self.window = cfg.layer_window[layer]
 
     def __call__(self, x, positions, masks, kv=None, index=None):
-        mask = masks[self.window] if isinstance(masks, dict) else masks
+        mask = masks.with_window(self.window)
         attn_out, new_kv, heads = self.attn(self.attn_norm(x), positions, mask, kv, index)
         h = constrain(x + attn_out, ACT_AXES)
         mlp_out, acts = self.mlp(self.mlp_norm(h))
@@ -215,16 +207,13 @@ class DecoderLM(nnx.Module):
         logits = self.embed.attend(h) if self.lm_head is None else self.lm_head(h)
         return logits.astype(jnp.float32)
 
-    def _masks(self, mask: jax.Array, q_slots: jax.Array, k_slots: jax.Array) -> dict[int | None, jax.Array]:
-        """The causal mask per attention window (None: full); sliding layers see ``q - k < window``."""
-        masks = {None: mask}
-        for w in set(self.config.layer_window) - {None}:
-            masks[w] = mask & ((q_slots[:, None] - k_slots[None, :]) < w)[None]
-        return masks
-
     def __call__(self, input_ids: jax.Array, positions: jax.Array | None = None,
-                 attention_mask: jax.Array | None = None, *, collect: bool = False, return_aux: bool = False):
+                 attention_mask: jax.Array | None = None, *, segment_ids: jax.Array | None = None,
+                 collect: bool = False, return_aux: bool = False):
         """Full-sequence causal forward. ``attention_mask[B, S]`` marks real tokens (1) vs padding (0).
+
+        ``segment_ids[B, S]`` (packed sequences: 1, 2, ... per document, 0 = padding) keeps
+        documents from attending to each other; positions then restart at 0 in each document.
 
         With ``collect=True`` also returns per-layer intermediates (block inputs/outputs, per-head
         attention outputs, MLP gate/up/act, MoE router logits) for importance scoring. With
@@ -233,12 +222,14 @@ class DecoderLM(nnx.Module):
         Returns ``logits``, ``(logits, inter)``, ``(logits, aux)`` or ``(logits, inter, aux)``.
         """
         b, s = input_ids.shape
-        valid = jnp.ones((b, s), bool) if attention_mask is None else attention_mask.astype(bool)
+        given = None if attention_mask is None else attention_mask.astype(bool)
+        if segment_ids is not None:
+            given = (segment_ids != 0) if given is None else given & (segment_ids != 0)
+        valid = jnp.ones((b, s), bool) if given is None else given
         if positions is None:
-            positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
-        causal = jnp.tril(jnp.ones((s, s), bool))
-        mask = causal[None] & valid[:, None, :]
-        masks = self._masks(mask, jnp.arange(s), jnp.arange(s))
+            positions = (jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0) if segment_ids is None
+                         else segment_positions(segment_ids))
+        masks = AttentionMask.causal(s, given, segment_ids)
         h = constrain(self.embed(input_ids), ACT_AXES)
         inter, router_logits = [], []
         block = _remat(self.config.remat)
@@ -265,12 +256,9 @@ class DecoderLM(nnx.Module):
         SmolLM2-135M's prefill FLOPs, and a ``[B, S, V]`` float32 buffer) would be thrown away.
         """
         b, s = input_ids.shape
-        t = cache.valid.shape[1]
         new_valid = jnp.ones((b, s), bool) if attention_mask is None else attention_mask.astype(bool)
         valid = jax.lax.dynamic_update_slice(cache.valid, new_valid, (0, cache.index))
-        slots = cache.index + jnp.arange(s)
-        mask = (jnp.arange(t)[None, :] <= slots[:, None])[None] & valid[:, None, :]
-        masks = self._masks(mask, slots, jnp.arange(t))
+        masks = AttentionMask.cache(cache.index + jnp.arange(s), valid)
         h = constrain(self.embed(input_ids), ACT_AXES)
         ks, vs = [], []
         for i, layer in enumerate(self.layers):
@@ -303,9 +291,9 @@ def with_options(model: DecoderLM, **changes: Any) -> DecoderLM:
     unknown = set(changes) - {"remat", "attention"}
     if unknown:
         raise ValueError(f"with_options: only remat/attention can change on a built model, got {sorted(unknown)}")
-    model.config = model.config.replace(**changes)
-    if model.config.attention != "xla" and model.config.attention_sinks:
-        raise ValueError(f"attention: {model.config.attention!r} has no attention sinks (gpt-oss); use 'xla'")
+    cfg = model.config.replace(**changes)
+    check_support(cfg.attention, sinks=cfg.attention_sinks, dtype=cfg.dtype, head_dim=cfg.head_dim)
+    model.config = cfg
     for layer in model.layers:
         layer.attn.impl = model.config.attention
     return model

@@ -224,8 +224,12 @@ def encode_chat(messages: Sequence[dict[str, str]], tokenizer: Any) -> tuple[np.
 
 
 class _EncodeChat(grain.transforms.Map):
-    def __init__(self, tokenizer: Any, seq_len: int, pad_id: int, truncate: bool):
+    """One conversation as next-token arrays: padded to ``seq_len`` or, with ``pad=False`` (packing), as long
+    as it is."""
+
+    def __init__(self, tokenizer: Any, seq_len: int, pad_id: int, truncate: bool, pad: bool = True):
         self._tok, self._seq_len, self._pad_id, self._truncate = tokenizer, seq_len, pad_id, truncate
+        self._pad = pad
 
     def map(self, messages):
         ids, mask = encode_chat(messages, self._tok)
@@ -237,7 +241,7 @@ class _EncodeChat(grain.transforms.Map):
                     f"data.seq_len or set data.truncate=true (first message: {messages[0]['content'][:60]!r})"
                 )
             ids, mask = ids[:n], mask[:n]
-        pad = n - len(ids)
+        pad = n - len(ids) if self._pad else 0
         ids = np.pad(ids, (0, pad), constant_values=self._pad_id)
         mask = np.pad(mask, (0, pad))
         return {"input_ids": ids[:-1], "targets": ids[1:], "loss_mask": mask[1:]}
@@ -253,8 +257,15 @@ def chat_sft_dataset(
     num_epochs: int | None = None,
     shuffle: bool = True,
     truncate: bool = False,
+    packing: bool = False,
+    packing_bins: int = 16,
 ) -> grain.IterDataset:
-    """One right-padded conversation per row; loss only on assistant tokens."""
+    """One right-padded conversation per row; loss only on assistant tokens.
+
+    With ``packing`` several whole conversations share a row (first-fit over
+    ``packing_bins`` open rows, :func:`jaxlab.train.packing.pack`), and the batch
+    gains ``segment_ids`` and ``positions`` so they never attend to each other.
+    """
     require_positive(seq_len=seq_len, batch_size=batch_size)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
@@ -262,7 +273,12 @@ def chat_sft_dataset(
     ds = grain.MapDataset.source(load_chat_jsonl(path))
     if shuffle:
         ds = ds.shuffle(seed=seed)
-    ds = ds.repeat(num_epochs).map(_EncodeChat(tokenizer, seq_len, pad_id, truncate))
+    ds = ds.repeat(num_epochs).map(_EncodeChat(tokenizer, seq_len, pad_id, truncate, pad=not packing))
+    if packing:
+        from jaxlab.train.packing import pack
+
+        rows = pack(ds.to_iter_dataset(_READ), seq_len, num_bins=packing_bins, seed=seed, shuffle=shuffle)
+        return rows.batch(batch_size, drop_remainder=True)
     return ds.batch(batch_size, drop_remainder=True).to_iter_dataset(_READ)
 
 

@@ -61,8 +61,9 @@ class ModelSection:
     """Activation/matmul dtype; the loss is always computed in float32."""
     remat: Literal["none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "everything_saveable"] = "none"
     """Recompute each decoder block's activations in the backward pass (jax.checkpoint policy); same losses."""
-    attention: Literal["xla", "dot_product"] = "xla"
-    """``dot_product``: jax.nn.dot_product_attention (cuDNN flash attention on GPU); ``xla``: the reference."""
+    attention: Literal["xla", "dot_product", "splash", "cudnn"] = "xla"
+    """``xla``: the reference; ``dot_product``: jax.nn.dot_product_attention; ``cudnn``: cuDNN flash attention
+    (GPU, bf16); ``splash``: Pallas TPU splash attention (see jaxlab.models.attention)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,8 +169,9 @@ def _ppl(values: dict) -> dict:
 
 
 OUTPUTS = ("config.yaml", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json", "checkpoints",
-           "model_config.json", "tokenizer", "hf_model", "lora_adapter")
-RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint", "mesh",
+           "model_config.json", "tokenizer", "hf_model", "lora_adapter", "profile")
+RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "train.profile_steps",
+             "checkpoint", "mesh",
              "distributed")
 """Keys a resumed run may change: how far to train, what to log, how often to checkpoint, and the
 device mesh and process group (a checkpoint restores onto any mesh shape or process count: orbax
@@ -245,7 +247,7 @@ def run(cfg: Config) -> dict:
             return _ppl(evaluate((graphdef, params, rest), eval_set))
 
         result = fit_maybe_lora(model, cfg.lora, train_set, cfg.optim, cfg.train, checkpointer=checkpointer,
-                                metrics=metrics, eval_fn=eval_fn, mesh=mesh)
+                                metrics=metrics, eval_fn=eval_fn, mesh=mesh, profile_dir=out / "profile")
         logged = [h for h in result.history if h["split"] == "eval" and h["step"] == result.step]
         after = {k: logged[-1][k] for k in before} if logged else eval_fn(result.graphdef, result.state.params,
                                                                            result.rest)

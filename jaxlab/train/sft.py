@@ -50,12 +50,18 @@ class DataSection:
     eval_batches: int = 8
     truncate: bool = True
     """Cut conversations longer than ``seq_len + 1`` tokens; false: such a conversation is an error."""
+    packing: bool = False
+    """Pack several whole conversations per row (first-fit, jaxlab.train.packing); segment ids keep them apart
+    and positions restart per conversation. False: one right-padded conversation per row."""
+    packing_bins: int = 16
+    """Open rows the first-fit packer fills at once (more: less padding, more reordering)."""
     samples: int = 3
     """Held-out questions answered (greedy) before and after training, for the summary; 0 = none."""
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require_positive(**{n: getattr(self, n) for n in ("max_examples", "seq_len", "batch_size", "eval_batches")})
+        require_positive(**{n: getattr(self, n) for n in ("max_examples", "seq_len", "batch_size", "eval_batches",
+                                                           "packing_bins")})
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction: expected a number in (0, 1), got {self.heldout_fraction!r}")
         if self.samples < 0:
@@ -82,9 +88,9 @@ class Config:
 
 
 OUTPUTS = ("config.yaml", "sft_data", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json",
-           "checkpoints", "model_config.json", "tokenizer", "hf_model",
-           "lora_adapter")
-RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "checkpoint")
+           "checkpoints", "model_config.json", "tokenizer", "hf_model", "lora_adapter", "profile")
+RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "train.profile_steps",
+             "checkpoint")
 
 
 def _answers(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 48) -> list[dict]:
@@ -116,7 +122,8 @@ def run(cfg: Config) -> dict:
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError(f"model: the tokenizer of {name!r} has no chat template to render conversations with")
     save_model_spec(out, model.config, tokenizer)
-    common = dict(seq_len=d.seq_len, batch_size=d.batch_size, seed=d.seed, truncate=d.truncate)
+    common = dict(seq_len=d.seq_len, batch_size=d.batch_size, seed=d.seed, truncate=d.truncate, packing=d.packing,
+                  packing_bins=d.packing_bins)
     eval_set = data.take_batches(data.chat_sft_dataset(held_path, tokenizer, shuffle=False, num_epochs=1, **common),
                                  d.eval_batches)
     if not eval_set:
@@ -145,7 +152,7 @@ def run(cfg: Config) -> dict:
             return evaluate((graphdef, params, rest), eval_set)
 
         result = fit_maybe_lora(model, cfg.lora, train_set, cfg.optim, cfg.train, checkpointer=checkpointer,
-                                metrics=metrics, eval_fn=eval_fn, mesh=mesh)
+                                metrics=metrics, eval_fn=eval_fn, mesh=mesh, profile_dir=out / "profile")
         after = eval_fn(result.graphdef, result.state.params, result.rest)
         if result.resumed_from != result.step:
             metrics.write(result.step, "eval", after)

@@ -7,8 +7,9 @@ functions of arrays and can be jitted, sharded and checkpointed without any
 module object crossing the ``jit`` boundary.
 
 A batch is a mapping of ``[B, S]`` arrays: ``input_ids``, ``targets`` (the next
-token) and ``loss_mask`` (1 where a target is trained on); ``positions`` is
-passed to the model when present.
+token) and ``loss_mask`` (1 where a target is trained on); ``positions`` and
+``segment_ids`` (packed rows, :mod:`jaxlab.train.packing`) are passed to the
+model when present.
 """
 from __future__ import annotations
 
@@ -74,10 +75,11 @@ def _loss_sum(params, rest, graphdef, batch):
 def model_loss(model: Any, batch: Batch) -> tuple[jax.Array, jax.Array]:
     """``(loss_sum, n_tokens)`` of the masked causal-LM loss; MoE models add their router losses
     (``aux_loss``) per target token. A function of the module so wrappers (LoRA) can reuse it."""
+    kw = dict(positions=batch.get("positions"), segment_ids=batch.get("segment_ids"))
     if getattr(model.config, "moe", None) is None:
-        logits = model(batch["input_ids"], positions=batch.get("positions"))
+        logits = model(batch["input_ids"], **kw)
         return masked_cross_entropy(logits, batch["targets"], batch["loss_mask"])
-    logits, aux = model(batch["input_ids"], positions=batch.get("positions"), return_aux=True)
+    logits, aux = model(batch["input_ids"], return_aux=True, **kw)
     loss_sum, n_tok = masked_cross_entropy(logits, batch["targets"], batch["loss_mask"])
     return loss_sum + aux["aux_loss"] * n_tok, n_tok
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import jax
@@ -45,11 +46,19 @@ class TrainConfig:
     """Show a tqdm progress bar."""
     peak_tflops_per_device: float | None = None
     """Peak TFLOP/s of one device for the logged MFU; None: looked up from the device kind (unknown: no MFU)."""
+    profile_steps: tuple[int, int] | None = None
+    """``[start, stop]``: record a ``jax.profiler`` trace of steps start..stop (inclusive) under
+    ``RUN_DIR/profile`` (open it with TensorBoard's profile plugin, Perfetto or XProf); None: no trace."""
 
     def __post_init__(self) -> None:
         for name, low in (("steps", 1), ("log_every", 1), ("eval_every", 0)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name}: expected an integer >= {low}, got {getattr(self, name)!r}")
+        if self.profile_steps is not None:
+            span = tuple(self.profile_steps)
+            if len(span) != 2 or not 1 <= span[0] <= span[1]:
+                raise ValueError(f"profile_steps: expected [start, stop] with 1 <= start <= stop, got {span!r}")
+            object.__setattr__(self, "profile_steps", span)
 
 
 @dataclasses.dataclass
@@ -108,6 +117,7 @@ def fit(
     tx: optax.GradientTransformation | None = None,
     loss_fn: LossFn | None = None,
     loss_context: Any = None,
+    profile_dir: str | Path | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` (a grain dataset or iterator with get/set_state).
 
@@ -120,7 +130,11 @@ def fit(
     ``loss_context`` (a pytree of arrays, e.g. a frozen teacher's state) the step's ``rest``
     argument is ``(rest, loss_context)``: traced, never differentiated, placed on the mesh, and
     not checkpointed (the caller rebuilds it on resume).
+    ``profile_dir`` is where ``train_cfg.profile_steps`` writes its trace (default: ``profile/`` next to
+    the metrics).
     """
+    profiler = _Profiler(train_cfg.profile_steps, profile_dir if profile_dir is not None else
+                         (metrics.directory / "profile" if metrics is not None else None))
     graphdef, params, rest = split_model(model)
     tx = make_optimizer(optim_cfg) if tx is None else tx
     if mesh is not None:
@@ -183,6 +197,7 @@ def fit(
                     f"(num_epochs=None) or lower train.steps"
                 ) from None
             placed = place(batch)
+            profiler.before(step)
             with sharding_ctx():
                 shape = tuple((k, v.shape, v.dtype) for k, v in sorted(placed.items()))
                 if shape not in compiled:  # compile explicitly: the memory report comes from this executable
@@ -192,6 +207,7 @@ def fit(
                         _report_memory(compiled[shape])
                     last = (step - 1, time.perf_counter())  # compile time is not step time
                 state, out = compiled[shape](state, step_rest(rest), placed)
+            profiler.after(step, out)
             record: dict = {}
             if step % train_cfg.log_every == 0 or step == train_cfg.steps:
                 record = {k: float(v) for k, v in jax.device_get(out).items()}
@@ -216,10 +232,41 @@ def fit(
             if on_step is not None:
                 on_step(step, record)
     finally:
+        profiler.close()
         bar.close()
         if checkpointer is not None:
             checkpointer.wait()
     return FitResult(graphdef, state, rest, train_cfg.steps, resumed_from, history)
+
+
+class _Profiler:
+    """Starts a ``jax.profiler`` trace before step ``start`` and stops it once step ``stop`` has finished.
+
+    Why wait on the step's outputs: dispatch is asynchronous, so without it the
+    trace would stop before the device work of the last traced step ran.
+    """
+
+    def __init__(self, span: tuple[int, int] | None, directory: str | Path | None):
+        if span is not None and directory is None:
+            raise ValueError("train.profile_steps: no directory to write the trace to (pass fit(profile_dir=...) "
+                             "or a MetricsWriter)")
+        self.span, self.directory, self.active = span, None if directory is None else Path(directory), False
+
+    def before(self, step: int) -> None:
+        if self.span is not None and step == self.span[0]:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            jax.profiler.start_trace(str(self.directory))
+            self.active = True
+
+    def after(self, step: int, out: Any) -> None:
+        if self.active and step == self.span[1]:
+            jax.block_until_ready(out)
+            self.close()
+
+    def close(self) -> None:
+        if self.active:
+            self.active = False
+            jax.profiler.stop_trace()
 
 
 def _report_memory(compiled: Any) -> None:
