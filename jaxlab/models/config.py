@@ -151,6 +151,11 @@ class ModelConfig:
     """Attention kernel: ``xla`` (reference einsum + softmax), ``dot_product`` (``jax.nn.dot_product_attention``),
     ``cudnn`` (cuDNN flash attention, GPU, bf16/fp16) or ``splash`` (Pallas TPU splash attention; interpreted
     on CPU). See ``jaxlab.models.attention`` for what each supports and what decode falls back to."""
+    scan_layers: bool = False
+    """Run the (identical) decoder blocks under one ``jax.lax.scan`` (one traced block body; same losses and
+    gradients). Parameters stay per layer and are stacked inside the step, so compile time still grows with
+    depth, more slowly than unrolled past ~16 layers (experiments/bench/bench_scan_compile.py). Needs uniform
+    widths, one attention window and no dense/MoE mix."""
 
     def __post_init__(self) -> None:
         if self.remat not in REMAT_POLICIES:

@@ -3,8 +3,8 @@
 One module covers the families: Qwen2 adds q/k/v biases, Qwen3 adds a
 per-head RMSNorm on q and k; MoE layers swap the MLP for ``moe.MoEBlock``;
 gpt-oss adds attention sinks, an o_proj bias and alternating sliding-window
-layers. Layers are a plain list (not scanned) so widths may differ per layer
-after pruning. The KV cache is an explicit pytree that goes in and comes out,
+layers. Layers are a plain list so widths may differ per layer after pruning
+(``scan_layers`` stacks alike layers inside the forward pass, see ``scan.py``). The KV cache is an explicit pytree that goes in and comes out,
 so a decode step stays a pure function.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from jaxlab.models.attention import AttentionMask, attend, check_support, decode
 from jaxlab.models.config import ModelConfig, dtype_of
 from jaxlab.models.layers import Embed, Linear, RMSNorm, _normal, apply_rope, rope_inv_freq
 from jaxlab.models.moe import MoEBlock, moe_aux
+from jaxlab.models.scan import check_scannable, scan_blocks
 from jaxlab.sharding import constrain
 
 _NEG = float(jnp.finfo(jnp.float32).min)
@@ -193,6 +194,7 @@ class DecoderLM(nnx.Module):
     """Token ids in, logits out: ``model(input_ids, positions, attention_mask)``."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        check_scannable(cfg)
         self.config = cfg
         dt, pdt = dtype_of(cfg.dtype), dtype_of(cfg.param_dtype)
         self.embed = Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, param_dtype=pdt, rngs=rngs)
@@ -233,7 +235,9 @@ class DecoderLM(nnx.Module):
         h = constrain(self.embed(input_ids), ACT_AXES)
         inter, router_logits = [], []
         block = _remat(self.config.remat)
-        for layer in self.layers:
+        if self.config.scan_layers and not collect:  # collect (importance scoring) keeps the per-layer loop
+            h, router_logits = scan_blocks(self.layers, h, positions, masks, self.config.remat)
+        for layer in ([] if self.config.scan_layers and not collect else self.layers):
             h, acts = block(layer, h, positions, masks)
             if collect:
                 inter.append(acts)
@@ -287,12 +291,15 @@ def _remat(policy: str) -> Any:
 
 
 def with_options(model: DecoderLM, **changes: Any) -> DecoderLM:
-    """``model`` with execution-only config fields (``remat``, ``attention``) changed in place; weights untouched."""
-    unknown = set(changes) - {"remat", "attention"}
+    """``model`` with execution-only config fields (``remat``, ``attention``, ``scan_layers``) changed in place;
+    weights untouched."""
+    unknown = set(changes) - {"remat", "attention", "scan_layers"}
     if unknown:
-        raise ValueError(f"with_options: only remat/attention can change on a built model, got {sorted(unknown)}")
+        raise ValueError(f"with_options: only remat/attention/scan_layers can change on a built model, "
+                         f"got {sorted(unknown)}")
     cfg = model.config.replace(**changes)
     check_support(cfg.attention, sinks=cfg.attention_sinks, dtype=cfg.dtype, head_dim=cfg.head_dim)
+    check_scannable(cfg)
     model.config = cfg
     for layer in model.layers:
         layer.attn.impl = model.config.attention

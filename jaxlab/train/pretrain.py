@@ -64,6 +64,8 @@ class ModelSection:
     attention: Literal["xla", "dot_product", "splash", "cudnn"] = "xla"
     """``xla``: the reference; ``dot_product``: jax.nn.dot_product_attention; ``cudnn``: cuDNN flash attention
     (GPU, bf16); ``splash``: Pallas TPU splash attention (see jaxlab.models.attention)."""
+    scan_layers: bool = False
+    """Run the identical decoder blocks under one jax.lax.scan (same losses; faster compiles for deep models)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +145,8 @@ def load_model(section: ModelSection) -> tuple[Any, Any]:
     from jaxlab.models.decoder import with_options
 
     model, tokenizer = _load_weights(section)
-    return with_options(model, remat=section.remat, attention=section.attention), tokenizer
+    return with_options(model, remat=section.remat, attention=section.attention,
+                        scan_layers=section.scan_layers), tokenizer
 
 
 def _load_weights(section: ModelSection) -> tuple[Any, Any]:
