@@ -53,3 +53,15 @@ def test_install_cell_is_a_no_op_here_and_names_what_a_fresh_runtime_needs(path,
     monkeypatch.chdir(path.parent)  # opened from a clone: an editable install of that clone
     exec(source, {})
     assert calls[-1][-2:] == ["-e", str(path.parents[1])]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebooks_carry_their_outputs(path):
+    """The repository's copies were run (``python colab/run_notebooks.py``): every code cell executed, no
+    error outputs, and the plots are there for a reader who has not run anything."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), f"{path.name}: run `python colab/run_notebooks.py`"
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name}: no plot in the outputs"
