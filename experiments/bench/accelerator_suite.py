@@ -178,6 +178,7 @@ def _attention_tflops(path: str, b: int, s: int, heads: int, hd: int, ctx: dict)
     """Forward + backward TFLOP/s of one causal bf16 attention layer (``model.attention=path``)."""
     from flax import nnx
 
+    from jaxlab.models.attention import AttentionMask
     from jaxlab.models.decoder import Attention
 
     d = heads * hd
@@ -186,7 +187,7 @@ def _attention_tflops(path: str, b: int, s: int, heads: int, hd: int, ctx: dict)
     graphdef, state = nnx.split(Attention(cfg, heads, heads, rngs=nnx.Rngs(0)))
     x = jax.random.normal(jax.random.key(1), (b, s, d), jnp.bfloat16)
     pos = jnp.broadcast_to(jnp.arange(s), (b, s))
-    mask = jnp.broadcast_to(jnp.tril(jnp.ones((s, s), bool)), (b, s, s))
+    mask = AttentionMask.causal(s)
 
     def loss(st, x):
         y, _, _ = nnx.merge(graphdef, st)(x, pos, mask)
