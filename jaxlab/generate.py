@@ -241,20 +241,27 @@ def new_cache(model: DecoderLM, batch: int, cache_len: int) -> KVCache:
 
 
 @partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))
-def admit_step(graphdef: Any, state: Any, cache: KVCache, ids: jax.Array, mask: jax.Array, join: jax.Array,
+def admit_step(graphdef: Any, state: Any, cache: KVCache, rows: jax.Array, ids: jax.Array, mask: jax.Array,
                allowed: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: jax.Array,
                want_top: jax.Array) -> tuple[tuple[jax.Array, ...], KVCache, jax.Array]:
-    """Prefill the left-padded prompts ``ids[B, P]`` of the rows where ``join`` is set into cache slots
-    ``[index, index + P)``; the other rows keep decoding later (their new slots are marked invalid, so they
-    never attend to them).  A joining row's earlier slots are invalidated first.  Returns (``_pick`` of each
-    row's first token, cache, next position per row); outputs of non-joining rows are meaningless."""
+    """Prefill the left-padded prompts ``ids[K, P]`` into cache rows ``rows[K]`` at slots ``[index, index + P)``.
+
+    Only the ``K`` joining rows run through the model (gathered from the ``B``-row cache, their earlier slots
+    invalidated, scattered back): admitting one request into a busy batch costs a ``[1, P]`` prefill, not a
+    ``[B, P]`` one. The other rows' slots ``[index, index + P)`` were never written (the index only grows), so
+    they stay invalid and those rows keep decoding untouched. ``rows`` may repeat an index with identical
+    inputs (the row bucket's padding). Returns (``_pick`` of each joining row's first token, cache, next
+    position per joining row), all ``[K]``."""
     model: DecoderLM = nnx.merge(graphdef, state)
-    mask = mask * join[:, None].astype(mask.dtype)
-    cache = KVCache(k=cache.k, v=cache.v, valid=cache.valid & ~join[:, None], index=cache.index)
+    sub = KVCache(k=tuple(k[rows] for k in cache.k), v=tuple(v[rows] for v in cache.v),
+                  valid=jnp.zeros_like(cache.valid[rows]), index=cache.index)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-    logits, cache = model.decode(ids, positions, cache, attention_mask=mask, last_only=True)
+    logits, sub = model.decode(ids, positions, sub, attention_mask=mask, last_only=True)
     first = _pick(logits[:, -1], allowed, temps, top_ps, seeds, jnp.zeros_like(seeds), want_top)
-    return first, cache, jnp.sum(mask, axis=1).astype(jnp.int32)
+    out = KVCache(k=tuple(k.at[rows].set(n) for k, n in zip(cache.k, sub.k)),
+                  v=tuple(v.at[rows].set(n) for v, n in zip(cache.v, sub.v)),
+                  valid=cache.valid.at[rows].set(sub.valid), index=sub.index)
+    return first, out, jnp.sum(mask, axis=1).astype(jnp.int32)
 
 
 @partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))

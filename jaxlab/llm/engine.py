@@ -157,7 +157,7 @@ class BatchEngine:
         self.vocab_size = model.config.vocab_size
         self.words = bitmask_words(self.vocab_size)
         self.grammars = GrammarBook(tokenizer, self.vocab_size, self.stop_ids)
-        self.compiled_shapes: set[tuple[str, int, int, int]] = set()
+        self.compiled_shapes: set[tuple] = set()
         self.batches_run = 0  # fresh caches started
         self.admitted_mid_batch = 0  # jobs that joined a batch already decoding
         self.decode_steps = 0  # lets tests see that streamed text arrives while decoding continues
@@ -234,7 +234,10 @@ class BatchEngine:
         for b, p, t in sorted(shapes):
             batch = _Batch(b, t, self.words)
             batch.cache = self._new_cache(b, t)
-            self._admit(batch, [], p)
+            # a fresh batch admits all its rows; one that is decoding admits 1, 2, 4, ... rows into free ones
+            joins = {bucket(r, 1, b) for r in range(1, b + 1)} if self.continuous and b > 1 else {b}
+            for k in sorted(joins):
+                self._admit(batch, [], p, warm_rows=k)
             self._decode(batch)
         return len(self.compiled_shapes)
 
@@ -332,44 +335,54 @@ class BatchEngine:
             self.admitted_mid_batch += len(chosen)
             self._admit(batch, chosen, width)
 
-    def _admit(self, batch: _Batch, jobs: list[Job], width: int) -> None:
-        """Prefill ``jobs`` into free rows of ``batch`` with one jitted call of prompt width ``width``."""
+    def _admit(self, batch: _Batch, jobs: list[Job], width: int, warm_rows: int = 0) -> None:
+        """Prefill ``jobs`` into free rows of ``batch`` with one jitted call of prompt width ``width`` over just
+        the joining rows (their count rounded up to a power of two; the padding repeats the first row)."""
         import jax.numpy as jnp
 
         from jaxlab.generate import admit_step
 
-        b, t = batch.b, batch.t
-        ids = np.full((b, width), self.pad_id, np.int32)
-        mask = np.zeros((b, width), np.int32)
-        join = np.zeros(b, bool)
-        ids[:, -1], mask[:, -1] = self.pad_id, 1  # rows not joining: one dummy token, masked out by ``join``
         slots = iter(batch.free())
         new: list[_Row] = []
+        joining: list[int] = []
         for job in jobs:
             for k in range(job.n):
                 i = next(slots)
                 row = batch.rows[i] = _Row(job, k, self.words)
                 new.append(row)
-                toks = job.prompt_ids
-                ids[i], mask[i] = self.pad_id, 0
-                ids[i, width - len(toks):], mask[i, width - len(toks):] = toks, 1
-                join[i] = True
+                joining.append(i)
                 batch.temps[i], batch.top_ps[i] = job.temperature, job.top_p
                 batch.seeds[i] = (job.seed * 1_000_003 + k) % (2 ** 31)
                 batch.allowed[i] = row.matcher.allowed() if row.matcher is not None else -1
-        if not jobs:  # warm-up: compile with every row joining
-            join[:] = True
+        if not jobs:  # warm-up: compile the admission of ``warm_rows`` rows
+            joining = list(range(warm_rows or batch.b))
+        k = bucket(len(joining), 1, batch.b)
+        rows = np.asarray(joining + [joining[0]] * (k - len(joining)), np.int32)
+        ids = np.full((k, width), self.pad_id, np.int32)
+        mask = np.zeros((k, width), np.int32)
+        ids[:, -1], mask[:, -1] = self.pad_id, 1  # warm-up rows: one dummy token
+        for j, r in enumerate(new):
+            toks = r.job.prompt_ids
+            ids[j], mask[j] = self.pad_id, 0
+            ids[j, width - len(toks):], mask[j, width - len(toks):] = toks, 1
+        for j in range(len(new), k):  # padding repeats the first joining row exactly
+            ids[j], mask[j] = ids[0], mask[0]
         self.max_rows_seen = max(self.max_rows_seen, len(batch.active()))
         picked, batch.cache, pos = admit_step(
-            self.graphdef, self.state, batch.cache, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(join),
-            jnp.asarray(batch.allowed), jnp.asarray(batch.temps), jnp.asarray(batch.top_ps),
-            jnp.asarray(batch.seeds), jnp.asarray(any((r.job.logprobs or 0) > 0 for r in new)))
-        self.compiled_shapes.add(("admit", b, width, t))
+            self.graphdef, self.state, batch.cache, jnp.asarray(rows), jnp.asarray(ids), jnp.asarray(mask),
+            jnp.asarray(batch.allowed[rows]), jnp.asarray(batch.temps[rows]), jnp.asarray(batch.top_ps[rows]),
+            jnp.asarray(batch.seeds[rows]), jnp.asarray(any((r.job.logprobs or 0) > 0 for r in new)))
+        self.compiled_shapes.add(("admit", batch.b, k, width, batch.t))
         batch.index += width
         pos = np.asarray(pos)
-        for i in np.nonzero(join)[0]:
-            batch.pos[i] = pos[i]
-        self._take(batch, picked, only=new)
+        for j, i in enumerate(joining):
+            batch.pos[i] = pos[j]
+        tok, chosen, top_v, top_i = (np.asarray(x) for x in picked)
+        full = [np.zeros((batch.b,) + x.shape[1:], x.dtype) for x in (tok, chosen, top_v, top_i)]
+        for j, i in enumerate(joining):
+            for dst, src in zip(full, (tok, chosen, top_v, top_i)):
+                dst[i] = src[j]
+        self._take(batch, tuple(full), only=new)
 
     def _decode(self, batch: _Batch) -> None:
         import jax.numpy as jnp

@@ -126,6 +126,8 @@ def test_a_request_joins_a_running_batch_and_nobody_changes(served):
     for _, done in runs.values():
         assert done.wait(120)
     assert engine.admitted_mid_batch == before + 1
+    # the late request's prefill ran on its own row only: a [1, P] admission into the 2-row cache
+    assert any(s[0] == "admit" and s[1] == 2 and s[2] == 1 for s in engine.compiled_shapes), engine.compiled_shapes
     assert runs["late"][0][-1][0] < runs["long"][0][-1][0]  # finished while "long" was still decoding
     for k, (prompt, max_tokens) in prompts.items():
         ref = generate(engine.model, engine.tokenizer, [engine.encode(prompt)], max_new_tokens=max_tokens)
