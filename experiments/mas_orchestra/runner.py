@@ -24,6 +24,7 @@ from experiments.mas_orchestra.spec import dumps
 from experiments.mas_orchestra.subagents import Corpus, Runtime, Settings
 from experiments.masbench.generator import AXES, MAX_LEVEL, MIN_LEVEL, Problem
 from experiments.masbench.generators import GENERATORS, generate_split
+from experiments.masbench.loader import PUBLISHED_AXES, load_parquet
 from experiments.mas_prove.benchmarks import REAL_MATH, real_math_tasks
 from experiments.masbench.scorer import final_answer, math_correct, score
 from jaxlab.config import ConfigError
@@ -81,15 +82,13 @@ def _problems(cfg: Config) -> list[Problem]:
         return [Problem(t.id, cfg.benchmark, 0, t.prompt, t.answers, ()) for t in
                 real_math_tasks(cfg.benchmark, cfg.n_tasks)]
     if cfg.parquet:
-        from experiments.masbench.loader import load_parquet
-
         return [p for p in load_parquet(cfg.parquet) if p.axis in cfg.axes]
     return generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed, cfg.generator)
 
 
 def _score(text: str, p: Problem) -> dict:
     """MASBench: every box in order; a real single-answer benchmark: the final answer by math-verify."""
-    if p.axis in AXES:
+    if p.axis in PUBLISHED_AXES:  # MASBench (generated or the published parquet, combine included)
         return score(text, p.answers)
     ok = math_correct(text, p.answers[0])
     return {"correct": ok, "partial": float(ok), "predicted": [final_answer(text) or ""]}

@@ -5,6 +5,7 @@ import random
 import networkx as nx
 import pytest
 
+from experiments.mas_orchestra import runner
 from experiments.masbench.generator import AXES, MAX_LEVEL, MIN_LEVEL, SEPARATOR
 from experiments.masbench.generators import generate as pick_generate
 from experiments.masbench.generators import generate_split
@@ -12,6 +13,10 @@ from experiments.masbench.igsm import ancestors, depth, generate, solution
 from experiments.masbench.igsm_solver import solve
 from experiments.masbench.igsm_world import CONVENTION, NOISE_LINE
 from experiments.masbench.scorer import score
+from jaxlab.config import load
+from jaxlab.llm import ScriptedClient
+
+from orchestra_helpers import GOOD_SYSTEM, is_orchestrator
 
 SEEDS = random.Random(13).sample(range(10**6), 12)
 
@@ -118,3 +123,20 @@ def test_seeded_selectable_and_scored_like_masbench():
     assert score(reply, p.answers)["correct"]
     fooled = "\n\n".join(f"\\boxed{{{f}}}" for _, _, f in p.graph.magic) + f"\n\n\\boxed{{{p.answers[-1]}}}"
     assert not score(fooled, p.answers)["correct"]  # believing the adversarial notes fails
+
+
+def test_orchestra_runner_picks_igsm_by_config_and_scores_every_axis(tmp_path):
+    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "generator=igsm", "levels=[2]", "per_level=1",
+                                     "max_parallel=1"])
+    problems = runner._problems(cfg)
+    assert [p.id for p in problems] == [f"igsm-{a}-L2-s0" for a in AXES]
+
+    def responder(req):  # answers whichever problem the prompt carries, by the text-only solver
+        if is_orchestrator(req):
+            return GOOD_SYSTEM.format(extra="")
+        text = "\n".join(m["content"] for m in req.messages)
+        p = next((p for p in problems if p.question in text), None)
+        return "\n\n".join(f"\\boxed{{{a}}}" for a in solve(p.question)) if p else "\\boxed{0}"
+
+    summary = runner.run(cfg, client=ScriptedClient(responder=responder))
+    assert summary["n_problems"] == 5 and all(summary["accuracy"][a]["all"] == 1.0 for a in AXES)
