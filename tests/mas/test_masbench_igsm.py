@@ -18,7 +18,7 @@ from jaxlab.llm import ScriptedClient
 
 from orchestra_helpers import GOOD_SYSTEM, is_orchestrator
 
-SEEDS = random.Random(13).sample(range(10**6), 12)
+SEEDS = random.Random(13).sample(range(10**6), 30)
 
 
 def _digraph(g) -> nx.DiGraph:
