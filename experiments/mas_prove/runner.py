@@ -22,6 +22,7 @@ from pathlib import Path
 
 from experiments.mas_prove import report
 from experiments.mas_prove.benchmarks import BENCHMARKS, grade, load_tasks
+from experiments.masbench.generators import GENERATORS
 from experiments.mas_prove.context import STRATEGIES
 from experiments.mas_prove.core import LEVELS, MASContext, Meter, derive_seed
 from experiments.mas_prove.frameworks import FAMILIES, FRAMEWORKS, make_framework
@@ -44,6 +45,8 @@ class Config:
     frameworks: tuple[str, ...] = ("debate", "dylan", "aflow", "maas", "adas", "mas_zero")
     benchmarks: tuple[str, ...] = ("math", "masbench")
     math_path: str | None = None
+    masbench_generator: str = "dag"
+    """``masbench`` rows: ``dag`` (generic word problems) or ``igsm`` (the authors' iGSM style)."""
     n_tasks: int = 4
     seeds: tuple[int, ...] = (0, 1)
     verifier: str = "judge_ranking"
@@ -71,6 +74,8 @@ class Config:
             bad = [v for v in values if v not in allowed]
             if bad:
                 raise ConfigError(f"{key}: expected a subset of {sorted(allowed)}, got {bad}")
+        if self.masbench_generator not in GENERATORS:
+            raise ConfigError(f"masbench_generator: expected one of {list(GENERATORS)}, got {self.masbench_generator!r}")
         if self.verifier not in KINDS and self.verifier not in ALIASES:
             raise ConfigError(f"verifier: expected one of {list(KINDS) + list(ALIASES)}, got {self.verifier!r}")
         if self.verifier_model is not None and ALIASES.get(self.verifier, self.verifier) not in ("orm", "prm"):
@@ -104,7 +109,7 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
     client = client or make_client(cfg.client)
     verifier_client = verifier_client or (make_client(cfg.verifier_client) if cfg.verifier_client else client)
     out_dir = Path(cfg.output_dir)
-    jobs = [(b, t, f, lv, st, seed) for b in cfg.benchmarks for t in load_tasks(b, cfg.n_tasks, 0, cfg.math_path)
+    jobs = [(b, t, f, lv, st, seed) for b in cfg.benchmarks for t in load_tasks(b, cfg.n_tasks, 0, cfg.math_path, cfg.masbench_generator)
             for f in cfg.frameworks for lv, st in settings(cfg) for seed in cfg.seeds]
     traj = JsonlLog(out_dir / "trajectories.jsonl")
     done = {_key(r): r for r in traj.existing if not r["error"]}  # same config (claim_output_dir): reuse
@@ -156,7 +161,7 @@ def prepare(cfg: Config, client: ChatClient, wanted: set[tuple]) -> dict[tuple, 
     if cfg.n_validation <= 0:
         return out
     for bench in cfg.benchmarks:
-        tasks = load_tasks(bench, cfg.n_tasks + cfg.n_validation, 0, cfg.math_path)[cfg.n_tasks:]
+        tasks = load_tasks(bench, cfg.n_tasks + cfg.n_validation, 0, cfg.math_path, cfg.masbench_generator)[cfg.n_tasks:]
         if not tasks:
             raise ConfigError(f"n_validation: benchmark {bench!r} has no rows after the first {cfg.n_tasks}")
         for fname in ("adas", "maas"):

@@ -46,15 +46,30 @@ def extract_boxed(text: str) -> list[str]:
         i = k + 1
 
 
+_FRAC_DIGITS = re.compile(r"\\d?frac(\d)(\d)")
+_VAR_PREFIX = re.compile(r"^[a-z]=(?=.)")
+
+
 def normalize(answer: str) -> str:
+    """A canonical key: LaTeX wrappers and spacing removed; a plain number (``x=`` dropped) as a reduced fraction.
+
+    Equivalent single answers written differently (``\\frac12``, ``0.5``, ``x=1/2``; ``073`` and ``73``)
+    get the same key, so majority votes over them do not split; anything else falls to math-verify in
+    :func:`equivalent`.
+    """
     s = answer.strip().strip("$").strip()
     s = _TEXT.sub(r"\1", s)
     s = _FRAC.sub(r"(\1)/(\2)", s)
+    s = _FRAC_DIGITS.sub(r"(\1)/(\2)", s)
     for junk in ("\\!", "\\,", "\\;", "\\left", "\\right", "\\%", "%", "\\$", " "):
         s = s.replace(junk, "")
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
         s = s.replace(",", "")
-    return s.rstrip(".").lower()
+    s = s.rstrip(".").lower()
+    x = _number(s)
+    if x is None and _VAR_PREFIX.match(s):  # "x=5" -> 5; an equation such as "y=2x+3" stays whole
+        x = _number(_VAR_PREFIX.sub("", s))
+    return s if x is None else str(x)
 
 
 def _number(s: str) -> Fraction | None:
