@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, TypeVar
 
 from experiments.mas_prove.context import STRATEGIES, build_contexts
+from experiments.mas_prove.prompts import summary_system, summary_user
 from jaxlab.llm.concurrency import map_bounded
 from jaxlab.llm.types import ChatClient, ChatRequest, Usage
 
@@ -159,7 +160,8 @@ class MASContext:
         summaries = iter(range(len(candidates) + 1))
         try:
             contexts = build_contexts(self.strategy, self.task, self.steps, candidates, lambda text: self.llm(
-                text, ("summary", *self.path, where, next(summaries)), SUMMARIZER, 0.0, self.vmeter))
+                summary_user(text), ("summary", *self.path, where, next(summaries)), summary_system(), 0.0,
+                self.vmeter))
             ranking = list(self.verifier.rank(self.task, contexts))
             if sorted(ranking) != list(range(len(candidates))):
                 raise VerifierError(f"ranking {ranking} is not a permutation of 0..{len(candidates) - 1}")
@@ -174,6 +176,3 @@ class MASContext:
         self.verifications.append(record)
         return choice
 
-
-SUMMARIZER = ("Summarise the reasoning so far for a reviewer: keep every claimed intermediate result and the "
-              "current answer, drop repetition. Reply with the summary only.")
