@@ -68,8 +68,10 @@ def derive_seed(*position: object) -> int:
 
 def call(client: ChatClient, meter: Meter, prompt: str, system: str, temperature: float, max_tokens: int,
          seed: int) -> str:
-    """One chat turn booked on ``meter``; ``seed`` is sent as given (callers derive it from the position)."""
-    req = ChatRequest(messages=({"role": "system", "content": system}, {"role": "user", "content": prompt}),
+    """One chat turn booked on ``meter``; ``seed`` is sent as given (callers derive it from the position).
+    An empty ``system`` sends the user turn alone (the authors' Debate and DyLAN ranker calls have no system turn)."""
+    user = {"role": "user", "content": prompt}
+    req = ChatRequest(messages=({"role": "system", "content": system}, user) if system else (user,),
                       temperature=temperature, max_tokens=max_tokens, seed=seed,
                       model=getattr(client, "model", ""))
     resp = client.complete(req)

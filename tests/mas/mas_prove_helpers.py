@@ -53,7 +53,7 @@ def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str 
             return f"```python\ndef solve():\n    return {gold!r}\n```"
         if "for consistency" in system:
             return "<solution_letter>A</solution_letter>"
-        if "rank solutions" in system:
+        if "Please choose the best 2 solutions" in prompt:  # DyLAN's listwise ranker (a user turn only)
             return "[[1, 2]]"
         if "verify solutions" in system:
             return "<choice>1</choice>"

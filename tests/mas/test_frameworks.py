@@ -1,5 +1,4 @@
 """Trace-level tests of each framework's defining mechanism: who saw which messages, who was active, when."""
-import itertools
 import random
 import re
 
@@ -8,7 +7,9 @@ import pytest
 
 from experiments.mas_prove.core import MASContext
 from experiments.mas_prove.frameworks.common import answer_key
-from experiments.mas_prove.frameworks.iteration import ROLES, Debate, DyLAN, importance, parse_scores
+from experiments.mas_prove.frameworks.iteration import ROLES, Debate, DyLAN, importance, parse_ranks, parse_scores
+from experiments.mas_prove.frameworks.iteration_prompts import (DEBATE_DIRECT, DEBATE_REFINE, DYLAN_AIME_ROLES,
+                                                                 dylan_message, dylan_system)
 from jaxlab.llm import ScriptedClient
 
 TASK = "What is 17 cubed?"
@@ -18,24 +19,111 @@ def _ctx(responder, **kw):
     return MASContext(ScriptedClient(responder=responder), TASK, task_id="t", framework="x", **kw)
 
 
+def _seeded(req):
+    return f"reply seed={req.seed} <answer>{random.Random(req.seed).randint(0, 9)}</answer>"
+
+
 def test_debate_agents_read_each_others_previous_answers_for_the_authors_rounds():
-    counter = itertools.count()
-    client_ctx = _ctx(lambda req: f"reply {next(counter)} \\boxed{{{random.Random(req.seed).randint(0, 9)}}}")
-    final = Debate().solve(client_ctx)
-    reqs = client_ctx.client.requests
+    ctx = _ctx(_seeded)
+    final = Debate().solve(ctx)
+    reqs, steps = ctx.client.requests, ctx.steps
     assert len(reqs) == 2 * (1 + 3)  # 2 agents, an answer round and 3 refinement rounds (the authors' CLI)
-    steps = client_ctx.steps
-    assert [s.round for s in steps] == [0, 0, 1, 1, 2, 2, 3, 3]
-    for k in range(2, 8):  # agent i of round r saw its own and the other agent's round r-1 answers
+    assert all(len(r.messages) == 1 and r.messages[0]["role"] == "user" for r in reqs)  # no system turn
+    assert [(s.agent, s.round) for s in steps] == [(f"debater_{i}", r) for r in range(4) for i in range(2)]
+    assert [r.messages[0]["content"] for r in reqs[:2]] == [DEBATE_DIRECT.format(question=TASK)] * 2
+    for k in range(2, 8):  # agent i of round r saw its own and the other agent's round r-1 answers, nothing else
         r, i = divmod(k, 2)
         own, other = steps[2 * (r - 1) + i].output, steps[2 * (r - 1) + 1 - i].output
-        prompt = reqs[k].messages[-1]["content"]
-        assert f"ORIGINAL SOLUTION:\n{own}" in prompt and f"OTHER AGENTS' SOLUTIONS:\nAgent {2 - i}:\n{other}" in prompt
+        assert reqs[k].messages[0]["content"] == DEBATE_REFINE.format(question=TASK, original=own,
+                                                                      others=f"Agent 0: {other}")
     assert final in (steps[6].output, steps[7].output)
+    chosen = set()  # the final pick is a seeded random agent of the last round: across seeds both get picked
+    for s in range(12):
+        c = _ctx(_seeded, seed=s)
+        out = Debate().solve(c)
+        chosen.add([st.output for st in c.steps[6:]].index(out))
+    assert chosen == {0, 1}
+
+
+def test_debate_iteration_level_keeps_the_chosen_rounds_and_the_next_round_reads_them():
+    class Third:  # a verifier that always prefers candidate 3
+        def rank(self, task, contexts):
+            return [2, 0, 1]
+
+    ctx = _ctx(_seeded, verifier=Third(), level="iteration")
+    Debate().solve(ctx)
+    assert [v["where"] for v in ctx.verifications] == [f"round {r}" for r in range(4)]
+    assert all(v["chosen"] == 2 and v["n"] == 3 for v in ctx.verifications)
+    assert len(ctx.client.requests) == 3 * 8  # 3 forks of every round
+    for s in ctx.steps:  # every kept step is fork 2's reply at that position ...
+        seed = ctx.position_seed("fork", s.round, 2, s.agent, s.round, 0)
+        assert s.output == _seeded(type("R", (), {"seed": seed})())
+    for s in ctx.steps[2:]:  # ... and the next round was prompted with the kept (not a discarded) answers
+        prev = [p.output for p in ctx.steps if p.round == s.round - 1]
+        assert all(p in s.prompt for p in prev)
+
+
+def _dylan_responder(calls):
+    """Role i answers i+1 in rounds 0-2 and 3 in round 3; rates solutions answering 3 with 5, others 1; the ranker
+    keeps the solutions answering 1 and 3.  Every reply carries a unique tag so a test can see who read it."""
+    roles = list(DYLAN_AIME_ROLES)
+
+    def responder(req):
+        prompt = req.messages[-1]["content"]
+        shown = re.findall(r"Solution \d+: ```(.*?)```", prompt, re.S)
+        if "Please choose the best 2 solutions" in prompt:
+            calls.append(("ranker", prompt))
+            picks = [k + 1 for k, t in enumerate(shown) if answer_key(t)[0] in ("1", "3")]
+            return f"I keep these. [[{', '.join(map(str, picks))}]]"
+        i = next(k for k, role in enumerate(roles) if ROLES[role] in req.messages[0]["content"])
+        r = sum(1 for c in calls if c[0] == i)
+        calls.append((i, prompt))
+        rating = f" [[{', '.join('5' if answer_key(t)[0] == '3' else '1' for t in shown)}]]" if shown else ""
+        return f"<{roles[i]} r{r}> <answer>{3 if r == 3 else i + 1}</answer>{rating}"
+
+    return responder
+
+
+def test_dylan_roles_ranker_consensus_and_importance_trace():
+    calls = []
+    ctx = _ctx(_dylan_responder(calls))
+    answer = DyLAN().solve(ctx)
+    roles, trace = list(DYLAN_AIME_ROLES), ctx.trace["dylan"]
+    assert answer_key(answer) == ("3",) and trace["early_stop_round"] == 3
+    assert [sorted(a) for a in trace["active"]] == [sorted(roles), sorted(roles), sorted([roles[0], roles[2]]),
+                                                    sorted([roles[0], roles[2]])]
+    reqs = ctx.client.requests
+    agents = [r for r in reqs if len(r.messages) == 2]
+    assert all(r.messages[0]["content"] == dylan_system(roles[next(k for k in range(4) if ROLES[roles[k]] in
+                                                                  r.messages[0]["content"])]) for r in agents)
+    steps = {(s.agent, s.round): s for s in ctx.steps}
+    replies = {r: [s.output for s in ctx.steps if s.round == r and s.agent != "ranker"] for r in range(4)}
+    for (agent, r), s in steps.items():
+        if agent == "ranker":
+            continue
+        if r == 0:
+            assert s.prompt == dylan_message([], TASK)
+        else:  # shown exactly the previous round's active replies: nothing older, nothing inactive
+            shown = re.findall(r"Solution \d+: ```(.*?)```", s.prompt, re.S)
+            assert sorted(shown) == sorted(replies[r - 1])
+    rankers = [s for s in ctx.steps if s.agent == "ranker"]
+    assert [s.round for s in rankers] == [2, 3] and all(len(r.messages) == 1 for r in reqs if "choose" in
+                                                        r.messages[0]["content"])
+    assert sorted(re.findall(r"Solution \d+: ```(.*?)```", rankers[0].prompt, re.S)) == sorted(replies[1])
+    # 2/3 consensus inside round 3: both active agents agree after the second reply
+    assert len(replies[3]) == 2
+    node = trace["node_importance"]
+    assert node[3] == {roles[0]: 0.5, roles[2]: 0.5}
+    # round 3 rated the round-2 solution answering 3 at 5 and the one answering 1 at 1: weights 5/6 and 1/6
+    assert node[2][roles[2]] == pytest.approx(5 / 6) and node[2][roles[0]] == pytest.approx(1 / 6)
+    # round 2's agents rated round 1's four solutions [1, 1, 5, 1] (answer 3 is role 2's): weights /8, importance
+    # summed over both round-2 readers (5/6 + 1/6 = 1)
+    assert node[1] == pytest.approx({roles[0]: 1 / 8, roles[1]: 1 / 8, roles[2]: 5 / 8, roles[3]: 1 / 8})
+    assert trace["importance"][roles[2]] > trace["importance"][roles[0]] > trace["importance"][roles[1]] > 0
 
 
 def test_dylan_stops_a_round_early_when_two_thirds_agree():
-    ctx = _ctx(lambda req: "so \\boxed{4913}")
+    ctx = _ctx(lambda req: "so <answer>4913</answer>")
     assert answer_key(DyLAN().solve(ctx)) == ("4913",)
     trace = ctx.trace["dylan"]
     assert trace["early_stop_round"] == 0 and len(trace["active"][0]) == 3  # floor(2/3*4)+1 agents spoke
@@ -43,30 +131,17 @@ def test_dylan_stops_a_round_early_when_two_thirds_agree():
     assert trace["importance"] and sum(trace["importance"].values()) == pytest.approx(1.0)
 
 
-def test_dylan_ranker_decides_who_is_active_in_later_rounds():
-    roles = list(ROLES)
-    answers = {0: 1, 1: 2, 2: 3, 3: 4}  # no agreement in rounds 0 and 1
-
+def test_dylan_unparseable_ranking_samples_two_agents_and_counts_it():
     def responder(req):
-        system, prompt = req.messages[0]["content"], req.messages[-1]["content"]
-        if "rank solutions" in system:  # prefer the responses answering 3 and 1
-            shown = re.split(r"Response \d+:\n", prompt.split("\n\nChoose")[0])[1:]
-            picks = [k + 1 for k, t in enumerate(shown) if answer_key(t)[0] in ("3", "1")]
-            return f"[[{', '.join(map(str, picks))}]]"
-        i = next(k for k, role in enumerate(roles) if ROLES[role] in system)
-        n_shown = prompt.count("Solution ") - prompt.count("Solutions from")
-        rating = f"[[{', '.join(['5' if k == 0 else '1' for k in range(n_shown)])}]] " if n_shown else ""
-        return f"{rating}\\boxed{{{answers[i]}}}"
+        if "choose the best 2" in req.messages[-1]["content"]:
+            return "no idea"
+        i = next(k for k, role in enumerate(DYLAN_AIME_ROLES) if ROLES[role] in req.messages[0]["content"])
+        return f"<answer>{i}</answer>"
 
     ctx = _ctx(responder)
     DyLAN().solve(ctx)
-    trace = ctx.trace["dylan"]
-    assert [len(a) for a in trace["active"]] == [4, 4, 2] and trace["early_stop_round"] is None
-    assert sorted(trace["active"][2]) == sorted([roles[0], roles[2]])  # the agents answering 1 and 3
-    ranker = [r for r in ctx.client.requests if "rank solutions" in r.messages[0]["content"]]
-    assert len(ranker) == 1
-    imp = trace["importance"]
-    assert imp[roles[1]] < imp[roles[0]] + imp[roles[2]] and all(v >= 0 for v in imp.values())
+    assert ctx.stats["dylan_ranker_fallbacks"] == 2 and [len(a) for a in ctx.trace["dylan"]["active"]] == [4, 4, 2, 2]
+    assert parse_ranks("pick [[2, 7]]", 4) == [1, 3] and parse_ranks("[[2, 9]]", 4) is None and parse_ranks("[[1,2]] then [3, 4]", 4) == [2, 3]
 
 
 def test_parse_scores_like_dylan():
