@@ -26,13 +26,15 @@ from jaxlab.llm.types import ChatClient, ChatRequest, Usage
 
 SOLVER = ("You are a careful problem solver. Reason step by step and put every final answer in \\boxed{}, "
           "in the order the question asks.")
+# The authors' instructions (blocks_harmony/{cot,cot_sc,llm_debate,reflexion}.py), less their sentences about the
+# JSON 'thinking'/'answer' fields: the sub-agents here answer in text, the final answer in \\boxed{}.
 STEP_BY_STEP = "Please think step by step and then solve the task."
 DEBATE_UPDATE = ("Given solutions to the problem from other agents, consider their opinions as additional advice. "
-                 "Think carefully and give an updated solution.")
-FINAL_DECISION = "Given all the above solutions, reason over them carefully and give the final answer."
-REFLECT = ("Given your previous attempts and the feedback on them, consider carefully where your latest attempt could "
-           "be wrong and solve the task better.")
-CRITIC = ("Review the solution above and point out where it might be wrong. If you are absolutely sure it is "
+                 "Please think carefully and provide an updated answer.")
+FINAL_DECISION = "Given all the above thinking and answers, reason over them carefully and provide a final answer."
+REFLECT = ("Given previous attempts and feedback, carefully consider where you could go wrong in your latest attempt. "
+           "Using insights from previous attempts, try to solve the task better.")
+CRITIC = ("Please review the answer above and criticize on where might be wrong. If you are absolutely sure it is "
           "correct, end your reply with exactly: correct: True")
 
 
