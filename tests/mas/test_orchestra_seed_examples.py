@@ -9,18 +9,25 @@ from experiments.mas_orchestra.spec import OrchestrationError, parse_text, valid
 from experiments.mas_orchestra.subagents import Corpus, Runtime, Settings
 from jaxlab.llm import ScriptedClient
 
+from orchestra_helpers import research_turn
 from orchestra_seed_examples import MULTI, SINGLE, WRONG
 
 SMALL = Settings(sc_samples=2, debate_rounds=1, reflexion_rounds=1, search_top_k=1)
 CORPUS = ["The New York City housing vacancy rate was 1.4 percent in 2023 (NYC HVS).",
           "Los Angeles housing vacancy rate: 3.2 percent (Census).",
           "Chicago housing vacancy rate: 6.1 percent per the ACS.",
-          "Bread needs flour and water."]
+          "Bread needs flour, water, salt."]
 
 
 def _runtime():
     counter = iter(range(10_000))
-    client = ScriptedClient(responder=lambda req: f"[reply {next(counter)}] \\boxed{{1}}")
+
+    def responder(req):  # search agents query BM25 with their sub-task, then answer with what they found
+        turn = research_turn(req, lambda user: user.split("Current Sub-task: ", 1)[-1].split("\n\nPlease conduct")[0],
+                             lambda found: f"[reply {next(counter)}] {found[:200]}")
+        return turn if turn is not None else f"[reply {next(counter)}] \\boxed{{1}}"
+
+    client = ScriptedClient(responder=responder)
     return client, Runtime(client, SMALL, corpus=Corpus(CORPUS))
 
 
@@ -39,8 +46,8 @@ def test_single_agent_examples_run_on_the_original_question(question, text):
     client, rt = _runtime()
     result = execute(spec, rt, question)
     assert result.inputs == {spec.agents[0].id: question}  # empty input = the original question, nothing added
-    assert client.requests and all(r.messages[-1]["content"].startswith(question) or "Search results" in
-                                   r.messages[-1]["content"] for r in client.requests)
+    users = [next(m["content"] for m in r.messages if m["role"] == "user") for r in client.requests]
+    assert users and all(u.startswith((question, f"Research Question: {question}\n")) for u in users)
 
 
 RUNNABLE = [m for m in MULTI if "<edge>" in m[1]]
@@ -70,11 +77,13 @@ def test_search_agents_in_the_housing_example_retrieve_their_city():
     question, text = MULTI[0]
     client, rt = _runtime()
     execute(parse_text(text), rt, question)
-    search = [r.messages[-1]["content"] for r in client.requests if "Search results" in r.messages[-1]["content"]]
-    assert len(search) == 3
+    results = [m["content"] for r in client.requests for m in r.messages[-1:] if m["role"] == "tool"]
+    assert len(results) == 3  # one web_search per WebSearchAgent, answered from the local corpus
     for city, doc in zip(("New York City", "Los Angeles", "Chicago"), CORPUS):
-        hit = next(p for p in search if f"housing vacancy rate for {city}" in p.split("\n", 1)[0])
-        assert doc in hit and sum(d in hit for d in CORPUS) == 1  # top-1 BM25 hit is that city's document
+        research = next(r for r in client.requests if r.tools and f"vacancy rate for {city}" in r.messages[1]["content"])
+        assert research.messages[1]["content"].startswith(f"Research Question: Original task: {question}; Current")
+        found = next(res for res in results if doc in res)
+        assert found.index(doc) < min((found.index(d) for d in CORPUS if d != doc and d in found), default=10**9)
 
 
 def test_the_example_without_an_edge_block_is_rejected():
