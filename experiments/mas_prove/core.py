@@ -139,6 +139,11 @@ class MASContext:
         self.steps.append(Step(name, round, prompt, output))
         return output
 
+    def unverified(self, name: str, round: int, prompt: str, system: str = SOLVER) -> str:
+        """A framework-internal call that the authors never verify and that is no trajectory step (DyLAN's
+        ranker): one sample at any level, seeded by its position, booked on the MAS meter."""
+        return self.llm(prompt, self._position(name, round), system)
+
     def fork(self, index: int = 0, round: int = 0) -> "MASContext":
         return MASContext(self.client, self.task, self.verifier, self.level, self.strategy, self.n,
                           self.temperature, self.max_tokens, self.seed, self.meter, self.task_id, self.framework,

@@ -106,10 +106,11 @@ def test_dylan_roles_ranker_consensus_and_importance_trace():
         else:  # shown exactly the previous round's active replies: nothing older, nothing inactive
             shown = re.findall(r"Solution \d+: ```(.*?)```", s.prompt, re.S)
             assert sorted(shown) == sorted(replies[r - 1])
-    rankers = [s for s in ctx.steps if s.agent == "ranker"]
-    assert [s.round for s in rankers] == [2, 3] and all(len(r.messages) == 1 for r in reqs if "choose" in
-                                                        r.messages[0]["content"])
-    assert sorted(re.findall(r"Solution \d+: ```(.*?)```", rankers[0].prompt, re.S)) == sorted(replies[1])
+    rankers = [r for r in reqs if "Please choose the best 2" in r.messages[-1]["content"]]
+    assert len(rankers) == 1 and len(rankers[0].messages) == 1  # round 2 only (round 3 has 2 replies to keep)
+    assert not any(s.agent == "ranker" for s in ctx.steps)  # the ranker is no trajectory step, never verified
+    ranked = re.findall(r"Solution \d+: ```(.*?)```", rankers[0].messages[0]["content"], re.S)
+    assert sorted(ranked) == sorted(replies[1])
     # 2/3 consensus inside round 3: both active agents agree after the second reply
     assert len(replies[3]) == 2
     node = trace["node_importance"]
@@ -140,7 +141,7 @@ def test_dylan_unparseable_ranking_samples_two_agents_and_counts_it():
 
     ctx = _ctx(responder)
     DyLAN().solve(ctx)
-    assert ctx.stats["dylan_ranker_fallbacks"] == 2 and [len(a) for a in ctx.trace["dylan"]["active"]] == [4, 4, 2, 2]
+    assert ctx.stats["dylan_ranker_fallbacks"] == 1 and [len(a) for a in ctx.trace["dylan"]["active"]] == [4, 4, 2, 2]
     assert parse_ranks("pick [[2, 7]]", 4) == [1, 3] and parse_ranks("[[2, 9]]", 4) is None and parse_ranks("[[1,2]] then [3, 4]", 4) == [2, 3]
 
 
@@ -337,3 +338,22 @@ def test_bootstrap_fitness():
     f = bootstrap([1, 0, 1, 1])
     assert f["low"] <= f["median"] <= f["high"] and f["median"] == pytest.approx(0.75, abs=0.05)
     assert bootstrap([1.0] * 3) == {"median": 1.0, "low": 1.0, "high": 1.0, "n": 3}
+
+
+@pytest.mark.parametrize("level,rankers", [("agent", 1), ("iteration", 3)])
+def test_dylan_ranker_is_verified_with_its_round_never_on_its_own(level, rankers):
+    class First:
+        def rank(self, task, contexts):
+            return list(range(len(contexts)))
+
+    def responder(req):  # role i always answers i + 1: no consensus, so round 2 needs the ranker
+        if "Please choose the best 2" in req.messages[-1]["content"]:
+            return "[[1, 3]]"
+        return f"<answer>{next(k for k, role in enumerate(DYLAN_AIME_ROLES) if ROLES[role] in req.messages[0]['content'])}</answer>"
+
+    ctx = _ctx(responder, verifier=First(), level=level)
+    DyLAN().solve(ctx)
+    assert [len(a) for a in ctx.trace["dylan"]["active"]] == [4, 4, 2, 2]
+    asked = [r for r in ctx.client.requests if "Please choose the best 2" in r.messages[-1]["content"]]
+    assert len(asked) == rankers  # agent level: one ranker call; iteration level: each fork of round 2 ranks
+    assert not any("ranker" in v["where"] for v in ctx.verifications)

@@ -133,14 +133,19 @@ class DyLAN:
         """The listwise ranker over the previous round's active replies: the agents of the 2 best."""
         order = list(previous)
         random.Random(ctx.position_seed("rank_shuffle", r)).shuffle(order)
-        out = ctx.agent("ranker", r, dylan_ranking_message([previous[i] for i in order], ctx.task), system="")
+        out = ctx.unverified("ranker", r, dylan_ranking_message([previous[i] for i in order], ctx.task), system="")
         picks = parse_ranks(out, len(order))
         if picks is None:
             ctx.stats["dylan_ranker_fallbacks"] += 1
             picks = random.Random(ctx.position_seed("rank_fallback", r)).sample(range(len(order)), 2)
         return sorted({order[p] for p in picks})
 
-    def _round(self, ctx: MASContext, r: int, mask: list[int], previous: dict[int, str]) -> tuple:
+    def _round(self, ctx: MASContext, r: int, previous: dict[int, str]) -> tuple:
+        """One round (the authors' ``_execute_round_*``, so at iteration level each fork ranks for itself)."""
+        if r >= 2 and len(self.roles) > 3:  # only the ranker's picks stay active; 2 replies need no ranking
+            mask = self._rank(ctx, r, previous) if len(previous) > self.top_k else sorted(previous)
+        else:
+            mask = list(range(len(self.roles)))
         order = list(mask)
         random.Random(ctx.position_seed("order", r)).shuffle(order)
         replies: dict[int, str] = {}
@@ -160,16 +165,13 @@ class DyLAN:
         return replies, weights, None
 
     def solve(self, ctx: MASContext) -> str:
-        n = len(self.roles)
         rounds: list[dict[int, str]] = []
         weights: list[dict[int, dict[int, float]]] = []
-        mask, consensus = list(range(n)), None
+        consensus = None
         for r in range(self.rounds):
             previous = rounds[-1] if rounds else {}
-            if r >= 2 and n > 3:
-                mask = self._rank(ctx, r, previous)
             replies, w, consensus = ctx.iteration(
-                r, lambda c, r=r, m=list(mask), p=dict(previous): self._round(c, r, m, p),
+                r, lambda c, r=r, p=dict(previous): self._round(c, r, p),
                 lambda res: _numbered(list(res[0].values())))
             rounds.append(replies)
             weights.append(w)
