@@ -105,7 +105,7 @@ def importance(rounds: list[dict[int, str]], weights: list[dict[int, dict[int, f
 
 class DyLAN:
     """DyLAN (Liu et al.) as the MAS-ProVe authors run it on AIME (``llmlp_gen_aime_dylan.py``): four role agents
-    in a layered network over four rounds.  Within a round the active agents answer one by one in shuffled order,
+    in a layered network over four rounds (three at agent level, as the authors' ``_sub`` script).  Within a round the active agents answer one by one in shuffled order,
     each shown the previous round's active replies (shuffled) and asked to rate them ``[[s1, ...]]`` (edge weights);
     the round, and the run, stops as soon as more than 2/3 of the round's agents agree.  From round 2 on, with more
     than 3 agents, the listwise ranker picks the 2 best previous replies and only their agents stay active.  The
@@ -119,8 +119,10 @@ class DyLAN:
 
     name, family = "dylan", "iteration"
 
-    def __init__(self, roles: tuple[str, ...] = DYLAN_AIME_ROLES, rounds: int = 4, top_k: int = 2) -> None:
-        if rounds < 3:
+    def __init__(self, roles: tuple[str, ...] = DYLAN_AIME_ROLES, rounds: int | None = None, top_k: int = 2) -> None:
+        """``rounds=None``: the authors' counts, 3 at agent level (``llmlp_gen_aime_dylan_sub.py``) and 4 otherwise
+        (``llmlp_gen_aime_dylan.py``)."""
+        if rounds is not None and rounds < 3:
             raise ValueError(f"rounds: DyLAN needs >= 3, got {rounds}")
         unknown = [r for r in roles if r not in ROLES]
         if unknown:
@@ -168,7 +170,8 @@ class DyLAN:
         rounds: list[dict[int, str]] = []
         weights: list[dict[int, dict[int, float]]] = []
         consensus = None
-        for r in range(self.rounds):
+        n_rounds = self.rounds or (3 if ctx.level == "agent" else 4)
+        for r in range(n_rounds):
             previous = rounds[-1] if rounds else {}
             replies, w, consensus = ctx.iteration(
                 r, lambda c, r=r, p=dict(previous): self._round(c, r, p),
