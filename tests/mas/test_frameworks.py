@@ -357,3 +357,10 @@ def test_dylan_ranker_is_verified_with_its_round_never_on_its_own(level, rankers
     asked = [r for r in ctx.client.requests if "Please choose the best 2" in r.messages[-1]["content"]]
     assert len(asked) == rankers  # agent level: one ranker call; iteration level: each fork of round 2 ranks
     assert not any("ranker" in v["where"] for v in ctx.verifications)
+    if level == "iteration":  # the verifier sees a round as the authors' hook renders it
+        seen = []
+        ctx = _ctx(responder, verifier=type("Spy", (), {"rank": lambda self, t, cs: seen.append(cs) or [0, 1, 2]})(),
+                   level=level, strategy="none")
+        DyLAN().solve(ctx)
+        assert seen[1][0].startswith("\n=== Round 1 ===\nAgent ") and seen[1][0].count("...\n") == 4
+        assert sorted(int(x) for x in re.findall(r"Agent (\d+): ", seen[1][0])) == [4, 5, 6, 7]

@@ -166,6 +166,13 @@ class DyLAN:
                     return replies, weights, counts.most_common(1)[0][0]
         return replies, weights, None
 
+    def render(self, r: int, result: tuple) -> str:
+        """A round as the authors' round-level hook shows it to the verifier (node ids ``r * n_agents + i``, in
+        activation order)."""
+        replies, _, consensus = result
+        head = f"=== Round {r}{' (Consensus Reached)' if consensus is not None else ''} ===\n"
+        return head + "".join(f"Agent {r * len(self.roles) + i}: {t}...\n" for i, t in replies.items())
+
     def solve(self, ctx: MASContext) -> str:
         rounds: list[dict[int, str]] = []
         weights: list[dict[int, dict[int, float]]] = []
@@ -174,8 +181,7 @@ class DyLAN:
         for r in range(n_rounds):
             previous = rounds[-1] if rounds else {}
             replies, w, consensus = ctx.iteration(
-                r, lambda c, r=r, p=dict(previous): self._round(c, r, p),
-                lambda res: _numbered(list(res[0].values())))
+                r, lambda c, r=r, p=dict(previous): self._round(c, r, p), lambda res, r=r: self.render(r, res))
             rounds.append(replies)
             weights.append(w)
             if consensus is not None:
