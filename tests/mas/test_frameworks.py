@@ -183,7 +183,8 @@ def test_importance_matches_path_enumeration(seed):
     assert all(got[r][j] == pytest.approx(want[r][j]) for r in range(len(rounds)) for j in rounds[r])
 
 
-from experiments.mas_prove.frameworks.graph import AFlow, MaAS, load_workflow, validate_workflow  # noqa: E402
+from experiments.mas_prove.frameworks.graph import GENERATE, AFlow, MaAS, load_workflow, validate_workflow  # noqa: E402
+from experiments.mas_prove.frameworks.graph_prompts import DETAILED_SOLUTION_PROMPT, REFINE_ANSWER_PROMPT  # noqa: E402
 from experiments.mas_prove.frameworks.maas_controller import NAMES, Controller, threshold_sample  # noqa: E402
 
 CUBE_CODE = "```python\ndef solve():\n    return 17 ** 3\n```"
@@ -193,9 +194,9 @@ def _aflow_model(review="FAIL: 4913 is right but the explanation skips a step", 
     def responder(req):
         system, prompt = req.messages[0]["content"], req.messages[-1]["content"]
         if "Python programmer" in system:
-            return code if "previous code failed" not in prompt else CUBE_CODE
+            return code if "The result of the error from the code" not in prompt else CUBE_CODE
         if "for consistency" in system:  # pick the solution that carries the code's output
-            letters = re.findall(r"^([A-Z]):\n(.*?)(?=^[A-Z]:\n|\Z)", prompt.split("generated:\n", 1)[1],
+            letters = re.findall(r"^([A-Z]): \n(.*?)(?=^[A-Z]: \n|\Z)", prompt.split("as follows:\n", 1)[1],
                                  re.S | re.M)
             pick = next((x for x, body in letters if "4913" in body), "A")
             return f"All but {pick} disagree.<solution_letter>{pick}</solution_letter>"
@@ -213,8 +214,13 @@ def test_aflow_runs_its_workflow_graph_with_programmer_ensemble_and_review():
     final = AFlow().solve(ctx)
     names = [s.agent for s in ctx.steps]
     assert names == ["Custom", "Custom", "Custom", "Programmer", "ScEnsemble", "Review", "Revise"]
+    assert ctx.client.requests[0].messages[-1]["content"] == GENERATE + TASK  # the authors' Custom: instruction + input
+    code_prompt = ctx.client.requests[3].messages[-1]["content"]
+    assert code_prompt.startswith("\nYou are a professional Python programmer. Your task is to write complete, "
+                                  "self-contained code") and f"Problem description: {TASK}\n" in code_prompt
     ensemble = ctx.client.requests[4].messages[-1]["content"]
-    assert "D:\nCode output: 4913" in ensemble  # the sandbox ran the generated code; no model wrote 4913
+    assert ensemble.startswith(f"\nGiven the question described as follows: {TASK}\nSeveral solutions have been")
+    assert "D: \nCode output: 4913\n\n\n" in ensemble  # the sandbox ran the generated code; no model wrote 4913
     revise = ctx.client.requests[6].messages[-1]["content"]
     assert "FAIL: 4913 is right" in revise and "Code output: 4913" in revise  # the review's feedback reaches Revise
     assert final == "revised: 17^3 = 4913, so \\boxed{4913}"
@@ -225,7 +231,7 @@ def test_aflow_review_pass_skips_the_revision_and_programmer_retries_with_the_er
     assert AFlow().solve(ctx) == "Code output: 4913"
     names = [s.agent for s in ctx.steps]
     assert names.count("Programmer") == 2 and "Revise" not in names
-    retry = [r for r in ctx.client.requests if "previous code failed" in r.messages[-1]["content"]]
+    retry = [r for r in ctx.client.requests if "The result of the error from the code" in r.messages[-1]["content"]]
     assert len(retry) == 1 and "ZeroDivisionError" in retry[0].messages[-1]["content"]
 
 
@@ -258,7 +264,9 @@ def test_maas_executes_the_controllers_layers_in_order():
     rounds = [(s.round, s.agent) for s in ctx.steps]
     assert rounds == [(0, "Programmer"), (0, "Custom"), (1, "GenerateCoT"), (1, "Programmer"),
                       (2, "ScEnsemble"), (3, "SelfRefine"), (5, "ScEnsemble")]  # 2 left: a final ensemble
-    assert "Code output: 4913" in ctx.client.requests[1].messages[-1]["content"]
+    prompts = [r.messages[-1]["content"] for r in ctx.client.requests]
+    assert prompts[1] == REFINE_ANSWER_PROMPT + f"{TASK}\nCode output: 4913"  # the authors' graph, their prompts
+    assert prompts[2] == DETAILED_SOLUTION_PROMPT + TASK
 
 
 def test_maas_controller_learns_which_operator_pays():
