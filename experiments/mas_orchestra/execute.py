@@ -14,8 +14,10 @@ from experiments.mas_orchestra.subagents import ALIASES, REGISTRY, Runtime
 from jaxlab.llm.concurrency import map_bounded
 from jaxlab.llm.types import LLMError
 
-SINGLE_AGENT_GUIDANCE = ("Solve the current sub-task first. If its result answers the original question, give it as "
-                         "the final answer; otherwise use it to answer the original question.")
+# harmony_parser/medium.py, generate_single_agent_code (verbatim, its "currentsub-task" included).
+SINGLE_AGENT_GUIDANCE = ("Please solve the currentsub-task first. If its result directly answers the original question, "
+                         "output that as the final answer. Otherwise, use the sub-task result as guidance to complete "
+                         "the original question and output the final answer to the original question.")
 
 
 @dataclass(frozen=True)

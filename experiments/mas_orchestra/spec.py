@@ -12,6 +12,13 @@ calls (one call per agent, optional ``connect`` call with edges) parse into
 the same spec.
 Every defect is an :class:`OrchestrationError` with a ``kind`` so the reward
 can score it as a failed execution with a readable message.
+
+As the seed's ``harmony_parser/medium.py``: tags match case-insensitively, a
+missing ``<agent_description>`` is empty and a missing ``<agent_input>`` is the
+original question.  Stricter than that parser, as the seed *prompt* demands
+(its "Final Checklist"): an edge without a matching ``${id}`` (and the
+reverse), and an edge listed twice, are rejected; the seed's parser lets both
+through.
 """
 from __future__ import annotations
 
@@ -25,9 +32,9 @@ from experiments.mas_orchestra.subagents import ALIASES, REGISTRY
 from jaxlab.llm.types import LLMError, ToolCall
 
 REF = re.compile(r"\$\{([A-Za-z0-9_\-]+)\}")
-_AGENT = re.compile(r"<agent>(.*?)</agent>", re.DOTALL)
-_EDGE = re.compile(r"<edge>(.*?)</edge>", re.DOTALL)
-_PAIR = re.compile(r"<from>\s*(.*?)\s*</from>\s*<to>\s*(.*?)\s*</to>", re.DOTALL)
+_AGENT = re.compile(r"<agent>(.*?)</agent>", re.DOTALL | re.IGNORECASE)
+_EDGE = re.compile(r"<edge>(.*?)</edge>", re.DOTALL | re.IGNORECASE)
+_PAIR = re.compile(r"<from>\s*(.*?)\s*</from>\s*<to>\s*(.*?)\s*</to>", re.DOTALL | re.IGNORECASE)
 _ARG = re.compile(r"<([A-Za-z_][\w\-]*)>(.*?)</\1>", re.DOTALL)
 CONNECT_TOOL = {"type": "function", "function": {
     "name": "connect", "description": "declare directed edges: output of `from` feeds `to`",
@@ -38,7 +45,7 @@ CONNECT_TOOL = {"type": "function", "function": {
 
 class OrchestrationError(ValueError):
     KINDS = ("parse", "unknown_agent", "duplicate_id", "bad_arguments", "unknown_reference", "cycle", "sink",
-             "edge_mismatch", "execution")
+             "edge_mismatch", "duplicate_edge", "execution")
 
     def __init__(self, kind: str, message: str) -> None:
         assert kind in self.KINDS, kind
@@ -65,9 +72,11 @@ class SystemSpec:
     thinking: str = ""
 
 
-def _field(block: str, tag: str) -> str:
-    m = re.search(rf"<{tag}>(.*?)</{tag}>", block, re.DOTALL)
+def _field(block: str, tag: str, required: bool = True) -> str:
+    m = re.search(rf"<{tag}>(.*?)</{tag}>", block, re.DOTALL | re.IGNORECASE)
     if m is None:
+        if not required:  # the seed's extract_xml gives "" for a missing tag
+            return ""
         raise OrchestrationError("parse", f"agent block is missing <{tag}>: {block.strip()[:120]!r}")
     return m.group(1).strip()
 
@@ -84,11 +93,13 @@ def _roles(value: object, agent_id: str) -> object:
     raise OrchestrationError("bad_arguments", f"agent {agent_id!r}: debate_roles is not a list: {value!r}")
 
 
-def _arguments(raw: dict, agent_id: str) -> tuple[dict, dict]:
+def _arguments(raw: dict, agent_id: str, text_format: bool = False) -> tuple[dict, dict]:
     """(arguments the seed reads, ignored extras): ``task`` -> ``agent_input``, ``""`` -> empty input."""
     raw = dict(raw)
     if "agent_input" not in raw and "task" in raw:
         raw["agent_input"] = raw.pop("task")
+    if "agent_input" not in raw and text_format:  # the seed's parser: a missing <agent_input> is the question
+        raw["agent_input"] = ""
     args, ignored = {}, {}
     for k, v in raw.items():
         if k == "agent_input":
@@ -110,9 +121,10 @@ def parse_text(text: str) -> SystemSpec:
     for block in blocks:
         args_block = _field(block, "required_arguments")
         agent_id = _field(block, "agent_id")
-        args, ignored = _arguments(dict(_ARG.findall(args_block)), agent_id)
-        agents.append(AgentSpec(agent_id, _field(block, "agent_name"), _field(block, "agent_description"), args,
-                                ignored))
+        raw = {k.lower(): v for k, v in _ARG.findall(args_block)}
+        args, ignored = _arguments(raw, agent_id, text_format=True)
+        agents.append(AgentSpec(agent_id, _field(block, "agent_name"), _field(block, "agent_description", False),
+                                args, ignored))
     edges = tuple((a, b) for e in _EDGE.findall(text) for a, b in _PAIR.findall(e))
     thinking = re.search(r"<thinking>(.*?)</thinking>", text, re.DOTALL)
     return SystemSpec(tuple(agents), edges, thinking.group(1).strip() if thinking else "")
@@ -171,6 +183,9 @@ def validate(spec: SystemSpec) -> list[list[str]]:
         unknown = sorted(a.references() - set(ids))
         if unknown:
             raise OrchestrationError("unknown_reference", f"agent {a.id!r} references unknown ids {unknown}")
+    repeated = sorted({e for e in spec.edges if spec.edges.count(e) > 1})
+    if repeated:  # the seed prompt's checklist item 7 ("No Duplicates in Edges")
+        raise OrchestrationError("duplicate_edge", f"edges {repeated} are listed more than once")
     for src, dst in spec.edges:
         if src not in ids or dst not in ids:
             raise OrchestrationError("unknown_reference", f"edge {src}->{dst} names an unknown agent id")

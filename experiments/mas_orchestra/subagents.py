@@ -4,8 +4,9 @@ CoTAgent (one call), SCAgent (5 samples at T=0.5, majority vote), DebateAgent
 (one debater per ``debate_roles`` entry, 5 rounds, each debater reading its own
 and the others' previous answers, then a final-decision agent), ReflexionAgent
 (answer, critic, up to 5 reflections with the whole history of attempts and
-feedback), WebSearchAgent (BM25 over a local corpus, top 5 passages, then an
-answer that uses them).  Every agent gets the composed task text (see
+feedback), WebSearchAgent (the authors' research loop: the model calls a BM25
+``web_search`` over a local corpus and ``think_tool``, up to 5 turns; see
+:mod:`experiments.mas_orchestra.search`).  Every agent gets the composed task text (see
 :func:`experiments.mas_orchestra.execute.compose_task`) and its own arguments.
 
 Each sampling call's seed is derived from its position (run seed, problem,
@@ -13,26 +14,27 @@ agent id, the call's role in the agent), so a rerun sends identical requests.
 """
 from __future__ import annotations
 
-import json
 import re
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 from experiments.mas_prove.core import derive_seed
 from experiments.mas_prove.frameworks.common import majority
-from jaxlab.llm.types import ChatClient, ChatRequest, Usage
+from experiments.mas_orchestra.search import Corpus, research, single_query
+from jaxlab.llm.types import ChatClient, ChatRequest, ChatResponse, Usage
 
 SOLVER = ("You are a careful problem solver. Reason step by step and put every final answer in \\boxed{}, "
           "in the order the question asks.")
+# The authors' instructions (blocks_harmony/{cot,cot_sc,llm_debate,reflexion}.py), less their sentences about the
+# JSON 'thinking'/'answer' fields: the sub-agents here answer in text, the final answer in \\boxed{}.
 STEP_BY_STEP = "Please think step by step and then solve the task."
 DEBATE_UPDATE = ("Given solutions to the problem from other agents, consider their opinions as additional advice. "
-                 "Think carefully and give an updated solution.")
-FINAL_DECISION = "Given all the above solutions, reason over them carefully and give the final answer."
-REFLECT = ("Given your previous attempts and the feedback on them, consider carefully where your latest attempt could "
-           "be wrong and solve the task better.")
-CRITIC = ("Review the solution above and point out where it might be wrong. If you are absolutely sure it is "
+                 "Please think carefully and provide an updated answer.")
+FINAL_DECISION = "Given all the above thinking and answers, reason over them carefully and provide a final answer."
+REFLECT = ("Given previous attempts and feedback, carefully consider where you could go wrong in your latest attempt. "
+           "Using insights from previous attempts, try to solve the task better.")
+CRITIC = ("Please review the answer above and criticize on where might be wrong. If you are absolutely sure it is "
           "correct, end your reply with exactly: correct: True")
 
 
@@ -45,59 +47,19 @@ class Settings:
     debate_rounds: int = 5
     reflexion_rounds: int = 5
     search_top_k: int = 5
+    search_mode: str = "tools"
+    """``tools``: the authors' research loop (the model calls web_search/think_tool); ``single``: one BM25 query
+    with the sub-task, for models that cannot call tools (see :mod:`experiments.mas_orchestra.search`)."""
+    search_iterations: int = 5
+    search_tool_calls: int = 5
 
     def __post_init__(self) -> None:
-        for name in ("sc_samples", "debate_rounds", "reflexion_rounds", "search_top_k"):
+        for name in ("sc_samples", "debate_rounds", "reflexion_rounds", "search_top_k", "search_iterations",
+                     "search_tool_calls"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"subagents.{name}: expected an integer >= 1, got {getattr(self, name)!r}")
-
-
-def _tokens(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
-class Corpus:
-    """A local document collection searched with BM25 (``rank_bm25.BM25Okapi``)."""
-
-    def __init__(self, documents: Sequence[str]) -> None:
-        self.documents = [d for d in documents if d.strip()]
-        self._bm25 = None
-        if self.documents:
-            from rank_bm25 import BM25Okapi
-
-            self._bm25 = BM25Okapi([_tokens(d) or ["_"] for d in self.documents])
-
-    @classmethod
-    def from_path(cls, path: str | Path) -> "Corpus":
-        """A ``.jsonl`` (field ``contents`` or ``text``, as pyserini / BrowseComp-Plus corpora) or a folder of
-        ``.md`` / ``.txt`` files."""
-        path = Path(path)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix in (".md", ".txt"))
-            if not files:
-                raise ValueError(f"corpus {str(path)!r}: no .md or .txt files")
-            return cls([p.read_text(errors="replace") for p in files])
-        if path.suffix == ".jsonl" and path.is_file():
-            docs = []
-            for i, line in enumerate(path.read_text().splitlines()):
-                if line.strip():
-                    row = json.loads(line)
-                    text = row.get("contents", row.get("text"))
-                    if not isinstance(text, str):
-                        raise ValueError(f"{path} line {i + 1}: expected a 'contents' or 'text' string field")
-                    docs.append(text)
-            return cls(docs)
-        raise ValueError(f"corpus: expected a .jsonl file or a folder of .md/.txt files, got {str(path)!r}")
-
-    def search(self, query: str, k: int) -> list[str]:
-        """The ``k`` best documents by BM25 (documents sharing no term with the query are never returned)."""
-        if self._bm25 is None:
-            return []
-        q = _tokens(query)
-        scores = self._bm25.get_scores(q)
-        vocab = set(q)
-        ranked = sorted(range(len(self.documents)), key=lambda i: -scores[i])
-        return [self.documents[i] for i in ranked if vocab & set(_tokens(self.documents[i]))][:k]
+        if self.search_mode not in ("tools", "single"):
+            raise ValueError(f"subagents.search_mode: expected 'tools' or 'single', got {self.search_mode!r}")
 
 
 @dataclass
@@ -123,6 +85,15 @@ class Runtime:
         resp = self.client.complete(req)
         self.book(resp.usage)
         return resp.text
+
+    def chat(self, messages: list[dict], key: tuple, tools: Sequence[dict] = ()) -> ChatResponse:
+        """A multi-turn request with tools (the search agent's loop), seeded by its position ``key``."""
+        req = ChatRequest(messages=tuple(messages), tools=tuple(tools), temperature=self.settings.temperature,
+                          max_tokens=self.max_tokens, seed=derive_seed(self.seed, self.problem_id, *key),
+                          model=getattr(self.client, "model", ""))
+        resp = self.client.complete(req)
+        self.book(resp.usage)
+        return resp
 
     def book(self, usage: Usage) -> None:
         with self._lock:
@@ -173,12 +144,10 @@ def reflexion(rt: Runtime, agent: str, task: str, args: dict) -> str:
 
 
 def web_search(rt: Runtime, agent: str, task: str, args: dict) -> str:
-    """Offline search: BM25 over the runtime's corpus with the agent's input as the query, then answer."""
-    query = args.get("agent_input") or task
-    hits = rt.corpus.search(query, rt.settings.search_top_k)
-    passages = "\n\n".join(f"[{i + 1}] {d[:2000]}" for i, d in enumerate(hits)) or "(no documents matched)"
-    return rt.ask(f"Search results for {query!r}:\n{passages}\n\n{task}\n\nAnswer using the search results where "
-                  "they help; cite them as [n].", (agent, "answer"))
+    """BM25 over the runtime's corpus: the authors' tool-calling research loop, or one query (``search_mode``)."""
+    if rt.settings.search_mode == "single":
+        return single_query(rt, agent, task, args)
+    return research(rt, agent, task)
 
 
 @dataclass(frozen=True)
@@ -214,7 +183,7 @@ REGISTRY: dict[str, SubAgent] = {a.name: a for a in (
                                                             "minItems": 2}), debate),
     SubAgent("ReflexionAgent", "answer, critic, reflect with the history of attempts until the critic accepts",
              _params(), reflexion),
-    SubAgent("WebSearchAgent", "search the local corpus (BM25) with the agent input, answer with the passages",
+    SubAgent("WebSearchAgent", "research the input over the local corpus (BM25 web_search tool), answer with sources",
              _params(), web_search),
 )}
 ALIASES = {"SearchAgent": "WebSearchAgent", "CoT": "CoTAgent", "SC": "SCAgent", "Debate": "DebateAgent",

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, TypeVar
 
 from experiments.mas_prove.context import STRATEGIES, build_contexts
+from experiments.mas_prove.prompts import summary_system, summary_user
 from jaxlab.llm.concurrency import map_bounded
 from jaxlab.llm.types import ChatClient, ChatRequest, Usage
 
@@ -67,8 +68,10 @@ def derive_seed(*position: object) -> int:
 
 def call(client: ChatClient, meter: Meter, prompt: str, system: str, temperature: float, max_tokens: int,
          seed: int) -> str:
-    """One chat turn booked on ``meter``; ``seed`` is sent as given (callers derive it from the position)."""
-    req = ChatRequest(messages=({"role": "system", "content": system}, {"role": "user", "content": prompt}),
+    """One chat turn booked on ``meter``; ``seed`` is sent as given (callers derive it from the position).
+    An empty ``system`` sends the user turn alone (the authors' Debate and DyLAN ranker calls have no system turn)."""
+    user = {"role": "user", "content": prompt}
+    req = ChatRequest(messages=({"role": "system", "content": system}, user) if system else (user,),
                       temperature=temperature, max_tokens=max_tokens, seed=seed,
                       model=getattr(client, "model", ""))
     resp = client.complete(req)
@@ -136,6 +139,11 @@ class MASContext:
         self.steps.append(Step(name, round, prompt, output))
         return output
 
+    def unverified(self, name: str, round: int, prompt: str, system: str = SOLVER) -> str:
+        """A framework-internal call that the authors never verify and that is no trajectory step (DyLAN's
+        ranker): one sample at any level, seeded by its position, booked on the MAS meter."""
+        return self.llm(prompt, self._position(name, round), system)
+
     def fork(self, index: int = 0, round: int = 0) -> "MASContext":
         return MASContext(self.client, self.task, self.verifier, self.level, self.strategy, self.n,
                           self.temperature, self.max_tokens, self.seed, self.meter, self.task_id, self.framework,
@@ -159,7 +167,8 @@ class MASContext:
         summaries = iter(range(len(candidates) + 1))
         try:
             contexts = build_contexts(self.strategy, self.task, self.steps, candidates, lambda text: self.llm(
-                text, ("summary", *self.path, where, next(summaries)), SUMMARIZER, 0.0, self.vmeter))
+                summary_user(text), ("summary", *self.path, where, next(summaries)), summary_system(), 0.0,
+                self.vmeter))
             ranking = list(self.verifier.rank(self.task, contexts))
             if sorted(ranking) != list(range(len(candidates))):
                 raise VerifierError(f"ranking {ranking} is not a permutation of 0..{len(candidates) - 1}")
@@ -174,6 +183,3 @@ class MASContext:
         self.verifications.append(record)
         return choice
 
-
-SUMMARIZER = ("Summarise the reasoning so far for a reviewer: keep every claimed intermediate result and the "
-              "current answer, drop repetition. Reply with the summary only.")

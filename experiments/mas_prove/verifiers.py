@@ -3,13 +3,15 @@
 A *context* is what the verifier sees for one candidate (built by the context
 strategy: trajectory and/or summary, then the current step).
 
-* LLM-as-a-judge, ``judge_ranking`` (the authors' judge server): all candidates
-  in one prompt, each between ``<|Candidate i Response|>`` and
-  ``<|End of Candidate i|>`` under the ``<|User Prompt|>``; the judge explains,
-  then answers ``<ranking>2,1,3</ranking>``.  ``judge_pointwise`` scores each 1-10.
-* ``fare`` (the authors' FARE server): a verdict judge that names the single best
-  answer as ``[A]``/``[B]``/``[C]``; the ranking is the winner, then the others
-  in their original order.
+* LLM-as-a-judge, ``judge_ranking`` (the authors' judge server, its prompt
+  verbatim from :mod:`experiments.mas_prove.prompts`): all candidates in one
+  prompt, each between ``<|Candidate i Response|>`` and ``<|End of Candidate i|>``
+  under the ``<|User Prompt|>``; the judge explains, then answers
+  ``<ranking>2,1,3</ranking>``.  ``judge_pointwise`` scores each 1-10 (not in the
+  authors' code; an extra paradigm kept for comparison).
+* ``fare`` (the authors' FARE server, its prompt verbatim): a verdict judge that
+  names the single best answer as ``[A]``/``[B]``/``[C]``; the ranking is the
+  winner, then the others in their original order.
 * Outcome reward model, ``orm`` (alias ``rm``; Skywork-Reward-V2 in the
   paper): ONE scalar per candidate for the (question, whole response)
   conversation; ranking by that scalar.
@@ -34,6 +36,7 @@ import re
 from typing import Callable, Protocol, Sequence
 
 from experiments.mas_prove.core import Meter, VerifierError, call
+from experiments.mas_prove.prompts import JUDGE_SYSTEM, fare_system, fare_user, judge_user
 from jaxlab.llm.concurrency import map_bounded
 from jaxlab.llm.types import ChatClient
 
@@ -42,35 +45,6 @@ ALIASES = {"judge": "judge_ranking", "rm": "orm"}
 STEP_SEPARATOR = "<extra_0>"
 PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 AGGREGATES = ("min", "prod", "mean", "last")
-
-JUDGE_SYSTEM = """You are an impartial judge. Several AI assistants answered the user prompt below; you will see each \
-candidate response in turn.
-
-Rank the responses from best to worst by correctness, quality of reasoning and completeness, taking into account:
-- whether the final answer is correct
-- how clear and sound the reasoning is
-- whether the solution is complete
-- whether it is logically consistent
-
-Stay objective: do not let length, style or formatting sway you.
-
-First think the evaluation through and write it out as an explanation.
-
-Then give the ranking as a comma-separated list of candidate numbers, best first (for example "2,1,3": candidate 2 \
-best, candidate 3 worst), enclosed in <ranking> and </ranking> tags."""
-
-FARE_SYSTEM = """You are an impartial judge. Compare the answers that {n} AI assistants ({letters}) gave to the user \
-question below and decide which single answer is best; output its letter in brackets, e.g. [A].
-
-Rules:
-(1) Look for mistakes and inaccurate statements; prefer the answer that is logically sound and free of errors.
-(2) If every answer has errors, prefer the one that reaches the correct result.
-(3) Ignore the order of the answers, their length and their formatting.
-
-Explain first, discussing concrete strengths and weaknesses of the answers, then give the judgment as:
-Explanation: <your explanation>
-Verdict: <[letter]>"""
-
 
 class Verifier(Protocol):
     def rank(self, task: str, contexts: list[str]) -> list[int]: ...
@@ -109,11 +83,6 @@ def by_score(scores: Sequence[float]) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: -scores[i])
 
 
-def judge_prompt(task: str, contexts: list[str]) -> str:
-    body = "\n\n".join(f"<|Candidate {i} Response|>\n{c}\n<|End of Candidate {i}|>" for i, c in enumerate(contexts, 1))
-    return f"<|User Prompt|>\n{task}\n\n{body}"
-
-
 class LLMJudge:
     """LLM-as-a-judge: ``ranking`` (listwise, the authors' judge) or ``pointwise`` (1-10 per candidate)."""
 
@@ -125,7 +94,7 @@ class LLMJudge:
     def rank(self, task: str, contexts: list[str]) -> list[int]:
         if self.mode == "pointwise":
             return by_score(map_bounded(lambda c: self._score(task, c), contexts, len(contexts)))
-        out = call(self.client, self.meter, judge_prompt(task, contexts), JUDGE_SYSTEM, 0.0, 2048, self.seed)
+        out = call(self.client, self.meter, judge_user(task, contexts), JUDGE_SYSTEM, 0.0, 2048, self.seed)
         ranking = [int(v) - 1 for v in _numbers(_tag(out, "ranking"), "ranking", 1, len(contexts))
                    if float(v).is_integer()]
         if sorted(ranking) != list(range(len(contexts))):
@@ -140,7 +109,13 @@ class LLMJudge:
 
 
 class FAREJudge:
-    """Verdict judge: names the best answer ``[A]``..; ranking = winner, then the rest in order."""
+    """Verdict judge (the authors' FARE server): names the best answer ``[A]``..; ranking = winner, then the rest in
+    their original order.
+
+    The verdict is the first ``[X]`` after the last ``Verdict:``; without a ``Verdict:`` line, the first ``[X]``
+    anywhere (the authors' ``re.search``).  A letter outside the candidates is a :class:`VerifierError` (the
+    authors' server silently falls back to ``[0, 1, 2]``; here the context counts the fallback).
+    """
 
     def __init__(self, client: ChatClient, meter: Meter, seed: int = 0) -> None:
         self.client, self.meter, self.seed = client, meter, seed
@@ -148,16 +123,14 @@ class FAREJudge:
     def rank(self, task: str, contexts: list[str]) -> list[int]:
         if not 2 <= len(contexts) <= 26:
             raise VerifierError(f"fare compares 2..26 answers, got {len(contexts)}")
+        out = call(self.client, self.meter, fare_user(task, contexts), fare_system(len(contexts)), 0.0, 2048,
+                   self.seed)
+        verdict = out.rsplit("Verdict:", 1)[-1]
+        found = re.search(r"\[([A-Z])\]", verdict)
         letters = [chr(65 + i) for i in range(len(contexts))]
-        body = "\n\n".join(f"[The Start of Assistant {x}'s Answer]\n{c}\n[The End of Assistant {x}'s Answer]"
-                           for x, c in zip(letters, contexts))
-        system = FARE_SYSTEM.format(n=len(contexts), letters=", ".join(letters))
-        out = call(self.client, self.meter, f"[User Question]\n{task}\n\n{body}", system, 0.0, 2048, self.seed)
-        verdict = out.rsplit("Verdict:", 1)[-1] if "Verdict:" in out else out
-        found = re.findall(r"\[([A-Z])\]", verdict)
-        if not found or found[-1] not in letters:
+        if found is None or found.group(1) not in letters:
             raise VerifierError(f"no verdict [{'/'.join(letters)}] in FARE output: {out.strip()[-200:]!r}")
-        win = letters.index(found[-1])
+        win = letters.index(found.group(1))
         return [win] + [i for i in range(len(contexts)) if i != win]
 
 

@@ -19,8 +19,8 @@ def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str 
     counter, lock = itertools.count(), threading.Lock()
     right = f"so the answer is \\boxed{{{gold}}}"
 
-    def current(text):  # judge only the candidate step, not the (already verified) trajectory
-        return text.rsplit("Current step:", 1)[-1]
+    def current(text):  # judge only the candidate step (the last answer shown), not the verified trajectory
+        return "so the answer is" + text.rsplit("so the answer is", 1)[-1]
 
     def responder(req):
         if jitter_s:
@@ -44,16 +44,16 @@ def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str 
         if "process reward model" in system:
             steps = prompt.split("steps):\n", 1)[1].split("<extra_0>")[:-1]
             return "<step_rewards>" + ", ".join(
-                "0.9" if right in st else "0.1" if "boxed" in st else "0.6" for st in steps) + "</step_rewards>"
-        if system.startswith("Summarise"):
-            return "summary: " + ("gold seen" if right in prompt else "nothing")
+                "0.9" if right in current(st) else "0.1" if "boxed" in st else "0.6" for st in steps) + "</step_rewards>"
+        if "summarization assistant" in system:  # keeps the last answer, as the authors' summariser must
+            return "summary: " + current(prompt.split("Context: ", 1)[1])
         if "strict reviewer" in system:
             return "PASS"
         if "Python programmer" in system:
             return f"```python\ndef solve():\n    return {gold!r}\n```"
         if "for consistency" in system:
             return "<solution_letter>A</solution_letter>"
-        if "rank solutions" in system:
+        if "Please choose the best 2 solutions" in prompt:  # DyLAN's listwise ranker (a user turn only)
             return "[[1, 2]]"
         if "verify solutions" in system:
             return "<choice>1</choice>"

@@ -90,3 +90,16 @@ def system_of(request) -> str:
 
 def is_orchestrator(request) -> bool:
     return "computational graph" in system_of(request)
+
+
+def research_turn(request, query, answer):
+    """The search agent's loop as a tool-calling model plays it: search once with ``query(user)``, then answer with
+    ``answer(tool results)``; None when ``request`` is not a research turn."""
+    from jaxlab.llm import tool_reply
+
+    if not any(t["function"]["name"] == "web_search" for t in request.tools):
+        return None
+    results = [m["content"] for m in request.messages if m["role"] == "tool"]
+    if not results:
+        return tool_reply("web_search", {"search_query": query(last_user(request))})
+    return answer("\n".join(results))

@@ -1,5 +1,4 @@
 """Trace-level tests of each framework's defining mechanism: who saw which messages, who was active, when."""
-import itertools
 import random
 import re
 
@@ -8,7 +7,9 @@ import pytest
 
 from experiments.mas_prove.core import MASContext
 from experiments.mas_prove.frameworks.common import answer_key
-from experiments.mas_prove.frameworks.iteration import ROLES, Debate, DyLAN, importance, parse_scores
+from experiments.mas_prove.frameworks.iteration import ROLES, Debate, DyLAN, importance, parse_ranks, parse_scores
+from experiments.mas_prove.frameworks.iteration_prompts import (DEBATE_DIRECT, DEBATE_REFINE, DYLAN_AIME_ROLES,
+                                                                 dylan_message, dylan_system)
 from jaxlab.llm import ScriptedClient
 
 TASK = "What is 17 cubed?"
@@ -18,24 +19,112 @@ def _ctx(responder, **kw):
     return MASContext(ScriptedClient(responder=responder), TASK, task_id="t", framework="x", **kw)
 
 
+def _seeded(req):
+    return f"reply seed={req.seed} <answer>{random.Random(req.seed).randint(0, 9)}</answer>"
+
+
 def test_debate_agents_read_each_others_previous_answers_for_the_authors_rounds():
-    counter = itertools.count()
-    client_ctx = _ctx(lambda req: f"reply {next(counter)} \\boxed{{{random.Random(req.seed).randint(0, 9)}}}")
-    final = Debate().solve(client_ctx)
-    reqs = client_ctx.client.requests
+    ctx = _ctx(_seeded)
+    final = Debate().solve(ctx)
+    reqs, steps = ctx.client.requests, ctx.steps
     assert len(reqs) == 2 * (1 + 3)  # 2 agents, an answer round and 3 refinement rounds (the authors' CLI)
-    steps = client_ctx.steps
-    assert [s.round for s in steps] == [0, 0, 1, 1, 2, 2, 3, 3]
-    for k in range(2, 8):  # agent i of round r saw its own and the other agent's round r-1 answers
+    assert all(len(r.messages) == 1 and r.messages[0]["role"] == "user" for r in reqs)  # no system turn
+    assert [(s.agent, s.round) for s in steps] == [(f"debater_{i}", r) for r in range(4) for i in range(2)]
+    assert [r.messages[0]["content"] for r in reqs[:2]] == [DEBATE_DIRECT.format(question=TASK)] * 2
+    for k in range(2, 8):  # agent i of round r saw its own and the other agent's round r-1 answers, nothing else
         r, i = divmod(k, 2)
         own, other = steps[2 * (r - 1) + i].output, steps[2 * (r - 1) + 1 - i].output
-        prompt = reqs[k].messages[-1]["content"]
-        assert f"ORIGINAL SOLUTION:\n{own}" in prompt and f"OTHER AGENTS' SOLUTIONS:\nAgent {2 - i}:\n{other}" in prompt
+        assert reqs[k].messages[0]["content"] == DEBATE_REFINE.format(question=TASK, original=own,
+                                                                      others=f"Agent 0: {other}")
     assert final in (steps[6].output, steps[7].output)
+    chosen = set()  # the final pick is a seeded random agent of the last round: across seeds both get picked
+    for s in range(12):
+        c = _ctx(_seeded, seed=s)
+        out = Debate().solve(c)
+        chosen.add([st.output for st in c.steps[6:]].index(out))
+    assert chosen == {0, 1}
+
+
+def test_debate_iteration_level_keeps_the_chosen_rounds_and_the_next_round_reads_them():
+    class Third:  # a verifier that always prefers candidate 3
+        def rank(self, task, contexts):
+            return [2, 0, 1]
+
+    ctx = _ctx(_seeded, verifier=Third(), level="iteration")
+    Debate().solve(ctx)
+    assert [v["where"] for v in ctx.verifications] == [f"round {r}" for r in range(4)]
+    assert all(v["chosen"] == 2 and v["n"] == 3 for v in ctx.verifications)
+    assert len(ctx.client.requests) == 3 * 8  # 3 forks of every round
+    for s in ctx.steps:  # every kept step is fork 2's reply at that position ...
+        seed = ctx.position_seed("fork", s.round, 2, s.agent, s.round, 0)
+        assert s.output == _seeded(type("R", (), {"seed": seed})())
+    for s in ctx.steps[2:]:  # ... and the next round was prompted with the kept (not a discarded) answers
+        prev = [p.output for p in ctx.steps if p.round == s.round - 1]
+        assert all(p in s.prompt for p in prev)
+
+
+def _dylan_responder(calls):
+    """Role i answers i+1 in rounds 0-2 and 3 in round 3; rates solutions answering 3 with 5, others 1; the ranker
+    keeps the solutions answering 1 and 3.  Every reply carries a unique tag so a test can see who read it."""
+    roles = list(DYLAN_AIME_ROLES)
+
+    def responder(req):
+        prompt = req.messages[-1]["content"]
+        shown = re.findall(r"Solution \d+: ```(.*?)```", prompt, re.S)
+        if "Please choose the best 2 solutions" in prompt:
+            calls.append(("ranker", prompt))
+            picks = [k + 1 for k, t in enumerate(shown) if answer_key(t)[0] in ("1", "3")]
+            return f"I keep these. [[{', '.join(map(str, picks))}]]"
+        i = next(k for k, role in enumerate(roles) if ROLES[role] in req.messages[0]["content"])
+        r = sum(1 for c in calls if c[0] == i)
+        calls.append((i, prompt))
+        rating = f" [[{', '.join('5' if answer_key(t)[0] == '3' else '1' for t in shown)}]]" if shown else ""
+        return f"<{roles[i]} r{r}> <answer>{3 if r == 3 else i + 1}</answer>{rating}"
+
+    return responder
+
+
+def test_dylan_roles_ranker_consensus_and_importance_trace():
+    calls = []
+    ctx = _ctx(_dylan_responder(calls))
+    answer = DyLAN().solve(ctx)
+    roles, trace = list(DYLAN_AIME_ROLES), ctx.trace["dylan"]
+    assert answer_key(answer) == ("3",) and trace["early_stop_round"] == 3
+    assert [sorted(a) for a in trace["active"]] == [sorted(roles), sorted(roles), sorted([roles[0], roles[2]]),
+                                                    sorted([roles[0], roles[2]])]
+    reqs = ctx.client.requests
+    agents = [r for r in reqs if len(r.messages) == 2]
+    assert all(r.messages[0]["content"] == dylan_system(roles[next(k for k in range(4) if ROLES[roles[k]] in
+                                                                  r.messages[0]["content"])]) for r in agents)
+    steps = {(s.agent, s.round): s for s in ctx.steps}
+    replies = {r: [s.output for s in ctx.steps if s.round == r and s.agent != "ranker"] for r in range(4)}
+    for (agent, r), s in steps.items():
+        if agent == "ranker":
+            continue
+        if r == 0:
+            assert s.prompt == dylan_message([], TASK)
+        else:  # shown exactly the previous round's active replies: nothing older, nothing inactive
+            shown = re.findall(r"Solution \d+: ```(.*?)```", s.prompt, re.S)
+            assert sorted(shown) == sorted(replies[r - 1])
+    rankers = [r for r in reqs if "Please choose the best 2" in r.messages[-1]["content"]]
+    assert len(rankers) == 1 and len(rankers[0].messages) == 1  # round 2 only (round 3 has 2 replies to keep)
+    assert not any(s.agent == "ranker" for s in ctx.steps)  # the ranker is no trajectory step, never verified
+    ranked = re.findall(r"Solution \d+: ```(.*?)```", rankers[0].messages[0]["content"], re.S)
+    assert sorted(ranked) == sorted(replies[1])
+    # 2/3 consensus inside round 3: both active agents agree after the second reply
+    assert len(replies[3]) == 2
+    node = trace["node_importance"]
+    assert node[3] == {roles[0]: 0.5, roles[2]: 0.5}
+    # round 3 rated the round-2 solution answering 3 at 5 and the one answering 1 at 1: weights 5/6 and 1/6
+    assert node[2][roles[2]] == pytest.approx(5 / 6) and node[2][roles[0]] == pytest.approx(1 / 6)
+    # round 2's agents rated round 1's four solutions [1, 1, 5, 1] (answer 3 is role 2's): weights /8, importance
+    # summed over both round-2 readers (5/6 + 1/6 = 1)
+    assert node[1] == pytest.approx({roles[0]: 1 / 8, roles[1]: 1 / 8, roles[2]: 5 / 8, roles[3]: 1 / 8})
+    assert trace["importance"][roles[2]] > trace["importance"][roles[0]] > trace["importance"][roles[1]] > 0
 
 
 def test_dylan_stops_a_round_early_when_two_thirds_agree():
-    ctx = _ctx(lambda req: "so \\boxed{4913}")
+    ctx = _ctx(lambda req: "so <answer>4913</answer>")
     assert answer_key(DyLAN().solve(ctx)) == ("4913",)
     trace = ctx.trace["dylan"]
     assert trace["early_stop_round"] == 0 and len(trace["active"][0]) == 3  # floor(2/3*4)+1 agents spoke
@@ -43,30 +132,17 @@ def test_dylan_stops_a_round_early_when_two_thirds_agree():
     assert trace["importance"] and sum(trace["importance"].values()) == pytest.approx(1.0)
 
 
-def test_dylan_ranker_decides_who_is_active_in_later_rounds():
-    roles = list(ROLES)
-    answers = {0: 1, 1: 2, 2: 3, 3: 4}  # no agreement in rounds 0 and 1
-
+def test_dylan_unparseable_ranking_samples_two_agents_and_counts_it():
     def responder(req):
-        system, prompt = req.messages[0]["content"], req.messages[-1]["content"]
-        if "rank solutions" in system:  # prefer the responses answering 3 and 1
-            shown = re.split(r"Response \d+:\n", prompt.split("\n\nChoose")[0])[1:]
-            picks = [k + 1 for k, t in enumerate(shown) if answer_key(t)[0] in ("3", "1")]
-            return f"[[{', '.join(map(str, picks))}]]"
-        i = next(k for k, role in enumerate(roles) if ROLES[role] in system)
-        n_shown = prompt.count("Solution ") - prompt.count("Solutions from")
-        rating = f"[[{', '.join(['5' if k == 0 else '1' for k in range(n_shown)])}]] " if n_shown else ""
-        return f"{rating}\\boxed{{{answers[i]}}}"
+        if "choose the best 2" in req.messages[-1]["content"]:
+            return "no idea"
+        i = next(k for k, role in enumerate(DYLAN_AIME_ROLES) if ROLES[role] in req.messages[0]["content"])
+        return f"<answer>{i}</answer>"
 
     ctx = _ctx(responder)
     DyLAN().solve(ctx)
-    trace = ctx.trace["dylan"]
-    assert [len(a) for a in trace["active"]] == [4, 4, 2] and trace["early_stop_round"] is None
-    assert sorted(trace["active"][2]) == sorted([roles[0], roles[2]])  # the agents answering 1 and 3
-    ranker = [r for r in ctx.client.requests if "rank solutions" in r.messages[0]["content"]]
-    assert len(ranker) == 1
-    imp = trace["importance"]
-    assert imp[roles[1]] < imp[roles[0]] + imp[roles[2]] and all(v >= 0 for v in imp.values())
+    assert ctx.stats["dylan_ranker_fallbacks"] == 1 and [len(a) for a in ctx.trace["dylan"]["active"]] == [4, 4, 2, 2]
+    assert parse_ranks("pick [[2, 7]]", 4) == [1, 3] and parse_ranks("[[2, 9]]", 4) is None and parse_ranks("[[1,2]] then [3, 4]", 4) == [2, 3]
 
 
 def test_parse_scores_like_dylan():
@@ -107,7 +183,8 @@ def test_importance_matches_path_enumeration(seed):
     assert all(got[r][j] == pytest.approx(want[r][j]) for r in range(len(rounds)) for j in rounds[r])
 
 
-from experiments.mas_prove.frameworks.graph import AFlow, MaAS, load_workflow, validate_workflow  # noqa: E402
+from experiments.mas_prove.frameworks.graph import GENERATE, AFlow, MaAS, load_workflow, validate_workflow  # noqa: E402
+from experiments.mas_prove.frameworks.graph_prompts import DETAILED_SOLUTION_PROMPT, REFINE_ANSWER_PROMPT  # noqa: E402
 from experiments.mas_prove.frameworks.maas_controller import NAMES, Controller, threshold_sample  # noqa: E402
 
 CUBE_CODE = "```python\ndef solve():\n    return 17 ** 3\n```"
@@ -117,9 +194,9 @@ def _aflow_model(review="FAIL: 4913 is right but the explanation skips a step", 
     def responder(req):
         system, prompt = req.messages[0]["content"], req.messages[-1]["content"]
         if "Python programmer" in system:
-            return code if "previous code failed" not in prompt else CUBE_CODE
+            return code if "The result of the error from the code" not in prompt else CUBE_CODE
         if "for consistency" in system:  # pick the solution that carries the code's output
-            letters = re.findall(r"^([A-Z]):\n(.*?)(?=^[A-Z]:\n|\Z)", prompt.split("generated:\n", 1)[1],
+            letters = re.findall(r"^([A-Z]): \n(.*?)(?=^[A-Z]: \n|\Z)", prompt.split("as follows:\n", 1)[1],
                                  re.S | re.M)
             pick = next((x for x, body in letters if "4913" in body), "A")
             return f"All but {pick} disagree.<solution_letter>{pick}</solution_letter>"
@@ -137,8 +214,13 @@ def test_aflow_runs_its_workflow_graph_with_programmer_ensemble_and_review():
     final = AFlow().solve(ctx)
     names = [s.agent for s in ctx.steps]
     assert names == ["Custom", "Custom", "Custom", "Programmer", "ScEnsemble", "Review", "Revise"]
+    assert ctx.client.requests[0].messages[-1]["content"] == GENERATE + TASK  # the authors' Custom: instruction + input
+    code_prompt = ctx.client.requests[3].messages[-1]["content"]
+    assert code_prompt.startswith("\nYou are a professional Python programmer. Your task is to write complete, "
+                                  "self-contained code") and f"Problem description: {TASK}\n" in code_prompt
     ensemble = ctx.client.requests[4].messages[-1]["content"]
-    assert "D:\nCode output: 4913" in ensemble  # the sandbox ran the generated code; no model wrote 4913
+    assert ensemble.startswith(f"\nGiven the question described as follows: {TASK}\nSeveral solutions have been")
+    assert "D: \nCode output: 4913\n\n\n" in ensemble  # the sandbox ran the generated code; no model wrote 4913
     revise = ctx.client.requests[6].messages[-1]["content"]
     assert "FAIL: 4913 is right" in revise and "Code output: 4913" in revise  # the review's feedback reaches Revise
     assert final == "revised: 17^3 = 4913, so \\boxed{4913}"
@@ -149,7 +231,7 @@ def test_aflow_review_pass_skips_the_revision_and_programmer_retries_with_the_er
     assert AFlow().solve(ctx) == "Code output: 4913"
     names = [s.agent for s in ctx.steps]
     assert names.count("Programmer") == 2 and "Revise" not in names
-    retry = [r for r in ctx.client.requests if "previous code failed" in r.messages[-1]["content"]]
+    retry = [r for r in ctx.client.requests if "The result of the error from the code" in r.messages[-1]["content"]]
     assert len(retry) == 1 and "ZeroDivisionError" in retry[0].messages[-1]["content"]
 
 
@@ -182,7 +264,9 @@ def test_maas_executes_the_controllers_layers_in_order():
     rounds = [(s.round, s.agent) for s in ctx.steps]
     assert rounds == [(0, "Programmer"), (0, "Custom"), (1, "GenerateCoT"), (1, "Programmer"),
                       (2, "ScEnsemble"), (3, "SelfRefine"), (5, "ScEnsemble")]  # 2 left: a final ensemble
-    assert "Code output: 4913" in ctx.client.requests[1].messages[-1]["content"]
+    prompts = [r.messages[-1]["content"] for r in ctx.client.requests]
+    assert prompts[1] == REFINE_ANSWER_PROMPT + f"{TASK}\nCode output: 4913"  # the authors' graph, their prompts
+    assert prompts[2] == DETAILED_SOLUTION_PROMPT + TASK
 
 
 def test_maas_controller_learns_which_operator_pays():
@@ -262,3 +346,29 @@ def test_bootstrap_fitness():
     f = bootstrap([1, 0, 1, 1])
     assert f["low"] <= f["median"] <= f["high"] and f["median"] == pytest.approx(0.75, abs=0.05)
     assert bootstrap([1.0] * 3) == {"median": 1.0, "low": 1.0, "high": 1.0, "n": 3}
+
+
+@pytest.mark.parametrize("level,rankers", [("agent", 1), ("iteration", 3)])
+def test_dylan_ranker_is_verified_with_its_round_never_on_its_own(level, rankers):
+    class First:
+        def rank(self, task, contexts):
+            return list(range(len(contexts)))
+
+    def responder(req):  # role i always answers i + 1: no consensus, so round 2 needs the ranker
+        if "Please choose the best 2" in req.messages[-1]["content"]:
+            return "[[1, 3]]"
+        return f"<answer>{next(k for k, role in enumerate(DYLAN_AIME_ROLES) if ROLES[role] in req.messages[0]['content'])}</answer>"
+
+    ctx = _ctx(responder, verifier=First(), level=level)
+    DyLAN().solve(ctx)
+    assert [len(a) for a in ctx.trace["dylan"]["active"]] == ([4, 4, 2] if level == "agent" else [4, 4, 2, 2])
+    asked = [r for r in ctx.client.requests if "Please choose the best 2" in r.messages[-1]["content"]]
+    assert len(asked) == rankers  # agent level: one ranker call; iteration level: each fork of round 2 ranks
+    assert not any("ranker" in v["where"] for v in ctx.verifications)
+    if level == "iteration":  # the verifier sees a round as the authors' hook renders it
+        seen = []
+        ctx = _ctx(responder, verifier=type("Spy", (), {"rank": lambda self, t, cs: seen.append(cs) or [0, 1, 2]})(),
+                   level=level, strategy="none")
+        DyLAN().solve(ctx)
+        assert seen[1][0].startswith("\n=== Round 1 ===\nAgent ") and seen[1][0].count("...\n") == 4
+        assert sorted(int(x) for x in re.findall(r"Agent (\d+): ", seen[1][0])) == [4, 5, 6, 7]

@@ -12,7 +12,7 @@ from experiments.mas_orchestra.subagents import REGISTRY, Corpus, Runtime, Setti
 from jaxlab.llm import ScriptedClient, ToolCall, tool_reply
 
 from orchestra_helpers import (GOOD_SYSTEM, SEED_DEBATE, SEED_GRAPH, SEED_SINGLE, is_orchestrator, last_user,
-                               system_of)
+                               research_turn, system_of)
 
 Q = "What is 17 cubed?"
 
@@ -91,7 +91,10 @@ def test_tool_calls_parse_with_inferred_or_explicit_edges():
 def test_sub_tasks_carry_the_original_question():
     assert compose_task(Q, "", False) == Q and compose_task(Q, "  ", True) == Q
     assert compose_task(Q, "cube 17", False) == f"Original task: {Q}; Current Sub-task: cube 17."
-    assert compose_task(Q, "cube 17", True).startswith(f"Original task: {Q}; Current Sub-task: cube 17. Solve")
+    assert compose_task(Q, "cube 17", True) == (  # the seed parser's single-agent text, verbatim
+        f"Original task: {Q}; Current Sub-task: cube 17. Please solve the currentsub-task first. If its result "
+        "directly answers the original question, output that as the final answer. Otherwise, use the sub-task result "
+        "as guidance to complete the original question and output the final answer to the original question.")
 
 
 def test_diamond_runs_levels_in_order_and_every_agent_sees_the_question():
@@ -159,14 +162,57 @@ def test_reflexion_keeps_the_history_until_the_critic_accepts():
     assert "Attempt 1:\n\\boxed{4}" in last_attempt and "Feedback on attempt 2:\nstill off" in last_attempt
 
 
-def test_search_agent_retrieves_documents_with_bm25():
+def test_search_agent_single_query_mode_retrieves_documents_with_bm25():
     docs = ["Mars has two moons, Phobos and Deimos.", "Jupiter has many moons.", "Bread needs flour and water."]
     client = ScriptedClient(responder=lambda req: "\\boxed{42}")
-    rt = Runtime(client, corpus=Corpus(docs))
+    rt = Runtime(client, Settings(search_mode="single"), corpus=Corpus(docs))
     REGISTRY["WebSearchAgent"].run(rt, "ws", Q, {"agent_input": "How many moons does Mars have, Phobos?"})
     prompt = client.requests[0].messages[-1]["content"]
     assert prompt.index("Phobos and Deimos") < prompt.index("Jupiter") and "flour" not in prompt
     assert Corpus(docs).search("flour bread", 5) == [docs[2]] and Corpus(()).search("x", 3) == []
+
+
+MOONS = Corpus(["Mars has two moons, Phobos and Deimos.", "Jupiter has many moons.", "Bread needs flour and water."],
+               ["mars", "jupiter", "bread"])
+
+
+def test_search_agent_runs_the_authors_tool_loop_over_bm25():
+    def responder(req):
+        n_turns = sum(m["role"] == "assistant" for m in req.messages)
+        if n_turns == 0:
+            return tool_reply("web_search", {"search_query": "moons of Mars"})
+        if n_turns == 1:
+            return tool_reply("think_tool", {"reflection": "Mars: two moons, enough."})
+        return "Mars has two moons [SOURCE 1]. \\boxed{2}"
+
+    client = ScriptedClient(responder=responder)
+    out = REGISTRY["WebSearchAgent"].run(Runtime(client, corpus=MOONS), "ws", "How many moons has Mars?",
+                                         {"agent_input": ""})
+    assert out.endswith("\\boxed{2}") and len(client.requests) == 3
+    first, second, third = client.requests
+    assert first.messages[1]["content"].startswith("Research Question: How many moons has Mars?")
+    assert {t["function"]["name"] for t in first.tools} == {"web_search", "think_tool"}
+    result = second.messages[-1]
+    assert result["role"] == "tool" and result["content"].startswith("Search results:")
+    assert "--- SOURCE 1: mars ---" in result["content"] and "flour" not in result["content"]
+    assert result["content"].index("SOURCE 1: mars") < result["content"].index("SOURCE 2: jupiter")
+    assert third.messages[-1] == {"role": "tool", "tool_call_id": "call_think_tool",
+                                  "content": "Reflection recorded: Mars: two moons, enough."}
+    assert len({r.seed for r in client.requests}) == 3 and {r.temperature for r in client.requests} == {0.5}
+
+
+def test_search_loop_budget_tool_cap_and_unknown_tools():
+    from jaxlab.llm.types import Choice
+
+    many = Choice(text="", finish_reason="tool_calls", tool_calls=tuple(
+        ToolCall("web_search" if i else "browse", json.dumps({"search_query": f"moons {i}"}), id=f"c{i}")
+        for i in range(7)))
+    client = ScriptedClient(responder=lambda req: many)  # a model that never stops calling tools
+    out = REGISTRY["WebSearchAgent"].run(Runtime(client, corpus=MOONS), "ws", Q, {"agent_input": ""})
+    assert len(client.requests) == 5 + 1 and out == ""  # 5 tool turns, then the final turn's text is the answer
+    tool_msgs = [m for m in client.requests[1].messages if m["role"] == "tool"]
+    assert len(tool_msgs) == 5 and tool_msgs[0]["content"] == "Unknown tool: browse"  # at most 5 calls a turn
+    assert len(client.requests[-1].messages) == 2 + 5 * (1 + 5)
 
 
 @pytest.mark.skipif(shared_data_dir() is None, reason="../shared/data is absent")
@@ -182,10 +228,12 @@ def test_seed_graph_end_to_end():
         user = last_user(req)
         if is_orchestrator(req):
             return SEED_GRAPH
+        turn = research_turn(req, lambda u: "moons of Mars Phobos",
+                             lambda found: "Mars has 2 moons [1]. \\boxed{2}" if "Phobos" in found else "\\boxed{0}")
+        if turn is not None:
+            return turn
         if "reviewer" in system_of(req):
             return "correct: True"
-        if "Search results" in user:
-            return "Mars has 2 moons [1]. \\boxed{2}" if "Phobos" in user else "\\boxed{0}"
         return "2 * 21 = \\boxed{42}" if "Mars has 2 moons" in user or "42" in user else "\\boxed{0}"
 
     q = "Multiply the number of moons of Mars by 21."

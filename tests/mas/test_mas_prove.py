@@ -14,9 +14,9 @@ TASK = "Ava has 3 coins and Ben has 4 more than Ava. How many coins does Ben hav
 
 
 def _ctx(client, level="none", verifier="judge_ranking", strategy="raw", n=3):
-    meter = Meter()
-    v = make_verifier(verifier, client, meter) if level != "none" else None
-    return MASContext(client, TASK, v, level, strategy, n, meter=meter)
+    meter, vmeter = Meter(), Meter()
+    v = make_verifier(verifier, client, vmeter) if level != "none" else None
+    return MASContext(client, TASK, v, level, strategy, n, meter=meter, vmeter=vmeter)
 
 
 @pytest.mark.parametrize("level", ["none", "agent", "iteration"])
@@ -51,19 +51,35 @@ def test_verifier_failure_falls_back_visibly_and_is_counted():
 
 
 def test_context_strategies_show_the_verifier_what_they_promise():
-    steps = [Step("a", 0, "p", "first step")]
+    # the authors' hook: trajectory "Step i: ..." joined by blank lines, candidate = context + "\n" + step
+    steps = [Step("a", 0, "p", "first step"), Step("b", 0, "p", "second step")]
     calls = []
 
     def summarize(text):
         calls.append(text)
-        return "S"
+        return f"S{len(calls)}"
 
     out = {s: build_contexts(s, TASK, steps, ["c1", "c2"], summarize) for s in STRATEGIES}
-    assert "first step" in out["raw"][0] and out["raw"][1].endswith("c2")
-    assert out["none"] == ["Current step:\nc1", "Current step:\nc2"]
-    assert all("c1" not in x and x.endswith("S") for x in out["summary"])
-    assert out["summary_current"][0].endswith("c1") and "S" in out["summary_current"][0]
-    assert len(calls) == 3 and "c1" in calls[0] and "c1" not in calls[2]  # 2 per-candidate + 1 shared
+    assert out["raw"] == ["Step 1: first step\n\nStep 2: second step\nc1", "Step 1: first step\n\nStep 2: second step\nc2"]
+    assert out["none"] == ["\nc1", "\nc2"]
+    assert out["summary"] == ["S1", "S2"] and calls[:2] == [out["raw"][0], out["raw"][1]]  # context & step, each
+    assert out["summary_current"] == ["S3\nc1", "S3\nc2"] and calls[2] == "Step 1: first step\n\nStep 2: second step"
+    assert len(calls) == 3
+    assert build_contexts("summary_current", TASK, [], ["c"], summarize) == ["\nc"] and len(calls) == 3
+
+
+def test_the_summariser_is_the_authors_and_books_on_the_verifier_meter():
+    ctx = _ctx(make_client("7"), "agent", "judge_ranking", "summary")
+    make_framework("debate").solve(ctx)
+    reqs = ctx.client.requests
+    summaries = [r for r in reqs if "summarization assistant for multi-agent system processes" in r.messages[0]["content"]]
+    judges = [r for r in reqs if "Please act as an impartial judge" in r.messages[0]["content"]]
+    assert len(summaries) == 3 * 8 and len(judges) == 8  # 3 candidates x 8 agent turns, one judge call per turn
+    assert all(r.messages[-1]["content"].startswith("Please summarize the given context") and r.temperature == 0.0
+               for r in summaries)
+    assert "fewer than 4096 tokens" in summaries[0].messages[0]["content"]
+    assert ctx.vmeter.calls == len(summaries) + len(judges)  # the verifier's meter counts judge and summariser
+    assert ctx.meter.calls == len(reqs) - ctx.vmeter.calls == 3 * 8  # the MAS's meter only the agents' samples
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -90,8 +106,9 @@ def test_broken_generated_code_is_a_scored_failure():
     assert not ok and "timeout" in msg
 
 
-@pytest.mark.parametrize("level", ["agent", "iteration"])
-def test_identical_rerun_hits_the_cache_for_every_call(tmp_path, level):
+@pytest.mark.parametrize("level,strategy", [("none", "raw"), ("agent", "summary"), ("agent", "summary_current"),
+                                            ("iteration", "summary")])
+def test_identical_rerun_hits_the_cache_for_every_call(tmp_path, level, strategy):
     # replies depend on the request's seed and calls finish in random order: a seed taken from a shared
     # counter would give different requests on the rerun; seeds derived from the call's position do not
     from jaxlab.llm.cache import CachedClient
@@ -102,14 +119,14 @@ def test_identical_rerun_hits_the_cache_for_every_call(tmp_path, level):
         for _ in range(2):
             cached = CachedClient(inner, tmp_path / name, max_concurrency=8)
             meter, vmeter = Meter(), Meter()
-            ctx = MASContext(cached, TASK, make_verifier("judge_ranking", cached, vmeter), level, "summary", 3,
+            ctx = MASContext(cached, TASK, make_verifier("judge_ranking", cached, vmeter), level, strategy, 3,
                              meter=meter, task_id="t0", framework=name, vmeter=vmeter)
             answers.append(make_framework(name).solve(ctx))
             counts.append((cached.hits, cached.misses))
         assert counts[0][1] > 0, name
         assert counts[1] == (sum(counts[0]), 0), (name, counts)  # every request of the rerun hits, none is new
         assert answers[0] == answers[1]
-        assert vmeter.calls > 0 and meter.calls > 0  # the verifier's calls are metered apart from the MAS's
+        assert (vmeter.calls > 0) == (level != "none") and meter.calls > 0  # verifier calls metered apart
 
 
 def test_seeds_depend_on_position_not_order():

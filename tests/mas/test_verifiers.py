@@ -4,6 +4,7 @@ import re
 import pytest
 
 from experiments.mas_prove.core import Meter, VerifierError
+from experiments.mas_prove.prompts import fare_system, fare_user
 from experiments.mas_prove.verifiers import (STEP_SEPARATOR, ChatStepScorer, FAREJudge, FunctionStepScorer,
                                              LLMJudge, OutcomeRewardModel, ProcessRewardModel, aggregate,
                                              make_verifier, prm_messages, split_steps)
@@ -72,13 +73,44 @@ def test_judges_rank_the_sound_solution_first():
     assert _verifier("fare").rank(TASK, cands) == [2, 0, 1]  # the winner, then the others in order
 
 
-def test_judge_prompt_wraps_each_candidate_and_the_question():
+def test_judge_prompt_is_the_authors():
     client = ScriptedClient(responder=_model)
     LLMJudge(client, Meter()).rank(TASK, [LUCKY, SOUND])
-    user = client.requests[0].messages[-1]["content"]
-    assert user.startswith(f"<|User Prompt|>\n{TASK}")
-    assert "<|Candidate 2 Response|>\n" + SOUND + "\n<|End of Candidate 2|>" in user
-    assert "impartial" in client.requests[0].messages[0]["content"]
+    system, user = (m["content"] for m in client.requests[0].messages)
+    # server_judge.py: PROMPT_RANKING after .strip() keeps its 4-space indents
+    assert user.startswith(f"<|User Prompt|>\n    {TASK}\n\n    <|Candidate 1 Response|>\n{LUCKY}\n<|End of Candidate 1|>")
+    assert user.endswith("<|Candidate 2 Response|>\n" + SOUND + "\n<|End of Candidate 2|>")
+    assert system.startswith("Please act as an impartial judge and evaluate the quality of multiple responses provided "
+                             "by AI assistants to the user prompt displayed below.")
+    assert system.endswith("Please enclose your ranking in <ranking> and </ranking> tags.")
+    assert "- Correctness of the final answer\n- Quality and clarity of reasoning\n" in system
+
+
+def test_fare_prompt_is_the_authors_for_three_and_generalises():
+    three = fare_system(3)
+    assert three.startswith("Please act as an impartial judge and evaluate the quality of the responses provided by "
+                            "three AI assistants to the user prompt displayed below. You will be given assistant A's "
+                            "answer, assistant B's answer, and assistant C's answer.")
+    assert ("If assistant A is better, output [A]. If assistant B is better, output [B]. If assistant C is better, "
+            "output [C].\n") in three and three.endswith("Explanation: Your explanation here\nVerdict: Your final verdict")
+    assert "two AI assistants" in fare_system(2) and "assistant A's answer and assistant B's answer" in fare_system(2)
+    assert "output [D]." in fare_system(4) and "[E]" not in fare_system(4)
+    client = ScriptedClient(responder=_model)
+    FAREJudge(client, Meter()).rank(TASK, [LUCKY, SOUND, WRONG])
+    assert client.requests[0].messages[0]["content"] == three
+    assert client.requests[0].messages[1]["content"] == fare_user(TASK, [LUCKY, SOUND, WRONG]) and \
+        fare_user("q", ["a", "b"]) == ("[User Question]\nq\n\n[The Start of Assistant A's Answer]\na\n[The End of "
+                                        "Assistant A's Answer]\n\n[The Start of Assistant B's Answer]\nb\n[The End of "
+                                        "Assistant B's Answer]")
+
+
+@pytest.mark.parametrize("reply,want", [
+    ("Explanation: [A] slips.\nVerdict: [C]", 2),  # the verdict line wins over letters in the explanation
+    ("Verdict: [B] (not [A])", 1),  # first letter after the verdict
+    ("I pick [C] over [A].", 2),  # no verdict line: the first letter anywhere (the authors' re.search)
+])
+def test_fare_reads_the_verdict(reply, want):
+    assert FAREJudge(ScriptedClient(responder=lambda r: reply), Meter()).rank(TASK, [LUCKY, SOUND, WRONG])[0] == want
 
 
 @pytest.mark.parametrize("reply,match", [

@@ -20,9 +20,11 @@ from typing import Callable, Sequence
 
 from experiments.mas_prove.core import MASContext
 from experiments.mas_prove.frameworks import operators as ops
+from experiments.mas_prove.frameworks.graph_prompts import (DETAILED_SOLUTION_PROMPT, GENERATE_SOLUTION_PROMPT,
+                                                             REFINE_ANSWER_PROMPT)
 from experiments.mas_prove.frameworks.maas_controller import OPERATORS, Controller
 
-GENERATE = "Solve the problem step by step and put the final answer in \\boxed{}."
+GENERATE = GENERATE_SOLUTION_PROMPT
 WORKFLOW_OPS = ("Custom", "AnswerGenerate", "Programmer", "ScEnsemble", "Review", "Revise", "SelfRefine")
 MATH_WORKFLOW: tuple[dict, ...] = (
     {"id": "s1", "op": "Custom", "in": ["problem"], "instruction": GENERATE},
@@ -117,15 +119,14 @@ class MaAS:
     def _first(self, ctx: MASContext) -> list[str]:
         code = ops.programmer(ctx, 0, ctx.task)
         if code["ok"]:
-            return [ops.custom(ctx, 0, f"{ctx.task}\nCode output: {code['output']}", "Use the code output to write "
-                               "the final solution; box the final answer.")]
+            return [ops.custom(ctx, 0, f"{ctx.task}\nCode output: {code['output']}", REFINE_ANSWER_PROMPT)]
         return [ops.custom(ctx, 0, ctx.task, GENERATE)]
 
     def _layer(self, ctx: MASContext, r: int, names: list[str], solutions: list[str], current: str) -> tuple:
         solutions = list(solutions)
         for name in names:
             if name in ("Generate", "GenerateCoT"):
-                new = ops.custom(ctx, r, ctx.task, GENERATE, name)
+                new = ops.custom(ctx, r, ctx.task, DETAILED_SOLUTION_PROMPT, name)
                 solutions.append(new)
             elif name == "MultiGenerateCoT":
                 many = ops.multi_generate(ctx, r, ctx.task)

@@ -15,12 +15,16 @@ from collections import Counter
 from experiments.mas_prove.core import MASContext
 from experiments.mas_prove.frameworks.common import answer_key, majority
 from experiments.mas_prove.frameworks.common import numbered as _numbered
+from experiments.mas_prove.frameworks.iteration_prompts import (DEBATE_DIRECT, DEBATE_REFINE, DYLAN_AIME_ROLES,
+                                                                 DYLAN_ROLES, debate_others, dylan_message,
+                                                                 dylan_ranking_message, dylan_system)
 
 
 class Debate:
-    """Du et al. debate as in MAS-ProVe's ``mas_debate``: every agent answers, then ``rounds`` refinement rounds
-    in which each agent revises its own answer using the others' answers of the previous round; the final
-    response is a random agent's last answer (the authors' ``random.choice``, seeded here).
+    """Du et al. debate as in MAS-ProVe's ``mas_debate``: every agent answers (the authors' direct prompt), then
+    ``rounds`` refinement rounds in which each agent revises its own previous answer given the other agents'
+    previous answers; the final response is a random agent's last answer (the authors' ``random.choice``, seeded by
+    position here).  Calls carry only a user turn, as the authors' ``call_llm`` sends.
 
     Defaults are the authors' CLI defaults (``--num-agents 2 --num-rounds 3``).
     """
@@ -34,50 +38,50 @@ class Debate:
         out = []
         for i in range(self.n_agents):
             if r == 0:
-                prompt = f"Solve the math problem step by step.\n\nQUESTION: {ctx.task}"
+                prompt = DEBATE_DIRECT.format(question=ctx.task)
             else:
-                others = "\n\n".join(f"Agent {j + 1}:\n{a}" for j, a in enumerate(previous) if j != i)
-                prompt = (f"Using the other agents' solutions as additional information, refine your original "
-                          f"solution step by step.\n\nQUESTION: {ctx.task}\n\nORIGINAL SOLUTION:\n{previous[i]}\n\n"
-                          f"OTHER AGENTS' SOLUTIONS:\n{others}")
-            out.append(ctx.agent(f"debater_{i}", r, prompt))
+                prompt = DEBATE_REFINE.format(question=ctx.task, original=previous[i],
+                                              others=debate_others(previous[:i] + previous[i + 1:]))
+            out.append(ctx.agent(f"debater_{i}", r, prompt, system=""))
         return out
 
     def solve(self, ctx: MASContext) -> str:
         answers: list[str] = []
         for r in range(self.rounds + 1):
             answers = ctx.iteration(r, lambda c, r=r, prev=answers: self._round(c, r, prev), _numbered)
+        ctx.trace["debate"] = {"rounds": self.rounds + 1, "agents": self.n_agents}
         return random.Random(ctx.position_seed("final_pick")).choice(answers)
 
 
-ROLES = {
-    "Mathematician": "You are a mathematician, strong at arithmetic, games and long chains of reasoning.",
-    "AlgebraExpert": "You are an algebra expert: equations, variables and symbol manipulation are your strength.",
-    "GeometryWizard": "You are a geometry expert who reasons well about shapes, lengths, angles and proofs.",
-    "NumberTheoryScholar": "You are a number theorist: primes, divisibility and patterns of integers.",
-}
-DEBATE_NOTE = ("This is a debate; explain your reasoning thoroughly in each round. Put the final answer in "
-               "\\boxed{}.")
-RATE = ("First rate each of the solutions above from 1 (useless) to 5 (excellent) as [[s1, s2, ...]] in the order "
-        "given, then give your own updated solution.")
+ROLES = DYLAN_ROLES
 ARRAY = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
+RANKS = re.compile(r"\[([1234567]),\s*([1234567])\]")
 
 
 def parse_scores(text: str, n: int) -> list[float]:
-    """DyLAN's edge weights from ``[[s1, ...]]``: s/5 clipped to [0, 1], normalised; unusable -> uniform."""
+    """DyLAN's edge weights from the last ``[[s1, ...]]``: integers (anything else 0), s/5 for 0 < s <= 5, 1 above 5,
+    else 0, normalised; a wrong count or all zero -> uniform (``LLMNeuron_AIME.activate``)."""
     found = ARRAY.findall(text)
     raw = []
     if found:
-        for x in found[-1].split(","):
+        for x in found[-1].replace(" ", "").split(","):
             try:
-                raw.append(float(x.strip()))
+                raw.append(int(x))
             except ValueError:
-                raw.append(0.0)
+                raw.append(0)
     if len(raw) != n:
-        raw = [0.0] * n
-    w = [min(1.0, s / 5) if s > 0 else 0.0 for s in raw]
+        raw = [0] * n
+    w = [s / 5 if 0 < s <= 5 else (1.0 if s > 5 else 0.0) for s in raw]
     total = sum(w)
     return [x / total for x in w] if total > 0 else [1.0 / n] * n
+
+
+def parse_ranks(text: str, n: int) -> list[int] | None:
+    """The ranker's two picks (``LLM_Neuron.parse_ranks``: the last ``[i, j]``, 1-based, clipped); None: unparseable."""
+    found = RANKS.findall(text)
+    if not found:
+        return None
+    return [min(max(int(x) - 1, 0), n - 1) for x in found[-1]]
 
 
 def importance(rounds: list[dict[int, str]], weights: list[dict[int, dict[int, float]]],
@@ -100,78 +104,84 @@ def importance(rounds: list[dict[int, str]], weights: list[dict[int, dict[int, f
 
 
 class DyLAN:
-    """DyLAN (Liu et al.) as the MAS-ProVe authors run it on AIME: role agents in a layered network over
-    ``rounds`` rounds; within a round agents answer one by one (shuffled) and the round stops early once more
-    than 2/3 of the round's agents agree; every agent rates the previous round's replies (edge weights); from
-    round 2 on, with more than 3 agents, a listwise ranker picks the ``top_k`` best previous replies and only
-    their agents stay active; the answer is the most frequent among the last active agents; a backward pass
-    gives every agent an importance score (``ctx.trace["dylan"]``).
+    """DyLAN (Liu et al.) as the MAS-ProVe authors run it on AIME (``llmlp_gen_aime_dylan.py``): four role agents
+    in a layered network over four rounds (three at agent level, as the authors' ``_sub`` script).  Within a round the active agents answer one by one in shuffled order,
+    each shown the previous round's active replies (shuffled) and asked to rate them ``[[s1, ...]]`` (edge weights);
+    the round, and the run, stops as soon as more than 2/3 of the round's agents agree.  From round 2 on, with more
+    than 3 agents, the listwise ranker picks the 2 best previous replies and only their agents stay active.  The
+    answer is the consensus, else the most frequent among the last active agents; a backward pass gives every agent
+    an importance score (``ctx.trace["dylan"]``).
 
-    The released code compares the shuffled *position* with the agent mask when choosing who is active in
-    round >= 2; here the agents named by the ranker are the active ones, which is what the paper describes.
+    The released code compares the shuffled *position* with the ranker's agent mask when choosing who is active in
+    round >= 2; here the agents named by the ranker are the active ones, which is what the paper describes.  An
+    unparseable ranking picks 2 at random (the authors' ``random.sample``, seeded), counted in ``ctx.stats``.
     """
 
     name, family = "dylan", "iteration"
 
-    def __init__(self, roles: tuple[str, ...] = tuple(ROLES), rounds: int = 3, top_k: int = 2) -> None:
-        if rounds < 3:
+    def __init__(self, roles: tuple[str, ...] = DYLAN_AIME_ROLES, rounds: int | None = None, top_k: int = 2) -> None:
+        """``rounds=None``: the authors' counts, 3 at agent level (``llmlp_gen_aime_dylan_sub.py``) and 4 otherwise
+        (``llmlp_gen_aime_dylan.py``)."""
+        if rounds is not None and rounds < 3:
             raise ValueError(f"rounds: DyLAN needs >= 3, got {rounds}")
         unknown = [r for r in roles if r not in ROLES]
         if unknown:
             raise ValueError(f"roles: expected names from {sorted(ROLES)}, got {unknown}")
+        if top_k != 2:
+            raise ValueError(f"top_k: the authors' listwise ranker picks 2, got {top_k}")
         self.roles, self.rounds, self.top_k = roles, rounds, top_k
 
     def _rank(self, ctx: MASContext, r: int, previous: dict[int, str]) -> list[int]:
-        """The listwise ranker: the agents whose previous replies are the ``top_k`` best."""
+        """The listwise ranker over the previous round's active replies: the agents of the 2 best."""
         order = list(previous)
         random.Random(ctx.position_seed("rank_shuffle", r)).shuffle(order)
-        body = "\n\n".join(f"Response {k + 1}:\n{previous[i]}" for k, i in enumerate(order))
-        out = ctx.agent("ranker", r, f"QUESTION: {ctx.task}\n\n{body}\n\nChoose the {self.top_k} best responses "
-                        f"(correct, well reasoned). Reply with their numbers as [[i, j]].",
-                        system="You rank solutions to a math problem.")
-        found = ARRAY.findall(out)
-        picks = [int(x) - 1 for x in re.findall(r"\d+", found[-1])] if found else []
-        picks = [p for p in dict.fromkeys(picks) if 0 <= p < len(order)][: self.top_k]
-        if len(picks) < self.top_k:  # unusable ranking: keep the first k shown, counted
+        out = ctx.unverified("ranker", r, dylan_ranking_message([previous[i] for i in order], ctx.task), system="")
+        picks = parse_ranks(out, len(order))
+        if picks is None:
             ctx.stats["dylan_ranker_fallbacks"] += 1
-            picks = list(range(min(self.top_k, len(order))))
-        return sorted(order[p] for p in picks)
+            picks = random.Random(ctx.position_seed("rank_fallback", r)).sample(range(len(order)), 2)
+        return sorted({order[p] for p in picks})
 
-    def _round(self, ctx: MASContext, r: int, mask: list[int], previous: dict[int, str]) -> tuple:
+    def _round(self, ctx: MASContext, r: int, previous: dict[int, str]) -> tuple:
+        """One round (the authors' ``_execute_round_*``, so at iteration level each fork ranks for itself)."""
+        if r >= 2 and len(self.roles) > 3:  # only the ranker's picks stay active; 2 replies need no ranking
+            mask = self._rank(ctx, r, previous) if len(previous) > self.top_k else sorted(previous)
+        else:
+            mask = list(range(len(self.roles)))
         order = list(mask)
         random.Random(ctx.position_seed("order", r)).shuffle(order)
         replies: dict[int, str] = {}
         weights: dict[int, dict[int, float]] = {}
-        for pos, i in enumerate(order):
+        for i in order:
             formers = list(previous)
             random.Random(ctx.position_seed("formers", r, i)).shuffle(formers)
             role = self.roles[i]
-            if formers:
-                shown = "\n\n".join(f"Solution {k + 1}:\n{previous[j]}" for k, j in enumerate(formers))
-                prompt = f"QUESTION: {ctx.task}\n\nSolutions from other agents:\n{shown}\n\n{RATE}"
-            else:
-                prompt = f"QUESTION: {ctx.task}"
-            replies[i] = ctx.agent(role, r, prompt, system=f"{ROLES[role]}\n{DEBATE_NOTE}")
+            replies[i] = ctx.agent(role, r, dylan_message([previous[j] for j in formers], ctx.task),
+                                   system=dylan_system(role))
             if formers:
                 weights[i] = dict(zip(formers, parse_scores(replies[i], len(formers))))
-            if pos + 1 > math.floor(2 / 3 * len(mask)):
+            if len(replies) > math.floor(2 / 3 * len(mask)):
                 counts = Counter(k for k in (answer_key(t) for t in replies.values()) if k)
                 if counts and max(counts.values()) > math.floor(2 / 3 * len(mask)):
                     return replies, weights, counts.most_common(1)[0][0]
         return replies, weights, None
 
+    def render(self, r: int, result: tuple) -> str:
+        """A round as the authors' round-level hook shows it to the verifier (node ids ``r * n_agents + i``, in
+        activation order)."""
+        replies, _, consensus = result
+        head = f"=== Round {r}{' (Consensus Reached)' if consensus is not None else ''} ===\n"
+        return head + "".join(f"Agent {r * len(self.roles) + i}: {t}...\n" for i, t in replies.items())
+
     def solve(self, ctx: MASContext) -> str:
-        n = len(self.roles)
         rounds: list[dict[int, str]] = []
         weights: list[dict[int, dict[int, float]]] = []
-        mask, consensus = list(range(n)), None
-        for r in range(self.rounds):
+        consensus = None
+        n_rounds = self.rounds or (3 if ctx.level == "agent" else 4)
+        for r in range(n_rounds):
             previous = rounds[-1] if rounds else {}
-            if r >= 2 and n > 3:
-                mask = self._rank(ctx, r, previous)
             replies, w, consensus = ctx.iteration(
-                r, lambda c, r=r, m=list(mask), p=dict(previous): self._round(c, r, m, p),
-                lambda res: _numbered(list(res[0].values())))
+                r, lambda c, r=r, p=dict(previous): self._round(c, r, p), lambda res, r=r: self.render(r, res))
             rounds.append(replies)
             weights.append(w)
             if consensus is not None:
@@ -181,6 +191,7 @@ class DyLAN:
         ctx.trace["dylan"] = {
             "active": [[self.roles[i] for i in rnd] for rnd in rounds],
             "early_stop_round": len(rounds) - 1 if consensus is not None else None,
-            "importance": {role: sum(rr.get(i, 0.0) for rr in imp) for i, role in enumerate(self.roles)}}
+            "importance": {role: sum(rr.get(i, 0.0) for rr in imp) for i, role in enumerate(self.roles)},
+            "node_importance": [{self.roles[i]: v for i, v in rr.items()} for rr in imp]}
         last = [t for t in rounds[-1].values() if answer_key(t) == final_key]
         return last[0] if last else majority(list(rounds[-1].values()))
