@@ -1,19 +1,21 @@
 """Every notebook in colab/ executes headless, top to bottom, without an error."""
+import importlib.util
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "colab").glob("*.ipynb"))
+COLAB = Path(__file__).resolve().parents[1] / "colab"
+NOTEBOOKS = sorted(COLAB.glob("*.ipynb"))
+_spec = importlib.util.spec_from_file_location("run_notebooks", COLAB / "run_notebooks.py")
+run_notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_notebooks)  # colab/ is not a package: the runner that writes the committed outputs
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path):
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    nb = run_notebooks.execute(path, timeout=600)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
 

@@ -374,14 +374,13 @@ class BatchEngine:
             jnp.asarray(batch.seeds[rows]), jnp.asarray(any((r.job.logprobs or 0) > 0 for r in new)))
         self.compiled_shapes.add(("admit", batch.b, k, width, batch.t))
         batch.index += width
-        pos = np.asarray(pos)
-        for j, i in enumerate(joining):
-            batch.pos[i] = pos[j]
-        tok, chosen, top_v, top_i = (np.asarray(x) for x in picked)
-        full = [np.zeros((batch.b,) + x.shape[1:], x.dtype) for x in (tok, chosen, top_v, top_i)]
-        for j, i in enumerate(joining):
-            for dst, src in zip(full, (tok, chosen, top_v, top_i)):
-                dst[i] = src[j]
+        n = len(joining)  # the first n of the K outputs are the joining rows; the rest is padding
+        batch.pos[joining] = np.asarray(pos)[:n]
+        full = []
+        for x in map(np.asarray, picked):  # per-row outputs back at their batch rows, as _take reads them
+            f = np.zeros((batch.b,) + x.shape[1:], x.dtype)
+            f[joining] = x[:n]
+            full.append(f)
         self._take(batch, tuple(full), only=new)
 
     def _decode(self, batch: _Batch) -> None:
