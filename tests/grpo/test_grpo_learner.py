@@ -107,5 +107,7 @@ def test_step_on_8_devices_equals_single_device(shape):
         assert ma[k] == pytest.approx(mb[k], rel=1e-4, abs=1e-7), k
     kernel = b.state.params["layers"][0]["mlp"]["up_proj"]["kernel"]
     assert len(kernel[...].sharding.device_set) == 8
+    # one Adam step moves every element by ~lr (3e-3) whatever its gradient, so a near-zero gradient's float
+    # reduction-order noise can move an element by ~1e-5; a sharding bug moves many elements by ~lr
     for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=3e-5)
