@@ -126,7 +126,8 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
         verifier = (make_verifier(cfg.verifier, verifier_client, vmeter, derive_seed(seed, task.id, fname, "verifier"),
                                   reward_fn) if level != "none" else None)
         ctx = MASContext(client, task.prompt, verifier, level, strategy if level != "none" else "raw",
-                         cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter, task.id, fname, vmeter)
+                         cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter, task.id, fname, vmeter,
+                         benchmark=bench)
         error = ""
         try:
             answer = prepared.get((bench, fname, seed), make_framework(fname)).solve(ctx)
@@ -169,13 +170,13 @@ def prepare(cfg: Config, client: ChatClient, wanted: set[tuple]) -> dict[tuple, 
                 if not any(w[0] == bench and w[2] == fname and w[3] == seed for w in wanted):
                     continue
 
-                def make_ctx(task, tag, seed=seed):
+                def make_ctx(task, tag, seed=seed, bench=bench):
                     return MASContext(client, task.prompt, None, "none", "raw", cfg.n_candidates, cfg.temperature,
-                                      cfg.max_tokens, seed, Meter(), f"validation:{task.id}", tag)
+                                      cfg.max_tokens, seed, Meter(), f"validation:{task.id}", tag, benchmark=bench)
 
                 fw = make_framework(fname)
                 if fname == "adas":
-                    fw.generations = cfg.search_generations
+                    fw.generations, fw.benchmark = cfg.search_generations, bench
                     fw.search(make_ctx, tasks, grade, make_ctx(tasks[0], "adas-meta"))
                 else:
                     fw.train(make_ctx, tasks, grade, cfg.controller_steps)

@@ -303,51 +303,6 @@ def test_controller_save_load_round_trip(tmp_path):
     assert np.allclose(b.probs("q", 1, "Generate"), a.probs("q", 1, "Generate"))
 
 
-from experiments.mas_prove.frameworks.adas import ADAS, bootstrap, seed_archive  # noqa: E402
-from experiments.mas_prove.frameworks.code import run_generated  # noqa: E402
-
-MAGIC = '```python\ndef forward(task):\n    return call_agent("MAGIC " + task, "magic")\n```'
-BROKEN = '```python\ndef forward(task):\n    return undefined_name\n```'
-
-
-def test_adas_searches_the_archive_on_validation_and_runs_the_fittest_at_test():
-    proposals = iter(["Broken agent\n" + BROKEN, "Magic agent\n" + MAGIC])
-    meta_prompts = []
-
-    def responder(req):
-        prompt = req.messages[-1]["content"]
-        if "designer of agent systems" in req.messages[0]["content"]:
-            meta_prompts.append(prompt)
-            return next(proposals)
-        return "\\boxed{4913}" if prompt.startswith("MAGIC") else "\\boxed{1}"  # only the new design works
-
-    client = ScriptedClient(responder=responder)
-    val = ["What is 17 cubed?", "Cube 17."]
-    adas = ADAS(generations=1)
-    archive = adas.search(lambda task, tag: MASContext(client, task, task_id=task, framework=tag), val,
-                          lambda task, out: "4913" in out, MASContext(client, "meta", framework="adas"))
-    assert [a.name for a in archive[:7]] == [a.name for a in seed_archive()]
-    assert all(a.fitness["median"] == 0.0 for a in archive[:7])
-    assert archive[-1].name == "Magic agent" and archive[-1].fitness["median"] == 1.0 and archive[-1].errors == 1
-    assert "NameError" in meta_prompts[1] and "Chain-of-Thought (fitness 0.00" in meta_prompts[0]
-    ctx = _ctx(responder)
-    assert ADAS.solve(adas, ctx) == "\\boxed{4913}"
-    assert ctx.trace["adas"]["agent"] == "Magic agent" and [s.agent for s in ctx.steps] == ["magic"]
-
-
-def test_every_seed_agent_runs_in_the_sandbox():
-    for agent in seed_archive():
-        ctx = _ctx(lambda req: "CORRECT \\boxed{4913}")
-        ok, out = run_generated(ctx, 0, agent.code, blocks=False)
-        assert ok and "4913" in out, (agent.name, out)
-
-
-def test_bootstrap_fitness():
-    f = bootstrap([1, 0, 1, 1])
-    assert f["low"] <= f["median"] <= f["high"] and f["median"] == pytest.approx(0.75, abs=0.05)
-    assert bootstrap([1.0] * 3) == {"median": 1.0, "low": 1.0, "high": 1.0, "n": 3}
-
-
 @pytest.mark.parametrize("level,rankers", [("agent", 1), ("iteration", 3)])
 def test_dylan_ranker_is_verified_with_its_round_never_on_its_own(level, rankers):
     class First:
