@@ -111,3 +111,21 @@ def test_a_round_with_only_repeated_modifications_fails_after_the_regenerate_lim
     assert rounds[1]["scores"] == [1.0] and "no new modification after 3 replies" in rounds[2]["error"]
     assert sum("<sample>" in r.messages[-1]["content"] for r in client.requests) == 1 + 3
     assert search.best()["round"] == 2
+
+
+def test_a_worse_child_is_a_failure_and_the_best_round_stays_the_parent():
+    def responder(req):
+        text = req.messages[-1]["content"]
+        if "<sample>" in text:
+            return reply("make it worse", MAGIC, 'MAGIC_PROMPT = """WORSE: """')
+        return "\\boxed{4913}" if text == "Cube 17." else "\\boxed{1}"  # round 1 gets one of two right
+
+    client = ScriptedClient(responder=responder)
+    search = AFlowSearch(max_rounds=1, validation_rounds=1, sample=1)
+    rounds = search.optimize(lambda t, tag: MASContext(client, t.prompt, task_id=t.id, framework=tag), TASKS,
+                             lambda t, out: "4913" in out, MASContext(client, "opt", framework="aflow"))
+    assert [r["scores"] for r in rounds] == [[0.5], [0.0]]
+    assert search.experience == [{"father node": 1, "modification": "make it worse", "before": 0.5, "after": 0.0,
+                                  "succeed": False}]
+    assert search.best()["round"] == 1
+    assert "-Absolutely prohibit make it worse (Score: 0.0)\n" in format_experience(search.experience, 1)
