@@ -9,7 +9,7 @@ from experiments.mas_prove.core import MASContext
 from experiments.mas_prove.frameworks.common import answer_key
 from experiments.mas_prove.frameworks.iteration import ROLES, Debate, DyLAN, importance, parse_ranks, parse_scores
 from experiments.mas_prove.frameworks.iteration_prompts import (DEBATE_DIRECT, DEBATE_REFINE, DYLAN_AIME_ROLES,
-                                                                 dylan_message, dylan_system)
+                                                                 dylan_message, dylan_qtype, dylan_system)
 from jaxlab.llm import ScriptedClient
 
 TASK = "What is 17 cubed?"
@@ -70,7 +70,7 @@ def _dylan_responder(calls):
 
     def responder(req):
         prompt = req.messages[-1]["content"]
-        shown = re.findall(r"Solution \d+: ```(.*?)```", prompt, re.S)
+        shown = re.findall(r"(?:Agent s|S)olution \d+: ```(.*?)```", prompt, re.S)
         if "Please choose the best 2 solutions" in prompt:
             calls.append(("ranker", prompt))
             picks = [k + 1 for k, t in enumerate(shown) if answer_key(t)[0] in ("1", "3")]
@@ -82,6 +82,28 @@ def _dylan_responder(calls):
         return f"<{roles[i]} r{r}> <answer>{3 if r == 3 else i + 1}</answer>{rating}"
 
     return responder
+
+
+def test_dylan_uses_its_math_prompts_off_aime_with_the_same_mechanism():
+    calls = []
+    ctx = _ctx(_dylan_responder(calls), benchmark="math500")
+    assert answer_key(DyLAN().solve(ctx)) == ("3",) and ctx.trace["dylan"]["early_stop_round"] == 3
+    reqs = ctx.client.requests
+    assert not any("AIME" in m["content"] for r in reqs for m in r.messages)
+    agents = [r for r in reqs if len(r.messages) == 2]
+    assert all(r.messages[0]["content"].endswith("\nIt's a debate. Explain your reasons at each round thoroughly.\n"
+                                                 "Follow the given examples and answer the mathematics problem.")
+               for r in agents)
+    assert agents[0].messages[1]["content"] == f"Please solve the problem below.\nProblem: {TASK}\nAnswer:"
+    later = agents[4].messages[1]["content"]
+    assert later.startswith("Follow the given examples and answer the mathematics problem.\n\nPlease solve the "
+                            "problem below.") and "Agent solution 4: ```" in later and later.endswith(
+        "Put all 4 scores in the form like [[1, 5, 2, ...]].")
+    (ranker,) = [r for r in reqs if len(r.messages) == 1]
+    assert ranker.messages[0]["content"].endswith("Please choose the best 2 solutions and think step by step. Put "
+                                                  "your answer in the form like [1,2] or [3,4] at the end of your "
+                                                  "response.")
+    assert dylan_qtype("aime25") == "aime_qa" and dylan_qtype("gsm8k") == "math_exp"
 
 
 def test_dylan_roles_ranker_consensus_and_importance_trace():
