@@ -349,3 +349,42 @@ def test_dylan_ranker_is_verified_with_its_round_never_on_its_own(level, rankers
         DyLAN().solve(ctx)
         assert seen[1][0].startswith("\n=== Round 1 ===\nAgent ") and seen[1][0].count("...\n") == 4
         assert sorted(int(x) for x in re.findall(r"Agent (\d+): ", seen[1][0])) == [4, 5, 6, 7]
+
+
+class _FixedProbs(Controller):
+    """Layer 0 draws from ``first``; later layers always draw EarlyStop (so a plan that goes on has 2 layers)."""
+
+    def __init__(self, first):
+        super().__init__()
+        self.first = first
+
+    def probs(self, query, layer, prev=None):
+        p = np.zeros(len(NAMES))
+        for name, v in (self.first if layer == 0 else {"EarlyStop": 1.0}).items():
+            p[NAMES.index(name)] = v
+        return p
+
+
+def test_controller_layer_zero_rule_is_maas():
+    plan, drawn = _FixedProbs({"Programmer": 1.0}).sample_with_choices("q", 0)
+    assert drawn[0] == ["Programmer"] and plan == [["Generate"], ["EarlyStop"]]  # replaced, and the plan goes on
+    plan, drawn = _FixedProbs({"EarlyStop": 1.0}).sample_with_choices("q", 0)
+    assert drawn == [["EarlyStop"]] and plan == [["Generate"]]  # replaced, and the plan ends
+    firsts = {tuple(_FixedProbs({"SelfRefine": 0.25, "GenerateCoT": 0.75}).sample_with_choices("q", s)[1][0])
+              for s in range(20)}
+    assert firsts == {("GenerateCoT",), ("SelfRefine", "GenerateCoT")}  # both draw orders occur ...
+    assert all(_FixedProbs({"SelfRefine": 0.25, "GenerateCoT": 0.75}).sample_with_choices("q", s)[0][0][0]
+               == "GenerateCoT" for s in range(20))  # ... and the generator always leads
+
+
+def test_controller_gradient_follows_the_plan_that_ran_not_the_draw():
+    class Replaced(Controller):
+        def sample_with_choices(self, query, seed):
+            return [["Generate"]], [["Programmer"]]
+
+    ctl = Replaced(seed=0)
+    before = ctl.probs("q", 0)
+    ctl.train(["q"], lambda q, plan: 1.0, 3)
+    after = ctl.probs("q", 0)
+    g, p = NAMES.index("Generate"), NAMES.index("Programmer")
+    assert after[g] > before[g] and after[p] < before[p]

@@ -174,10 +174,10 @@ class MaAS:
         for step in range(steps):
             task = tasks[step % len(tasks)]
             ctx = make_ctx(task, f"maas-train-{step}")
-            plan, drawn = self.controller.sample_with_choices(ctx.task, ctx.position_seed("controller", step))
+            plan, _drawn = self.controller.sample_with_choices(ctx.task, ctx.position_seed("controller", step))
             out = self.run_plan(ctx, plan)
             utility = float(grade(task, out)) - cost_weight * ctx.meter.calls
-            self.controller.update(ctx.task, drawn, utility)
+            self.controller.update(ctx.task, plan, utility)
             curve.append(utility)
         return curve
 
