@@ -158,7 +158,8 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
 
 
 def prepare(cfg: Config, client: ChatClient, wanted: set[tuple]) -> dict[tuple, object]:
-    """ADAS archive search and MaAS controller training on the validation rows, per benchmark x seed."""
+    """ADAS archive search, AFlow workflow optimisation and MaAS controller training on the validation rows, per
+    benchmark x seed."""
     out: dict[tuple, object] = {}
     if cfg.n_validation <= 0:
         return out
