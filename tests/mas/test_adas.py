@@ -143,7 +143,7 @@ def test_search_proposes_reflects_twice_debugs_and_archives_the_evaluated_agent(
     adas, archive, meta, client = _search(replies)
     assert [a.name for a in archive[:7]] == list(SEEDS) and all(a.fitness["median"] == 0.0 for a in archive[:7])
     first, r1, r2, debug1, debug2 = meta
-    assert [m["role"] for m in first.messages] == ["system", "user"]
+    assert [m["role"] for m in first.messages] == ["system", "user"] and first.max_tokens == 4096
     listing = first.messages[1]["content"]
     assert '"name": "LLM Debate"' in listing and json.dumps(fitness_text(archive[0].fitness)) in listing
     assert r1.messages[2] == {"role": "assistant", "content": str(json.loads(replies[0]))}

@@ -92,9 +92,11 @@ class ADAS:
     name, family = "adas", "code"
 
     def __init__(self, generations: int = 1, debug_max: int = 3, benchmark: str = "",
-                 meta_temperature: float = 0.8) -> None:
+                 meta_temperature: float = 0.8, meta_max_tokens: int = 4096) -> None:
+        """``meta_max_tokens``: the meta agent's own reply budget (a whole agent as JSON does not fit the agents'
+        ``max_tokens``; the authors set none)."""
         self.generations, self.debug_max, self.benchmark = generations, debug_max, benchmark
-        self.meta_temperature = meta_temperature
+        self.meta_temperature, self.meta_max_tokens = meta_temperature, meta_max_tokens
         self.archive = seed_archive()
         self.searched = False
         self.log: list[dict] = []
@@ -115,7 +117,7 @@ class ADAS:
         return acc
 
     def _meta(self, ctx: MASContext, messages: list[dict], key: tuple) -> dict:
-        req = ChatRequest(messages=tuple(messages), temperature=self.meta_temperature, max_tokens=ctx.max_tokens,
+        req = ChatRequest(messages=tuple(messages), temperature=self.meta_temperature, max_tokens=self.meta_max_tokens,
                           seed=ctx.position_seed("meta_agent", *key), model=getattr(ctx.client, "model", ""))
         resp = ctx.client.complete(req)
         ctx.meter.add(resp.usage)
