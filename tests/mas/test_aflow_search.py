@@ -84,7 +84,7 @@ def test_optimisation_loop_trace():
     solver = [r.messages[-1]["content"] for r in client.requests if "<sample>" not in r.messages[-1]["content"]]
     assert solver[:4] == [t.prompt for t in TASKS] * 2  # round 1: one Custom, empty instruction, 2 validation runs
     first = opt_prompts[0].messages
-    assert len(first) == 1 and first[0]["role"] == "user"
+    assert len(first) == 1 and first[0]["role"] == "user" and opt_prompts[0].max_tokens == 4096
     assert "No experience data found for round 1." in first[0]["content"] and "<score>0.0</score>" in first[0]["content"]
     assert '"question": "Cube 17."' in first[0]["content"]  # a logged failure of the parent
     assert "1. Custom: Generates anything based on customized input and instruction." in first[0]["content"]

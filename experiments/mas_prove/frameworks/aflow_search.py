@@ -21,6 +21,7 @@ phase runs (the authors pick test rounds by hand: ``rounds = [1]``).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Callable, Sequence
@@ -115,7 +116,10 @@ def resolve(nodes: list[dict], prompts: dict[str, str], operators: Sequence[str]
 class AFlowSearch:
     def __init__(self, max_rounds: int = 10, validation_rounds: int = 2, sample: int = 4,
                  operators: tuple[str, ...] = AIME_OPERATORS, question_type: str = "math", seed: int = 0,
-                 max_regenerate: int = 5) -> None:
+                 max_regenerate: int = 5, optimizer_max_tokens: int = 4096) -> None:
+        """``optimizer_max_tokens``: the optimiser's own reply budget (a graph plus its prompts does not fit the
+        agents' ``max_tokens``; the authors set none)."""
+        self.optimizer_max_tokens = optimizer_max_tokens
         self.max_rounds, self.validation_rounds, self.sample = max_rounds, validation_rounds, sample
         self.operators, self.type, self.max_regenerate = operators, question_type, max_regenerate
         self.rng = np.random.default_rng(seed)
@@ -154,6 +158,7 @@ class AFlowSearch:
                  grade: Callable[[object, str], bool], opt_ctx: MASContext) -> list[dict]:
         if not tasks:
             raise ValueError("AFlow search: no validation tasks")
+        opt_ctx = dataclasses.replace(opt_ctx, max_tokens=self.optimizer_max_tokens)
         if not self.rounds:
             self.rounds.append(self.evaluate(list(INITIAL_WORKFLOW), {}, 1, make_ctx, tasks, grade))
         for _ in range(self.max_rounds):
