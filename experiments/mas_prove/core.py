@@ -102,6 +102,8 @@ class MASContext:
     """Framework-level facts a test or report reads (DyLAN importance, MaAS plan, ADAS archive fitness)."""
     _occurrences: Counter = field(default_factory=Counter)
     _forked: bool = False
+    benchmark: str = ""
+    """The benchmark's name, for frameworks whose prompts the authors wrote per benchmark (ADAS answer fields)."""
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -148,7 +150,8 @@ class MASContext:
         return MASContext(self.client, self.task, self.verifier, self.level, self.strategy, self.n,
                           self.temperature, self.max_tokens, self.seed, self.meter, self.task_id, self.framework,
                           self.vmeter, list(self.steps), self.stats, self.verifications,
-                          (*self.path, "fork", round, index), self.trace, Counter(self._occurrences), _forked=True)
+                          (*self.path, "fork", round, index), self.trace, Counter(self._occurrences), _forked=True,
+                          benchmark=self.benchmark)
 
     def iteration(self, round: int, run: Callable[["MASContext"], T], render: Callable[[T], str] = str) -> T:
         """One round/pass; at iteration level, ``n`` forks run it and the verifier keeps the best."""

@@ -61,10 +61,11 @@ class Config:
     max_tokens: int = 1024
     max_parallel: int = 2
     n_validation: int = 0
-    """Validation rows (the ones after the ``n_tasks`` test rows) for ADAS's archive search and MaAS's controller
-    training, once per benchmark x seed, without verification; 0: ADAS runs its first seed agent and MaAS an
-    untrained controller."""
+    """Validation rows (the ones after the ``n_tasks`` test rows) for ADAS's archive search, AFlow's workflow
+    optimisation and MaAS's controller training, once per benchmark x seed, without verification; 0: ADAS runs
+    its first seed agent, AFlow its default math workflow and MaAS an untrained controller."""
     search_generations: int = 1
+    """ADAS generations and AFlow optimisation rounds after round 1."""
     controller_steps: int = 20
 
     def __post_init__(self) -> None:
@@ -126,7 +127,8 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
         verifier = (make_verifier(cfg.verifier, verifier_client, vmeter, derive_seed(seed, task.id, fname, "verifier"),
                                   reward_fn) if level != "none" else None)
         ctx = MASContext(client, task.prompt, verifier, level, strategy if level != "none" else "raw",
-                         cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter, task.id, fname, vmeter)
+                         cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter, task.id, fname, vmeter,
+                         benchmark=bench)
         error = ""
         try:
             answer = prepared.get((bench, fname, seed), make_framework(fname)).solve(ctx)
@@ -156,7 +158,8 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
 
 
 def prepare(cfg: Config, client: ChatClient, wanted: set[tuple]) -> dict[tuple, object]:
-    """ADAS archive search and MaAS controller training on the validation rows, per benchmark x seed."""
+    """ADAS archive search, AFlow workflow optimisation and MaAS controller training on the validation rows, per
+    benchmark x seed."""
     out: dict[tuple, object] = {}
     if cfg.n_validation <= 0:
         return out
@@ -164,19 +167,22 @@ def prepare(cfg: Config, client: ChatClient, wanted: set[tuple]) -> dict[tuple, 
         tasks = load_tasks(bench, cfg.n_tasks + cfg.n_validation, 0, cfg.math_path, cfg.masbench_generator)[cfg.n_tasks:]
         if not tasks:
             raise ConfigError(f"n_validation: benchmark {bench!r} has no rows after the first {cfg.n_tasks}")
-        for fname in ("adas", "maas"):
+        for fname in ("adas", "aflow", "maas"):
             for seed in cfg.seeds:
                 if not any(w[0] == bench and w[2] == fname and w[3] == seed for w in wanted):
                     continue
 
-                def make_ctx(task, tag, seed=seed):
+                def make_ctx(task, tag, seed=seed, bench=bench):
                     return MASContext(client, task.prompt, None, "none", "raw", cfg.n_candidates, cfg.temperature,
-                                      cfg.max_tokens, seed, Meter(), f"validation:{task.id}", tag)
+                                      cfg.max_tokens, seed, Meter(), f"validation:{task.id}", tag, benchmark=bench)
 
                 fw = make_framework(fname)
                 if fname == "adas":
-                    fw.generations = cfg.search_generations
+                    fw.generations, fw.benchmark = cfg.search_generations, bench
                     fw.search(make_ctx, tasks, grade, make_ctx(tasks[0], "adas-meta"))
+                elif fname == "aflow":
+                    fw.generations = cfg.search_generations
+                    fw.search(make_ctx, tasks, grade, make_ctx(tasks[0], "aflow-optimizer"), seed=seed)
                 else:
                     fw.train(make_ctx, tasks, grade, cfg.controller_steps)
                 out[(bench, fname, seed)] = fw

@@ -1,5 +1,7 @@
 """A scripted model that plays every MAS-ProVe role; the solver's correctness is controllable."""
+import ast
 import itertools
+import json
 import random
 import re
 import threading
@@ -7,7 +9,9 @@ import time
 
 from jaxlab.llm import ScriptedClient
 
-ADAS_CODE = "```python\ndef forward(task):\n    return call_agent('Solve step by step: ' + task, 'cot')\n```"
+ADAS_CODE = json.dumps({"thought": "one careful solver", "name": "Careful solver", "code": (
+    "async def forward(self, taskInfo):\n    agent = LLMAgentBase(['thinking', 'answer'], 'Careful Agent')\n"
+    "    thinking, answer = await agent([taskInfo], 'Solve step by step.')\n    return answer\n")})
 ZERO_CODE = "```python\ndef forward(task):\n    return cot(task)\n```"
 
 
@@ -57,10 +61,16 @@ def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str 
             return "[[1, 2]]"
         if "verify solutions" in system:
             return "<choice>1</choice>"
-        if "designer of agent systems" in system:
+        if "WELL-FORMED JSON object" in system:  # the ADAS meta agent
             return code or ADAS_CODE
         if "multi-agent system designer" in system:
             return code or ZERO_CODE
+        if "Reply EXACTLY with the following JSON format" in system:  # an ADAS agent: every field the solver's text
+            fields = ast.literal_eval(system.split("JSON format.\n", 1)[1].split("\n", 1)[0])
+            return json.dumps({k: solver(req) for k in fields})
+        return solver(req)
+
+    def solver(req):
         if by_seed:
             return right if req.seed % right_every == 0 else f"so the answer is \\boxed{{-{req.seed % 7}}}"
         with lock:

@@ -9,7 +9,7 @@ from experiments.mas_prove.core import MASContext
 from experiments.mas_prove.frameworks.common import answer_key
 from experiments.mas_prove.frameworks.iteration import ROLES, Debate, DyLAN, importance, parse_ranks, parse_scores
 from experiments.mas_prove.frameworks.iteration_prompts import (DEBATE_DIRECT, DEBATE_REFINE, DYLAN_AIME_ROLES,
-                                                                 dylan_message, dylan_system)
+                                                                 dylan_message, dylan_qtype, dylan_system)
 from jaxlab.llm import ScriptedClient
 
 TASK = "What is 17 cubed?"
@@ -70,7 +70,7 @@ def _dylan_responder(calls):
 
     def responder(req):
         prompt = req.messages[-1]["content"]
-        shown = re.findall(r"Solution \d+: ```(.*?)```", prompt, re.S)
+        shown = re.findall(r"(?:Agent s|S)olution \d+: ```(.*?)```", prompt, re.S)
         if "Please choose the best 2 solutions" in prompt:
             calls.append(("ranker", prompt))
             picks = [k + 1 for k, t in enumerate(shown) if answer_key(t)[0] in ("1", "3")]
@@ -82,6 +82,28 @@ def _dylan_responder(calls):
         return f"<{roles[i]} r{r}> <answer>{3 if r == 3 else i + 1}</answer>{rating}"
 
     return responder
+
+
+def test_dylan_uses_its_math_prompts_off_aime_with_the_same_mechanism():
+    calls = []
+    ctx = _ctx(_dylan_responder(calls), benchmark="math500")
+    assert answer_key(DyLAN().solve(ctx)) == ("3",) and ctx.trace["dylan"]["early_stop_round"] == 3
+    reqs = ctx.client.requests
+    assert not any("AIME" in m["content"] for r in reqs for m in r.messages)
+    agents = [r for r in reqs if len(r.messages) == 2]
+    assert all(r.messages[0]["content"].endswith("\nIt's a debate. Explain your reasons at each round thoroughly.\n"
+                                                 "Follow the given examples and answer the mathematics problem.")
+               for r in agents)
+    assert agents[0].messages[1]["content"] == f"Please solve the problem below.\nProblem: {TASK}\nAnswer:"
+    later = agents[4].messages[1]["content"]
+    assert later.startswith("Follow the given examples and answer the mathematics problem.\n\nPlease solve the "
+                            "problem below.") and "Agent solution 4: ```" in later and later.endswith(
+        "Put all 4 scores in the form like [[1, 5, 2, ...]].")
+    (ranker,) = [r for r in reqs if len(r.messages) == 1]
+    assert ranker.messages[0]["content"].endswith("Please choose the best 2 solutions and think step by step. Put "
+                                                  "your answer in the form like [1,2] or [3,4] at the end of your "
+                                                  "response.")
+    assert dylan_qtype("aime25") == "aime_qa" and dylan_qtype("gsm8k") == "math_exp"
 
 
 def test_dylan_roles_ranker_consensus_and_importance_trace():
@@ -303,51 +325,6 @@ def test_controller_save_load_round_trip(tmp_path):
     assert np.allclose(b.probs("q", 1, "Generate"), a.probs("q", 1, "Generate"))
 
 
-from experiments.mas_prove.frameworks.adas import ADAS, bootstrap, seed_archive  # noqa: E402
-from experiments.mas_prove.frameworks.code import run_generated  # noqa: E402
-
-MAGIC = '```python\ndef forward(task):\n    return call_agent("MAGIC " + task, "magic")\n```'
-BROKEN = '```python\ndef forward(task):\n    return undefined_name\n```'
-
-
-def test_adas_searches_the_archive_on_validation_and_runs_the_fittest_at_test():
-    proposals = iter(["Broken agent\n" + BROKEN, "Magic agent\n" + MAGIC])
-    meta_prompts = []
-
-    def responder(req):
-        prompt = req.messages[-1]["content"]
-        if "designer of agent systems" in req.messages[0]["content"]:
-            meta_prompts.append(prompt)
-            return next(proposals)
-        return "\\boxed{4913}" if prompt.startswith("MAGIC") else "\\boxed{1}"  # only the new design works
-
-    client = ScriptedClient(responder=responder)
-    val = ["What is 17 cubed?", "Cube 17."]
-    adas = ADAS(generations=1)
-    archive = adas.search(lambda task, tag: MASContext(client, task, task_id=task, framework=tag), val,
-                          lambda task, out: "4913" in out, MASContext(client, "meta", framework="adas"))
-    assert [a.name for a in archive[:7]] == [a.name for a in seed_archive()]
-    assert all(a.fitness["median"] == 0.0 for a in archive[:7])
-    assert archive[-1].name == "Magic agent" and archive[-1].fitness["median"] == 1.0 and archive[-1].errors == 1
-    assert "NameError" in meta_prompts[1] and "Chain-of-Thought (fitness 0.00" in meta_prompts[0]
-    ctx = _ctx(responder)
-    assert ADAS.solve(adas, ctx) == "\\boxed{4913}"
-    assert ctx.trace["adas"]["agent"] == "Magic agent" and [s.agent for s in ctx.steps] == ["magic"]
-
-
-def test_every_seed_agent_runs_in_the_sandbox():
-    for agent in seed_archive():
-        ctx = _ctx(lambda req: "CORRECT \\boxed{4913}")
-        ok, out = run_generated(ctx, 0, agent.code, blocks=False)
-        assert ok and "4913" in out, (agent.name, out)
-
-
-def test_bootstrap_fitness():
-    f = bootstrap([1, 0, 1, 1])
-    assert f["low"] <= f["median"] <= f["high"] and f["median"] == pytest.approx(0.75, abs=0.05)
-    assert bootstrap([1.0] * 3) == {"median": 1.0, "low": 1.0, "high": 1.0, "n": 3}
-
-
 @pytest.mark.parametrize("level,rankers", [("agent", 1), ("iteration", 3)])
 def test_dylan_ranker_is_verified_with_its_round_never_on_its_own(level, rankers):
     class First:
@@ -372,3 +349,42 @@ def test_dylan_ranker_is_verified_with_its_round_never_on_its_own(level, rankers
         DyLAN().solve(ctx)
         assert seen[1][0].startswith("\n=== Round 1 ===\nAgent ") and seen[1][0].count("...\n") == 4
         assert sorted(int(x) for x in re.findall(r"Agent (\d+): ", seen[1][0])) == [4, 5, 6, 7]
+
+
+class _FixedProbs(Controller):
+    """Layer 0 draws from ``first``; later layers always draw EarlyStop (so a plan that goes on has 2 layers)."""
+
+    def __init__(self, first):
+        super().__init__()
+        self.first = first
+
+    def probs(self, query, layer, prev=None):
+        p = np.zeros(len(NAMES))
+        for name, v in (self.first if layer == 0 else {"EarlyStop": 1.0}).items():
+            p[NAMES.index(name)] = v
+        return p
+
+
+def test_controller_layer_zero_rule_is_maas():
+    plan, drawn = _FixedProbs({"Programmer": 1.0}).sample_with_choices("q", 0)
+    assert drawn[0] == ["Programmer"] and plan == [["Generate"], ["EarlyStop"]]  # replaced, and the plan goes on
+    plan, drawn = _FixedProbs({"EarlyStop": 1.0}).sample_with_choices("q", 0)
+    assert drawn == [["EarlyStop"]] and plan == [["Generate"]]  # replaced, and the plan ends
+    firsts = {tuple(_FixedProbs({"SelfRefine": 0.25, "GenerateCoT": 0.75}).sample_with_choices("q", s)[1][0])
+              for s in range(20)}
+    assert firsts == {("GenerateCoT",), ("SelfRefine", "GenerateCoT")}  # both draw orders occur ...
+    assert all(_FixedProbs({"SelfRefine": 0.25, "GenerateCoT": 0.75}).sample_with_choices("q", s)[0][0][0]
+               == "GenerateCoT" for s in range(20))  # ... and the generator always leads
+
+
+def test_controller_gradient_follows_the_plan_that_ran_not_the_draw():
+    class Replaced(Controller):
+        def sample_with_choices(self, query, seed):
+            return [["Generate"]], [["Programmer"]]
+
+    ctl = Replaced(seed=0)
+    before = ctl.probs("q", 0)
+    ctl.train(["q"], lambda q, plan: 1.0, 3)
+    after = ctl.probs("q", 0)
+    g, p = NAMES.index("Generate"), NAMES.index("Programmer")
+    assert after[g] > before[g] and after[p] < before[p]

@@ -121,10 +121,10 @@ def test_rerun_appends_skips_finished_jobs_and_a_dead_model_fails_the_run(tmp_pa
 
 @pytest.mark.skipif(__import__("experiments.grpo.evaluate", fromlist=["x"]).shared_data_dir() is None,
                     reason="../shared/data is absent")
-def test_validation_search_prepares_adas_and_maas_once_per_seed(tmp_path):
+def test_validation_search_prepares_adas_aflow_and_maas_once_per_seed(tmp_path):
     from experiments.mas_prove.benchmarks import load_tasks
 
-    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "frameworks=[adas,maas]", "benchmarks=[gsm8k]",
+    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "frameworks=[adas,aflow,maas]", "benchmarks=[gsm8k]",
                                      "n_tasks=1", "seeds=[0]", "levels=[none]", "n_validation=1",
                                      "controller_steps=2"])
     gold = load_tasks("gsm8k", 2, 0)
@@ -134,5 +134,7 @@ def test_validation_search_prepares_adas_and_maas_once_per_seed(tmp_path):
     adas = next(r for r in recs if r["framework"] == "adas")["trace"]["adas"]
     assert adas["searched"] and len(adas["archive"]) == 8  # 7 seeds + 1 generation, scored on validation
     assert next(r for r in recs if r["framework"] == "maas")["trace"]["maas"]["plan"]
+    aflow = next(r for r in recs if r["framework"] == "aflow")["trace"]["aflow"]  # the optimiser never replies in XML
+    assert aflow["best_round"] == 1 and [r[0] for r in aflow["rounds"]] == [1, 2] and "no new" in aflow["rounds"][1][2]
     validation = [r for r in client.requests if gold[1].prompt[:40] in r.messages[-1]["content"]]
-    assert validation and summary["n_records"] == 2
+    assert validation and summary["n_records"] == 3

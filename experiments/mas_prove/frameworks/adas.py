@@ -1,104 +1,39 @@
-"""ADAS (Hu et al.) as MAS-ProVe runs it: archive search over a validation split, then the best agent at test.
+"""ADAS Meta Agent Search (Hu et al.) as released and as MAS-ProVe runs it (``mas/adas/_aime/search.py``).
 
-The archive starts with the seed agents (chain of thought, self-consistency, self-refine, debate, step-back
-abstraction, quality-diversity, role assignment), each a ``forward(task)`` written against
-``call_agent(instruction, role)``.  :meth:`ADAS.search` scores every seed on the validation tasks (fitness =
-the bootstrap median of accuracy, with its 95% interval, as the authors' ``bootstrap_confidence_interval``),
-then for each generation asks the meta agent for a new agent given the archive and its fitness (a failing
-proposal is sent back with its error up to ``debug_max`` times), scores it and appends it.  :meth:`ADAS.solve`
-runs the fittest agent (ties: the earlier one) on the test task; without a search, the first seed.
+:meth:`ADAS.search` is the authors' loop:
 
-Generated code runs in :mod:`jaxlab.sandbox`; every ``call_agent`` is a ``ctx.agent`` turn, so agent-level
-verification reaches inside generated agents.  The meta agent's reflexion rounds are not reproduced.
+1. every archive agent without a fitness (the seven seeds) is evaluated on the validation tasks; fitness is the
+   bootstrap median and 95% interval of its accuracy (``bootstrap_confidence_interval``);
+2. per generation the meta agent sees the archive as JSON and proposes ``{"thought", "name", "code"}``; then, in
+   the same conversation, two Reflexion rounds refine it (round 1 shows the previous generation's agent);
+3. the proposal is evaluated; a definition error or an all-zero accuracy is sent back ("Error during
+   evaluation: ...") and the meta agent answers with a new proposal, at most ``debug_max`` evaluations;
+4. the evaluated proposal is appended with its fitness and generation (``reflection`` / ``debug_thought``
+   dropped).  A meta reply that is no JSON object skips the generation, as the authors' ``except`` does.
+
+One difference, on purpose: when the last debug attempt still scores zero, the authors append the *regenerated*
+(never evaluated) proposal with the previous proposal's accuracy; here the archive keeps the proposal that
+accuracy belongs to.  Agents run in :mod:`jaxlab.sandbox` (:mod:`.adas_sandbox`); a task whose agent raises
+scores 0.  :meth:`ADAS.solve` runs the fittest agent (ties: the earlier) on the test task; without a search,
+the first seed.  The meta agent's calls are never verified; the agents' calls are (``ctx.agent``).
 """
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
 from experiments.mas_prove.core import MASContext
-from experiments.mas_prove.frameworks.code import extract_code, run_generated
-
-_SEEDS = {
-    "Chain-of-Thought": ("Reason step by step before answering.", '''
-def forward(task):
-    return call_agent("Think step by step, then give the final answer in \\\\boxed{}.\\n\\n" + task, "cot")
-'''),
-    "Self-Consistency with Chain-of-Thought": ("Sample several reasoning paths and keep the majority answer.", '''
-import re
-from collections import Counter
-def forward(task):
-    outs = [call_agent("Think step by step; box the final answer.\\n\\n" + task, "cot") for _ in range(5)]
-    keys = [(re.findall(r"\\\\boxed\\{([^{}]*)\\}", o) or [""])[-1].strip() for o in outs]
-    best = Counter(k for k in keys if k).most_common(1)
-    return outs[keys.index(best[0][0])] if best else outs[0]
-'''),
-    "Self-Refine (Reflexion)": ("Answer, criticise, refine until the critic is satisfied.", '''
-def forward(task):
-    answer = call_agent("Think step by step; box the final answer.\\n\\n" + task, "cot")
-    for _ in range(3):
-        critique = call_agent("Review this solution. Reply exactly CORRECT if it is right, else list the errors."
-                              "\\n\\nTask:\\n" + task + "\\n\\nSolution:\\n" + answer, "critic")
-        if critique.strip().upper().startswith("CORRECT"):
-            break
-        answer = call_agent("Task:\\n" + task + "\\n\\nPrevious solution:\\n" + answer + "\\n\\nFeedback:\\n"
-                            + critique + "\\n\\nWrite a better solution; box the final answer.", "cot")
-    return answer
-'''),
-    "LLM Debate": ("Agents with different roles answer, read each other, and a final agent decides.", '''
-def forward(task):
-    roles = ["Math Professor", "Grade School Teacher", "Math Enthusiast"]
-    answers = [call_agent("As a " + r + ", solve step by step; box the answer.\\n\\n" + task, "debater")
-               for r in roles]
-    for _ in range(1):
-        answers = [call_agent("As a " + r + ", consider the other solutions and update yours; box the answer."
-                              "\\n\\nTask:\\n" + task + "\\n\\nSolutions:\\n" + "\\n\\n".join(answers), "debater")
-                   for r in roles]
-    return call_agent("Given these solutions, give the final answer in \\\\boxed{}.\\n\\nTask:\\n" + task
-                      + "\\n\\n" + "\\n\\n".join(answers), "final_decision")
-'''),
-    "Step-back Abstraction": ("First state the principles involved, then solve with them.", '''
-def forward(task):
-    principles = call_agent("What principles and formulas are involved in this task? List them.\\n\\n" + task,
-                            "principles")
-    return call_agent("Principles:\\n" + principles + "\\n\\nUsing them, solve step by step; box the answer."
-                      "\\n\\n" + task, "cot")
-'''),
-    "Quality-Diversity": ("Generate diverse solutions, then pick the best.", '''
-def forward(task):
-    sols = []
-    for _ in range(3):
-        sols.append(call_agent("Solve in a way different from these attempts; box the answer.\\n\\nTask:\\n" + task
-                               + "\\n\\nEarlier attempts:\\n" + "\\n\\n".join(sols), "diverse"))
-    return call_agent("Pick the most reliable of these solutions and restate it with the answer boxed.\\n\\n"
-                      + "\\n\\n".join(sols), "final_decision")
-'''),
-    "Dynamic Assignment of Roles": ("A router picks the expert best suited to the task.", '''
-def forward(task):
-    role = call_agent("Which expert fits this task best: Physics Expert, Chemistry Expert, Biology Expert, "
-                      "Math Expert? Reply with the name only.\\n\\n" + task, "router").strip()
-    return call_agent("You are a " + role + ". Solve step by step; box the answer.\\n\\n" + task, "expert")
-'''),
-}
-
-META = """You design agent systems in Python for this kind of task. Each agent is a function `forward(task: str) -> \
-str` that solves the task by calling `call_agent(instruction, role)` (returns the model's reply text) and returns a \
-response whose final answer is in \\boxed{{}}. Only the standard library is available; there is no network.
-
-Archive of discovered agents with their validation fitness (bootstrap median accuracy, 95% interval):
-{archive}
-
-Design a new agent that is likely to have higher fitness; learn from the archive, do not copy it. Reply with a \
-JSON object {{"thought": ..., "name": ..., "code": ...}} or with the name on the first line and one ```python \
-code block.{error}"""
+from experiments.mas_prove.frameworks.adas_prompts import (ALL_ZERO, DEBUG, META_SYSTEM, SEEDS, answer_desc,
+                                                           meta_prompt, reflexion_prompts)
+from experiments.mas_prove.frameworks.adas_sandbox import run_agent
+from jaxlab.llm.types import ChatRequest
 
 
-def bootstrap(acc: Sequence[float], samples: int = 2000, seed: int = 0) -> dict:
-    """Bootstrap of the mean accuracy: median and 95% interval (the authors' fitness)."""
+def bootstrap(acc: Sequence[float], samples: int = 100_000, seed: int = 0) -> dict:
+    """Bootstrap of the mean accuracy: median and 95% interval (the authors' fitness, 100k resamples)."""
     data = np.asarray(acc, float)
     if data.size == 0:
         raise ValueError("bootstrap: no accuracy values")
@@ -107,86 +42,153 @@ def bootstrap(acc: Sequence[float], samples: int = 2000, seed: int = 0) -> dict:
             "high": float(np.percentile(means, 97.5)), "n": int(data.size)}
 
 
+def fitness_text(f: dict) -> str:
+    """The fitness string the meta agent reads, in the authors' format."""
+    return (f"95% Bootstrap Confidence Interval: ({f['low'] * 100:.1f}%, {f['high'] * 100:.1f}%), "
+            f"Median: {f['median'] * 100:.1f}%")
+
+
 @dataclass
 class Agent:
     name: str
     thought: str
     code: str
-    generation: int = 0
+    generation: int | str = "initial"
     fitness: dict = field(default_factory=dict)
-    errors: int = 0
+    debug_rounds: int = 0
+
+    def shown(self) -> dict:
+        """The archive entry as the meta agent sees it (``json.dumps`` of the authors' solution dict)."""
+        out: dict = {"thought": self.thought, "name": self.name, "code": self.code}
+        if self.fitness:
+            out["fitness"] = fitness_text(self.fitness)
+        out["generation"] = self.generation
+        return out
 
 
 def seed_archive() -> list[Agent]:
-    return [Agent(name, thought, code.strip() + "\n") for name, (thought, code) in _SEEDS.items()]
+    return [Agent(name, thought, code.strip() + "\n") for name, (thought, code) in SEEDS.items()]
 
 
-def _proposal(text: str) -> tuple[str, str, str]:
+class MetaError(ValueError):
+    """The meta agent's reply is not a JSON object."""
+
+
+class AgentError(ValueError):
+    """The proposal cannot be scored (no code, no single callable) or scores zero on every task."""
+
+
+def parse_json(text: str) -> dict:
     try:
-        start, end = text.index("{"), text.rindex("}") + 1
-        data = json.loads(text[start:end])
-        if isinstance(data, dict) and isinstance(data.get("code"), str):
-            return str(data.get("name", "proposed agent")), str(data.get("thought", "")), data["code"]
-    except ValueError:
-        pass
-    first = text.strip().splitlines()[0] if text.strip() else "proposed agent"
-    return re.sub(r"[`#*]", "", first).strip()[:80] or "proposed agent", "", extract_code(text)
+        data = json.loads(text[text.index("{"):text.rindex("}") + 1])
+    except ValueError as exc:
+        raise MetaError(f"meta agent reply is not a JSON object: {text[:200]!r}") from exc
+    if not isinstance(data, dict):
+        raise MetaError(f"meta agent reply is not a JSON object: {text[:200]!r}")
+    return data
 
 
 class ADAS:
     name, family = "adas", "code"
 
-    def __init__(self, generations: int = 1, debug_max: int = 3) -> None:
-        self.generations, self.debug_max = generations, debug_max
+    def __init__(self, generations: int = 1, debug_max: int = 3, benchmark: str = "",
+                 meta_temperature: float = 0.8, meta_max_tokens: int = 4096) -> None:
+        """``meta_max_tokens``: the meta agent's own reply budget (a whole agent as JSON does not fit the agents'
+        ``max_tokens``; the authors set none)."""
+        self.generations, self.debug_max, self.benchmark = generations, debug_max, benchmark
+        self.meta_temperature, self.meta_max_tokens = meta_temperature, meta_max_tokens
         self.archive = seed_archive()
         self.searched = False
+        self.log: list[dict] = []
+        """One record per generation: each evaluation's accuracy or error, skips, the conversation length."""
 
     def best(self) -> Agent:
         scored = [a for a in self.archive if a.fitness]
         return max(scored, key=lambda a: a.fitness["median"]) if scored else self.archive[0]
 
-    def _fitness(self, agent: Agent, make_ctx: Callable[[object, str], MASContext], tasks: Sequence,
-                 grade: Callable[[object, str], bool]) -> tuple[dict, str]:
-        acc, error = [], ""
+    def _accuracy(self, code: str, make_ctx: Callable[[object, str], MASContext], tasks: Sequence,
+                  grade: Callable[[object, str], bool], tag: str) -> list[float]:
+        acc = []
         for task in tasks:
-            ctx = make_ctx(task, f"adas:{agent.name}")
-            ok, out = run_generated(ctx, 0, agent.code, blocks=False)
-            acc.append(float(ok and grade(task, out)))
-            error = error or ("" if ok else out)
-        return bootstrap(acc), error
+            run = run_agent(make_ctx(task, tag), code, answer_desc(self.benchmark))
+            if run.status == "definition":
+                raise AgentError(run.error)
+            acc.append(float(run.status == "ok" and grade(task, run.answer)))
+        return acc
+
+    def _meta(self, ctx: MASContext, messages: list[dict], key: tuple) -> dict:
+        req = ChatRequest(messages=tuple(messages), temperature=self.meta_temperature, max_tokens=self.meta_max_tokens,
+                          seed=ctx.position_seed("meta_agent", *key), model=getattr(ctx.client, "model", ""))
+        resp = ctx.client.complete(req)
+        ctx.meter.add(resp.usage)
+        return parse_json(resp.text)
 
     def search(self, make_ctx: Callable[[object, str], MASContext], tasks: Sequence,
                grade: Callable[[object, str], bool], meta_ctx: MASContext) -> list[Agent]:
-        """Score the archive on ``tasks`` (the validation split), then grow it ``generations`` times.
+        """Evaluate the seeds on ``tasks`` (the validation split), then run ``generations`` generations.
 
         ``make_ctx(task, tag)`` gives a fresh context per validation run; ``meta_ctx`` carries the meta agent.
         """
         for agent in self.archive:
             if not agent.fitness:
-                agent.fitness, _ = self._fitness(agent, make_ctx, tasks, grade)
-        for g in range(1, self.generations + 1):
-            error = ""
-            for attempt in range(self.debug_max + 1):
-                listing = "\n\n".join(f"## {a.name} (fitness {a.fitness['median']:.2f} [{a.fitness['low']:.2f}, "
-                                      f"{a.fitness['high']:.2f}])\n{a.thought}\n```python\n{a.code}```"
-                                      for a in self.archive)
-                reply = meta_ctx.agent("meta_agent", g * 10 + attempt, META.format(
-                    archive=listing, error=f"\n\nYour previous proposal failed with:\n{error}\nFix it." if error
-                    else ""), system="You are an expert designer of agent systems.")
-                name, thought, code = _proposal(reply)
-                agent = Agent(name, thought, code, generation=g, errors=attempt)
-                fitness, error = self._fitness(agent, make_ctx, tasks, grade)
-                if not error or fitness["median"] > 0 or attempt == self.debug_max:
-                    agent.fitness = fitness
-                    self.archive.append(agent)
-                    break
+                try:
+                    agent.fitness = bootstrap(self._accuracy(agent.code, make_ctx, tasks, grade, f"adas:{agent.name}"))
+                except AgentError as exc:  # the authors skip a seed that cannot be evaluated
+                    self.log.append({"seed": agent.name, "error": str(exc)})
+        start = sum(isinstance(a.generation, int) for a in self.archive)
+        for n in range(start, start + self.generations):
+            self.log.append(self._generation(n, make_ctx, tasks, grade, meta_ctx))
         self.searched = True
         return self.archive
+
+    def _generation(self, n: int, make_ctx, tasks, grade, meta_ctx: MASContext) -> dict:
+        record: dict = {"generation": n + 1, "evaluations": []}
+        messages = [{"role": "system", "content": META_SYSTEM},
+                    {"role": "user", "content": meta_prompt([a.shown() for a in self.archive], self.benchmark)}]
+        r1, r2 = reflexion_prompts(self.archive[-1].shown() if n > 0 else None)
+        try:
+            solution = self._meta(meta_ctx, messages, (n, "propose"))
+            for k, follow in enumerate((r1, r2)):
+                messages += [{"role": "assistant", "content": str(solution)}, {"role": "user", "content": follow}]
+                solution = self._meta(meta_ctx, messages, (n, "reflexion", k + 1))
+        except MetaError as exc:
+            record["skipped"] = str(exc)
+            return record
+        evaluated = None
+        for attempt in range(self.debug_max):
+            entry: dict = {"attempt": attempt}
+            record["evaluations"].append(entry)
+            try:
+                if not isinstance(solution.get("code"), str):
+                    raise AgentError(repr("code"))  # the authors' KeyError on next_solution["code"]
+                acc = self._accuracy(solution["code"], make_ctx, tasks, grade, f"adas:g{n + 1}:{attempt}")
+                evaluated, entry["accuracy"] = (solution, acc, attempt), float(np.mean(acc))
+                if entry["accuracy"] < 0.01:
+                    raise AgentError(ALL_ZERO)
+                break
+            except AgentError as exc:
+                entry["error"] = str(exc)
+                messages += [{"role": "assistant", "content": str(solution)},
+                             {"role": "user", "content": DEBUG.format(error=exc)}]
+                try:
+                    solution = self._meta(meta_ctx, messages, (n, "debug", attempt))
+                except MetaError as inner:
+                    record["debug_skipped"] = str(inner)
+                    break
+        record["messages"] = len(messages)
+        if evaluated is None:
+            record["skipped"] = "no valid accuracy after retries"
+            return record
+        sol, acc, attempt = evaluated
+        self.archive.append(Agent(str(sol.get("name", "")), str(sol.get("thought", "")), sol["code"], n + 1,
+                                  bootstrap(acc), attempt))
+        return record
 
     def solve(self, ctx: MASContext) -> str:
         agent = self.best()
         ctx.trace["adas"] = {"agent": agent.name, "fitness": agent.fitness, "searched": self.searched,
-                             "archive": [(a.name, a.fitness.get("median")) for a in self.archive]}
-        ok, out = ctx.iteration(0, lambda c: run_generated(c, 0, agent.code, blocks=False),
-                                lambda res: res[1])
-        return out if ok else ""
+                             "archive": [(a.name, a.fitness.get("median")) for a in self.archive],
+                             "log": self.log}
+        desc = answer_desc(self.benchmark or ctx.benchmark)
+        run = ctx.iteration(0, lambda c: run_agent(c, agent.code, desc), lambda r: r.answer or r.error)
+        return run.answer if run.status == "ok" else ""

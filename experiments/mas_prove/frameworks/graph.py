@@ -3,9 +3,10 @@ a query-dependent stack of operator layers from the supernet).
 
 AFlow: a workflow is a list of nodes ``{"id", "op", "in": [...], ...}`` run in order; ``in`` names earlier
 nodes or ``"problem"``.  The default is the shape AFlow converges to on math (several Custom solutions, a
-Programmer run, ScEnsemble over them, then Review and a Revise that runs only when the review fails).  The
-optimisation loop that searches workflows is not reproduced; a searched workflow loads with
-:func:`load_workflow`.  Each node is one ``ctx.iteration``.
+Programmer run, ScEnsemble over them, then Review and a Revise that runs only when the review fails).
+:meth:`AFlow.search` runs the authors' optimisation loop (:mod:`.aflow_search`) from their one-Custom starting
+workflow on validation tasks and keeps the best round; a saved workflow loads with :func:`load_workflow`.  Each
+node is one ``ctx.iteration``.
 
 MaAS: as the authors' optimised AIME graph runs it — a Programmer pass and a Custom answer using its output,
 then the controller's layers (each operator adds to the pool of solutions, ScEnsemble collapses it,
@@ -99,8 +100,25 @@ class AFlow:
 
     def __init__(self, workflow: list[dict] | tuple[dict, ...] = MATH_WORKFLOW) -> None:
         self.workflow = validate_workflow(workflow)
+        self.searched: dict | None = None
+        self.generations = 1
+
+    def search(self, make_ctx: Callable[[object, str], MASContext], tasks: Sequence,
+               grade: Callable[[object, str], bool], opt_ctx: MASContext, **kw) -> list[dict]:
+        """AFlow's optimisation loop (:mod:`.aflow_search`) on validation tasks; the best round becomes the workflow."""
+        from experiments.mas_prove.frameworks.aflow_search import AFlowSearch, resolve
+
+        search = AFlowSearch(max_rounds=self.generations, **kw)
+        rounds = search.optimize(make_ctx, tasks, grade, opt_ctx)
+        best = search.best()
+        self.workflow = resolve(best["nodes"], best["prompts"], search.operators)
+        self.searched = {"best_round": best["round"], "rounds": [(r["round"], r["scores"], r["error"]) for r in rounds],
+                         "experience": search.experience}
+        return rounds
 
     def solve(self, ctx: MASContext) -> str:
+        if self.searched:
+            ctx.trace["aflow"] = self.searched
         env: dict = {"problem": ctx.task}
         for r, node in enumerate(self.workflow):
             env[node["id"]] = ctx.iteration(r, lambda c, r=r, node=node, env=dict(env): run_node(c, r, node, env),
@@ -156,10 +174,10 @@ class MaAS:
         for step in range(steps):
             task = tasks[step % len(tasks)]
             ctx = make_ctx(task, f"maas-train-{step}")
-            plan, drawn = self.controller.sample_with_choices(ctx.task, ctx.position_seed("controller", step))
+            plan, _drawn = self.controller.sample_with_choices(ctx.task, ctx.position_seed("controller", step))
             out = self.run_plan(ctx, plan)
             utility = float(grade(task, out)) - cost_weight * ctx.meter.calls
-            self.controller.update(ctx.task, drawn, utility)
+            self.controller.update(ctx.task, plan, utility)
             curve.append(utility)
         return curve
 

@@ -17,7 +17,7 @@ from experiments.mas_prove.frameworks.common import answer_key, majority
 from experiments.mas_prove.frameworks.common import numbered as _numbered
 from experiments.mas_prove.frameworks.iteration_prompts import (DEBATE_DIRECT, DEBATE_REFINE, DYLAN_AIME_ROLES,
                                                                  DYLAN_ROLES, debate_others, dylan_message,
-                                                                 dylan_ranking_message, dylan_system)
+                                                                 dylan_qtype, dylan_ranking_message, dylan_system)
 
 
 class Debate:
@@ -135,7 +135,8 @@ class DyLAN:
         """The listwise ranker over the previous round's active replies: the agents of the 2 best."""
         order = list(previous)
         random.Random(ctx.position_seed("rank_shuffle", r)).shuffle(order)
-        out = ctx.unverified("ranker", r, dylan_ranking_message([previous[i] for i in order], ctx.task), system="")
+        out = ctx.unverified("ranker", r, dylan_ranking_message([previous[i] for i in order], ctx.task,
+                                                                dylan_qtype(ctx.benchmark)), system="")
         picks = parse_ranks(out, len(order))
         if picks is None:
             ctx.stats["dylan_ranker_fallbacks"] += 1
@@ -156,8 +157,9 @@ class DyLAN:
             formers = list(previous)
             random.Random(ctx.position_seed("formers", r, i)).shuffle(formers)
             role = self.roles[i]
-            replies[i] = ctx.agent(role, r, dylan_message([previous[j] for j in formers], ctx.task),
-                                   system=dylan_system(role))
+            qtype = dylan_qtype(ctx.benchmark)
+            replies[i] = ctx.agent(role, r, dylan_message([previous[j] for j in formers], ctx.task, qtype),
+                                   system=dylan_system(role, qtype))
             if formers:
                 weights[i] = dict(zip(formers, parse_scores(replies[i], len(formers))))
             if len(replies) > math.floor(2 / 3 * len(mask)):

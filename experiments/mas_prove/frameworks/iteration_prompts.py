@@ -4,6 +4,12 @@ Sources (Wang-ML-Lab/MAS-ProVe): ``mas/debate/prompts/aime24_prompts.py`` (``AIM
 ``AIME24_REFINE_PROMPT``) and ``mas/debate/llm_debate_tool_call.py::debate_refine`` (other agents as
 ``Agent {i}: ...``, ``i`` from 0); ``mas/dylan/code/AIME/prompt_lib_aime.py`` (roles, system prompt) and
 ``mas/dylan/code/MMLU/prompt_lib.py`` (``construct_message`` / ``construct_ranking_message``, qtype ``aime_qa``).
+
+DyLAN on the other math benchmarks (MATH-500, GSM8K, MASBench) uses DyLAN's own MATH setting from the same
+``prompt_lib.py`` / ``utils.py``: qtype ``math_exp``, ``SYSTEM_PROMPT_MATH`` and the question wrapped as
+"Please solve the problem below.\nProblem: ...\nAnswer:".  Their wrapper is preceded by four worked MATH examples
+(``COMPLEX_COT_EXAMPLES``); those are not copied here, so the system prompt's "Follow the given examples" has none
+to follow.  The MAS-ProVe authors ran Debate only with AIME and GAIA prompts; Debate keeps the AIME ones everywhere.
 """
 from __future__ import annotations
 
@@ -57,12 +63,43 @@ DYLAN_SYSTEM = """It's a debate. Explain your reasons at each round thoroughly.
 Answer the mathematics problem. AIME answers are integers from 0 to 999. Put your final answer in <answer></answer> tags."""
 
 
-def dylan_system(role: str) -> str:
-    return f"{DYLAN_ROLES[role]}\n{DYLAN_SYSTEM}"
+DYLAN_SYSTEM_MATH = ("It's a debate. Explain your reasons at each round thoroughly.\nFollow the given examples and "
+                     "answer the mathematics problem.")
+QTYPES = ("aime_qa", "math_exp")
 
 
-def dylan_message(formers: list[str], question: str) -> str:
-    """``construct_message(formers, question, "aime_qa")``: alone in round 0, else rate the others' solutions."""
+def dylan_qtype(benchmark: str) -> str:
+    """``aime_qa`` on AIME (and when the benchmark is unknown), DyLAN's ``math_exp`` on the other math sets."""
+    return "aime_qa" if benchmark in ("", "aime24", "aime25") else "math_exp"
+
+
+def _check(qtype: str) -> None:
+    if qtype not in QTYPES:
+        raise ValueError(f"qtype: expected one of {list(QTYPES)}, got {qtype!r}")
+
+
+def dylan_system(role: str, qtype: str = "aime_qa") -> str:
+    _check(qtype)
+    return f"{DYLAN_ROLES[role]}\n{DYLAN_SYSTEM if qtype == 'aime_qa' else DYLAN_SYSTEM_MATH}"
+
+
+def _math_question(question: str) -> str:
+    return f"Please solve the problem below.\nProblem: {question}\nAnswer:"
+
+
+def dylan_message(formers: list[str], question: str, qtype: str = "aime_qa") -> str:
+    """``construct_message(formers, question, qtype)``: alone in round 0, else rate the others' solutions."""
+    _check(qtype)
+    if qtype == "math_exp":
+        if not formers:
+            return _math_question(question)
+        shown = "".join(f"\n\nAgent solution {k}: ```{r}```" for k, r in enumerate(formers, 1))
+        return ("Follow the given examples and answer the mathematics problem.\n\n" + _math_question(question)
+                + "\n\nThese are the solutions to the problem from other agents: " + shown + "\n\nUsing the "
+                "reasoning from other agents as additional advice with critical thinking, can you give an updated "
+                "answer? Examine your solution and that other agents step by step. Notice that their answers might "
+                "be all wrong. Along with the answer, give a score ranged from 1 to 5 to the solutions of other "
+                f"agents. Put all {len(formers)} scores in the form like [[1, 5, 2, ...]].")
     if not formers:
         return (f"Solve this math problem:\n\n{question}\n\nRemember: AIME answers are integers from 0 to 999. Put "
                 "your final answer in <answer></answer> tags.")
@@ -74,8 +111,15 @@ def dylan_message(formers: list[str], question: str) -> str:
             f"{len(formers)} scores in the form like [[1, 5, 2, ...]].")
 
 
-def dylan_ranking_message(responses: list[str], question: str) -> str:
-    """``construct_ranking_message(responses, question, "aime_qa")``: the listwise ranker picks the best two."""
+def dylan_ranking_message(responses: list[str], question: str, qtype: str = "aime_qa") -> str:
+    """``construct_ranking_message(responses, question, qtype)``: the listwise ranker picks the best two."""
+    _check(qtype)
+    if qtype == "math_exp":
+        shown = "".join(f"\n\nAgent solution {k}: ```{r}```" for k, r in enumerate(responses, 1))
+        return ("Follow the given examples and answer the mathematics problem.\n\n" + _math_question(question)
+                + "\n\nThese are the solutions to the problem from other agents: " + shown + "\n\nPlease choose "
+                "the best 2 solutions and think step by step. Put your answer in the form like [1,2] or [3,4] at the "
+                "end of your response.")
     shown = "".join(f"\n\nSolution {k}: ```{r}```" for k, r in enumerate(responses, 1))
     return (f"Here is the math problem:\n{question}\n\nThese are the solutions from other mathematicians: {shown}\n\n"
             "Please choose the best 2 solutions based on mathematical rigor and correctness. Put your answer in the "

@@ -3,14 +3,17 @@
 As in MaAS's ``MultiLayerController``: the query and each operator are embedded, layer ``l`` scores operator
 ``o`` by ``(W_q q) . (W_o [e_o; e_prev])`` (``e_prev``: the first operator chosen in the layer before), a
 softmax gives probabilities, and operators are drawn without replacement until their probabilities add up
-to ``threshold`` (0.3).  Layer 0 must start with a generating operator (EarlyStop or no generator there ->
-``Generate``); an ``EarlyStop`` ends the plan.  Training is REINFORCE on a utility (accuracy minus cost) with
-a running-mean baseline and plain SGD (Adam's normalised steps let one early success outweigh many later
-failures with a policy this small).
+to ``threshold`` (0.3).  Layer 0 must start with a generating operator: an ``EarlyStop`` drawn there becomes
+``Generate`` and ends the plan, a layer 0 without a generator becomes ``Generate`` and the plan goes on, else
+the first generator drawn moves to the front; an ``EarlyStop`` in a later layer ends the plan.  The policy
+gradient is taken over the plan that runs (MaAS's log-probability of the replaced selection).
 
-Differences from MaAS, for a CPU-sized controller: the embeddings are hashed bags of words (MaAS uses a
-384-d sentence encoder) and the scores are not L2-normalised (MaAS normalises both sides, which caps the
-logits at +-1 and keeps the distribution near uniform for a small model).
+Differences from MaAS (``mas/maas/maas/ext/maas/models/controller.py``, ``benchmark/benchmark.py``), for a
+CPU-sized controller: the embeddings are hashed bags of words (MaAS uses a 384-d sentence encoder); the scores
+are not L2-normalised (MaAS normalises both sides, which caps the logits at +-1 and keeps the distribution
+near uniform for a small model); the update is REINFORCE per task with a running-mean baseline and plain SGD on
+``correct - cost_weight x calls`` (MaAS: ``score - 3 x dollar cost``, batch-mean loss, no baseline, Adam lr
+0.01; Adam's normalised steps let one early success outweigh many later failures with a policy this small).
 """
 from __future__ import annotations
 
@@ -92,8 +95,8 @@ class Controller:
 
     def sample_with_choices(self, query: str, seed: int) -> tuple[list[list[str]], list[list[str]]]:
         """(the plan to run, the operators actually drawn per layer): they differ where the layer-0 rule
-        replaced the draw; the policy gradient uses the draws (MaAS scores the replacement with a -1.5
-        penalty instead)."""
+        replaced or reordered the draw.  The policy gradient uses the plan, as MaAS's log-probability is taken
+        over the replaced selection (its -1.5 penalty is a constant and adds no gradient)."""
         rng = np.random.default_rng(seed)
         plan: list[list[str]] = []
         drawn: list[list[str]] = []
@@ -103,10 +106,11 @@ class Controller:
             drawn.append(names)
             if layer == 0:
                 gens = [n for n in names if n in GENERATORS]
-                if "EarlyStop" in names or not gens:
+                if "EarlyStop" in names:  # MaAS: replaced by Generate (scored with a -1.5 penalty), plan ends
                     plan.append(["Generate"])
                     break
-                names = [gens[0]] + [n for n in names if n != gens[0]]
+                # no generator drawn: replaced by Generate and the plan goes on; else the first generator leads
+                names = ["Generate"] if not gens else [gens[0]] + [n for n in names if n != gens[0]]
             plan.append(names)
             if "EarlyStop" in names:
                 break
@@ -144,7 +148,7 @@ class Controller:
             q = queries[step % len(queries)]
             plan, drawn = self.sample_with_choices(q, seed * 1_000_003 + step)
             u = float(utility(q, plan))
-            self.update(q, drawn, u)
+            self.update(q, plan, u)
             curve.append(u)
         return curve
 
