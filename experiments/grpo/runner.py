@@ -35,7 +35,9 @@ from experiments.grpo.tasks import TaskCodec, batch_at, byte_codec, chat_codec, 
 from jaxlab.config import ConfigError, require_positive, to_dict
 from jaxlab.runs import JsonlLog, claim_output_dir
 from jaxlab.sharding import MeshConfig, make_mesh
+from jaxlab.distributed import DistributedConfig
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
+from jaxlab.train.run_setup import refuse_multiprocess
 from jaxlab.train.metrics import MetricsWriter, read_jsonl
 from jaxlab.train.optim import OptimConfig
 
@@ -90,6 +92,8 @@ class Config:
     checkpoint: CheckpointConfig = CheckpointConfig(every_steps=10)
     mesh: MeshConfig | None = None
     """Device mesh for the policy and reference (``mesh.data=-1 mesh.fsdp=2 ...``); None: one device."""
+    distributed: DistributedConfig | None = None
+    """Accepted so every runner reads the same keys; more than one process is refused (see ``run``)."""
 
     def __post_init__(self) -> None:
         require_positive(steps=self.steps, prompts_per_step=self.prompts_per_step)
@@ -139,12 +143,15 @@ def _samples_log(path: Path, resumed_at: int) -> JsonlLog:
 
 
 OUTPUTS = ("metrics.jsonl", "samples.jsonl", "tensorboard", "checkpoints", "results.json", "reward_curve.png")
-RESUMABLE = ("steps", "progress", "checkpoint")
+MULTIPROCESS_GAP = ("each process would sample its own rollouts and score its own rewards, and the learner's "
+                    "state is not split over hosts")
+RESUMABLE = ("steps", "progress", "checkpoint", "distributed")
 """Keys a resumed run may change: how far to train, the progress bar, how often to checkpoint."""
 
 
 def run(cfg: Config, subagent_client: Any = None) -> dict:
     """Train and report; ``subagent_client`` overrides ``mas.client`` (tests pass a scripted one)."""
+    refuse_multiprocess(cfg, "GRPO", MULTIPROCESS_GAP)
     out = Path(cfg.output_dir)
     claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
     t0 = time.time()
