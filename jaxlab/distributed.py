@@ -98,6 +98,20 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def to_host(x: Any) -> np.ndarray:
+    """``x`` as a whole numpy array on this host, also when its shards are spread over other hosts' devices.
+
+    ``np.asarray`` refuses a ``jax.Array`` that is neither fully addressable nor
+    fully replicated; such an array is gathered (a collective: every process
+    must call this for the same array).
+    """
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
 def allgather_json(value: Any) -> list[Any]:
     """Every process's JSON-able ``value``, in process order (``[value]`` with one process).
 

@@ -36,6 +36,7 @@ def test_two_processes_match_one_process_and_resume_elsewhere(tmp_path):
     mesh = ["mesh.data=2", "mesh.fsdp=4"]
     logs = _two_processes(tmp_path / "multi", *mesh, "train.steps=4")
     assert "[pretrain] outputs in" in logs[0] and "[pretrain]" not in logs[1]  # process 0 reports, alone
+    assert (tmp_path / "multi" / "hf_model" / "config.json").is_file()  # gathered from both hosts' shards
     assert cli.main(["run", str(CONFIG), f"output_dir={tmp_path / 'single'}", *COMMON, *mesh,
                      "train.steps=4"]) == 0
     multi, single = _losses(tmp_path / "multi"), _losses(tmp_path / "single")

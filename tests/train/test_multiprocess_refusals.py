@@ -1,9 +1,10 @@
 """Runners that are not multi-process-correct refuse two processes with the same ConfigError on every host.
 
 One two-process launch (gloo, 2 x 2 fake CPU devices) runs ``jaxlab run`` on the
-GRPO, PTL, language-neurons and RL text2vis configs in turn, in the same
-interpreters: each must exit 2 ("config error") naming ``distributed`` and why,
-on both processes, before it writes anything under its ``output_dir``.
+PTL, language-neurons and RL text2vis configs, and on GRPO without the mesh its
+multi-process path needs, in turn, in the same interpreters: each must exit 2
+("config error") naming the key and why, on both processes, before it writes
+anything under its ``output_dir``.
 """
 import textwrap
 
@@ -11,8 +12,11 @@ import pytest
 
 from tests.train.two_procs import ROOT, launch
 
-RUNNERS = {"GRPO": "grpo_tiny_math.yaml", "PTL": "ptl_smollm2.yaml",
-           "language-neurons": "language_neurons_smollm2.yaml", "RL text2vis": "rl_text2vis_smollm2.yaml"}
+ONE_PROCESS = "distributed.num_processes: the {} runner runs in one process only ("
+REFUSALS = {"ptl_smollm2.yaml": ONE_PROCESS.format("PTL"),
+            "language_neurons_smollm2.yaml": ONE_PROCESS.format("language-neurons"),
+            "rl_text2vis_smollm2.yaml": ONE_PROCESS.format("RL text2vis"),
+            "grpo_tiny_math.yaml": "mesh: a multi-process GRPO run (2 processes) needs a mesh over every process's"}
 
 WORKER = textwrap.dedent("""
     import sys
@@ -27,13 +31,12 @@ WORKER = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_single_process_runners_refuse_two_processes_on_every_host(tmp_path):
-    configs = [str(ROOT / "configs" / name) for name in RUNNERS.values()]
+    configs = [str(ROOT / "configs" / name) for name in REFUSALS]
     results = launch(lambda i, port: ["-c", WORKER, str(port), str(i), str(tmp_path), *configs], devices=2,
                      timeout=300)
     for pid, (_, log) in enumerate(results):
-        for i, runner in enumerate(RUNNERS):
-            assert f"EXIT {i} 2\n" in log, f"process {pid}, {runner}:\n{log[-3000:]}"
-            assert (f"jaxlab run: config error: distributed.num_processes: the {runner} runner runs in one process "
-                    f"only (") in log, f"process {pid}, {runner}:\n{log[-3000:]}"
-        assert "this run has 2 processes" in log
-    assert not any((tmp_path / str(i)).exists() for i in range(len(RUNNERS)))  # refused before writing anything
+        for i, (config, message) in enumerate(REFUSALS.items()):
+            assert f"EXIT {i} 2\n" in log, f"process {pid}, {config}:\n{log[-3000:]}"
+            assert f"jaxlab run: config error: {message}" in log, f"process {pid}, {config}:\n{log[-3000:]}"
+        assert log.count("this run has 2 processes") == 3
+    assert not any((tmp_path / str(i)).exists() for i in range(len(REFUSALS)))  # refused before writing anything
