@@ -4,8 +4,9 @@ One code path from one CPU to a pod: a run config's ``distributed`` section
 (absent = one process) makes :func:`initialize` call
 ``jax.distributed.initialize`` *before anything touches a device* (JAX refuses
 afterwards). With no fields set, JAX auto-detects the cluster (Cloud TPU,
-SLURM, Open MPI, GKE) or reads ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES``
-/ ``JAX_PROCESS_ID``; explicit fields override that. On the CPU the
+SLURM, Open MPI, GKE); ``JAX_COORDINATOR_ADDRESS`` and ``JAX_LOCAL_DEVICE_IDS``
+(read by JAX) and ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` (read here) fill
+fields left unset, and explicit fields override all of that. On the CPU the
 collectives run over gloo, so two local processes with 4 fake devices each form
 one 8-device mesh, which is how the tests exercise this.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 import jax
@@ -33,6 +35,8 @@ class DistributedConfig:
     num_processes: int | None = None
     process_id: int | None = None
     """This process's index in ``[0, num_processes)``; differs per host, so it is not part of a run's identity."""
+    local_device_ids: tuple[int, ...] | None = None
+    """The local devices this process drives (several processes per GPU host); None: all of them."""
     initialization_timeout: int = 300
     """Seconds to wait for every process to join before failing."""
 
@@ -43,6 +47,12 @@ class DistributedConfig:
             if self.process_id < 0 or (self.num_processes is not None and self.process_id >= self.num_processes):
                 raise ValueError(f"distributed.process_id: expected 0 <= id < num_processes "
                                  f"({self.num_processes}), got {self.process_id}")
+        if self.local_device_ids is not None:
+            ids = tuple(self.local_device_ids)
+            if not ids or any(not isinstance(i, int) or i < 0 for i in ids):
+                raise ValueError(f"distributed.local_device_ids: expected a non-empty list of device indices >= 0, "
+                                 f"got {self.local_device_ids!r}")
+            object.__setattr__(self, "local_device_ids", ids)
         if self.initialization_timeout < 1:
             raise ValueError(f"distributed.initialization_timeout: expected >= 1 s, got {self.initialization_timeout}")
 
@@ -55,14 +65,51 @@ def initialize(cfg: DistributedConfig | None) -> None:
     """
     if cfg is None or jax.distributed.is_initialized():
         return
+    from jaxlab.config import ConfigError
+
+    num_processes = _int_or_env(cfg.num_processes, "num_processes", "JAX_NUM_PROCESSES")
+    process_id = _int_or_env(cfg.process_id, "process_id", "JAX_PROCESS_ID")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # only the CPU client reads it
-    jax.distributed.initialize(coordinator_address=cfg.coordinator_address, num_processes=cfg.num_processes,
-                               process_id=cfg.process_id, initialization_timeout=cfg.initialization_timeout)
+    try:
+        jax.distributed.initialize(coordinator_address=cfg.coordinator_address, num_processes=num_processes,
+                                   process_id=process_id, local_device_ids=cfg.local_device_ids,
+                                   initialization_timeout=cfg.initialization_timeout)
+    except ValueError as exc:  # nothing detected and keys missing: say which keys would fix it
+        raise ConfigError(f"distributed: {exc} No cluster (Cloud TPU, SLURM, Open MPI, GKE) was detected; set "
+                          f"distributed.coordinator_address, distributed.num_processes and "
+                          f"distributed.process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, "
+                          f"JAX_PROCESS_ID), or drop the distributed section for a one-process run") from None
+
+
+def _int_or_env(value: int | None, key: str, env: str) -> int | None:
+    """``value``, else the integer in environment variable ``env`` (JAX itself reads no such variable)."""
+    if value is not None or not os.environ.get(env):
+        return value
+    try:
+        return int(os.environ[env])
+    except ValueError:
+        from jaxlab.config import ConfigError
+
+        raise ConfigError(f"distributed.{key}: the environment's {env}={os.environ[env]!r} is not an integer") from None
 
 
 def is_primary() -> bool:
     """True on the process that writes shared outputs (logs, plots, summaries): process 0."""
     return jax.process_index() == 0
+
+
+def to_host(x: Any) -> np.ndarray:
+    """``x`` as a whole numpy array on this host, also when its shards are spread over other hosts' devices.
+
+    ``np.asarray`` refuses a ``jax.Array`` that is neither fully addressable nor
+    fully replicated; such an array is gathered (a collective: every process
+    must call this for the same array).
+    """
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
 
 
 def allgather_json(value: Any) -> list[Any]:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxlab.distributed import to_host
 from jaxlab.models.decoder import DecoderLM, KVCache
 from jaxlab.stop_strings import StopMatcher
 
@@ -173,7 +174,7 @@ def generate(model: DecoderLM, tokenizer: Any, prompts: Prompt | Sequence[Prompt
         graphdef, state, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(list(stop_token_ids) or [-1], jnp.int32),
         jnp.asarray(stop_next), jnp.asarray(stop_hit), key if key is not None else jax.random.key(0),
         jnp.int32(pad_id), max_new_tokens=max_new_tokens, temperature=float(temperature), top_k=top_k, top_p=top_p)
-    out, done, length = np.asarray(out), np.asarray(done), np.asarray(length)
+    out, done, length = to_host(out), to_host(done), to_host(length)  # rows may be spread over hosts
     token_ids = [row[:n] for row, n in zip(out.tolist(), length.tolist())]
     reasons = ["stop" if d else "length" for d in done.tolist()]
     stops = set(stop_token_ids)

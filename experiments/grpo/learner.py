@@ -7,7 +7,10 @@ buffers the update donates); at beta = 0 the caller's tree is not held. Optional
 (PTL's prune masks) zero the gradient and the update of pruned units, so they stay exactly zero.
 With a ``mesh`` the policy (and so the reference, which is the same tree) is sharded by the
 jaxlab logical-axis rules, micro-batches are split over the data axes and activations are pinned
-inside the jitted functions; the step's numbers equal the single-device step's.
+inside the jitted functions; the step's numbers equal the single-device step's. The mesh may span
+several processes (``jax.distributed``): every host then runs the same step on the same prompts and
+key, the rollout is one computation over all devices whose tokens every host fetches whole, every
+host scores the same rewards, and the micro-batches are assembled as global arrays.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from experiments.grpo.loss import LossConfig, completion_logps, policy_loss
 from experiments.grpo.rewards import RewardSpec, get_reward, score_all
 from experiments.grpo.rollout import Rollout, RolloutConfig, sample_groups
 from jaxlab.stop_strings import StopMatcher
-from jaxlab.sharding import activation_sharding, batch_sharding, shard_state
+from jaxlab.sharding import activation_sharding, batch_sharding, init_on_mesh, shard_state
 from jaxlab.train.optim import OptimConfig, make_optimizer
 from jaxlab.train.step import TrainState
 
@@ -113,7 +116,10 @@ class GRPOLearner:
         # arrays (shared with other tracks of a PTL run, and the frozen reference at beta > 0) stay valid
         self.ref_params = params if loss.beta > 0 else None
         params = jax.tree.map(jnp.copy, params)
-        self.state = TrainState(params, self.tx.init(params))
+        # on a mesh every optimizer leaf (the step counter too) is placed on it: one-device leaves would mix
+        # with mesh arrays in a restore, and with several processes they would not be global arrays at all
+        self.state = TrainState(params, self.tx.init(params) if mesh is None
+                                else init_on_mesh(self.tx.init, params, mesh=mesh))
         self.decode, self.eos_id, self.pad_id = decode, eos_id, pad_id
         self.rewards, self.rollout_cfg, self.loss_cfg, self.cfg = list(rewards), rollout, loss, grpo
         self.grad_masks = grad_masks
@@ -204,7 +210,11 @@ class GRPOLearner:
                 chunk["prompt_mask"][-short:, -1] = 1
             if self.mesh is None:
                 out.append({k: jnp.asarray(v) for k, v in chunk.items()})
-            else:
-                out.append({k: jax.device_put(v, batch_sharding(self.mesh, v.ndim, batch_size=m))
-                            for k, v in chunk.items()})
+            else:  # every host holds the whole chunk: each places the rows of its own devices
+                out.append({k: _global(v, batch_sharding(self.mesh, v.ndim, batch_size=m)) for k, v in chunk.items()})
         return out
+
+
+def _global(value: np.ndarray, sharding: Any) -> jax.Array:
+    """``value`` (the same on every process) as one array over ``sharding``'s devices, on any process count."""
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])

@@ -11,6 +11,11 @@ mean/std, KL, clip fractions, entropy, lengths, tokens/s per step), ``reward_cur
 the same per-step rewards, since prompts and PRNG keys are functions of the step index).
 ``run.json`` records the config: another run's results in ``output_dir`` stop the run before it
 loads anything, unless ``overwrite=true`` (see ``jaxlab.runs.claim_output_dir``).
+
+Multi-process (``distributed.*`` with a ``mesh`` over every process's devices, math tasks): each
+host runs the same steps (same prompts and keys); the rollout and the updates are computed over the
+whole mesh (experiments.grpo.learner), the checkpoints are written by all hosts together and
+process 0 alone writes the logs, samples, plot and results (jaxlab.train.run_setup).
 """
 from __future__ import annotations
 
@@ -33,10 +38,12 @@ from experiments.grpo.rewards.orchestra import ORCHESTRA_REWARDS, OrchestraRewar
 from experiments.grpo.rollout import RolloutConfig
 from experiments.grpo.tasks import TaskCodec, batch_at, byte_codec, chat_codec, make_tasks
 from jaxlab.config import ConfigError, require_positive, to_dict
-from jaxlab.runs import JsonlLog, claim_output_dir
-from jaxlab.sharding import MeshConfig, make_mesh
+from jaxlab.runs import JsonlLog
+from jaxlab.sharding import MeshConfig
+from jaxlab.distributed import DistributedConfig, initialize, is_primary
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
-from jaxlab.train.metrics import MetricsWriter, read_jsonl
+from jaxlab.train.run_setup import build_mesh, primary_metrics, start_run
+from jaxlab.train.metrics import read_jsonl
 from jaxlab.train.optim import OptimConfig
 
 
@@ -90,6 +97,8 @@ class Config:
     checkpoint: CheckpointConfig = CheckpointConfig(every_steps=10)
     mesh: MeshConfig | None = None
     """Device mesh for the policy and reference (``mesh.data=-1 mesh.fsdp=2 ...``); None: one device."""
+    distributed: DistributedConfig | None = None
+    """Multi-process run (``jax.distributed``; needs ``mesh``, math tasks only); ``None``: one process."""
 
     def __post_init__(self) -> None:
         require_positive(steps=self.steps, prompts_per_step=self.prompts_per_step)
@@ -138,15 +147,30 @@ def _samples_log(path: Path, resumed_at: int) -> JsonlLog:
     return JsonlLog(path)
 
 
-OUTPUTS = ("metrics.jsonl", "samples.jsonl", "tensorboard", "checkpoints", "results.json", "reward_curve.png")
-RESUMABLE = ("steps", "progress", "checkpoint")
-"""Keys a resumed run may change: how far to train, the progress bar, how often to checkpoint."""
+OUTPUTS = ("config.yaml", "metrics.jsonl", "samples.jsonl", "tensorboard", "checkpoints", "results.json", "reward_curve.png")
+RESUMABLE = ("steps", "progress", "checkpoint", "mesh", "distributed")
+"""Keys a resumed run may change: how far to train, the progress bar, how often to checkpoint, and the
+mesh and process group (the checkpoint restores onto the learner's shardings, whatever they are)."""
+
+
+def _check_multiprocess(cfg: Config) -> None:
+    """What a multi-process run needs, raised by every host alike (each knows the process count)."""
+    n = jax.process_count()
+    if n == 1:
+        return
+    if cfg.mesh is None:
+        raise ConfigError(f"mesh: a multi-process GRPO run ({n} processes) needs a mesh over every process's "
+                          f"devices, e.g. mesh.data=-1 (or mesh.data=2 mesh.fsdp=4)")
+    if cfg.task == "mas_orchestra":
+        raise ConfigError(f"task: mas_orchestra runs in one process only (every process would run the sub-agent "
+                          f"systems itself); this run has {n} processes: drop the distributed section")
 
 
 def run(cfg: Config, subagent_client: Any = None) -> dict:
     """Train and report; ``subagent_client`` overrides ``mas.client`` (tests pass a scripted one)."""
-    out = Path(cfg.output_dir)
-    claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
+    initialize(cfg.distributed)  # before anything touches a device
+    _check_multiprocess(cfg)
+    out = start_run(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
     t0 = time.time()
     model, tok, codec = _load(cfg.model)
     orchestra = None
@@ -158,7 +182,7 @@ def run(cfg: Config, subagent_client: Any = None) -> dict:
         heldout = make_tasks("heldout", cfg.data.heldout_tasks, cfg.data.seed, cfg.data.max_operand)
     learner = GRPOLearner(model, decode=codec.decode, eos_id=codec.eos_id, pad_id=codec.pad_id, rewards=cfg.rewards, rollout=cfg.rollout,
                           loss=cfg.loss, optim=cfg.optim, grpo=cfg.grpo,
-                          mesh=make_mesh(cfg.mesh) if cfg.mesh is not None else None,
+                          mesh=build_mesh(cfg.mesh),
                           token_bytes=codec.token_bytes() if cfg.rollout.stop and codec.token_bytes else None,
                           reward_fns=orchestra.functions() if orchestra is not None else None)
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
@@ -170,21 +194,23 @@ def run(cfg: Config, subagent_client: Any = None) -> dict:
         before = restored.extra.get("before")
     if before is None:
         before = _evaluate(cfg, learner.model(), tok, codec.encode, heldout, orchestra)
-    metrics = MetricsWriter(out, resume_step=start if start else None)
-    samples = _samples_log(out / "samples.jsonl", start)
+    metrics = primary_metrics(out, start if start else None)  # process 0 writes the logs
+    samples = _samples_log(out / "samples.jsonl", start) if is_primary() else None
     base_key = jax.random.key(cfg.seed)
-    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, desc="grpo", unit="step")
+    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress or not is_primary(), desc="grpo",
+               unit="step")
     try:
         for step in range(start + 1, cfg.steps + 1):
             batch = batch_at(train, step - 1, cfg.prompts_per_step)
             fields = {k: [t.fields()[k] for t in batch] for k in batch[0].fields()}
             m = learner.step([codec.encode(t) for t in batch], [t.question for t in batch], fields,
                              jax.random.fold_in(base_key, step))
-            metrics.write(step, "train", m)
+            if metrics is not None:
+                metrics.write(step, "train", m)
             if orchestra is not None:  # how far each system got, beside its reward
                 for row, res in zip(learner.last_samples, orchestra.last):
                     row.update(stage=res.stage, error=res.error[:200])
-            for row in learner.last_samples:
+            for row in learner.last_samples if samples is not None else ():
                 samples.write({"step": step, **row})
             bar.update(1)
             bar.set_postfix(reward=f"{m['reward']:.3f}")
@@ -193,12 +219,15 @@ def run(cfg: Config, subagent_client: Any = None) -> dict:
                                   extra={"before": before})
     finally:
         bar.close()
-        metrics.close()
-        samples.close()
+        for log in (metrics, samples):
+            if log is not None:
+                log.close()
         checkpointer.close()
     after = _evaluate(cfg, learner.model(), tok, codec.encode, heldout, orchestra)
     result = {"before": before, "after": after, "steps": cfg.steps, "resumed_from": start or None,
               "seconds": time.time() - t0, "config": to_dict(cfg)}
+    if not is_primary():
+        return result
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
     plot_reward_curve(out / "metrics.jsonl", out / "reward_curve.png", [s.name for s in cfg.rewards])
     print(json.dumps({"before": before, "after": after}, indent=2))

@@ -33,8 +33,10 @@ from experiments.language_neurons.evaluate import (language_ppl, mgsm_accuracy, 
 from experiments.language_neurons.train import TrainSection, run_track, track_sets
 from experiments.ptl.runner import ModelSection, load_encoder, load_model, model_config
 from jaxlab.config import ConfigError, require_positive, to_dict
+from jaxlab.distributed import DistributedConfig
 from jaxlab.runs import claim_output_dir
 from jaxlab.train.step import split_model
+from jaxlab.train.run_setup import refuse_multiprocess
 from jaxlab.transforms.neuron_stats import check_model
 
 
@@ -102,6 +104,8 @@ class Config:
     """Other checkpoints of the model's family (HF folders or the built-in name), e.g. the base and a
     continually pretrained one: their shared-neuron ratio on the same detection samples."""
     progress: bool = True
+    distributed: DistributedConfig | None = None
+    """Accepted so every runner reads the same keys; more than one process is refused (see ``run``)."""
 
     def __post_init__(self) -> None:
         if not self.output_dir:
@@ -197,10 +201,12 @@ def _check_development(source: str, mcfg: Any) -> str:
 
 def run(cfg: Config) -> dict:
     """Run every step of the module docstring; print the tables; return the summary written to results.json."""
+    refuse_multiprocess(cfg, "language-neurons", "activation statistics, deactivation and its training run on "
+                        "one host's arrays, and every process would write the results")
     t0 = time.time()
     mcfg, tokenizer, prep = _prepare(cfg)
     out = Path(cfg.output_dir).absolute()
-    claim_output_dir(cfg, OUTPUTS, ignore=("progress",))
+    claim_output_dir(cfg, OUTPUTS, ignore=("progress", "distributed"))
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     langs = list(cfg.languages)
     name = cfg.model.path or cfg.model.name

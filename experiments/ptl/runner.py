@@ -34,9 +34,11 @@ from experiments.ptl.speed import SpeedSection, format_speed, jsonable, measure_
 from experiments.ptl.tune import TrainerTuner, TuneConfig, budget_for, load_rl_hook
 from jaxlab.config import ConfigError, require_positive, to_dict
 from jaxlab.models.config import ModelConfig, tiny_config
+from jaxlab.distributed import DistributedConfig
 from jaxlab.runs import claim_output_dir
 from jaxlab.sharding import MeshConfig
 from jaxlab.train import data as train_data
+from jaxlab.train.run_setup import refuse_multiprocess
 from jaxlab.train.perf import format_peak_rss, peak_rss_bytes
 from jaxlab.transforms import compact, full_masks, param_count
 
@@ -116,6 +118,8 @@ class Config:
     """Device mesh (``data`` / ``fsdp`` / ``tensor`` as in the pretrain runner): the model is placed on it
     once after loading; tuning steps, scoring and evaluation then run on the sharded weights. ``None``:
     the default device."""
+    distributed: DistributedConfig | None = None
+    """Accepted so every runner reads the same keys; more than one process is refused (see ``run``)."""
     speed: SpeedSection = SpeedSection()
     """Time the compacted PTL model against the dense one (prefill / decode tok/s, FLOPs/token) into
     ``results.json`` / ``results.md``; ``speed.enabled: false`` skips it (tests)."""
@@ -286,6 +290,8 @@ OUTPUTS = ("config.yaml", "results.json", "results.md", "ptl_vs_oneshot.png", "h
 
 def run(cfg: Config) -> dict:
     """Run PTL and the baselines per ``cfg``; print the table, write JSON/PNG/HF export; return the summary."""
+    refuse_multiprocess(cfg, "PTL", "neuron scoring, compaction and the per-stage tuning checkpoints run on "
+                        "one host's arrays")
     t0 = time.time()
     mcfg, kept_after = _check(cfg)
     mesh = _mesh(cfg)
@@ -293,7 +299,8 @@ def run(cfg: Config) -> dict:
     tokenizer, encode, eos = load_encoder(cfg.model)
     data = build_data(cfg, encode, eos, s.stages, tokenizer)  # every data error fires here, before the model loads
     out = Path(cfg.output_dir).absolute()
-    claim_output_dir(cfg, OUTPUTS, ignore=("progress", "compile_cache", "mesh", "speed"))  # the tracks resume their checkpoints
+    claim_output_dir(cfg, OUTPUTS, ignore=("progress", "compile_cache", "mesh", "speed",
+                                                 "distributed"))  # the tracks resume their checkpoints
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     print(f"[ptl] {cfg.model.name}: remove {s.target} of {s.target_of} ({s.unit}) in {s.stages} {s.spacing} stages "
           f"by {s.criterion}" + (f" ({s.ptl_select})" if s.criterion == "ptl" else "")

@@ -44,7 +44,9 @@ from experiments.text2vis.tasks import Text2VisTask, task_from_dict
 from jaxlab.config import ConfigError, require_positive, to_dict
 from jaxlab.llm import ClientConfig, make_client
 from jaxlab.runs import JsonlLog, claim_output_dir
+from jaxlab.distributed import DistributedConfig
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
+from jaxlab.train.run_setup import refuse_multiprocess
 from jaxlab.train.metrics import MetricsWriter, read_jsonl
 from jaxlab.train.optim import OptimConfig
 
@@ -114,6 +116,8 @@ class Config:
     execution: ExecSection = ExecSection()
     eval: EvalSection = EvalSection()
     checkpoint: CheckpointConfig = CheckpointConfig(every_steps=10)
+    distributed: DistributedConfig | None = None
+    """Accepted so every runner reads the same keys; more than one process is refused (see ``run``)."""
 
     def __post_init__(self) -> None:
         require_positive(steps=self.steps, prompts_per_step=self.prompts_per_step)
@@ -175,6 +179,8 @@ RESUMABLE = ("steps", "progress", "checkpoint")
 
 
 def run(cfg: Config) -> dict:
+    refuse_multiprocess(cfg, "RL text2vis", "it trains with the one-process GRPO learner, and every process would "
+                        "call the judge and execute the charts itself")
     out = Path(cfg.output_dir)
     claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
     t0 = time.time()

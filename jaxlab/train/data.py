@@ -259,18 +259,28 @@ def chat_sft_dataset(
     truncate: bool = False,
     packing: bool = False,
     packing_bins: int = 16,
+    shard_index: int = 0,
+    shard_count: int = 1,
 ) -> grain.IterDataset:
     """One right-padded conversation per row; loss only on assistant tokens.
 
     With ``packing`` several whole conversations share a row (first-fit over
     ``packing_bins`` open rows, :func:`jaxlab.train.packing.pack`), and the batch
     gains ``segment_ids`` and ``positions`` so they never attend to each other.
+    ``shard_index`` / ``shard_count`` keep only conversations
+    ``rows[shard_index::shard_count]`` (one host's share, see :mod:`jaxlab.train.shards`).
     """
-    require_positive(seq_len=seq_len, batch_size=batch_size)
+    require_positive(seq_len=seq_len, batch_size=batch_size, shard_count=shard_count)
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index: expected 0 <= index < shard_count ({shard_count}), got {shard_index}")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         raise ValueError("chat_sft_dataset: the tokenizer has neither pad_token_id nor eos_token_id")
-    ds = grain.MapDataset.source(load_chat_jsonl(path))
+    rows = load_chat_jsonl(path)
+    if len(rows) < shard_count:
+        raise ValueError(f"chat_sft_dataset: {len(rows)} conversations in {str(path)!r} cannot fill {shard_count} "
+                         f"shards")
+    ds = grain.MapDataset.source(rows)[shard_index::shard_count]
     if shuffle:
         ds = ds.shuffle(seed=seed)
     ds = ds.repeat(num_epochs).map(_EncodeChat(tokenizer, seq_len, pad_id, truncate, pad=not packing))

@@ -28,21 +28,18 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import jax
-import yaml
-
-from jaxlab.config import ConfigError, load, require_positive, to_dict
-from jaxlab.distributed import DistributedConfig, initialize, is_primary, raise_everywhere
-from jaxlab.runs import claim_output_dir
+from jaxlab.config import ConfigError, load, require_positive
+from jaxlab.distributed import DistributedConfig, is_primary
 from jaxlab.sharding import MeshConfig
 from jaxlab.train import data, perf, shards
 from jaxlab.models.hf import to_hf
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
 from jaxlab.train.export import save_model_spec
-from jaxlab.train.metrics import MetricsWriter, plot_loss_curve
+from jaxlab.train.metrics import plot_loss_curve
 from jaxlab.train.optim import OptimConfig
 from jaxlab.train.step import evaluate
 from jaxlab.train.lora_train import fit_maybe_lora, save_adapter
+from jaxlab.train.run_setup import build_mesh, data_shards, host_copy_result, primary_metrics, say, start_run
 from jaxlab.train.trainer import TrainConfig
 from jaxlab.transforms.lora import LoRAConfig
 
@@ -182,23 +179,13 @@ reshards to the new target shardings and the data state is kept per shard)."""
 
 
 def _say(text: str) -> None:
-    if is_primary():
-        print(f"[pretrain] {text}", flush=True)
+    say("pretrain", text)
 
 
 def run(cfg: Config) -> dict:
     """Train per ``cfg``; returns (and writes to ``summary.json``) the run summary."""
     t0 = time.time()
-    initialize(cfg.distributed)  # before anything touches a device
-    out = Path(cfg.output_dir).absolute()
-    error = None
-    if is_primary():  # one writer; every process then fails with the primary's error, if any
-        try:
-            claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
-            (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        except Exception as exc:  # noqa: BLE001 - re-raised on every process just below
-            error = exc
-    raise_everywhere(error)
+    out = start_run(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
 
     name = model_label(cfg.model)
     _say(f"loading {name} ...")
@@ -219,26 +206,16 @@ def run(cfg: Config) -> dict:
         raise ConfigError(
             f"data.eval_batches: the {len(heldout_files)} held-out files give only {len(eval_set)} batches, "
             f"asked for {cfg.data.eval_batches}; lower it or raise data.heldout_fraction")
-    try:
-        mine, n_shards = shards.local_shards(cfg.data.shards)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if cfg.data.batch_size % n_shards:
-        raise ConfigError(f"data.batch_size={cfg.data.batch_size} is not divisible by the {n_shards} data shards "
-                          f"(data.shards, default: one per process)")
+    mine, n_shards = data_shards(cfg.data.shards, cfg.data.batch_size)
     shard_common = {**common, "batch_size": cfg.data.batch_size // n_shards}
     train_set = shards.ConcatShards({i: data.pretrain_dataset(
         train_files, shuffle_window=cfg.data.shuffle_window, shard_index=i, shard_count=n_shards, **shard_common)
         for i in mine})
 
-    mesh = None
-    if cfg.mesh is not None:
-        from jaxlab.sharding import make_mesh
-
-        mesh = make_mesh(cfg.mesh)
+    mesh = build_mesh(cfg.mesh)
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
     resume_step = checkpointer.resume_step()
-    metrics = MetricsWriter(out, resume_step=resume_step) if is_primary() else None  # logs from process 0 only
+    metrics = primary_metrics(out, resume_step)  # logs from process 0 only
     try:
         _say(f"held-out perplexity before training ({len(heldout_files)} files, {cfg.data.eval_batches} batches) ...")
         before = _ppl(evaluate(model, eval_set))
@@ -261,13 +238,11 @@ def run(cfg: Config) -> dict:
             metrics.close()
         checkpointer.close()
     hf_dir = adapter_dir = None
-    if jax.process_count() > 1:  # the weights are spread over hosts: export from the checkpoint instead
-        _say(f"hf_model/ not written by a multi-process run: `jaxlab export {out} OUT_DIR` writes it")
-    else:
+    result = host_copy_result(result)  # the weights may be spread over hosts
+    if is_primary():
         hf_tokenizer = tokenizer if hasattr(tokenizer, "save_pretrained") else None  # tiny-llama's bytes: none
         hf_dir = to_hf(result.model(), out / "hf_model", tokenizer=hf_tokenizer)
         adapter_dir = save_adapter(result, model.config, out / "lora_adapter", base_model=name)
-    if is_primary():
         plot_loss_curve(out / "metrics.jsonl", out / "loss_curve.png",
                         title=f"{Path(name).name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})")
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
@@ -314,7 +289,7 @@ def _print_summary(s: dict) -> None:
         f"  loss curve   {o['loss_curve']}\n"
         f"  tensorboard  {o['tensorboard']}   (tensorboard --logdir {o['tensorboard']})\n"
         f"  checkpoints  {o['checkpoints']}\n"
-        f"  hf_model     {o['hf_model'] or '(multi-process run: use jaxlab export)'}",
+        f"  hf_model     {o['hf_model']}",
         flush=True,
     )
 

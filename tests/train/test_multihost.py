@@ -5,10 +5,6 @@ exactly as the README shows; the one-process reference and the resume run in
 this (8-device) test process. Each process reads only its data shard, so the
 test also checks that the global batches are assembled in the same order.
 """
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +12,12 @@ import pytest
 
 from jaxlab import cli
 from jaxlab.train.metrics import read_jsonl
+from tests.train.two_procs import jaxlab_run, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "pretrain_tiny.yaml"
 COMMON = ["train.progress=false", "data.eval_batches=1", "checkpoint.every_steps=4", "data.shards=2",
           "data.seq_len=32"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def _losses(out: Path) -> dict[int, float]:
@@ -37,25 +28,7 @@ def _losses(out: Path) -> dict[int, float]:
 
 
 def _two_processes(out: Path, *overrides: str) -> list[str]:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "PYTHONPATH": str(ROOT)}
-    port = _free_port()
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "jaxlab.cli", "run", str(CONFIG), f"output_dir={out}",
-         f"distributed.coordinator_address=localhost:{port}", "distributed.num_processes=2",
-         f"distributed.process_id={i}", *COMMON, *overrides],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=400)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-4000:]
-    return logs
+    return [log for _, log in launch(jaxlab_run(CONFIG, f"output_dir={out}", *COMMON, *overrides))]
 
 
 @pytest.mark.slow
@@ -63,6 +36,7 @@ def test_two_processes_match_one_process_and_resume_elsewhere(tmp_path):
     mesh = ["mesh.data=2", "mesh.fsdp=4"]
     logs = _two_processes(tmp_path / "multi", *mesh, "train.steps=4")
     assert "[pretrain] outputs in" in logs[0] and "[pretrain]" not in logs[1]  # process 0 reports, alone
+    assert (tmp_path / "multi" / "hf_model" / "config.json").is_file()  # gathered from both hosts' shards
     assert cli.main(["run", str(CONFIG), f"output_dir={tmp_path / 'single'}", *COMMON, *mesh,
                      "train.steps=4"]) == 0
     multi, single = _losses(tmp_path / "multi"), _losses(tmp_path / "single")

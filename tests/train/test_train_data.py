@@ -157,6 +157,17 @@ def test_chat_pipeline_batches_align_mask_with_targets(tokenizer, chat_file):
     np.testing.assert_array_equal(again["input_ids"], batch["input_ids"])
 
 
+def test_chat_shards_partition_the_conversations(tokenizer, chat_file):
+    kw = dict(seq_len=64, batch_size=1, seed=0, num_epochs=1, shuffle=False)
+    whole = {tuple(b["input_ids"][0]) for b in data.take_batches(data.chat_sft_dataset(chat_file, tokenizer, **kw), 99)}
+    parts = [[tuple(b["input_ids"][0]) for b in data.take_batches(
+        data.chat_sft_dataset(chat_file, tokenizer, shard_index=i, shard_count=2, **kw), 99)] for i in range(2)]
+    assert len(whole) == len(CONVERSATIONS) and all(parts)  # each host reads a non-empty, disjoint share
+    assert not set(parts[0]) & set(parts[1]) and set(parts[0]) | set(parts[1]) == whole
+    with pytest.raises(ValueError, match="cannot fill 99 shards"):
+        data.chat_sft_dataset(chat_file, tokenizer, shard_index=0, shard_count=99, **kw)
+
+
 def test_chat_errors_name_line_and_field(tokenizer, tmp_path, chat_file):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"messages": CONVERSATIONS[1]}) + "\n"
