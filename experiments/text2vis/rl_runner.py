@@ -110,6 +110,9 @@ class Config:
                                      grad_clip_norm=0.1)
     grpo: GRPOConfig = GRPOConfig()
     rewards: tuple[RewardSpec, ...] = (RewardSpec("rl_text2vis", 1.0), RewardSpec("rl_text2vis_format", 1.0))
+    parser: Literal["json", "released"] = "json"
+    """How the reward reads a reply's answer and code (experiments.text2vis.parse; ``released``: the
+    released regexes, which score correct JSON-list answers 0)."""
     client: JudgeClient = JudgeClient()
     execution: ExecSection = ExecSection()
     eval: EvalSection = EvalSection()
@@ -155,7 +158,8 @@ def build_reward(cfg: Config) -> RLText2VisReward:
         text = LLMTextJudge(make_client(ClientConfig(model=c.model, **base)))
         visual = LLMVisualJudge(make_client(ClientConfig(model=c.vision_model or c.model, **base)))
     e = cfg.execution
-    return RLText2VisReward(text, visual, timeout_s=e.timeout_s, memory_mb=e.memory_mb, max_workers=e.workers)
+    return RLText2VisReward(text, visual, timeout_s=e.timeout_s, memory_mb=e.memory_mb, max_workers=e.workers,
+                            parser=cfg.parser)
 
 
 def _load(section: ModelSection) -> tuple[Any, Any]:
