@@ -24,7 +24,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import jax
 from tqdm.auto import tqdm
@@ -34,7 +34,7 @@ from experiments.grpo.loss import LossConfig
 from experiments.grpo.plot import plot_reward_curve
 from experiments.grpo.rewards import RewardSpec, get_reward
 from experiments.grpo.rollout import RolloutConfig
-from experiments.grpo.runner import ModelSection
+from experiments.grpo.runner import ModelSection, _load
 from experiments.grpo.tasks import batch_at
 from experiments.text2vis.judges import LLMTextJudge, LLMVisualJudge
 from experiments.text2vis.reward import RLText2VisReward, configure, parts_dict
@@ -162,17 +162,6 @@ def build_reward(cfg: Config) -> RLText2VisReward:
                             parser=cfg.parser)
 
 
-def _load(section: ModelSection) -> tuple[Any, Any]:
-    if section.name == "tiny-llama" and section.path is None:
-        from jaxlab.models import init_model
-        from jaxlab.models.config import tiny_config
-
-        return init_model(tiny_config("llama", num_layers=2, max_position_embeddings=4096), section.seed), None
-    from jaxlab.models.pretrained import load_pretrained
-
-    return load_pretrained(section.path or section.name)
-
-
 OUTPUTS = ("metrics.jsonl", "samples.jsonl", "tensorboard", "checkpoints", "results.json", "reward_curve.png",
            "parts_curve.png", "eval_before.jsonl", "eval_after.jsonl")
 RESUMABLE = ("steps", "progress", "checkpoint")
@@ -182,7 +171,7 @@ def run(cfg: Config) -> dict:
     out = Path(cfg.output_dir)
     claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
     t0 = time.time()
-    model, tok = _load(cfg.model)
+    model, tok, _ = _load(cfg.model, tiny_positions=4096)  # the GRPO runner's loader; t2v_codec reads tasks
     codec = t2v_codec(tok)
     train, heldout = load_tasks(cfg.data)
     reward = configure(build_reward(cfg))
