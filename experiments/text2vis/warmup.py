@@ -55,6 +55,9 @@ class TaskSection:
     """Of the conversations, held out for the SFT loss (train-split tasks too: not the evaluation set)."""
     batch_size: int = 2
     eval_batches: int = 4
+    packing: bool = True
+    """Pack whole conversations into ``max_tokens`` rows (segment ids keep them apart; jaxlab.train.packing):
+    conversations of 460-1170 SmolLM2 tokens would leave about a third of each padded row empty."""
 
     def __post_init__(self) -> None:
         require_positive(**{f"tasks.{k}": getattr(self, k) for k in ("train_tasks", "max_tokens", "batch_size",
@@ -122,7 +125,8 @@ def _sft_config(cfg: Config, source: Path, n: int) -> sft.Config:
     return sft.Config(output_dir=str(Path(cfg.output_dir) / "sft"), overwrite=cfg.overwrite, model=cfg.model,
                       data=sft.DataSection(source=str(source), heldout_fraction=t.heldout_fraction, max_examples=n,
                                            seq_len=t.max_tokens, batch_size=t.batch_size,
-                                           eval_batches=t.eval_batches, truncate=False, samples=0, seed=t.seed),
+                                           eval_batches=t.eval_batches, truncate=False, packing=t.packing, samples=0,
+                                           seed=t.seed),
                       optim=cfg.optim, train=cfg.train, checkpoint=cfg.checkpoint)
 
 
