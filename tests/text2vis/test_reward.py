@@ -166,7 +166,7 @@ def test_grpo_reward_function_logs_every_part():
     for key in ("format", "answer", "shape", "binary", "code", "executable", "code_intent", "visual",
                 "readability", "correctness", "main", "numeric_fallback_frac", "status_ok", "code_format_none"):
         assert key in info, key
-    assert info["format"] == 0.5 and info["code_format_json_string"] == 0.5
+    assert info["format"] == 0.5 and info["code_format_json_object"] == 0.5  # the default json parser
     with pytest.raises(ValueError, match="task"):
         rl_text2vis(["p"], ["x"])
 
