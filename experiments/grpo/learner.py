@@ -1,7 +1,9 @@
 """One GRPO step on the jaxlab core: rollout -> rewards -> advantages -> mu passes of clipped updates.
 
 Pure pieces are jitted once per shape bucket: the per-token log-probs (old policy, reference) and
-the micro-batch gradient of ``loss.policy_loss``. The reference model exists only when beta > 0:
+the micro-batch gradient of ``loss.policy_loss``. The old-policy forward runs only when mu > 1: with
+one pass per rollout batch the policy is still the sampling policy, so the loss detaches its own
+log-probs (ratio 1, as TRL does) and a forward per micro-batch is saved. The reference model exists only when beta > 0:
 it is the caller's initial parameter tree, held, while the learner trains its own copy (whose
 buffers the update donates); at beta = 0 the caller's tree is not held. Optional ``grad_masks``
 (PTL's prune masks) zero the gradient and the update of pruned units, so they stay exactly zero.
@@ -175,8 +177,10 @@ class GRPOLearner:
                 "advantages": advantages[keep]}
         micro = self._micro_batches(rows)
         temp = self.loss_cfg.temperature
-        for mb in micro:  # the sampling policy's log-probs, fixed for all mu passes
-            mb["old_logps"] = _logps(self.graphdef, self.state.params, self.rest, mb, temp)
+        for mb in micro:
+            if self.cfg.num_iterations > 1:  # the sampling policy's log-probs, fixed for all mu passes
+                mb["old_logps"] = _logps(self.graphdef, self.state.params, self.rest, mb, temp)
+            # mu = 1: the one pass is on-policy, policy_loss detaches its own log-probs (no extra forward)
             if self.ref_params is not None:
                 mb["ref_logps"] = _logps(self.graphdef, self.ref_params, self.rest, mb, temp)
         totals = {"num_items": jnp.float32(rows["completion_mask"].sum()),

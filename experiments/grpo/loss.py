@@ -115,13 +115,14 @@ def completion_logps(model: nnx.Module, prompt_ids: jax.Array, prompt_mask: jax.
 
     Prompts are left-padded and completions right-padded, so one causal pass over
     ``concat(prompt, completion)`` scores every completion token; positions count real tokens only,
-    as in jaxlab.generate, so the scores match what the sampler saw.
+    as in jaxlab.generate, so the scores match what the sampler saw. Logits are computed from
+    position ``P - 1`` on only (``logits_start``): the prompt's other positions predict nothing scored.
     """
     ids = jnp.concatenate([prompt_ids, completion_ids], axis=1)
     mask = jnp.concatenate([prompt_mask, completion_mask], axis=1)
-    logits = model(ids, attention_mask=mask)
     p, c = prompt_ids.shape[1], completion_ids.shape[1]
-    logits = logits[:, p - 1:p + c - 1].astype(jnp.float32) / temperature
+    logits = model(ids, attention_mask=mask, logits_start=p - 1)  # [B, C + 1, V]: positions P-1 .. P+C-1
+    logits = logits[:, :c].astype(jnp.float32) / temperature
     logp_all = jax.nn.log_softmax(logits, axis=-1)
     logps = jnp.take_along_axis(logp_all, completion_ids[..., None], axis=-1)[..., 0]
     entropy = -(jnp.exp(logp_all) * logp_all).sum(-1)
@@ -134,12 +135,16 @@ def policy_loss(params: nnx.State, rest: nnx.State, graphdef: nnx.GraphDef, batc
 
     ``batch``: prompt_ids/prompt_mask [B, P], completion_ids/completion_mask [B, C], advantages [B],
     old_logps [B, C] (the sampling policy's), optional ref_logps [B, C], num_items and num_rows (scalars).
+    Without ``old_logps`` the batch is on-policy (mu = 1, the first and only pass over the rollout):
+    the old log-probs are the current ones detached, ratio 1 with the gradient of ``logp`` (TRL does
+    the same), and the separate old-policy forward is saved.
     """
     model = nnx.merge(graphdef, params, rest)
     mask = batch["completion_mask"].astype(jnp.float32)
     logps, entropy = completion_logps(model, batch["prompt_ids"], batch["prompt_mask"],
                                       batch["completion_ids"], batch["completion_mask"], cfg.temperature)
-    per_token, stats = per_token_objective(logps, batch["old_logps"], batch["advantages"], mask, cfg,
+    old = batch["old_logps"] if "old_logps" in batch else jax.lax.stop_gradient(logps)
+    per_token, stats = per_token_objective(logps, old, batch["advantages"], mask, cfg,
                                            batch.get("ref_logps"))
     loss = aggregate(per_token, mask, cfg, batch.get("num_items"), batch.get("num_rows"))
     stats["entropy"] = _masked_mean(entropy, mask)

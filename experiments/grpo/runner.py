@@ -113,14 +113,15 @@ class Config:
                               f"got {self.data.train_tasks}")
 
 
-def _load(section: ModelSection) -> tuple[Any, Any, TaskCodec]:
-    """``(model, tokenizer or None, codec)``."""
+def _load(section: ModelSection, tiny_positions: int = 512) -> tuple[Any, Any, TaskCodec]:
+    """``(model, tokenizer or None, codec)``; ``tiny_positions``: the byte model's context (Text2Vis prompts
+    are a few thousand bytes)."""
     if section.name == "tiny-llama" and section.path is None:
         from jaxlab.models import init_model
         from jaxlab.models.config import tiny_config
 
-        return init_model(tiny_config("llama", num_layers=2, max_position_embeddings=512), section.seed), None, \
-            byte_codec()
+        return init_model(tiny_config("llama", num_layers=2, max_position_embeddings=tiny_positions),
+                          section.seed), None, byte_codec()
     from jaxlab.models.pretrained import load_pretrained
 
     model, tok = load_pretrained(section.path or section.name)

@@ -108,6 +108,9 @@ class Config:
     """LLM judges only: the benchmark's prompts (answer 1/0, charts 0-5 in half steps) or the RL reward's
     (answer + code intent JSON, charts 1-5)."""
     grid_n: int = 12
+    parser: Literal["json", "released"] = "json"
+    """How a reply's answer and code are read (experiments.text2vis.parse): ``json`` decodes the reply's
+    object; ``released`` is the released regex extractor, which cuts JSON-list answers at the first quote."""
     oracle: bool = False
     """Reply with each task's gold answer and gold code instead of running the model: the ceiling of the
     judges and the metric on these tasks (a judge that fails gold charts shows up here)."""
@@ -170,8 +173,9 @@ def load_tasks(data: DataSection) -> list[Text2VisTask]:
     return tasks[:data.n_tasks]
 
 
-def _score_one(task: Text2VisTask, text: str, judges: Judges, ex: ExecSection) -> tuple[SampleScore, dict]:
-    parsed = parse_output(text)
+def _score_one(task: Text2VisTask, text: str, judges: Judges, ex: ExecSection,
+               parser: str = "json") -> tuple[SampleScore, dict]:
+    parsed = parse_output(text, parser)
     run = execute_chart(parsed.code, task.table_csv, timeout_s=ex.timeout_s, memory_mb=ex.memory_mb)
     verdict = judges.text.judge(task, parsed.answer, parsed.code)
     scores = judges.visual.score(task, run) if run.ok else None
@@ -188,8 +192,8 @@ def _score_one(task: Text2VisTask, text: str, judges: Judges, ex: ExecSection) -
 def evaluate(tasks: Sequence[Text2VisTask], generate: Generate, judges: Judges, *, ex: ExecSection = ExecSection(),
              batch_size: int = 8, done: dict[str, tuple[SampleScore, dict]] | None = None,
              on_sample: Callable[[SampleScore, dict], None] | None = None,
-             progress: bool = False) -> list[tuple[SampleScore, dict]]:
-    """Generate, parse, execute and judge every task (``done`` ones are reused); in task order."""
+             progress: bool = False, parser: str = "json") -> list[tuple[SampleScore, dict]]:
+    """Generate, parse (``parser``), execute and judge every task (``done`` ones are reused); in task order."""
     done = dict(done or {})
     todo = [t for t in tasks if t.id not in done]
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), disable=not progress, desc="text2vis", unit="task")
@@ -200,7 +204,7 @@ def evaluate(tasks: Sequence[Text2VisTask], generate: Generate, judges: Judges, 
                 texts = generate(chunk)
                 if len(texts) != len(chunk):
                     raise RuntimeError(f"generate: returned {len(texts)} replies for {len(chunk)} tasks")
-                for task, result in zip(chunk, pool.map(lambda tt: _score_one(*tt, judges, ex), zip(chunk, texts))):
+                for task, result in zip(chunk, pool.map(lambda tt: _score_one(*tt, judges, ex, parser), zip(chunk, texts))):
                     done[task.id] = result
                     if on_sample is not None:
                         on_sample(*result)
@@ -281,7 +285,7 @@ def run(cfg: Config, *, generate_fn: Generate | None = None, judge_client: Any =
     t_gen = time.time()
     try:
         results = evaluate(tasks, generate, judges, ex=cfg.execution, batch_size=cfg.generation.batch_size,
-                           done=done, on_sample=save, progress=cfg.progress)
+                           done=done, on_sample=save, progress=cfg.progress, parser=cfg.parser)
     finally:
         log.close()
     _fail_if_judges_never_answered(judges)

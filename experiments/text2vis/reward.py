@@ -15,6 +15,8 @@ Two reward functions, summed with weight 1 each by TRL there (and by the GRPO ru
   - visual = 1 if readability and correctness are both >= 4, 0.5 if both >= 3, 0.25 if either is
     >= 3, else 0; without a chart both scores are 0 and no visual judge is called.
 
+The answer and code are read by the ``json`` parser by default (``parser: released`` restores the
+released regexes, which cut a JSON-list answer at its first escaped quote: :mod:`~experiments.text2vis.parse`).
 Kept as released: shape is not clipped (a judge replying ``answer_score: 5`` gives shape 5), a text
 judge reply that does not parse zeroes both its scores, the numeric fallback also replaces a
 legitimate judge 0, and any exception while scoring a sample gives main reward 0.  The differences
@@ -39,7 +41,7 @@ from scipy.optimize import linear_sum_assignment
 from experiments.text2vis.execute import ChartRun, execute_chart
 from experiments.text2vis.judges import (JudgeStats, ProgrammaticChartJudge, ProgrammaticTextJudge, TextJudge,
                                          VisualJudge)
-from experiments.text2vis.parse import format_ok, parse_output
+from experiments.text2vis.parse import PARSERS, format_ok, parse_output
 from experiments.text2vis.tasks import Text2VisTask
 
 __all__ = ["RLText2VisReward", "RewardParts", "answer_reward", "code_reward", "configure", "current",
@@ -132,12 +134,17 @@ class RLText2VisReward:
     """Scores replies to :class:`Text2VisTask` s; judges default to the programmatic ones.
 
     ``executor`` runs chart code (the sandboxed :func:`execute_chart`; tests pass a stand-in).
+    ``parser``: how the answer and code are read (:data:`~experiments.text2vis.parse.PARSERS`);
+    ``released`` is the released trainer's regex extractor, ``json`` (default) reads the JSON object
+    and does not cut list answers at their first escaped quote.
     """
 
     def __init__(self, text_judge: TextJudge | None = None, visual_judge: VisualJudge | None = None, *,
                  timeout_s: float = 15.0, memory_mb: int = 1024, max_workers: int = 2,
-                 executor: Callable[..., ChartRun] = execute_chart) -> None:
-        self._execute = executor
+                 executor: Callable[..., ChartRun] = execute_chart, parser: str = "json") -> None:
+        if parser not in PARSERS:
+            raise ValueError(f"parser: expected one of {PARSERS}, got {parser!r}")
+        self._execute, self.parser = executor, parser
         self.text_judge = text_judge or ProgrammaticTextJudge()
         self.visual_judge = visual_judge or ProgrammaticChartJudge()
         self.timeout_s, self.memory_mb, self.max_workers = timeout_s, memory_mb, max_workers
@@ -156,7 +163,7 @@ class RLText2VisReward:
             return RewardParts(format=fmt, main=0.0, status="reward_error", error=f"{type(exc).__name__}: {exc}")
 
     def _score(self, task: Text2VisTask, text: str, fmt: float) -> RewardParts:
-        parsed = parse_output(text)
+        parsed = parse_output(text, self.parser)
         run = self._execute(parsed.code, task.table_csv, timeout_s=self.timeout_s, memory_mb=self.memory_mb)
         executable = 0.5 if run.ok else 0.0
         verdict = self.text_judge.judge(task, parsed.answer, parsed.code)

@@ -24,7 +24,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import jax
 from tqdm.auto import tqdm
@@ -34,7 +34,7 @@ from experiments.grpo.loss import LossConfig
 from experiments.grpo.plot import plot_reward_curve
 from experiments.grpo.rewards import RewardSpec, get_reward
 from experiments.grpo.rollout import RolloutConfig
-from experiments.grpo.runner import ModelSection
+from experiments.grpo.runner import ModelSection, _load
 from experiments.grpo.tasks import batch_at
 from experiments.text2vis.judges import LLMTextJudge, LLMVisualJudge
 from experiments.text2vis.reward import RLText2VisReward, configure, parts_dict
@@ -112,6 +112,9 @@ class Config:
                                      grad_clip_norm=0.1)
     grpo: GRPOConfig = GRPOConfig()
     rewards: tuple[RewardSpec, ...] = (RewardSpec("rl_text2vis", 1.0), RewardSpec("rl_text2vis_format", 1.0))
+    parser: Literal["json", "released"] = "json"
+    """How the reward reads a reply's answer and code (experiments.text2vis.parse; ``released``: the
+    released regexes, which score correct JSON-list answers 0)."""
     client: JudgeClient = JudgeClient()
     execution: ExecSection = ExecSection()
     eval: EvalSection = EvalSection()
@@ -159,18 +162,8 @@ def build_reward(cfg: Config) -> RLText2VisReward:
         text = LLMTextJudge(make_client(ClientConfig(model=c.model, **base)))
         visual = LLMVisualJudge(make_client(ClientConfig(model=c.vision_model or c.model, **base)))
     e = cfg.execution
-    return RLText2VisReward(text, visual, timeout_s=e.timeout_s, memory_mb=e.memory_mb, max_workers=e.workers)
-
-
-def _load(section: ModelSection) -> tuple[Any, Any]:
-    if section.name == "tiny-llama" and section.path is None:
-        from jaxlab.models import init_model
-        from jaxlab.models.config import tiny_config
-
-        return init_model(tiny_config("llama", num_layers=2, max_position_embeddings=4096), section.seed), None
-    from jaxlab.models.pretrained import load_pretrained
-
-    return load_pretrained(section.path or section.name)
+    return RLText2VisReward(text, visual, timeout_s=e.timeout_s, memory_mb=e.memory_mb, max_workers=e.workers,
+                            parser=cfg.parser)
 
 
 OUTPUTS = ("metrics.jsonl", "samples.jsonl", "tensorboard", "checkpoints", "results.json", "reward_curve.png",
@@ -184,7 +177,7 @@ def run(cfg: Config) -> dict:
     out = Path(cfg.output_dir)
     claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
     t0 = time.time()
-    model, tok = _load(cfg.model)
+    model, tok, _ = _load(cfg.model, tiny_positions=4096)  # the GRPO runner's loader; t2v_codec reads tasks
     codec = t2v_codec(tok)
     train, heldout = load_tasks(cfg.data)
     reward = configure(build_reward(cfg))

@@ -211,8 +211,13 @@ class DecoderLM(nnx.Module):
 
     def __call__(self, input_ids: jax.Array, positions: jax.Array | None = None,
                  attention_mask: jax.Array | None = None, *, segment_ids: jax.Array | None = None,
-                 collect: bool = False, return_aux: bool = False):
+                 collect: bool = False, return_aux: bool = False, logits_start: int = 0):
         """Full-sequence causal forward. ``attention_mask[B, S]`` marks real tokens (1) vs padding (0).
+
+        ``logits_start`` (a Python int): logits only for positions ``>= logits_start``, shape
+        ``[B, S - logits_start, V]``. A scorer that needs the last few positions (GRPO's completion
+        log-probs) then skips the vocab projection, and the ``[B, S, V]`` float32 buffer and its
+        gradient, of the prompt positions.
 
         ``segment_ids[B, S]`` (packed sequences: 1, 2, ... per document, 0 = padding) keeps
         documents from attending to each other; positions then restart at 0 in each document.
@@ -224,6 +229,9 @@ class DecoderLM(nnx.Module):
         Returns ``logits``, ``(logits, inter)``, ``(logits, aux)`` or ``(logits, inter, aux)``.
         """
         b, s = input_ids.shape
+        if not isinstance(logits_start, int) or not 0 <= logits_start < s:
+            raise ValueError(f"logits_start: expected a Python int in [0, {s}) for a sequence of {s}, "
+                             f"got {logits_start!r}")
         given = None if attention_mask is None else attention_mask.astype(bool)
         if segment_ids is not None:
             given = (segment_ids != 0) if given is None else given & (segment_ids != 0)
@@ -243,7 +251,7 @@ class DecoderLM(nnx.Module):
                 inter.append(acts)
             if "router_logits" in acts:
                 router_logits.append(acts["router_logits"])
-        logits = self._logits(h)
+        logits = self._logits(h[:, logits_start:] if logits_start else h)
         out = (logits, inter) if collect else (logits,)
         if return_aux:
             if self.config.moe is None:

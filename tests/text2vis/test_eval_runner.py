@@ -149,3 +149,16 @@ def test_parse_chart_scores(reply, expected):
 
     scores, parsed, off_grid = parse_chart_scores(reply)
     assert (scores.readability, scores.correctness, parsed, off_grid) == expected
+
+
+def test_gold_top_k_replies_match_under_json_and_not_under_released():
+    """The oracle's replies to top-k tasks (JSON-list answers) match with the json parser; the released
+    parser cuts them at the first escaped quote, as released."""
+    topk = [t for t in make_tasks("heldout", 48, seed=0) if t.kind == "top_k"][:2]
+    assert topk and all(t.answer.startswith('["') for t in topk)
+    judges = make_judges(Config())
+    for parser, expected in (("json", True), ("released", False)):
+        results = evaluate(topk, gold_replies, judges, parser=parser)
+        assert [s.answer_match for s, _ in results] == [expected] * len(topk), parser
+        assert all(s.executed for s, _ in results)
+        assert results[0][1]["pred_answer"] == (topk[0].answer if expected else "[\\")

@@ -166,7 +166,7 @@ def test_grpo_reward_function_logs_every_part():
     for key in ("format", "answer", "shape", "binary", "code", "executable", "code_intent", "visual",
                 "readability", "correctness", "main", "numeric_fallback_frac", "status_ok", "code_format_none"):
         assert key in info, key
-    assert info["format"] == 0.5 and info["code_format_json_string"] == 0.5
+    assert info["format"] == 0.5 and info["code_format_json_object"] == 0.5  # the default json parser
     with pytest.raises(ValueError, match="task"):
         rl_text2vis(["p"], ["x"])
 
@@ -191,3 +191,27 @@ def test_adversarial_chart_code_scores_zero_and_never_raises():
         configure(RLText2VisReward())
     assert values == [0.0] * len(ADVERSARIAL), dict(zip(ADVERSARIAL, [p.status for p in reward.last_parts]))
     assert info["executable"] == 0.0 and np.isfinite(info["main"])
+
+
+def test_a_gold_list_answer_scores_under_json_and_is_cut_under_released():
+    """A correct top-k reply (its JSON-list answer has escaped quotes inside the answer string):
+    the json parser hands the judge the whole list, the released regex hands it ``[\\``."""
+    from experiments.text2vis.judges import ProgrammaticTextJudge
+
+    gold = json.dumps(["Ford Pinto", "AMC Gremlin", "Chevy Vega"])
+    task = Text2VisTask(id="k1", question="List the 3 cars with the lowest mpg.", answer=gold,
+                        table_csv="name,mpg\nFord Pinto,1\nAMC Gremlin,2\nChevy Vega,3\nBMW,9\n", kind="top_k",
+                        gold_code=CODE, split="heldout")
+    text = reply(answer=gold)
+    assert '\\"Ford Pinto\\"' in text
+    scored = {}
+    for parser in ("json", "released"):
+        judge = FakeVisual(4, 4)
+        reward = RLText2VisReward(ProgrammaticTextJudge(), judge, executor=runs(True), parser=parser)
+        scored[parser] = reward.score_one(task, text)
+    assert scored["json"].binary == 1.0 and scored["json"].answer == 1.0
+    assert scored["released"].binary == 0.0 and scored["released"].answer == 0.0
+    assert scored["json"].format == scored["released"].format == 1.0
+    assert scored["json"].main == pytest.approx(scored["released"].main + 0.5)
+    with pytest.raises(ValueError, match="parser"):
+        RLText2VisReward(parser="regex")

@@ -22,14 +22,14 @@ def code_tokenizer():
     return out
 
 
-def tiny_qwen2_folder(path: Path, tokenizer, seed: int = 0) -> Path:
+def tiny_qwen2_folder(path: Path, tokenizer, seed: int = 0, max_position_embeddings: int = 256) -> Path:
     """A random Qwen2 model saved by transformers itself (config.json, safetensors, tokenizer files)."""
     import torch
     import transformers
 
     cfg = transformers.Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=96,
                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                   max_position_embeddings=256, tie_word_embeddings=True,
+                                   max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
                                    eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
