@@ -245,32 +245,45 @@ def new_cache(model: DecoderLM, batch: int, cache_len: int) -> KVCache:
 def admit_step(graphdef: Any, state: Any, cache: KVCache, rows: jax.Array, ids: jax.Array, mask: jax.Array,
                allowed: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: jax.Array,
                want_top: jax.Array) -> tuple[tuple[jax.Array, ...], KVCache, jax.Array]:
-    """Prefill the left-padded prompts ``ids[K, P]`` into cache rows ``rows[K]`` at slots ``[index, index + P)``.
+    """Prefill the right-padded prompts ``ids[K, P]`` (``mask``: 1 on real tokens, a prefix) into cache rows
+    ``rows[K]`` from slot 0; each row's write index becomes its prompt length.
 
-    Only the ``K`` joining rows run through the model (gathered from the ``B``-row cache, their earlier slots
-    invalidated, scattered back): admitting one request into a busy batch costs a ``[1, P]`` prefill, not a
-    ``[B, P]`` one. The other rows' slots ``[index, index + P)`` were never written (the index only grows), so
-    they stay invalid and those rows keep decoding untouched. ``rows`` may repeat an index with identical
+    Only the ``K`` joining rows run through the model, in a ``P``-slot scratch cache, and the result replaces
+    those rows' slots ``[0, P)``: admitting one request into a busy batch costs a ``[1, P]`` prefill, not a
+    ``[B, P]`` one, and other rows (their slots and write indices) are untouched. The joining rows are reset
+    first: every slot past the prompt is marked invalid and the index restarts at the prompt length, so a
+    reused row never attends to its previous occupant's keys. ``rows`` may repeat an index with identical
     inputs (the row bucket's padding). Returns (``_pick`` of each joining row's first token, cache, next
     position per joining row), all ``[K]``."""
     model: DecoderLM = nnx.merge(graphdef, state)
-    sub = KVCache(k=tuple(k[rows] for k in cache.k), v=tuple(v[rows] for v in cache.v),
-                  valid=jnp.zeros_like(cache.valid[rows]), index=cache.index)
-    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-    logits, sub = model.decode(ids, positions, sub, attention_mask=mask, last_only=True)
+    k_rows, p = ids.shape
+    t = cache.valid.shape[1]
+    if p > t:
+        raise ValueError(f"ids: prompt width {p} exceeds the cache's {t} slots")
+    scratch = KVCache(k=tuple(jnp.zeros((k_rows, p) + k.shape[2:], k.dtype) for k in cache.k),
+                      v=tuple(jnp.zeros((k_rows, p) + v.shape[2:], v.dtype) for v in cache.v),
+                      valid=jnp.zeros((k_rows, p), bool), index=jnp.zeros((k_rows,), jnp.int32))
+    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (k_rows, p))
+    logits, sub = model.decode(ids, positions, scratch, attention_mask=mask, last_only=True)
     first = _pick(logits[:, -1], allowed, temps, top_ps, seeds, jnp.zeros_like(seeds), want_top)
-    out = KVCache(k=tuple(k.at[rows].set(n) for k, n in zip(cache.k, sub.k)),
-                  v=tuple(v.at[rows].set(n) for v, n in zip(cache.v, sub.v)),
-                  valid=cache.valid.at[rows].set(sub.valid), index=sub.index)
-    return first, out, jnp.sum(mask, axis=1).astype(jnp.int32)
+    length = jnp.sum(mask, axis=1).astype(jnp.int32)
+    valid = jnp.zeros((k_rows, t), bool).at[:, :p].set(sub.valid)  # the reset: nothing past the prompt is valid
+    out = KVCache(k=tuple(k.at[rows, :p].set(n) for k, n in zip(cache.k, sub.k)),
+                  v=tuple(v.at[rows, :p].set(n) for v, n in zip(cache.v, sub.v)),
+                  valid=cache.valid.at[rows].set(valid), index=cache.index.at[rows].set(length))
+    return first, out, length
 
 
-@partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))
+@partial(jax.jit, static_argnames=("graphdef", "span"), donate_argnames=("cache",))
 def decode_step(graphdef: Any, state: Any, tok: jax.Array, pos: jax.Array, cache: KVCache, allowed: jax.Array,
                 temps: jax.Array, top_ps: jax.Array, seeds: jax.Array, steps: jax.Array,
-                want_top: jax.Array) -> tuple[tuple[jax.Array, ...], KVCache]:
-    """One token for every row at positions ``pos`` (``steps``: each row's token index, for its PRNG stream);
-    the cache buffer is donated (updated in place)."""
+                want_top: jax.Array, span: int | None = None) -> tuple[tuple[jax.Array, ...], KVCache]:
+    """One token for every row at positions ``pos``, written at each row's own cache index (``steps``: each
+    row's token index, for its PRNG stream); the cache buffer is donated (updated in place).
+
+    ``span`` (static): attend over the first ``span`` slots only; the caller keeps every live row's index
+    below it. Indices stop at the last slot, so idle rows (free, decoding padding) never write out of bounds."""
     model: DecoderLM = nnx.merge(graphdef, state)
-    logits, cache = model.decode(tok[:, None], pos[:, None], cache)
+    logits, cache = model.decode(tok[:, None], pos[:, None], cache, span=span)
+    cache = cache.replace(index=jnp.minimum(cache.index, cache.valid.shape[1] - 1))
     return _pick(logits[:, -1], allowed, temps, top_ps, seeds, steps, want_top), cache

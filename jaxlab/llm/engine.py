@@ -5,17 +5,20 @@ every other job already queued (up to ``max_batch`` rows; a request with ``n``
 samples is ``n`` rows), prefills them into one batch and decodes it token by
 token, streaming each row's text out as it grows.  Batching is continuous:
 before every decode step, waiting jobs are admitted into rows that finished
-(or were padding), with one prefill call that writes their prompts into fresh
-cache slots while the other rows' slots stay untouched (they are marked
-invalid for everyone else).  The cache has one write index for all rows, so
-each admission uses up slots; a job whose prompt + ``max_tokens`` would not fit
-in what is left waits for the batch to drain.  Models with sliding-window
-layers admit only at batch start (slot gaps would shift their windows).
+(or were padding), with one prefill call over just the joining rows.  Every
+cache row has its own write index: a joining request is written into its row
+from slot 0 (the row reset, so it never sees the previous occupant), the other
+rows keep decoding at their own slots, and a batch never runs out of room by
+admitting.  A job whose prompt + ``max_tokens`` exceeds the batch's cache
+length waits (and holds the queue, first come first served) until the batch
+drains and a bigger one starts.  Each decode step attends over the smallest
+power-of-two span (>= ``min_span``) that covers every live row, not the whole cache.
 
 Shapes are bucketed so no request compiles after warm-up: batch rows round up to
 a power of two (<= ``max_batch``), prompt width and cache length round up to
 powers of two (capped by ``max_model_len``); batches of more than one row get
-at least ``join_cache_len`` slots so there is room to admit.
+at least ``join_cache_len`` slots so longer requests can join; decode spans are
+powers of two between ``min_span`` and the cache length.
 :meth:`BatchEngine.warmup` compiles every bucket ahead of time;
 ``compiled_shapes`` lists what was built.
 
@@ -109,9 +112,8 @@ class _Batch:
     def __init__(self, b: int, t: int, words: int) -> None:
         self.b, self.t = b, t
         self.rows: list[_Row | None] = [None] * b
-        self.index = 0  # cache write index (same for all rows)
         self.tok = np.zeros(b, np.int32)
-        self.pos = np.zeros(b, np.int32)
+        self.pos = np.zeros(b, np.int32)  # each row's next position = its cache write index (prompts start at 0)
         self.allowed = np.full((b, words), -1, np.int32)
         self.temps = np.zeros(b, np.float32)
         self.top_ps = np.ones(b, np.float32)
@@ -133,7 +135,7 @@ class BatchEngine:
 
     def __init__(self, model: Any, tokenizer: Any, max_batch: int = 8, max_model_len: int = 2048,
                  min_prompt_bucket: int = 64, min_cache_bucket: int = 256, batch_wait_s: float = 0.005,
-                 join_cache_len: int = 512, continuous: bool = True) -> None:
+                 join_cache_len: int = 512, continuous: bool = True, min_span: int = 64) -> None:
         from flax import nnx
 
         if max_batch < 1:
@@ -148,8 +150,9 @@ class BatchEngine:
         self.min_prompt_bucket = min(min_prompt_bucket, max_model_len)
         self.min_cache_bucket = min(min_cache_bucket, max_model_len)
         self.join_cache_len = bucket(join_cache_len, self.min_cache_bucket, 2 * max_model_len)
+        self.min_span = min_span
         self.batch_wait_s = batch_wait_s
-        self.continuous = continuous and all(w is None for w in model.config.layer_window)
+        self.continuous = continuous
         eos = getattr(tokenizer, "eos_token_id", None)
         self.stop_ids = set(eos if isinstance(eos, (list, tuple)) else ([] if eos is None else [eos]))
         pad = getattr(tokenizer, "pad_token_id", None)
@@ -231,6 +234,8 @@ class BatchEngine:
         if self.continuous:
             widths = {p for _, p, _ in fresh}
             shapes |= {(b, p, t) for b, _, t in fresh if b > 1 for p in widths if p < t}
+        longest = min(max_prompt + max_new_tokens, self.max_model_len)
+        decodes: set[tuple[int, int]] = set()
         for b, p, t in sorted(shapes):
             batch = _Batch(b, t, self.words)
             batch.cache = self._new_cache(b, t)
@@ -238,8 +243,19 @@ class BatchEngine:
             joins = {bucket(r, 1, b) for r in range(1, b + 1)} if self.continuous and b > 1 else {b}
             for k in sorted(joins):
                 self._admit(batch, [], p, warm_rows=k)
-            self._decode(batch)
+            for span in sorted(self.spans(t, longest)):
+                if (b, t, span) not in decodes:
+                    decodes.add((b, t, span))
+                    self._decode(batch, span=span)
         return len(self.compiled_shapes)
+
+    def span(self, t: int, live: int) -> int:
+        """Decode attention span of a ``t``-slot cache whose live rows write slots below ``live``."""
+        return bucket(live, self.min_span, t)
+
+    def spans(self, t: int, longest: int) -> set[int]:
+        """Every span a ``t``-slot cache takes while its rows stay under ``longest`` slots."""
+        return {self.span(t, min(2 ** k, longest)) for k in range(max(longest, 1).bit_length() + 1)}
 
     # ---------------------------------------------------------------- worker
     def _next_job(self, timeout: float | None) -> Job | None:
@@ -298,12 +314,11 @@ class BatchEngine:
         return batch
 
     def _fits(self, batch: _Batch, job: Job, width: int, free: int) -> bool:
-        need_end = batch.index + width
-        return (job.n <= free and need_end + job.max_tokens <= batch.t
-                and all(need_end + r.left <= batch.t for r in batch.active()))
+        """A joining row uses its own slots ``[0, prompt + max_tokens)``; the prefill writes ``width`` of them."""
+        return job.n <= free and width <= batch.t and len(job.prompt_ids) + job.max_tokens <= batch.t
 
     def _admit_waiting(self, batch: _Batch) -> None:
-        """Move queued jobs into free rows when their prompt and budget fit in the cache that is left."""
+        """Move queued jobs into free rows when their prompt and budget fit in a row of the cache."""
         if not self.continuous or self._stopping.is_set():
             return
         free = len(batch.free())
@@ -326,7 +341,7 @@ class BatchEngine:
             if job.cancelled.is_set():
                 self._waiting.popleft()
                 continue
-            if not self._fits(batch, job, w, free) or not all(self._fits(batch, j, w, batch.b) for j in chosen):
+            if not self._fits(batch, job, w, free):
                 break
             chosen.append(self._waiting.popleft())
             free -= job.n
@@ -337,7 +352,8 @@ class BatchEngine:
 
     def _admit(self, batch: _Batch, jobs: list[Job], width: int, warm_rows: int = 0) -> None:
         """Prefill ``jobs`` into free rows of ``batch`` with one jitted call of prompt width ``width`` over just
-        the joining rows (their count rounded up to a power of two; the padding repeats the first row)."""
+        the joining rows (their count rounded up to a power of two; the padding repeats the first row).
+        Prompts are right-padded: each row's tokens sit at slots and positions ``[0, len)``."""
         import jax.numpy as jnp
 
         from jaxlab.generate import admit_step
@@ -360,11 +376,11 @@ class BatchEngine:
         rows = np.asarray(joining + [joining[0]] * (k - len(joining)), np.int32)
         ids = np.full((k, width), self.pad_id, np.int32)
         mask = np.zeros((k, width), np.int32)
-        ids[:, -1], mask[:, -1] = self.pad_id, 1  # warm-up rows: one dummy token
+        ids[:, 0], mask[:, 0] = self.pad_id, 1  # warm-up rows: one dummy token
         for j, r in enumerate(new):
             toks = r.job.prompt_ids
             ids[j], mask[j] = self.pad_id, 0
-            ids[j, width - len(toks):], mask[j, width - len(toks):] = toks, 1
+            ids[j, :len(toks)], mask[j, :len(toks)] = toks, 1
         for j in range(len(new), k):  # padding repeats the first joining row exactly
             ids[j], mask[j] = ids[0], mask[0]
         self.max_rows_seen = max(self.max_rows_seen, len(batch.active()))
@@ -373,7 +389,6 @@ class BatchEngine:
             jnp.asarray(batch.allowed[rows]), jnp.asarray(batch.temps[rows]), jnp.asarray(batch.top_ps[rows]),
             jnp.asarray(batch.seeds[rows]), jnp.asarray(any((r.job.logprobs or 0) > 0 for r in new)))
         self.compiled_shapes.add(("admit", batch.b, k, width, batch.t))
-        batch.index += width
         n = len(joining)  # the first n of the K outputs are the joining rows; the rest is padding
         batch.pos[joining] = np.asarray(pos)[:n]
         full = []
@@ -383,26 +398,29 @@ class BatchEngine:
             full.append(f)
         self._take(batch, tuple(full), only=new)
 
-    def _decode(self, batch: _Batch) -> None:
+    def _decode(self, batch: _Batch, span: int | None = None) -> None:
+        """One decode step; ``span`` defaults to the smallest that covers every live row's write slot."""
         import jax.numpy as jnp
 
         from jaxlab.generate import decode_step
 
+        live = [i for i, r in enumerate(batch.rows) if r is not None and not r.done]
+        if live and int(batch.pos[live].max()) >= batch.t:  # cannot happen while _fits holds
+            raise RuntimeError(f"cache of {batch.t} slots is full (row at slot {int(batch.pos[live].max())})")
+        if span is None:
+            span = self.span(batch.t, int(batch.pos[live].max()) + 1 if live else 1)
         steps = np.array([len(r.ids) if r is not None else 0 for r in batch.rows], np.int32)
         picked, batch.cache = decode_step(
             self.graphdef, self.state, jnp.asarray(batch.tok), jnp.asarray(batch.pos), batch.cache,
             jnp.asarray(batch.allowed), jnp.asarray(batch.temps), jnp.asarray(batch.top_ps),
-            jnp.asarray(batch.seeds), jnp.asarray(steps), jnp.asarray(batch.want_top()))
-        self.compiled_shapes.add(("decode", batch.b, 1, batch.t))
-        batch.index += 1
-        batch.pos += 1
+            jnp.asarray(batch.seeds), jnp.asarray(steps), jnp.asarray(batch.want_top()), span=span)
+        self.compiled_shapes.add(("decode", batch.b, 1, batch.t, span))
+        batch.pos[live] += 1
         self._take(batch, picked, only=None)
 
     def _run(self, batch: _Batch) -> None:
         while batch.active():
             self._admit_waiting(batch)
-            if batch.index >= batch.t:  # cannot happen while _fits holds; guards the cache bounds
-                raise RuntimeError(f"cache of {batch.t} slots is full at index {batch.index}")
             self._decode(batch)
             self.decode_steps += 1
 

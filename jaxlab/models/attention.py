@@ -44,8 +44,9 @@ SPLASH_LANES = 128  # splash's kv compute block must be a multiple of the TPU la
 class AttentionMask:
     """Which key slots each query slot may attend to, kept as structure rather than a dense tensor.
 
-    ``q_slots [S]`` / ``kv_slots [T]``: the sequence slots of queries and keys
-    (a decode step's queries sit at ``index + arange(S)`` of a ``T``-slot cache).
+    ``q_slots [S]`` (or ``[B, S]``) / ``kv_slots [T]``: the sequence slots of queries and keys
+    (a decode step's queries sit at ``index[r] + arange(S)`` of a ``T``-slot cache, ``[B, S]``: each row
+    has its own write index).
     ``kv_valid [B, T]``: real (True) vs padding keys, or None when every key is
     real. ``q_segments`` / ``kv_segments [B, S|T]``: packed-document ids (0 =
     padding), or None for one document per row. ``window``: the sliding window
@@ -72,7 +73,8 @@ class AttentionMask:
 
     @classmethod
     def cache(cls, q_slots: jax.Array, valid: jax.Array) -> "AttentionMask":
-        """A decode step: queries at ``q_slots`` against every slot of a cache with validity ``valid[B, T]``."""
+        """A decode step: queries at ``q_slots [S] or [B, S]`` against every slot of a cache with validity
+        ``valid[B, T]``."""
         return cls(q_slots.astype(jnp.int32), jnp.arange(valid.shape[1], dtype=jnp.int32), valid)
 
     def with_window(self, window: int | None) -> "AttentionMask":
@@ -80,10 +82,11 @@ class AttentionMask:
 
     def dense(self) -> jax.Array:
         """The boolean mask ``[B or 1, S, T]``: causal, within the window, real keys, same document."""
-        diff = self.q_slots[:, None] - self.kv_slots[None, :]
-        mask = (diff >= 0)[None]
+        diff = self.q_slots[..., :, None] - self.kv_slots  # [S, T], or [B, S, T] for per-row query slots
+        diff = diff if diff.ndim == 3 else diff[None]
+        mask = diff >= 0
         if self.window is not None:
-            mask = mask & (diff < self.window)[None]
+            mask = mask & (diff < self.window)
         if self.kv_valid is not None:
             mask = mask & self.kv_valid.astype(bool)[:, None, :]
         if self.q_segments is not None:

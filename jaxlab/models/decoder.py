@@ -31,7 +31,11 @@ ACT_AXES = ("batch", "seq", "embed")
 
 @flax.struct.dataclass
 class KVCache:
-    """Per-layer keys/values ``[B, T, KV, D]``, slot validity ``[B, T]`` and the write index."""
+    """Per-layer keys/values ``[B, T, KV, D]``, slot validity ``[B, T]`` and each row's write index ``[B]``.
+
+    Why one index per row: a server reuses a finished row for a new request from slot 0 while the other
+    rows keep decoding at their own slots (``generate`` moves all rows together, so its indices are equal).
+    """
 
     k: tuple[jax.Array, ...]
     v: tuple[jax.Array, ...]
@@ -43,7 +47,7 @@ class KVCache:
         dtype = dtype or dtype_of(cfg.dtype)
         shapes = [(batch, length, kv, cfg.head_dim) for kv in cfg.layer_kv_heads]
         return cls(k=tuple(jnp.zeros(s, dtype) for s in shapes), v=tuple(jnp.zeros(s, dtype) for s in shapes),
-                   valid=jnp.zeros((batch, length), bool), index=jnp.zeros((), jnp.int32))
+                   valid=jnp.zeros((batch, length), bool), index=jnp.zeros((batch,), jnp.int32))
 
 
 def yarn_inv_freq(head_dim: int, theta: float, scaling: dict[str, Any]) -> tuple[jax.Array, float]:
@@ -81,6 +85,15 @@ def rope_freqs(head_dim: int, theta: float, scaling: dict[str, Any] | None) -> t
     if (scaling or {}).get("rope_type") == "yarn":
         return yarn_inv_freq(head_dim, theta, scaling)
     return rope_inv_freq(head_dim, theta, scaling), 1.0
+
+
+def write_rows(buf: jax.Array, new: jax.Array, index: jax.Array) -> jax.Array:
+    """``buf[r, index[r]:index[r] + S] = new[r]`` for every row ``r`` (``buf [B, T, ...]``, ``new [B, S, ...]``).
+
+    A vmapped ``dynamic_update_slice`` (one scatter); with a donated cache XLA updates it in place.
+    """
+    zeros = (0,) * (buf.ndim - 2)
+    return jax.vmap(lambda b, n, i: jax.lax.dynamic_update_slice(b, n, (i, *zeros)))(buf, new.astype(buf.dtype), index)
 
 
 class Attention(nnx.Module):
@@ -124,14 +137,15 @@ class Attention(nnx.Module):
 
     def __call__(self, x: jax.Array, positions: jax.Array, mask: AttentionMask,
                  kv: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None,
-                 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None, jax.Array]:
+                 span: int | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None, jax.Array]:
         b, s, _ = x.shape
         q, k, v = self.project(x, positions)
         new_kv = None
-        if kv is not None:
-            k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, index, 0, 0))
-            v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, index, 0, 0))
+        if kv is not None:  # row r's S new keys/values go to its slots [index[r], index[r] + S)
+            k, v = write_rows(kv[0], k, index), write_rows(kv[1], v, index)
             new_kv = (k, v)
+            if span is not None:  # attend over the first ``span`` slots only (every row's keys lie there)
+                k, v = k[:, :span], v[:, :span]
         impl = self.impl if kv is None else decode_impl(self.impl)
         if impl != "xla":
             sinks = None if self.sinks is None else self.sinks[...].astype(jnp.float32)
@@ -181,9 +195,9 @@ class DecoderBlock(nnx.Module):
                                                                                 rngs=rngs)
         self.window = cfg.layer_window[layer]
 
-    def __call__(self, x, positions, masks, kv=None, index=None):
+    def __call__(self, x, positions, masks, kv=None, index=None, span=None):
         mask = masks.with_window(self.window)
-        attn_out, new_kv, heads = self.attn(self.attn_norm(x), positions, mask, kv, index)
+        attn_out, new_kv, heads = self.attn(self.attn_norm(x), positions, mask, kv, index, span)
         h = constrain(x + attn_out, ACT_AXES)
         mlp_out, acts = self.mlp(self.mlp_norm(h))
         out = constrain(h + mlp_out, ACT_AXES)
@@ -260,25 +274,35 @@ class DecoderLM(nnx.Module):
         return out if len(out) > 1 else logits
 
     def decode(self, input_ids: jax.Array, positions: jax.Array, cache: KVCache,
-               attention_mask: jax.Array | None = None, *, last_only: bool = False) -> tuple[jax.Array, KVCache]:
-        """Run ``input_ids[B, S]`` at cache slots ``[index, index+S)``; returns logits and the new cache.
+               attention_mask: jax.Array | None = None, *, last_only: bool = False,
+               span: int | None = None) -> tuple[jax.Array, KVCache]:
+        """Run ``input_ids[B, S]`` at each row's cache slots ``[index[r], index[r]+S)``; returns logits and the
+        new cache (every index advanced by ``S``).
 
-        ``last_only=True`` returns logits ``[B, 1, V]`` for the last position only: a prefill samples
-        from that one, and the vocab projection of the other ``S - 1`` positions (about a fifth of
-        SmolLM2-135M's prefill FLOPs, and a ``[B, S, V]`` float32 buffer) would be thrown away.
+        ``last_only=True`` returns logits ``[B, 1, V]`` for each row's last real position only (the last 1 of
+        ``attention_mask``; the last column when there is no mask or it is left-padded): a prefill samples from
+        that one, and the vocab projection of the other ``S - 1`` positions (about a fifth of SmolLM2-135M's
+        prefill FLOPs, and a ``[B, S, V]`` float32 buffer) would be thrown away. ``span`` (static) limits
+        attention to the first ``span`` cache slots; the caller guarantees every row's new slots lie there,
+        so a server's decode step pays for the longest live row, not the whole cache.
         """
         b, s = input_ids.shape
+        index = jnp.broadcast_to(cache.index, (b,)).astype(jnp.int32)
         new_valid = jnp.ones((b, s), bool) if attention_mask is None else attention_mask.astype(bool)
-        valid = jax.lax.dynamic_update_slice(cache.valid, new_valid, (0, cache.index))
-        masks = AttentionMask.cache(cache.index + jnp.arange(s), valid)
+        valid = write_rows(cache.valid, new_valid, index)
+        masks = AttentionMask.cache(index[:, None] + jnp.arange(s), valid if span is None else valid[:, :span])
         h = constrain(self.embed(input_ids), ACT_AXES)
         ks, vs = [], []
         for i, layer in enumerate(self.layers):
-            h, (k, v), _ = layer(h, positions, masks, (cache.k[i], cache.v[i]), cache.index)
+            h, (k, v), _ = layer(h, positions, masks, (cache.k[i], cache.v[i]), index, span)
             ks.append(k)
             vs.append(v)
-        new_cache = KVCache(k=tuple(ks), v=tuple(vs), valid=valid, index=cache.index + s)
-        return self._logits(h[:, -1:] if last_only else h), new_cache
+        new_cache = KVCache(k=tuple(ks), v=tuple(vs), valid=valid, index=index + s)
+        if last_only:
+            last = (jnp.full((b,), s - 1) if attention_mask is None
+                    else s - 1 - jnp.argmax(new_valid[:, ::-1], axis=1))
+            h = jnp.take_along_axis(h, last[:, None, None].astype(jnp.int32), axis=1)
+        return self._logits(h), new_cache
 
 
 def _run_block(layer: DecoderBlock, h: jax.Array, positions: jax.Array, masks: Any) -> tuple[jax.Array, dict]:
