@@ -87,17 +87,24 @@ def _leaf_fingerprint(x: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def _fingerprints(tree):
-    finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
-    all_finite = jnp.all(jnp.stack(finite)) if finite else jnp.bool_(True)
-    return jax.tree.map(_leaf_fingerprint, tree), all_finite
+def _leaf_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    finite = jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.bool_(True)
+    return _leaf_fingerprint(x), finite
 
 
 def fingerprint(tree: Any) -> tuple[dict[str, int], bool]:
-    """``({leaf path: checksum}, all floating leaves finite)`` of an array pytree."""
-    sums, finite = _fingerprints(tree)
-    flat = jax.tree_util.tree_flatten_with_path(sums)[0]
-    return {jax.tree_util.keystr(p): int(v) for p, v in flat}, bool(finite)
+    """``({leaf path: checksum}, all floating leaves finite)`` of an array pytree.
+
+    One small jitted program per leaf (compiled once per shape and dtype), not one over the whole tree:
+    that one kept the uint32 temporaries of every leaf (the size of the state itself) alive at once;
+    a 0.54 GB state grew the process by 0.83 GB, leaf by leaf by 0.10 GB (measured, issue 15).
+    """
+    prints, finite = {}, True
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        total, ok = _leaf_stats(leaf)
+        prints[jax.tree_util.keystr(path)] = int(total)
+        finite = finite and bool(ok)
+    return prints, finite
 
 
 def _meta_digest(body: dict) -> str:
