@@ -131,12 +131,12 @@ def test_phase_peaks_are_per_phase_and_nest():
             block = np.ones((300 << 20) // 8)  # 300 MB, touched
             big_start = memory.current_rss_bytes() - block.nbytes
             del block
-        _trim()
-        with memory.phase("small"):
-            small = np.ones((20 << 20) // 8)
-            del small
+            _trim()
+            with memory.phase("small"):  # resets the high-water mark while "big" and "outer" are open
+                small = np.ones((20 << 20) // 8)
+                del small
     rows = {r["phase"]: r for r in memory.phases()}
-    assert list(rows) == ["big", "small", "outer"] and all(r["count"] == 1 for r in rows.values())
+    assert list(rows) == ["small", "big", "outer"] and all(r["count"] == 1 for r in rows.values())
     assert rows["big"]["peak_bytes"] >= big_start + (280 << 20)
     assert rows["small"]["peak_bytes"] < rows["big"]["peak_bytes"] - (200 << 20)  # the reset worked
     assert rows["outer"]["peak_bytes"] >= rows["big"]["peak_bytes"]  # the inner peak counts for the outer phase
