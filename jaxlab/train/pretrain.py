@@ -243,7 +243,7 @@ def run(cfg: Config) -> dict:
     metrics = MetricsWriter(out, resume_step=resume_step) if is_primary() else None  # logs from process 0 only
     try:
         _say(f"held-out perplexity before training ({len(heldout_files)} files, {cfg.data.eval_batches} batches) ...")
-        with memory.phase("eval"):
+        with memory.phase("eval before training"):
             before = _ppl(evaluate(model, eval_set))
         if resume_step is None and metrics is not None:
             metrics.write(0, "eval", before)
@@ -261,7 +261,7 @@ def run(cfg: Config) -> dict:
         if logged:
             after = {k: logged[-1][k] for k in before}
         else:
-            with memory.phase("eval"):
+            with memory.phase("eval after training"):
                 after = eval_fn(result.graphdef, result.state.params, result.rest)
         if not logged and result.resumed_from != result.step and metrics is not None:  # else already logged
             metrics.write(result.step, "eval", after)
