@@ -26,9 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 JOBS = {
-    "pretrain": ("jaxlab.train.pretrain", "configs/pretrain_smollm2.yaml",
+    "pretrain": ("configs/pretrain_smollm2.yaml",
                  ["train.steps=2", "train.progress=false"], "summary.json"),
-    "ptl": ("experiments.ptl.runner", "configs/ptl_smollm2.yaml",
+    "ptl": ("configs/ptl_smollm2.yaml",
             ["baselines=[]", "schedule.stages=2", "tune.steps=2", "data.eval_tokens=8192", "data.task_items=16",
              "data.gsm8k_rows=16", "data.gsm8k_max_new_tokens=32", "speed.enabled=false", "progress=false"],
             "results.json"),
@@ -37,16 +37,16 @@ JOBS = {
 
 def run_job(name: str, out: Path, code: Path, extra: list[str]) -> dict:
     """Run one job in a fresh process; its phase rows, whole-process peak and wall time."""
-    module, config, overrides, result_file = JOBS[name]
+    config, overrides, result_file = JOBS[name]
     run_dir = out / name
-    cmd = [sys.executable, "-m", module, str(code / config), f"output_dir={run_dir}", "overwrite=true",
+    cmd = [sys.executable, "-m", "jaxlab.cli", "run", str(code / config), f"output_dir={run_dir}", "overwrite=true",
            *overrides, *extra]
     env = {**os.environ, "PYTHONPATH": str(code)}
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True)
     wall = time.time() - t0
     (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not (run_dir / result_file).is_file():
         raise RuntimeError(f"{name}: exited {proc.returncode}; last output:\n{(proc.stdout + proc.stderr)[-3000:]}")
     result = json.loads((run_dir / result_file).read_text())
     return {"job": name, "command": " ".join(cmd), "code": str(code), "wall_s": round(wall, 1),
