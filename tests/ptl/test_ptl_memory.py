@@ -4,6 +4,7 @@ track's start and the distillation teacher) intact across tracks."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from experiments.ptl import evaluate
@@ -119,6 +120,7 @@ def _tracks(base, donate: bool, tmp_path) -> tuple[list[dict], list]:
     return rows, handed
 
 
+@pytest.mark.slow  # four tuned tracks: about 15 s alone, a minute on the shared CPU
 def test_donating_tuner_gives_equal_rows_and_leaves_the_base_model_intact_across_tracks(tmp_path):
     cfg = tiny_config("llama", intermediate_size=128)
     base = init_model(cfg, 0)
