@@ -25,26 +25,52 @@ N_BOOT = 1000
 LEVEL = 0.95
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _row_nll(graphdef, params, rest, ids, mask):
-    logits = nnx.merge(graphdef, params, rest)(ids[:, :-1])
-    nll = token_losses(logits, ids[:, 1:]) * mask[:, 1:]
-    return jnp.sum(nll, axis=1), jnp.sum(mask[:, 1:], axis=1)
+EVAL_CHUNK_ROWS = 4
+"""Rows per forward pass inside one evaluation call: the full-vocabulary logits (``rows x seq x vocab``
+floats, 0.4 GB for 16 SmolLM2 windows of 128 tokens) are the largest buffer of an evaluation, so a batch
+is run ``EVAL_CHUNK_ROWS`` rows at a time under ``lax.map`` (one program, same per-row sums)."""
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _batch_nll(graphdef, params, rest, batch):
-    logits = nnx.merge(graphdef, params, rest)(batch["input_ids"])
-    mask = batch["loss_mask"].astype(jnp.float32)
-    return jnp.sum(token_losses(logits, batch["targets"]) * mask, axis=1), jnp.sum(mask, axis=1)
+def _by_chunks(fn, chunk: int, *arrays: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``fn(*rows) -> (sum [r], count [r])`` over ``chunk``-row slices of ``arrays`` (zero rows pad the last)."""
+    rows = arrays[0].shape[0]
+    chunk = max(1, min(chunk, rows))
+    pad = (-rows) % chunk
+    split = [jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape(-1, chunk, *a.shape[1:]) for a in arrays]
+    sums, counts = jax.lax.map(lambda xs: fn(*xs), split)
+    return sums.reshape(-1)[:rows], counts.reshape(-1)[:rows]
 
 
-def window_nll(split: tuple, batches: Sequence[dict], desc: str = "eval windows") -> tuple[np.ndarray, np.ndarray]:
-    """``(nll_sum [W], tokens [W])`` per window (batch row) over ``batches``; rows with no tokens are dropped."""
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _row_nll(graphdef, params, rest, ids, mask, chunk=EVAL_CHUNK_ROWS):
+    def rows(ids, mask):
+        logits = nnx.merge(graphdef, params, rest)(ids[:, :-1])
+        nll = token_losses(logits, ids[:, 1:]) * mask[:, 1:]
+        return jnp.sum(nll, axis=1), jnp.sum(mask[:, 1:], axis=1)
+
+    return _by_chunks(rows, chunk, ids, mask)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _batch_nll(graphdef, params, rest, batch, chunk=EVAL_CHUNK_ROWS):
+    def rows(ids, targets, mask):
+        logits = nnx.merge(graphdef, params, rest)(ids)
+        mask = mask.astype(jnp.float32)
+        return jnp.sum(token_losses(logits, targets) * mask, axis=1), jnp.sum(mask, axis=1)
+
+    return _by_chunks(rows, chunk, batch["input_ids"], batch["targets"], batch["loss_mask"])
+
+
+def window_nll(split: tuple, batches: Sequence[dict], desc: str = "eval windows",
+               chunk_rows: int = EVAL_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """``(nll_sum [W], tokens [W])`` per window (batch row) over ``batches``; rows with no tokens are dropped.
+
+    ``chunk_rows`` rows go through the model at a time (see :data:`EVAL_CHUNK_ROWS`)."""
     graphdef, params, rest = split
     sums, counts = [], []
     for b in tqdm(batches, desc=desc, unit="batch", leave=False):
-        s, n = _batch_nll(graphdef, params, rest, {k: jnp.asarray(v) for k, v in b.items()})
+        s, n = _batch_nll(graphdef, params, rest, {k: jnp.asarray(b[k]) for k in ("input_ids", "targets", "loss_mask")},
+                          chunk_rows)
         sums.append(np.asarray(s, np.float64))
         counts.append(np.asarray(n, np.float64))
     if not sums:
@@ -132,7 +158,8 @@ def choice_correct(split: tuple, items: Sequence[Choice], batch_rows: int = 16, 
     graphdef, params, rest = split
     sums, counts = [], []
     for s in tqdm(range(0, len(ids), batch_rows), desc="eval next-line task", unit="batch", leave=False):
-        a, b = _row_nll(graphdef, params, rest, jnp.asarray(ids[s:s + batch_rows]), jnp.asarray(mask[s:s + batch_rows]))
+        a, b = _row_nll(graphdef, params, rest, jnp.asarray(ids[s:s + batch_rows]),
+                        jnp.asarray(mask[s:s + batch_rows]), EVAL_CHUNK_ROWS)
         sums.append(np.asarray(a))
         counts.append(np.asarray(b))
     mean = (np.concatenate(sums) / np.maximum(np.concatenate(counts), 1))[: len(rows)]

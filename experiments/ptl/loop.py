@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 
 from experiments.ptl.schedule import ScheduleConfig
 from experiments.ptl.tune import Budget, Stage, Tuner
+from jaxlab.train import memory
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
-from jaxlab.train.step import TrainState, split_model
+from jaxlab.train.step import TrainState, copy_shared, split_model
 from jaxlab.transforms import Masks, apply_masks, compact_config, kept, param_count, prune_lowest, unit_scores
 
 EvalFn = Callable[[tuple], dict]
@@ -69,8 +70,11 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
     metrics). ``seed + stage`` seeds the ``random`` criterion.
     """
     cfg = model.config
-    graphdef, params, rest = split_model(model)
-    params = apply_masks(params, masks, cfg.head_dim)
+    graphdef, base_params, rest = split_model(model)
+    # The track's own parameters: the leaves apply_masks leaves alone (embeddings, norms) are the base model's
+    # arrays, and a donating tuner (TrainerTuner(donate=True)) deletes what it is handed, so those are copied
+    # once here; the base model (every track's starting point and the distillation teacher) stays intact.
+    params = copy_shared(apply_masks(base_params, masks, cfg.head_dim), base_params)
     rows: list[dict] = []
     ckpt = Checkpointer(ckpt_dir, CheckpointConfig(every_steps=1, keep=1, async_save=False, resume=True))
     start, resumed_from = 0, None
@@ -90,16 +94,18 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
             now = kept(masks, schedule.unit)
             n = (min(now) if isinstance(now, list) else now) - kept_after[k - 1]
             task_b, eng_b = calib(k) if callable(calib) else (calib, english)
-            scores = unit_scores(split, schedule.unit, schedule.criterion, task_b, masks=masks, english=eng_b,
-                                 top_frac=schedule.top_frac, signed=schedule.ptl_signed,
-                                 select=schedule.ptl_select, n_remove=n, seed=seed + k)
-            masks = prune_lowest(masks, schedule.unit, scores, n)
-            params = apply_masks(params, masks, cfg.head_dim)
+            with memory.phase("score + prune"):
+                scores = unit_scores(split, schedule.unit, schedule.criterion, task_b, masks=masks, english=eng_b,
+                                     top_frac=schedule.top_frac, signed=schedule.ptl_signed,
+                                     select=schedule.ptl_select, n_remove=n, seed=seed + k)
+                masks = prune_lowest(masks, schedule.unit, scores, n)
+                params = apply_masks(params, masks, cfg.head_dim)
             untuned = tuner is None or budget.steps == 0
             scored = k == len(kept_after) or not eval_final_only
             pruned = eval_fn((graphdef, params, rest)) if scored and (eval_pruned or untuned) else None
             if tuner is not None and budget.steps > 0:
                 stage = Stage(index=k, stages=len(kept_after), track=track, masks=masks, head_dim=cfg.head_dim)
+                # the tuner may donate these params (see Tuner): nothing below reads them again
                 tuned = tuner(nnx.merge(graphdef, params, rest), stage, budget)
                 _, new_params, rest = split_model(tuned)
                 params = apply_masks(new_params, masks, cfg.head_dim)
@@ -118,8 +124,9 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
                 row["pruned"] = pruned
             rows.append(row)
             data_state = tuner.get_state() if hasattr(tuner, "get_state") else None
-            ckpt.save(k, TrainState(params, masks_to_tree(masks)), rest, data_state=data_state,
-                      extra={"rows": _jsonable(rows)})
+            with memory.phase("stage checkpoint"):
+                ckpt.save(k, TrainState(params, masks_to_tree(masks)), rest, data_state=data_state,
+                          extra={"rows": _jsonable(rows)})
             if hasattr(tuner, "stage_done"):
                 tuner.stage_done(k)
             bar.update(1)

@@ -38,6 +38,7 @@ from jaxlab.distributed import DistributedConfig
 from jaxlab.runs import claim_output_dir
 from jaxlab.sharding import MeshConfig
 from jaxlab.train import data as train_data
+from jaxlab.train import memory
 from jaxlab.train.run_setup import refuse_multiprocess
 from jaxlab.train.perf import format_peak_rss, peak_rss_bytes
 from jaxlab.transforms import compact, full_masks, param_count
@@ -281,7 +282,9 @@ def _tuner(cfg: Config, train_files, tokenizer, encode, eos, mesh=None, ckpt_roo
     else:
         ds = train_data.pretrain_dataset(train_files, encode, eos_id=eos, seq_len=d.seq_len,
                                          batch_size=d.batch_size, seed=d.seed)
-    return TrainerTuner(iter(ds), cfg.tune, progress=cfg.progress, mesh=mesh, ckpt_root=ckpt_root, teacher=teacher)
+    # run_track hands each stage's tuner a copy of the params it owns, so the tuner may donate it
+    return TrainerTuner(iter(ds), cfg.tune, progress=cfg.progress, mesh=mesh, ckpt_root=ckpt_root, teacher=teacher,
+                        donate=True)
 
 
 OUTPUTS = ("config.yaml", "results.json", "results.md", "ptl_vs_oneshot.png", "hf_model", "ptl", "one_shot", "no_tune",
@@ -312,14 +315,17 @@ def run(cfg: Config) -> dict:
              ("GSM8K skipped (../shared/data absent)" if d.gsm8k_rows else "GSM8K off")), flush=True)
     if cfg.compile_cache:
         _enable_compile_cache()
-    model, tokenizer, encode, eos = load_model(cfg.model)
-    model = place_model(model, mesh)
+    memory.clear()
+    with memory.phase("load model + tokenizer"):
+        model, tokenizer, encode, eos = load_model(cfg.model)
+        model = place_model(model, mesh)
     gen = (generation.gsm8k_metric(data.gsm8k, data.gsm8k_prompts, tokenizer, max_new_tokens=d.gsm8k_max_new_tokens,
                                    batch_size=d.gsm8k_batch_size, prompt_width=d.gsm8k_prompt_width)
            if data.gsm8k else None)
 
     def eval_fn(split):
-        return evaluate_stage(split, data.code_eval, data.text_eval, data.items, generation=gen)
+        with memory.phase("eval"):
+            return evaluate_stage(split, data.code_eval, data.text_eval, data.items, generation=gen)
 
     def calib_fn(stage):
         return data.calibration(cfg, encode, eos, stage)
@@ -373,12 +379,14 @@ def run(cfg: Config) -> dict:
         timings["random_s"] = round(time.time() - t, 1)
         rows += rnd.rows
 
-    small = compact(ptl.model, ptl.masks) if cfg.export_hf or cfg.speed.enabled else None  # on device, no host copy
-    export = _export(cfg, small, tokenizer, out)
+    with memory.phase("compact + export hf_model"):
+        small = compact(ptl.model, ptl.masks) if cfg.export_hf or cfg.speed.enabled else None  # on device
+        export = _export(cfg, small, tokenizer, out)
     speed = None
     if cfg.speed.enabled:
         t = time.time()
-        speed = measure_speed(model, small, cfg.speed)
+        with memory.phase("speed"):
+            speed = measure_speed(model, small, cfg.speed)
         timings["speed_s"] = round(time.time() - t, 1)
     comparisons = compare(rows)
     table = format_table(rows)
@@ -397,9 +405,11 @@ def run(cfg: Config) -> dict:
                "ptl_pruned": pruned_indices(ptl.masks), "resumed_from": ptl.resumed_from,
                "timings": timings,
                "wall_time_s": round(time.time() - t0, 1), "peak_rss_bytes": peak_rss_bytes(),
+               "memory_phases": memory.phases(),
                "outputs": {"results": str(out / "results.json"), "table": str(out / "results.md"), "plot": str(plot)}}
     write_json(out / "results.json", summary)
     print("\n" + table + "\n\n" + format_comparisons(comparisons) + speed_md, flush=True)
+    print("\n" + memory.format_phases(summary["memory_phases"]), flush=True)
     print(f"\n[ptl] wrote {out / 'results.json'}, {plot}" + (f", {export['path']}" if export.get("path") else "")
           + f" in {summary['wall_time_s']:.0f}s; {format_peak_rss()}", flush=True)
     return summary

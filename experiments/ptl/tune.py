@@ -97,6 +97,9 @@ class Stage:
 
 
 class Tuner(Protocol):
+    """``(model, stage, budget) -> tuned model``. The loop hands over ``model``'s parameters: they are the
+    track's own copy, never read again after the call, so a tuner may donate their buffers."""
+
     def __call__(self, model: nnx.Module, stage: Stage, budget: Budget) -> nnx.Module: ...
 
 
@@ -123,12 +126,16 @@ class TrainerTuner:
     ``fit`` checkpoints under ``ckpt_root/stage_<k>`` every ``cfg.checkpoint_every`` steps and resumes from
     there (params, optimizer state with its masks, data position), so a killed run loses at most that many
     steps; the loop calls :meth:`stage_done` once its own stage checkpoint is written. ``teacher`` (the
-    unpruned model) is required for ``method: distill``.
+    unpruned model) is required for ``method: distill``. ``donate=True`` trains on the buffers of the model
+    it is handed (``fit(donate_model=True)``: one copy of the weights during tuning, not two) and so deletes
+    them: for :func:`experiments.ptl.loop.run_track`, which hands over a copy it owns; ``False`` leaves the
+    model handed in usable.
     """
 
     def __init__(self, data_iter: Any, cfg: TuneConfig, progress: bool = True, mesh: Any = None,
-                 ckpt_root: Path | None = None, teacher: nnx.Module | None = None):
+                 ckpt_root: Path | None = None, teacher: nnx.Module | None = None, donate: bool = False):
         self.data_iter, self.cfg, self.progress, self.mesh = data_iter, cfg, progress, mesh
+        self.donate = donate
         self.ckpt_root = None if ckpt_root is None else Path(ckpt_root)
         self.objective: tuple[Any, Any] = (None, None)
         if cfg.method == "distill":
@@ -156,7 +163,8 @@ class TrainerTuner:
         loss_fn, context = self.objective
         try:
             result = fit(model, self.data_iter, optim, TrainConfig(steps=budget.steps, progress=self.progress), tx=tx,
-                         mesh=self.mesh, checkpointer=ckpt, loss_fn=loss_fn, loss_context=context)
+                         mesh=self.mesh, checkpointer=ckpt, loss_fn=loss_fn, loss_context=context,
+                         donate_model=self.donate)
         finally:
             if ckpt is not None:
                 ckpt.close()

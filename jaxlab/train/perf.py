@@ -85,14 +85,13 @@ def step_record(seconds: float, tokens: float, flops_per_token: float | None, pe
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far (``getrusage`` maxrss; KiB on Linux, bytes on macOS)."""
-    import resource
-    import sys
+    """This process's peak resident set size so far (``getrusage`` maxrss, and the per-phase high-water
+    marks of :mod:`jaxlab.train.memory`, which resets the kernel's counter at each phase)."""
+    from jaxlab.train.memory import peak_bytes
 
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
+    return peak_bytes()
 
 
 def format_peak_rss() -> str:
     """``peak RSS 3.21 GB (getrusage maxrss)``: what every runner prints at its end."""
-    return f"peak RSS {peak_rss_bytes() / 1e9:.2f} GB (getrusage maxrss, whole process)"
+    return f"peak RSS {peak_rss_bytes() / 1e9:.2f} GB (getrusage maxrss / VmHWM, whole process)"

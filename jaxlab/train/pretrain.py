@@ -31,7 +31,7 @@ from typing import Any, Literal
 from jaxlab.config import ConfigError, load, require_positive
 from jaxlab.distributed import DistributedConfig, is_primary
 from jaxlab.sharding import MeshConfig
-from jaxlab.train import data, perf, shards
+from jaxlab.train import data, memory, perf, shards
 from jaxlab.models.hf import to_hf
 from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
 from jaxlab.train.export import save_model_spec
@@ -189,7 +189,9 @@ def run(cfg: Config) -> dict:
 
     name = model_label(cfg.model)
     _say(f"loading {name} ...")
-    model, tokenizer = load_model(cfg.model)
+    memory.clear()
+    with memory.phase("load model + tokenizer"):
+        model, tokenizer = load_model(cfg.model)
     if tokenizer.eos_token_id is None:
         raise ConfigError(f"model: tokenizer of {name!r} has no EOS token to separate files")
     if is_primary():
@@ -218,7 +220,8 @@ def run(cfg: Config) -> dict:
     metrics = primary_metrics(out, resume_step)  # logs from process 0 only
     try:
         _say(f"held-out perplexity before training ({len(heldout_files)} files, {cfg.data.eval_batches} batches) ...")
-        before = _ppl(evaluate(model, eval_set))
+        with memory.phase("eval before training"):
+            before = _ppl(evaluate(model, eval_set))
         if resume_step is None and metrics is not None:
             metrics.write(0, "eval", before)
         _say(f"before: perplexity {before['perplexity']:.3f} (loss {before['loss']:.4f})")
@@ -226,11 +229,17 @@ def run(cfg: Config) -> dict:
         def eval_fn(graphdef, params, rest):
             return _ppl(evaluate((graphdef, params, rest), eval_set))
 
+        # The runner hands its model over (donate_model): the step reuses the loaded weights' buffers, so the
+        # weights exist once, not twice; ``model`` is not read again below (only its config).
         result = fit_maybe_lora(model, cfg.lora, train_set, cfg.optim, cfg.train, checkpointer=checkpointer,
-                                metrics=metrics, eval_fn=eval_fn, mesh=mesh, profile_dir=out / "profile")
+                                metrics=metrics, eval_fn=eval_fn, mesh=mesh, profile_dir=out / "profile",
+                                donate_model=True)
         logged = [h for h in result.history if h["split"] == "eval" and h["step"] == result.step]
-        after = {k: logged[-1][k] for k in before} if logged else eval_fn(result.graphdef, result.state.params,
-                                                                           result.rest)
+        if logged:
+            after = {k: logged[-1][k] for k in before}
+        else:
+            with memory.phase("eval after training"):
+                after = eval_fn(result.graphdef, result.state.params, result.rest)
         if not logged and result.resumed_from != result.step and metrics is not None:  # else already logged
             metrics.write(result.step, "eval", after)
     finally:
@@ -241,7 +250,8 @@ def run(cfg: Config) -> dict:
     result = host_copy_result(result)  # the weights may be spread over hosts
     if is_primary():
         hf_tokenizer = tokenizer if hasattr(tokenizer, "save_pretrained") else None  # tiny-llama's bytes: none
-        hf_dir = to_hf(result.model(), out / "hf_model", tokenizer=hf_tokenizer)
+        with memory.phase("export hf_model"):
+            hf_dir = to_hf(result.model(), out / "hf_model", tokenizer=hf_tokenizer)
         adapter_dir = save_adapter(result, model.config, out / "lora_adapter", base_model=name)
         plot_loss_curve(out / "metrics.jsonl", out / "loss_curve.png",
                         title=f"{Path(name).name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})")
@@ -260,6 +270,7 @@ def run(cfg: Config) -> dict:
         "loss_after": after["loss"],
         "wall_time_s": round(time.time() - t0, 1),
         "peak_rss_bytes": perf.peak_rss_bytes(),
+        "memory_phases": memory.phases(),
         "outputs": {
             "output_dir": str(out),
             "metrics": str(out / "metrics.jsonl"),
@@ -274,6 +285,7 @@ def run(cfg: Config) -> dict:
     if is_primary():
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         _print_summary(summary)
+        print(memory.format_phases(summary["memory_phases"]), flush=True)
         _say(perf.format_peak_rss())
     return summary
 

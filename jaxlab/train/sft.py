@@ -169,7 +169,8 @@ def run(cfg: Config) -> dict:
             return evaluate((graphdef, params, rest), eval_set)
 
         result = fit_maybe_lora(model, cfg.lora, train_set, cfg.optim, cfg.train, checkpointer=checkpointer,
-                                metrics=metrics, eval_fn=eval_fn, mesh=mesh, profile_dir=out / "profile")
+                                metrics=metrics, eval_fn=eval_fn, mesh=mesh, profile_dir=out / "profile",
+                                donate_model=True)  # one copy of the weights; ``model`` is done with
         after = eval_fn(result.graphdef, result.state.params, result.rest)
         if result.resumed_from != result.step and metrics is not None:
             metrics.write(result.step, "eval", after)

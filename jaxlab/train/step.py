@@ -43,6 +43,32 @@ def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
     return nnx.split(model, nnx.Param, ...)
 
 
+def _buffers(x: Any) -> set[int]:
+    """The device buffers behind an array (one per addressable shard); empty for non-arrays."""
+    if not isinstance(x, jax.Array):
+        return set()
+    try:
+        return {s.data.unsafe_buffer_pointer() for s in x.addressable_shards}
+    except Exception:  # noqa: BLE001 - a backend without raw pointers: fall back to object identity
+        return {id(x)}
+
+
+def copy_shared(tree: Any, *others: Any) -> Any:
+    """``tree`` with every array leaf that shares a device buffer with a leaf of ``others`` copied.
+
+    Why: a jitted step that donates ``tree`` deletes its buffers; any other pytree holding the same
+    buffers (the caller's model, a teacher, the frozen base of another track) would be left with
+    deleted arrays. Leaves that nothing else holds are passed through (no copy, no extra memory).
+    """
+    held: set[int] = set()
+    for other in others:
+        for leaf in jax.tree.leaves(other):
+            held |= _buffers(leaf)
+    if not held:
+        return tree
+    return jax.tree.map(lambda x: jnp.copy(x) if _buffers(x) & held else x, tree)
+
+
 def cast_floating(tree: Any, dtype: Any) -> Any:
     """Cast every floating-point leaf of ``tree`` to ``dtype`` (ints untouched)."""
     dtype = jnp.dtype(dtype)

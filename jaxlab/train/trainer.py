@@ -21,13 +21,13 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxlab.models.config import ModelConfig
-from jaxlab.train import perf
+from jaxlab.train import memory, perf
 from jaxlab.train.checkpoint import Checkpointer
 from jaxlab.train.data import set_iterator_state
 from jaxlab.train.metrics import MetricsWriter
 from jaxlab.train.optim import OptimConfig, make_optimizer, make_schedule
 from jaxlab.train.shards import global_data_state, local_data_state
-from jaxlab.train.step import LossFn, TrainState, make_train_step, split_model
+from jaxlab.train.step import LossFn, TrainState, copy_shared, make_train_step, split_model
 
 EvalFn = Callable[[nnx.GraphDef, nnx.State, nnx.State], Mapping[str, float]]
 
@@ -118,6 +118,7 @@ def fit(
     loss_fn: LossFn | None = None,
     loss_context: Any = None,
     profile_dir: str | Path | None = None,
+    donate_model: bool = False,
 ) -> FitResult:
     """Train ``model`` on ``data`` (a grain dataset or iterator with get/set_state).
 
@@ -132,15 +133,27 @@ def fit(
     not checkpointed (the caller rebuilds it on resume).
     ``profile_dir`` is where ``train_cfg.profile_steps`` writes its trace (default: ``profile/`` next to
     the metrics).
+    ``donate_model=True`` hands ``model``'s parameters to the trainer: the first step reuses their buffers
+    for the new weights (one copy of the weights in memory, not two) and ``model`` must not be used
+    afterwards (its parameter arrays are deleted). Leaves also held by ``rest`` or ``loss_context`` (a teacher
+    sharing the embeddings, say) are copied first, so donation never deletes an array the step still reads.
+    ``False``: the step trains a private copy and ``model`` stays usable.
     """
     profiler = _Profiler(train_cfg.profile_steps, profile_dir if profile_dir is not None else
                          (metrics.directory / "profile" if metrics is not None else None))
     graphdef, params, rest = split_model(model)
+    callers = params
     tx = make_optimizer(optim_cfg) if tx is None else tx
     if mesh is not None:
         from jaxlab.sharding import init_on_mesh, shard_state
 
         params, rest = shard_state(params, mesh), shard_state(rest, mesh)
+    # The step donates the params it is given (one copy of params + optimizer state per step, not two): they
+    # must be arrays nobody else reads. The caller's own ones only when it donates the model; never ones that
+    # ``rest`` or the loss context (a teacher) hold too.
+    params = copy_shared(params, rest, loss_context) if donate_model else copy_shared(params, callers, rest,
+                                                                                      loss_context)
+    if mesh is not None:
         # Every optimizer leaf on the mesh too, so restore targets and steps are mesh-consistent.
         state = TrainState(params, init_on_mesh(tx.init, params, mesh=mesh))
     else:
@@ -157,14 +170,10 @@ def fit(
     if start >= train_cfg.steps:
         return FitResult(graphdef, state, rest, start, resumed_from, [])
 
-    # Donating lets the new state reuse the old state's buffers (one copy of params + optimizer state at a
-    # step, not two). On CPU a device array *is* host memory that an async checkpoint may still be reading,
-    # so there a save is waited for before the next step donates the state it wrote.
+    # On CPU a device array *is* host memory that an async checkpoint may still be reading, so there a save
+    # is waited for before the next step donates the state it wrote.
     on_cpu = jax.default_backend() == "cpu"
-    donate = True
-    if on_cpu:  # the caller's model keeps its own arrays (tests and runners reuse it after fit)
-        state = TrainState(jax.tree.map(jnp.copy, state.params), state.opt_state)
-    step_fn = make_train_step(graphdef, tx, optim_cfg.grad_accum_steps, donate=donate, loss_fn=loss_fn)
+    step_fn = make_train_step(graphdef, tx, optim_cfg.grad_accum_steps, donate=True, loss_fn=loss_fn)
     if loss_context is not None and mesh is not None:
         from jaxlab.sharding import shard_state
 
@@ -198,36 +207,42 @@ def fit(
                 ) from None
             placed = place(batch)
             profiler.before(step)
-            with sharding_ctx():
-                shape = tuple((k, v.shape, v.dtype) for k, v in sorted(placed.items()))
-                if shape not in compiled:  # compile explicitly: the memory report comes from this executable
-                    step_fn(state, step_rest(rest), placed, check_only=True)
-                    compiled[shape] = step_fn.jitted.lower(state, step_rest(rest), placed).compile()
-                    if last is None:
-                        _report_memory(compiled[shape])
-                    last = (step - 1, time.perf_counter())  # compile time is not step time
-                state, out = compiled[shape](state, step_rest(rest), placed)
-            profiler.after(step, out)
-            record: dict = {}
-            if step % train_cfg.log_every == 0 or step == train_cfg.steps:
-                record = {k: float(v) for k, v in jax.device_get(out).items()}
-                now = time.perf_counter()
-                b, seq = placed["input_ids"].shape
-                record.update(perf.step_record((now - last[1]) / (step - last[0]), b * seq,
-                                               flops_per_token(seq) if flops_per_token else None, peak))
-                last = (step, now)
-                record["lr"] = float(schedule(step - 1))  # lr used by update `step`
-                _log(metrics, history, step, "train", record)
-                postfix = dict(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                if "mfu" in record:
-                    postfix["mfu"] = f"{record['mfu']:.1%}"
-                bar.set_postfix(refresh=False, **postfix)
+            first = step == start + 1
+            with memory.phase("train: compile + first step" if first else "train: steps"):
+                with sharding_ctx():
+                    shape = tuple((k, v.shape, v.dtype) for k, v in sorted(placed.items()))
+                    if shape not in compiled:  # compile explicitly: the memory report comes from this executable
+                        step_fn(state, step_rest(rest), placed, check_only=True)
+                        compiled[shape] = step_fn.jitted.lower(state, step_rest(rest), placed).compile()
+                        if last is None:
+                            _report_memory(compiled[shape])
+                        last = (step - 1, time.perf_counter())  # compile time is not step time
+                    state, out = compiled[shape](state, step_rest(rest), placed)
+                if first:  # its memory belongs to this phase, not to whichever one waits for it next
+                    jax.block_until_ready(out)
+                profiler.after(step, out)
+                record: dict = {}
+                if step % train_cfg.log_every == 0 or step == train_cfg.steps:
+                    record = {k: float(v) for k, v in jax.device_get(out).items()}
+                    now = time.perf_counter()
+                    b, seq = placed["input_ids"].shape
+                    record.update(perf.step_record((now - last[1]) / (step - last[0]), b * seq,
+                                                   flops_per_token(seq) if flops_per_token else None, peak))
+                    last = (step, now)
+                    record["lr"] = float(schedule(step - 1))  # lr used by update `step`
+                    _log(metrics, history, step, "train", record)
+                    postfix = dict(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                    if "mfu" in record:
+                        postfix["mfu"] = f"{record['mfu']:.1%}"
+                    bar.set_postfix(refresh=False, **postfix)
             if eval_fn is not None and train_cfg.eval_every and step % train_cfg.eval_every == 0:
-                _log(metrics, history, step, "eval", dict(eval_fn(graphdef, state.params, rest)))
+                with memory.phase("eval"):
+                    _log(metrics, history, step, "eval", dict(eval_fn(graphdef, state.params, rest)))
             if checkpointer is not None and checkpointer.should_save(step, final=step == train_cfg.steps):
-                checkpointer.save(step, state, rest, data_state=global_data_state(data_iter.get_state()))
-                if on_cpu:
-                    checkpointer.wait()
+                with memory.phase("checkpoint save"):
+                    checkpointer.save(step, state, rest, data_state=global_data_state(data_iter.get_state()))
+                    if on_cpu:
+                        checkpointer.wait()
             bar.update(1)
             if on_step is not None:
                 on_step(step, record)
