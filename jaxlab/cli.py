@@ -7,6 +7,7 @@ unknown or mistyped key fails at once, naming the key. Exit status: 0 done,
 2 config error (including an ``output_dir`` that holds another run's results),
 1 run failed (:class:`jaxlab.runs.RunFailedError`, e.g. every model call failed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,12 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run a config: jaxlab run configs/ptl_smollm2.yaml key=value ...")
     run.add_argument("config")
     run.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=10")
-    export = sub.add_parser("export", help="write a run's checkpoint as a Hugging Face folder: "
-                            "jaxlab export RUN_DIR/checkpoints[/STEP] OUT_DIR")
+    export = sub.add_parser(
+        "export",
+        help="write a run's checkpoint as a Hugging Face folder: jaxlab export RUN_DIR/checkpoints[/STEP] OUT_DIR",
+    )
     export.add_argument("checkpoint", help="RUN_DIR, RUN_DIR/checkpoints (latest step) or RUN_DIR/checkpoints/STEP")
     export.add_argument("out_dir")
-    serve = sub.add_parser("serve", help="serve a model as an OpenAI-compatible API (FastAPI + uvicorn): jaxlab serve smollm2 --port 8000",
-                           add_help=False)
+    serve = sub.add_parser(
+        "serve",
+        help="serve a model as an OpenAI-compatible API (FastAPI + uvicorn): jaxlab serve smollm2 --port 8000",
+        add_help=False,
+    )
     serve.add_argument("model")
     args, rest = parser.parse_known_args(argv)
     if args.command in ("run", "export"):

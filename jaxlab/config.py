@@ -5,6 +5,7 @@ dataclasses *before any work starts*: an unknown key, a wrong type or a
 missing required field raises :class:`ConfigError` naming the dotted path of
 the offending key, so a typo never silently falls back to a default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -106,8 +107,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
     if unknown:
         where = path or cls.__name__
         raise ConfigError(
-            f"unknown key {'.'.join(filter(None, [path, unknown[0]]))!r} in {where}; "
-            f"valid keys: {sorted(fields)}"
+            f"unknown key {'.'.join(filter(None, [path, unknown[0]]))!r} in {where}; valid keys: {sorted(fields)}"
         )
     kwargs = {}
     for name, field in fields.items():
@@ -172,8 +172,9 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
-         data: dict | None = None) -> T:
+def load(
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, data: dict | None = None
+) -> T:
     """Load YAML ``path`` (or ``data``), apply overrides, validate into ``cls``."""
     raw = load_yaml(path) if path is not None else dict(data or {})
     raw = apply_overrides(raw, overrides or [])

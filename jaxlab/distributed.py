@@ -15,6 +15,7 @@ one may write shared files: :func:`is_primary` guards logs, plots and
 summaries; :func:`allgather_json` moves small JSON values (a per-host data
 iterator state, a start-up error) between hosts over the same collectives.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,13 +46,17 @@ class DistributedConfig:
             raise ValueError(f"distributed.num_processes: expected a positive integer, got {self.num_processes}")
         if self.process_id is not None:
             if self.process_id < 0 or (self.num_processes is not None and self.process_id >= self.num_processes):
-                raise ValueError(f"distributed.process_id: expected 0 <= id < num_processes "
-                                 f"({self.num_processes}), got {self.process_id}")
+                raise ValueError(
+                    f"distributed.process_id: expected 0 <= id < num_processes "
+                    f"({self.num_processes}), got {self.process_id}"
+                )
         if self.local_device_ids is not None:
             ids = tuple(self.local_device_ids)
             if not ids or any(not isinstance(i, int) or i < 0 for i in ids):
-                raise ValueError(f"distributed.local_device_ids: expected a non-empty list of device indices >= 0, "
-                                 f"got {self.local_device_ids!r}")
+                raise ValueError(
+                    f"distributed.local_device_ids: expected a non-empty list of device indices >= 0, "
+                    f"got {self.local_device_ids!r}"
+                )
             object.__setattr__(self, "local_device_ids", ids)
         if self.initialization_timeout < 1:
             raise ValueError(f"distributed.initialization_timeout: expected >= 1 s, got {self.initialization_timeout}")
@@ -71,14 +76,20 @@ def initialize(cfg: DistributedConfig | None) -> None:
     process_id = _int_or_env(cfg.process_id, "process_id", "JAX_PROCESS_ID")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # only the CPU client reads it
     try:
-        jax.distributed.initialize(coordinator_address=cfg.coordinator_address, num_processes=num_processes,
-                                   process_id=process_id, local_device_ids=cfg.local_device_ids,
-                                   initialization_timeout=cfg.initialization_timeout)
+        jax.distributed.initialize(
+            coordinator_address=cfg.coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+            local_device_ids=cfg.local_device_ids,
+            initialization_timeout=cfg.initialization_timeout,
+        )
     except ValueError as exc:  # nothing detected and keys missing: say which keys would fix it
-        raise ConfigError(f"distributed: {exc} No cluster (Cloud TPU, SLURM, Open MPI, GKE) was detected; set "
-                          f"distributed.coordinator_address, distributed.num_processes and "
-                          f"distributed.process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, "
-                          f"JAX_PROCESS_ID), or drop the distributed section for a one-process run") from None
+        raise ConfigError(
+            f"distributed: {exc} No cluster (Cloud TPU, SLURM, Open MPI, GKE) was detected; set "
+            f"distributed.coordinator_address, distributed.num_processes and "
+            f"distributed.process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, "
+            f"JAX_PROCESS_ID), or drop the distributed section for a one-process run"
+        ) from None
 
 
 def _int_or_env(value: int | None, key: str, env: str) -> int | None:
@@ -125,7 +136,7 @@ def allgather_json(value: Any) -> list[Any]:
     raw = np.frombuffer(json.dumps(value).encode(), np.uint8)
     lengths = np.asarray(multihost_utils.process_allgather(np.asarray([raw.size], np.int32))).reshape(-1)
     padded = np.zeros(int(lengths.max()), np.uint8)
-    padded[:raw.size] = raw
+    padded[: raw.size] = raw
     rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
     return [json.loads(bytes(row[:n]).decode()) for row, n in zip(rows, lengths)]
 

@@ -6,6 +6,7 @@ so a CPU decode step costs one kernel sequence, not a Python round trip.
 Sampling is greedy at ``temperature=0`` and otherwise temperature / top-k /
 top-p with an explicit PRNG key.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,7 @@ class GenerationOutput:
     """Tokens the jitted loop generated per row before every row was done (<= ``max_new_tokens``)."""
 
 
-def _sample(logits: jax.Array, key: jax.Array, temperature: float, top_k: int | None,
-            top_p: float | None) -> jax.Array:
+def _sample(logits: jax.Array, key: jax.Array, temperature: float, top_k: int | None, top_p: float | None) -> jax.Array:
     if temperature == 0.0:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     logits = logits / temperature
@@ -49,16 +49,27 @@ def _sample(logits: jax.Array, key: jax.Array, temperature: float, top_k: int | 
         probs = jax.nn.softmax(sorted_logits, axis=-1)
         before = jnp.cumsum(probs, axis=-1) - probs  # mass strictly above each token
         sorted_logits = jnp.where(before > top_p, -jnp.inf, sorted_logits)
-        logits = jnp.full_like(logits, -jnp.inf).at[
-            jnp.arange(logits.shape[0])[:, None], order].set(sorted_logits)
+        logits = jnp.full_like(logits, -jnp.inf).at[jnp.arange(logits.shape[0])[:, None], order].set(sorted_logits)
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature", "top_k", "top_p"))
-def _generate_ids(graphdef: Any, state: Any, ids: jax.Array, mask: jax.Array, stop_ids: jax.Array,
-                  stop_next: jax.Array, stop_hit: jax.Array, key: jax.Array, pad_id: jax.Array, *,
-                  max_new_tokens: int, temperature: float, top_k: int | None,
-                  top_p: float | None) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+def _generate_ids(
+    graphdef: Any,
+    state: Any,
+    ids: jax.Array,
+    mask: jax.Array,
+    stop_ids: jax.Array,
+    stop_next: jax.Array,
+    stop_hit: jax.Array,
+    key: jax.Array,
+    pad_id: jax.Array,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """(tokens [B, max_new_tokens], done [B], length [B] (tokens kept, the stopping one included), steps run).
 
     ``stop_next`` / ``stop_hit`` are a :class:`jaxlab.stop_strings.StopMatcher`'s tables: each row carries
@@ -119,10 +130,20 @@ def _encode(prompts: Sequence[Prompt], tokenizer: Any, vocab: int) -> list[list[
     return encoded
 
 
-def generate(model: DecoderLM, tokenizer: Any, prompts: Prompt | Sequence[Prompt], *, max_new_tokens: int = 32,
-             temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
-             key: jax.Array | None = None, stop_token_ids: Sequence[int] | None = None,
-             stop_strings: StopMatcher | None = None, pad_to_multiple: int = 16) -> GenerationOutput:
+def generate(
+    model: DecoderLM,
+    tokenizer: Any,
+    prompts: Prompt | Sequence[Prompt],
+    *,
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    key: jax.Array | None = None,
+    stop_token_ids: Sequence[int] | None = None,
+    stop_strings: StopMatcher | None = None,
+    pad_to_multiple: int = 16,
+) -> GenerationOutput:
     """Generate continuations for a batch of prompts (strings, token ids or chat message lists).
 
     ``stop_token_ids`` defaults to the tokenizer's EOS. ``stop_strings`` (a :class:`StopMatcher` built for
@@ -147,8 +168,10 @@ def generate(model: DecoderLM, tokenizer: Any, prompts: Prompt | Sequence[Prompt
     encoded = _encode(batch, tokenizer, cfg.vocab_size)
     longest = max(map(len, encoded))
     if longest + max_new_tokens > cfg.max_position_embeddings:
-        raise ValueError(f"prompt length {longest} + max_new_tokens {max_new_tokens} exceeds the model's "
-                         f"max_position_embeddings {cfg.max_position_embeddings}")
+        raise ValueError(
+            f"prompt length {longest} + max_new_tokens {max_new_tokens} exceeds the model's "
+            f"max_position_embeddings {cfg.max_position_embeddings}"
+        )
     if stop_token_ids is None:
         eos = getattr(tokenizer, "eos_token_id", None)
         stop_token_ids = [] if eos is None else [eos]
@@ -158,28 +181,44 @@ def generate(model: DecoderLM, tokenizer: Any, prompts: Prompt | Sequence[Prompt
     ids = np.full((len(encoded), width), pad_id, np.int32)
     mask = np.zeros((len(encoded), width), np.int32)
     for row, toks in enumerate(encoded):
-        ids[row, width - len(toks):] = toks
-        mask[row, width - len(toks):] = 1
+        ids[row, width - len(toks) :] = toks
+        mask[row, width - len(toks) :] = 1
     if stop_strings is None:
         stop_next, stop_hit = np.zeros((1, cfg.vocab_size), np.int32), np.zeros((1, cfg.vocab_size), bool)
     elif stop_strings.hit.shape[1] != cfg.vocab_size:
-        raise ValueError(f"stop_strings: tables cover {stop_strings.hit.shape[1]} tokens, the model's vocabulary "
-                         f"has {cfg.vocab_size}")
+        raise ValueError(
+            f"stop_strings: tables cover {stop_strings.hit.shape[1]} tokens, the model's vocabulary "
+            f"has {cfg.vocab_size}"
+        )
     else:  # states padded to a multiple of 16 (never reached): one compiled loop for most stop sets
         extra = -stop_strings.hit.shape[0] % 16
         stop_next = np.pad(stop_strings.next_state, ((0, extra), (0, 0)))
         stop_hit = np.pad(stop_strings.hit, ((0, extra), (0, 0)))
     graphdef, state = nnx.split(model)
     out, done, length, steps = _generate_ids(
-        graphdef, state, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(list(stop_token_ids) or [-1], jnp.int32),
-        jnp.asarray(stop_next), jnp.asarray(stop_hit), key if key is not None else jax.random.key(0),
-        jnp.int32(pad_id), max_new_tokens=max_new_tokens, temperature=float(temperature), top_k=top_k, top_p=top_p)
+        graphdef,
+        state,
+        jnp.asarray(ids),
+        jnp.asarray(mask),
+        jnp.asarray(list(stop_token_ids) or [-1], jnp.int32),
+        jnp.asarray(stop_next),
+        jnp.asarray(stop_hit),
+        key if key is not None else jax.random.key(0),
+        jnp.int32(pad_id),
+        max_new_tokens=max_new_tokens,
+        temperature=float(temperature),
+        top_k=top_k,
+        top_p=top_p,
+    )
     out, done, length = to_host(out), to_host(done), to_host(length)  # rows may be spread over hosts
     token_ids = [row[:n] for row, n in zip(out.tolist(), length.tolist())]
     reasons = ["stop" if d else "length" for d in done.tolist()]
     stops = set(stop_token_ids)
-    texts = ([tokenizer.decode([t for t in toks if t not in stops]) for toks in token_ids]
-             if tokenizer is not None else [""] * len(token_ids))
+    texts = (
+        [tokenizer.decode([t for t in toks if t not in stops]) for toks in token_ids]
+        if tokenizer is not None
+        else [""] * len(token_ids)
+    )
     return GenerationOutput(token_ids=token_ids, texts=texts, finish_reasons=reasons, steps=int(steps))
 
 
@@ -202,8 +241,9 @@ def unpack_bitmask(allowed: jax.Array, vocab: int) -> jax.Array:
     return bits.reshape(allowed.shape[0], -1)[:, :vocab].astype(bool)
 
 
-def _sample_rows(logits: jax.Array, allowed: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: jax.Array,
-                 steps: jax.Array) -> jax.Array:
+def _sample_rows(
+    logits: jax.Array, allowed: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: jax.Array, steps: jax.Array
+) -> jax.Array:
     """Greedy where ``temps == 0``, else temperature + nucleus sampling with a per-row seed and step."""
     logits = jnp.where(unpack_bitmask(allowed, logits.shape[-1]), logits, -jnp.inf)
     greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
@@ -223,16 +263,25 @@ def _sample_rows(logits: jax.Array, allowed: jax.Array, temps: jax.Array, top_ps
     return jax.lax.cond(jnp.any(temps > 0), sampled, lambda: greedy)
 
 
-def _pick(logits: jax.Array, allowed: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: jax.Array,
-          steps: jax.Array, want_top: jax.Array) -> tuple[jax.Array, ...]:
+def _pick(
+    logits: jax.Array,
+    allowed: jax.Array,
+    temps: jax.Array,
+    top_ps: jax.Array,
+    seeds: jax.Array,
+    steps: jax.Array,
+    want_top: jax.Array,
+) -> tuple[jax.Array, ...]:
     """(token, its logprob, top logprobs, top ids) for each row."""
     tok = _sample_rows(logits, allowed, temps, top_ps, seeds, steps)
     logp = jax.nn.log_softmax(logits, axis=-1)
     chosen = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
     k = min(TOP_LOGPROBS, logits.shape[-1])
     top_v, top_i = jax.lax.cond(
-        want_top, lambda: tuple(jax.lax.top_k(logp, k)),
-        lambda: (jnp.zeros((logits.shape[0], k), logp.dtype), jnp.zeros((logits.shape[0], k), jnp.int32)))
+        want_top,
+        lambda: tuple(jax.lax.top_k(logp, k)),
+        lambda: (jnp.zeros((logits.shape[0], k), logp.dtype), jnp.zeros((logits.shape[0], k), jnp.int32)),
+    )
     return tok, chosen, top_v, top_i.astype(jnp.int32)
 
 
@@ -242,9 +291,19 @@ def new_cache(model: DecoderLM, batch: int, cache_len: int) -> KVCache:
 
 
 @partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))
-def admit_step(graphdef: Any, state: Any, cache: KVCache, rows: jax.Array, ids: jax.Array, mask: jax.Array,
-               allowed: jax.Array, temps: jax.Array, top_ps: jax.Array, seeds: jax.Array,
-               want_top: jax.Array) -> tuple[tuple[jax.Array, ...], KVCache, jax.Array]:
+def admit_step(
+    graphdef: Any,
+    state: Any,
+    cache: KVCache,
+    rows: jax.Array,
+    ids: jax.Array,
+    mask: jax.Array,
+    allowed: jax.Array,
+    temps: jax.Array,
+    top_ps: jax.Array,
+    seeds: jax.Array,
+    want_top: jax.Array,
+) -> tuple[tuple[jax.Array, ...], KVCache, jax.Array]:
     """Prefill the right-padded prompts ``ids[K, P]`` (``mask``: 1 on real tokens, a prefix) into cache rows
     ``rows[K]`` from slot 0; each row's write index becomes its prompt length.
 
@@ -260,24 +319,41 @@ def admit_step(graphdef: Any, state: Any, cache: KVCache, rows: jax.Array, ids: 
     t = cache.valid.shape[1]
     if p > t:
         raise ValueError(f"ids: prompt width {p} exceeds the cache's {t} slots")
-    scratch = KVCache(k=tuple(jnp.zeros((k_rows, p) + k.shape[2:], k.dtype) for k in cache.k),
-                      v=tuple(jnp.zeros((k_rows, p) + v.shape[2:], v.dtype) for v in cache.v),
-                      valid=jnp.zeros((k_rows, p), bool), index=jnp.zeros((k_rows,), jnp.int32))
+    scratch = KVCache(
+        k=tuple(jnp.zeros((k_rows, p) + k.shape[2:], k.dtype) for k in cache.k),
+        v=tuple(jnp.zeros((k_rows, p) + v.shape[2:], v.dtype) for v in cache.v),
+        valid=jnp.zeros((k_rows, p), bool),
+        index=jnp.zeros((k_rows,), jnp.int32),
+    )
     positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32), (k_rows, p))
     logits, sub = model.decode(ids, positions, scratch, attention_mask=mask, last_only=True)
     first = _pick(logits[:, -1], allowed, temps, top_ps, seeds, jnp.zeros_like(seeds), want_top)
     length = jnp.sum(mask, axis=1).astype(jnp.int32)
     valid = jnp.zeros((k_rows, t), bool).at[:, :p].set(sub.valid)  # the reset: nothing past the prompt is valid
-    out = KVCache(k=tuple(k.at[rows, :p].set(n) for k, n in zip(cache.k, sub.k)),
-                  v=tuple(v.at[rows, :p].set(n) for v, n in zip(cache.v, sub.v)),
-                  valid=cache.valid.at[rows].set(valid), index=cache.index.at[rows].set(length))
+    out = KVCache(
+        k=tuple(k.at[rows, :p].set(n) for k, n in zip(cache.k, sub.k)),
+        v=tuple(v.at[rows, :p].set(n) for v, n in zip(cache.v, sub.v)),
+        valid=cache.valid.at[rows].set(valid),
+        index=cache.index.at[rows].set(length),
+    )
     return first, out, length
 
 
 @partial(jax.jit, static_argnames=("graphdef", "span"), donate_argnames=("cache",))
-def decode_step(graphdef: Any, state: Any, tok: jax.Array, pos: jax.Array, cache: KVCache, allowed: jax.Array,
-                temps: jax.Array, top_ps: jax.Array, seeds: jax.Array, steps: jax.Array,
-                want_top: jax.Array, span: int | None = None) -> tuple[tuple[jax.Array, ...], KVCache]:
+def decode_step(
+    graphdef: Any,
+    state: Any,
+    tok: jax.Array,
+    pos: jax.Array,
+    cache: KVCache,
+    allowed: jax.Array,
+    temps: jax.Array,
+    top_ps: jax.Array,
+    seeds: jax.Array,
+    steps: jax.Array,
+    want_top: jax.Array,
+    span: int | None = None,
+) -> tuple[tuple[jax.Array, ...], KVCache]:
     """One token for every row at positions ``pos``, written at each row's own cache index (``steps``: each
     row's token index, for its PRNG stream); the cache buffer is donated (updated in place).
 

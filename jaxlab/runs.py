@@ -12,6 +12,7 @@
   failed into a :class:`RunFailedError` with a summary of the failures, and
   ``jaxlab run`` into a non-zero exit, instead of a table of zeros.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -67,8 +68,11 @@ def fingerprint(config: dict, ignore: Iterable[str] = ()) -> str:
 def changed_keys(old: dict, new: dict, ignore: Iterable[str] = ()) -> list[str]:
     """``["a.b: old -> new", ...]`` for every fingerprinted key whose value differs."""
     a, b = fingerprinted(old, ignore), fingerprinted(new, ignore)
-    return [f"{k}: {json.dumps(a.get(k, _ABSENT))} -> {json.dumps(b.get(k, _ABSENT))}"
-            for k in sorted(set(a) | set(b)) if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
+    return [
+        f"{k}: {json.dumps(a.get(k, _ABSENT))} -> {json.dumps(b.get(k, _ABSENT))}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k, _ABSENT) != b.get(k, _ABSENT)
+    ]
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -77,8 +81,9 @@ def _get(cfg: Any, dotted: str) -> Any:
     return cfg
 
 
-def claim_output_dir(cfg: Any, outputs: Sequence[str], *, resume_key: str | None = None,
-                     ignore: Sequence[str] = ()) -> bool:
+def claim_output_dir(
+    cfg: Any, outputs: Sequence[str], *, resume_key: str | None = None, ignore: Sequence[str] = ()
+) -> bool:
     """Make ``cfg.output_dir`` this run's; returns whether it resumes results already there.
 
     ``outputs`` names what the runner writes under ``output_dir`` (files or
@@ -104,16 +109,20 @@ def claim_output_dir(cfg: Any, outputs: Sequence[str], *, resume_key: str | None
             else:
                 path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    record = {"fingerprint": fingerprint(config, ignore), "ignored_keys": sorted({*NOT_RESULTS, *ignore}),
-              "config": config}
+    record = {
+        "fingerprint": fingerprint(config, ignore),
+        "ignored_keys": sorted({*NOT_RESULTS, *ignore}),
+        "config": config,
+    }
     tmp = out / (RUN_FILE + ".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))
     tmp.replace(out / RUN_FILE)
     return bool(found) and not cfg.overwrite
 
 
-def _refuse_or_resume(out: Path, config: dict, found: list[str], ignore: Sequence[str], resume_key: str | None,
-                      resume: bool) -> None:
+def _refuse_or_resume(
+    out: Path, config: dict, found: list[str], ignore: Sequence[str], resume_key: str | None, resume: bool
+) -> None:
     what = f"output_dir {str(out)!r} holds results ({', '.join(found)})"
     escape = "set overwrite=true to delete them and start over, or choose another output_dir"
     try:
@@ -123,11 +132,15 @@ def _refuse_or_resume(out: Path, config: dict, found: list[str], ignore: Sequenc
     changes = changed_keys(old, config, ignore)
     if changes:
         shown = "; ".join(changes[:12]) + (f"; and {len(changes) - 12} more" if len(changes) > 12 else "")
-        raise RunDirError(f"{what} of a run with a different config (fingerprint {fingerprint(old, ignore)}, "
-                          f"this run {fingerprint(config, ignore)}), changed keys: {shown}; {escape}")
+        raise RunDirError(
+            f"{what} of a run with a different config (fingerprint {fingerprint(old, ignore)}, "
+            f"this run {fingerprint(config, ignore)}), changed keys: {shown}; {escape}"
+        )
     if not resume:
-        raise RunDirError(f"{what} of a run with the same config and {resume_key} is false; set {resume_key}=true "
-                          f"to continue that run, or {escape}")
+        raise RunDirError(
+            f"{what} of a run with the same config and {resume_key} is false; set {resume_key}=true "
+            f"to continue that run, or {escape}"
+        )
 
 
 class JsonlLog:
@@ -157,8 +170,9 @@ class JsonlLog:
         self._file.close()
 
 
-def fail_if_no_call_succeeded(records: Sequence[dict], kind: Callable[[dict], str], message: Callable[[dict], str],
-                              where: str) -> None:
+def fail_if_no_call_succeeded(
+    records: Sequence[dict], kind: Callable[[dict], str], message: Callable[[dict], str], where: str
+) -> None:
     """Raise :class:`RunFailedError` when ``records`` exist and none made a successful model call.
 
     Each record counts its successful calls under ``"calls"``; ``kind`` and
@@ -171,4 +185,5 @@ def fail_if_no_call_succeeded(records: Sequence[dict], kind: Callable[[dict], st
     raise RunFailedError(
         f"every model call failed: {len(records)} of {len(records)} items made no successful call "
         f"({', '.join(f'{k}: {n}' for k, n in kinds.most_common())}); first error: {first[:500]!r}; "
-        f"their records are in {where}, no results were written")
+        f"their records are in {where}, no results were written"
+    )

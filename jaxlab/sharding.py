@@ -6,6 +6,7 @@ same model code then runs on one device, on 8 fake CPU devices or on a pod:
 only the mesh changes. A dimension that a mesh axis does not divide is left
 replicated rather than failing, so tiny test models shard on any mesh.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,8 +54,7 @@ class MeshConfig:
                 raise ValueError(f"mesh.{name}: expected a positive size or -1, got {s}")
         unknown = set(self.rules) - set(DEFAULT_RULES)
         if unknown:
-            raise ValueError(f"mesh.rules: unknown logical axis {sorted(unknown)[0]!r}; "
-                             f"known: {sorted(DEFAULT_RULES)}")
+            raise ValueError(f"mesh.rules: unknown logical axis {sorted(unknown)[0]!r}; known: {sorted(DEFAULT_RULES)}")
 
 
 def make_mesh(cfg: MeshConfig | None = None, devices: list | None = None) -> Mesh:
@@ -77,8 +77,9 @@ def rules_for(cfg: MeshConfig | None) -> dict[str, Any]:
     return {**DEFAULT_RULES, **(cfg.rules if cfg else {})}
 
 
-def logical_to_spec(axes: tuple[str | None, ...], shape: tuple[int, ...], mesh: Mesh,
-                    rules: Mapping[str, Any] | None = None) -> P:
+def logical_to_spec(
+    axes: tuple[str | None, ...], shape: tuple[int, ...], mesh: Mesh, rules: Mapping[str, Any] | None = None
+) -> P:
     """PartitionSpec for a value with logical ``axes``; undivisible dims stay replicated."""
     rules = DEFAULT_RULES if rules is None else rules
     used: set[str] = set()
@@ -115,8 +116,7 @@ def shard_state(state: Any, mesh: Mesh, rules: Mapping[str, Any] | None = None) 
     return jax.device_put(state, state_shardings(state, mesh, rules))
 
 
-def init_on_mesh(fn: Callable[..., Any], *args: Any, mesh: Mesh,
-                 rules: Mapping[str, Any] | None = None) -> Any:
+def init_on_mesh(fn: Callable[..., Any], *args: Any, mesh: Mesh, rules: Mapping[str, Any] | None = None) -> Any:
     """``jax.jit(fn)(*args)`` with every output placed on ``mesh``.
 
     Why: an output that does not depend on its inputs' values (``tx.init``'s
@@ -130,8 +130,9 @@ def init_on_mesh(fn: Callable[..., Any], *args: Any, mesh: Mesh,
     return jax.jit(fn, out_shardings=state_shardings(abstract, mesh, rules))(*args)
 
 
-def batch_sharding(mesh: Mesh, ndim: int = 2, rules: Mapping[str, Any] | None = None,
-                   batch_size: int | None = None) -> NamedSharding:
+def batch_sharding(
+    mesh: Mesh, ndim: int = 2, rules: Mapping[str, Any] | None = None, batch_size: int | None = None
+) -> NamedSharding:
     """Sharding for ``[batch, ...]`` arrays: batch split over the data-parallel axes."""
     shape = (batch_size if batch_size is not None else int(np.prod(list(mesh.shape.values()))),) + (1,) * (ndim - 1)
     spec = logical_to_spec(("batch",) + (None,) * (ndim - 1), shape, mesh, rules)

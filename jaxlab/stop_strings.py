@@ -14,6 +14,7 @@ for byte-level BPE (GPT-2, Llama 3, SmolLM2, Qwen) and for byte models; :func:`t
 reads the bytes from a byte-level tokenizer's vocabulary and falls back to ``decode([t])`` per token
 for other tokenizers (exact there only where each token decodes to whole characters).
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -81,7 +82,7 @@ class StopMatcher:
         table = np.zeros((vocab, width), np.int32)
         lengths = np.zeros(vocab, np.int32)
         for t, b in enumerate(token_bytes):
-            table[t, :len(b)] = np.frombuffer(b, np.uint8)
+            table[t, : len(b)] = np.frombuffer(b, np.uint8)
             lengths[t] = len(b)
         n = delta.shape[0]
         state = np.repeat(np.arange(n, dtype=np.int32)[:, None], vocab, axis=1)
@@ -125,8 +126,11 @@ def tokenizer_token_bytes(tokenizer: Any, skip_special_tokens: bool = True) -> l
         table = _byte_decoder()
         for t, piece in enumerate(tokenizer.convert_ids_to_tokens(list(range(vocab)))):
             if t in added:
-                out.append(b"" if (skip_special_tokens and (t in special or added[t].special))
-                           else str(added[t].content).encode("utf-8"))
+                out.append(
+                    b""
+                    if (skip_special_tokens and (t in special or added[t].special))
+                    else str(added[t].content).encode("utf-8")
+                )
             elif piece is None:
                 out.append(b"")
             else:

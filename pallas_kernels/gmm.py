@@ -12,6 +12,7 @@
 Gradients of ``gmm``: ``d lhs = gmm(d out, rhs^T)`` and ``d rhs = tgmm(lhs, d out)``,
 both on the same path as the forward pass.
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,23 +43,22 @@ def resolve_impl(impl: str) -> str:
     return "reference"
 
 
-def _check_shapes(name: str, lhs: jax.Array, other: jax.Array, group_sizes: jax.Array,
-                  other_name: str, other_rank: int) -> None:
+def _check_shapes(
+    name: str, lhs: jax.Array, other: jax.Array, group_sizes: jax.Array, other_name: str, other_rank: int
+) -> None:
     if lhs.ndim != 2:
         raise ValueError(f"{name}: lhs must be 2-D [m, k], got shape {lhs.shape}")
     if other.ndim != other_rank:
         raise ValueError(f"{name}: {other_name} must be {other_rank}-D, got shape {other.shape}")
     if group_sizes.ndim != 1 or not jnp.issubdtype(group_sizes.dtype, jnp.integer):
-        raise ValueError(
-            f"{name}: group_sizes must be a 1-D integer array, got {group_sizes.dtype}{group_sizes.shape}")
+        raise ValueError(f"{name}: group_sizes must be a 1-D integer array, got {group_sizes.dtype}{group_sizes.shape}")
 
 
 def _gmm_forward(lhs, rhs, group_sizes, impl, tiling, interpret, out_dtype):
     if impl == "pallas_tpu":
         return gmm_tpu(lhs, rhs, group_sizes, out_dtype=out_dtype, tiling=tiling, interpret=interpret)
     if impl == "triton":
-        return gmm_triton(lhs, rhs, group_sizes, out_dtype=out_dtype, tiling=tiling,
-                          interpret=interpret)
+        return gmm_triton(lhs, rhs, group_sizes, out_dtype=out_dtype, tiling=tiling, interpret=interpret)
     if impl == "ragged_dot":
         return gmm_ragged_dot(lhs, rhs, group_sizes, out_dtype=out_dtype)
     return gmm_reference(lhs, rhs, group_sizes, preferred_element_type=out_dtype)
@@ -66,8 +66,7 @@ def _gmm_forward(lhs, rhs, group_sizes, impl, tiling, interpret, out_dtype):
 
 def _tgmm_forward(lhs, grad, group_sizes, impl, tiling, interpret, out_dtype):
     if impl == "pallas_tpu":
-        return tgmm_tpu(lhs, grad, group_sizes, out_dtype=out_dtype, tiling=tiling,
-                        interpret=interpret)
+        return tgmm_tpu(lhs, grad, group_sizes, out_dtype=out_dtype, tiling=tiling, interpret=interpret)
     if impl in ("triton", "ragged_dot"):
         return tgmm_ragged_dot(lhs, grad, group_sizes, out_dtype=out_dtype)
     return tgmm_reference(lhs, grad, group_sizes, preferred_element_type=out_dtype)
@@ -85,10 +84,8 @@ def _gmm_fwd(lhs, rhs, group_sizes, impl, tiling, interpret, out_dtype):
 
 def _gmm_bwd(impl, tiling, interpret, out_dtype, residuals, d_out):
     lhs, rhs, group_sizes = residuals
-    d_lhs = _gmm_forward(d_out, jnp.swapaxes(rhs, 1, 2), group_sizes, impl, tiling, interpret,
-                         lhs.dtype)
-    d_rhs = _tgmm_forward(lhs, d_out.astype(lhs.dtype), group_sizes, impl, tiling, interpret,
-                          rhs.dtype)
+    d_lhs = _gmm_forward(d_out, jnp.swapaxes(rhs, 1, 2), group_sizes, impl, tiling, interpret, lhs.dtype)
+    d_rhs = _tgmm_forward(lhs, d_out.astype(lhs.dtype), group_sizes, impl, tiling, interpret, rhs.dtype)
     # Inside shard_map an operand replicated over an axis the tokens vary over
     # (weights vs data-sharded rows) gets the sum of the shards' gradients.
     return reduce_to_vma_of(d_lhs, lhs), reduce_to_vma_of(d_rhs, rhs), None
@@ -116,11 +113,9 @@ def gmm(
     if rhs.shape[1] != lhs.shape[1]:
         raise ValueError(f"gmm: rhs contracted dim {rhs.shape[1]} != lhs k={lhs.shape[1]}")
     if rhs.shape[0] != group_sizes.shape[0]:
-        raise ValueError(
-            f"gmm: group_sizes has {group_sizes.shape[0]} groups but rhs has {rhs.shape[0]}")
+        raise ValueError(f"gmm: group_sizes has {group_sizes.shape[0]} groups but rhs has {rhs.shape[0]}")
     out_dtype = jnp.dtype(preferred_element_type or lhs.dtype)
-    return _gmm(lhs, rhs, group_sizes, resolve_impl(impl), check_tiling(tiling), interpret,
-                out_dtype)
+    return _gmm(lhs, rhs, group_sizes, resolve_impl(impl), check_tiling(tiling), interpret, out_dtype)
 
 
 def tgmm(
@@ -142,5 +137,4 @@ def tgmm(
     if grad.shape[0] != lhs.shape[0]:
         raise ValueError(f"tgmm: grad has {grad.shape[0]} rows but lhs has {lhs.shape[0]}")
     out_dtype = jnp.dtype(preferred_element_type or lhs.dtype)
-    return _tgmm_forward(lhs, grad, group_sizes, resolve_impl(impl), check_tiling(tiling),
-                         interpret, out_dtype)
+    return _tgmm_forward(lhs, grad, group_sizes, resolve_impl(impl), check_tiling(tiling), interpret, out_dtype)

@@ -9,6 +9,7 @@ pseudo-group stores zeros for rows past ``sum(group_sizes)``.
 ``tgmm`` on GPU uses ``ragged_dot_general`` with the ragged dimension on the
 contracted axis, which XLA:GPU lowers to a grouped GEMM.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,8 +24,22 @@ from pallas_kernels.tiling import Tiling, fit_tile, pad_axis
 from pallas_kernels.vma import out_struct
 
 
-def _gmm_triton_kernel(gids, tids, starts, ends, nitems, lhs_ref, rhs_ref, out_ref, *,
-                       tm: int, tk: int, tn: int, tiles_k: int, num_groups: int):
+def _gmm_triton_kernel(
+    gids,
+    tids,
+    starts,
+    ends,
+    nitems,
+    lhs_ref,
+    rhs_ref,
+    out_ref,
+    *,
+    tm: int,
+    tk: int,
+    tn: int,
+    tiles_k: int,
+    num_groups: int,
+):
     w = pl.program_id(0)
     nn = pl.program_id(1)
     group = gids[w]
@@ -44,8 +59,9 @@ def _gmm_triton_kernel(gids, tids, starts, ends, nitems, lhs_ref, rhs_ref, out_r
     plgpu.store(out_ref.at[pl.ds(row0, tm), pl.ds(nn * tn, tn)], acc.astype(out_ref.dtype), mask=mask)
 
 
-def gmm_triton(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dtype: jnp.dtype,
-               tiling: Tiling, interpret: bool) -> jax.Array:
+def gmm_triton(
+    lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dtype: jnp.dtype, tiling: Tiling, interpret: bool
+) -> jax.Array:
     """Grouped matmul [m,k] x [g,k,n] -> [m,n] as a Pallas Triton kernel.
 
     Triton needs power-of-two blocks of at least 16, so every dimension is
@@ -59,8 +75,7 @@ def gmm_triton(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dt
     lhs = pad_axis(pad_axis(lhs, 0, m_pad), 1, k_pad)
     rhs = pad_axis(pad_axis(rhs, 1, k_pad), 2, n_pad)
     work = make_work_list(group_sizes, m_pad, tm, visit_empty_groups=False, add_tail_group=True)
-    kernel = functools.partial(_gmm_triton_kernel, tm=tm, tk=tk, tn=tn, tiles_k=k_pad // tk,
-                               num_groups=num_groups)
+    kernel = functools.partial(_gmm_triton_kernel, tm=tm, tk=tk, tn=tn, tiles_k=k_pad // tk, num_groups=num_groups)
     call = pl.pallas_call(
         kernel,
         out_shape=out_struct((m_pad, n_pad), out_dtype, lhs, rhs, group_sizes),
@@ -76,22 +91,18 @@ def _triton_tile(dim: int, tile: int) -> tuple[int, int]:
     return fit_tile(-(-dim // tile) * tile, tile)
 
 
-def gmm_ragged_dot(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *,
-                   out_dtype: jnp.dtype) -> jax.Array:
+def gmm_ragged_dot(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dtype: jnp.dtype) -> jax.Array:
     """Grouped matmul through XLA's ``ragged_dot`` (rows past the groups come out zero)."""
-    out = jax.lax.ragged_dot(lhs, rhs, group_sizes.astype(jnp.int32),
-                             preferred_element_type=jnp.float32)
+    out = jax.lax.ragged_dot(lhs, rhs, group_sizes.astype(jnp.int32), preferred_element_type=jnp.float32)
     return out.astype(out_dtype)
 
 
-def tgmm_ragged_dot(lhs: jax.Array, grad: jax.Array, group_sizes: jax.Array, *,
-                    out_dtype: jnp.dtype) -> jax.Array:
+def tgmm_ragged_dot(lhs: jax.Array, grad: jax.Array, group_sizes: jax.Array, *, out_dtype: jnp.dtype) -> jax.Array:
     """Per-group ``lhs.T @ grad`` through ``ragged_dot_general`` (ragged contracted axis)."""
     dims = jax.lax.RaggedDotDimensionNumbers(
         dot_dimension_numbers=(((0,), (0,)), ((), ())),
         lhs_ragged_dimensions=[0],
         rhs_group_dimensions=[],
     )
-    out = jax.lax.ragged_dot_general(lhs, grad, group_sizes.astype(jnp.int32), dims,
-                                     preferred_element_type=jnp.float32)
+    out = jax.lax.ragged_dot_general(lhs, grad, group_sizes.astype(jnp.int32), dims, preferred_element_type=jnp.float32)
     return out.astype(out_dtype)

@@ -7,6 +7,7 @@ boundary must be visited once per group it touches, so the kernel iterates over
 is the static grid size; items past the real count repeat the last real item and
 are skipped by the kernels (``num_items`` tells them where to stop).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -60,9 +61,7 @@ def make_work_list(
 
     max_items = num_tiles + num_groups
     num_items = jnp.sum(tiles_per_group)
-    group_ids = jnp.repeat(
-        jnp.arange(num_groups, dtype=jnp.int32), tiles_per_group, total_repeat_length=max_items
-    )
+    group_ids = jnp.repeat(jnp.arange(num_groups, dtype=jnp.int32), tiles_per_group, total_repeat_length=max_items)
     item_offsets = jnp.cumsum(tiles_per_group) - tiles_per_group
     item = jnp.arange(max_items, dtype=jnp.int32)
     # Items past num_items repeat the last real item (kernels skip them).

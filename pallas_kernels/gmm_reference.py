@@ -7,6 +7,7 @@ ignores them.  The reference loops over groups with a row mask, so it does
 ``num_groups`` times the work of a real kernel: it is meant to be obviously
 right, not fast.
 """
+
 from __future__ import annotations
 
 import jax
@@ -35,8 +36,7 @@ def gmm_reference(
 
     # Start from group 0 (not from zeros) so the carry inherits the inputs'
     # shard_map varying-axis type.
-    acc = jax.lax.fori_loop(1, rhs.shape[0], lambda i, acc: acc + group_product(i),
-                            group_product(0))
+    acc = jax.lax.fori_loop(1, rhs.shape[0], lambda i, acc: acc + group_product(i), group_product(0))
     return acc.astype(out_dtype)
 
 

@@ -12,6 +12,7 @@ can pick the right lhs tile and expert weight block from SMEM data.
 * ``tgmm``: grid ``(k tiles, n tiles, items)``: items are the reduction axis;
   the accumulator is reset at a group's first item and stored at its last.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,8 +27,9 @@ from pallas_kernels.tiling import Tiling, fit_tile, pad_axis
 from pallas_kernels.vma import out_struct, varying_axes
 
 
-def _gmm_kernel(gids, tids, starts, ends, nitems, lhs_ref, rhs_ref, out_ref, acc_ref, *,
-                tm: int, num_groups: int, tiles_k: int):
+def _gmm_kernel(
+    gids, tids, starts, ends, nitems, lhs_ref, rhs_ref, out_ref, acc_ref, *, tm: int, num_groups: int, tiles_k: int
+):
     w = pl.program_id(1)
     kk = pl.program_id(2)
     active = w < nitems[0]
@@ -57,8 +59,9 @@ def _interpret_mode(interpret: bool, *operands: jax.Array) -> pltpu.InterpretPar
     return pltpu.InterpretParams() if interpret and varying_axes(*operands) else interpret
 
 
-def gmm_tpu(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dtype: jnp.dtype,
-            tiling: Tiling, interpret: bool) -> jax.Array:
+def gmm_tpu(
+    lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dtype: jnp.dtype, tiling: Tiling, interpret: bool
+) -> jax.Array:
     """Grouped matmul [m,k] x [g,k,n] -> [m,n] as a Mosaic kernel (see module doc)."""
     m, k = lhs.shape
     num_groups, _, n = rhs.shape
@@ -92,8 +95,7 @@ def gmm_tpu(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dtype
             out_specs=pl.BlockSpec((tm, tn), out_map),
             scratch_shapes=[pltpu.VMEM((tm, tn), jnp.float32)],
         ),
-        compiler_params=pltpu.CompilerParams(
-            dimension_semantics=("parallel", "arbitrary", "arbitrary")),
+        compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary", "arbitrary")),
         interpret=_interpret_mode(interpret, lhs, rhs, group_sizes),
         name="gmm",
     )
@@ -101,8 +103,7 @@ def gmm_tpu(lhs: jax.Array, rhs: jax.Array, group_sizes: jax.Array, *, out_dtype
     return out[:m, :n]
 
 
-def _tgmm_kernel(gids, tids, starts, ends, nitems, lhs_ref, grad_ref, out_ref, acc_ref, *,
-                 tm: int, max_items: int):
+def _tgmm_kernel(gids, tids, starts, ends, nitems, lhs_ref, grad_ref, out_ref, acc_ref, *, tm: int, max_items: int):
     w = pl.program_id(2)
     num_items = nitems[0]
     active = w < num_items
@@ -121,16 +122,16 @@ def _tgmm_kernel(gids, tids, starts, ends, nitems, lhs_ref, grad_ref, out_ref, a
         in_group = (rows >= starts[group]) & (rows < ends[group])
         lhs = jnp.where(in_group, lhs_ref[...], jnp.zeros((), lhs_ref.dtype))
         grad = jnp.where(in_group, grad_ref[...], jnp.zeros((), grad_ref.dtype))
-        acc_ref[...] += jax.lax.dot_general(
-            lhs, grad, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+        acc_ref[...] += jax.lax.dot_general(lhs, grad, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
 
     @pl.when(active & is_last)
     def _store():
         out_ref[...] = acc_ref[...].astype(out_ref.dtype)
 
 
-def tgmm_tpu(lhs: jax.Array, grad: jax.Array, group_sizes: jax.Array, *, out_dtype: jnp.dtype,
-             tiling: Tiling, interpret: bool) -> jax.Array:
+def tgmm_tpu(
+    lhs: jax.Array, grad: jax.Array, group_sizes: jax.Array, *, out_dtype: jnp.dtype, tiling: Tiling, interpret: bool
+) -> jax.Array:
     """Transposed grouped matmul [m,k] x [m,n] -> [g,k,n] as a Mosaic kernel (see module doc)."""
     m, k = lhs.shape
     n = grad.shape[1]
@@ -164,8 +165,7 @@ def tgmm_tpu(lhs: jax.Array, grad: jax.Array, group_sizes: jax.Array, *, out_dty
             out_specs=pl.BlockSpec((None, tk, tn), out_map),
             scratch_shapes=[pltpu.VMEM((tk, tn), jnp.float32)],
         ),
-        compiler_params=pltpu.CompilerParams(
-            dimension_semantics=("parallel", "parallel", "arbitrary")),
+        compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "parallel", "arbitrary")),
         interpret=_interpret_mode(interpret, lhs, grad, group_sizes),
         name="tgmm",
     )

@@ -1,4 +1,5 @@
 """Tile-size choice and padding shared by the kernel paths."""
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -6,6 +6,7 @@ outputs: every ``out_shape`` must say it.  A grouped matmul's output varies
 wherever any operand does, so the out type is the union of the operands'.
 Outside ``shard_map`` the union is empty and ``pallas_call`` ignores it.
 """
+
 from __future__ import annotations
 
 import jax
@@ -25,8 +26,7 @@ def varying_axes(*operands: jax.Array) -> frozenset:
 
 def out_struct(shape: tuple[int, ...], dtype: jnp.dtype, *operands: jax.Array) -> jax.ShapeDtypeStruct:
     """``ShapeDtypeStruct`` for a kernel output that varies wherever its operands do."""
-    return jax.ShapeDtypeStruct(shape, dtype,
-                                manual_axis_type=ManualAxisType(varying=varying_axes(*operands)))
+    return jax.ShapeDtypeStruct(shape, dtype, manual_axis_type=ManualAxisType(varying=varying_axes(*operands)))
 
 
 def reduce_to_vma_of(cotangent: jax.Array, primal: jax.Array) -> jax.Array:

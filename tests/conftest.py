@@ -1,4 +1,5 @@
 """Test setup: 8 fake CPU devices, set before JAX starts; offline hub."""
+
 import os
 
 os.environ.setdefault("XLA_FLAGS", "")

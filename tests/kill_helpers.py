@@ -1,4 +1,5 @@
 """Shared by the kill/resume tests: SIGKILL a subprocess once it prints that it paused at a known point."""
+
 import signal
 import subprocess
 

@@ -1,4 +1,5 @@
 """Every notebook in colab/ executes headless, top to bottom, without an error."""
+
 import importlib.util
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Config validation and the ``jaxlab run`` entry point: bad keys fail before any work."""
+
 import dataclasses
 import subprocess
 import sys
@@ -32,14 +33,17 @@ def test_valid_config_with_overrides(tmp_path):
     assert cfg == Cfg(output_dir="out", steps=3, optim=Optim(lr=0.1, schedule="linear"), widths=(4, 5))
 
 
-@pytest.mark.parametrize("data,match", [
-    ({"output_dir": "o", "stpes": 3}, "unknown key 'stpes'"),
-    ({"output_dir": "o", "optim": {"lr": 1, "sched": "x"}}, "unknown key 'optim.sched'"),
-    ({"output_dir": "o", "steps": "ten"}, "steps: expected an integer"),
-    ({"output_dir": "o", "optim": {"schedule": "cos"}}, r"optim.schedule: expected one of \['cosine', 'linear'\]"),
-    ({"steps": 3}, "missing required key 'output_dir'"),
-    ({"output_dir": "o", "widths": [1, "a"]}, r"widths\[1\]: expected an integer"),
-])
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        ({"output_dir": "o", "stpes": 3}, "unknown key 'stpes'"),
+        ({"output_dir": "o", "optim": {"lr": 1, "sched": "x"}}, "unknown key 'optim.sched'"),
+        ({"output_dir": "o", "steps": "ten"}, "steps: expected an integer"),
+        ({"output_dir": "o", "optim": {"schedule": "cos"}}, r"optim.schedule: expected one of \['cosine', 'linear'\]"),
+        ({"steps": 3}, "missing required key 'output_dir'"),
+        ({"output_dir": "o", "widths": [1, "a"]}, r"widths\[1\]: expected an integer"),
+    ],
+)
 def test_bad_config_names_the_key(data, match):
     with pytest.raises(ConfigError, match=match):
         from_dict(Cfg, data)

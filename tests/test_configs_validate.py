@@ -1,4 +1,5 @@
 """Every shipped config validates against its runner's Config (so a stale key fails here, not at run time)."""
+
 import dataclasses
 import json
 from pathlib import Path

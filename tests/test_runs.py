@@ -1,4 +1,5 @@
 """jaxlab.runs: one output_dir holds one run's results; appending logs; runs where nothing worked fail."""
+
 import dataclasses
 import json
 import textwrap
@@ -6,8 +7,15 @@ import textwrap
 import pytest
 
 from jaxlab.cli import main
-from jaxlab.runs import (RUN_FILE, JsonlLog, RunDirError, RunFailedError, claim_output_dir, fail_if_no_call_succeeded,
-                         fingerprint)
+from jaxlab.runs import (
+    RUN_FILE,
+    JsonlLog,
+    RunDirError,
+    RunFailedError,
+    claim_output_dir,
+    fail_if_no_call_succeeded,
+    fingerprint,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +55,9 @@ def test_fresh_dir_records_config_and_fingerprint(tmp_path):
     assert record["fingerprint"] == fingerprint(record["config"], ("steps", "progress", "checkpoint.resume"))
     # keys that do not change results stay out of the fingerprint; the rest are in it
     same = dataclasses.replace(cfg, output_dir="elsewhere", overwrite=True, steps=9, progress=False)
-    assert fingerprint(json.loads(json.dumps(dataclasses.asdict(same))), ("steps", "progress")) == \
-        fingerprint(json.loads(json.dumps(dataclasses.asdict(cfg))), ("steps", "progress"))
+    assert fingerprint(json.loads(json.dumps(dataclasses.asdict(same))), ("steps", "progress")) == fingerprint(
+        json.loads(json.dumps(dataclasses.asdict(cfg))), ("steps", "progress")
+    )
     assert fingerprint(dataclasses.asdict(dataclasses.replace(cfg, lr=0.2))) != fingerprint(dataclasses.asdict(cfg))
 
 
@@ -67,9 +76,12 @@ def test_another_runs_results_are_refused_naming_the_changed_keys(tmp_path):
     _results(out)
     before = (out / "metrics.jsonl").read_text()
     bad = Cfg(str(out), lr=0.2, widths=(1, 3), checkpoint=Ckpt(every_steps=5))
-    with pytest.raises(RunDirError, match=r"holds results \(metrics.jsonl, checkpoints\) of a run with a different "
-                                          r"config .*changed keys: checkpoint.every_steps: 2 -> 5; lr: 0.1 -> 0.2; "
-                                          r"widths: \[1, 2\] -> \[1, 3\]; set overwrite=true"):
+    with pytest.raises(
+        RunDirError,
+        match=r"holds results \(metrics.jsonl, checkpoints\) of a run with a different "
+        r"config .*changed keys: checkpoint.every_steps: 2 -> 5; lr: 0.1 -> 0.2; "
+        r"widths: \[1, 2\] -> \[1, 3\]; set overwrite=true",
+    ):
         _claim(bad)
     with pytest.raises(RunDirError, match=r"same config and checkpoint.resume is false; set checkpoint.resume=true"):
         _claim(Cfg(str(out), checkpoint=Ckpt(resume=False)))
@@ -109,12 +121,15 @@ def test_no_successful_call_is_a_failure_with_a_summary():
     fail_if_no_call_succeeded(ok, lambda r: r["error"].split(":")[0], lambda r: r["error"], "t.jsonl")
     fail_if_no_call_succeeded([], lambda r: "", lambda r: "", "t.jsonl")
     dead = [{"calls": 0, "error": "APIConnectionError: refused"}] * 3 + [{"calls": 0, "error": "LLMError: 500"}]
-    with pytest.raises(RunFailedError, match=r"every model call failed: 4 of 4 items .*\(APIConnectionError: 3, "
-                                             r"LLMError: 1\); first error: 'APIConnectionError: refused'.*t.jsonl"):
+    with pytest.raises(
+        RunFailedError,
+        match=r"every model call failed: 4 of 4 items .*\(APIConnectionError: 3, "
+        r"LLMError: 1\); first error: 'APIConnectionError: refused'.*t.jsonl",
+    ):
         fail_if_no_call_succeeded(dead, lambda r: r["error"].split(":")[0], lambda r: r["error"], "t.jsonl")
 
 
-RUNNER = '''
+RUNNER = """
 import dataclasses
 from pathlib import Path
 from jaxlab.runs import RunFailedError, claim_output_dir
@@ -131,7 +146,7 @@ def run(cfg):
     if cfg.fail:
         raise RunFailedError("every model call failed: 2 of 2 items (APIConnectionError: 2)")
     (Path(cfg.output_dir) / "results.json").write_text("{}")
-'''
+"""
 
 
 def test_jaxlab_run_exit_codes(tmp_path, monkeypatch, capsys):

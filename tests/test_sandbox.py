@@ -1,4 +1,5 @@
 """Generated code runs in a subprocess; every failure mode is a status, never an exception."""
+
 import pytest
 
 from jaxlab.sandbox import run_python
@@ -34,6 +35,7 @@ def test_no_network_and_no_subprocess():
 def test_runs_in_a_temp_dir_that_is_removed():
     r = run_python("import os; open('f.txt', 'w').write('x'); print(os.getcwd())")
     import os
+
     assert r.ok and "jaxlab-sandbox-" in r.stdout and not os.path.exists(r.stdout.strip())
 
 
@@ -50,8 +52,9 @@ def test_rpc_calls_back_into_the_parent_and_errors_propagate():
             raise KeyError("nope")
         return params["a"] * 2
 
-    r = run_python("print(rpc('double', a=21))\ntry:\n    rpc('fail')\nexcept RuntimeError as e:\n    print(e)",
-                   rpc=handler)
+    r = run_python(
+        "print(rpc('double', a=21))\ntry:\n    rpc('fail')\nexcept RuntimeError as e:\n    print(e)", rpc=handler
+    )
     assert r.ok and r.stdout.splitlines() == ["42", "KeyError: 'nope'"] and seen == ["double", "fail"]
 
 

@@ -3,6 +3,7 @@
 Processes the attack leaves behind name themselves (``/proc/self/comm``) with a
 per-test token so the test can look for survivors from the host side.
 """
+
 import os
 import secrets
 import signal
@@ -68,20 +69,25 @@ print('still here', os.getppid())
 
 
 def test_ctypes_fork_children_die_with_a_normal_return(token):
-    r = run_python(SPAWN + f"""
+    r = run_python(
+        SPAWN
+        + f"""
 libc = ctypes.CDLL(None)
 for _ in range(4):
     if libc.fork() == 0:
         name({token!r}); time.sleep(60); os._exit(0)
 time.sleep(0.3)
 print('forked')
-""")
+"""
+    )
     assert r.ok and "forked" in r.stdout
     assert _wait_gone(token) == []
 
 
 def test_posixsubprocess_fork_exec_and_multiprocessing_are_contained(token):
-    r = run_python(SPAWN + f"""
+    r = run_python(
+        SPAWN
+        + f"""
 import _posixsubprocess, sys, multiprocessing as mp
 code = "import ctypes, time; ctypes.CDLL(None).prctl(15, {token!r}.encode(), 0, 0, 0); time.sleep(60)"
 args = [sys.executable, '-c', code]
@@ -95,31 +101,43 @@ except Exception as e:
     print('mp', type(e).__name__)
 time.sleep(0.5)
 print('spawned')
-""", timeout_s=20)
+""",
+        timeout_s=20,
+    )
     assert r.ok and "spawned" in r.stdout, r.stderr
     assert _wait_gone(token) == []
 
 
 def test_children_die_with_a_timeout(token):
-    r = run_python(SPAWN + f"""
+    r = run_python(
+        SPAWN
+        + f"""
 if ctypes.CDLL(None).fork() == 0:
     name({token!r}); time.sleep(60)
 name({token!r}); time.sleep(60)
-""", timeout_s=1.5)
+""",
+        timeout_s=1.5,
+    )
     assert r.status == "timeout" and r.duration_s < 5
     assert _wait_gone(token) == []
 
 
 def test_children_die_when_the_caller_is_killed(token, tmp_path):
     caller = tmp_path / "caller.py"
-    caller.write_text(textwrap.dedent(f"""
-        from jaxlab.sandbox import run_python
-        run_python({SPAWN + f'''
+    child = (
+        SPAWN
+        + f"""
 if ctypes.CDLL(None).fork() == 0:
     name({token!r}); time.sleep(60)
 name({token!r}); time.sleep(60)
-'''!r}, timeout_s=60)
-    """))
+"""
+    )
+    caller.write_text(
+        textwrap.dedent(f"""
+        from jaxlab.sandbox import run_python
+        run_python({child!r}, timeout_s=60)
+    """)
+    )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = subprocess.Popen([sys.executable, str(caller)], env={**os.environ, "PYTHONPATH": root})
     try:
@@ -135,7 +153,9 @@ name({token!r}); time.sleep(60)
 
 
 def test_fork_bomb_is_capped_and_cleaned_up(token):
-    r = run_python(SPAWN + f"""
+    r = run_python(
+        SPAWN
+        + f"""
 libc = ctypes.CDLL(None)
 n = 0
 for _ in range(200):
@@ -146,7 +166,10 @@ for _ in range(200):
         break
     n += 1
 print('forks', n)
-""", max_procs=16, timeout_s=20)
+""",
+        max_procs=16,
+        timeout_s=20,
+    )
     assert r.ok, r.stderr
     forks = int(r.stdout.split()[-1])
     assert 1 <= forks < 16
@@ -240,15 +263,18 @@ def test_unread_large_stdin_does_not_block():
 
 
 def test_giant_output_is_capped():
-    r = run_python("import os\nfor _ in range(2000):\n    os.write(1, b'x' * (1 << 20))", max_output_bytes=100_000,
-                   timeout_s=30)
+    r = run_python(
+        "import os\nfor _ in range(2000):\n    os.write(1, b'x' * (1 << 20))", max_output_bytes=100_000, timeout_s=30
+    )
     assert r.ok and len(r.stdout) < 100_200 and "output truncated" in r.stdout
 
 
 def test_rpc_flood_is_capped():
     import resource
+
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    r = run_python("""
+    r = run_python(
+        """
 import os, stat
 try:
     print(rpc('echo', blob='y' * (300 << 20)))
@@ -265,7 +291,11 @@ for fd in fds:
     except OSError as e:
         print('raw', fd, type(e).__name__)
 print('done')
-""", rpc=lambda m, p: len(p["blob"]), timeout_s=20, memory_mb=2048)
+""",
+        rpc=lambda m, p: len(p["blob"]),
+        timeout_s=20,
+        memory_mb=2048,
+    )
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert r.ok and "rpc traffic over its cap" in r.stdout and "raw" in r.stdout, r.stdout + r.stderr
     assert r.stdout.strip().endswith("done") and r.duration_s < 15

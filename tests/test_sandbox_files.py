@@ -1,4 +1,5 @@
 """files= in and collect= out of a sandbox run: inputs arrive, outputs come back, planted links and huge files do not."""
+
 import pytest
 
 from jaxlab.sandbox import run_python
@@ -21,8 +22,12 @@ def test_symlink_planted_by_the_code_is_not_followed(tmp_path):
 
 
 def test_oversized_output_is_left_out():
-    r = run_python("open('big.bin', 'wb').write(b'x' * 5000)\nopen('small.bin', 'wb').write(b'y')\n",
-                   collect=("big.bin", "small.bin"), max_collect_bytes=4096, timeout_s=20)
+    r = run_python(
+        "open('big.bin', 'wb').write(b'x' * 5000)\nopen('small.bin', 'wb').write(b'y')\n",
+        collect=("big.bin", "small.bin"),
+        max_collect_bytes=4096,
+        timeout_s=20,
+    )
     assert r.files == {"small.bin": b"y"}
 
 

@@ -1,4 +1,5 @@
 """Grading that cannot be gamed: only the harness's per-run marker, printed after the tests ran, counts."""
+
 import logging
 
 import pytest
@@ -60,8 +61,11 @@ def test_right_program_passes_and_wrong_one_fails():
 
 def test_output_after_the_marker_fails():
     # an atexit hook that prints pushes the marker off the last line
-    out = run_tests("import atexit\natexit.register(lambda: print('late'))\ndef add(a, b):\n    return a + b\n", TESTS,
-                    allow_weak=True)
+    out = run_tests(
+        "import atexit\natexit.register(lambda: print('late'))\ndef add(a, b):\n    return a + b\n",
+        TESTS,
+        allow_weak=True,
+    )
     assert not out.passed
 
 

@@ -1,4 +1,5 @@
 """The same forward on 8 fake CPU devices, over several mesh shapes, equals the single-device one."""
+
 import jax
 import numpy as np
 import pytest
@@ -6,8 +7,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from jaxlab.models import init_model, tiny_config
-from jaxlab.sharding import (MeshConfig, activation_sharding, batch_sharding, logical_to_spec, make_mesh,
-                             shard_state)
+from jaxlab.sharding import MeshConfig, activation_sharding, batch_sharding, logical_to_spec, make_mesh, shard_state
 
 
 def _forward(graphdef, state, ids):
@@ -21,9 +21,11 @@ def setup():
     return model, ids, np.asarray(model(ids))
 
 
-@pytest.mark.parametrize("shape", [dict(data=8), dict(data=-1, fsdp=2, tensor=4),
-                                   dict(data=2, fsdp=2, tensor=2), dict(data=1, tensor=8)],
-                         ids=["dp8", "fsdp2-tp4", "dp2-fsdp2-tp2", "tp8"])
+@pytest.mark.parametrize(
+    "shape",
+    [dict(data=8), dict(data=-1, fsdp=2, tensor=4), dict(data=2, fsdp=2, tensor=2), dict(data=1, tensor=8)],
+    ids=["dp8", "fsdp2-tp4", "dp2-fsdp2-tp2", "tp8"],
+)
 def test_sharded_forward_equals_single_device(setup, shape):
     assert len(jax.devices()) == 8
     model, ids, ref = setup

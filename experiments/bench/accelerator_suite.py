@@ -23,6 +23,7 @@ FLOPs are modelled (stated per section); times are measured with ``experiments.b
 
     python -m experiments.bench.accelerator_suite --output_dir runs/accelerator
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,19 +46,66 @@ from experiments.bench.timing import (
 )
 
 SHAPES = {
-    "smollm2-135m": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30, num_heads=9,
-                         num_kv_heads=3, head_dim=64, rope_theta=100000.0, tie_embeddings=True),
-    "llama-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_layers=16, num_heads=32,
-                     num_kv_heads=8, head_dim=64, rope_theta=500000.0, tie_embeddings=True),
+    "smollm2-135m": dict(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_layers=30,
+        num_heads=9,
+        num_kv_heads=3,
+        head_dim=64,
+        rope_theta=100000.0,
+        tie_embeddings=True,
+    ),
+    "llama-1b": dict(
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_layers=16,
+        num_heads=32,
+        num_kv_heads=8,
+        head_dim=64,
+        rope_theta=500000.0,
+        tie_embeddings=True,
+    ),
 }
 """Architectures only (random weights: speed does not depend on the values, and nothing is downloaded)."""
 
-FULL = dict(matmul=8192, train_batch_per_device=8, train_seq=2048, attn_batch=4, attn_heads=16, attn_seqs=(1024, 4096),
-            gmm=(16384, 2048, 1024, 8), gen_batch=8, gen_prompt=128, gen_new=128)
-REDUCED = dict(matmul=128, train_batch_per_device=1, train_seq=32, attn_batch=1, attn_heads=2, attn_seqs=(32,),
-               gmm=(64, 32, 48, 4), gen_batch=2, gen_prompt=8, gen_new=4)
-REDUCED_SHAPE = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
-                     head_dim=16, rope_theta=10000.0, tie_embeddings=True)
+FULL = dict(
+    matmul=8192,
+    train_batch_per_device=8,
+    train_seq=2048,
+    attn_batch=4,
+    attn_heads=16,
+    attn_seqs=(1024, 4096),
+    gmm=(16384, 2048, 1024, 8),
+    gen_batch=8,
+    gen_prompt=128,
+    gen_new=128,
+)
+REDUCED = dict(
+    matmul=128,
+    train_batch_per_device=1,
+    train_seq=32,
+    attn_batch=1,
+    attn_heads=2,
+    attn_seqs=(32,),
+    gmm=(64, 32, 48, 4),
+    gen_batch=2,
+    gen_prompt=8,
+    gen_new=4,
+)
+REDUCED_SHAPE = dict(
+    vocab_size=256,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=16,
+    rope_theta=10000.0,
+    tie_embeddings=True,
+)
 ATTENTION_PATHS = {"xla": None, "dot_product": None, "cudnn": "gpu", "splash": "tpu"}
 """Every ``model.attention`` path the suite knows, and the backend it needs (None: any)."""
 
@@ -81,8 +129,7 @@ def matmul_ceiling(p: dict, ctx: dict) -> dict:
     n = p["matmul"]
     a, b = (jax.random.normal(jax.random.key(i), (n, n), jnp.bfloat16) for i in (0, 1))
     f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
-    r = _timed({"mm": lambda: f(a, b).block_until_ready()}, 2.0 * n ** 3 / 1e12, ctx["repeats"],
-               ctx["max_spread"])["mm"]
+    r = _timed({"mm": lambda: f(a, b).block_until_ready()}, 2.0 * n**3 / 1e12, ctx["repeats"], ctx["max_spread"])["mm"]
     ctx["ceiling"] = r.value
     return {"n": n, "tflops": r, "flops": "modelled 2 n^3"}
 
@@ -118,8 +165,11 @@ def train_step(name: str, p: dict, ctx: dict) -> dict:
     state = TrainState(params, init_on_mesh(tx.init, params, mesh=mesh))
     b, s = p["train_batch_per_device"] * n_dev, p["train_seq"]
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (b, s + 1))
-    host = {"input_ids": ids[:, :-1].astype(np.int32), "targets": ids[:, 1:].astype(np.int32),
-            "loss_mask": np.ones((b, s), np.float32)}
+    host = {
+        "input_ids": ids[:, :-1].astype(np.int32),
+        "targets": ids[:, 1:].astype(np.int32),
+        "loss_mask": np.ones((b, s), np.float32),
+    }
     batch = {k: jax.device_put(v, batch_sharding(mesh, 2, batch_size=b)) for k, v in host.items()}
     step = make_train_step(graphdef, tx, donate=True).jitted
     t0 = time.perf_counter()
@@ -136,15 +186,25 @@ def train_step(name: str, p: dict, ctx: dict) -> dict:
     r = _timed({"step": run}, b * s, ctx["repeats"], ctx["max_spread"])["step"]
     peak = perf.peak_flops(ctx["peak_tflops"])
     achieved = r.value * flops_tok if r.value is not None else None
-    return {"shape": "reduced" if ctx["reduced"] else name, "devices": n_dev, "mesh": dict(mesh.shape), "batch": b,
-            "seq_len": s, "remat": ctx["remat"], "attention": cfg.attention, "tokens_per_s": r,
-            "flops_per_token": flops_tok,
-            "achieved_tflops": achieved / 1e12 if achieved else None,
-            "mfu": achieved / peak if achieved and peak else None,
-            "fraction_of_matmul_ceiling": (achieved / 1e12 / ctx["ceiling"] / n_dev
-                                           if achieved and ctx.get("ceiling") else None),
-            "compile_s": compile_s, "memory": perf.memory_report(compiled),
-            "flops": "modelled (jaxlab.train.perf.train_flops_per_token); MFU vs the device kind's bf16 peak"}
+    return {
+        "shape": "reduced" if ctx["reduced"] else name,
+        "devices": n_dev,
+        "mesh": dict(mesh.shape),
+        "batch": b,
+        "seq_len": s,
+        "remat": ctx["remat"],
+        "attention": cfg.attention,
+        "tokens_per_s": r,
+        "flops_per_token": flops_tok,
+        "achieved_tflops": achieved / 1e12 if achieved else None,
+        "mfu": achieved / peak if achieved and peak else None,
+        "fraction_of_matmul_ceiling": (
+            achieved / 1e12 / ctx["ceiling"] / n_dev if achieved and ctx.get("ceiling") else None
+        ),
+        "compile_s": compile_s,
+        "memory": perf.memory_report(compiled),
+        "flops": "modelled (jaxlab.train.perf.train_flops_per_token); MFU vs the device kind's bf16 peak",
+    }
 
 
 def _attention_available(path: str) -> str | None:
@@ -182,8 +242,9 @@ def _attention_tflops(path: str, b: int, s: int, heads: int, hd: int, ctx: dict)
     from jaxlab.models.decoder import Attention
 
     d = heads * hd
-    cfg = _model_cfg("llama-1b", True).replace(hidden_size=d, num_heads=heads, num_kv_heads=heads, head_dim=hd,
-                                               attention=path)
+    cfg = _model_cfg("llama-1b", True).replace(
+        hidden_size=d, num_heads=heads, num_kv_heads=heads, head_dim=hd, attention=path
+    )
     graphdef, state = nnx.split(Attention(cfg, heads, heads, rngs=nnx.Rngs(0)))
     x = jax.random.normal(jax.random.key(1), (b, s, d), jnp.bfloat16)
     pos = jnp.broadcast_to(jnp.arange(s), (b, s))
@@ -195,16 +256,21 @@ def _attention_tflops(path: str, b: int, s: int, heads: int, hd: int, ctx: dict)
 
     g = jax.jit(jax.grad(loss, argnums=(0, 1)))
     flops = 3 * (4.0 * b * heads * s * s * hd) + 3 * 8.0 * d * d * b * s
-    return _timed({"fb": lambda: jax.block_until_ready(g(state, x))}, flops / 1e12, ctx["repeats"],
-                  ctx["max_spread"])["fb"]
+    return _timed({"fb": lambda: jax.block_until_ready(g(state, x))}, flops / 1e12, ctx["repeats"], ctx["max_spread"])[
+        "fb"
+    ]
 
 
 def attention(p: dict, ctx: dict) -> dict:
     """Forward + backward of one causal attention layer per path and sequence length, TFLOP/s."""
     heads, hd, b = p["attn_heads"], 128 if not ctx["reduced"] else 16, p["attn_batch"]
-    out: dict[str, Any] = {"batch": b, "heads": heads, "head_dim": hd,
-                           "flops": "modelled: 3 x (4 B H S^2 D) score/value matmuls (full square, not halved "
-                                    "for causality) + 3 x (2 x 4 d^2) per token for q/k/v/o"}
+    out: dict[str, Any] = {
+        "batch": b,
+        "heads": heads,
+        "head_dim": hd,
+        "flops": "modelled: 3 x (4 B H S^2 D) score/value matmuls (full square, not halved "
+        "for causality) + 3 x (2 x 4 d^2) per token for q/k/v/o",
+    }
     for path in ATTENTION_PATHS:
         why = _attention_available(path)
         if why:
@@ -222,8 +288,14 @@ def attention(p: dict, ctx: dict) -> dict:
     if xla.get("status") == "ok" and fast:
         s = str(max(p["attn_seqs"]))
         x_r = xla["by_seq_len"][s]["tflops"]
-        out["speedup_vs_xla"] = {k: (out[k]["by_seq_len"][s]["tflops"].value / x_r.value if x_r.value and
-                                     out[k]["by_seq_len"][s]["tflops"].value else None) for k in fast}
+        out["speedup_vs_xla"] = {
+            k: (
+                out[k]["by_seq_len"][s]["tflops"].value / x_r.value
+                if x_r.value and out[k]["by_seq_len"][s]["tflops"].value
+                else None
+            )
+            for k in fast
+        }
         out["speedup_at_seq_len"] = int(s)
     return out
 
@@ -247,12 +319,23 @@ def gmm_speed(p: dict, ctx: dict) -> dict:
     m, k, n, _ = p["gmm"]
     f = jax.jit(lambda a, b, s: gmm(a, b, s, preferred_element_type=jnp.float32))
     t = jax.jit(lambda a, d, s: tgmm(a, d, s, preferred_element_type=jnp.float32))
-    rates = _timed({"gmm": lambda: f(lhs, rhs, sizes).block_until_ready(),
-                    "tgmm": lambda: t(lhs, grad, sizes).block_until_ready()}, 2.0 * m * k * n / 1e12,
-                   ctx["repeats"], ctx["max_spread"])
-    return {"impl": resolve_impl("auto"), "m_k_n_groups": list(p["gmm"]), "flops": "modelled 2 m k n",
-            **{name: {"tflops": r, "fraction_of_matmul_ceiling": _frac(r, ctx.get("ceiling"))}
-               for name, r in rates.items()}}
+    rates = _timed(
+        {
+            "gmm": lambda: f(lhs, rhs, sizes).block_until_ready(),
+            "tgmm": lambda: t(lhs, grad, sizes).block_until_ready(),
+        },
+        2.0 * m * k * n / 1e12,
+        ctx["repeats"],
+        ctx["max_spread"],
+    )
+    return {
+        "impl": resolve_impl("auto"),
+        "m_k_n_groups": list(p["gmm"]),
+        "flops": "modelled 2 m k n",
+        **{
+            name: {"tflops": r, "fraction_of_matmul_ceiling": _frac(r, ctx.get("ceiling"))} for name, r in rates.items()
+        },
+    }
 
 
 def gmm_check(p: dict, ctx: dict) -> dict:
@@ -271,8 +354,12 @@ def gmm_check(p: dict, ctx: dict) -> dict:
         got_t = tgmm(lhs, grad, sizes, impl=impl, **kw)
         err = float(jnp.max(jnp.abs(got - want)))
         err_t = float(jnp.max(jnp.abs(got_t - want_t)))
-        out[impl] = {"interpret": bool(kw.get("interpret", False)), "gmm_max_abs_err": err, "tgmm_max_abs_err": err_t,
-                     "pass": bool(err <= 1e-2 * scale and err_t <= 1e-2 * float(jnp.max(jnp.abs(want_t))))}
+        out[impl] = {
+            "interpret": bool(kw.get("interpret", False)),
+            "gmm_max_abs_err": err,
+            "tgmm_max_abs_err": err_t,
+            "pass": bool(err <= 1e-2 * scale and err_t <= 1e-2 * float(jnp.max(jnp.abs(want_t)))),
+        }
     out["all_pass"] = all(out[i]["pass"] for i in ("triton", "ragged_dot"))
     return out
 
@@ -286,9 +373,14 @@ def generate_speed(p: dict, ctx: dict) -> dict:
     rows = np.random.default_rng(0).integers(1, model.config.vocab_size, (p["gen_batch"], p["gen_prompt"])).tolist()
     fn = lambda: generate(model, None, rows, max_new_tokens=p["gen_new"], stop_token_ids=[])  # noqa: E731
     r = _timed({"gen": fn}, p["gen_batch"] * p["gen_new"], ctx["repeats"], ctx["max_spread"])["gen"]
-    return {"shape": "reduced" if ctx["reduced"] else "smollm2-135m", "batch": p["gen_batch"],
-            "prompt_len": p["gen_prompt"], "new_tokens": p["gen_new"], "tokens_per_s": r,
-            "note": "new tokens / wall time of the whole call (prefill included); no stop token"}
+    return {
+        "shape": "reduced" if ctx["reduced"] else "smollm2-135m",
+        "batch": p["gen_batch"],
+        "prompt_len": p["gen_prompt"],
+        "new_tokens": p["gen_new"],
+        "tokens_per_s": r,
+        "note": "new tokens / wall time of the whole call (prefill included); no stop token",
+    }
 
 
 def run_section(fn: Callable[[], dict]) -> dict:
@@ -299,8 +391,11 @@ def run_section(fn: Callable[[], dict]) -> dict:
     except Skip as e:
         out = {"status": "skipped", "reason": str(e)}
     except Exception as e:
-        out = {"status": "failed", "reason": f"{type(e).__name__}: {e}"[:2000],
-               "traceback": traceback.format_exc()[-4000:]}
+        out = {
+            "status": "failed",
+            "reason": f"{type(e).__name__}: {e}"[:2000],
+            "traceback": traceback.format_exc()[-4000:],
+        }
     out["wall_s"] = time.perf_counter() - t0
     print(f"[suite] {out['status']:7s} {out['wall_s']:6.1f} s", flush=True)
     return out
@@ -318,9 +413,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--only", default="", help="comma-separated section names to run (default: all)")
     args = ap.parse_args(argv)
     p = REDUCED if args.reduced else FULL
-    ctx = {"reduced": args.reduced, "remat": args.remat, "train_attention": train_attention(args.train_attention),
-           "peak_tflops": args.peak_tflops, "repeats": args.repeats,
-           "max_spread": args.max_spread}
+    ctx = {
+        "reduced": args.reduced,
+        "remat": args.remat,
+        "train_attention": train_attention(args.train_attention),
+        "peak_tflops": args.peak_tflops,
+        "repeats": args.repeats,
+        "max_spread": args.max_spread,
+    }
     sections: dict[str, Callable[[], dict]] = {
         "matmul": lambda: matmul_ceiling(p, ctx),
         "train_smollm2": lambda: train_step("smollm2-135m", p, ctx),
@@ -336,9 +436,15 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"--only: unknown sections {unknown}; expected some of {list(sections)}")
     t0 = time.perf_counter()
     dev = jax.devices()[0]
-    out: dict[str, Any] = {"backend": jax.default_backend(), "device_kind": dev.device_kind,
-                           "num_devices": len(jax.devices()), "jax": jax.__version__, "reduced": args.reduced,
-                           "params": p, "sections": {}}
+    out: dict[str, Any] = {
+        "backend": jax.default_backend(),
+        "device_kind": dev.device_kind,
+        "num_devices": len(jax.devices()),
+        "jax": jax.__version__,
+        "reduced": args.reduced,
+        "params": p,
+        "sections": {},
+    }
     for name, fn in sections.items():
         if only and name not in only:
             continue

@@ -11,6 +11,7 @@ unrolled 1.52 / 1.96 / 2.97 s, scanned 2.32 / 3.09 / 3.78 s; layers 32 / 64 (1 r
 scanned 4.55 / 9.32 s. Scanning pays off past about 16 layers here; it is not depth-independent (the
 per-layer parameter stack grows with depth).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,16 @@ from jaxlab.train.loss import masked_cross_entropy
 
 
 def compile_seconds(num_layers: int, scan: bool, repeats: int) -> list[float]:
-    cfg = tiny_config("llama", num_layers=num_layers, hidden_size=256, intermediate_size=512, num_heads=4,
-                      num_kv_heads=2, head_dim=64, scan_layers=scan)
+    cfg = tiny_config(
+        "llama",
+        num_layers=num_layers,
+        hidden_size=256,
+        intermediate_size=512,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=64,
+        scan_layers=scan,
+    )
     graphdef, params, rest = nnx.split(init_model(cfg, seed=0), nnx.Param, ...)
     ids = jnp.zeros((2, 129), jnp.int32)
 
@@ -58,8 +67,10 @@ def main() -> None:
         u, s = compile_seconds(n, False, args.repeats), compile_seconds(n, True, args.repeats)
         mu, ms = statistics.median(u), statistics.median(s)
         rows.append({"layers": n, "unrolled_s": u, "scan_s": s})
-        print(f"| {n} | {mu:.2f} [{min(u):.2f}, {max(u):.2f}] | {ms:.2f} [{min(s):.2f}, {max(s):.2f}] | "
-              f"{mu / ms:.1f}x |", flush=True)
+        print(
+            f"| {n} | {mu:.2f} [{min(u):.2f}, {max(u):.2f}] | {ms:.2f} [{min(s):.2f}, {max(s):.2f}] | {mu / ms:.1f}x |",
+            flush=True,
+        )
     print(json.dumps(rows))
 
 

@@ -13,6 +13,7 @@ is not linear in the length (R^2 < 0.9). Prints a table, writes JSON; on a GPU w
 
     python experiments/bench/model_throughput.py --output_dir runs/bench_throughput
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.bench.timing import (DEFAULT_MAX_SPREAD, MIN_REPEATS, Rate, decode_rate, fmt, fmt_ratio, rate, ratio,
-                                      time_interleaved, write_json)
+from experiments.bench.timing import (
+    DEFAULT_MAX_SPREAD,
+    MIN_REPEATS,
+    Rate,
+    decode_rate,
+    fmt,
+    fmt_ratio,
+    rate,
+    ratio,
+    time_interleaved,
+    write_json,
+)
 
 Fn = Callable[[], object]
 
@@ -42,8 +53,7 @@ def jaxlab_fns(model, prompts: np.ndarray, lengths: list[int]) -> dict[str, Fn]:
     rows = prompts.tolist()
     fns: dict[str, Fn] = {"prefill": lambda: fwd(state, ids).block_until_ready()}
     for n in lengths:  # generate returns host lists, so it has already blocked
-        fns[f"gen{n}"] = lambda n=n: generate(model, None, rows, max_new_tokens=n, stop_token_ids=[],
-                                              pad_to_multiple=1)
+        fns[f"gen{n}"] = lambda n=n: generate(model, None, rows, max_new_tokens=n, stop_token_ids=[], pad_to_multiple=1)
     return fns
 
 
@@ -60,8 +70,9 @@ def torch_fns(hf, prompts: np.ndarray, lengths: list[int], pad_id: int) -> dict[
 
     def gen(n: int):
         with torch.inference_mode():
-            hf.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                        pad_token_id=pad_id)
+            hf.generate(
+                ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=pad_id
+            )
 
     fns: dict[str, Fn] = {"prefill": fwd}
     for n in lengths:
@@ -69,8 +80,9 @@ def torch_fns(hf, prompts: np.ndarray, lengths: list[int], pad_id: int) -> dict[
     return fns
 
 
-def measure(samples: dict[str, list[float]], prefix: str, batch: int, prompt_len: int,
-            lengths: list[int], max_spread: float) -> dict[str, Rate]:
+def measure(
+    samples: dict[str, list[float]], prefix: str, batch: int, prompt_len: int, lengths: list[int], max_spread: float
+) -> dict[str, Rate]:
     """Prefill and decode rates for one contender from its interleaved samples."""
     prefill = rate(batch * prompt_len, samples[f"{prefix}/prefill"], max_spread)
     decode = decode_rate(batch, lengths, {n: samples[f"{prefix}/gen{n}"] for n in lengths}, max_spread)
@@ -86,15 +98,19 @@ def model_flops_per_token(cfg) -> float:
 
 
 def print_table(out: dict) -> None:
-    print(f"\nSmolLM2-135M, f32, prompt {out['prompt_len']}, device {out['device']}, median [min-max] of "
-          f"{out['repeats']} interleaved rounds, noisy = spread > {out['max_spread']:.0%}, "
-          f"load {out['load_before']} -> {out['load_after']}")
+    print(
+        f"\nSmolLM2-135M, f32, prompt {out['prompt_len']}, device {out['device']}, median [min-max] of "
+        f"{out['repeats']} interleaved rounds, noisy = spread > {out['max_spread']:.0%}, "
+        f"load {out['load_before']} -> {out['load_after']}"
+    )
     head = ["batch", "prefill tok/s jaxlab", "transformers", "ratio", "decode tok/s jaxlab", "transformers", "ratio"]
     print("| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
     for r in out["results"]:
         j, t = r["jaxlab"], r["transformers"]
-        print(f"| {r['batch']} | {fmt(j['prefill'])} | {fmt(t['prefill'])} | {fmt_ratio(r['prefill_ratio'])} | "
-              f"{fmt(j['decode'], 1)} | {fmt(t['decode'], 1)} | {fmt_ratio(r['decode_ratio'])} |")
+        print(
+            f"| {r['batch']} | {fmt(j['prefill'])} | {fmt(t['prefill'])} | {fmt_ratio(r['prefill_ratio'])} | "
+            f"{fmt(j['decode'], 1)} | {fmt(t['decode'], 1)} | {fmt_ratio(r['decode_ratio'])} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -105,8 +121,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--decode_lengths", default="8,24,40", help="generation lengths for the per-step fit")
     ap.add_argument("--repeats", type=int, default=MIN_REPEATS)
     ap.add_argument("--max_spread", type=float, default=DEFAULT_MAX_SPREAD)
-    ap.add_argument("--peak_tflops", type=float, default=None,
-                    help="device peak (dense f32/tf32) for MFU; default: none")
+    ap.add_argument(
+        "--peak_tflops", type=float, default=None, help="device peak (dense f32/tf32) for MFU; default: none"
+    )
     args = ap.parse_args(argv)
     lengths = [int(n) for n in args.decode_lengths.split(",")]
 
@@ -128,17 +145,31 @@ def main(argv: list[str] | None = None) -> dict:
         samples = time_interleaved(fns, repeats=args.repeats)
         j = measure(samples, "jaxlab", batch, args.prompt_len, lengths, args.max_spread)
         t = measure(samples, "transformers", batch, args.prompt_len, lengths, args.max_spread)
-        row = {"batch": batch, "jaxlab": j, "transformers": t, "samples_s": samples,
-               "prefill_ratio": ratio(j["prefill"], t["prefill"]), "decode_ratio": ratio(j["decode"], t["decode"])}
+        row = {
+            "batch": batch,
+            "jaxlab": j,
+            "transformers": t,
+            "samples_s": samples,
+            "prefill_ratio": ratio(j["prefill"], t["prefill"]),
+            "decode_ratio": ratio(j["decode"], t["decode"]),
+        }
         if args.peak_tflops:
             flops = model_flops_per_token(model.config) / (args.peak_tflops * 1e12)
             row["mfu_prefill"] = j["prefill"].value * flops if j["prefill"].ok else None
             row["mfu_decode"] = j["decode"].value * flops if j["decode"].ok else None
         results.append(row)
-    out = {"device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
-           "torch_threads": torch.get_num_threads(), "prompt_len": args.prompt_len, "decode_lengths": lengths,
-           "repeats": args.repeats, "max_spread": args.max_spread, "load_before": load_before,
-           "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()), "results": results}
+    out = {
+        "device": str(jax.devices()[0].device_kind),
+        "backend": jax.default_backend(),
+        "torch_threads": torch.get_num_threads(),
+        "prompt_len": args.prompt_len,
+        "decode_lengths": lengths,
+        "repeats": args.repeats,
+        "max_spread": args.max_spread,
+        "load_before": load_before,
+        "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "results": results,
+    }
     print_table(out)
     write_json(out, Path(args.output_dir) / "model_throughput.json")
     return out

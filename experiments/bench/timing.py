@@ -12,6 +12,7 @@ Benches call ``time_interleaved`` (several contenders timed round-robin, so load
 all of them alike), ``rate`` (work / median time) or ``decode_rate`` (per-step slope with a
 check on the fit), ``ratio`` of two rates, then ``fmt`` / ``fmt_ratio`` for table cells.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,12 +72,23 @@ class Rate:
         return self.value is not None and not self.noisy
 
     def as_dict(self) -> dict:
-        return {"value": self.value, "min": self.min, "max": self.max, "spread": self.spread,
-                "noisy": self.noisy, "ok": self.ok, "reason": self.reason}
+        return {
+            "value": self.value,
+            "min": self.min,
+            "max": self.max,
+            "spread": self.spread,
+            "noisy": self.noisy,
+            "ok": self.ok,
+            "reason": self.reason,
+        }
 
 
-def time_interleaved(fns: Mapping[str, Callable[[], object]], repeats: int = MIN_REPEATS,
-                     warmup: int = 1, clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+def time_interleaved(
+    fns: Mapping[str, Callable[[], object]],
+    repeats: int = MIN_REPEATS,
+    warmup: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
     """Wall-clock samples for each callable, timed round-robin after ``warmup`` untimed calls each.
 
     Every callable must block until its result is ready (``block_until_ready`` for JAX).
@@ -136,13 +148,24 @@ def rate(work: float, seconds: Sequence[float], max_spread: float = DEFAULT_MAX_
     """
     t = Stat.of(seconds)
     if t.min <= 0:
-        return Rate(None, None, None, float("inf"), True,
-                    reason=f"non-positive time {t.min:.3g} s in {t.n} samples: noise exceeds the signal")
+        return Rate(
+            None,
+            None,
+            None,
+            float("inf"),
+            True,
+            reason=f"non-positive time {t.min:.3g} s in {t.n} samples: noise exceeds the signal",
+        )
     return Rate(work / t.median, work / t.max, work / t.min, t.spread, t.noisy(max_spread))
 
 
-def decode_rate(work_per_step: float, lengths: Sequence[int], samples: Mapping[int, Sequence[float]],
-                max_spread: float = DEFAULT_MAX_SPREAD, min_r2: float = DEFAULT_MIN_R2) -> Rate:
+def decode_rate(
+    work_per_step: float,
+    lengths: Sequence[int],
+    samples: Mapping[int, Sequence[float]],
+    max_spread: float = DEFAULT_MAX_SPREAD,
+    min_r2: float = DEFAULT_MIN_R2,
+) -> Rate:
     """Steps/s (times ``work_per_step``) from runs of several lengths, checked three ways.
 
     Per repeat round, time is fitted linearly against length (``decode_slopes``); the rate is
@@ -159,8 +182,14 @@ def decode_rate(work_per_step: float, lengths: Sequence[int], samples: Mapping[i
     rounds = len(samples[lengths[0]])
     worst = min(r_squared(list(lengths), [samples[n][i] for n in lengths]) for i in range(rounds))
     if worst < min_r2:
-        return Rate(r.value, r.min, r.max, r.spread, True,
-                    reason=f"time vs length is not linear: worst round R^2 {worst:.3f} < {min_r2}")
+        return Rate(
+            r.value,
+            r.min,
+            r.max,
+            r.spread,
+            True,
+            reason=f"time vs length is not linear: worst round R^2 {worst:.3f} < {min_r2}",
+        )
     return r
 
 

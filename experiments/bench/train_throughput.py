@@ -19,6 +19,7 @@ to ``--output_dir``. ``--model tiny`` swaps SmolLM2 for a tiny random Llama (the
 
     flock /tmp/heavy.lock python experiments/bench/train_throughput.py --output_dir runs/bench_train
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.bench.timing import (DEFAULT_MAX_SPREAD, MIN_REPEATS, fmt, fmt_ratio, rate, ratio, time_interleaved,
-                                      write_json)
+from experiments.bench.timing import (
+    DEFAULT_MAX_SPREAD,
+    MIN_REPEATS,
+    fmt,
+    fmt_ratio,
+    rate,
+    ratio,
+    time_interleaved,
+    write_json,
+)
 
-OPTIM = dict(learning_rate=3e-4, warmup_steps=0, decay_steps=1000, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1,
-             grad_clip_norm=1.0)
+OPTIM = dict(
+    learning_rate=3e-4,
+    warmup_steps=0,
+    decay_steps=1000,
+    b1=0.9,
+    b2=0.95,
+    eps=1e-8,
+    weight_decay=0.1,
+    grad_clip_norm=1.0,
+)
 """Shared by both sides; warmup 0 so the first update already uses the peak rate on both."""
 
 
@@ -52,9 +69,16 @@ def _load(kind: str) -> tuple[Any, Any]:
 
         hf = transformers.AutoModelForCausalLM.from_pretrained(smollm2_folder(), dtype=torch.float32)
     elif kind == "tiny":
-        cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                                       tie_word_embeddings=True)
+        cfg = transformers.LlamaConfig(
+            vocab_size=256,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+        )
         torch.manual_seed(0)
         hf = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     else:
@@ -109,8 +133,10 @@ def torch_step(hf, batch: dict[str, np.ndarray], threads: int | None = None) -> 
     ids = torch.tensor(batch["input_ids"], dtype=torch.long)
     targets = torch.tensor(batch["targets"], dtype=torch.long)
     params = [p for p in hf.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": OPTIM["weight_decay"]},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": OPTIM["weight_decay"]},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
     opt = torch.optim.AdamW(groups, lr=OPTIM["learning_rate"], betas=(OPTIM["b1"], OPTIM["b2"]), eps=OPTIM["eps"])
 
     def run() -> float:
@@ -131,22 +157,28 @@ def _load_avg() -> str:
 
 def print_table(out: dict) -> str:
     """The markdown table (also returned, to be written next to the JSON)."""
-    lines = [f"{out['model']}, f32, batch {out['batch']} x seq {out['seq_len']}, AdamW, device {out['device']}; "
-             f"median [min-max] of {out['repeats']} interleaved rounds, noisy = spread > {out['max_spread']:.0%}; "
-             f"load {out['load_before']} -> {out['load_after']}",
-             "", "| contender | remat | tokens/s (measured) | vs torch | GFLOP/s (modelled FLOPs / measured time) "
-             "| compile s (measured) | peak MiB/device (compiled memory_analysis) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"{out['model']}, f32, batch {out['batch']} x seq {out['seq_len']}, AdamW, device {out['device']}; "
+        f"median [min-max] of {out['repeats']} interleaved rounds, noisy = spread > {out['max_spread']:.0%}; "
+        f"load {out['load_before']} -> {out['load_after']}",
+        "",
+        "| contender | remat | tokens/s (measured) | vs torch | GFLOP/s (modelled FLOPs / measured time) "
+        "| compile s (measured) | peak MiB/device (compiled memory_analysis) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in out["jaxlab"]:
         tps = r.get("tokens_per_s")
         gflops = f"{tps.value * out['flops_per_token'] / 1e9:.1f}" if tps is not None and tps.ok else "-"
-        lines.append(f"| jaxlab | {r['remat']} | {fmt(tps) if tps else 'not timed'} | "
-                     f"{fmt_ratio(r.get('ratio_vs_torch'))} | {gflops} | {r['compile_s']:.1f} | "
-                     f"{r['memory'].get('peak_bytes', float('nan')) / 2**20:.1f} |")
+        lines.append(
+            f"| jaxlab | {r['remat']} | {fmt(tps) if tps else 'not timed'} | "
+            f"{fmt_ratio(r.get('ratio_vs_torch'))} | {gflops} | {r['compile_s']:.1f} | "
+            f"{r['memory'].get('peak_bytes', float('nan')) / 2**20:.1f} |"
+        )
     t = out["torch"]["tokens_per_s"]
     gflops = f"{t.value * out['flops_per_token'] / 1e9:.1f}" if t.ok else "-"
-    lines.append(f"| torch + transformers (eager) | - | {fmt(t)} | {'1.00x' if t.ok else '-'} | {gflops} | - "
-                 f"| not measured |")
+    lines.append(
+        f"| torch + transformers (eager) | - | {fmt(t)} | {'1.00x' if t.ok else '-'} | {gflops} | - | not measured |"
+    )
     text = "\n".join(lines)
     print("\n" + text)
     return text
@@ -163,9 +195,13 @@ def plot(out: dict, path: Path) -> None:
     rows = [(f"jaxlab\n{r['remat']}", r["tokens_per_s"]) for r in out["jaxlab"] if r.get("tokens_per_s")]
     rows.append(("torch", out["torch"]["tokens_per_s"]))
     rows = [(n, r) for n, r in rows if r.value is not None]
-    a.bar([n for n, _ in rows], [r.value for _, r in rows],
-          yerr=[[r.value - r.min for _, r in rows], [r.max - r.value for _, r in rows]], capsize=4,
-          color=["tab:blue" if n.startswith("jaxlab") else "tab:orange" for n, _ in rows])
+    a.bar(
+        [n for n, _ in rows],
+        [r.value for _, r in rows],
+        yerr=[[r.value - r.min for _, r in rows], [r.max - r.value for _, r in rows]],
+        capsize=4,
+        color=["tab:blue" if n.startswith("jaxlab") else "tab:orange" for n, _ in rows],
+    )
     a.set_ylabel("tokens/s (median, min-max)")
     a.set_title(f"train step, batch {out['batch']} x {out['seq_len']}")
     b.bar([r["remat"] for r in out["jaxlab"]], [r["memory"].get("peak_bytes", 0) / 2**20 for r in out["jaxlab"]])
@@ -200,8 +236,11 @@ def main(argv: list[str] | None = None) -> dict:
     model, hf = _load(args.model)
     rng = np.random.default_rng(0)
     ids = rng.integers(0, model.config.vocab_size, (args.batch, args.seq_len + 1))
-    batch = {"input_ids": ids[:, :-1].astype(np.int32), "targets": ids[:, 1:].astype(np.int32),
-             "loss_mask": np.ones((args.batch, args.seq_len), np.float32)}
+    batch = {
+        "input_ids": ids[:, :-1].astype(np.int32),
+        "targets": ids[:, 1:].astype(np.int32),
+        "loss_mask": np.ones((args.batch, args.seq_len), np.float32),
+    }
     load_before = _load_avg()
     rows, fns = [], {}
     for remat in remats:
@@ -211,8 +250,11 @@ def main(argv: list[str] | None = None) -> dict:
             row["first_loss"] = step["run"]()
             fns[f"jaxlab/{remat}"] = step["run"]
         rows.append(row)
-        print(f"[bench] jaxlab remat={remat}: compiled in {step['compile_s']:.1f} s, "
-              f"peak {step['memory'].get('peak_bytes', 0) / 2**20:.1f} MiB/device", flush=True)
+        print(
+            f"[bench] jaxlab remat={remat}: compiled in {step['compile_s']:.1f} s, "
+            f"peak {step['memory'].get('peak_bytes', 0) / 2**20:.1f} MiB/device",
+            flush=True,
+        )
     torch_run = torch_step(hf, batch, args.torch_threads)
     torch_first = torch_run()
     fns["torch"] = torch_run
@@ -226,13 +268,24 @@ def main(argv: list[str] | None = None) -> dict:
             row["tokens_per_s"] = rate(tokens, samples[f"jaxlab/{row['remat']}"], args.max_spread)
             row["ratio_vs_torch"] = ratio(row["tokens_per_s"], t_rate)
             row["first_loss_minus_torch"] = row["first_loss"] - torch_first
-    out = {"model": args.model, "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
-           "torch_threads": torch.get_num_threads(), "batch": args.batch, "seq_len": args.seq_len,
-           "tokens_per_step": tokens, "flops_per_token": train_flops_per_token(model.config, args.seq_len),
-           "repeats": args.repeats, "max_spread": args.max_spread, "load_before": load_before,
-           "load_after": _load_avg(), "process_max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "jaxlab": rows,
-           "torch": {"tokens_per_s": t_rate, "first_loss": torch_first}, "samples_s": samples}
+    out = {
+        "model": args.model,
+        "device": str(jax.devices()[0].device_kind),
+        "backend": jax.default_backend(),
+        "torch_threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "seq_len": args.seq_len,
+        "tokens_per_step": tokens,
+        "flops_per_token": train_flops_per_token(model.config, args.seq_len),
+        "repeats": args.repeats,
+        "max_spread": args.max_spread,
+        "load_before": load_before,
+        "load_after": _load_avg(),
+        "process_max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "jaxlab": rows,
+        "torch": {"tokens_per_s": t_rate, "first_loss": torch_first},
+        "samples_s": samples,
+    }
     path = Path(args.output_dir)
     path.mkdir(parents=True, exist_ok=True)
     (path / "train_throughput.md").write_text(print_table(out) + "\n")

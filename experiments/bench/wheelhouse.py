@@ -14,6 +14,7 @@ its logic, kept in Python so it can be tested here:
 
     python -m experiments.bench.wheelhouse requirements --python 3.12 --extras dev
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,14 @@ def target_environment(python: str, platform: str = "linux") -> dict[str, str]:
         raise ValueError(f"--python: expected a version like 3.12 or 3.12.3, got {python!r}")
     env = dict(default_environment())
     full = ".".join(parts + ["0"] * (3 - len(parts)))
-    env.update(python_version=".".join(parts[:2]), python_full_version=full, implementation_name="cpython",
-               platform_python_implementation="CPython", sys_platform=platform,
-               platform_system={"linux": "Linux", "darwin": "Darwin", "win32": "Windows"}.get(platform, platform))
+    env.update(
+        python_version=".".join(parts[:2]),
+        python_full_version=full,
+        implementation_name="cpython",
+        platform_python_implementation="CPython",
+        sys_platform=platform,
+        platform_system={"linux": "Linux", "darwin": "Darwin", "win32": "Windows"}.get(platform, platform),
+    )
     return env
 
 
@@ -79,7 +85,9 @@ def image_constraints(freeze: str) -> tuple[list[str], set[str]]:
             built.add(canonicalize_name(line.split(" @ ", 1)[0]))
             continue
         if "==" not in line:
-            raise ValueError(f"freeze line {raw!r}: expected 'name==version' or 'name @ url' (the output of pip freeze)")
+            raise ValueError(
+                f"freeze line {raw!r}: expected 'name==version' or 'name @ url' (the output of pip freeze)"
+            )
         name, version = (s.strip() for s in line.split("==", 1))
         try:
             parsed = Version(version)

@@ -19,6 +19,7 @@ Steps alternate between the frameworks (``experiments.bench.timing.time_interlea
 hits both alike. Each figure is the median of ``--repeats`` steps with min and max; a figure
 whose spread exceeds ``--max_spread`` prints ``noisy`` and gets no ratio. All columns are measured.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,12 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--learning_rate", type=float, default=1e-6)
     p.add_argument("--repeats", type=int, default=MIN_REPEATS, help="timed steps per framework")
-    p.add_argument("--warmup", type=int, default=3,
-                   help="untimed steps per framework first (jaxlab compiles once per prompt-length bucket)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="untimed steps per framework first (jaxlab compiles once per prompt-length bucket)",
+    )
     p.add_argument("--max_spread", type=float, default=DEFAULT_MAX_SPREAD)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -64,21 +69,34 @@ class JaxlabStep:
     def __init__(self, model, tokenizer, tasks, args):
         self.codec, self.tasks, self.args = chat_codec(tokenizer), tasks, args
         self.learner = GRPOLearner(
-            model, decode=self.codec.decode, eos_id=self.codec.eos_id, pad_id=self.codec.pad_id,
+            model,
+            decode=self.codec.decode,
+            eos_id=self.codec.eos_id,
+            pad_id=self.codec.pad_id,
             rewards=[RewardSpec("math_accuracy", 1.0)],
-            rollout=RolloutConfig(num_generations=args.num_generations, max_new_tokens=args.max_new_tokens,
-                                  temperature=args.temperature),
+            rollout=RolloutConfig(
+                num_generations=args.num_generations, max_new_tokens=args.max_new_tokens, temperature=args.temperature
+            ),
             loss=LossConfig(loss_type="dapo", beta=0.0),
-            optim=OptimConfig(learning_rate=args.learning_rate, warmup_steps=0, decay_steps=10_000,
-                              weight_decay=0.0, grad_clip_norm=1.0),
-            grpo=GRPOConfig(micro_batch=args.prompts * args.num_generations))
+            optim=OptimConfig(
+                learning_rate=args.learning_rate,
+                warmup_steps=0,
+                decay_steps=10_000,
+                weight_decay=0.0,
+                grad_clip_norm=1.0,
+            ),
+            grpo=GRPOConfig(micro_batch=args.prompts * args.num_generations),
+        )
         self.index, self.rollout_s, self.update_s, self.tokens = 0, [], [], []
 
     def __call__(self) -> None:
         batch = batch_at(self.tasks, self.index, self.args.prompts)
-        m = self.learner.step([self.codec.encode(t) for t in batch], [t.question for t in batch],
-                              {"answer": [t.answer for t in batch]},
-                              jax.random.fold_in(jax.random.key(self.args.seed), self.index))
+        m = self.learner.step(
+            [self.codec.encode(t) for t in batch],
+            [t.question for t in batch],
+            {"answer": [t.answer for t in batch]},
+            jax.random.fold_in(jax.random.key(self.args.seed), self.index),
+        )
         self.index += 1
         self.rollout_s.append(m["rollout_s"])
         self.update_s.append(m["update_s"])
@@ -103,14 +121,34 @@ class TrlStep:
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
         n = args.prompts * args.num_generations
         config = trl.GRPOConfig(
-            output_dir=str(workdir), num_generations=args.num_generations, per_device_train_batch_size=n,
-            max_completion_length=args.max_new_tokens, temperature=args.temperature, top_p=1.0,
-            learning_rate=args.learning_rate, lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=1.0,
-            beta=0.0, loss_type="dapo", epsilon=0.2, num_iterations=1, report_to=[], use_cpu=True, bf16=False,
-            seed=args.seed, max_steps=10_000)
+            output_dir=str(workdir),
+            num_generations=args.num_generations,
+            per_device_train_batch_size=n,
+            max_completion_length=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=1.0,
+            learning_rate=args.learning_rate,
+            lr_scheduler_type="constant",
+            weight_decay=0.0,
+            max_grad_norm=1.0,
+            beta=0.0,
+            loss_type="dapo",
+            epsilon=0.2,
+            num_iterations=1,
+            report_to=[],
+            use_cpu=True,
+            bf16=False,
+            seed=args.seed,
+            max_steps=10_000,
+        )
         rows = [{"prompt": t.messages(), "answer": t.answer} for t in tasks]
-        self.trainer = trl.GRPOTrainer(model=model, reward_funcs=[_trl_reward], args=config,
-                                       train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+        self.trainer = trl.GRPOTrainer(
+            model=model,
+            reward_funcs=[_trl_reward],
+            args=config,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+        )
         self.trainer.create_optimizer_and_scheduler(num_training_steps=10_000)
         self.trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop; one micro-batch here
         self.trainer.model.train()
@@ -119,8 +157,11 @@ class TrlStep:
 
     def __call__(self) -> None:
         g = self.args.num_generations
-        batch = [{"prompt": t.messages(), "answer": t.answer}
-                 for t in batch_at(self.tasks, self.index, self.args.prompts) for _ in range(g)]
+        batch = [
+            {"prompt": t.messages(), "answer": t.answer}
+            for t in batch_at(self.tasks, self.index, self.args.prompts)
+            for _ in range(g)
+        ]
         self.index += 1
         trainer, model = self.trainer, self.trainer.model
         t0 = time.perf_counter()
@@ -140,10 +181,14 @@ class TrlStep:
 
 def _figures(step, rows: int, max_spread: float) -> dict:
     total = [r + u for r, u in zip(step.rollout_s, step.update_s)]
-    return {"step": rate(1.0, total, max_spread), "rollout": rate(1.0, step.rollout_s, max_spread),
-            "update": rate(1.0, step.update_s, max_spread),
-            "rollout_tokens": rate(float(np.median(step.tokens)), step.rollout_s, max_spread),
-            "seconds": {"step": total, "rollout": step.rollout_s, "update": step.update_s}, "rows": rows}
+    return {
+        "step": rate(1.0, total, max_spread),
+        "rollout": rate(1.0, step.rollout_s, max_spread),
+        "update": rate(1.0, step.update_s, max_spread),
+        "rollout_tokens": rate(float(np.median(step.tokens)), step.rollout_s, max_spread),
+        "seconds": {"step": total, "rollout": step.rollout_s, "update": step.update_s},
+        "rows": rows,
+    }
 
 
 def main(argv=None) -> dict:
@@ -155,8 +200,10 @@ def main(argv=None) -> dict:
 
     model, tokenizer = load_smollm2()
     tasks = make_tasks("train", 512, args.seed, 20)
-    steps = {"jaxlab": JaxlabStep(model, tokenizer, tasks, args),
-             "trl": TrlStep(smollm2_folder(), tokenizer, tasks, args, out / "trl_workdir")}
+    steps = {
+        "jaxlab": JaxlabStep(model, tokenizer, tasks, args),
+        "trl": TrlStep(smollm2_folder(), tokenizer, tasks, args, out / "trl_workdir"),
+    }
     time_interleaved(steps, repeats=args.repeats, warmup=args.warmup)
     for s in steps.values():  # drop the warm-up steps' split
         w = args.warmup
@@ -165,17 +212,27 @@ def main(argv=None) -> dict:
     fig = {name: _figures(s, rows, args.max_spread) for name, s in steps.items()}
     # a rate of 1 step per median seconds: steps/s; the speedup is jaxlab steps/s over TRL's
     speed = {part: ratio(fig["jaxlab"][part], fig["trl"][part]) for part in ("step", "rollout", "update")}
-    print(f"GRPO step, SmolLM2-135M f32, {args.prompts} prompts x G={args.num_generations}, "
-          f"{args.max_new_tokens} new tokens, median [min-max] of {args.repeats} steps, all measured")
+    print(
+        f"GRPO step, SmolLM2-135M f32, {args.prompts} prompts x G={args.num_generations}, "
+        f"{args.max_new_tokens} new tokens, median [min-max] of {args.repeats} steps, all measured"
+    )
     print(f"{'':8} {'steps/s':>24} {'rollout/s':>24} {'update/s':>24} {'rollout tok/s':>24}")
     for name, f in fig.items():
-        print(f"{name:8} {fmt(f['step'], 4):>24} {fmt(f['rollout'], 4):>24} {fmt(f['update'], 4):>24} "
-              f"{fmt(f['rollout_tokens'], 1):>24}")
-    print(f"{'jaxlab/trl':10} {fmt_ratio(speed['step']):>22} {fmt_ratio(speed['rollout']):>24} "
-          f"{fmt_ratio(speed['update']):>24}")
-    result = {"args": vars(args), "speedup": speed,
-              "figures": {n: {k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in f.items()}
-                          for n, f in fig.items()}}
+        print(
+            f"{name:8} {fmt(f['step'], 4):>24} {fmt(f['rollout'], 4):>24} {fmt(f['update'], 4):>24} "
+            f"{fmt(f['rollout_tokens'], 1):>24}"
+        )
+    print(
+        f"{'jaxlab/trl':10} {fmt_ratio(speed['step']):>22} {fmt_ratio(speed['rollout']):>24} "
+        f"{fmt_ratio(speed['update']):>24}"
+    )
+    result = {
+        "args": vars(args),
+        "speedup": speed,
+        "figures": {
+            n: {k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in f.items()} for n, f in fig.items()
+        },
+    }
     (out / "grpo_bench.json").write_text(json.dumps(result, indent=1))
     print(f"wrote {out / 'grpo_bench.json'}")
     return result

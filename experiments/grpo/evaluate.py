@@ -3,6 +3,7 @@
 The real rows are read from ``../shared/data`` (or ``$JAXLAB_SHARED_DATA``) when present; a fresh
 clone without them reports only the generated held-out set. Nothing here is ever trained on.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,26 +33,47 @@ def real_math_rows(name: str, n: int) -> list[Task]:
     path = root / {"gsm8k": "gsm8k", "math500": "math500"}[name] / "test.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()[:n]]
     if name == "gsm8k":
-        return [Task(r["question"], r["answer"].rsplit("####", 1)[1].strip().replace(",", ""), "gsm8k", "eval")
-                for r in rows]
+        return [
+            Task(r["question"], r["answer"].rsplit("####", 1)[1].strip().replace(",", ""), "gsm8k", "eval")
+            for r in rows
+        ]
     return [Task(r["problem"], r["answer"], "math500", "eval") for r in rows]
 
 
-def greedy_texts(model: Any, tokenizer: Any, tasks: Sequence[Any], *, max_new_tokens: int, batch_size: int = 16,
-                 encode: Callable[[Any], list[int]] | None = None) -> list[str]:
+def greedy_texts(
+    model: Any,
+    tokenizer: Any,
+    tasks: Sequence[Any],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 16,
+    encode: Callable[[Any], list[int]] | None = None,
+) -> list[str]:
     """Greedy completions of ``tasks`` (their chat messages through ``tokenizer``, or ``encode`` for a byte model)."""
     texts: list[str] = []
-    for start in tqdm(range(0, len(tasks), batch_size), desc=f"eval greedy ({len(tasks)} problems)", unit="batch", leave=False):
-        chunk = tasks[start:start + batch_size]
+    for start in tqdm(
+        range(0, len(tasks), batch_size), desc=f"eval greedy ({len(tasks)} problems)", unit="batch", leave=False
+    ):
+        chunk = tasks[start : start + batch_size]
         prompts = [encode(t) for t in chunk] if encode else [t.messages() for t in chunk]
         out = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=0.0)
-        texts += out.texts if tokenizer is not None else [bytes(x for x in ids if 0 < x < 256).decode(
-            "utf-8", "replace") for ids in out.token_ids]
+        texts += (
+            out.texts
+            if tokenizer is not None
+            else [bytes(x for x in ids if 0 < x < 256).decode("utf-8", "replace") for ids in out.token_ids]
+        )
     return texts
 
 
-def accuracy(model: Any, tokenizer: Any, tasks: Sequence[Task], *, max_new_tokens: int, batch_size: int = 16,
-             encode: Callable[[Task], list[int]] | None = None) -> dict[str, float]:
+def accuracy(
+    model: Any,
+    tokenizer: Any,
+    tasks: Sequence[Task],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 16,
+    encode: Callable[[Task], list[int]] | None = None,
+) -> dict[str, float]:
     """Greedy pass@1 with math-verify equivalence; also the fraction that gave any answer."""
     if not tasks:
         return {"n": 0}

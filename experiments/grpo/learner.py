@@ -14,6 +14,7 @@ several processes (``jax.distributed``): every host then runs the same step on t
 key, the rollout is one computation over all devices whose tokens every host fetches whole, every
 host scores the same rewards, and the micro-batches are assembled as global arrays.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,8 +61,9 @@ class GRPOConfig:
 @partial(jax.jit, static_argnames=("graphdef", "temperature"))
 def _logps(graphdef, params, rest, batch, temperature):
     model = nnx.merge(graphdef, params, rest)
-    logps, _ = completion_logps(model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"],
-                                batch["completion_mask"], temperature)
+    logps, _ = completion_logps(
+        model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], batch["completion_mask"], temperature
+    )
     return logps
 
 
@@ -70,6 +72,7 @@ def _grad(graphdef, params, rest, batch, cfg, scale):
     def f(p):
         loss, stats = policy_loss(p, rest, graphdef, batch, cfg)
         return loss * scale, stats
+
     (loss, stats), grads = jax.value_and_grad(f, has_aux=True)(params)
     return loss, stats, grads
 
@@ -87,10 +90,23 @@ def _apply(tx, state, grads, masks):
 class GRPOLearner:
     """Holds the policy's state and runs :meth:`step` on batches of prompts."""
 
-    def __init__(self, model: nnx.Module, *, decode: Callable[[list[int]], str], eos_id: int, pad_id: int,
-                 rewards: Sequence[RewardSpec], rollout: RolloutConfig, loss: LossConfig, optim: OptimConfig,
-                 grpo: GRPOConfig = GRPOConfig(), grad_masks: Any = None, mesh: Any = None,
-                 token_bytes: Sequence[bytes] | None = None, reward_fns: Mapping[str, Callable] | None = None):
+    def __init__(
+        self,
+        model: nnx.Module,
+        *,
+        decode: Callable[[list[int]], str],
+        eos_id: int,
+        pad_id: int,
+        rewards: Sequence[RewardSpec],
+        rollout: RolloutConfig,
+        loss: LossConfig,
+        optim: OptimConfig,
+        grpo: GRPOConfig = GRPOConfig(),
+        grad_masks: Any = None,
+        mesh: Any = None,
+        token_bytes: Sequence[bytes] | None = None,
+        reward_fns: Mapping[str, Callable] | None = None,
+    ):
         """``token_bytes[t]``: the bytes token ``t`` adds to ``decode`` (``jaxlab.stop_strings``); needed when
         ``rollout.stop`` is set, so stop strings end rows inside the jitted generation loop. ``reward_fns``:
         reward functions built for this run (bound to a client), looked up by name before the registry."""
@@ -100,13 +116,18 @@ class GRPOLearner:
         for spec in rewards:
             get_reward(spec.name, self.reward_fns)
         if loss.loss_type == "dr_grpo" and loss.max_completion_length != rollout.max_new_tokens:
-            raise ValueError(f"loss.max_completion_length: dr_grpo normalises by the rollout's max_new_tokens "
-                             f"({rollout.max_new_tokens}), got {loss.max_completion_length}")
+            raise ValueError(
+                f"loss.max_completion_length: dr_grpo normalises by the rollout's max_new_tokens "
+                f"({rollout.max_new_tokens}), got {loss.max_completion_length}"
+            )
         if rollout.stop and token_bytes is None:
-            raise ValueError("token_bytes: rollout.stop needs each token's bytes to match stop strings on device "
-                             "(jaxlab.stop_strings.tokenizer_token_bytes / byte_token_bytes)")
-        self.stop_matcher = (StopMatcher.build(rollout.stop, token_bytes, model.config.vocab_size)
-                             if rollout.stop else None)
+            raise ValueError(
+                "token_bytes: rollout.stop needs each token's bytes to match stop strings on device "
+                "(jaxlab.stop_strings.tokenizer_token_bytes / byte_token_bytes)"
+            )
+        self.stop_matcher = (
+            StopMatcher.build(rollout.stop, token_bytes, model.config.vocab_size) if rollout.stop else None
+        )
         self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
         self.mesh = mesh
         if mesh is not None:
@@ -120,8 +141,9 @@ class GRPOLearner:
         params = jax.tree.map(jnp.copy, params)
         # on a mesh every optimizer leaf (the step counter too) is placed on it: one-device leaves would mix
         # with mesh arrays in a restore, and with several processes they would not be global arrays at all
-        self.state = TrainState(params, self.tx.init(params) if mesh is None
-                                else init_on_mesh(self.tx.init, params, mesh=mesh))
+        self.state = TrainState(
+            params, self.tx.init(params) if mesh is None else init_on_mesh(self.tx.init, params, mesh=mesh)
+        )
         self.decode, self.eos_id, self.pad_id = decode, eos_id, pad_id
         self.rewards, self.rollout_cfg, self.loss_cfg, self.cfg = list(rewards), rollout, loss, grpo
         self.grad_masks = grad_masks
@@ -136,11 +158,24 @@ class GRPOLearner:
 
     def rollout(self, prompt_ids: Sequence[Sequence[int]], key: jax.Array) -> Rollout:
         with self._on_mesh():
-            return sample_groups(self.model(), prompt_ids, self.decode, self.eos_id, self.pad_id, self.rollout_cfg,
-                                 key, self.stop_matcher)
+            return sample_groups(
+                self.model(),
+                prompt_ids,
+                self.decode,
+                self.eos_id,
+                self.pad_id,
+                self.rollout_cfg,
+                key,
+                self.stop_matcher,
+            )
 
-    def step(self, prompt_ids: Sequence[Sequence[int]], prompt_texts: Sequence[str],
-             fields: Mapping[str, Sequence[Any]], key: jax.Array) -> dict[str, float]:
+    def step(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        prompt_texts: Sequence[str],
+        fields: Mapping[str, Sequence[Any]],
+        key: jax.Array,
+    ) -> dict[str, float]:
         """One rollout batch and its ``num_iterations`` updates; returns the step's metrics."""
         t0 = time.perf_counter()
         ro = self.rollout(prompt_ids, key)
@@ -149,21 +184,34 @@ class GRPOLearner:
         rep = {k: [v for v in vals for _ in range(g)] for k, vals in fields.items()}
         rep["completion_lengths"] = [int(n) for n in ro.lengths]
         prompts = [t for t in prompt_texts for _ in range(g)]
-        per_func, metrics = score_all(self.rewards, prompts, ro.texts, rep, self.cfg.reward_workers,
-                                       self.reward_fns)
+        per_func, metrics = score_all(self.rewards, prompts, ro.texts, rep, self.cfg.reward_workers, self.reward_fns)
         total = weighted_rewards(per_func, [s.weight for s in self.rewards])
         adv = group_advantages(total, g, scale_rewards=self.cfg.scale_rewards, filter_zero_std=self.cfg.filter_zero_std)
         keep = np.flatnonzero(adv.keep)
         self.last_samples = [
-            {"prompt": p, "completion": c, "reward": float(r), "advantage": float(a), "truncated": bool(tr),
-             **{s.name: v for s, v in zip(self.rewards, vals)}}
-            for p, c, r, a, tr, *vals in zip(prompts, ro.texts, total, adv.advantages, ro.truncated, *per_func)]
-        metrics.update({"reward": float(total.mean()), "reward_std": float(total.std()),
-                        "frac_reward_zero_std": adv.frac_zero_std, "filtered_groups": int((~adv.keep).sum() // g),
-                        "completion_length/mean": float(ro.lengths.mean()),
-                        "completion_length/max": float(ro.lengths.max()),
-                        "truncated_fraction": float(ro.truncated.mean()), "rollout_s": t_roll,
-                        "rollout_tokens_per_s": float(ro.lengths.sum() / max(t_roll, 1e-9))})
+            {
+                "prompt": p,
+                "completion": c,
+                "reward": float(r),
+                "advantage": float(a),
+                "truncated": bool(tr),
+                **{s.name: v for s, v in zip(self.rewards, vals)},
+            }
+            for p, c, r, a, tr, *vals in zip(prompts, ro.texts, total, adv.advantages, ro.truncated, *per_func)
+        ]
+        metrics.update(
+            {
+                "reward": float(total.mean()),
+                "reward_std": float(total.std()),
+                "frac_reward_zero_std": adv.frac_zero_std,
+                "filtered_groups": int((~adv.keep).sum() // g),
+                "completion_length/mean": float(ro.lengths.mean()),
+                "completion_length/max": float(ro.lengths.max()),
+                "truncated_fraction": float(ro.truncated.mean()),
+                "rollout_s": t_roll,
+                "rollout_tokens_per_s": float(ro.lengths.sum() / max(t_roll, 1e-9)),
+            }
+        )
         t1 = time.perf_counter()
         if keep.size:
             with self._on_mesh():
@@ -172,9 +220,13 @@ class GRPOLearner:
         return metrics
 
     def _update(self, ro: Rollout, advantages: np.ndarray, keep: np.ndarray) -> dict[str, float]:
-        rows = {"prompt_ids": ro.prompt_ids[keep], "prompt_mask": ro.prompt_mask[keep],
-                "completion_ids": ro.completion_ids[keep], "completion_mask": ro.completion_mask[keep],
-                "advantages": advantages[keep]}
+        rows = {
+            "prompt_ids": ro.prompt_ids[keep],
+            "prompt_mask": ro.prompt_mask[keep],
+            "completion_ids": ro.completion_ids[keep],
+            "completion_mask": ro.completion_mask[keep],
+            "advantages": advantages[keep],
+        }
         micro = self._micro_batches(rows)
         temp = self.loss_cfg.temperature
         for mb in micro:
@@ -183,8 +235,10 @@ class GRPOLearner:
             # mu = 1: the one pass is on-policy, policy_loss detaches its own log-probs (no extra forward)
             if self.ref_params is not None:
                 mb["ref_logps"] = _logps(self.graphdef, self.ref_params, self.rest, mb, temp)
-        totals = {"num_items": jnp.float32(rows["completion_mask"].sum()),
-                  "num_rows": jnp.float32(rows["advantages"].shape[0])}
+        totals = {
+            "num_items": jnp.float32(rows["completion_mask"].sum()),
+            "num_rows": jnp.float32(rows["advantages"].shape[0]),
+        }
         # grpo / dapo / dr_grpo normalise by whole-batch counts, so micro-batch losses add up;
         # bnpo is a per-micro-batch token mean, averaged over micro-batches as TRL does.
         scale = 1.0 / len(micro) if self.loss_cfg.loss_type == "bnpo" else 1.0
@@ -192,8 +246,9 @@ class GRPOLearner:
         for _ in range(self.cfg.num_iterations):
             grads_sum, loss_sum = None, 0.0
             for mb in micro:
-                loss, stats, grads = _grad(self.graphdef, self.state.params, self.rest, dict(mb, **totals),
-                                           self.loss_cfg, jnp.float32(scale))
+                loss, stats, grads = _grad(
+                    self.graphdef, self.state.params, self.rest, dict(mb, **totals), self.loss_cfg, jnp.float32(scale)
+                )
                 grads_sum = grads if grads_sum is None else jax.tree.map(jnp.add, grads_sum, grads)
                 loss_sum += float(loss)
                 for k, v in stats.items():
@@ -207,7 +262,7 @@ class GRPOLearner:
         n, m = rows["advantages"].shape[0], self.cfg.micro_batch
         out = []
         for start in range(0, n, m):
-            chunk = {k: v[start:start + m] for k, v in rows.items()}
+            chunk = {k: v[start : start + m] for k, v in rows.items()}
             short = m - chunk["advantages"].shape[0]
             if short:  # pad the last micro-batch to the compiled shape with fully masked rows
                 chunk = {k: np.concatenate([v, np.zeros((short,) + v.shape[1:], v.dtype)]) for k, v in chunk.items()}

@@ -6,6 +6,7 @@ the k3 estimator ``exp(d) - d - 1`` (``d = logp_ref - logp``; TRL's choice), or 
 or k2 ``d^2 / 2``. The aggregations follow TRL's ``GRPOTrainer._compute_loss`` exactly, so that a
 step here and a step there give the same loss and gradients on the same inputs (tests/grpo).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,11 +42,13 @@ class LossConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
         if self.temperature <= 0:
-            raise ValueError(f"temperature: expected > 0 (log-probs are of logits / temperature), "
-                             f"got {self.temperature}")
+            raise ValueError(
+                f"temperature: expected > 0 (log-probs are of logits / temperature), got {self.temperature}"
+            )
         if self.loss_type == "dr_grpo" and not self.max_completion_length:
-            raise ValueError("max_completion_length: dr_grpo divides by G x max_completion_length; "
-                             "expected a positive int")
+            raise ValueError(
+                "max_completion_length: dr_grpo divides by G x max_completion_length; expected a positive int"
+            )
 
 
 def kl_penalty(logps: jax.Array, ref_logps: jax.Array, estimator: str) -> jax.Array:
@@ -64,9 +67,14 @@ def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     return (x * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
 
-def per_token_objective(logps: jax.Array, old_logps: jax.Array, advantages: jax.Array, mask: jax.Array,
-                        cfg: LossConfig, ref_logps: jax.Array | None = None
-                        ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def per_token_objective(
+    logps: jax.Array,
+    old_logps: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    cfg: LossConfig,
+    ref_logps: jax.Array | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """``[B, T]`` per-token loss and the clip / KL statistics TRL logs."""
     ratio = jnp.exp(logps - old_logps)
     adv = advantages[:, None]
@@ -74,8 +82,11 @@ def per_token_objective(logps: jax.Array, old_logps: jax.Array, advantages: jax.
     loss = -jnp.minimum(ratio * adv, clipped * adv)
     low = (ratio < 1.0 - cfg.epsilon_low) & (adv < 0)
     high = (ratio > 1.0 + cfg.epsilon_high) & (adv > 0)
-    stats = {"clip_low": _masked_mean(low, mask), "clip_high": _masked_mean(high, mask),
-             "clip_region": _masked_mean(low | high, mask)}
+    stats = {
+        "clip_low": _masked_mean(low, mask),
+        "clip_high": _masked_mean(high, mask),
+        "clip_region": _masked_mean(low | high, mask),
+    }
     if cfg.beta > 0.0:
         if ref_logps is None:
             raise ValueError("ref_logps: beta > 0 needs the reference model's per-token log-probs")
@@ -87,8 +98,13 @@ def per_token_objective(logps: jax.Array, old_logps: jax.Array, advantages: jax.
     return loss, stats
 
 
-def aggregate(per_token: jax.Array, mask: jax.Array, cfg: LossConfig,
-              num_items: jax.Array | float | None = None, num_rows: jax.Array | float | None = None) -> jax.Array:
+def aggregate(
+    per_token: jax.Array,
+    mask: jax.Array,
+    cfg: LossConfig,
+    num_items: jax.Array | float | None = None,
+    num_rows: jax.Array | float | None = None,
+) -> jax.Array:
     """Reduce ``[B, T]`` to the scalar loss.
 
     ``num_items`` / ``num_rows``: completion tokens / completions in the whole optimisation batch.
@@ -108,9 +124,14 @@ def aggregate(per_token: jax.Array, mask: jax.Array, cfg: LossConfig,
     return total / jnp.maximum(denom, 1.0)
 
 
-def completion_logps(model: nnx.Module, prompt_ids: jax.Array, prompt_mask: jax.Array,
-                     completion_ids: jax.Array, completion_mask: jax.Array, temperature: float = 1.0
-                     ) -> tuple[jax.Array, jax.Array]:
+def completion_logps(
+    model: nnx.Module,
+    prompt_ids: jax.Array,
+    prompt_mask: jax.Array,
+    completion_ids: jax.Array,
+    completion_mask: jax.Array,
+    temperature: float = 1.0,
+) -> tuple[jax.Array, jax.Array]:
     """Per-token log-probs and entropies ``[B, C]`` of the completion under ``logits / temperature``.
 
     Prompts are left-padded and completions right-padded, so one causal pass over
@@ -129,8 +150,9 @@ def completion_logps(model: nnx.Module, prompt_ids: jax.Array, prompt_mask: jax.
     return logps, entropy
 
 
-def policy_loss(params: nnx.State, rest: nnx.State, graphdef: nnx.GraphDef, batch: Mapping[str, Any],
-                cfg: LossConfig) -> tuple[jax.Array, dict[str, jax.Array]]:
+def policy_loss(
+    params: nnx.State, rest: nnx.State, graphdef: nnx.GraphDef, batch: Mapping[str, Any], cfg: LossConfig
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The differentiable GRPO loss of one (micro-)batch; ``jax.grad`` w.r.t. ``params``.
 
     ``batch``: prompt_ids/prompt_mask [B, P], completion_ids/completion_mask [B, C], advantages [B],
@@ -141,11 +163,16 @@ def policy_loss(params: nnx.State, rest: nnx.State, graphdef: nnx.GraphDef, batc
     """
     model = nnx.merge(graphdef, params, rest)
     mask = batch["completion_mask"].astype(jnp.float32)
-    logps, entropy = completion_logps(model, batch["prompt_ids"], batch["prompt_mask"],
-                                      batch["completion_ids"], batch["completion_mask"], cfg.temperature)
+    logps, entropy = completion_logps(
+        model,
+        batch["prompt_ids"],
+        batch["prompt_mask"],
+        batch["completion_ids"],
+        batch["completion_mask"],
+        cfg.temperature,
+    )
     old = batch["old_logps"] if "old_logps" in batch else jax.lax.stop_gradient(logps)
-    per_token, stats = per_token_objective(logps, old, batch["advantages"], mask, cfg,
-                                           batch.get("ref_logps"))
+    per_token, stats = per_token_objective(logps, old, batch["advantages"], mask, cfg, batch.get("ref_logps"))
     loss = aggregate(per_token, mask, cfg, batch.get("num_items"), batch.get("num_rows"))
     stats["entropy"] = _masked_mean(entropy, mask)
     return loss, stats

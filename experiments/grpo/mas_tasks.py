@@ -5,6 +5,7 @@ format, the sub-agent catalogue, the problem); its completion is scored by
 ``experiments.grpo.rewards.orchestra``. Train and held-out problems come from disjoint generator
 seeds (``experiments.masbench.generator``), so held-out numbers are on problems never trained on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -72,15 +73,15 @@ class OrchestraTask:
         return list(req.messages)
 
     def fields(self) -> dict[str, Any]:
-        return {"question": self.problem.question, "answers": list(self.problem.answers),
-                "problem_id": self.problem.id}
+        return {"question": self.problem.question, "answers": list(self.problem.answers), "problem_id": self.problem.id}
 
 
 def orchestra_tasks(split: str, mas: OrchestraSection) -> list[OrchestraTask]:
     if split not in ("train", "heldout"):
         raise ValueError(f"split: expected 'train' or 'heldout', got {split!r}")
-    per, seed = ((mas.train_per_level, mas.seed) if split == "train"
-                 else (mas.heldout_per_level, mas.seed + HELDOUT_SEED_OFFSET))
+    per, seed = (
+        (mas.train_per_level, mas.seed) if split == "train" else (mas.heldout_per_level, mas.seed + HELDOUT_SEED_OFFSET)
+    )
     return [OrchestraTask(p) for p in generate_split(mas.axes, mas.levels, per, seed, mas.generator)]
 
 
@@ -88,21 +89,44 @@ def orchestra_rewards(mas: OrchestraSection, client: Any = None, seed: int = 0) 
     """The reward functions bound to the sub-agent client (``client`` overrides ``mas.client``: tests)."""
     from jaxlab.llm.factory import make_client
 
-    return OrchestraRewards(client or make_client(mas.client), mas.subagents, mas.subagent_max_tokens, seed,
-                            mas.exec_weight, mas.answer_weight, mas.max_systems)
+    return OrchestraRewards(
+        client or make_client(mas.client),
+        mas.subagents,
+        mas.subagent_max_tokens,
+        seed,
+        mas.exec_weight,
+        mas.answer_weight,
+        mas.max_systems,
+    )
 
 
-def evaluate_orchestrator(model: Any, tokenizer: Any, tasks: Sequence[OrchestraTask], rewards: OrchestraRewards, *,
-                          max_new_tokens: int, batch_size: int = 8,
-                          encode: Callable[[Any], list[int]] | None = None) -> dict[str, Any]:
+def evaluate_orchestrator(
+    model: Any,
+    tokenizer: Any,
+    tasks: Sequence[OrchestraTask],
+    rewards: OrchestraRewards,
+    *,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    encode: Callable[[Any], list[int]] | None = None,
+) -> dict[str, Any]:
     """Greedy systems for ``tasks``: how many parse, validate, execute and answer correctly, and the mean reward."""
     if not tasks:
         return {"n": 0}
-    texts = greedy_texts(model, tokenizer, tasks, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                         encode=encode)
-    results = rewards.results(texts, [t.question for t in tasks], [list(t.problem.answers) for t in tasks],
-                              [f"eval:{t.problem.id}" for t in tasks])
+    texts = greedy_texts(model, tokenizer, tasks, max_new_tokens=max_new_tokens, batch_size=batch_size, encode=encode)
+    results = rewards.results(
+        texts,
+        [t.question for t in tasks],
+        [list(t.problem.answers) for t in tasks],
+        [f"eval:{t.problem.id}" for t in tasks],
+    )
     reward = [orchestration_reward(r.success, r.correct, rewards.exec_weight, rewards.answer_weight) for r in results]
-    return {"n": len(tasks), **summarize(results), "mean_reward": sum(reward) / len(reward),
-            "examples": [{"id": t.problem.id, "stage": r.stage, "error": r.error[:200], "text": x[:400]}
-                         for t, r, x in list(zip(tasks, results, texts))[:2]]}
+    return {
+        "n": len(tasks),
+        **summarize(results),
+        "mean_reward": sum(reward) / len(reward),
+        "examples": [
+            {"id": t.problem.id, "stage": r.stage, "error": r.error[:200], "text": x[:400]}
+            for t, r, x in list(zip(tasks, results, texts))[:2]
+        ],
+    }

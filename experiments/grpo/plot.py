@@ -1,4 +1,5 @@
 """The reward curve that matters for a GRPO run: total and per-function mean reward per step."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,12 @@ def plot_reward_curve(jsonl_path: str | Path, png_path: str | Path, reward_names
         ax.plot(steps, ys, alpha=0.4, label=label)
         if len(ys) >= 8:
             k = max(len(ys) // 8, 3)
-            ax.plot(steps[k - 1:], np.convolve(ys, np.ones(k) / k, mode="valid"), color=ax.lines[-1].get_color(),
-                    linewidth=2)
+            ax.plot(
+                steps[k - 1 :],
+                np.convolve(ys, np.ones(k) / k, mode="valid"),
+                color=ax.lines[-1].get_color(),
+                linewidth=2,
+            )
     ax.set_xlabel("step")
     ax.set_ylabel("mean reward over the rollout batch")
     ax.set_title("GRPO training reward")

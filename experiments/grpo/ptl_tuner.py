@@ -9,6 +9,7 @@ exactly zero; the loop re-applies the masks afterwards as well. GRPO knobs come
 from ``tune.rl_options`` (validated into :class:`GRPOTuneConfig`, errors name
 the field); the per-stage step count and learning rate come from PTL's budget.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,8 +48,10 @@ class GRPOTuneConfig:
 
     def __post_init__(self) -> None:
         if self.prompts_per_step < 1 or self.data.train_tasks < self.prompts_per_step:
-            raise ValueError(f"prompts_per_step / data.train_tasks: expected 1 <= prompts_per_step <= train_tasks, "
-                             f"got {self.prompts_per_step}, {self.data.train_tasks}")
+            raise ValueError(
+                f"prompts_per_step / data.train_tasks: expected 1 <= prompts_per_step <= train_tasks, "
+                f"got {self.prompts_per_step}, {self.data.train_tasks}"
+            )
         for spec in self.rewards:
             get_reward(spec.name)
 
@@ -61,8 +64,15 @@ def param_masks(params: Any, masks: Any, head_dim: int) -> Any:
 class GRPOTuner:
     """``(model, stage, budget) -> model``: ``budget.steps`` GRPO steps on the masked model."""
 
-    def __init__(self, cfg: GRPOTuneConfig, codec: TaskCodec, *, warmup_steps: int = 0, min_lr_ratio: float = 0.1,
-                 progress: bool = True):
+    def __init__(
+        self,
+        cfg: GRPOTuneConfig,
+        codec: TaskCodec,
+        *,
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        progress: bool = True,
+    ):
         self.cfg, self.codec = cfg, codec
         self.warmup_steps, self.min_lr_ratio, self.progress = warmup_steps, min_lr_ratio, progress
         self.tasks = make_tasks("train", cfg.data.train_tasks, cfg.data.seed, cfg.data.max_operand)
@@ -71,21 +81,38 @@ class GRPOTuner:
 
     def __call__(self, model: nnx.Module, stage: Any, budget: Any) -> nnx.Module:
         params = nnx.state(model, nnx.Param)
-        optim = OptimConfig(learning_rate=budget.learning_rate, warmup_steps=min(self.warmup_steps, budget.steps - 1),
-                            decay_steps=max(budget.steps, 1), min_lr_ratio=self.min_lr_ratio, weight_decay=0.0,
-                            grad_clip_norm=self.cfg.grad_clip_norm)
-        learner = GRPOLearner(model, decode=self.codec.decode, eos_id=self.codec.eos_id, pad_id=self.codec.pad_id,
-                              rewards=self.cfg.rewards, rollout=self.cfg.rollout, loss=self.cfg.loss, optim=optim,
-                              grpo=self.cfg.grpo, grad_masks=param_masks(params, stage.masks, stage.head_dim),
-                              token_bytes=(self.codec.token_bytes() if self.cfg.rollout.stop and self.codec.token_bytes
-                                           else None))
+        optim = OptimConfig(
+            learning_rate=budget.learning_rate,
+            warmup_steps=min(self.warmup_steps, budget.steps - 1),
+            decay_steps=max(budget.steps, 1),
+            min_lr_ratio=self.min_lr_ratio,
+            weight_decay=0.0,
+            grad_clip_norm=self.cfg.grad_clip_norm,
+        )
+        learner = GRPOLearner(
+            model,
+            decode=self.codec.decode,
+            eos_id=self.codec.eos_id,
+            pad_id=self.codec.pad_id,
+            rewards=self.cfg.rewards,
+            rollout=self.cfg.rollout,
+            loss=self.cfg.loss,
+            optim=optim,
+            grpo=self.cfg.grpo,
+            grad_masks=param_masks(params, stage.masks, stage.head_dim),
+            token_bytes=(self.codec.token_bytes() if self.cfg.rollout.stop and self.codec.token_bytes else None),
+        )
         key = jax.random.key(self.cfg.seed)
         self.last_history = []
         n = self.cfg.prompts_per_step
         for _ in tqdm(range(budget.steps), disable=not self.progress, desc=f"grpo {stage.track} {stage.index}"):
             batch = batch_at(self.tasks, self.position, n)
-            m = learner.step([self.codec.encode(t) for t in batch], [t.question for t in batch],
-                             {"answer": [t.answer for t in batch]}, jax.random.fold_in(key, self.position))
+            m = learner.step(
+                [self.codec.encode(t) for t in batch],
+                [t.question for t in batch],
+                {"answer": [t.answer for t in batch]},
+                jax.random.fold_in(key, self.position),
+            )
             self.position += 1
             self.last_history.append({"step": self.position, **m})
         return learner.model()
@@ -110,5 +137,10 @@ def factory(run_cfg: Any, *, tokenizer: Any = None, eos: int | None = None, **_:
         codec = byte_codec(eos)
     else:
         raise ValueError("ptl_tuner.factory: a model without a tokenizer needs eos=")
-    return GRPOTuner(cfg, codec, warmup_steps=tune.warmup_steps, min_lr_ratio=tune.min_lr_ratio,
-                     progress=getattr(run_cfg, "progress", True))
+    return GRPOTuner(
+        cfg,
+        codec,
+        warmup_steps=tune.warmup_steps,
+        min_lr_ratio=tune.min_lr_ratio,
+        progress=getattr(run_cfg, "progress", True),
+    )

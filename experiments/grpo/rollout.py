@@ -6,6 +6,7 @@ layout ``experiments.grpo.loss.completion_logps`` scores in one causal pass. Sto
 row inside the jitted loop (``jaxlab.stop_strings``) at the token where the string is complete (the
 token is kept, the rest is masked); the host re-checks the decoded text only as a final trim.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,21 +43,22 @@ class RolloutConfig:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: expected >= 1, got {self.max_new_tokens}")
         if self.temperature <= 0:
-            raise ValueError(f"temperature: expected > 0 (GRPO samples; greedy groups have no spread), "
-                             f"got {self.temperature}")
+            raise ValueError(
+                f"temperature: expected > 0 (GRPO samples; greedy groups have no spread), got {self.temperature}"
+            )
 
 
 @dataclass
 class Rollout:
     """One batch of N = prompts x G completions, numpy, ready for the loss."""
 
-    prompt_ids: np.ndarray       # [N, P] left-padded
-    prompt_mask: np.ndarray      # [N, P]
-    completion_ids: np.ndarray   # [N, C] right-padded
+    prompt_ids: np.ndarray  # [N, P] left-padded
+    prompt_mask: np.ndarray  # [N, P]
+    completion_ids: np.ndarray  # [N, C] right-padded
     completion_mask: np.ndarray  # [N, C] 1 up to and including the stop token
     texts: list[str]
-    truncated: np.ndarray        # [N] bool: hit max_new_tokens without a stop
-    prompt_index: np.ndarray     # [N] which prompt of the batch each row answers
+    truncated: np.ndarray  # [N] bool: hit max_new_tokens without a stop
+    prompt_index: np.ndarray  # [N] which prompt of the batch each row answers
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -77,16 +79,33 @@ def _cut_at_stop(tokens: list[int], decode: Callable[[list[int]], str], stop: Se
     return tokens, False
 
 
-def sample_groups(model: Any, prompt_ids: Sequence[Sequence[int]], decode: Callable[[list[int]], str],
-                  eos_id: int, pad_id: int, cfg: RolloutConfig, key: jax.Array,
-                  stop_matcher: StopMatcher | None = None) -> Rollout:
+def sample_groups(
+    model: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    decode: Callable[[list[int]], str],
+    eos_id: int,
+    pad_id: int,
+    cfg: RolloutConfig,
+    key: jax.Array,
+    stop_matcher: StopMatcher | None = None,
+) -> Rollout:
     """Sample ``cfg.num_generations`` completions for each tokenised prompt; ``stop_matcher`` (built for
     ``cfg.stop``) ends rows on device, without it stop strings are only cut on the host afterwards."""
     g = cfg.num_generations
     rows = [list(p) for p in prompt_ids for _ in range(g)]
-    out = generate(model, None, rows, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                   top_k=cfg.top_k, top_p=cfg.top_p, key=key, stop_token_ids=[eos_id], stop_strings=stop_matcher,
-                   pad_to_multiple=cfg.prompt_bucket)
+    out = generate(
+        model,
+        None,
+        rows,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        key=key,
+        stop_token_ids=[eos_id],
+        stop_strings=stop_matcher,
+        pad_to_multiple=cfg.prompt_bucket,
+    )
     completions, truncated, texts = [], [], []
     for toks, reason in zip(out.token_ids, out.finish_reasons):
         toks, stopped = _cut_at_stop(list(toks), decode, cfg.stop)
@@ -99,13 +118,20 @@ def sample_groups(model: Any, prompt_ids: Sequence[Sequence[int]], decode: Calla
     p_ids = np.full((n, width), pad_id, np.int32)
     p_mask = np.zeros((n, width), np.int32)
     for i, r in enumerate(rows):
-        p_ids[i, width - len(r):] = r
-        p_mask[i, width - len(r):] = 1
+        p_ids[i, width - len(r) :] = r
+        p_mask[i, width - len(r) :] = 1
     c_ids = np.full((n, cfg.max_new_tokens), pad_id, np.int32)
     c_mask = np.zeros((n, cfg.max_new_tokens), np.int32)
     for i, c in enumerate(completions):
-        c_ids[i, :len(c)] = c
-        c_mask[i, :len(c)] = 1
-    return Rollout(prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=c_ids, completion_mask=c_mask,
-                   texts=texts, truncated=np.asarray(truncated), prompt_index=np.repeat(np.arange(len(prompt_ids)), g),
-                   extras={"decode_steps": out.steps})
+        c_ids[i, : len(c)] = c
+        c_mask[i, : len(c)] = 1
+    return Rollout(
+        prompt_ids=p_ids,
+        prompt_mask=p_mask,
+        completion_ids=c_ids,
+        completion_mask=c_mask,
+        texts=texts,
+        truncated=np.asarray(truncated),
+        prompt_index=np.repeat(np.arange(len(prompt_ids)), g),
+        extras={"decode_steps": out.steps},
+    )

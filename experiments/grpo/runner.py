@@ -17,6 +17,7 @@ host runs the same steps (same prompts and keys); the rollout and the updates ar
 whole mesh (experiments.grpo.learner), the checkpoints are written by all hosts together and
 process 0 alone writes the logs, samples, plot and results (jaxlab.train.run_setup).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -86,8 +87,9 @@ class Config:
     data: DataSection = DataSection()
     rollout: RolloutConfig = RolloutConfig()
     loss: LossConfig = LossConfig()
-    optim: OptimConfig = OptimConfig(learning_rate=1e-6, warmup_steps=0, decay_steps=1000, weight_decay=0.0,
-                                     grad_clip_norm=0.1)
+    optim: OptimConfig = OptimConfig(
+        learning_rate=1e-6, warmup_steps=0, decay_steps=1000, weight_decay=0.0, grad_clip_norm=0.1
+    )
     grpo: GRPOConfig = GRPOConfig()
     rewards: tuple[RewardSpec, ...] = (RewardSpec("math_accuracy", 1.0), RewardSpec("boxed_format", 0.2))
     task: Literal["math", "mas_orchestra"] = "math"
@@ -109,8 +111,9 @@ class Config:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         if self.data.train_tasks < self.prompts_per_step:
-            raise ConfigError(f"data.train_tasks: expected >= prompts_per_step ({self.prompts_per_step}), "
-                              f"got {self.data.train_tasks}")
+            raise ConfigError(
+                f"data.train_tasks: expected >= prompts_per_step ({self.prompts_per_step}), got {self.data.train_tasks}"
+            )
 
 
 def _load(section: ModelSection, tiny_positions: int = 512) -> tuple[Any, Any, TaskCodec]:
@@ -120,8 +123,11 @@ def _load(section: ModelSection, tiny_positions: int = 512) -> tuple[Any, Any, T
         from jaxlab.models import init_model
         from jaxlab.models.config import tiny_config
 
-        return init_model(tiny_config("llama", num_layers=2, max_position_embeddings=tiny_positions),
-                          section.seed), None, byte_codec()
+        return (
+            init_model(tiny_config("llama", num_layers=2, max_position_embeddings=tiny_positions), section.seed),
+            None,
+            byte_codec(),
+        )
     from jaxlab.models.pretrained import load_pretrained
 
     model, tok = load_pretrained(section.path or section.name)
@@ -130,14 +136,34 @@ def _load(section: ModelSection, tiny_positions: int = 512) -> tuple[Any, Any, T
 
 def _evaluate(cfg: Config, model, tok, encode, heldout, orchestra: OrchestraRewards | None = None) -> dict[str, dict]:
     if orchestra is not None:
-        return {"heldout_masbench": evaluate_orchestrator(
-            model, tok, heldout, orchestra, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
-            encode=None if tok is not None else encode)}
-    sets = {"heldout_generated": heldout, "gsm8k": real_math_rows("gsm8k", cfg.eval.gsm8k_rows),
-            "math500": real_math_rows("math500", cfg.eval.math500_rows)}
-    return {name: accuracy(model, tok, tasks, max_new_tokens=cfg.eval.max_new_tokens,
-                           batch_size=cfg.eval.batch_size, encode=None if tok is not None else encode)
-            for name, tasks in sets.items() if tasks}
+        return {
+            "heldout_masbench": evaluate_orchestrator(
+                model,
+                tok,
+                heldout,
+                orchestra,
+                max_new_tokens=cfg.eval.max_new_tokens,
+                batch_size=cfg.eval.batch_size,
+                encode=None if tok is not None else encode,
+            )
+        }
+    sets = {
+        "heldout_generated": heldout,
+        "gsm8k": real_math_rows("gsm8k", cfg.eval.gsm8k_rows),
+        "math500": real_math_rows("math500", cfg.eval.math500_rows),
+    }
+    return {
+        name: accuracy(
+            model,
+            tok,
+            tasks,
+            max_new_tokens=cfg.eval.max_new_tokens,
+            batch_size=cfg.eval.batch_size,
+            encode=None if tok is not None else encode,
+        )
+        for name, tasks in sets.items()
+        if tasks
+    }
 
 
 def _samples_log(path: Path, resumed_at: int) -> JsonlLog:
@@ -148,7 +174,15 @@ def _samples_log(path: Path, resumed_at: int) -> JsonlLog:
     return JsonlLog(path)
 
 
-OUTPUTS = ("config.yaml", "metrics.jsonl", "samples.jsonl", "tensorboard", "checkpoints", "results.json", "reward_curve.png")
+OUTPUTS = (
+    "config.yaml",
+    "metrics.jsonl",
+    "samples.jsonl",
+    "tensorboard",
+    "checkpoints",
+    "results.json",
+    "reward_curve.png",
+)
 RESUMABLE = ("steps", "progress", "checkpoint", "mesh", "distributed")
 """Keys a resumed run may change: how far to train, the progress bar, how often to checkpoint, and the
 mesh and process group (the checkpoint restores onto the learner's shardings, whatever they are)."""
@@ -160,11 +194,15 @@ def _check_multiprocess(cfg: Config) -> None:
     if n == 1:
         return
     if cfg.mesh is None:
-        raise ConfigError(f"mesh: a multi-process GRPO run ({n} processes) needs a mesh over every process's "
-                          f"devices, e.g. mesh.data=-1 (or mesh.data=2 mesh.fsdp=4)")
+        raise ConfigError(
+            f"mesh: a multi-process GRPO run ({n} processes) needs a mesh over every process's "
+            f"devices, e.g. mesh.data=-1 (or mesh.data=2 mesh.fsdp=4)"
+        )
     if cfg.task == "mas_orchestra":
-        raise ConfigError(f"task: mas_orchestra runs in one process only (every process would run the sub-agent "
-                          f"systems itself); this run has {n} processes: drop the distributed section")
+        raise ConfigError(
+            f"task: mas_orchestra runs in one process only (every process would run the sub-agent "
+            f"systems itself); this run has {n} processes: drop the distributed section"
+        )
 
 
 def run(cfg: Config, subagent_client: Any = None) -> dict:
@@ -181,11 +219,20 @@ def run(cfg: Config, subagent_client: Any = None) -> dict:
     else:
         train = make_tasks("train", cfg.data.train_tasks, cfg.data.seed, cfg.data.max_operand)
         heldout = make_tasks("heldout", cfg.data.heldout_tasks, cfg.data.seed, cfg.data.max_operand)
-    learner = GRPOLearner(model, decode=codec.decode, eos_id=codec.eos_id, pad_id=codec.pad_id, rewards=cfg.rewards, rollout=cfg.rollout,
-                          loss=cfg.loss, optim=cfg.optim, grpo=cfg.grpo,
-                          mesh=build_mesh(cfg.mesh),
-                          token_bytes=codec.token_bytes() if cfg.rollout.stop and codec.token_bytes else None,
-                          reward_fns=orchestra.functions() if orchestra is not None else None)
+    learner = GRPOLearner(
+        model,
+        decode=codec.decode,
+        eos_id=codec.eos_id,
+        pad_id=codec.pad_id,
+        rewards=cfg.rewards,
+        rollout=cfg.rollout,
+        loss=cfg.loss,
+        optim=cfg.optim,
+        grpo=cfg.grpo,
+        mesh=build_mesh(cfg.mesh),
+        token_bytes=codec.token_bytes() if cfg.rollout.stop and codec.token_bytes else None,
+        reward_fns=orchestra.functions() if orchestra is not None else None,
+    )
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
     start = 0
     before = None
@@ -198,14 +245,17 @@ def run(cfg: Config, subagent_client: Any = None) -> dict:
     metrics = primary_metrics(out, start if start else None)  # process 0 writes the logs
     samples = _samples_log(out / "samples.jsonl", start) if is_primary() else None
     base_key = jax.random.key(cfg.seed)
-    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress or not is_primary(), desc="grpo",
-               unit="step")
+    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress or not is_primary(), desc="grpo", unit="step")
     try:
         for step in range(start + 1, cfg.steps + 1):
             batch = batch_at(train, step - 1, cfg.prompts_per_step)
             fields = {k: [t.fields()[k] for t in batch] for k in batch[0].fields()}
-            m = learner.step([codec.encode(t) for t in batch], [t.question for t in batch], fields,
-                             jax.random.fold_in(base_key, step))
+            m = learner.step(
+                [codec.encode(t) for t in batch],
+                [t.question for t in batch],
+                fields,
+                jax.random.fold_in(base_key, step),
+            )
             if metrics is not None:
                 metrics.write(step, "train", m)
             if orchestra is not None:  # how far each system got, beside its reward
@@ -216,8 +266,9 @@ def run(cfg: Config, subagent_client: Any = None) -> dict:
             bar.update(1)
             bar.set_postfix(reward=f"{m['reward']:.3f}")
             if checkpointer.should_save(step, final=step == cfg.steps):
-                checkpointer.save(step, learner.state, learner.rest, data_state={"step": step},
-                                  extra={"before": before})
+                checkpointer.save(
+                    step, learner.state, learner.rest, data_state={"step": step}, extra={"before": before}
+                )
     finally:
         bar.close()
         for log in (metrics, samples):
@@ -225,8 +276,14 @@ def run(cfg: Config, subagent_client: Any = None) -> dict:
                 log.close()
         checkpointer.close()
     after = _evaluate(cfg, learner.model(), tok, codec.encode, heldout, orchestra)
-    result = {"before": before, "after": after, "steps": cfg.steps, "resumed_from": start or None,
-              "seconds": time.time() - t0, "config": to_dict(cfg)}
+    result = {
+        "before": before,
+        "after": after,
+        "steps": cfg.steps,
+        "resumed_from": start or None,
+        "seconds": time.time() - t0,
+        "config": to_dict(cfg),
+    }
     if not is_primary():
         return result
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))

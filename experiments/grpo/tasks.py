@@ -4,6 +4,7 @@ Train and held-out problems come from disjoint seed streams and disjoint templat
 accuracy is measured on wordings the policy never trained on. Each task records its template,
 operands and gold answer.
 """
+
 from __future__ import annotations
 
 import random
@@ -22,8 +23,7 @@ TRAIN_TEMPLATES = (
 )
 HELDOUT_TEMPLATES = (
     ("add", "A farm has {a} cows and {b} sheep. How many animals are there in total?", lambda a, b: a + b),
-    ("sub", "Mia had {a} stickers and gave {b} to a friend. How many stickers does she have now?",
-     lambda a, b: a - b),
+    ("sub", "Mia had {a} stickers and gave {b} to a friend. How many stickers does she have now?", lambda a, b: a - b),
     ("mul", "A class has {a} rows of {b} desks. How many desks are there?", lambda a, b: a * b),
 )
 
@@ -83,18 +83,28 @@ class TaskCodec:
 
 def chat_codec(tokenizer: Any) -> TaskCodec:
     """A chat model: the task as a user turn through the tokenizer's chat template."""
+
     def encode(task: Task) -> list[int]:
         text = tokenizer.apply_chat_template(task.messages(), add_generation_prompt=True, tokenize=False)
         return tokenizer.encode(text, add_special_tokens=False)
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return TaskCodec(encode, lambda ids: tokenizer.decode(ids, skip_special_tokens=True), tokenizer.eos_token_id, pad,
-                     lambda: tokenizer_token_bytes(tokenizer, skip_special_tokens=True))
+    return TaskCodec(
+        encode,
+        lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        tokenizer.eos_token_id,
+        pad,
+        lambda: tokenizer_token_bytes(tokenizer, skip_special_tokens=True),
+    )
 
 
 def byte_codec(eos_id: int = 0, max_prompt_bytes: int = 384) -> TaskCodec:
     """A tiny byte-level model (vocab 256): the last turn's UTF-8 bytes in (at most ``max_prompt_bytes``, the
     tail), bytes out; a long system turn (MAS-Orchestra's format) would not fit a tiny model's positions."""
-    return TaskCodec(lambda task: list(task.messages()[-1]["content"].encode("utf-8"))[-max_prompt_bytes:],
-                     lambda ids: bytes(t for t in ids if 0 < t < 256).decode("utf-8", "replace"), eos_id, eos_id,
-                     lambda: byte_token_bytes(256, eos_id))
+    return TaskCodec(
+        lambda task: list(task.messages()[-1]["content"].encode("utf-8"))[-max_prompt_bytes:],
+        lambda ids: bytes(t for t in ids if 0 < t < 256).decode("utf-8", "replace"),
+        eos_id,
+        eos_id,
+        lambda: byte_token_bytes(256, eos_id),
+    )

@@ -9,6 +9,7 @@ on the catalogs' held-out part otherwise; when detection and evaluation read the
 evaluation sentences are the ones after those detection used. ``data.train_dir`` names a user corpus
 for training (never FLORES or MGSM files: refused). MGSM rows come from ``mgsm.dir``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,8 +59,10 @@ def _check_trainable(folder: str, langs: Sequence[str]) -> None:
     for lang in langs:
         path = data.folder_file(folder, lang, "data.train_dir")
         if path.suffix in EVAL_ONLY_SUFFIXES:
-            raise ValueError(f"data.train_dir: {path.name} is an evaluation file (FLORES / MGSM); training on it is "
-                             "refused: give a folder of <lang>.txt / <lang>.jsonl training text")
+            raise ValueError(
+                f"data.train_dir: {path.name} is an evaluation file (FLORES / MGSM); training on it is "
+                "refused: give a folder of <lang>.txt / <lang>.jsonl training text"
+            )
 
 
 def build_corpora(d: Any, m: Any, langs: Sequence[str], detect_used: int) -> Corpora:
@@ -89,18 +92,20 @@ def build_corpora(d: Any, m: Any, langs: Sequence[str], detect_used: int) -> Cor
         found = shared_folder("flores200_devtest")
         eval_dir = str(found) if found is not None else "catalogs"
     if eval_dir == "catalogs":
-        evaluation = {lang: t[:d.eval_sentences] for lang, t in cat()["heldout"].items()}
+        evaluation = {lang: t[: d.eval_sentences] for lang, t in cat()["heldout"].items()}
         sources["eval"] = f"gettext catalogs under {d.catalogs} (held-out part)"
     else:
         evaluation = {lang: data.folder_texts(eval_dir, lang, "data.eval_dir") for lang in langs}
         if d.dir is not None and Path(d.dir).resolve() == Path(eval_dir).resolve():
             evaluation = {lang: t[detect_used:] for lang, t in evaluation.items()}
-        evaluation = {lang: t[:d.eval_sentences] for lang, t in evaluation.items()}
+        evaluation = {lang: t[: d.eval_sentences] for lang, t in evaluation.items()}
         sources["eval"] = str(Path(eval_dir))
     short = {lang: len(t) for lang, t in evaluation.items() if len(t) < d.eval_sentences}
     if short:
-        raise ValueError(f"data.eval_sentences: asked for {d.eval_sentences} evaluation sentences per language, "
-                         f"{sources['eval']} leaves {short} (after the detection texts when both read one folder)")
+        raise ValueError(
+            f"data.eval_sentences: asked for {d.eval_sentences} evaluation sentences per language, "
+            f"{sources['eval']} leaves {short} (after the detection texts when both read one folder)"
+        )
 
     if d.train_dir is None:
         train = cat()["train"]
@@ -116,12 +121,13 @@ def build_corpora(d: Any, m: Any, langs: Sequence[str], detect_used: int) -> Cor
         found = shared_folder("mgsm")
         mgsm_dir = str(found) if found is not None else None
     if mgsm_dir is not None and m.rows > 0:
-        for lang in (m.languages if m.languages is not None else
-                     [x for x in langs if data.lang_info(x).mgsm is not None]):
+        for lang in (
+            m.languages if m.languages is not None else [x for x in langs if data.lang_info(x).mgsm is not None]
+        ):
             rows = data.mgsm_rows(mgsm_dir, lang, "mgsm.dir")
             if len(rows) < m.rows:
                 raise ValueError(f"mgsm.rows: asked for {m.rows}, {mgsm_dir} has {len(rows)} for {lang!r}")
-            mgsm[lang] = rows[:m.rows]
+            mgsm[lang] = rows[: m.rows]
         sources["mgsm"] = mgsm_dir
     else:
         sources["mgsm"] = "off" if m.rows == 0 or m.dir is None else "absent (../shared/data/mgsm not found)"

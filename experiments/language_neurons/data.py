@@ -20,6 +20,7 @@ MGSM
 
 Nothing is downloaded: a missing source fails with a message that names the config field to set.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,8 +73,10 @@ def lang_info(code: str, field: str = "languages") -> Lang:
 
 # --- cleaning -------------------------------------------------------------------------------------------------
 
-_PRINTF = re.compile(r"%(?:\d+\$)?[-+ #0']*(?:\*|\d+)?(?:\.(?:\*|\d+))?(?:hh|h|ll|l|L|q|j|z|t|I)?"
-                     r"[diouxXeEfFgGaAcspnm]|%<[A-Za-z0-9_]+>|%\([A-Za-z0-9_]+\)[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]")
+_PRINTF = re.compile(
+    r"%(?:\d+\$)?[-+ #0']*(?:\*|\d+)?(?:\.(?:\*|\d+))?(?:hh|h|ll|l|L|q|j|z|t|I)?"
+    r"[diouxXeEfFgGaAcspnm]|%<[A-Za-z0-9_]+>|%\([A-Za-z0-9_]+\)[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]"
+)
 _DOUBLED = re.compile(r"%%(?:\d+\$)?[sdiu](?![a-z])")  # '%%s': a format string that itself formats
 _BRACE = re.compile(r"\$?\{[A-Za-z0-9_.:!\-]*\}")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
@@ -109,6 +112,7 @@ def _letters(text: str) -> int:
 
 # --- gettext catalogs -----------------------------------------------------------------------------------------
 
+
 def catalog_files(lang: str, root: str | Path = DEFAULT_LOCALE_ROOT) -> list[Path]:
     """The ``.mo`` files of ``lang`` (``Lang.catalog`` name) under ``root``, sorted."""
     return sorted((Path(root) / lang / "LC_MESSAGES").glob("*.mo"))
@@ -134,8 +138,14 @@ def read_catalog(path: str | Path) -> dict[tuple[str, str, str], tuple[str, str]
     return out
 
 
-def catalog_texts(langs: Sequence[str], root: str | Path = DEFAULT_LOCALE_ROOT, *, min_letters: int = 12,
-                  aligned: bool = True, field: str = "data.catalogs") -> dict[str, list[str]]:
+def catalog_texts(
+    langs: Sequence[str],
+    root: str | Path = DEFAULT_LOCALE_ROOT,
+    *,
+    min_letters: int = 12,
+    aligned: bool = True,
+    field: str = "data.catalogs",
+) -> dict[str, list[str]]:
     """Per-language message texts from the gettext catalogs under ``root``, deduplicated.
 
     English (``en``) is the msgids. A message counts for a language when its cleaned English has at
@@ -157,7 +167,8 @@ def catalog_texts(langs: Sequence[str], root: str | Path = DEFAULT_LOCALE_ROOT, 
             raise FileNotFoundError(
                 f"{field}: no gettext catalogs for {code!r} under {str(Path(root) / info.catalog / 'LC_MESSAGES')!r} "
                 f"(this machine has no translated .mo files); set data.dir to a folder of <lang>.txt / "
-                f"<lang>.jsonl files (or the FLORES-200 devtest folder) instead")
+                f"<lang>.jsonl files (or the FLORES-200 devtest folder) instead"
+            )
         texts: dict[str, str] = {}
         for path in files:
             for english, target in read_catalog(path).values():
@@ -176,6 +187,7 @@ def catalog_texts(langs: Sequence[str], root: str | Path = DEFAULT_LOCALE_ROOT, 
 
 
 # --- folders, FLORES, MGSM ------------------------------------------------------------------------------------
+
 
 def _read_lines(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -213,7 +225,9 @@ def folder_file(folder: str | Path, code: str, field: str = "data.dir") -> Path:
     if not found:
         raise FileNotFoundError(f"{field}: {str(folder)!r} has no text for {code!r} (looked for {names})")
     if len(found) > 1:
-        raise ValueError(f"{field}: {str(folder)!r} has several files for {code!r}: {[p.name for p in found]}; keep one")
+        raise ValueError(
+            f"{field}: {str(folder)!r} has several files for {code!r}: {[p.name for p in found]}; keep one"
+        )
     return found[0]
 
 

@@ -7,6 +7,7 @@ attention, ``q``/``k``/``v`` columns and ``o`` rows (the seed); LAPE sets zero t
 ``SiLU(gate) = 0`` (its anchor). Every condition is scored on the same held-out sentences as the
 intact model, so its ratio to intact has a paired bootstrap interval.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,7 @@ def conditions(sets: LanguageSets, random_exclusive: bool, seed: int) -> list[di
     """``[{"name", "sets": {kind: [L, W] bool}}]`` in table order (see the module docstring)."""
     kinds = sets.kinds()
     shared = {k: sets.shared(k) for k in kinds}
-    out = [{"name": "shared", "sets": shared},
-           {"name": "random (shared size)", "sets": _random_like(shared, seed)}]
+    out = [{"name": "shared", "sets": shared}, {"name": "random (shared size)", "sets": _random_like(shared, seed)}]
     for i, lang in enumerate(sets.langs):
         excl = {k: sets.exclusive(k, lang) for k in kinds}
         out.append({"name": f"exclusive:{lang}", "sets": excl})
@@ -59,14 +59,21 @@ def deactivated_params(params: Any, cfg: Any, sets: Mapping[str, np.ndarray], st
     return apply_neuron_masks(params, masks, style)
 
 
-def run_deactivation(split: tuple, cfg: Any, detected: Mapping[str, LanguageSets], section: DeactivateSection,
-                     base: Mapping[str, dict], evaluate: Callable[[tuple], dict], progress: bool = True
-                     ) -> dict[str, list[dict]]:
+def run_deactivation(
+    split: tuple,
+    cfg: Any,
+    detected: Mapping[str, LanguageSets],
+    section: DeactivateSection,
+    base: Mapping[str, dict],
+    evaluate: Callable[[tuple], dict],
+    progress: bool = True,
+) -> dict[str, list[dict]]:
     """``{detector: [condition rows]}``; a row has ``name``, ``neurons`` (``{kind: n, total}``), per-language
     ``ppl`` and ``ratio`` to ``base`` (the intact model's :func:`language_ppl` on the same sentences)."""
     graphdef, params, rest = split
-    todo = [(det, c) for det in section.detectors for c in conditions(detected[det], section.random_exclusive,
-                                                                       section.seed)]
+    todo = [
+        (det, c) for det in section.detectors for c in conditions(detected[det], section.random_exclusive, section.seed)
+    ]
     out: dict[str, list[dict]] = {det: [] for det in section.detectors}
     for det, c in tqdm(todo, desc="deactivate", unit="set", disable=not progress):
         n = unit_count(c["sets"])

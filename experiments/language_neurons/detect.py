@@ -6,6 +6,7 @@ batch. PLND reads the per-sample scores one layer at a time; LAPE reads the acti
 :func:`set_counts` flattens both detectors' sets into the per-layer counts the heat map and the
 tables show.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from jaxlab.transforms import (LanguageSets, NeuronStore, activation_probability, collect_to_store,
-                               detector_overlap, lape_detect, plnd_detect)
+from jaxlab.transforms import (
+    LanguageSets,
+    NeuronStore,
+    activation_probability,
+    collect_to_store,
+    detector_overlap,
+    lape_detect,
+    plnd_detect,
+)
 
 DETECTORS = ("plnd", "lape")
 
@@ -59,8 +67,9 @@ def detect(stores: Mapping[str, NeuronStore], cfg: DetectSection) -> dict[str, L
     for lang, store in stores.items():
         sums = store.sums()
         probs[lang] = activation_probability(sums["act_count"], int(sums["tokens"]))
-    lape = lape_detect(probs, top_rate=cfg.lape_top_rate, filter_rate=cfg.lape_filter_rate,
-                       bar_ratio=cfg.lape_bar_ratio)
+    lape = lape_detect(
+        probs, top_rate=cfg.lape_top_rate, filter_rate=cfg.lape_filter_rate, bar_ratio=cfg.lape_bar_ratio
+    )
     return {"plnd": plnd, "lape": lape}
 
 
@@ -94,5 +103,11 @@ def overlap(sets: Mapping[str, LanguageSets]) -> dict[str, Any]:
 def shared_ratio(sets: LanguageSets) -> dict[str, dict[str, Any]]:
     """Per kind: shared units, units in any language's set (union), and the seed's ratio shared / union."""
     summary = sets.summary()
-    return {kind: {"shared": int(np.sum(summary[kind]["shared"])), "union": int(np.sum(summary[kind]["union"])),
-                   "ratio": summary[kind]["shared_share_total"]} for kind in sets.kinds()}
+    return {
+        kind: {
+            "shared": int(np.sum(summary[kind]["shared"])),
+            "union": int(np.sum(summary[kind]["union"])),
+            "ratio": summary[kind]["shared_share_total"],
+        }
+        for kind in sets.kinds()
+    }

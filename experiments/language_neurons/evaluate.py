@@ -7,6 +7,7 @@ sentences; :func:`ratio_to` compares two models on the *same* sentences with a p
 "give only the final number inside \\boxed{}") graded by math-verify equivalence, reusing the PTL
 GSM8K metric; the rows are evaluation data, never trained on.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,14 @@ def language_ppl(split: Split, batches: Mapping[str, Sequence[dict]]) -> dict[st
     for lang, bs in batches.items():
         nll, tok = window_nll(split, bs)
         b = bootstrap_ppl(nll, tok)
-        out[lang] = {"ppl": b["ppl"] if math.isfinite(b["ppl"]) else float("inf"), "ci": list(b["ci"]),
-                     "tokens": b["tokens"], "sentences": b["windows"], "nll": nll.tolist(), "tok": tok.tolist()}
+        out[lang] = {
+            "ppl": b["ppl"] if math.isfinite(b["ppl"]) else float("inf"),
+            "ci": list(b["ci"]),
+            "tokens": b["tokens"],
+            "sentences": b["windows"],
+            "nll": nll.tolist(),
+            "tok": tok.tolist(),
+        }
     return out
 
 
@@ -46,8 +53,15 @@ def strip_per_sentence(result: Mapping[str, dict]) -> dict[str, dict]:
     return {lang: {k: v for k, v in r.items() if k not in ("nll", "tok")} for lang, r in result.items()}
 
 
-def mgsm_metrics(rows: Mapping[str, Sequence[tuple[str, str]]], tokenizer: Any, encode: Callable, *,
-                 max_new_tokens: int, batch_size: int, prompt_width: int) -> dict[str, Callable[[Split], dict]]:
+def mgsm_metrics(
+    rows: Mapping[str, Sequence[tuple[str, str]]],
+    tokenizer: Any,
+    encode: Callable,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    prompt_width: int,
+) -> dict[str, Callable[[Split], dict]]:
     """``{lang: split -> {"name", "correct"}}`` greedy MGSM accuracy per language (prompts built once)."""
     metrics = {}
     for lang, items in rows.items():
@@ -56,8 +70,9 @@ def mgsm_metrics(rows: Mapping[str, Sequence[tuple[str, str]]], tokenizer: Any, 
             prompts = encode_prompts(tasks, tokenizer, encode, prompt_width)
         except ValueError as exc:
             raise ValueError(f"mgsm.prompt_width ({lang}): {exc}") from None
-        metrics[lang] = gsm8k_metric(tasks, prompts, tokenizer, max_new_tokens=max_new_tokens,
-                                     batch_size=batch_size, prompt_width=prompt_width)
+        metrics[lang] = gsm8k_metric(
+            tasks, prompts, tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size, prompt_width=prompt_width
+        )
     return metrics
 
 

@@ -6,6 +6,7 @@
 * :func:`counts_table`, :func:`deactivation_table`, :func:`training_table`, :func:`development_table` -
   the markdown tables ``results.md`` is made of. Every number in them is measured by the run.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,15 @@ def plot_counts(counts: Mapping[str, Mapping[str, Sequence[int]]], path: Path, t
         ax.set_title(det)
         for (i, j), v in np.ndenumerate(grid):
             if grid.shape[0] <= 40:
-                ax.text(j, i, f"{int(v)}", ha="center", va="center", fontsize=5,
-                        color="white" if v < grid.max() / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(v)}",
+                    ha="center",
+                    va="center",
+                    fontsize=5,
+                    color="white" if v < grid.max() / 2 else "black",
+                )
         fig.colorbar(im, ax=ax, shrink=0.8, label="neurons")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -83,8 +91,9 @@ def deactivation_table(base: Mapping[str, dict], conditions: Sequence[dict], lan
     return _md(["deactivated", "neurons", *langs], rows)
 
 
-def plot_deactivation(base: Mapping[str, dict], conditions: Sequence[dict], langs: Sequence[str], path: Path,
-                      title: str) -> Path:
+def plot_deactivation(
+    base: Mapping[str, dict], conditions: Sequence[dict], langs: Sequence[str], path: Path, title: str
+) -> Path:
     """Grouped bars: per language, the perplexity ratio to the intact model under each condition (log y)."""
     import matplotlib
 
@@ -109,15 +118,25 @@ def plot_deactivation(base: Mapping[str, dict], conditions: Sequence[dict], lang
     return path
 
 
-def training_table(before: Mapping[str, dict], tracks: Sequence[dict], langs: Sequence[str],
-                   mgsm_langs: Sequence[str]) -> str:
+def training_table(
+    before: Mapping[str, dict], tracks: Sequence[dict], langs: Sequence[str], mgsm_langs: Sequence[str]
+) -> str:
     """Rows = before and each training track; columns = per-language perplexity (ratio to before) and MGSM."""
     head = ["model", "trained neurons", *(f"ppl {lang}" for lang in langs), *(f"MGSM {lang}" for lang in mgsm_langs)]
-    rows = [["before", "-", *(_ppl(before["ppl"][lang]["ppl"]) for lang in langs),
-             *(f"{before['mgsm'][lang]['acc']:.3f}" for lang in mgsm_langs)]]
+    rows = [
+        [
+            "before",
+            "-",
+            *(_ppl(before["ppl"][lang]["ppl"]) for lang in langs),
+            *(f"{before['mgsm'][lang]['acc']:.3f}" for lang in mgsm_langs),
+        ]
+    ]
     for t in tracks:
-        cells = [f"{_ppl(t['ppl'][lang]['ppl'])} (x{t['ratio'][lang]['ratio']:.3f}"
-                 f"{'*' if t['ratio'][lang]['significant'] else ''})" for lang in langs]
+        cells = [
+            f"{_ppl(t['ppl'][lang]['ppl'])} (x{t['ratio'][lang]['ratio']:.3f}"
+            f"{'*' if t['ratio'][lang]['significant'] else ''})"
+            for lang in langs
+        ]
         cells += [f"{t['mgsm'][lang]['acc']:.3f}" for lang in mgsm_langs]
         rows.append([t["name"], t["neurons"], *cells])
     return _md(head, rows)
@@ -125,5 +144,7 @@ def training_table(before: Mapping[str, dict], tracks: Sequence[dict], langs: Se
 
 def development_table(rows: Sequence[dict]) -> str:
     """Per checkpoint and detector: shared neurons, language-related neurons (union), shared ratio."""
-    return _md(["checkpoint", "detector", "shared", "union of languages", "shared ratio"],
-               [[r["model"], r["detector"], r["shared"], r["union"], f"{r['ratio']:.3f}"] for r in rows])
+    return _md(
+        ["checkpoint", "detector", "shared", "union of languages", "shared ratio"],
+        [[r["model"], r["detector"], r["shared"], r["union"], f"{r['ratio']:.3f}"] for r in rows],
+    )

@@ -14,6 +14,7 @@ every sample built (errors name the config field) before the model loads; then, 
 ``results.json`` holds every number, ``results.md`` the tables; ``run.json`` the config (a rerun with the
 same config resumes its collections; another config refuses the directory unless ``overwrite=true``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,8 +29,13 @@ from experiments.language_neurons import data as data_mod
 from experiments.language_neurons import report, samples
 from experiments.language_neurons.deactivate import DeactivateSection, neuron_label, run_deactivation, table_rows
 from experiments.language_neurons.detect import DetectSection, collect, detect, overlap, set_counts, shared_ratio
-from experiments.language_neurons.evaluate import (language_ppl, mgsm_accuracy, mgsm_metrics, ratio_to,
-                                                   strip_per_sentence)
+from experiments.language_neurons.evaluate import (
+    language_ppl,
+    mgsm_accuracy,
+    mgsm_metrics,
+    ratio_to,
+    strip_per_sentence,
+)
 from experiments.language_neurons.train import TrainSection, run_track, track_sets
 from experiments.ptl.runner import ModelSection, load_encoder, load_model, model_config
 from jaxlab.config import ConfigError, require_positive, to_dict
@@ -65,9 +71,20 @@ class DataSection:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require_positive(**{n: getattr(self, n) for n in ("min_letters", "detect_samples", "detect_seq_len",
-                                                          "detect_batch_size", "eval_sentences", "eval_max_len",
-                                                          "eval_batch_size")})
+        require_positive(
+            **{
+                n: getattr(self, n)
+                for n in (
+                    "min_letters",
+                    "detect_samples",
+                    "detect_seq_len",
+                    "detect_batch_size",
+                    "eval_sentences",
+                    "eval_max_len",
+                    "eval_batch_size",
+                )
+            }
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +102,7 @@ class MgsmSection:
     def __post_init__(self) -> None:
         if self.rows < 0:
             raise ValueError(f"rows: expected >= 0, got {self.rows!r}")
-        require_positive(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
-                         prompt_width=self.prompt_width)
+        require_positive(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, prompt_width=self.prompt_width)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,8 +136,15 @@ class Config:
                 raise ValueError(f"mgsm.languages: {extra} are not in languages {list(self.languages)}")
 
 
-OUTPUTS = ("config.yaml", "results.json", "results.md", "neuron_counts.png", "deactivation_plnd.png",
-           "deactivation_lape.png", "stats")
+OUTPUTS = (
+    "config.yaml",
+    "results.json",
+    "results.md",
+    "neuron_counts.png",
+    "deactivation_plnd.png",
+    "deactivation_lape.png",
+    "stats",
+)
 
 
 @dataclasses.dataclass
@@ -143,22 +166,45 @@ def _prepare(cfg: Config) -> tuple[Any, Any, Prepared]:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     d, t = cfg.data, cfg.train
-    for name, length in (("data.detect_seq_len", d.detect_seq_len), ("data.eval_max_len", d.eval_max_len),
-                         ("train.seq_len", t.seq_len)):
+    for name, length in (
+        ("data.detect_seq_len", d.detect_seq_len),
+        ("data.eval_max_len", d.eval_max_len),
+        ("train.seq_len", t.seq_len),
+    ):
         if length + 1 > mcfg.max_position_embeddings:
             raise ConfigError(f"{name}: {length} exceeds the model's {mcfg.max_position_embeddings} positions")
     tokenizer, encode, eos = load_encoder(cfg.model)
     langs = list(cfg.languages)
     try:
         corp = corpora_mod.build_corpora(d, cfg.mgsm, langs, detect_used=_detect_texts_used(cfg, encode, eos))
-        det = {lang: samples.packed_samples(corp.detect[lang], encode, eos, d.detect_seq_len, d.detect_samples,
-                                            d.detect_batch_size, f"data.detect_samples ({lang})") for lang in langs}
-        ev = {lang: samples.sentence_batches(corp.eval[lang], encode, eos, d.eval_max_len, d.eval_batch_size,
-                                             f"data.eval_sentences ({lang})") for lang in langs}
+        det = {
+            lang: samples.packed_samples(
+                corp.detect[lang],
+                encode,
+                eos,
+                d.detect_seq_len,
+                d.detect_samples,
+                d.detect_batch_size,
+                f"data.detect_samples ({lang})",
+            )
+            for lang in langs
+        }
+        ev = {
+            lang: samples.sentence_batches(
+                corp.eval[lang], encode, eos, d.eval_max_len, d.eval_batch_size, f"data.eval_sentences ({lang})"
+            )
+            for lang in langs
+        }
         stream = lambda: samples.MixedStream(corp.train, encode, eos, t.seq_len, t.batch_size, t.seed)  # noqa: E731
         next(stream())
-        metrics = mgsm_metrics(corp.mgsm, tokenizer, encode, max_new_tokens=cfg.mgsm.max_new_tokens,
-                               batch_size=cfg.mgsm.batch_size, prompt_width=cfg.mgsm.prompt_width)
+        metrics = mgsm_metrics(
+            corp.mgsm,
+            tokenizer,
+            encode,
+            max_new_tokens=cfg.mgsm.max_new_tokens,
+            batch_size=cfg.mgsm.batch_size,
+            prompt_width=cfg.mgsm.prompt_width,
+        )
         dev = [_check_development(src, mcfg) for src in cfg.development]
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(str(exc)) from exc
@@ -194,15 +240,21 @@ def _check_development(source: str, mcfg: Any) -> str:
         raise ValueError(f"development: {exc}") from None
     for field in ("vocab_size", "num_layers", "intermediate_size", "num_heads", "head_dim"):
         if getattr(other, field) != getattr(mcfg, field):
-            raise ValueError(f"development: {source!r} has {field} {getattr(other, field)}, the model has "
-                             f"{getattr(mcfg, field)} (the checkpoints must be one model family and size)")
+            raise ValueError(
+                f"development: {source!r} has {field} {getattr(other, field)}, the model has "
+                f"{getattr(mcfg, field)} (the checkpoints must be one model family and size)"
+            )
     return str(resolve_folder(source))
 
 
 def run(cfg: Config) -> dict:
     """Run every step of the module docstring; print the tables; return the summary written to results.json."""
-    refuse_multiprocess(cfg, "language-neurons", "activation statistics, deactivation and its training run on "
-                        "one host's arrays, and every process would write the results")
+    refuse_multiprocess(
+        cfg,
+        "language-neurons",
+        "activation statistics, deactivation and its training run on "
+        "one host's arrays, and every process would write the results",
+    )
     t0 = time.time()
     mcfg, tokenizer, prep = _prepare(cfg)
     out = Path(cfg.output_dir).absolute()
@@ -226,10 +278,13 @@ def run(cfg: Config) -> dict:
     attn_counts = set_counts({"plnd": detected["plnd"]}, "qk") if "qk" in detected["plnd"].kinds() else {}
     vo_counts = set_counts({"plnd": detected["plnd"]}, "vo") if "vo" in detected["plnd"].kinds() else {}
     jac = overlap(detected)
-    report.plot_counts(counts, out / "neuron_counts.png",
-                       f"{name}: FFN language neurons per layer (PLND r={cfg.detect.plnd_ratio}, "
-                       f"LAPE top {cfg.detect.lape_top_rate}), {cfg.data.detect_samples} samples x "
-                       f"{cfg.data.detect_seq_len} tokens per language")
+    report.plot_counts(
+        counts,
+        out / "neuron_counts.png",
+        f"{name}: FFN language neurons per layer (PLND r={cfg.detect.plnd_ratio}, "
+        f"LAPE top {cfg.detect.lape_top_rate}), {cfg.data.detect_samples} samples x "
+        f"{cfg.data.detect_seq_len} tokens per language",
+    )
 
     evaluate = lambda s: language_ppl(s, prep.eval)  # noqa: E731
     t = time.time()
@@ -242,10 +297,16 @@ def run(cfg: Config) -> dict:
     timings["deactivate_s"] = round(time.time() - t, 1)
     plots = {}
     for det, rows in deact.items():
-        plots[det] = str(report.plot_deactivation(
-            base, table_rows(rows), langs, out / f"deactivation_{det}.png",
-            f"{name}: perplexity ratio to intact with {det.upper()} sets deactivated "
-            f"({cfg.data.eval_sentences} held-out sentences per language)"))
+        plots[det] = str(
+            report.plot_deactivation(
+                base,
+                table_rows(rows),
+                langs,
+                out / f"deactivation_{det}.png",
+                f"{name}: perplexity ratio to intact with {det.upper()} sets deactivated "
+                f"({cfg.data.eval_sentences} held-out sentences per language)",
+            )
+        )
 
     t = time.time()
     tracks = _train_tracks(cfg, model, mcfg, detected, prep, base, evaluate)
@@ -255,27 +316,47 @@ def run(cfg: Config) -> dict:
     development = _development(cfg, name, detected, prep, out)
     timings["development_s"] = round(time.time() - t, 1)
 
-    before = {"ppl": strip_per_sentence(base), "mgsm": {k: {x: y for x, y in v.items() if x != "correct"}
-                                                         for k, v in base_mgsm.items()}}
+    before = {
+        "ppl": strip_per_sentence(base),
+        "mgsm": {k: {x: y for x, y in v.items() if x != "correct"} for k, v in base_mgsm.items()},
+    }
     md = _markdown(cfg, name, prep, counts, attn_counts, vo_counts, jac, base, deact, before, tracks, development)
     (out / "results.md").write_text(md)
-    summary = {"model": name, "languages": langs, "sources": prep.corpora.sources,
-               "detect": {"counts_ffn": counts, "counts_qk": attn_counts, "counts_vo": vo_counts,
-                          "summary": {k: v.summary() for k, v in detected.items()}, "jaccard": jac,
-                          "samples_per_language": cfg.data.detect_samples,
-                          "tokens_per_language": {lang: int(s.sums()["tokens"]) for lang, s in stores.items()}},
-               "intact": before, "deactivation": deact, "training": tracks, "development": development,
-               "timings": timings, "wall_time_s": round(time.time() - t0, 1),
-               "outputs": {"results": str(out / "results.json"), "table": str(out / "results.md"),
-                           "heat_map": str(out / "neuron_counts.png"), "deactivation_plots": plots}}
+    summary = {
+        "model": name,
+        "languages": langs,
+        "sources": prep.corpora.sources,
+        "detect": {
+            "counts_ffn": counts,
+            "counts_qk": attn_counts,
+            "counts_vo": vo_counts,
+            "summary": {k: v.summary() for k, v in detected.items()},
+            "jaccard": jac,
+            "samples_per_language": cfg.data.detect_samples,
+            "tokens_per_language": {lang: int(s.sums()["tokens"]) for lang, s in stores.items()},
+        },
+        "intact": before,
+        "deactivation": deact,
+        "training": tracks,
+        "development": development,
+        "timings": timings,
+        "wall_time_s": round(time.time() - t0, 1),
+        "outputs": {
+            "results": str(out / "results.json"),
+            "table": str(out / "results.md"),
+            "heat_map": str(out / "neuron_counts.png"),
+            "deactivation_plots": plots,
+        },
+    }
     report.write_json(out / "results.json", summary)
     print("\n" + md, flush=True)
     print(f"[language_neurons] wrote {out / 'results.json'} in {summary['wall_time_s']:.0f}s", flush=True)
     return summary
 
 
-def _train_tracks(cfg: Config, model: Any, mcfg: Any, detected: dict, prep: Prepared, base: dict,
-                  evaluate: Any) -> list[dict]:
+def _train_tracks(
+    cfg: Config, model: Any, mcfg: Any, detected: dict, prep: Prepared, base: dict, evaluate: Any
+) -> list[dict]:
     t = cfg.train
     if t.steps == 0:
         return []
@@ -291,8 +372,15 @@ def _train_tracks(cfg: Config, model: Any, mcfg: Any, detected: dict, prep: Prep
         split = split_model(trained)
         ppl = evaluate(split)
         mg = mgsm_accuracy(split, prep.mgsm)
-        rows.append({"name": f"{track}-only", **info, "ppl": strip_per_sentence(ppl), "ratio": ratio_to(ppl, base),
-                     "mgsm": {k: {x: y for x, y in v.items() if x != "correct"} for k, v in mg.items()}})
+        rows.append(
+            {
+                "name": f"{track}-only",
+                **info,
+                "ppl": strip_per_sentence(ppl),
+                "ratio": ratio_to(ppl, base),
+                "mgsm": {k: {x: y for x, y in v.items() if x != "correct"} for k, v in mg.items()},
+            }
+        )
     return rows
 
 
@@ -309,32 +397,57 @@ def _development(cfg: Config, name: str, detected: dict, prep: Prepared, out: Pa
 
 def _markdown(cfg, name, prep, counts, attn_counts, vo_counts, jac, base, deact, before, tracks, development) -> str:
     langs = list(cfg.languages)
-    parts = [f"# Language neurons: {name}", "",
-             f"Sources: {prep.corpora.sources}. Detection: {cfg.data.detect_samples} samples x "
-             f"{cfg.data.detect_seq_len} tokens per language; evaluation: {cfg.data.eval_sentences} held-out "
-             f"sentences per language (at most {cfg.data.eval_max_len} tokens each). All numbers measured.", "",
-             "## Neuron sets (FFN neurons, summed over layers)", "",
-             report.counts_table(counts, {f"per language {k}": v for k, v in jac["per_lang"].items()}
-                                 | {"shared sets": jac["shared"]})]
+    parts = [
+        f"# Language neurons: {name}",
+        "",
+        f"Sources: {prep.corpora.sources}. Detection: {cfg.data.detect_samples} samples x "
+        f"{cfg.data.detect_seq_len} tokens per language; evaluation: {cfg.data.eval_sentences} held-out "
+        f"sentences per language (at most {cfg.data.eval_max_len} tokens each). All numbers measured.",
+        "",
+        "## Neuron sets (FFN neurons, summed over layers)",
+        "",
+        report.counts_table(
+            counts, {f"per language {k}": v for k, v in jac["per_lang"].items()} | {"shared sets": jac["shared"]}
+        ),
+    ]
     if attn_counts:
-        parts += ["", "PLND attention dimensions (q/k score, v/o score), summed over layers:", "",
-                  report.counts_table({"plnd q/k": attn_counts["plnd"], "plnd v/o": vo_counts["plnd"]}, {})]
+        parts += [
+            "",
+            "PLND attention dimensions (q/k score, v/o score), summed over layers:",
+            "",
+            report.counts_table({"plnd q/k": attn_counts["plnd"], "plnd v/o": vo_counts["plnd"]}, {}),
+        ]
     for det, rows in deact.items():
-        parts += ["", f"## Deactivation ({det.upper()}): perplexity (ratio to intact; * = paired 95% interval "
-                  "excludes 1)", "", report.deactivation_table(base, table_rows(rows), langs)]
+        parts += [
+            "",
+            f"## Deactivation ({det.upper()}): perplexity (ratio to intact; * = paired 95% interval excludes 1)",
+            "",
+            report.deactivation_table(base, table_rows(rows), langs),
+        ]
     if tracks:
         trained = [r for r in tracks if "ppl" in r]
         mgsm_langs = list(before["mgsm"])
         t = cfg.train
-        parts += ["", f"## Neuron-specific training ({t.detector.upper()} sets, {t.steps} steps x {t.batch_size} x "
-                  f"{t.seq_len} tokens, lr {t.learning_rate}; train text: {prep.corpora.sources['train']})", "",
-                  report.training_table(before, [{**r, "neurons": neuron_label(r["neurons"])} for r in trained], langs,
-                                        mgsm_langs)]
+        parts += [
+            "",
+            f"## Neuron-specific training ({t.detector.upper()} sets, {t.steps} steps x {t.batch_size} x "
+            f"{t.seq_len} tokens, lr {t.learning_rate}; train text: {prep.corpora.sources['train']})",
+            "",
+            report.training_table(
+                before, [{**r, "neurons": neuron_label(r["neurons"])} for r in trained], langs, mgsm_langs
+            ),
+        ]
         parts += [f"- {r['name']}: {r['note']}" for r in tracks if "note" in r]
-        parts += [f"- {r['name']}: {r['changed_entries']} of {r['trainable_entries']} trainable parameter entries "
-                  "changed (every other entry bit-identical)" for r in trained]
-    dev_rows = [{"model": r["model"], "detector": det, **r[det]["ffn"]} for r in development for det in ("plnd", "lape")
-                if det in r]
+        parts += [
+            f"- {r['name']}: {r['changed_entries']} of {r['trainable_entries']} trainable parameter entries "
+            "changed (every other entry bit-identical)"
+            for r in trained
+        ]
+    dev_rows = [
+        {"model": r["model"], "detector": det, **r[det]["ffn"]}
+        for r in development
+        for det in ("plnd", "lape")
+        if det in r
+    ]
     parts += ["", "## Development axis: shared-neuron ratio (FFN)", "", report.development_table(dev_rows), ""]
     return "\n".join(parts)
-

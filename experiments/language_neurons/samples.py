@@ -10,6 +10,7 @@ Batches are the trainer's dicts of ``[B, S]`` arrays (``input_ids``, ``targets``
 * :class:`MixedStream` - training: an endless round-robin over languages of packed ``seq_len`` windows
   drawn in a seeded order, so every step sees every language equally often.
 """
+
 from __future__ import annotations
 
 import random
@@ -25,12 +26,15 @@ def _rows_to_batches(ids: np.ndarray, mask: np.ndarray, rows: int) -> list[dict[
     pad = (-len(ids)) % rows
     ids = np.concatenate([ids, np.zeros((pad, ids.shape[1]), np.int32)])
     mask = np.concatenate([mask, np.zeros((pad, mask.shape[1]), np.int32)])
-    return [{"input_ids": ids[i:i + rows, :-1], "targets": ids[i:i + rows, 1:], "loss_mask": mask[i:i + rows]}
-            for i in range(0, len(ids), rows)]
+    return [
+        {"input_ids": ids[i : i + rows, :-1], "targets": ids[i : i + rows, 1:], "loss_mask": mask[i : i + rows]}
+        for i in range(0, len(ids), rows)
+    ]
 
 
-def packed_samples(texts: Sequence[str], encode: Encode, eos_id: int, seq_len: int, n_samples: int, rows: int,
-                   what: str) -> list[dict[str, np.ndarray]]:
+def packed_samples(
+    texts: Sequence[str], encode: Encode, eos_id: int, seq_len: int, n_samples: int, rows: int, what: str
+) -> list[dict[str, np.ndarray]]:
     """``n_samples`` rows of exactly ``seq_len`` counted tokens, texts packed in order (EOS between them).
 
     A sample starts at a text boundary; the text that crosses its end is cut, and the next sample starts
@@ -41,13 +45,15 @@ def packed_samples(texts: Sequence[str], encode: Encode, eos_id: int, seq_len: i
     for text in texts:
         current.extend(list(encode(text)) + [eos_id])
         if len(current) >= seq_len + 1:
-            samples.append(current[:seq_len + 1])
+            samples.append(current[: seq_len + 1])
             current = []
             if len(samples) == n_samples:
                 break
     if len(samples) < n_samples:
-        raise ValueError(f"{what}: {len(texts)} texts fill {len(samples)} samples of {seq_len} tokens, fewer than "
-                         f"the {n_samples} asked for; lower the sample count or seq_len, or give more text")
+        raise ValueError(
+            f"{what}: {len(texts)} texts fill {len(samples)} samples of {seq_len} tokens, fewer than "
+            f"the {n_samples} asked for; lower the sample count or seq_len, or give more text"
+        )
     ids = np.asarray(samples, np.int32)
     batches = _rows_to_batches(ids, np.ones((n_samples, seq_len), np.int32), rows)
     for b in batches:  # the statistics read ``attention_mask``: the padding rows of the last batch count nowhere
@@ -55,8 +61,9 @@ def packed_samples(texts: Sequence[str], encode: Encode, eos_id: int, seq_len: i
     return batches
 
 
-def sentence_batches(texts: Sequence[str], encode: Encode, eos_id: int, max_len: int, rows: int,
-                     what: str) -> list[dict[str, np.ndarray]]:
+def sentence_batches(
+    texts: Sequence[str], encode: Encode, eos_id: int, max_len: int, rows: int, what: str
+) -> list[dict[str, np.ndarray]]:
     """One text per row, ``[EOS] + tokens`` (all tokens scored), padded to the longest (at most ``max_len``).
 
     A text longer than ``max_len`` tokens keeps its first ``max_len``; an empty list fails naming ``what``.
@@ -72,8 +79,8 @@ def sentence_batches(texts: Sequence[str], encode: Encode, eos_id: int, max_len:
     mask = np.zeros((len(toks), width), np.int32)
     for i, t in enumerate(toks):
         ids[i, 0] = eos_id
-        ids[i, 1:len(t) + 1] = t
-        mask[i, :len(t)] = 1
+        ids[i, 1 : len(t) + 1] = t
+        mask[i, : len(t)] = 1
     return _rows_to_batches(ids, mask, rows)
 
 
@@ -89,15 +96,17 @@ class MixedStream:
     every language ``batch_size / len(langs)`` times (±1). The same seed gives the same stream.
     """
 
-    def __init__(self, texts: dict[str, Sequence[str]], encode: Encode, eos_id: int, seq_len: int,
-                 batch_size: int, seed: int = 0):
+    def __init__(
+        self, texts: dict[str, Sequence[str]], encode: Encode, eos_id: int, seq_len: int, batch_size: int, seed: int = 0
+    ):
         empty = [lang for lang, t in texts.items() if not t]
         if not texts or empty:
             raise ValueError(f"training texts: every language needs text, {empty or 'none'} has none")
         self.langs = list(texts)
         self.seq_len, self.batch_size = seq_len, batch_size
-        self._gens = {lang: self._windows(list(texts[lang]), encode, eos_id, seed + i)
-                      for i, lang in enumerate(self.langs)}
+        self._gens = {
+            lang: self._windows(list(texts[lang]), encode, eos_id, seed + i) for i, lang in enumerate(self.langs)
+        }
         self._next = 0
 
     def _windows(self, texts: list[str], encode: Encode, eos_id: int, seed: int) -> Iterator[list[int]]:
@@ -112,8 +121,8 @@ class MixedStream:
                     cache[i] = list(encode(texts[i])) + [eos_id]
                 buf.extend(cache[i])
                 while len(buf) >= self.seq_len + 1:
-                    yield buf[:self.seq_len + 1]
-                    buf = buf[self.seq_len + 1:]
+                    yield buf[: self.seq_len + 1]
+                    buf = buf[self.seq_len + 1 :]
 
     def __iter__(self) -> "MixedStream":
         return self

@@ -8,6 +8,7 @@ counts the entries that moved as a check). ``exclusive`` is the union over langu
 ``set(L) - shared``; ``random`` has the per-layer counts of ``train.random_like`` (shared or exclusive),
 drawn from each layer's other units.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -82,8 +83,14 @@ def changed_entries(before: Any, after: Any) -> int:
     return int(sum(jax.tree.leaves(diff)))
 
 
-def run_track(model: Any, cfg: Any, sets: dict[str, np.ndarray], section: TrainSection,
-              stream: Callable[[], Iterator[dict]], progress: bool = True) -> tuple[Any, dict[str, Any]]:
+def run_track(
+    model: Any,
+    cfg: Any,
+    sets: dict[str, np.ndarray],
+    section: TrainSection,
+    stream: Callable[[], Iterator[dict]],
+    progress: bool = True,
+) -> tuple[Any, dict[str, Any]]:
     """Train the units of ``sets`` for ``section.steps`` steps; ``(trained model, info)``.
 
     ``info``: ``neurons`` (``{kind: n, total}``), ``changed_entries`` (parameter entries that moved),
@@ -92,15 +99,22 @@ def run_track(model: Any, cfg: Any, sets: dict[str, np.ndarray], section: TrainS
     from jaxlab.transforms import trainable_mask
 
     select = selection_masks(cfg, ffn=sets.get("ffn"), qk=sets.get("qk"), vo=sets.get("vo"))
-    optim = OptimConfig(learning_rate=section.learning_rate, warmup_steps=min(section.warmup_steps, section.steps - 1),
-                        decay_steps=section.steps, min_lr_ratio=section.min_lr_ratio,
-                        weight_decay=section.weight_decay)
+    optim = OptimConfig(
+        learning_rate=section.learning_rate,
+        warmup_steps=min(section.warmup_steps, section.steps - 1),
+        decay_steps=section.steps,
+        min_lr_ratio=section.min_lr_ratio,
+        weight_decay=section.weight_decay,
+    )
     tx = neuron_optimizer(make_optimizer(optim), select)
     result = fit(model, stream(), optim, TrainConfig(steps=section.steps, progress=progress), tx=tx)
     trained = result.model()
     before, after = split_model(model)[1], split_model(trained)[1]
     allowed = int(sum(int(np.sum(np.asarray(m))) for m in jax.tree.leaves(trainable_mask(before, select))))
-    info = {"neurons": unit_count(sets), "changed_entries": changed_entries(before, after),
-            "trainable_entries": allowed,
-            "loss": [h["loss"] for h in result.history if "loss" in h]}
+    info = {
+        "neurons": unit_count(sets),
+        "changed_entries": changed_entries(before, after),
+        "trainable_entries": allowed,
+        "loss": [h["loss"] for h in result.history if "loss" in h],
+    }
     return trained, info

@@ -30,6 +30,7 @@ planner and its default CPU transport (plan-bounded ``bounded`` rounds).
 * modelled, step time: slowest device's measured share + planner-free
   communication time (collectives do not overlap compute).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,13 +50,17 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--d_model", type=int, default=512)
     p.add_argument("--d_ff", type=int, default=1024)
     p.add_argument("--tokens", type=int, default=2048, help="tokens per step over all devices")
-    p.add_argument("--memory_tokens_per_device", default="256,2048,32768",
-                   help="memory-only points (compiled, not run); 32768 is the paper's regime")
+    p.add_argument(
+        "--memory_tokens_per_device",
+        default="256,2048,32768",
+        help="memory-only points (compiled, not run); 32768 is the paper's regime",
+    )
     p.add_argument("--max_extra", type=int, default=2, help="LLEP weight copies per device")
     p.add_argument("--min_chunk", type=int, default=16)
     p.add_argument("--alpha", type=float, default=1.0)
-    p.add_argument("--fallback_lambda", type=float, default=1.3,
-                   help="plain EP below this max/mean load (the paper's 1.3)")
+    p.add_argument(
+        "--fallback_lambda", type=float, default=1.3, help="plain EP below this max/mean load (the paper's 1.3)"
+    )
     p.add_argument("--gmm_impl", default="auto", help="pallas_kernels.gmm path (auto = reference on CPU)")
     p.add_argument("--flops_per_byte", type=float, default=800.0)
     p.add_argument("--link_gbps", type=float, default=0.0, help="absolute link bandwidth, GB/s")
@@ -70,12 +75,16 @@ def _set_device_count(n: int) -> None:
     """Fake CPU devices must be set before JAX starts (an already started JAX must have them)."""
     if "jax" in sys.modules:
         import jax
+
         if len(jax.devices()) < n:
-            raise RuntimeError(f"--devices needs {n} devices but JAX already started with "
-                               f"{len(jax.devices())}; run the bench in a fresh process")
+            raise RuntimeError(
+                f"--devices needs {n} devices but JAX already started with "
+                f"{len(jax.devices())}; run the bench in a fresh process"
+            )
         return
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-             if not f.startswith("--xla_force_host_platform_device_count")]
+    flags = [
+        f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")
+    ]
     os.environ["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={n}"])
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
 

@@ -13,6 +13,7 @@ with the program (worst-case buffers, a dense weight exchange).  Here:
   rounds); a looped collective with no known trip count is an error, never a
   guess.
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -31,8 +32,7 @@ def memory(compiled) -> dict[str, int]:
     is not used.
     """
     stats = compiled.memory_analysis()
-    out = {k: int(getattr(stats, f"{k}_size_in_bytes"))
-           for k in ("temp", "argument", "output", "alias")}
+    out = {k: int(getattr(stats, f"{k}_size_in_bytes")) for k in ("temp", "argument", "output", "alias")}
     out["xla_peak"] = int(getattr(stats, "peak_memory_in_bytes", 0) or 0)
     out["peak"] = out["argument"] + out["output"] + out["temp"] - out["alias"]
     return out
@@ -44,12 +44,22 @@ def traffic(hlo_text: str, trip_counts: Mapping[str, int], num_devices: int) -> 
     for c in collectives(hlo_text):
         scope = next((s for s in trip_counts if s in c.op_name), None)
         if c.in_loop and scope is None:
-            raise ValueError(f"collective {c.op} ({c.op_name!r}) runs in a loop with no known trip "
-                             f"count; known scopes: {sorted(trip_counts)}")
+            raise ValueError(
+                f"collective {c.op} ({c.op_name!r}) runs in a loop with no known trip "
+                f"count; known scopes: {sorted(trip_counts)}"
+            )
         calls = int(trip_counts[scope]) if c.in_loop else 1
         group = c.group_size or num_devices
-        rows.append({"op": c.op, "bytes": c.bytes, "calls": calls, "group": group,
-                     "scope": scope or "", "wire_bytes": wire_bytes(c.op, c.bytes, group)})
+        rows.append(
+            {
+                "op": c.op,
+                "bytes": c.bytes,
+                "calls": calls,
+                "group": group,
+                "scope": scope or "",
+                "wire_bytes": wire_bytes(c.op, c.bytes, group),
+            }
+        )
     return rows
 
 

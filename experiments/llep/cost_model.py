@@ -13,6 +13,7 @@ program runs would take on an interconnect, stated so it can be checked by hand:
 * time of one collective = ``latency + wire bytes / bandwidth``, collectives one
   after another (no overlap with compute), times how often it runs.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -2,6 +2,7 @@
 
 See ``bench.py`` for which numbers are measured and which modelled.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,16 @@ METHODS = ("standard", "llep")
 
 def configs(args: argparse.Namespace) -> dict[str, EPConfig]:
     """Standard EP: no-drop all_to_all.  LLEP: device planner, default CPU transport (bounded)."""
-    return {"standard": EPConfig(transport="all_to_all", gmm_impl=args.gmm_impl),
-            "llep": EPConfig(max_extra_experts=args.max_extra, min_chunk=args.min_chunk,
-                             alpha=args.alpha, fallback_lambda=args.fallback_lambda,
-                             gmm_impl=args.gmm_impl)}
+    return {
+        "standard": EPConfig(transport="all_to_all", gmm_impl=args.gmm_impl),
+        "llep": EPConfig(
+            max_extra_experts=args.max_extra,
+            min_chunk=args.min_chunk,
+            alpha=args.alpha,
+            fallback_lambda=args.fallback_lambda,
+            gmm_impl=args.gmm_impl,
+        ),
+    }
 
 
 def layer_inputs(shape: Shape, seed: int) -> tuple:
@@ -64,13 +71,23 @@ def calibrate_flops(shape: Shape, repeats: int, rows: int = 1024) -> Stat:
 
 
 def _plan(counts: np.ndarray, num_devices: int, args) -> dict:
-    plan = jax.jit(functools.partial(plan_llep_device, num_devices=num_devices,
-                                     max_extra=args.max_extra, min_chunk=args.min_chunk,
-                                     alpha=args.alpha, lambda_=args.fallback_lambda))(jnp.asarray(counts, jnp.int32))
+    plan = jax.jit(
+        functools.partial(
+            plan_llep_device,
+            num_devices=num_devices,
+            max_extra=args.max_extra,
+            min_chunk=args.min_chunk,
+            alpha=args.alpha,
+            lambda_=args.fallback_lambda,
+        )
+    )(jnp.asarray(counts, jnp.int32))
     arrays = tuple(np.asarray(a) for a in plan.arrays())
-    return {"plan": ExpertPlan(*arrays, np.asarray(plan.device_load)), "load": np.asarray(plan.device_load),
-            "over": int(plan.over_capacity), "copied": int(np.unique(
-                np.asarray(plan.extra_experts)[np.asarray(plan.extra_experts) >= 0]).size)}
+    return {
+        "plan": ExpertPlan(*arrays, np.asarray(plan.device_load)),
+        "load": np.asarray(plan.device_load),
+        "over": int(plan.over_capacity),
+        "copied": int(np.unique(np.asarray(plan.extra_experts)[np.asarray(plan.extra_experts) >= 0]).size),
+    }
 
 
 def _trip_counts(method: str, plan: dict, matrix, recv_rows: int, num_devices: int, pair_rows) -> dict:
@@ -81,8 +98,7 @@ def _trip_counts(method: str, plan: dict, matrix, recv_rows: int, num_devices: i
     return {weight_exchange.SCOPE: plan["copied"], bounded_exchange.SCOPE: rounds}
 
 
-def _device_point(num_devices: int, args, shape: Shape, inputs: tuple, link: Link,
-                  rows_ffn: RowsFFN) -> list[dict]:
+def _device_point(num_devices: int, args, shape: Shape, inputs: tuple, link: Link, rows_ffn: RowsFFN) -> list[dict]:
     mesh = Mesh(np.array(jax.devices()[:num_devices]), ("expert",))
     cfgs = configs(args)
     x, cw, wg, wu, wd = inputs
@@ -95,8 +111,7 @@ def _device_point(num_devices: int, args, shape: Shape, inputs: tuple, link: Lin
         body, _ = capture_body(m, mesh, cfgs[m], layer_args)
         locals_[m] = local_program(body, shape.experts, num_devices)
         print(f"  D={num_devices} {m}: peak {progs[m]['memory']['peak'] / 2**20:.1f} MiB/device", flush=True)
-    recv_rows = capacity(shape.tokens * shape.top_k, num_devices, args.min_chunk, args.alpha,
-                         args.fallback_lambda)
+    recv_rows = capacity(shape.tokens * shape.top_k, num_devices, args.min_chunk, args.alpha, args.fallback_lambda)
     points = []
     for skew in args.skews.split(","):
         ids = route(skew, shape.tokens, shape.top_k, shape.experts, seed=args.seed)
@@ -115,20 +130,32 @@ def _device_point(num_devices: int, args, shape: Shape, inputs: tuple, link: Lin
                 shards = device_shards(global_args, int(i), num_devices)
                 me = jnp.int32(i)
                 fn = locals_[m]
-                fns[f"{m}/{i}"] = (lambda fn=fn, s=shards, me=me, a=(c_counts, by_source, matrix):
-                                   jax.block_until_ready(fn(s, me, *a)))
+                fns[f"{m}/{i}"] = lambda fn=fn, s=shards, me=me, a=(c_counts, by_source, matrix): jax.block_until_ready(
+                    fn(s, me, *a)
+                )
                 fns[f"rows:{m}/{i}"] = functools.partial(rows_ffn.run, sizes[i])
-            trips = _trip_counts(m, plan, np.asarray(matrix), recv_rows, num_devices,
-                                 cfgs[m].pair_rows)
+            trips = _trip_counts(m, plan, np.asarray(matrix), recv_rows, num_devices, cfgs[m].pair_rows)
             traffic = xla.traffic(progs[m]["hlo"], trips, num_devices)
-            point[m] = {"max_load": int(load.max()), "mean_load": float(load.mean()),
-                        "dropped": plan["over"] if m == "llep" else 0,
-                        "weight_copies": plan["copied"] if m == "llep" else 0, "trips": trips,
-                        "wire_bytes": xla.total_wire_bytes(traffic),
-                        "comm_s": collective_seconds(traffic, link), "memory": progs[m]["memory"]}
-        planner = jax.jit(functools.partial(plan_llep_device, num_devices=num_devices,
-                                            max_extra=args.max_extra, min_chunk=args.min_chunk,
-                                            alpha=args.alpha, lambda_=args.fallback_lambda))
+            point[m] = {
+                "max_load": int(load.max()),
+                "mean_load": float(load.mean()),
+                "dropped": plan["over"] if m == "llep" else 0,
+                "weight_copies": plan["copied"] if m == "llep" else 0,
+                "trips": trips,
+                "wire_bytes": xla.total_wire_bytes(traffic),
+                "comm_s": collective_seconds(traffic, link),
+                "memory": progs[m]["memory"],
+            }
+        planner = jax.jit(
+            functools.partial(
+                plan_llep_device,
+                num_devices=num_devices,
+                max_extra=args.max_extra,
+                min_chunk=args.min_chunk,
+                alpha=args.alpha,
+                lambda_=args.fallback_lambda,
+            )
+        )
         c = jnp.asarray(counts, jnp.int32)
         fns["planner"] = lambda planner=planner, c=c: jax.block_until_ready(planner(c))
         samples = time_interleaved(fns, args.repeats)
@@ -136,28 +163,30 @@ def _device_point(num_devices: int, args, shape: Shape, inputs: tuple, link: Lin
             per_device = {k: Stat.of(v) for k, v in samples.items() if k.startswith(m + "/")}
             slowest = max(per_device.values(), key=lambda s: s.median)
             point[m]["share_s"] = vars(slowest)
-            point[m]["step_s"] = {k: getattr(slowest, k) + point[m]["comm_s"]
-                                  for k in ("median", "min", "max")}
+            point[m]["step_s"] = {k: getattr(slowest, k) + point[m]["comm_s"] for k in ("median", "min", "max")}
             ffn = [Stat.of(v) for k, v in samples.items() if k.startswith(f"rows:{m}/")]
             point[m]["rows_ffn_s"] = vars(max(ffn, key=lambda s: s.median))
-            point[m]["rows_step_s"] = {k: point[m]["rows_ffn_s"][k] + point[m]["comm_s"]
-                                       for k in ("median", "min", "max")}
+            point[m]["rows_step_s"] = {
+                k: point[m]["rows_ffn_s"][k] + point[m]["comm_s"] for k in ("median", "min", "max")
+            }
         point["planner_s"] = vars(Stat.of(samples["planner"]))
         point.update(devices=num_devices, skew=skew, recv_rows=recv_rows)
         point["speedup"] = _ratio(point["standard"]["step_s"], point["llep"]["step_s"])
         point["rows_speedup"] = _ratio(point["standard"]["rows_step_s"], point["llep"]["rows_step_s"])
         point["memory_ratio"] = point["llep"]["memory"]["peak"] / point["standard"]["memory"]["peak"]
         points.append(point)
-        print(f"  D={num_devices} {skew}: speedup {point['speedup']['median']:.2f}x "
-              f"[{point['speedup']['min']:.2f}-{point['speedup']['max']:.2f}], "
-              f"LLEP/standard peak memory {point['memory_ratio']:.2f}x", flush=True)
+        print(
+            f"  D={num_devices} {skew}: speedup {point['speedup']['median']:.2f}x "
+            f"[{point['speedup']['min']:.2f}-{point['speedup']['max']:.2f}], "
+            f"LLEP/standard peak memory {point['memory_ratio']:.2f}x",
+            flush=True,
+        )
     return points
 
 
 def _ratio(std: dict, llep: dict) -> dict:
     """standard / LLEP step time: median over median, and the extremes the repeats allow."""
-    return {"median": std["median"] / llep["median"], "min": std["min"] / llep["max"],
-            "max": std["max"] / llep["min"]}
+    return {"median": std["median"] / llep["median"], "min": std["min"] / llep["max"], "max": std["max"] / llep["min"]}
 
 
 def memory_sweep(args: argparse.Namespace, devices: list[int]) -> list[dict]:
@@ -169,15 +198,21 @@ def memory_sweep(args: argparse.Namespace, devices: list[int]) -> list[dict]:
         for per_device in (int(t) for t in args.memory_tokens_per_device.split(",") if t):
             t, e, k = per_device * d, args.experts, args.top_k
             f32 = functools.partial(jax.ShapeDtypeStruct, dtype=jnp.float32)
-            structs = (f32((t, args.d_model)), jax.ShapeDtypeStruct((t, k), jnp.int32), f32((t, k)),
-                       f32((e, args.d_model, args.d_ff)), f32((e, args.d_model, args.d_ff)),
-                       f32((e, args.d_ff, args.d_model)))
+            structs = (
+                f32((t, args.d_model)),
+                jax.ShapeDtypeStruct((t, k), jnp.int32),
+                f32((t, k)),
+                f32((e, args.d_model, args.d_ff)),
+                f32((e, args.d_model, args.d_ff)),
+                f32((e, args.d_ff, args.d_model)),
+            )
             row = {"devices": d, "tokens_per_device": per_device}
             for m, config in configs(args).items():
                 row[m] = xla.memory(compile_layer(m, mesh, config, structs))
             row["memory_ratio"] = row["llep"]["peak"] / row["standard"]["peak"]
-            print(f"  memory D={d} {per_device} tokens/device: LLEP/standard peak {row['memory_ratio']:.2f}x",
-                  flush=True)
+            print(
+                f"  memory D={d} {per_device} tokens/device: LLEP/standard peak {row['memory_ratio']:.2f}x", flush=True
+            )
             out.append(row)
     return out
 
@@ -190,13 +225,23 @@ def run(args: argparse.Namespace, devices: list[int]) -> tuple[list[dict], dict]
     flops = calibrate_flops(shape, args.repeats)
     bandwidth = args.link_gbps * 1e9 if args.link_gbps > 0 else flops.median / args.flops_per_byte
     link = Link(bandwidth, args.latency_us * 1e-6)
-    print(f"CPU {flops.median / 1e9:.1f} GFLOP/s [{flops.min / 1e9:.1f}-{flops.max / 1e9:.1f}] measured "
-          f"on the expert FFN; link {bandwidth / 1e9:.3f} GB/s, {args.latency_us} us modelled", flush=True)
+    print(
+        f"CPU {flops.median / 1e9:.1f} GFLOP/s [{flops.min / 1e9:.1f}-{flops.max / 1e9:.1f}] measured "
+        f"on the expert FFN; link {bandwidth / 1e9:.3f} GB/s, {args.latency_us} us modelled",
+        flush=True,
+    )
     inputs = layer_inputs(shape, args.seed)
     rows_ffn = RowsFFN(shape.d_model, shape.d_ff, args.seed)
     results = []
     for d in devices:
         results += _device_point(d, args, shape, inputs, link, rows_ffn)
-    meta = {"memory_sweep": memory_sweep(args, devices), "cpu_flops": vars(flops), "link_bytes_per_s": bandwidth, "latency_s": link.latency_s,
-            "shape": vars(shape), "dtype": "float32", "backend": jax.default_backend()}
+    meta = {
+        "memory_sweep": memory_sweep(args, devices),
+        "cpu_flops": vars(flops),
+        "link_bytes_per_s": bandwidth,
+        "latency_s": link.latency_s,
+        "shape": vars(shape),
+        "dtype": "float32",
+        "backend": jax.default_backend(),
+    }
     return results, meta

@@ -8,14 +8,32 @@ gmm (every group over every buffer row); "rows FFN": a jitted JAX FFN over exact
 plan's rows per slot (what a kernel skipping padding does).  Step = slowest timed
 device + communication; speedup = standard step / LLEP step.
 """
+
 from __future__ import annotations
 
 MiB = 2**20
-COLUMNS = ("D", "skew", "std peak MiB [M]", "LLEP peak MiB [M]", "LLEP/std mem [M]",
-           "std temp MiB [M]", "LLEP temp MiB [M]", "std max/mean rows", "LLEP max/mean rows",
-           "std share ms [M]", "LLEP share ms [M]", "planner ms [M]", "std wire MiB [H]",
-           "LLEP wire MiB [H]", "std comm ms [L]", "LLEP comm ms [L]", "speedup [M+L]",
-           "std rows FFN ms [M]", "LLEP rows FFN ms [M]", "rows speedup [M+L]")
+COLUMNS = (
+    "D",
+    "skew",
+    "std peak MiB [M]",
+    "LLEP peak MiB [M]",
+    "LLEP/std mem [M]",
+    "std temp MiB [M]",
+    "LLEP temp MiB [M]",
+    "std max/mean rows",
+    "LLEP max/mean rows",
+    "std share ms [M]",
+    "LLEP share ms [M]",
+    "planner ms [M]",
+    "std wire MiB [H]",
+    "LLEP wire MiB [H]",
+    "std comm ms [L]",
+    "LLEP comm ms [L]",
+    "speedup [M+L]",
+    "std rows FFN ms [M]",
+    "LLEP rows FFN ms [M]",
+    "rows speedup [M+L]",
+)
 
 
 def _ms(stat: dict) -> str:
@@ -31,14 +49,30 @@ def table_rows(results: list[dict]) -> list[list[str]]:
     for r in results:
         s, l = r["standard"], r["llep"]
         sp = r["speedup"]
-        out.append([str(r["devices"]), r["skew"], f"{s['memory']['peak'] / MiB:.1f}",
-                    f"{l['memory']['peak'] / MiB:.1f}", f"{r['memory_ratio']:.2f}x",
-                    f"{s['memory']['temp'] / MiB:.1f}", f"{l['memory']['temp'] / MiB:.1f}",
-                    f"{s['max_load']}/{s['mean_load']:.0f}", f"{l['max_load']}/{l['mean_load']:.0f}",
-                    _ms(s["share_s"]), _ms(l["share_s"]), _ms(r["planner_s"]),
-                    f"{s['wire_bytes'] / MiB:.2f}", f"{l['wire_bytes'] / MiB:.2f}",
-                    f"{s['comm_s'] * 1e3:.2f}", f"{l['comm_s'] * 1e3:.2f}",
-                    _x(sp), _ms(s["rows_ffn_s"]), _ms(l["rows_ffn_s"]), _x(r["rows_speedup"])])
+        out.append(
+            [
+                str(r["devices"]),
+                r["skew"],
+                f"{s['memory']['peak'] / MiB:.1f}",
+                f"{l['memory']['peak'] / MiB:.1f}",
+                f"{r['memory_ratio']:.2f}x",
+                f"{s['memory']['temp'] / MiB:.1f}",
+                f"{l['memory']['temp'] / MiB:.1f}",
+                f"{s['max_load']}/{s['mean_load']:.0f}",
+                f"{l['max_load']}/{l['mean_load']:.0f}",
+                _ms(s["share_s"]),
+                _ms(l["share_s"]),
+                _ms(r["planner_s"]),
+                f"{s['wire_bytes'] / MiB:.2f}",
+                f"{l['wire_bytes'] / MiB:.2f}",
+                f"{s['comm_s'] * 1e3:.2f}",
+                f"{l['comm_s'] * 1e3:.2f}",
+                _x(sp),
+                _ms(s["rows_ffn_s"]),
+                _ms(l["rows_ffn_s"]),
+                _x(r["rows_speedup"]),
+            ]
+        )
     return out
 
 
@@ -50,8 +84,10 @@ def markdown(results: list[dict]) -> str:
 
 def print_table(results: list[dict], meta: dict) -> None:
     print(__doc__.split("\n\n", 1)[1].strip())
-    print(f"shape {meta['shape']}, {meta['dtype']}; CPU {meta['cpu_flops']['median'] / 1e9:.1f} GFLOP/s; "
-          f"link {meta['link_bytes_per_s'] / 1e9:.3f} GB/s + {meta['latency_s'] * 1e6:.0f} us [L]")
+    print(
+        f"shape {meta['shape']}, {meta['dtype']}; CPU {meta['cpu_flops']['median'] / 1e9:.1f} GFLOP/s; "
+        f"link {meta['link_bytes_per_s'] / 1e9:.3f} GB/s + {meta['latency_s'] * 1e6:.0f} us [L]"
+    )
     print(markdown(results))
 
 
@@ -79,14 +115,24 @@ def summarise_goals(results: list[dict]) -> None:
 
 def memory_markdown(sweep: list[dict]) -> str:
     """Compiled per-device memory by tokens per device (compile only; the same at every skew)."""
-    cols = ("D", "tokens/device", "std peak MiB [M]", "LLEP peak MiB [M]", "LLEP/std [M]",
-            "std temp MiB [M]", "LLEP temp MiB [M]", "argument MiB [M]")
+    cols = (
+        "D",
+        "tokens/device",
+        "std peak MiB [M]",
+        "LLEP peak MiB [M]",
+        "LLEP/std [M]",
+        "std temp MiB [M]",
+        "LLEP temp MiB [M]",
+        "argument MiB [M]",
+    )
     lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
     for r in sweep:
         s, l = r["standard"], r["llep"]
-        lines.append(f"| {r['devices']} | {r['tokens_per_device']} | {s['peak'] / MiB:.1f} | "
-                     f"{l['peak'] / MiB:.1f} | {r['memory_ratio']:.2f}x | {s['temp'] / MiB:.1f} | "
-                     f"{l['temp'] / MiB:.1f} | {s['argument'] / MiB:.1f} |")
+        lines.append(
+            f"| {r['devices']} | {r['tokens_per_device']} | {s['peak'] / MiB:.1f} | "
+            f"{l['peak'] / MiB:.1f} | {r['memory_ratio']:.2f}x | {s['temp'] / MiB:.1f} | "
+            f"{l['temp'] / MiB:.1f} | {s['argument'] / MiB:.1f} |"
+        )
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ Each token picks ``top_k`` distinct experts by sampling without replacement
 from a popularity distribution (Gumbel top-k), so no expert can take more than
 one copy of a token, as with a real router.
 """
+
 from __future__ import annotations
 
 import numpy as np

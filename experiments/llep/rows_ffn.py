@@ -11,6 +11,7 @@ FLOPs of an ideal grouped kernel, not the compiled layer, and the bench labels
 it so.  (numpy/OpenBLAS was tried first: on the loaded 2-core machine its
 timings were erratic, 560 rows in 8 groups taking 4x longer than 2,071 rows in one.)
 """
+
 from __future__ import annotations
 
 import jax
@@ -36,9 +37,13 @@ class RowsFFN:
     def __init__(self, d_model: int, d_ff: int, seed: int = 0, bank: int = 2, tile: int = 128):
         rng = np.random.default_rng(seed)
         s = 1.0 / np.sqrt(d_model)
-        self.w = [tuple(jnp.asarray(rng.standard_normal(shape, np.float32) * s)
-                        for shape in ((d_model, d_ff), (d_model, d_ff), (d_ff, d_model)))
-                  for _ in range(bank)]
+        self.w = [
+            tuple(
+                jnp.asarray(rng.standard_normal(shape, np.float32) * s)
+                for shape in ((d_model, d_ff), (d_model, d_ff), (d_ff, d_model))
+            )
+            for _ in range(bank)
+        ]
         self.tile, self.d_model, self._x = tile, d_model, {}
         self._ffn = jax.jit(lambda x, wg, wu, wd: (jax.nn.silu(x @ wg) * (x @ wu)) @ wd)
 
@@ -49,6 +54,7 @@ class RowsFFN:
         return self._x[n]
 
     def run(self, group_sizes: np.ndarray) -> None:
-        out = [self._ffn(self._rows(int(rows)), *self.w[g % len(self.w)])
-               for g, rows in enumerate(group_sizes) if rows > 0]
+        out = [
+            self._ffn(self._rows(int(rows)), *self.w[g % len(self.w)]) for g, rows in enumerate(group_sizes) if rows > 0
+        ]
         jax.block_until_ready(out)

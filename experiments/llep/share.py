@@ -24,6 +24,7 @@ it:
 The collectives' cost is not here: the bench charges the bytes the compiled
 HLO moves under a link model.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,9 +59,11 @@ def _patched(module, **attrs):
 
 def capture_body(ep: str, mesh, config: EPConfig, args: tuple) -> tuple[Callable, tuple]:
     """The per-device body ``routed_experts`` would shard_map, and its (global) arguments."""
+
     def fake_shard_map(body, **_):
         def call(*call_args):
             raise _Captured(body, call_args)
+
         return call
 
     with _patched(jax, shard_map=fake_shard_map):
@@ -73,19 +76,23 @@ def capture_body(ep: str, mesh, config: EPConfig, args: tuple) -> tuple[Callable
 
 def device_shards(global_args: tuple, device: int, num_devices: int) -> tuple:
     """Device ``device``'s shard of each argument: tokens and experts split on their first axis."""
+
     def shard(a):
         if a is None or not hasattr(a, "shape"):
             return a
         n = a.shape[0] // num_devices
-        return jnp.asarray(np.asarray(a)[device * n:(device + 1) * n])
+        return jnp.asarray(np.asarray(a)[device * n : (device + 1) * n])
+
     return jax.tree.map(shard, global_args, is_leaf=lambda a: a is None)
 
 
 def local_program(body: Callable, num_experts: int, num_devices: int) -> Callable:
     """``jit(f)(shards, me, counts, counts_by_source, pair_matrix)``: the body with local collectives."""
     if num_experts == num_devices:
-        raise ValueError("the stubbed all_gather tells counts from the pair matrix by length: "
-                         f"experts ({num_experts}) must differ from devices ({num_devices})")
+        raise ValueError(
+            "the stubbed all_gather tells counts from the pair matrix by length: "
+            f"experts ({num_experts}) must differ from devices ({num_devices})"
+        )
 
     def run(shards, me, counts, counts_by_source, pair_matrix):
         def all_gather(x, *_, **__):
@@ -100,8 +107,9 @@ def local_program(body: Callable, num_experts: int, num_devices: int) -> Callabl
                 return counts.astype(x.dtype)
             return x
 
-        with _patched(jax.lax, all_gather=all_gather, psum=psum,
-                      all_to_all=lambda x, *_, **__: x, axis_index=lambda *_: me):
+        with _patched(
+            jax.lax, all_gather=all_gather, psum=psum, all_to_all=lambda x, *_, **__: x, axis_index=lambda *_: me
+        ):
             return body(*shards)
 
     return jax.jit(run)
@@ -109,7 +117,9 @@ def local_program(body: Callable, num_experts: int, num_devices: int) -> Callabl
 
 def share_inputs(expert_ids: np.ndarray, plan: ExpertPlan, num_experts: int, num_devices: int):
     """(counts, counts_by_source, pair matrix) the device's collectives would have returned under ``plan``."""
-    by_source = np.stack([np.bincount(r, minlength=num_experts)
-                          for r in expert_ids.reshape(num_devices, -1)])
-    return (jnp.asarray(by_source.sum(0), jnp.int32), jnp.asarray(by_source, jnp.int32),
-            jnp.asarray(pair_counts(plan, by_source), jnp.int32))
+    by_source = np.stack([np.bincount(r, minlength=num_experts) for r in expert_ids.reshape(num_devices, -1)])
+    return (
+        jnp.asarray(by_source.sum(0), jnp.int32),
+        jnp.asarray(by_source, jnp.int32),
+        jnp.asarray(pair_counts(plan, by_source), jnp.int32),
+    )

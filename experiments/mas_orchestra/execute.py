@@ -5,6 +5,7 @@ by that agent's output; an empty input means the original question; a
 non-empty one is prefixed with the original question ("Original task: ...;
 Current Sub-task: ..."), so no sub-agent ever loses sight of what is asked.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from jaxlab.llm.concurrency import map_bounded
 from jaxlab.llm.types import LLMError
 
 # harmony_parser/medium.py, generate_single_agent_code (verbatim, its "currentsub-task" included).
-SINGLE_AGENT_GUIDANCE = ("Please solve the currentsub-task first. If its result directly answers the original question, "
-                         "output that as the final answer. Otherwise, use the sub-task result as guidance to complete "
-                         "the original question and output the final answer to the original question.")
+SINGLE_AGENT_GUIDANCE = (
+    "Please solve the currentsub-task first. If its result directly answers the original question, "
+    "output that as the final answer. Otherwise, use the sub-task result as guidance to complete "
+    "the original question and output the final answer to the original question."
+)
 
 
 @dataclass(frozen=True)

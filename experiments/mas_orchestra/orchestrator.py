@@ -5,6 +5,7 @@ edge blocks (or tool calls), and the system is parsed, validated and executed.
 Every failure is caught here and returned as a scored outcome with its kind
 and message: a bad design costs reward, it never crashes a run.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,26 +54,44 @@ class Outcome:
 
 
 def catalogue() -> str:
-    return "\n".join(f"- {a.name}: {a.description}; arguments {json.dumps(a.parameters['properties'])}"
-                     for a in REGISTRY.values())
+    return "\n".join(
+        f"- {a.name}: {a.description}; arguments {json.dumps(a.parameters['properties'])}" for a in REGISTRY.values()
+    )
 
 
-def orchestrator_request(task: str, use_tools: bool, temperature: float, max_tokens: int, seed: int,
-                         model: str = "") -> ChatRequest:
+def orchestrator_request(
+    task: str, use_tools: bool, temperature: float, max_tokens: int, seed: int, model: str = ""
+) -> ChatRequest:
     system = FORMAT.format(names=", ".join(REGISTRY), catalogue=catalogue())
     if use_tools:
         system += "\n\nYou may instead call one tool per agent (and `connect` for edges)."
-    return ChatRequest(messages=({"role": "system", "content": system}, {"role": "user", "content": f"Task:\n{task}"}),
-                       tools=tuple(tool_schemas()) if use_tools else (), temperature=temperature,
-                       max_tokens=max_tokens, seed=seed, model=model)
+    return ChatRequest(
+        messages=({"role": "system", "content": system}, {"role": "user", "content": f"Task:\n{task}"}),
+        tools=tuple(tool_schemas()) if use_tools else (),
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        model=model,
+    )
 
 
-def run_orchestrated(task: str, runtime: Runtime, use_tools: bool = False, temperature: float = 0.0,
-                     max_tokens: int = 2048, max_parallel: int = 4) -> Outcome:
+def run_orchestrated(
+    task: str,
+    runtime: Runtime,
+    use_tools: bool = False,
+    temperature: float = 0.0,
+    max_tokens: int = 2048,
+    max_parallel: int = 4,
+) -> Outcome:
     """Ask the orchestrator for a system, then execute it; all failures become an :class:`Outcome`."""
-    req = orchestrator_request(task, use_tools, temperature, max_tokens,
-                               derive_seed(runtime.seed, runtime.problem_id, "orchestrator"),
-                               getattr(runtime.client, "model", ""))
+    req = orchestrator_request(
+        task,
+        use_tools,
+        temperature,
+        max_tokens,
+        derive_seed(runtime.seed, runtime.problem_id, "orchestrator"),
+        getattr(runtime.client, "model", ""),
+    )
     try:
         resp = runtime.client.complete(req)
     except LLMError as exc:
@@ -83,7 +102,7 @@ def run_orchestrated(task: str, runtime: Runtime, use_tools: bool = False, tempe
         spec = parse_tool_calls(resp.tool_calls) if resp.tool_calls else parse_text(text)
         result = execute(spec, runtime, task, max_parallel)
     except OrchestrationError as exc:
-        return Outcome(False, error_kind=exc.kind, error=str(exc), orchestrator_text=text,
-                       spec=locals().get("spec"))
-    return Outcome(True, final=result.final, spec=spec, outputs=result.outputs, orchestrator_text=text,
-                   inputs=result.inputs)
+        return Outcome(False, error_kind=exc.kind, error=str(exc), orchestrator_text=text, spec=locals().get("spec"))
+    return Outcome(
+        True, final=result.final, spec=spec, outputs=result.outputs, orchestrator_text=text, inputs=result.inputs
+    )

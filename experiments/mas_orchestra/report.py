@@ -1,4 +1,5 @@
 """Write the MAS-Orchestra table: JSON, a printed axis x level table, and an accuracy-vs-level PNG."""
+
 from __future__ import annotations
 
 import json

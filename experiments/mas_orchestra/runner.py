@@ -11,6 +11,7 @@ record appended); another config's results there stop it unless
 ``overwrite=true``. A run in which no model call succeeded raises
 :class:`jaxlab.runs.RunFailedError` (``jaxlab run`` exits 1) and writes no table.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -79,8 +80,10 @@ class Config:
 
 def _problems(cfg: Config) -> list[Problem]:
     if cfg.benchmark != "masbench":
-        return [Problem(t.id, cfg.benchmark, 0, t.prompt, t.answers, ()) for t in
-                real_math_tasks(cfg.benchmark, cfg.n_tasks)]
+        return [
+            Problem(t.id, cfg.benchmark, 0, t.prompt, t.answers, ())
+            for t in real_math_tasks(cfg.benchmark, cfg.n_tasks)
+        ]
     if cfg.parquet:
         return [p for p in load_parquet(cfg.parquet) if p.axis in cfg.axes]
     return generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed, cfg.generator)
@@ -113,17 +116,30 @@ def run(cfg: Config, client: ChatClient | None = None) -> dict:
 
     def solve(p: Problem) -> dict:
         rt = Runtime(client, cfg.subagents, cfg.max_tokens, cfg.seed, p.id, corpus)
-        outcome = run_orchestrated(p.question, rt, cfg.use_tools, cfg.orchestrator_temperature,
-                                   max_parallel=cfg.max_parallel)
+        outcome = run_orchestrated(
+            p.question, rt, cfg.use_tools, cfg.orchestrator_temperature, max_parallel=cfg.max_parallel
+        )
         s = _score(outcome.final, p) if outcome.success else None
         correct = bool(s and s["correct"])
-        rec = {"id": p.id, "axis": p.axis, "level": p.level, "gold": list(p.answers), "success": outcome.success,
-               "error_kind": outcome.error_kind, "error": outcome.error, "correct": correct,
-               "partial": s["partial"] if s else 0.0, "predicted": s["predicted"] if s else [],
-               "reward": orchestration_reward(outcome.success, correct, cfg.exec_weight, cfg.answer_weight),
-               "tokens": rt.usage.total_tokens, "calls": rt.calls, "system": dumps(outcome.spec) if outcome.spec
-               else None, "orchestrator_text": outcome.orchestrator_text, "agent_inputs": outcome.inputs,
-               "agent_outputs": outcome.outputs}
+        rec = {
+            "id": p.id,
+            "axis": p.axis,
+            "level": p.level,
+            "gold": list(p.answers),
+            "success": outcome.success,
+            "error_kind": outcome.error_kind,
+            "error": outcome.error,
+            "correct": correct,
+            "partial": s["partial"] if s else 0.0,
+            "predicted": s["predicted"] if s else [],
+            "reward": orchestration_reward(outcome.success, correct, cfg.exec_weight, cfg.answer_weight),
+            "tokens": rt.usage.total_tokens,
+            "calls": rt.calls,
+            "system": dumps(outcome.spec) if outcome.spec else None,
+            "orchestrator_text": outcome.orchestrator_text,
+            "agent_inputs": outcome.inputs,
+            "agent_outputs": outcome.outputs,
+        }
         traj.write(rec)
         return rec
 
@@ -143,16 +159,21 @@ def run(cfg: Config, client: ChatClient | None = None) -> dict:
         return sum(float(r[key]) for r in rs) / len(rs)
 
     summary = {
-        "model": getattr(client, "model", ""), "n_problems": len(records),
+        "model": getattr(client, "model", ""),
+        "n_problems": len(records),
         "accuracy": {a: {k: mean(rs, "correct") for k, rs in g.items()} for a, g in groups.items()},
         "partial": {a: {k: mean(rs, "partial") for k, rs in g.items()} for a, g in groups.items()},
-        "execution_rate": mean(records, "success"), "mean_reward": mean(records, "reward"),
-        "tokens_total": sum(r["tokens"] for r in records), "reused_records": len(problems) - len(todo),
+        "execution_rate": mean(records, "success"),
+        "mean_reward": mean(records, "reward"),
+        "tokens_total": sum(r["tokens"] for r in records),
+        "reused_records": len(problems) - len(todo),
         "failures": {k: sum(r["error_kind"] == k for r in records) for k in {r["error_kind"] for r in records} if k},
         "output_dir": str(out_dir),
     }
     levels = sorted({r["level"] for r in records})
     print(report.write(out_dir, summary, levels))
-    print(f"execution rate {100 * summary['execution_rate']:.1f}%  mean reward {summary['mean_reward']:.3f}  "
-          f"tokens {summary['tokens_total']}  -> {out_dir}")
+    print(
+        f"execution rate {100 * summary['execution_rate']:.1f}%  mean reward {summary['mean_reward']:.3f}  "
+        f"tokens {summary['tokens_total']}  -> {out_dir}"
+    )
     return summary

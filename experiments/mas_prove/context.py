@@ -10,6 +10,7 @@ trajectory is ``"Step 1: ...\\n\\nStep 2: ..."`` and a candidate is
   what the RM/PRM/FARE servers do in ``summary_mode="enforce"``;
 * ``summary_current`` — one shared summary of the trajectory, then the candidate step verbatim: "Summarizing Context".
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -26,8 +27,9 @@ def candidate_text(context: str, step: str) -> str:
     return "\n".join([context, step])
 
 
-def build_contexts(strategy: str, task: str, steps: Sequence, candidates: list[str],
-                   summarize: Callable[[str], str]) -> list[str]:
+def build_contexts(
+    strategy: str, task: str, steps: Sequence, candidates: list[str], summarize: Callable[[str], str]
+) -> list[str]:
     """One verifier input per candidate; the shared trajectory summary (``summary_current``) is computed once."""
     if strategy == "raw":
         return [candidate_text(render_steps(steps), c) for c in candidates]

@@ -19,6 +19,7 @@ sends byte-identical requests (100% cache hits at every verification level).
 The MAS's calls and the verifier's calls (judge, summariser) are metered
 separately (:attr:`MASContext.meter`, :attr:`MASContext.vmeter`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,14 +67,19 @@ def derive_seed(*position: object) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFF_FFFF
 
 
-def call(client: ChatClient, meter: Meter, prompt: str, system: str, temperature: float, max_tokens: int,
-         seed: int) -> str:
+def call(
+    client: ChatClient, meter: Meter, prompt: str, system: str, temperature: float, max_tokens: int, seed: int
+) -> str:
     """One chat turn booked on ``meter``; ``seed`` is sent as given (callers derive it from the position).
     An empty ``system`` sends the user turn alone (the authors' Debate and DyLAN ranker calls have no system turn)."""
     user = {"role": "user", "content": prompt}
-    req = ChatRequest(messages=({"role": "system", "content": system}, user) if system else (user,),
-                      temperature=temperature, max_tokens=max_tokens, seed=seed,
-                      model=getattr(client, "model", ""))
+    req = ChatRequest(
+        messages=({"role": "system", "content": system}, user) if system else (user,),
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        model=getattr(client, "model", ""),
+    )
     resp = client.complete(req)
     meter.add(resp.usage)
     return resp.text
@@ -118,8 +124,14 @@ class MASContext:
     def position_seed(self, *key: object) -> int:
         return derive_seed(self.seed, self.task_id, self.framework, *key)
 
-    def llm(self, prompt: str, key: tuple, system: str = SOLVER, temperature: float | None = None,
-            meter: Meter | None = None) -> str:
+    def llm(
+        self,
+        prompt: str,
+        key: tuple,
+        system: str = SOLVER,
+        temperature: float | None = None,
+        meter: Meter | None = None,
+    ) -> str:
         """One call seeded by its position ``key`` (see :meth:`position_seed`)."""
         t = self.temperature if temperature is None else temperature
         return call(self.client, meter or self.meter, prompt, system, t, self.max_tokens, self.position_seed(*key))
@@ -147,11 +159,29 @@ class MASContext:
         return self.llm(prompt, self._position(name, round), system)
 
     def fork(self, index: int = 0, round: int = 0) -> "MASContext":
-        return MASContext(self.client, self.task, self.verifier, self.level, self.strategy, self.n,
-                          self.temperature, self.max_tokens, self.seed, self.meter, self.task_id, self.framework,
-                          self.vmeter, list(self.steps), self.stats, self.verifications,
-                          (*self.path, "fork", round, index), self.trace, Counter(self._occurrences), _forked=True,
-                          benchmark=self.benchmark)
+        return MASContext(
+            self.client,
+            self.task,
+            self.verifier,
+            self.level,
+            self.strategy,
+            self.n,
+            self.temperature,
+            self.max_tokens,
+            self.seed,
+            self.meter,
+            self.task_id,
+            self.framework,
+            self.vmeter,
+            list(self.steps),
+            self.stats,
+            self.verifications,
+            (*self.path, "fork", round, index),
+            self.trace,
+            Counter(self._occurrences),
+            _forked=True,
+            benchmark=self.benchmark,
+        )
 
     def iteration(self, round: int, run: Callable[["MASContext"], T], render: Callable[[T], str] = str) -> T:
         """One round/pass; at iteration level, ``n`` forks run it and the verifier keeps the best."""
@@ -169,9 +199,19 @@ class MASContext:
         record: dict = {"where": where, "n": len(candidates)}
         summaries = iter(range(len(candidates) + 1))
         try:
-            contexts = build_contexts(self.strategy, self.task, self.steps, candidates, lambda text: self.llm(
-                summary_user(text), ("summary", *self.path, where, next(summaries)), summary_system(), 0.0,
-                self.vmeter))
+            contexts = build_contexts(
+                self.strategy,
+                self.task,
+                self.steps,
+                candidates,
+                lambda text: self.llm(
+                    summary_user(text),
+                    ("summary", *self.path, where, next(summaries)),
+                    summary_system(),
+                    0.0,
+                    self.vmeter,
+                ),
+            )
             ranking = list(self.verifier.rank(self.task, contexts))
             if sorted(ranking) != list(range(len(candidates))):
                 raise VerifierError(f"ranking {ranking} is not a permutation of 0..{len(candidates) - 1}")
@@ -185,4 +225,3 @@ class MASContext:
         record["chosen"] = choice
         self.verifications.append(record)
         return choice
-

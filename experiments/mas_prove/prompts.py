@@ -6,6 +6,7 @@ FARE and summariser prompts follow the released servers word for word
 is generalised from its hard-coded three answers to ``n`` (for ``n == 3`` it
 renders exactly the authors' text, which a test pins).
 """
+
 from __future__ import annotations
 
 # server_judge.py, build_messages_for_judge (task types containing "qa" or "math").
@@ -30,7 +31,9 @@ in <ranking> and </ranking> tags."""
 
 def judge_user(question: str, candidates: list[str]) -> str:
     """server_judge.py's ``PROMPT_RANKING`` after its ``.strip()`` (the 4-space indents are the authors')."""
-    body = "\n\n".join(f"<|Candidate {i} Response|>\n{c}\n<|End of Candidate {i}|>" for i, c in enumerate(candidates, 1))
+    body = "\n\n".join(
+        f"<|Candidate {i} Response|>\n{c}\n<|End of Candidate {i}|>" for i, c in enumerate(candidates, 1)
+    )
     return f"<|User Prompt|>\n    {question}\n\n    {body}"
 
 
@@ -66,8 +69,10 @@ Verdict: Your final verdict"""
 
 def fare_user(question: str, answers: list[str]) -> str:
     """server_fare.py's ``PROMPT_PAIRWISE`` (three answers there; one block per answer here)."""
-    blocks = "\n\n".join(f"[The Start of Assistant {chr(65 + i)}'s Answer]\n{a}\n[The End of Assistant {chr(65 + i)}'s "
-                         "Answer]" for i, a in enumerate(answers))
+    blocks = "\n\n".join(
+        f"[The Start of Assistant {chr(65 + i)}'s Answer]\n{a}\n[The End of Assistant {chr(65 + i)}'s Answer]"
+        for i, a in enumerate(answers)
+    )
     return f"[User Question]\n{question}\n\n{blocks}"
 
 
@@ -112,5 +117,7 @@ def summary_system(max_context_length: int = 4096) -> str:
 
 def summary_user(context: str) -> str:
     """The summariser's user turn (identical in the three servers, 4096 hard-coded there too)."""
-    return ("Please summarize the given context into a concise and informative summary. The total length of the "
-            f"summary should be fewer than 4096 tokens.\n\nContext: {context}")
+    return (
+        "Please summarize the given context into a concise and informative summary. The total length of the "
+        f"summary should be fewer than 4096 tokens.\n\nContext: {context}"
+    )

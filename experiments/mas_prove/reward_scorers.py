@@ -12,6 +12,7 @@ A conversation longer than ``max_length`` tokens is a :class:`VerifierError` (co
 MAS context), never silently cut: the context strategies summarise long trajectories first. Lengths are
 padded up to a multiple of ``bucket`` so the jitted forward compiles a few shapes, not one per request.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -53,7 +54,7 @@ class _Tokenized:
         ids = np.zeros((len(rows), width), np.int32)
         mask = np.zeros((len(rows), width), np.int32)
         for i, r in enumerate(rows):
-            ids[i, :len(r)], mask[i, :len(r)] = r, 1
+            ids[i, : len(r)], mask[i, : len(r)] = r, 1
         return ids, mask, np.asarray(_scores(self.graphdef, self.state, jnp.asarray(ids), jnp.asarray(mask)))
 
 
@@ -72,8 +73,14 @@ class SequenceRewardScorer(_Tokenized):
 class StepRewardScorer(_Tokenized):
     """``fn(prm_messages) -> P(positive) per separator``: a Qwen2.5-Math-PRM-style process reward model."""
 
-    def __init__(self, model: RewardModel, tokenizer: Any, separator: str = STEP_SEPARATOR, max_length: int = 4096,
-                 bucket: int = 64) -> None:
+    def __init__(
+        self,
+        model: RewardModel,
+        tokenizer: Any,
+        separator: str = STEP_SEPARATOR,
+        max_length: int = 4096,
+        bucket: int = 64,
+    ) -> None:
         super().__init__(model, tokenizer, max_length, bucket)
         sep = tokenizer.convert_tokens_to_ids(separator)
         if sep is None or sep == getattr(tokenizer, "unk_token_id", None):

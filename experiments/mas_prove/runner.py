@@ -13,6 +13,7 @@ record appended); another config's results there stop it unless
 ``overwrite=true``. A run in which no model call succeeded raises
 :class:`jaxlab.runs.RunFailedError` (``jaxlab run`` exits 1) and writes no table.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -69,18 +70,25 @@ class Config:
     controller_steps: int = 20
 
     def __post_init__(self) -> None:
-        for key, values, allowed in (("frameworks", self.frameworks, FRAMEWORKS), ("benchmarks", self.benchmarks,
-                                     BENCHMARKS), ("levels", self.levels, LEVELS),
-                                     ("strategies", self.strategies, STRATEGIES)):
+        for key, values, allowed in (
+            ("frameworks", self.frameworks, FRAMEWORKS),
+            ("benchmarks", self.benchmarks, BENCHMARKS),
+            ("levels", self.levels, LEVELS),
+            ("strategies", self.strategies, STRATEGIES),
+        ):
             bad = [v for v in values if v not in allowed]
             if bad:
                 raise ConfigError(f"{key}: expected a subset of {sorted(allowed)}, got {bad}")
         if self.masbench_generator not in GENERATORS:
-            raise ConfigError(f"masbench_generator: expected one of {list(GENERATORS)}, got {self.masbench_generator!r}")
+            raise ConfigError(
+                f"masbench_generator: expected one of {list(GENERATORS)}, got {self.masbench_generator!r}"
+            )
         if self.verifier not in KINDS and self.verifier not in ALIASES:
             raise ConfigError(f"verifier: expected one of {list(KINDS) + list(ALIASES)}, got {self.verifier!r}")
         if self.verifier_model is not None and ALIASES.get(self.verifier, self.verifier) not in ("orm", "prm"):
-            raise ConfigError(f"verifier_model: only verifier orm/rm or prm takes a reward model, got {self.verifier!r}")
+            raise ConfigError(
+                f"verifier_model: only verifier orm/rm or prm takes a reward model, got {self.verifier!r}"
+            )
         if self.n_candidates < 2 and any(lv != "none" for lv in self.levels):
             raise ConfigError(f"n_candidates: verification needs >= 2 candidates, got {self.n_candidates}")
 
@@ -110,8 +118,14 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
     client = client or make_client(cfg.client)
     verifier_client = verifier_client or (make_client(cfg.verifier_client) if cfg.verifier_client else client)
     out_dir = Path(cfg.output_dir)
-    jobs = [(b, t, f, lv, st, seed) for b in cfg.benchmarks for t in load_tasks(b, cfg.n_tasks, 0, cfg.math_path, cfg.masbench_generator)
-            for f in cfg.frameworks for lv, st in settings(cfg) for seed in cfg.seeds]
+    jobs = [
+        (b, t, f, lv, st, seed)
+        for b in cfg.benchmarks
+        for t in load_tasks(b, cfg.n_tasks, 0, cfg.math_path, cfg.masbench_generator)
+        for f in cfg.frameworks
+        for lv, st in settings(cfg)
+        for seed in cfg.seeds
+    ]
     traj = JsonlLog(out_dir / "trajectories.jsonl")
     done = {_key(r): r for r in traj.existing if not r["error"]}  # same config (claim_output_dir): reuse
     prepared = prepare(cfg, client, {(b, t.id, f, s) for b, t, f, _, _, s in jobs})
@@ -124,21 +138,54 @@ def run(cfg: Config, client: ChatClient | None = None, verifier_client: ChatClie
     def one(job: tuple) -> dict:
         bench, task, fname, level, strategy, seed = job
         meter, vmeter = Meter(), Meter()
-        verifier = (make_verifier(cfg.verifier, verifier_client, vmeter, derive_seed(seed, task.id, fname, "verifier"),
-                                  reward_fn) if level != "none" else None)
-        ctx = MASContext(client, task.prompt, verifier, level, strategy if level != "none" else "raw",
-                         cfg.n_candidates, cfg.temperature, cfg.max_tokens, seed, meter, task.id, fname, vmeter,
-                         benchmark=bench)
+        verifier = (
+            make_verifier(
+                cfg.verifier, verifier_client, vmeter, derive_seed(seed, task.id, fname, "verifier"), reward_fn
+            )
+            if level != "none"
+            else None
+        )
+        ctx = MASContext(
+            client,
+            task.prompt,
+            verifier,
+            level,
+            strategy if level != "none" else "raw",
+            cfg.n_candidates,
+            cfg.temperature,
+            cfg.max_tokens,
+            seed,
+            meter,
+            task.id,
+            fname,
+            vmeter,
+            benchmark=bench,
+        )
         error = ""
         try:
             answer = prepared.get((bench, fname, seed), make_framework(fname)).solve(ctx)
         except LLMError as exc:  # a dead endpoint is a scored failure for this task, reported per record
             answer, error = "", f"{type(exc).__name__}: {exc}"
-        rec = {"benchmark": bench, "task": task.id, "framework": fname, "family": FAMILIES[fname], "level": level,
-               "strategy": strategy, "seed": seed, "correct": grade(task, answer), "answer": answer, "error": error,
-               "tokens": meter.usage.total_tokens, "calls": meter.calls,
-               "verifier_tokens": vmeter.usage.total_tokens, "verifier_calls": vmeter.calls, "stats": dict(ctx.stats),
-               "steps": [asdict(s) for s in ctx.steps], "verifications": ctx.verifications, "trace": ctx.trace}
+        rec = {
+            "benchmark": bench,
+            "task": task.id,
+            "framework": fname,
+            "family": FAMILIES[fname],
+            "level": level,
+            "strategy": strategy,
+            "seed": seed,
+            "correct": grade(task, answer),
+            "answer": answer,
+            "error": error,
+            "tokens": meter.usage.total_tokens,
+            "calls": meter.calls,
+            "verifier_tokens": vmeter.usage.total_tokens,
+            "verifier_calls": vmeter.calls,
+            "stats": dict(ctx.stats),
+            "steps": [asdict(s) for s in ctx.steps],
+            "verifications": ctx.verifications,
+            "trace": ctx.trace,
+        }
         traj.write(rec)
         return rec
 
@@ -164,7 +211,9 @@ def prepare(cfg: Config, client: ChatClient, wanted: set[tuple]) -> dict[tuple, 
     if cfg.n_validation <= 0:
         return out
     for bench in cfg.benchmarks:
-        tasks = load_tasks(bench, cfg.n_tasks + cfg.n_validation, 0, cfg.math_path, cfg.masbench_generator)[cfg.n_tasks:]
+        tasks = load_tasks(bench, cfg.n_tasks + cfg.n_validation, 0, cfg.math_path, cfg.masbench_generator)[
+            cfg.n_tasks :
+        ]
         if not tasks:
             raise ConfigError(f"n_validation: benchmark {bench!r} has no rows after the first {cfg.n_tasks}")
         for fname in ("adas", "aflow", "maas"):
@@ -173,8 +222,21 @@ def prepare(cfg: Config, client: ChatClient, wanted: set[tuple]) -> dict[tuple, 
                     continue
 
                 def make_ctx(task, tag, seed=seed, bench=bench):
-                    return MASContext(client, task.prompt, None, "none", "raw", cfg.n_candidates, cfg.temperature,
-                                      cfg.max_tokens, seed, Meter(), f"validation:{task.id}", tag, benchmark=bench)
+                    return MASContext(
+                        client,
+                        task.prompt,
+                        None,
+                        "none",
+                        "raw",
+                        cfg.n_candidates,
+                        cfg.temperature,
+                        cfg.max_tokens,
+                        seed,
+                        Meter(),
+                        f"validation:{task.id}",
+                        tag,
+                        benchmark=bench,
+                    )
 
                 fw = make_framework(fname)
                 if fname == "adas":
@@ -197,17 +259,38 @@ def summarize(records: list[dict], cfg: Config) -> dict:
     for (fname, level, strategy), recs in groups.items():
         acc = {}
         for b in cfg.benchmarks:
-            per_seed = [statistics.mean(r["correct"] for r in recs if r["benchmark"] == b and r["seed"] == s)
-                        for s in cfg.seeds if any(r["benchmark"] == b and r["seed"] == s for r in recs)]
+            per_seed = [
+                statistics.mean(r["correct"] for r in recs if r["benchmark"] == b and r["seed"] == s)
+                for s in cfg.seeds
+                if any(r["benchmark"] == b and r["seed"] == s for r in recs)
+            ]
             if per_seed:
-                acc[b] = {"mean": statistics.mean(per_seed),
-                          "std": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0, "per_seed": per_seed}
+                acc[b] = {
+                    "mean": statistics.mean(per_seed),
+                    "std": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0,
+                    "per_seed": per_seed,
+                }
         stats = sum((Counter(r["stats"]) for r in recs), Counter())
-        rows.append({"framework": fname, "family": FAMILIES[fname], "level": level, "strategy": strategy,
-                     "setting": "baseline" if level == "none" else f"{level}/{strategy}", "acc": acc,
-                     "tokens_per_task": statistics.mean(r["tokens"] for r in recs),
-                     "verifier_tokens_per_task": statistics.mean(r.get("verifier_tokens", 0) for r in recs),
-                     "verifications": stats["verifications"], "fallbacks": stats["fallbacks"],
-                     "errors": sum(bool(r["error"]) for r in recs)})
-    return {"benchmarks": list(cfg.benchmarks), "verifier": cfg.verifier, "n_candidates": cfg.n_candidates,
-            "seeds": list(cfg.seeds), "rows": rows, "n_records": len(records)}
+        rows.append(
+            {
+                "framework": fname,
+                "family": FAMILIES[fname],
+                "level": level,
+                "strategy": strategy,
+                "setting": "baseline" if level == "none" else f"{level}/{strategy}",
+                "acc": acc,
+                "tokens_per_task": statistics.mean(r["tokens"] for r in recs),
+                "verifier_tokens_per_task": statistics.mean(r.get("verifier_tokens", 0) for r in recs),
+                "verifications": stats["verifications"],
+                "fallbacks": stats["fallbacks"],
+                "errors": sum(bool(r["error"]) for r in recs),
+            }
+        )
+    return {
+        "benchmarks": list(cfg.benchmarks),
+        "verifier": cfg.verifier,
+        "n_candidates": cfg.n_candidates,
+        "seeds": list(cfg.seeds),
+        "rows": rows,
+        "n_records": len(records),
+    }

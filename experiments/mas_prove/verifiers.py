@@ -29,6 +29,7 @@ wrap a real scoring function (a jaxlab reward model, a vLLM ``/pooling``
 endpoint).  Malformed verifier output raises :class:`VerifierError`; the
 context counts it as a fallback.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,6 +46,7 @@ ALIASES = {"judge": "judge_ranking", "rm": "orm"}
 STEP_SEPARATOR = "<extra_0>"
 PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 AGGREGATES = ("min", "prod", "mean", "last")
+
 
 class Verifier(Protocol):
     def rank(self, task: str, contexts: list[str]) -> list[int]: ...
@@ -95,16 +97,25 @@ class LLMJudge:
         if self.mode == "pointwise":
             return by_score(map_bounded(lambda c: self._score(task, c), contexts, len(contexts)))
         out = call(self.client, self.meter, judge_user(task, contexts), JUDGE_SYSTEM, 0.0, 2048, self.seed)
-        ranking = [int(v) - 1 for v in _numbers(_tag(out, "ranking"), "ranking", 1, len(contexts))
-                   if float(v).is_integer()]
+        ranking = [
+            int(v) - 1 for v in _numbers(_tag(out, "ranking"), "ranking", 1, len(contexts)) if float(v).is_integer()
+        ]
         if sorted(ranking) != list(range(len(contexts))):
             raise VerifierError(f"ranking {[r + 1 for r in ranking]} is not a permutation of 1..{len(contexts)}")
         return ranking
 
     def _score(self, task: str, context: str) -> float:
-        out = call(self.client, self.meter, f"<|User Prompt|>\n{task}\n\n<|Response|>\n{context}\n<|End of Response|>"
-                   "\n\nRate the correctness and quality of the response from 1 to 10. Explain, then reply "
-                   "<score>n</score>.", "You are an impartial judge of solutions.", 0.0, 1024, self.seed)
+        out = call(
+            self.client,
+            self.meter,
+            f"<|User Prompt|>\n{task}\n\n<|Response|>\n{context}\n<|End of Response|>"
+            "\n\nRate the correctness and quality of the response from 1 to 10. Explain, then reply "
+            "<score>n</score>.",
+            "You are an impartial judge of solutions.",
+            0.0,
+            1024,
+            self.seed,
+        )
         return _numbers(_tag(out, "score"), "score", 1, 10)[0]
 
 
@@ -123,8 +134,7 @@ class FAREJudge:
     def rank(self, task: str, contexts: list[str]) -> list[int]:
         if not 2 <= len(contexts) <= 26:
             raise VerifierError(f"fare compares 2..26 answers, got {len(contexts)}")
-        out = call(self.client, self.meter, fare_user(task, contexts), fare_system(len(contexts)), 0.0, 2048,
-                   self.seed)
+        out = call(self.client, self.meter, fare_user(task, contexts), fare_system(len(contexts)), 0.0, 2048, self.seed)
         verdict = out.rsplit("Verdict:", 1)[-1]
         found = re.search(r"\[([A-Z])\]", verdict)
         letters = [chr(65 + i) for i in range(len(contexts))]
@@ -137,15 +147,18 @@ class FAREJudge:
 class ChatOutcomeScorer:
     """An outcome reward model emulated by a chat model: one reward in [0, 1] for the whole response."""
 
-    SYSTEM = ("You are an outcome reward model. Given a question and a complete response, estimate the probability "
-              "that the response's final answer is correct. Reply with <reward>p</reward> only.")
+    SYSTEM = (
+        "You are an outcome reward model. Given a question and a complete response, estimate the probability "
+        "that the response's final answer is correct. Reply with <reward>p</reward> only."
+    )
 
     def __init__(self, client: ChatClient, meter: Meter, seed: int = 0) -> None:
         self.client, self.meter, self.seed = client, meter, seed
 
     def _one(self, task: str, response: str) -> float:
-        out = call(self.client, self.meter, f"Question:\n{task}\n\nResponse:\n{response}", self.SYSTEM, 0.0, 64,
-                   self.seed)
+        out = call(
+            self.client, self.meter, f"Question:\n{task}\n\nResponse:\n{response}", self.SYSTEM, 0.0, 64, self.seed
+        )
         return _numbers(_tag(out, "reward"), "reward", 0.0, 1.0)[0]
 
     def score(self, task: str, responses: list[str]) -> list[float]:
@@ -155,17 +168,26 @@ class ChatOutcomeScorer:
 class ChatStepScorer:
     """A process reward model emulated by a chat model: P(step correct | question, earlier steps) per step."""
 
-    SYSTEM = ("You are a process reward model. Given a question and a solution split into steps, each step followed "
-              f"by {STEP_SEPARATOR}, estimate for every step the probability that it is correct given the steps "
-              "before it. Reply with <step_rewards>p1, p2, ...</step_rewards>, exactly one number per step.")
+    SYSTEM = (
+        "You are a process reward model. Given a question and a solution split into steps, each step followed "
+        f"by {STEP_SEPARATOR}, estimate for every step the probability that it is correct given the steps "
+        "before it. Reply with <step_rewards>p1, p2, ...</step_rewards>, exactly one number per step."
+    )
 
     def __init__(self, client: ChatClient, meter: Meter, seed: int = 0) -> None:
         self.client, self.meter, self.seed = client, meter, seed
 
     def step_rewards(self, task: str, steps: list[str]) -> list[float]:
         body = "".join(f"{s}{STEP_SEPARATOR}\n" for s in steps)
-        out = call(self.client, self.meter, f"Question:\n{task}\n\nSolution ({len(steps)} steps):\n{body}",
-                   self.SYSTEM, 0.0, 32 + 8 * len(steps), self.seed)
+        out = call(
+            self.client,
+            self.meter,
+            f"Question:\n{task}\n\nSolution ({len(steps)} steps):\n{body}",
+            self.SYSTEM,
+            0.0,
+            32 + 8 * len(steps),
+            self.seed,
+        )
         values = _numbers(_tag(out, "step_rewards"), "step_rewards", 0.0, 1.0)
         if len(values) != len(steps):
             raise VerifierError(f"step_rewards has {len(values)} values for {len(steps)} steps")
@@ -174,8 +196,11 @@ class ChatStepScorer:
 
 def prm_messages(task: str, steps: list[str]) -> list[dict]:
     """The Qwen2.5-Math-PRM input: the math system prompt, the question, the steps each closed by the separator."""
-    return [{"role": "system", "content": PRM_SYSTEM}, {"role": "user", "content": task},
-            {"role": "assistant", "content": "".join(f"{s}{STEP_SEPARATOR}" for s in steps)}]
+    return [
+        {"role": "system", "content": PRM_SYSTEM},
+        {"role": "user", "content": task},
+        {"role": "assistant", "content": "".join(f"{s}{STEP_SEPARATOR}" for s in steps)},
+    ]
 
 
 class FunctionOutcomeScorer:
@@ -254,8 +279,9 @@ class ProcessRewardModel:
         return by_score([aggregate(r, self.how) for r in rewards])
 
 
-def make_verifier(kind: str, client: ChatClient, meter: Meter, seed: int = 0,
-                  reward_fn: Callable | None = None) -> Verifier:
+def make_verifier(
+    kind: str, client: ChatClient, meter: Meter, seed: int = 0, reward_fn: Callable | None = None
+) -> Verifier:
     """The verifier of ``kind``; ``reward_fn`` (orm/prm only) is a real reward model's scoring function
     (``experiments.mas_prove.reward_scorers``) in place of the chat-model emulation."""
     kind = ALIASES.get(kind, kind)

@@ -14,6 +14,7 @@ problem from an explicit DAG whose structure *is* the axis being measured:
 The graph is kept with the problem so tests (and analyses) can check the
 structural property rather than trust the text.
 """
+
 from __future__ import annotations
 
 import random
@@ -23,9 +24,48 @@ AXES = ("depth", "horizon", "breadth", "parallel", "robustness")
 MIN_LEVEL, MAX_LEVEL = 2, 12
 SEPARATOR = "<<horizon>>"
 
-_NAMES = ("Ava", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea", "Max", "Nia",
-          "Oto", "Pia", "Quin", "Rosa", "Sam", "Tara", "Uma", "Vic", "Wes", "Xia", "Yan", "Zoe", "Abe", "Bea",
-          "Cole", "Dora", "Ezra", "Flo", "Gil", "Hugo", "Iris", "Jade", "Kemi", "Lars", "Mira", "Ned")
+_NAMES = (
+    "Ava",
+    "Ben",
+    "Cara",
+    "Dev",
+    "Eli",
+    "Fay",
+    "Gus",
+    "Hana",
+    "Ivo",
+    "Jun",
+    "Kai",
+    "Lea",
+    "Max",
+    "Nia",
+    "Oto",
+    "Pia",
+    "Quin",
+    "Rosa",
+    "Sam",
+    "Tara",
+    "Uma",
+    "Vic",
+    "Wes",
+    "Xia",
+    "Yan",
+    "Zoe",
+    "Abe",
+    "Bea",
+    "Cole",
+    "Dora",
+    "Ezra",
+    "Flo",
+    "Gil",
+    "Hugo",
+    "Iris",
+    "Jade",
+    "Kemi",
+    "Lars",
+    "Mira",
+    "Ned",
+)
 _ITEMS = ("marbles", "stickers", "apples", "coins", "books", "stamps", "shells", "pencils", "cards", "beads")
 
 
@@ -159,19 +199,23 @@ def generate(axis: str, level: int, seed: int) -> Problem:
             facts.insert(rng.randint(0, len(facts)), note)
     asks = "\n".join(f"{i + 1}. How many {b.item} does {b.nodes[t].owner} have?" for i, t in enumerate(targets))
     plural = "each answer in its own \\boxed{}, in the order asked" if len(targets) > 1 else "the answer in \\boxed{}"
-    question = (" ".join(facts) + f"\n\nQuestion{'s' if len(targets) > 1 else ''}:\n{asks}\n\n"
-                f"Reason step by step, then give {plural}.")
+    question = (
+        " ".join(facts) + f"\n\nQuestion{'s' if len(targets) > 1 else ''}:\n{asks}\n\n"
+        f"Reason step by step, then give {plural}."
+    )
     answers = tuple(str(b.nodes[t].value) for t in targets)
     return Problem(f"{axis}-L{level}-s{seed}", axis, level, question, answers, tuple(b.nodes), tuple(targets))
 
 
-def generate_split(axes: list[str] | tuple[str, ...], levels: list[int] | tuple[int, ...], per_level: int,
-                   seed: int = 0) -> list[Problem]:
+def generate_split(
+    axes: list[str] | tuple[str, ...], levels: list[int] | tuple[int, ...], per_level: int, seed: int = 0
+) -> list[Problem]:
     """``per_level`` problems for every (axis, level) pair, deterministic in ``seed``."""
     return [generate(a, lv, seed * 100_003 + i) for a in axes for lv in levels for i in range(per_level)]
 
 
 # --- structural measures, used by tests and analyses -------------------------------------------
+
 
 def longest_chain(nodes: tuple[Node, ...] | list[Node]) -> int:
     """Number of quantities on the longest dependency path."""

@@ -4,6 +4,7 @@ Runners take a ``generator`` config key and call :func:`generate_split`; both ge
 the level range and the :class:`~experiments.masbench.generator.Problem` interface (``id``, ``axis``,
 ``level``, ``question``, ``answers``, ``gold``), so scoring is the same.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -28,7 +29,12 @@ def generate(axis: str, level: int, seed: int, generator: str = "dag") -> Proble
     return GENERATORS[check_generator(generator)][0](axis, level, seed)
 
 
-def generate_split(axes: list[str] | tuple[str, ...], levels: list[int] | tuple[int, ...], per_level: int,
-                   seed: int = 0, generator: str = "dag") -> list[Problem]:
+def generate_split(
+    axes: list[str] | tuple[str, ...],
+    levels: list[int] | tuple[int, ...],
+    per_level: int,
+    seed: int = 0,
+    generator: str = "dag",
+) -> list[Problem]:
     """``per_level`` problems per (axis, level) from the named generator, deterministic in ``seed``."""
     return GENERATORS[check_generator(generator)][1](axes, levels, per_level, seed)

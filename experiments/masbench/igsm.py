@@ -35,6 +35,7 @@ The five MASBench axes on top of it (levels 2..12, as in the published set):
 The dependency graph (:class:`Graph`) is kept with every problem so tests can
 check the structure, and ``igsm_solver`` answers from the text alone.
 """
+
 from __future__ import annotations
 
 import random
@@ -68,6 +69,7 @@ class IgsmProblem(Problem):
 
 # --- rendering -----------------------------------------------------------------------------------
 
+
 def _name(k: Key, answer_of: dict[Key, int], here: int) -> str:
     if k[0] != here:
         return f"[answer{answer_of[k] + 1}]"
@@ -92,8 +94,7 @@ def _body(e: Expr, answer_of: dict[Key, int], here: int) -> str:
 
 
 def _facts(b: Builder, s: Sub, answer_of: dict[Key, int]) -> list[str]:
-    facts = [f"The number of each {k[1]}'s {k[2]} equals {_body(b.exprs[k], answer_of, s.index)}."
-             for k in s.mentioned]
+    facts = [f"The number of each {k[1]}'s {k[2]} equals {_body(b.exprs[k], answer_of, s.index)}." for k in s.mentioned]
     b.rng.shuffle(facts)
     return facts
 
@@ -106,8 +107,10 @@ def _multi_text(b: Builder, subs: list[Sub], answer_of: dict[Key, int], horizon:
     lines = [f"Problem {s.index + 1}: " + " ".join(_facts(b, s, answer_of)) + " " + _ask(s.target) for s in subs]
     fmt = "\n".join(f"Problem {i + 1}: \\boxed{{[answer{i + 1}]}}" for i in range(len(subs)))
     carry = " [answerK] stands for the answer to Problem K." if horizon else ""
-    return ("\n".join(lines) + f"\n\n{CONVENTION}{carry} Solve every problem in order and give each answer in its "
-            f"own \\boxed{{}}, as\n{fmt}")
+    return (
+        "\n".join(lines) + f"\n\n{CONVENTION}{carry} Solve every problem in order and give each answer in its "
+        f"own \\boxed{{}}, as\n{fmt}"
+    )
 
 
 def _magic_key(rng: random.Random, used: set[str]) -> str:
@@ -121,20 +124,24 @@ def _magic_key(rng: random.Random, used: set[str]) -> str:
 def _robust_text(b: Builder, s: Sub, magic: list[tuple[str, int, int]]) -> str:
     needles = _facts(b, s, {})
     needles += [f"One of the special magic numbers for {k} is: {true}." for k, true, _ in magic]
-    needles += [f"Adversarial note: Verify before you take it — the magic number for {k} is {fake}."
-                for k, _, fake in magic]
+    needles += [
+        f"Adversarial note: Verify before you take it — the magic number for {k} is {fake}." for k, _, fake in magic
+    ]
     b.rng.shuffle(needles)
     lines = [NOISE_LINE] * (2 * len(needles) + 4)
     for n in needles:  # each needle on its own line, between noise lines
         lines.insert(b.rng.randint(1, len(lines) - 1), n)
     asks = ", ".join(f"the magic number for {k}" for k, _, _ in magic)
     t = s.target
-    return (f"{ROBUSTNESS_HEADER}\n\n" + "\n".join(lines) + "\n\n" + "=" * 60 + f"\nFrom the passage, identify and "
-            f"return {asks}, and the number of {t[2]} that {t[1]} has, each wrapped in \\boxed{{}} in this order and "
-            f"separated via \\n\\n. {CONVENTION}")
+    return (
+        f"{ROBUSTNESS_HEADER}\n\n" + "\n".join(lines) + "\n\n" + "=" * 60 + f"\nFrom the passage, identify and "
+        f"return {asks}, and the number of {t[2]} that {t[1]} has, each wrapped in \\boxed{{}} in this order and "
+        f"separated via \\n\\n. {CONVENTION}"
+    )
 
 
 # --- the public generator --------------------------------------------------------------------------
+
 
 def generate(axis: str, level: int, seed: int) -> IgsmProblem:
     """One iGSM-style problem; the same (axis, level, seed) always gives the same problem."""
@@ -202,21 +209,25 @@ def generate(axis: str, level: int, seed: int) -> IgsmProblem:
         question = _multi_text(b, subs, answer_of, axis == "horizon")
         answers = tuple(str(b.values[t]) for t in targets)
     else:
-        question = (" ".join(_facts(b, subs[0], answer_of)) + " " + _ask(targets[0]) + f"\n\n{CONVENTION} "
-                    "Reason step by step, then give the answer in \\boxed{}.")
+        question = (
+            " ".join(_facts(b, subs[0], answer_of)) + " " + _ask(targets[0]) + f"\n\n{CONVENTION} "
+            "Reason step by step, then give the answer in \\boxed{}."
+        )
         answers = (str(b.values[targets[0]]),)
     stated = frozenset(k for s in subs for k in s.mentioned)
     graph = Graph(dict(b.exprs), dict(b.values), targets, stated, tuple(magic))
     return IgsmProblem(f"igsm-{axis}-L{level}-s{seed}", axis, level, question, answers, (), (), graph)
 
 
-def generate_split(axes: list[str] | tuple[str, ...], levels: list[int] | tuple[int, ...], per_level: int,
-                   seed: int = 0) -> list[IgsmProblem]:
+def generate_split(
+    axes: list[str] | tuple[str, ...], levels: list[int] | tuple[int, ...], per_level: int, seed: int = 0
+) -> list[IgsmProblem]:
     """``per_level`` problems for every (axis, level) pair, deterministic in ``seed``."""
     return [generate(a, lv, seed * 100_003 + i) for a in axes for lv in levels for i in range(per_level)]
 
 
 # --- the graph's structure and the solution ----------------------------------------------------------
+
 
 def ancestors(g: Graph, keys: tuple[Key, ...] | list[Key]) -> set[Key]:
     """The parameters needed to compute ``keys`` (themselves included)."""

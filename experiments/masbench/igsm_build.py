@@ -6,6 +6,7 @@ parameters already defined — so the graph is acyclic by construction.  An impl
 only once every instance parameter it sums over is defined (its value is then fixed), and its depth
 and in-degree are known before it is used, which is how each axis hits its level exactly.
 """
+
 from __future__ import annotations
 
 import random
@@ -44,8 +45,13 @@ class Expr:
     @property
     def ops(self) -> int:
         """Arithmetic operations this definition performs (a copy or a number: 0)."""
-        inner = {"const": 0, "ref": 0, "diff": 1, "sum": len(self.refs) - 1,
-                 "hier": len(self.terms) - 1 + sum(len(t) - 1 for t in self.terms)}[self.kind]
+        inner = {
+            "const": 0,
+            "ref": 0,
+            "diff": 1,
+            "sum": len(self.refs) - 1,
+            "hier": len(self.terms) - 1 + sum(len(t) - 1 for t in self.terms),
+        }[self.kind]
         return inner + (self.outer is not None)
 
     def value(self, values: dict[Key, int]) -> int:
@@ -127,7 +133,7 @@ class Sub:
         out = []
         for lx in range(3):
             for x in self.layers[lx]:
-                zs = cats[lx + 1:] + [z for lz in range(lx + 2, 4) for z in self.layers[lz]]
+                zs = cats[lx + 1 :] + [z for lz in range(lx + 2, 4) for z in self.layers[lz]]
                 out += [self.key(x, z) for z in zs if self.terms(x, z)]
         self._implicit = out
         return out
@@ -195,8 +201,14 @@ class Builder:
     def operands(self, s: Sub, max_depth: int, exclude: set[Key]) -> list[Key]:
         """Defined parameters (stated or implicit) of ``s`` no deeper than ``max_depth`` and within the in-degree cap."""
         own = [k for k in self.exprs if k[0] == s.index and k not in exclude and self.depth(k) <= max_depth]
-        imp = [k for k in s.available() if k not in exclude and k not in self.exprs
-               and s.implicit_depth(k) <= max_depth and _max_in(s, k) <= self.max_in]
+        imp = [
+            k
+            for k in s.available()
+            if k not in exclude
+            and k not in self.exprs
+            and s.implicit_depth(k) <= max_depth
+            and _max_in(s, k) <= self.max_in
+        ]
         return own + imp
 
     def _materialize(self, s: Sub, refs: list[Key]) -> None:
@@ -244,8 +256,11 @@ class Builder:
     def chain(self, s: Sub, level: int, start: Key | None = None) -> Key:
         """Define parameters until one has exactly ``level`` operations on its longest chain; return it."""
         if start is None:
-            imps = [k for k in s.available() if k not in self.exprs and 1 <= s.implicit_depth(k) <= level - 1
-                    and _max_in(s, k) <= self.max_in]
+            imps = [
+                k
+                for k in s.available()
+                if k not in self.exprs and 1 <= s.implicit_depth(k) <= level - 1 and _max_in(s, k) <= self.max_in
+            ]
             if imps and self.rng.random() < 0.5:
                 start = self.rng.choice(imps)
                 s.use_implicit(start)
@@ -254,8 +269,14 @@ class Builder:
         cur = start
         while self.depth(cur) < level:
             if self.depth(cur) == level - 1 and self.rng.random() < 0.5:
-                ends = [k for k in s.available() if k not in self.exprs and s.implicit_depth(k) == level
-                        and cur in _closure(s, k) and _max_in(s, k) <= self.max_in]
+                ends = [
+                    k
+                    for k in s.available()
+                    if k not in self.exprs
+                    and s.implicit_depth(k) == level
+                    and cur in _closure(s, k)
+                    and _max_in(s, k) <= self.max_in
+                ]
                 if ends:
                     cur = self.rng.choice(ends)
                     s.use_implicit(cur)

@@ -11,6 +11,7 @@ read only when a stated path X -> Y -> ... -> Z exists.  All arithmetic mod 23. 
 is solved in order with ``[answerK]`` bound to earlier answers; a robustness
 passage reads the magic-number needles (never the adversarial notes).
 """
+
 from __future__ import annotations
 
 import re
@@ -126,7 +127,7 @@ def solve(text: str) -> list[str]:
     for i, m in enumerate(starts):
         if int(m.group(1)) != i + 1:
             raise ValueError(f"problems out of order: Problem {m.group(1)} at position {i + 1}")
-        block = problems[m.end():starts[i + 1].start() if i + 1 < len(starts) else len(problems)]
+        block = problems[m.end() : starts[i + 1].start() if i + 1 < len(starts) else len(problems)]
         y, x = _ASK.findall(block)[-1]
         answers.append(_Statement(block, answers).value(x, y))
     return [str(a) for a in answers]

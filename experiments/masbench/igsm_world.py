@@ -12,6 +12,7 @@ the reference solver reads it to know which layer a name belongs to (the text
 never says).  Names carry no apostrophes or periods, so "X's Y" splits on
 "'s " unambiguously.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,39 +31,118 @@ class Domain:
 
 
 DOMAINS: tuple[Domain, ...] = (
-    Domain("school", (
-        Category("District", ("Capitol District", "Harbor District", "Riverside District", "Hillcrest District",
-                              "Lakeview District", "Northgate District")),
-        Category("School", ("Oak Ridge High", "Maple Elementary", "Cedar Middle School", "Pine Valley Academy",
-                            "Willow Prep", "Birch Grammar School")),
-        Category("Classroom", ("Chemistry Lab", "Art Studio", "Music Room", "Computer Science Lab",
-                               "Molecular Biology Lab", "Reading Room")),
-        Category("Backpack", ("Duffle Backpack", "Compression Backpack", "Hiking Backpack", "Laptop Backpack",
-                              "Drawstring Backpack", "Messenger Backpack")),
-    )),
-    Domain("zoo", (
-        Category("Park", ("Kruger National Park", "Ngorongoro Conservation Area", "Serengeti Park",
-                          "Yellowstone Park", "Kakadu Park", "Banff Park")),
-        Category("Enclosure", ("Kelp Forest Tank", "Rockpool Exhibit", "Savanna Enclosure", "Reptile House",
-                               "Aviary Dome", "Nocturnal House")),
-        Category("Animal", ("Red Eyed Tree Frog", "Toad", "Gecko", "Fruit Bat", "Meerkat", "Flamingo")),
-        Category("Bone", ("Coracoid", "Femur", "Scapula", "Sternum", "Tibia", "Radius")),
-    )),
-    Domain("grocery", (
-        Category("Neighborhood", ("Governor District", "Municipal District", "Medical School Campus",
-                                  "Harbor Quarter", "Old Town", "Market Square")),
-        Category("Supermarket", ("Family Dollar", "Dollar General", "Aldi", "Uwajimaya", "Seabra Foods",
-                                 "Seafood City Supermarket")),
-        Category("Product", ("Rice Cakes", "Crackers", "Trail Mix", "Tortilla Chips", "Granola Bars",
-                             "Chocolate Covered Pretzels")),
-        Category("Ingredient", ("Celery", "Garlic", "Mushrooms", "Oats", "Sesame", "Paprika")),
-    )),
-    Domain("body", (
-        Category("Organism", ("Euglena", "Rotifer", "Hydra", "Planarian", "Tardigrade", "Amoeba")),
-        Category("Organ", ("Patella", "Biceps", "Retina", "Cochlea", "Pancreas", "Spleen")),
-        Category("Tissue", ("Epithelium", "Cartilage", "Dermis", "Mucosa", "Stroma", "Periosteum")),
-        Category("Cell", ("Melanocytes", "Osteoblasts", "Fibroblasts", "Neurons", "Myocytes", "Adipocytes")),
-    )),
+    Domain(
+        "school",
+        (
+            Category(
+                "District",
+                (
+                    "Capitol District",
+                    "Harbor District",
+                    "Riverside District",
+                    "Hillcrest District",
+                    "Lakeview District",
+                    "Northgate District",
+                ),
+            ),
+            Category(
+                "School",
+                (
+                    "Oak Ridge High",
+                    "Maple Elementary",
+                    "Cedar Middle School",
+                    "Pine Valley Academy",
+                    "Willow Prep",
+                    "Birch Grammar School",
+                ),
+            ),
+            Category(
+                "Classroom",
+                (
+                    "Chemistry Lab",
+                    "Art Studio",
+                    "Music Room",
+                    "Computer Science Lab",
+                    "Molecular Biology Lab",
+                    "Reading Room",
+                ),
+            ),
+            Category(
+                "Backpack",
+                (
+                    "Duffle Backpack",
+                    "Compression Backpack",
+                    "Hiking Backpack",
+                    "Laptop Backpack",
+                    "Drawstring Backpack",
+                    "Messenger Backpack",
+                ),
+            ),
+        ),
+    ),
+    Domain(
+        "zoo",
+        (
+            Category(
+                "Park",
+                (
+                    "Kruger National Park",
+                    "Ngorongoro Conservation Area",
+                    "Serengeti Park",
+                    "Yellowstone Park",
+                    "Kakadu Park",
+                    "Banff Park",
+                ),
+            ),
+            Category(
+                "Enclosure",
+                (
+                    "Kelp Forest Tank",
+                    "Rockpool Exhibit",
+                    "Savanna Enclosure",
+                    "Reptile House",
+                    "Aviary Dome",
+                    "Nocturnal House",
+                ),
+            ),
+            Category("Animal", ("Red Eyed Tree Frog", "Toad", "Gecko", "Fruit Bat", "Meerkat", "Flamingo")),
+            Category("Bone", ("Coracoid", "Femur", "Scapula", "Sternum", "Tibia", "Radius")),
+        ),
+    ),
+    Domain(
+        "grocery",
+        (
+            Category(
+                "Neighborhood",
+                (
+                    "Governor District",
+                    "Municipal District",
+                    "Medical School Campus",
+                    "Harbor Quarter",
+                    "Old Town",
+                    "Market Square",
+                ),
+            ),
+            Category(
+                "Supermarket",
+                ("Family Dollar", "Dollar General", "Aldi", "Uwajimaya", "Seabra Foods", "Seafood City Supermarket"),
+            ),
+            Category(
+                "Product",
+                ("Rice Cakes", "Crackers", "Trail Mix", "Tortilla Chips", "Granola Bars", "Chocolate Covered Pretzels"),
+            ),
+            Category("Ingredient", ("Celery", "Garlic", "Mushrooms", "Oats", "Sesame", "Paprika")),
+        ),
+    ),
+    Domain(
+        "body",
+        (
+            Category("Organism", ("Euglena", "Rotifer", "Hydra", "Planarian", "Tardigrade", "Amoeba")),
+            Category("Organ", ("Patella", "Biceps", "Retina", "Cochlea", "Pancreas", "Spleen")),
+            Category("Tissue", ("Epithelium", "Cartilage", "Dermis", "Mucosa", "Stroma", "Periosteum")),
+            Category("Cell", ("Melanocytes", "Osteoblasts", "Fibroblasts", "Neurons", "Myocytes", "Adipocytes")),
+        ),
+    ),
 )
 
 NAME_LAYER: dict[str, tuple[str, int]] = {}
@@ -84,13 +164,38 @@ assert not any("'" in n or "." in n for n in _all), "iGSM world: names must not 
 
 MOD = 23
 """All iGSM arithmetic is modulo 23 (the authors' igsm agent blocks say so in every instruction)."""
-CONVENTION = ("All calculations are done mod 23. Any parameter that wasn't mentioned in the problem statement "
-              "is by default zero.")
+CONVENTION = (
+    "All calculations are done mod 23. Any parameter that wasn't mentioned in the problem statement is by default zero."
+)
 """The authors' igsm instruction (MAS-Orchestra ``agents/blocks_harmony/igsm``), spelled correctly."""
 
 NOISE_LINE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 """The haystack line of the authors' robustness passages (RULER passkey style)."""
-KEY_ADJECTIVES = ("open", "quiet", "brave", "lucky", "silver", "hollow", "rapid", "gentle", "crimson", "frozen",
-                  "hidden", "wild")
-KEY_NOUNS = ("elephant", "harbor", "falcon", "meadow", "lantern", "canyon", "otter", "glacier", "violin", "comet",
-             "orchid", "badger")
+KEY_ADJECTIVES = (
+    "open",
+    "quiet",
+    "brave",
+    "lucky",
+    "silver",
+    "hollow",
+    "rapid",
+    "gentle",
+    "crimson",
+    "frozen",
+    "hidden",
+    "wild",
+)
+KEY_NOUNS = (
+    "elephant",
+    "harbor",
+    "falcon",
+    "meadow",
+    "lantern",
+    "canyon",
+    "otter",
+    "glacier",
+    "violin",
+    "comet",
+    "orchid",
+    "badger",
+)

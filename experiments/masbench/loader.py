@@ -14,6 +14,7 @@ Files sit one config per folder (``depth/test-00000-of-00001.parquet``); ``path`
 or a folder of them.  A flat file with ``question`` / ``answer`` / ``axis`` / ``level`` columns (one a
 user wrote) loads too.  Needs pandas + pyarrow, imported only here.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,9 @@ def _published_row(row: dict, where: str, stem: str, i: int) -> Problem:
     answers = tuple(a.strip() for a in str(reward["ground_truth"]).split(SEPARATOR))
     if not all(answers):
         raise ValueError(f"{where}: reward_model_json.ground_truth: empty answer in {reward['ground_truth']!r}")
-    return Problem(f"{stem}-{extra.get('index', i)}", axis, _level(row.get("value"), where, "value"), question,
-                   answers, ())
+    return Problem(
+        f"{stem}-{extra.get('index', i)}", axis, _level(row.get("value"), where, "value"), question, answers, ()
+    )
 
 
 def _files(path: Path) -> list[Path]:
@@ -87,8 +89,14 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
-def load_parquet(path: str | Path, question_col: str = "question", answer_col: str = "answer",
-                 axis_col: str = "axis", level_col: str = "level", axis: str | None = None) -> list[Problem]:
+def load_parquet(
+    path: str | Path,
+    question_col: str = "question",
+    answer_col: str = "answer",
+    axis_col: str = "axis",
+    level_col: str = "level",
+    axis: str | None = None,
+) -> list[Problem]:
     """Read every row into :class:`Problem` (published schema, else the flat ``question``/``answer`` one).
 
     ``axis`` fills the axis of a flat file without an axis column.  Ids are ``<file stem>-<index>``
@@ -111,8 +119,10 @@ def load_parquet(path: str | Path, question_col: str = "question", answer_col: s
             raise ValueError(f"{f.name}: looks like the published MASBench schema but lacks columns {missing}")
         for col in (question_col, answer_col):
             if col not in df.columns:
-                raise ValueError(f"{f.name}: expected the published columns {list(PUBLISHED_COLUMNS)} or a column "
-                                 f"{col!r}, found {list(df.columns)}")
+                raise ValueError(
+                    f"{f.name}: expected the published columns {list(PUBLISHED_COLUMNS)} or a column "
+                    f"{col!r}, found {list(df.columns)}"
+                )
         if axis_col not in df.columns and axis is None:
             raise ValueError(f"{f.name}: no {axis_col!r} column; pass axis= one of {list(AXES)}")
         for i, row in enumerate(rows):

@@ -9,6 +9,7 @@
   match, in count and in order (the MAS-Orchestra protocol), never by
   substring, so a model cannot pass by listing many candidates.
 """
+
 from __future__ import annotations
 
 import re
@@ -42,7 +43,7 @@ def extract_boxed(text: str) -> list[str]:
             k += 1
         if depth != 0:  # unbalanced: the answer was cut off
             return out
-        out.append(text[j + 1:k].strip())
+        out.append(text[j + 1 : k].strip())
         i = k + 1
 
 
@@ -132,5 +133,12 @@ def score(prediction: str, gold: Sequence[str]) -> dict:
     preds = extract_boxed(prediction)
     matched = [i < len(preds) and equivalent(preds[i], g) for i, g in enumerate(gold)]
     count_ok = len(preds) == len(gold)
-    return {"correct": count_ok and all(matched), "count_ok": count_ok, "n_pred": len(preds),
-            "n_gold": len(gold), "matched": matched, "partial": sum(matched) / len(gold), "predicted": preds}
+    return {
+        "correct": count_ok and all(matched),
+        "count_ok": count_ok,
+        "n_pred": len(preds),
+        "n_gold": len(gold),
+        "matched": matched,
+        "partial": sum(matched) / len(gold),
+        "predicted": preds,
+    }

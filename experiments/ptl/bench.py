@@ -8,6 +8,7 @@ resume from their per-stage checkpoints, so an interrupted bench picks up where
 it stopped. Prints and writes (``runs/ptl_bench/bench.{json,md}``) the final
 held-out perplexities of each track side by side, with the ratio to one-shot.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,19 +37,25 @@ def final_rows(summary: dict) -> dict[str, dict]:
 
 
 def format_bench(results: dict[str, dict]) -> str:
-    lines = ["| setting | params | track | code ppl | text ppl | task acc | tuning tokens |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| setting | params | track | code ppl | text ppl | task acc | tuning tokens |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, res in results.items():
         rows = res["final"]
         for track in ("base", "ptl", "one_shot", "no_tune"):
             if track not in rows:
                 continue
             r = rows[track]
-            lines.append(f"| {name} | {r['params'] / 1e6:.1f}M | {track} | {r['code_ppl']:.2f} | {r['text_ppl']:.2f} | "
-                         f"{r['accuracy']:.3f} | {r['tokens']} |")
+            lines.append(
+                f"| {name} | {r['params'] / 1e6:.1f}M | {track} | {r['code_ppl']:.2f} | {r['text_ppl']:.2f} | "
+                f"{r['accuracy']:.3f} | {r['tokens']} |"
+            )
         if "ptl" in rows and "one_shot" in rows:
-            lines.append(f"| {name} | | PTL / one-shot | {rows['ptl']['code_ppl'] / rows['one_shot']['code_ppl']:.2f}x | "
-                         f"{rows['ptl']['text_ppl'] / rows['one_shot']['text_ppl']:.2f}x | | |")
+            lines.append(
+                f"| {name} | | PTL / one-shot | {rows['ptl']['code_ppl'] / rows['one_shot']['code_ppl']:.2f}x | "
+                f"{rows['ptl']['text_ppl'] / rows['one_shot']['text_ppl']:.2f}x | | |"
+            )
     return "\n".join(lines)
 
 
@@ -70,8 +77,11 @@ def main(argv: list[str] | None = None) -> dict:
         data["export_hf"] = False
         cfg = load(runner.Config, None, SETTINGS[name] + list(args.overrides), data=data)
         summary = runner.run(cfg)
-        results[name] = {"overrides": SETTINGS[name] + list(args.overrides), "final": final_rows(summary),
-                         "wall_time_s": round(time.time() - t, 1)}
+        results[name] = {
+            "overrides": SETTINGS[name] + list(args.overrides),
+            "final": final_rows(summary),
+            "wall_time_s": round(time.time() - t, 1),
+        }
         (out / "bench.json").write_text(json.dumps(results, indent=2, default=float))
     table = format_bench(results)
     (out / "bench.md").write_text(table + "\n")

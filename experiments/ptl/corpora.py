@@ -24,6 +24,7 @@ Task
     real lines from other held-out files, re-indented like the true line). It
     measures whether the model still predicts code structure; chance is 25%.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,8 +55,9 @@ def english_topics(heldout_fraction: float = 0.3) -> tuple[list[str], list[str]]
     return calib, held
 
 
-def eval_windows(docs: Iterable[Sequence[int]], eos_id: int, seq_len: int, n_windows: int, rows: int,
-                 what: str) -> list[dict[str, np.ndarray]]:
+def eval_windows(
+    docs: Iterable[Sequence[int]], eos_id: int, seq_len: int, n_windows: int, rows: int, what: str
+) -> list[dict[str, np.ndarray]]:
     """``n_windows`` packed ``seq_len`` windows in batches of ``rows``; the last batch is padded with
     zero-``loss_mask`` rows (so every batch has one shape). Raises naming the corpus when it is too small."""
     need = n_windows * (seq_len + 1)
@@ -66,15 +68,19 @@ def eval_windows(docs: Iterable[Sequence[int]], eos_id: int, seq_len: int, n_win
         if len(stream) >= need:
             break
     if len(stream) < need:
-        raise ValueError(f"data: the {what} corpus has {len(stream)} tokens, fewer than the {need} needed for "
-                         f"{n_windows} windows of {seq_len} (data.eval_tokens / data.seq_len); lower data.eval_tokens")
+        raise ValueError(
+            f"data: the {what} corpus has {len(stream)} tokens, fewer than the {need} needed for "
+            f"{n_windows} windows of {seq_len} (data.eval_tokens / data.seq_len); lower data.eval_tokens"
+        )
     arr = np.asarray(stream[:need], np.int32).reshape(n_windows, seq_len + 1)
     pad = (-n_windows) % rows
     mask = np.ones((n_windows + pad, seq_len), np.int32)
     mask[n_windows:] = 0
     arr = np.concatenate([arr, np.zeros((pad, seq_len + 1), np.int32)])
-    return [{"input_ids": arr[i:i + rows, :-1], "targets": arr[i:i + rows, 1:], "loss_mask": mask[i:i + rows]}
-            for i in range(0, len(arr), rows)]
+    return [
+        {"input_ids": arr[i : i + rows, :-1], "targets": arr[i : i + rows, 1:], "loss_mask": mask[i : i + rows]}
+        for i in range(0, len(arr), rows)
+    ]
 
 
 def file_docs(files: Sequence[Path], encode: Encode, seed: int) -> Iterator[list[int]]:
@@ -112,8 +118,17 @@ def paragraphs(text: str) -> list[str]:
     return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
-def sample_batches(docs: Sequence[str], encode: Encode, eos_id: int, seq_len: int, n_batches: int, batch_size: int,
-                   what: str, seed: int, min_tokens: int = 16) -> list[dict[str, np.ndarray]]:
+def sample_batches(
+    docs: Sequence[str],
+    encode: Encode,
+    eos_id: int,
+    seq_len: int,
+    n_batches: int,
+    batch_size: int,
+    what: str,
+    seed: int,
+    min_tokens: int = 16,
+) -> list[dict[str, np.ndarray]]:
     """Document-level calibration samples: ``n_batches * batch_size`` whole documents of ``min_tokens`` to
     ``seq_len`` tokens, drawn in a seeded order, one per row, right-padded with ``loss_mask`` 0.
 
@@ -130,18 +145,26 @@ def sample_batches(docs: Sequence[str], encode: Encode, eos_id: int, seq_len: in
             if len(picked) == need:
                 break
     if len(picked) < need:
-        raise ValueError(f"data: the {what} corpus has {len(picked)} documents of {min_tokens}..{seq_len} tokens, "
-                         f"fewer than the {need} calibration samples asked for ({n_batches} batches x {batch_size}); "
-                         f"lower the batch counts or raise data.seq_len")
+        raise ValueError(
+            f"data: the {what} corpus has {len(picked)} documents of {min_tokens}..{seq_len} tokens, "
+            f"fewer than the {need} calibration samples asked for ({n_batches} batches x {batch_size}); "
+            f"lower the batch counts or raise data.seq_len"
+        )
     ids = np.zeros((need, seq_len), np.int32)
     targets = np.zeros((need, seq_len), np.int32)
     mask = np.zeros((need, seq_len), np.int32)
     for r, toks in enumerate(picked):
-        ids[r, :len(toks)] = toks
-        targets[r, :len(toks)] = toks[1:] + [eos_id]
-        mask[r, :len(toks)] = 1
-    return [{"input_ids": ids[i:i + batch_size], "targets": targets[i:i + batch_size],
-             "loss_mask": mask[i:i + batch_size]} for i in range(0, need, batch_size)]
+        ids[r, : len(toks)] = toks
+        targets[r, : len(toks)] = toks[1:] + [eos_id]
+        mask[r, : len(toks)] = 1
+    return [
+        {
+            "input_ids": ids[i : i + batch_size],
+            "targets": targets[i : i + batch_size],
+            "loss_mask": mask[i : i + batch_size],
+        }
+        for i in range(0, need, batch_size)
+    ]
 
 
 @dataclass(frozen=True)
@@ -157,8 +180,9 @@ def _good_line(line: str) -> bool:
     return len(s) >= 16 and not s.startswith(("#", '"', "'")) and len(s) <= 100
 
 
-def next_line_items(files: Sequence[Path], encode: Encode, n_items: int, context_tokens: int,
-                    seed: int) -> list[Choice]:
+def next_line_items(
+    files: Sequence[Path], encode: Encode, n_items: int, context_tokens: int, seed: int
+) -> list[Choice]:
     """``n_items`` next-line multiple-choice items from held-out code files (answer is candidate 0)."""
     rng = random.Random(seed)
     per_file = {}
@@ -179,7 +203,7 @@ def next_line_items(files: Sequence[Path], encode: Encode, n_items: int, context
         indent = true[: len(true) - len(true.lstrip())]
         others = rng.sample([n for n in names if n != f], 3)
         distract = [indent + per_file[o][0][rng.choice(per_file[o][1])].strip() for o in others]
-        ctx = list(encode("\n".join(lines[max(0, i - 40):i]) + "\n"))[-context_tokens:]
+        ctx = list(encode("\n".join(lines[max(0, i - 40) : i]) + "\n"))[-context_tokens:]
         items.append(Choice(ctx, [list(encode(c))[:32] for c in [true] + distract]))
     return items
 
@@ -187,8 +211,12 @@ def next_line_items(files: Sequence[Path], encode: Encode, n_items: int, context
 ENGLISH_MODULE = "pydoc_data/topics.py"
 """The English corpus' source file: never part of the code corpus (on either side)."""
 _HEX_LINE = re.compile(r"0x[0-9A-Fa-f]{2,}")
-_CODEC_MARKERS = ("decoding_table = (", "encoding_map = {", "decoding_map = codecs.make_identity_dict",
-                  "decoding_map.update(")
+_CODEC_MARKERS = (
+    "decoding_table = (",
+    "encoding_map = {",
+    "decoding_map = codecs.make_identity_dict",
+    "decoding_map.update(",
+)
 
 
 def name_family(rel: str) -> str:
@@ -216,7 +244,7 @@ def _shingles(text: str, k: int = 4) -> set[int]:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return set()
-    grams = ["\n".join(lines[i:i + k]) for i in range(max(1, len(lines) - k + 1))]
+    grams = ["\n".join(lines[i : i + k]) for i in range(max(1, len(lines) - k + 1))]
     return {int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "big") for g in grams}
 
 
@@ -266,8 +294,10 @@ def code_splits(root: str | None, heldout_fraction: float, max_overlap: float = 
         else:
             kept.append(f)
     if not train or not kept:
-        raise ValueError(f"heldout_fraction={heldout_fraction} splits {len(files)} files into {len(train)} train / "
-                         f"{len(kept)} clean held-out; both must be non-empty")
+        raise ValueError(
+            f"heldout_fraction={heldout_fraction} splits {len(files)} files into {len(train)} train / "
+            f"{len(kept)} clean held-out; both must be non-empty"
+        )
     return CodeSplit(train, kept, excluded)
 
 

@@ -12,6 +12,7 @@ its state rides in the step's ``rest`` argument (``fit(..., loss_context=teacher
 constants baked into the program), sharded like the student on a mesh, and never differentiated
 (``stop_gradient`` on its logits as well, so no gradient can reach it through any path).
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,8 +25,9 @@ from flax import nnx
 from jaxlab.train.loss import token_losses
 
 
-def distill_token_losses(student: jax.Array, teacher: jax.Array, targets: jax.Array, temperature: float,
-                         alpha: float) -> jax.Array:
+def distill_token_losses(
+    student: jax.Array, teacher: jax.Array, targets: jax.Array, temperature: float, alpha: float
+) -> jax.Array:
     """``[B, S]`` per-token ``alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T)`` in float32."""
     s = student.astype(jnp.float32) / temperature
     t = jax.lax.stop_gradient(teacher.astype(jnp.float32)) / temperature
@@ -37,16 +39,25 @@ def distill_token_losses(student: jax.Array, teacher: jax.Array, targets: jax.Ar
     return out
 
 
-def distill_loss_sum(student: jax.Array, teacher: jax.Array, targets: jax.Array, loss_mask: jax.Array,
-                     temperature: float, alpha: float) -> tuple[jax.Array, jax.Array]:
+def distill_loss_sum(
+    student: jax.Array, teacher: jax.Array, targets: jax.Array, loss_mask: jax.Array, temperature: float, alpha: float
+) -> tuple[jax.Array, jax.Array]:
     """``(loss_sum, n_tokens)`` over ``loss_mask`` tokens (the trainer's sum-and-count convention)."""
     mask = loss_mask.astype(jnp.float32)
     per = distill_token_losses(student, teacher, targets, temperature, alpha)
     return jnp.sum(jnp.where(mask > 0, per, 0.0) * mask), jnp.sum(mask)
 
 
-def _loss(params: nnx.State, rest_and_teacher: tuple, graphdef: nnx.GraphDef, batch: dict, *, teacher_graphdef,
-          temperature: float, alpha: float) -> tuple[jax.Array, jax.Array]:
+def _loss(
+    params: nnx.State,
+    rest_and_teacher: tuple,
+    graphdef: nnx.GraphDef,
+    batch: dict,
+    *,
+    teacher_graphdef,
+    temperature: float,
+    alpha: float,
+) -> tuple[jax.Array, jax.Array]:
     rest, (t_params, t_rest) = rest_and_teacher
     positions = batch.get("positions")
     student = nnx.merge(graphdef, params, rest)(batch["input_ids"], positions=positions)

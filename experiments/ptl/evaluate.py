@@ -6,6 +6,7 @@ carries its per-window numbers and any two rows evaluated on the same windows ca
 percentile bootstrap over windows (95%, 1,000 resamples, fixed seed); windows cut from the same file
 are correlated, so these intervals are if anything too narrow.
 """
+
 from __future__ import annotations
 
 import functools
@@ -61,16 +62,18 @@ def _batch_nll(graphdef, params, rest, batch, chunk=EVAL_CHUNK_ROWS):
     return _by_chunks(rows, chunk, batch["input_ids"], batch["targets"], batch["loss_mask"])
 
 
-def window_nll(split: tuple, batches: Sequence[dict], desc: str = "eval windows",
-               chunk_rows: int = EVAL_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+def window_nll(
+    split: tuple, batches: Sequence[dict], desc: str = "eval windows", chunk_rows: int = EVAL_CHUNK_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
     """``(nll_sum [W], tokens [W])`` per window (batch row) over ``batches``; rows with no tokens are dropped.
 
     ``chunk_rows`` rows go through the model at a time (see :data:`EVAL_CHUNK_ROWS`)."""
     graphdef, params, rest = split
     sums, counts = [], []
     for b in tqdm(batches, desc=desc, unit="batch", leave=False):
-        s, n = _batch_nll(graphdef, params, rest, {k: jnp.asarray(b[k]) for k in ("input_ids", "targets", "loss_mask")},
-                          chunk_rows)
+        s, n = _batch_nll(
+            graphdef, params, rest, {k: jnp.asarray(b[k]) for k in ("input_ids", "targets", "loss_mask")}, chunk_rows
+        )
         sums.append(np.asarray(s, np.float64))
         counts.append(np.asarray(n, np.float64))
     if not sums:
@@ -101,18 +104,20 @@ def bootstrap_ppl(nll: np.ndarray, tokens: np.ndarray, seed: int = 0, n_boot: in
     return {"ppl": ppl, "ci": _interval(boot), "windows": int(len(nll)), "tokens": int(tokens.sum())}
 
 
-def paired_ratio(nll_a: np.ndarray, nll_b: np.ndarray, tokens: np.ndarray, seed: int = 0,
-                 n_boot: int = N_BOOT) -> dict[str, Any]:
+def paired_ratio(
+    nll_a: np.ndarray, nll_b: np.ndarray, tokens: np.ndarray, seed: int = 0, n_boot: int = N_BOOT
+) -> dict[str, Any]:
     """``ppl_a / ppl_b`` on the same windows with a paired bootstrap interval (the same resamples for both).
 
     ``significant`` is True when the interval excludes 1.
     """
     nll_a, nll_b, tokens = (np.asarray(x, np.float64) for x in (nll_a, nll_b, tokens))
     if not (len(nll_a) == len(nll_b) == len(tokens)) or len(tokens) == 0:
-        raise ValueError(f"paired_ratio: expected equal, non-empty window arrays, got {len(nll_a)}, {len(nll_b)}, "
-                         f"{len(tokens)}")
+        raise ValueError(
+            f"paired_ratio: expected equal, non-empty window arrays, got {len(nll_a)}, {len(nll_b)}, {len(tokens)}"
+        )
     idx = _resample(len(tokens), seed, n_boot)
-    diff = (nll_a - nll_b)
+    diff = nll_a - nll_b
     ratio = math.exp(diff.sum() / tokens.sum())
     boot = np.exp(diff[idx].sum(1) / tokens[idx].sum(1))
     lo, hi = _interval(boot)
@@ -150,16 +155,22 @@ def choice_correct(split: tuple, items: Sequence[Choice], batch_rows: int = 16, 
     ids = np.full((len(rows), width), pad_id, np.int32)
     mask = np.zeros((len(rows), width), np.float32)
     for i, (r, m) in enumerate(zip(rows, masks)):
-        ids[i, :len(r)] = r
-        mask[i, :len(m)] = m
+        ids[i, : len(r)] = r
+        mask[i, : len(m)] = m
     pad = (-len(rows)) % batch_rows
     ids = np.concatenate([ids, np.full((pad, width), pad_id, np.int32)])
     mask = np.concatenate([mask, np.zeros((pad, width), np.float32)])
     graphdef, params, rest = split
     sums, counts = [], []
     for s in tqdm(range(0, len(ids), batch_rows), desc="eval next-line task", unit="batch", leave=False):
-        a, b = _row_nll(graphdef, params, rest, jnp.asarray(ids[s:s + batch_rows]),
-                        jnp.asarray(mask[s:s + batch_rows]), EVAL_CHUNK_ROWS)
+        a, b = _row_nll(
+            graphdef,
+            params,
+            rest,
+            jnp.asarray(ids[s : s + batch_rows]),
+            jnp.asarray(mask[s : s + batch_rows]),
+            EVAL_CHUNK_ROWS,
+        )
         sums.append(np.asarray(a))
         counts.append(np.asarray(b))
     mean = (np.concatenate(sums) / np.maximum(np.concatenate(counts), 1))[: len(rows)]
@@ -174,8 +185,9 @@ def choice_accuracy(split: tuple, items: Sequence[Choice], batch_rows: int = 16,
     return float(np.mean(choice_correct(split, items, batch_rows, pad_id)))
 
 
-def evaluate_stage(split: tuple, code: list[dict], text: list[dict], items: Sequence[Choice],
-                   generation: Any = None) -> dict[str, Any]:
+def evaluate_stage(
+    split: tuple, code: list[dict], text: list[dict], items: Sequence[Choice], generation: Any = None
+) -> dict[str, Any]:
     """Metrics of the (masked) model given as ``(graphdef, params, rest)``.
 
     ``code_ppl`` / ``text_ppl`` with ``*_ci`` (95% bootstrap over windows), ``accuracy`` (next-line task) with

@@ -10,6 +10,7 @@ checkpoints (``TrainerTuner``, every ``tune.checkpoint_every`` steps) take it to
 last saved step of that stage: the stage is re-scored and re-pruned (deterministic, so
 the same masks, which the tuner checks) and its tuning continues from that step.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,17 +51,35 @@ def tree_to_masks(t: dict) -> Masks:
 def pruned_indices(m: Masks) -> dict:
     """Per layer, the indices of the pruned units (JSON-ready): which neurons / heads a run removed."""
     per = lambda ms: [np.flatnonzero(np.asarray(x) == 0).tolist() for x in ms]  # noqa: E731
-    return {"mlp": per(m.mlp), "heads": per(m.heads), "kv_heads": per(m.kv_heads),
-            "layers": np.flatnonzero(np.asarray(m.layers) == 0).tolist()}
+    return {
+        "mlp": per(m.mlp),
+        "heads": per(m.heads),
+        "kv_heads": per(m.kv_heads),
+        "layers": np.flatnonzero(np.asarray(m.layers) == 0).tolist(),
+    }
 
 
 CalibFn = Callable[[int], tuple[list[dict], list[dict]]]
 
 
-def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[int], schedule: ScheduleConfig,
-              tuner: Tuner | None, budget: Budget, calib: list[dict] | CalibFn, english: list[dict] | None,
-              eval_fn: EvalFn, ckpt_dir: Path, progress: bool = True, eval_pruned: bool = False,
-              eval_final_only: bool = False, seed: int = 0, log: Callable[[str], None] = print) -> TrackResult:
+def run_track(
+    track: str,
+    model: nnx.Module,
+    masks: Masks,
+    kept_after: Sequence[int],
+    schedule: ScheduleConfig,
+    tuner: Tuner | None,
+    budget: Budget,
+    calib: list[dict] | CalibFn,
+    english: list[dict] | None,
+    eval_fn: EvalFn,
+    ckpt_dir: Path,
+    progress: bool = True,
+    eval_pruned: bool = False,
+    eval_final_only: bool = False,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> TrackResult:
     """Run the stages of one track; returns a row per stage (params, eval metrics, tokens used).
 
     ``calib`` is either fixed (task batches, with ``english``) or ``stage -> (task batches, English
@@ -95,9 +114,19 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
             n = (min(now) if isinstance(now, list) else now) - kept_after[k - 1]
             task_b, eng_b = calib(k) if callable(calib) else (calib, english)
             with memory.phase("score + prune"):
-                scores = unit_scores(split, schedule.unit, schedule.criterion, task_b, masks=masks, english=eng_b,
-                                     top_frac=schedule.top_frac, signed=schedule.ptl_signed,
-                                     select=schedule.ptl_select, n_remove=n, seed=seed + k)
+                scores = unit_scores(
+                    split,
+                    schedule.unit,
+                    schedule.criterion,
+                    task_b,
+                    masks=masks,
+                    english=eng_b,
+                    top_frac=schedule.top_frac,
+                    signed=schedule.ptl_signed,
+                    select=schedule.ptl_select,
+                    n_remove=n,
+                    seed=seed + k,
+                )
                 masks = prune_lowest(masks, schedule.unit, scores, n)
                 params = apply_masks(params, masks, cfg.head_dim)
             untuned = tuner is None or budget.steps == 0
@@ -113,33 +142,49 @@ def run_track(track: str, model: nnx.Module, masks: Masks, kept_after: Sequence[
                 metrics = eval_fn((graphdef, params, rest)) if scored else {}
             else:
                 metrics = pruned if scored else {}
-            row = {"track": track, "stage": k, "params": param_count(compact_config(cfg, masks)),
-                   "kept": kept_after[k - 1], "tokens": tokens, **metrics}
+            row = {
+                "track": track,
+                "stage": k,
+                "params": param_count(compact_config(cfg, masks)),
+                "kept": kept_after[k - 1],
+                "tokens": tokens,
+                **metrics,
+            }
             history = getattr(tuner, "last_history", None) if not untuned else None
             if history is not None:  # this call's tuning steps (after a mid-stage resume: only the rest)
-                row["tune_losses"] = [[h["step"], float(h["loss"])] for h in history
-                                      if h.get("split", "train") == "train" and "loss" in h]  # GRPO rows carry no split
+                row["tune_losses"] = [
+                    [h["step"], float(h["loss"])] for h in history if h.get("split", "train") == "train" and "loss" in h
+                ]  # GRPO rows carry no split
                 row["tune_resumed_from"] = getattr(tuner, "last_resumed_from", None)
             if pruned is not None:
                 row["pruned"] = pruned
             rows.append(row)
             data_state = tuner.get_state() if hasattr(tuner, "get_state") else None
             with memory.phase("stage checkpoint"):
-                ckpt.save(k, TrainState(params, masks_to_tree(masks)), rest, data_state=data_state,
-                          extra={"rows": _jsonable(rows)})
+                ckpt.save(
+                    k,
+                    TrainState(params, masks_to_tree(masks)),
+                    rest,
+                    data_state=data_state,
+                    extra={"rows": _jsonable(rows)},
+                )
             if hasattr(tuner, "stage_done"):
                 tuner.stage_done(k)
             bar.update(1)
             if not scored:
-                log(f"[ptl] {track} stage {k}/{len(kept_after)}: kept {row['kept']} {schedule.unit}, "
+                log(
+                    f"[ptl] {track} stage {k}/{len(kept_after)}: kept {row['kept']} {schedule.unit}, "
                     f"{row['params'] / 1e6:.2f}M params (not evaluated: data.eval_stages=final), "
-                    f"{tokens} tuning tokens")
+                    f"{tokens} tuning tokens"
+                )
                 continue
             bar.set_postfix(code_ppl=f"{row['code_ppl']:.2f}", text_ppl=f"{row['text_ppl']:.2f}", refresh=False)
             before = f"(pruned, untuned: {pruned['code_ppl']:.2f} / {pruned['text_ppl']:.2f}) " if pruned else ""
-            log(f"[ptl] {track} stage {k}/{len(kept_after)}: kept {row['kept']} {schedule.unit}, "
+            log(
+                f"[ptl] {track} stage {k}/{len(kept_after)}: kept {row['kept']} {schedule.unit}, "
                 f"{row['params'] / 1e6:.2f}M params, code / text ppl {before}{row['code_ppl']:.2f} / "
-                f"{row['text_ppl']:.2f}, acc {row['accuracy']:.3f}, {tokens} tuning tokens")
+                f"{row['text_ppl']:.2f}, acc {row['accuracy']:.3f}, {tokens} tuning tokens"
+            )
         bar.close()
     finally:
         ckpt.close()

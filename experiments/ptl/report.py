@@ -1,12 +1,21 @@
 """Results table (printed and JSON) and the quality-vs-parameters plot, PTL against the baselines."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Sequence
 
-COLUMNS = [("track", "{}"), ("stage", "{}"), ("params", "{:.2f}M"), ("code_ppl", "{:.3f}"), ("text_ppl", "{:.3f}"),
-           ("accuracy", "{:.3f}"), ("gsm8k", "{:.3f}"), ("tokens", "{}")]
+COLUMNS = [
+    ("track", "{}"),
+    ("stage", "{}"),
+    ("params", "{:.2f}M"),
+    ("code_ppl", "{:.3f}"),
+    ("text_ppl", "{:.3f}"),
+    ("accuracy", "{:.3f}"),
+    ("gsm8k", "{:.3f}"),
+    ("tokens", "{}"),
+]
 BASELINES = ("one_shot", "random", "no_tune")
 
 
@@ -65,14 +74,30 @@ def compare(rows: Sequence[dict]) -> list[dict]:
         for corpus in ("code", "text"):
             (na, ta), (nb, _) = a["per_window"][corpus], b["per_window"][corpus]  # same windows
             r = paired_ratio(na, nb, ta)
-            out.append({"vs": name, "metric": f"{corpus}_ppl", "kind": "ratio", "value": r["ratio"],
-                        "ci": list(r["ci"]), "significant": r["significant"]})
+            out.append(
+                {
+                    "vs": name,
+                    "metric": f"{corpus}_ppl",
+                    "kind": "ratio",
+                    "value": r["ratio"],
+                    "ci": list(r["ci"]),
+                    "significant": r["significant"],
+                }
+            )
         for metric in sorted(set(a.get("per_item", {})) & set(b.get("per_item", {}))):
             if not a["per_item"][metric]:
                 continue
             dfr = paired_difference(a["per_item"][metric], b["per_item"][metric])
-            out.append({"vs": name, "metric": metric, "kind": "difference", "value": dfr["diff"],
-                        "ci": list(dfr["ci"]), "significant": dfr["significant"]})
+            out.append(
+                {
+                    "vs": name,
+                    "metric": metric,
+                    "kind": "difference",
+                    "value": dfr["diff"],
+                    "ci": list(dfr["ci"]),
+                    "significant": dfr["significant"],
+                }
+            )
     return out
 
 
@@ -80,11 +105,15 @@ def format_comparisons(comparisons: Sequence[dict]) -> str:
     """One line per comparison: ``PTL vs <baseline>  <metric>  <value> [lo, hi]  (significant | n.s.)``."""
     if not comparisons:
         return "(no PTL-vs-baseline comparison: no final PTL row)"
-    lines = ["PTL vs baseline, paired 95% bootstrap (ppl: ratio ptl/baseline, <1 = PTL better; "
-             "accuracy: difference ptl - baseline)"]
+    lines = [
+        "PTL vs baseline, paired 95% bootstrap (ppl: ratio ptl/baseline, <1 = PTL better; "
+        "accuracy: difference ptl - baseline)"
+    ]
     for c in comparisons:
         sig = "significant" if c["significant"] else "n.s."
-        lines.append(f"  vs {c['vs']:<9} {c['metric']:<9} {c['value']:8.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]  {sig}")
+        lines.append(
+            f"  vs {c['vs']:<9} {c['metric']:<9} {c['value']:8.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]  {sig}"
+        )
     return "\n".join(lines)
 
 
@@ -101,10 +130,16 @@ def plot_quality(rows: Sequence[dict], path: Path, title: str) -> Path:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     base = [r for r in rows if r["track"] == "base"]
-    styles = {"ptl": ("C0", "o-", "PTL (prune-tune stages)"), "one_shot": ("C3", "s--", "one-shot + tune"),
-              "random": ("C2", "^--", "random one-shot + tune"), "no_tune": ("C7", "x:", "one-shot, no tune")}
-    for ax, key, name in ((axes[0], "code_ppl", "held-out code perplexity"),
-                          (axes[1], "text_ppl", "held-out English perplexity")):
+    styles = {
+        "ptl": ("C0", "o-", "PTL (prune-tune stages)"),
+        "one_shot": ("C3", "s--", "one-shot + tune"),
+        "random": ("C2", "^--", "random one-shot + tune"),
+        "no_tune": ("C7", "x:", "one-shot, no tune"),
+    }
+    for ax, key, name in (
+        (axes[0], "code_ppl", "held-out code perplexity"),
+        (axes[1], "text_ppl", "held-out English perplexity"),
+    ):
         for track, (color, style, label) in styles.items():
             pts = [p for p in base + [r for r in rows if r["track"] == track] if key in p]
             if len(pts) > len(base):

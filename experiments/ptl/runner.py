@@ -16,6 +16,7 @@ Writes under ``output_dir``: ``results.json`` (every row + config + timings),
 its fingerprint: a rerun with the same config resumes, another config's results stop the run before
 the model loads, unless ``overwrite=true``; see ``jaxlab.runs.claim_output_dir``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,9 +89,23 @@ class DataSection:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require_positive(**{n: getattr(self, n) for n in (
-            "seq_len", "batch_size", "calib_batches", "english_batches", "eval_tokens", "eval_batch_size",
-            "task_context", "gsm8k_max_new_tokens", "gsm8k_batch_size", "gsm8k_prompt_width")})
+        require_positive(
+            **{
+                n: getattr(self, n)
+                for n in (
+                    "seq_len",
+                    "batch_size",
+                    "calib_batches",
+                    "english_batches",
+                    "eval_tokens",
+                    "eval_batch_size",
+                    "task_context",
+                    "gsm8k_max_new_tokens",
+                    "gsm8k_batch_size",
+                    "gsm8k_prompt_width",
+                )
+            }
+        )
         if self.task_items < 0:
             raise ValueError(f"task_items: expected >= 0, got {self.task_items!r}")
         if self.gsm8k_rows < 0:
@@ -191,10 +206,14 @@ class Data:
         draw = stage if d.fresh_calib else 1
         seed = d.seed + 1 + 1000 * (draw - 1)
         code, english = self.calib_docs
-        return (corpora.sample_batches(code, encode, eos, d.seq_len, d.calib_batches, d.batch_size,
-                                       "code calibration", seed),
-                corpora.sample_batches(english, encode, eos, d.seq_len, d.english_batches, d.batch_size,
-                                       "English calibration", seed + 500))
+        return (
+            corpora.sample_batches(
+                code, encode, eos, d.seq_len, d.calib_batches, d.batch_size, "code calibration", seed
+            ),
+            corpora.sample_batches(
+                english, encode, eos, d.seq_len, d.english_batches, d.batch_size, "English calibration", seed + 500
+            ),
+        )
 
 
 def build_data(cfg: "Config", encode: corpora.Encode, eos: int, stages: int, tokenizer: Any = None) -> Data:
@@ -203,15 +222,23 @@ def build_data(cfg: "Config", encode: corpora.Encode, eos: int, stages: int, tok
     try:
         split = corpora.code_splits(d.root, d.heldout_fraction, d.max_overlap)
         eng_calib, eng_held = corpora.english_topics()
-        code_eval = corpora.eval_windows(corpora.file_docs(split.heldout, encode, d.seed), eos, d.seq_len,
-                                         d.eval_windows, d.eval_batch_size, "held-out code")
-        text_eval = corpora.eval_windows((list(encode(t)) for t in eng_held), eos, d.seq_len, d.eval_windows,
-                                         d.eval_batch_size, "held-out English")
+        code_eval = corpora.eval_windows(
+            corpora.file_docs(split.heldout, encode, d.seed),
+            eos,
+            d.seq_len,
+            d.eval_windows,
+            d.eval_batch_size,
+            "held-out code",
+        )
+        text_eval = corpora.eval_windows(
+            (list(encode(t)) for t in eng_held), eos, d.seq_len, d.eval_windows, d.eval_batch_size, "held-out English"
+        )
         items = corpora.next_line_items(split.heldout, encode, d.task_items, d.task_context, d.seed)
         gsm8k = generation.gsm8k_tasks(d.gsm8k_rows)
         prompts = generation.encode_prompts(gsm8k, tokenizer, encode, d.gsm8k_prompt_width) if gsm8k else []
-        code_docs = [u for f in split.train for u in corpora.code_units(f.read_text(encoding="utf-8",
-                                                                                     errors="replace"))]
+        code_docs = [
+            u for f in split.train for u in corpora.code_units(f.read_text(encoding="utf-8", errors="replace"))
+        ]
         eng_docs = [p for t in eng_calib for p in corpora.paragraphs(t)]
         data = Data(split, code_eval, text_eval, items, gsm8k, prompts, (code_docs, eng_docs))
         for stage in range(1, (stages if d.fresh_calib else 1) + 1):
@@ -234,10 +261,14 @@ def _check(cfg: Config) -> tuple[ModelConfig, list[int]]:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
     if cfg.data.seq_len + 1 > mcfg.max_position_embeddings:
-        raise ConfigError(f"data.seq_len: {cfg.data.seq_len} exceeds the model's {mcfg.max_position_embeddings} positions")
+        raise ConfigError(
+            f"data.seq_len: {cfg.data.seq_len} exceeds the model's {mcfg.max_position_embeddings} positions"
+        )
     if cfg.speed.enabled and cfg.speed.positions > mcfg.max_position_embeddings:
-        raise ConfigError(f"speed.prompt_len: {cfg.speed.prompt_len} + the longest of speed.decode_lengths exceeds the "
-                          f"model's {mcfg.max_position_embeddings} positions")
+        raise ConfigError(
+            f"speed.prompt_len: {cfg.speed.prompt_len} + the longest of speed.decode_lengths exceeds the "
+            f"model's {mcfg.max_position_embeddings} positions"
+        )
     return mcfg, kept_after
 
 
@@ -266,8 +297,9 @@ def place_model(model: Any, mesh: Any) -> Any:
     return nnx.merge(graphdef, shard_state(params, mesh), shard_state(rest, mesh))
 
 
-def _tuner(cfg: Config, train_files, tokenizer, encode, eos, mesh=None, ckpt_root: Path | None = None,
-           teacher: Any = None):
+def _tuner(
+    cfg: Config, train_files, tokenizer, encode, eos, mesh=None, ckpt_root: Path | None = None, teacher: Any = None
+):
     """A fresh tuner (and data stream from the start) for one track; ``teacher``: the unpruned model."""
     if cfg.tune.method == "none":
         return None
@@ -277,24 +309,37 @@ def _tuner(cfg: Config, train_files, tokenizer, encode, eos, mesh=None, ckpt_roo
     if cfg.tune.method == "sft":
         if tokenizer is None:
             raise ConfigError("tune.method: 'sft' needs a model with a chat tokenizer (not a tiny byte model)")
-        ds = train_data.chat_sft_dataset(cfg.tune.sft_data, tokenizer, seq_len=d.seq_len, batch_size=d.batch_size,
-                                         seed=d.seed, truncate=True)
+        ds = train_data.chat_sft_dataset(
+            cfg.tune.sft_data, tokenizer, seq_len=d.seq_len, batch_size=d.batch_size, seed=d.seed, truncate=True
+        )
     else:
-        ds = train_data.pretrain_dataset(train_files, encode, eos_id=eos, seq_len=d.seq_len,
-                                         batch_size=d.batch_size, seed=d.seed)
+        ds = train_data.pretrain_dataset(
+            train_files, encode, eos_id=eos, seq_len=d.seq_len, batch_size=d.batch_size, seed=d.seed
+        )
     # run_track hands each stage's tuner a copy of the params it owns, so the tuner may donate it
-    return TrainerTuner(iter(ds), cfg.tune, progress=cfg.progress, mesh=mesh, ckpt_root=ckpt_root, teacher=teacher,
-                        donate=True)
+    return TrainerTuner(
+        iter(ds), cfg.tune, progress=cfg.progress, mesh=mesh, ckpt_root=ckpt_root, teacher=teacher, donate=True
+    )
 
 
-OUTPUTS = ("config.yaml", "results.json", "results.md", "ptl_vs_oneshot.png", "hf_model", "ptl", "one_shot", "no_tune",
-           "random")
+OUTPUTS = (
+    "config.yaml",
+    "results.json",
+    "results.md",
+    "ptl_vs_oneshot.png",
+    "hf_model",
+    "ptl",
+    "one_shot",
+    "no_tune",
+    "random",
+)
 
 
 def run(cfg: Config) -> dict:
     """Run PTL and the baselines per ``cfg``; print the table, write JSON/PNG/HF export; return the summary."""
-    refuse_multiprocess(cfg, "PTL", "neuron scoring, compaction and the per-stage tuning checkpoints run on "
-                        "one host's arrays")
+    refuse_multiprocess(
+        cfg, "PTL", "neuron scoring, compaction and the per-stage tuning checkpoints run on one host's arrays"
+    )
     t0 = time.time()
     mcfg, kept_after = _check(cfg)
     mesh = _mesh(cfg)
@@ -302,26 +347,46 @@ def run(cfg: Config) -> dict:
     tokenizer, encode, eos = load_encoder(cfg.model)
     data = build_data(cfg, encode, eos, s.stages, tokenizer)  # every data error fires here, before the model loads
     out = Path(cfg.output_dir).absolute()
-    claim_output_dir(cfg, OUTPUTS, ignore=("progress", "compile_cache", "mesh", "speed",
-                                                 "distributed"))  # the tracks resume their checkpoints
+    claim_output_dir(
+        cfg, OUTPUTS, ignore=("progress", "compile_cache", "mesh", "speed", "distributed")
+    )  # the tracks resume their checkpoints
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    print(f"[ptl] {cfg.model.name}: remove {s.target} of {s.target_of} ({s.unit}) in {s.stages} {s.spacing} stages "
-          f"by {s.criterion}" + (f" ({s.ptl_select})" if s.criterion == "ptl" else "")
-          + f"; kept after each stage: {kept_after}", flush=True)
-    print(f"[ptl] data: {len(data.split.train)} train / {len(data.split.heldout)} held-out code files "
-          f"({len(data.split.excluded)} held-out files dropped: {data.split.excluded}); eval "
-          f"{d.eval_windows} windows x {d.seq_len} tokens per corpus; task {len(data.items)} items; "
-          + (f"GSM8K {len(data.gsm8k)} rows" if data.gsm8k else
-             ("GSM8K skipped (../shared/data absent)" if d.gsm8k_rows else "GSM8K off")), flush=True)
+    print(
+        f"[ptl] {cfg.model.name}: remove {s.target} of {s.target_of} ({s.unit}) in {s.stages} {s.spacing} stages "
+        f"by {s.criterion}"
+        + (f" ({s.ptl_select})" if s.criterion == "ptl" else "")
+        + f"; kept after each stage: {kept_after}",
+        flush=True,
+    )
+    print(
+        f"[ptl] data: {len(data.split.train)} train / {len(data.split.heldout)} held-out code files "
+        f"({len(data.split.excluded)} held-out files dropped: {data.split.excluded}); eval "
+        f"{d.eval_windows} windows x {d.seq_len} tokens per corpus; task {len(data.items)} items; "
+        + (
+            f"GSM8K {len(data.gsm8k)} rows"
+            if data.gsm8k
+            else ("GSM8K skipped (../shared/data absent)" if d.gsm8k_rows else "GSM8K off")
+        ),
+        flush=True,
+    )
     if cfg.compile_cache:
         _enable_compile_cache()
     memory.clear()
     with memory.phase("load model + tokenizer"):
         model, tokenizer, encode, eos = load_model(cfg.model)
         model = place_model(model, mesh)
-    gen = (generation.gsm8k_metric(data.gsm8k, data.gsm8k_prompts, tokenizer, max_new_tokens=d.gsm8k_max_new_tokens,
-                                   batch_size=d.gsm8k_batch_size, prompt_width=d.gsm8k_prompt_width)
-           if data.gsm8k else None)
+    gen = (
+        generation.gsm8k_metric(
+            data.gsm8k,
+            data.gsm8k_prompts,
+            tokenizer,
+            max_new_tokens=d.gsm8k_max_new_tokens,
+            batch_size=d.gsm8k_batch_size,
+            prompt_width=d.gsm8k_prompt_width,
+        )
+        if data.gsm8k
+        else None
+    )
 
     def eval_fn(split):
         with memory.phase("eval"):
@@ -335,47 +400,93 @@ def run(cfg: Config) -> dict:
     train_files = data.split.train
     timings = {}
     t = time.time()
-    base = {"track": "base", "stage": 0, "params": param_count(mcfg), "kept": None, "tokens": 0,
-            **eval_fn(split_model(model))}
+    base = {
+        "track": "base",
+        "stage": 0,
+        "params": param_count(mcfg),
+        "kept": None,
+        "tokens": 0,
+        **eval_fn(split_model(model)),
+    }
     timings["base_eval_s"] = round(time.time() - t, 1)
-    print(f"[ptl] base: code ppl {base['code_ppl']:.3f}, text ppl {base['text_ppl']:.3f}, "
-          f"task acc {base['accuracy']:.3f}" + (f", gsm8k {base['gsm8k']:.3f}" if gen else ""), flush=True)
+    print(
+        f"[ptl] base: code ppl {base['code_ppl']:.3f}, text ppl {base['text_ppl']:.3f}, "
+        f"task acc {base['accuracy']:.3f}" + (f", gsm8k {base['gsm8k']:.3f}" if gen else ""),
+        flush=True,
+    )
     tokens_per_step = d.batch_size * d.seq_len
 
     def tuner_for(track: str):  # the unpruned model is every track's distillation teacher
         return _tuner(cfg, train_files, tokenizer, encode, eos, mesh, out / track / "tune", model)
 
-    common = dict(calib=calib_fn, english=None, eval_fn=eval_fn, progress=cfg.progress,
-                  eval_final_only=d.eval_stages == "final", seed=cfg.model.seed)
+    common = dict(
+        calib=calib_fn,
+        english=None,
+        eval_fn=eval_fn,
+        progress=cfg.progress,
+        eval_final_only=d.eval_stages == "final",
+        seed=cfg.model.seed,
+    )
 
     t = time.time()
-    ptl = run_track("ptl", model, full_masks(mcfg), kept_after, schedule=s,
-                    tuner=tuner_for("ptl"),
-                    budget=budget_for(cfg.tune, tokens_per_step), ckpt_dir=out / "ptl" / "checkpoints", **common)
+    ptl = run_track(
+        "ptl",
+        model,
+        full_masks(mcfg),
+        kept_after,
+        schedule=s,
+        tuner=tuner_for("ptl"),
+        budget=budget_for(cfg.tune, tokens_per_step),
+        ckpt_dir=out / "ptl" / "checkpoints",
+        **common,
+    )
     timings["ptl_s"] = round(time.time() - t, 1)
     rows = [base, *ptl.rows]
     if "one_shot" in cfg.baselines:
         t = time.time()
-        one = run_track("one_shot", model, full_masks(mcfg), kept_after[-1:], schedule=s, tuner=tuner_for("one_shot"),
-                        budget=budget_for(cfg.tune, tokens_per_step, multiplier=s.stages),
-                        ckpt_dir=out / "one_shot" / "checkpoints", eval_pruned="no_tune" in cfg.baselines, **common)
+        one = run_track(
+            "one_shot",
+            model,
+            full_masks(mcfg),
+            kept_after[-1:],
+            schedule=s,
+            tuner=tuner_for("one_shot"),
+            budget=budget_for(cfg.tune, tokens_per_step, multiplier=s.stages),
+            ckpt_dir=out / "one_shot" / "checkpoints",
+            eval_pruned="no_tune" in cfg.baselines,
+            **common,
+        )
         timings["one_shot_s"] = round(time.time() - t, 1)
         rows += one.rows
         if "no_tune" in cfg.baselines:
             r = one.rows[-1]
             rows.append({**r, "track": "no_tune", "tokens": 0, **r["pruned"]})
     elif "no_tune" in cfg.baselines:
-        none = run_track("no_tune", model, full_masks(mcfg), kept_after[-1:], schedule=s, tuner=None,
-                         budget=budget_for(cfg.tune, tokens_per_step), ckpt_dir=out / "no_tune" / "checkpoints",
-                         **common)
+        none = run_track(
+            "no_tune",
+            model,
+            full_masks(mcfg),
+            kept_after[-1:],
+            schedule=s,
+            tuner=None,
+            budget=budget_for(cfg.tune, tokens_per_step),
+            ckpt_dir=out / "no_tune" / "checkpoints",
+            **common,
+        )
         rows += none.rows
     if "random" in cfg.baselines:
         t = time.time()
-        rnd = run_track("random", model, full_masks(mcfg), kept_after[-1:],
-                        schedule=dataclasses.replace(s, criterion="random", ptl_select="ranked"),
-                        tuner=tuner_for("random"),
-                        budget=budget_for(cfg.tune, tokens_per_step, multiplier=s.stages),
-                        ckpt_dir=out / "random" / "checkpoints", **common)
+        rnd = run_track(
+            "random",
+            model,
+            full_masks(mcfg),
+            kept_after[-1:],
+            schedule=dataclasses.replace(s, criterion="random", ptl_select="ranked"),
+            tuner=tuner_for("random"),
+            budget=budget_for(cfg.tune, tokens_per_step, multiplier=s.stages),
+            ckpt_dir=out / "random" / "checkpoints",
+            **common,
+        )
         timings["random_s"] = round(time.time() - t, 1)
         rows += rnd.rows
 
@@ -390,28 +501,49 @@ def run(cfg: Config) -> dict:
         timings["speed_s"] = round(time.time() - t, 1)
     comparisons = compare(rows)
     table = format_table(rows)
-    plot = plot_quality(rows, out / "ptl_vs_oneshot.png",
-                        f"{cfg.model.name}: {s.unit} pruning to {s.target:.0%} of {s.target_of}, "
-                        f"{s.criterion}, {s.stages} stages x {budget_for(cfg.tune, tokens_per_step).steps} steps")
+    plot = plot_quality(
+        rows,
+        out / "ptl_vs_oneshot.png",
+        f"{cfg.model.name}: {s.unit} pruning to {s.target:.0%} of {s.target_of}, "
+        f"{s.criterion}, {s.stages} stages x {budget_for(cfg.tune, tokens_per_step).steps} steps",
+    )
     speed_md = "" if speed is None else "\n\n" + format_speed(speed)
     (out / "results.md").write_text(table + "\n\n" + format_comparisons(comparisons) + speed_md + "\n")
-    summary = {"model": cfg.model.name, "mesh": None if mesh is None else dict(mesh.shape), "schedule": to_dict(s),
-               "kept_after": kept_after, "rows": rows,
-               "comparisons": comparisons,
-               "data": {"train_files": len(data.split.train), "heldout_files": len(data.split.heldout),
-                        "heldout_excluded": data.split.excluded, "eval_windows": d.eval_windows,
-                        "seq_len": d.seq_len, "task_items": len(data.items), "gsm8k_rows": len(data.gsm8k)},
-               "export": export, "speed": None if speed is None else jsonable(speed),
-               "ptl_pruned": pruned_indices(ptl.masks), "resumed_from": ptl.resumed_from,
-               "timings": timings,
-               "wall_time_s": round(time.time() - t0, 1), "peak_rss_bytes": peak_rss_bytes(),
-               "memory_phases": memory.phases(),
-               "outputs": {"results": str(out / "results.json"), "table": str(out / "results.md"), "plot": str(plot)}}
+    summary = {
+        "model": cfg.model.name,
+        "mesh": None if mesh is None else dict(mesh.shape),
+        "schedule": to_dict(s),
+        "kept_after": kept_after,
+        "rows": rows,
+        "comparisons": comparisons,
+        "data": {
+            "train_files": len(data.split.train),
+            "heldout_files": len(data.split.heldout),
+            "heldout_excluded": data.split.excluded,
+            "eval_windows": d.eval_windows,
+            "seq_len": d.seq_len,
+            "task_items": len(data.items),
+            "gsm8k_rows": len(data.gsm8k),
+        },
+        "export": export,
+        "speed": None if speed is None else jsonable(speed),
+        "ptl_pruned": pruned_indices(ptl.masks),
+        "resumed_from": ptl.resumed_from,
+        "timings": timings,
+        "wall_time_s": round(time.time() - t0, 1),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "memory_phases": memory.phases(),
+        "outputs": {"results": str(out / "results.json"), "table": str(out / "results.md"), "plot": str(plot)},
+    }
     write_json(out / "results.json", summary)
     print("\n" + table + "\n\n" + format_comparisons(comparisons) + speed_md, flush=True)
     print("\n" + memory.format_phases(summary["memory_phases"]), flush=True)
-    print(f"\n[ptl] wrote {out / 'results.json'}, {plot}" + (f", {export['path']}" if export.get("path") else "")
-          + f" in {summary['wall_time_s']:.0f}s; {format_peak_rss()}", flush=True)
+    print(
+        f"\n[ptl] wrote {out / 'results.json'}, {plot}"
+        + (f", {export['path']}" if export.get("path") else "")
+        + f" in {summary['wall_time_s']:.0f}s; {format_peak_rss()}",
+        flush=True,
+    )
     return summary
 
 
@@ -429,9 +561,15 @@ def _export(cfg: Config, small, tokenizer, out: Path) -> dict:
     tensor: safetensors are files)."""
     if not cfg.export_hf:
         return {}
-    info = {"config": {"num_layers": small.config.num_layers, "intermediate_size": small.config.intermediate_size,
-                       "num_heads": small.config.num_heads, "num_kv_heads": small.config.num_kv_heads},
-            "params": param_count(small.config)}
+    info = {
+        "config": {
+            "num_layers": small.config.num_layers,
+            "intermediate_size": small.config.intermediate_size,
+            "num_heads": small.config.num_heads,
+            "num_kv_heads": small.config.num_kv_heads,
+        },
+        "params": param_count(small.config),
+    }
     if not small.config.is_uniform:
         info["note"] = "non-uniform per-layer widths: loadable in jaxlab only (transformers cannot load them)"
         return info

@@ -5,6 +5,7 @@ model (ratios, stage count, criterion); :func:`plan` checks it against the
 model's config (at least one unit left per layer, at least one removed per stage)
 and returns the number of units kept after each stage.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,15 +49,18 @@ class ScheduleConfig:
         if self.stages < 1:
             raise ValueError(f"stages: expected an integer >= 1, got {self.stages!r}")
         if self.criterion not in CRITERIA[self.unit]:
-            raise ValueError(f"criterion: {self.criterion!r} is unknown for unit {self.unit!r}; "
-                             f"expected one of {list(CRITERIA[self.unit])}")
+            raise ValueError(
+                f"criterion: {self.criterion!r} is unknown for unit {self.unit!r}; "
+                f"expected one of {list(CRITERIA[self.unit])}"
+            )
         if not 0.0 < self.top_frac <= 1.0:
             raise ValueError(f"top_frac: expected a fraction in (0, 1], got {self.top_frac!r}")
         if self.ptl_select not in ("ranked", "seed_exact"):
             raise ValueError(f"ptl_select: expected 'ranked' or 'seed_exact', got {self.ptl_select!r}")
         if self.ptl_select == "seed_exact" and self.criterion != "ptl":
-            raise ValueError(f"ptl_select: 'seed_exact' is a selection of the 'ptl' criterion, got criterion "
-                             f"{self.criterion!r}")
+            raise ValueError(
+                f"ptl_select: 'seed_exact' is a selection of the 'ptl' criterion, got criterion {self.criterion!r}"
+            )
 
 
 def units_available(cfg: ModelConfig, unit: Unit) -> int:
@@ -89,11 +93,15 @@ def plan(schedule: ScheduleConfig, cfg: ModelConfig) -> list[int]:
     final = total - remove
     what = _NAMES[schedule.unit]
     if final < 1:
-        raise ValueError(f"schedule.target: removing {schedule.target} of the {schedule.target_of} leaves {final} of "
-                         f"{total} {what}; expected at least one unit per layer to remain")
+        raise ValueError(
+            f"schedule.target: removing {schedule.target} of the {schedule.target_of} leaves {final} of "
+            f"{total} {what}; expected at least one unit per layer to remain"
+        )
     if remove < 1:
-        raise ValueError(f"schedule.target: {schedule.target} of the {schedule.target_of} is less than one of the "
-                         f"{total} {what}; nothing would be pruned")
+        raise ValueError(
+            f"schedule.target: {schedule.target} of the {schedule.target_of} is less than one of the "
+            f"{total} {what}; nothing would be pruned"
+        )
     kept = []
     for k in range(1, schedule.stages + 1):
         if schedule.spacing == "linear":
@@ -103,6 +111,8 @@ def plan(schedule: ScheduleConfig, cfg: ModelConfig) -> list[int]:
     kept[-1] = final
     steps = [a - b for a, b in zip([total] + kept[:-1], kept)]
     if min(steps) < 1:
-        raise ValueError(f"schedule.stages: {schedule.stages} {schedule.spacing} stages remove {steps} {what}; "
-                         f"every stage must remove at least one unit (fewer stages or a larger target)")
+        raise ValueError(
+            f"schedule.stages: {schedule.stages} {schedule.spacing} stages remove {steps} {what}; "
+            f"every stage must remove at least one unit (fewer stages or a larger target)"
+        )
     return kept

@@ -16,6 +16,7 @@ does not change the shapes and so not the speed):
 
     flock /tmp/heavy.lock python -m experiments.ptl.speed configs/ptl_smollm2.yaml --output_dir runs/ptl_speed
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,9 +53,13 @@ class SpeedSection:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)!r}")
         if self.repeats < MIN_REPEATS:
-            raise ValueError(f"repeats: expected >= {MIN_REPEATS} (a median of fewer is not a figure), got {self.repeats}")
+            raise ValueError(
+                f"repeats: expected >= {MIN_REPEATS} (a median of fewer is not a figure), got {self.repeats}"
+            )
         if len(set(self.decode_lengths)) < 3 or min(self.decode_lengths) < 1:
-            raise ValueError(f"decode_lengths: expected >= 3 distinct positive lengths, got {list(self.decode_lengths)}")
+            raise ValueError(
+                f"decode_lengths: expected >= 3 distinct positive lengths, got {list(self.decode_lengths)}"
+            )
         if self.max_spread <= 0:
             raise ValueError(f"max_spread: expected > 0, got {self.max_spread!r}")
 
@@ -75,14 +80,22 @@ def measure_speed(dense: Any, small: Any, cfg: SpeedSection) -> dict:
     load_before = os.getloadavg()
     samples = time_interleaved(fns, repeats=cfg.repeats)
     load_after = os.getloadavg()
-    out: dict = {"setting": {**dataclasses.asdict(cfg), "decode_lengths": lengths},
-                 "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
-                 "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_after]}
+    out: dict = {
+        "setting": {**dataclasses.asdict(cfg), "decode_lengths": lengths},
+        "device": str(jax.devices()[0].device_kind),
+        "backend": jax.default_backend(),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in load_after],
+    }
     rates = {}
     for name, m in models.items():
         rates[name] = measure(samples, name, cfg.batch, cfg.prompt_len, lengths, cfg.max_spread)
-        out[name] = {"prefill_tok_s": rates[name]["prefill"].as_dict(), "decode_tok_s": rates[name]["decode"].as_dict(),
-                     "flops_per_token": model_flops_per_token(m.config), "params": param_count(m.config)}
+        out[name] = {
+            "prefill_tok_s": rates[name]["prefill"].as_dict(),
+            "decode_tok_s": rates[name]["decode"].as_dict(),
+            "flops_per_token": model_flops_per_token(m.config),
+            "params": param_count(m.config),
+        }
     out["prefill_speedup"] = ratio(rates["compact"]["prefill"], rates["dense"]["prefill"])
     out["decode_speedup"] = ratio(rates["compact"]["decode"], rates["dense"]["decode"])
     out["flops_ratio"] = out["compact"]["flops_per_token"] / out["dense"]["flops_per_token"]
@@ -94,18 +107,26 @@ def measure_speed(dense: Any, small: Any, cfg: SpeedSection) -> dict:
 def format_speed(speed: dict) -> str:
     """Markdown table of :func:`measure_speed` (which columns are measured and which modelled is in the header)."""
     s, rates = speed["setting"], speed["_rates"]
-    lines = [f"Speed (measured tok/s: median [min-max] of {s['repeats']} interleaved rounds, noisy = spread > "
-             f"{s['max_spread']:.0%}; FLOPs/token modelled) on {speed['device']}, batch {s['batch']}, prompt "
-             f"{s['prompt_len']}, decode lengths {s['decode_lengths']}, load {speed['load_before'][0]} -> "
-             f"{speed['load_after'][0]}",
-             "", "| model | params | GFLOPs/token (modelled) | prefill tok/s | decode tok/s |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Speed (measured tok/s: median [min-max] of {s['repeats']} interleaved rounds, noisy = spread > "
+        f"{s['max_spread']:.0%}; FLOPs/token modelled) on {speed['device']}, batch {s['batch']}, prompt "
+        f"{s['prompt_len']}, decode lengths {s['decode_lengths']}, load {speed['load_before'][0]} -> "
+        f"{speed['load_after'][0]}",
+        "",
+        "| model | params | GFLOPs/token (modelled) | prefill tok/s | decode tok/s |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name in ("dense", "compact"):
         m = speed[name]
-        lines.append(f"| {name} | {m['params'] / 1e6:.2f}M | {m['flops_per_token'] / 1e9:.4f} | "
-                     f"{fmt(rates[name]['prefill'])} | {fmt(rates[name]['decode'], 1)} |")
-    lines.append(f"| compact / dense | {speed['compact']['params'] / speed['dense']['params']:.3f}x | "
-                 f"{speed['flops_ratio']:.3f}x | {fmt_ratio(speed['prefill_speedup'])} | "
-                 f"{fmt_ratio(speed['decode_speedup'])} |")
+        lines.append(
+            f"| {name} | {m['params'] / 1e6:.2f}M | {m['flops_per_token'] / 1e9:.4f} | "
+            f"{fmt(rates[name]['prefill'])} | {fmt(rates[name]['decode'], 1)} |"
+        )
+    lines.append(
+        f"| compact / dense | {speed['compact']['params'] / speed['dense']['params']:.3f}x | "
+        f"{speed['flops_ratio']:.3f}x | {fmt_ratio(speed['prefill_speedup'])} | "
+        f"{fmt_ratio(speed['decode_speedup'])} |"
+    )
     return "\n".join(lines)
 
 
@@ -134,15 +155,29 @@ def main(argv: list[str] | None = None) -> dict:
     now = kept(masks, s.unit)
     n = (min(now) if isinstance(now, list) else now) - kept_after[-1]
     task, english = data.calibration(cfg, encode, eos, 1)
-    scores = unit_scores(model, s.unit, s.criterion, task, masks=masks, english=english, top_frac=s.top_frac,
-                         signed=s.ptl_signed, select=s.ptl_select, n_remove=n, seed=cfg.model.seed)
+    scores = unit_scores(
+        model,
+        s.unit,
+        s.criterion,
+        task,
+        masks=masks,
+        english=english,
+        top_frac=s.top_frac,
+        signed=s.ptl_signed,
+        select=s.ptl_select,
+        n_remove=n,
+        seed=cfg.model.seed,
+    )
     small = compact(model, prune_lowest(masks, s.unit, scores, n))
     speed = measure_speed(model, small, cfg.speed)
     table = format_speed(speed)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "speed.json").write_text(json.dumps({"config": args.config, "overrides": args.overrides,
-                                                "kept": kept_after[-1], **jsonable(speed)}, indent=2))
+    (out / "speed.json").write_text(
+        json.dumps(
+            {"config": args.config, "overrides": args.overrides, "kept": kept_after[-1], **jsonable(speed)}, indent=2
+        )
+    )
     (out / "speed.md").write_text(table + "\n")
     print(table, flush=True)
     return speed

@@ -12,6 +12,7 @@ RL plugs in as ``tune.method: rl`` with ``tune.rl_hook: "package.module:factory"
 where ``factory(cfg, tokenizer=, encode=, eos=) -> Tuner``; GRPO's is
 ``experiments.grpo.ptl_tuner:factory``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,8 +63,10 @@ class TuneConfig:
         if self.steps < 0 or self.tokens < 0:
             raise ValueError(f"steps/tokens: expected >= 0, got steps={self.steps}, tokens={self.tokens}")
         if self.method != "none" and (self.steps == 0) == (self.tokens == 0):
-            raise ValueError("steps: give exactly one per-stage budget, steps > 0 or tokens > 0 "
-                             f"(got steps={self.steps}, tokens={self.tokens})")
+            raise ValueError(
+                "steps: give exactly one per-stage budget, steps > 0 or tokens > 0 "
+                f"(got steps={self.steps}, tokens={self.tokens})"
+            )
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every: expected >= 0 (0: between stages only), got {self.checkpoint_every!r}")
         if self.distill_temperature <= 0:
@@ -132,8 +135,16 @@ class TrainerTuner:
     model handed in usable.
     """
 
-    def __init__(self, data_iter: Any, cfg: TuneConfig, progress: bool = True, mesh: Any = None,
-                 ckpt_root: Path | None = None, teacher: nnx.Module | None = None, donate: bool = False):
+    def __init__(
+        self,
+        data_iter: Any,
+        cfg: TuneConfig,
+        progress: bool = True,
+        mesh: Any = None,
+        ckpt_root: Path | None = None,
+        teacher: nnx.Module | None = None,
+        donate: bool = False,
+    ):
         self.data_iter, self.cfg, self.progress, self.mesh = data_iter, cfg, progress, mesh
         self.donate = donate
         self.ckpt_root = None if ckpt_root is None else Path(ckpt_root)
@@ -151,20 +162,35 @@ class TrainerTuner:
         every = self.cfg.checkpoint_every
         if self.ckpt_root is None or every == 0 or every >= budget.steps:
             return None  # nothing would be saved before the stage's end
-        return _StageCheckpointer(self.ckpt_root / f"stage_{stage.index}",
-                                  CheckpointConfig(every_steps=every, keep=1, async_save=False, resume=True))
+        return _StageCheckpointer(
+            self.ckpt_root / f"stage_{stage.index}",
+            CheckpointConfig(every_steps=every, keep=1, async_save=False, resume=True),
+        )
 
     def __call__(self, model: nnx.Module, stage: Stage, budget: Budget) -> nnx.Module:
-        optim = OptimConfig(learning_rate=budget.learning_rate, warmup_steps=min(self.cfg.warmup_steps, budget.steps - 1),
-                            decay_steps=max(budget.steps, 1), min_lr_ratio=self.cfg.min_lr_ratio,
-                            weight_decay=self.cfg.weight_decay)
+        optim = OptimConfig(
+            learning_rate=budget.learning_rate,
+            warmup_steps=min(self.cfg.warmup_steps, budget.steps - 1),
+            decay_steps=max(budget.steps, 1),
+            min_lr_ratio=self.cfg.min_lr_ratio,
+            weight_decay=self.cfg.weight_decay,
+        )
         tx = masked_optimizer(make_optimizer(optim), stage.masks, stage.head_dim)
         ckpt = self._checkpointer(stage, budget)
         loss_fn, context = self.objective
         try:
-            result = fit(model, self.data_iter, optim, TrainConfig(steps=budget.steps, progress=self.progress), tx=tx,
-                         mesh=self.mesh, checkpointer=ckpt, loss_fn=loss_fn, loss_context=context,
-                         donate_model=self.donate)
+            result = fit(
+                model,
+                self.data_iter,
+                optim,
+                TrainConfig(steps=budget.steps, progress=self.progress),
+                tx=tx,
+                mesh=self.mesh,
+                checkpointer=ckpt,
+                loss_fn=loss_fn,
+                loss_context=context,
+                donate_model=self.donate,
+            )
         finally:
             if ckpt is not None:
                 ckpt.close()
@@ -191,8 +217,10 @@ def _check_resumed_masks(restored: Masks, stage: Stage) -> None:
     """A mid-stage checkpoint must carry the masks this stage just chose (scoring is deterministic)."""
     same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b))), restored, stage.masks)
     if not all(jax.tree.leaves(same)):
-        raise RuntimeError(f"{stage.track} stage {stage.index}: the mid-stage tune checkpoint holds other prune masks "
-                           "than the ones this stage chose; delete its tune/stage_<k> folder to retune the stage")
+        raise RuntimeError(
+            f"{stage.track} stage {stage.index}: the mid-stage tune checkpoint holds other prune masks "
+            "than the ones this stage chose; delete its tune/stage_<k> folder to retune the stage"
+        )
 
 
 def load_rl_hook(spec: str) -> Callable[[Any], Tuner]:

@@ -12,6 +12,7 @@ after each save, when tick labels are drawn.  Output file names carry a per-run 
 chose, and the harness leaves with ``os._exit`` right after writing them, so no atexit hook of the
 sample runs after the result is written.  ``__NONCE__`` is replaced by the parent.
 """
+
 import json
 import math
 import os
@@ -85,10 +86,15 @@ def _axes(ax):
             xs = [x for ln in lines for x in np.atleast_1d(ln.get_xdata())]
             info["values"], info["x_values"] = _nums(ys), _nums(xs)
     legend = ax.get_legend()
-    info.update(type=info["types"][0] if info["types"] else "empty", title=ax.get_title(),
-                xlabel=ax.get_xlabel(), ylabel=ax.get_ylabel(),
-                legend=_texts(legend.get_texts()) if legend is not None else [],
-                xticklabels=_texts(ax.get_xticklabels()), yticklabels=_texts(ax.get_yticklabels()))
+    info.update(
+        type=info["types"][0] if info["types"] else "empty",
+        title=ax.get_title(),
+        xlabel=ax.get_xlabel(),
+        ylabel=ax.get_ylabel(),
+        legend=_texts(legend.get_texts()) if legend is not None else [],
+        xticklabels=_texts(ax.get_xticklabels()),
+        yticklabels=_texts(ax.get_yticklabels()),
+    )
     return info
 
 
@@ -98,14 +104,21 @@ def _structure(fig):
     main = next((a for a in axes if a["n_marks"]), axes[0] if axes else None)
     sup = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else ""
     legend = [t for a in axes for t in a["legend"]] or (_texts(fig.legends[0].get_texts()) if fig.legends else [])
-    return {"n_axes": len(all_axes), "axes": axes, "suptitle": sup,
-            "chart_type": main["type"] if main else "empty",
-            "n_marks": sum(a["n_marks"] for a in axes),
-            "values": main["values"] if main else [], "x_values": main["x_values"] if main else [],
-            "title": next((a["title"] for a in axes if a["title"]), sup),
-            "xlabel": main["xlabel"] if main else "", "ylabel": main["ylabel"] if main else "",
-            "legend": legend[:MAX_LABELS],
-            "xticklabels": main["xticklabels"] if main else [], "yticklabels": main["yticklabels"] if main else []}
+    return {
+        "n_axes": len(all_axes),
+        "axes": axes,
+        "suptitle": sup,
+        "chart_type": main["type"] if main else "empty",
+        "n_marks": sum(a["n_marks"] for a in axes),
+        "values": main["values"] if main else [],
+        "x_values": main["x_values"] if main else [],
+        "title": next((a["title"] for a in axes if a["title"]), sup),
+        "xlabel": main["xlabel"] if main else "",
+        "ylabel": main["ylabel"] if main else "",
+        "legend": legend[:MAX_LABELS],
+        "xticklabels": main["xticklabels"] if main else [],
+        "yticklabels": main["yticklabels"] if main else [],
+    }
 
 
 def _save_first_figure():

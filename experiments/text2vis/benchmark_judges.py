@@ -15,6 +15,7 @@ They differ from the RL-Text2Vis reward judges (:mod:`experiments.text2vis.judge
 Unlike the released script, every reply that does not parse is counted (``fallbacks``) and logged,
 and a score off the 0-5 half-step grid is snapped to it and counted (``off_grid``), never silent.
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,7 +50,8 @@ def answer_prompt(gold: str, generated: str | None) -> str:
         "3. Match when the core meaning is the same, even if a long answer is phrased differently.\n"
         '4. Allow minor spelling differences and abbreviations (e.g. "USA" and "United States").\n'
         '5. Do NOT match when the meaning changes significantly (e.g. "Fragile" and "Extreme fragility").\n\n'
-        "Reply with only 1 if they match, else 0. No explanation.")
+        "Reply with only 1 if they match, else 0. No explanation."
+    )
 
 
 def chart_prompt(task: Text2VisTask) -> str:
@@ -65,7 +67,8 @@ def chart_prompt(task: Text2VisTask) -> str:
         "Scoring guide: 5.0 excellent, 4.5 very good (minor issues), 4.0 good (small flaws), 3.5 decent (some "
         "clarity or accuracy issues), 3.0 average (noticeable issues), 2.5 below average (may mislead), 2.0 poor, "
         "1.5 very poor, 1.0 unusable, 0.0 failed (irrelevant or broken).\n\n"
-        f'Return strict JSON only: {{"{READABILITY_KEY}": "...", "{CORRECTNESS_KEY}": "..."}}')
+        f'Return strict JSON only: {{"{READABILITY_KEY}": "...", "{CORRECTNESS_KEY}": "..."}}'
+    )
 
 
 def _snap(value: float) -> float:
@@ -109,8 +112,12 @@ class BenchmarkAnswerJudge:
         self.stats = JudgeStats()
 
     def judge(self, task: Text2VisTask, answer: str | None, code: str | None) -> TextVerdict:
-        req = ChatRequest(messages=({"role": "user", "content": answer_prompt(task.answer, answer)},),
-                          max_tokens=self.max_tokens, temperature=0.0, model=self.model or getattr(self.client, "model", ""))
+        req = ChatRequest(
+            messages=({"role": "user", "content": answer_prompt(task.answer, answer)},),
+            max_tokens=self.max_tokens,
+            temperature=0.0,
+            model=self.model or getattr(self.client, "model", ""),
+        )
         text = _reply(self.client, req, self.stats, "answer")
         if text is None:
             return TextVerdict(0, 0.0, parsed=False)
@@ -135,9 +142,14 @@ class BenchmarkChartJudge:
         url = "data:image/png;base64," + base64.b64encode(run.png).decode("ascii")
         messages: tuple[dict[str, Any], ...] = (
             {"role": "user", "content": chart_prompt(task)},
-            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]})
-        req = ChatRequest(messages=messages, max_tokens=self.max_tokens, temperature=0.0,
-                          model=self.model or getattr(self.client, "model", ""))
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]},
+        )
+        req = ChatRequest(
+            messages=messages,
+            max_tokens=self.max_tokens,
+            temperature=0.0,
+            model=self.model or getattr(self.client, "model", ""),
+        )
         text = _reply(self.client, req, self.stats, "chart")
         if text is None:
             return VisualScores(0.0, 0.0)

@@ -16,6 +16,7 @@ mean readability, mean correctness, pass rate, overall and per kind.  Writes und
 ``samples.jsonl`` (every reply with its parse, run status and scores; a rerun with the same config
 skips the tasks already there), ``charts/<id>.png``, ``results.json``, ``results.md``, ``charts.png``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -141,13 +142,14 @@ class Judges:
 
 def make_judges(cfg: Config, *, client: Any = None) -> Judges:
     """Programmatic judges, or LLM judges over ``client`` (built from ``cfg.client`` when not given)."""
-    from experiments.text2vis.judges import (LLMTextJudge, LLMVisualJudge, ProgrammaticChartJudge,
-                                             ProgrammaticTextJudge)
+    from experiments.text2vis.judges import LLMTextJudge, LLMVisualJudge, ProgrammaticChartJudge, ProgrammaticTextJudge
 
     if cfg.judge_kind == "programmatic":
-        return Judges(ProgrammaticTextJudge(), ProgrammaticChartJudge(timeout_s=cfg.execution.timeout_s,
-                                                                      memory_mb=cfg.execution.memory_mb),
-                      "programmatic")
+        return Judges(
+            ProgrammaticTextJudge(),
+            ProgrammaticChartJudge(timeout_s=cfg.execution.timeout_s, memory_mb=cfg.execution.memory_mb),
+            "programmatic",
+        )
     if client is None:
         from jaxlab.llm import make_client
 
@@ -156,8 +158,9 @@ def make_judges(cfg: Config, *, client: Any = None) -> Judges:
     if cfg.judge_prompts == "text2vis":
         from experiments.text2vis.benchmark_judges import BenchmarkAnswerJudge, BenchmarkChartJudge
 
-        return Judges(BenchmarkAnswerJudge(client, model=cfg.client.model), BenchmarkChartJudge(client, model=vision),
-                      "llm")
+        return Judges(
+            BenchmarkAnswerJudge(client, model=cfg.client.model), BenchmarkChartJudge(client, model=vision), "llm"
+        )
     return Judges(LLMTextJudge(client, model=cfg.client.model), LLMVisualJudge(client, model=vision), "llm")
 
 
@@ -170,29 +173,55 @@ def load_tasks(data: DataSection) -> list[Text2VisTask]:
     from experiments.text2vis.loader import load_text2vis
 
     tasks = load_text2vis(data.path, None if data.split == "all" else [data.split])
-    return tasks[:data.n_tasks]
+    return tasks[: data.n_tasks]
 
 
-def _score_one(task: Text2VisTask, text: str, judges: Judges, ex: ExecSection,
-               parser: str = "json") -> tuple[SampleScore, dict]:
+def _score_one(
+    task: Text2VisTask, text: str, judges: Judges, ex: ExecSection, parser: str = "json"
+) -> tuple[SampleScore, dict]:
     parsed = parse_output(text, parser)
     run = execute_chart(parsed.code, task.table_csv, timeout_s=ex.timeout_s, memory_mb=ex.memory_mb)
     verdict = judges.text.judge(task, parsed.answer, parsed.code)
     scores = judges.visual.score(task, run) if run.ok else None
     read, corr = (scores.readability, scores.correctness) if scores is not None else (0.0, 0.0)
-    sample = SampleScore(id=task.id, kind=task.kind, answer_match=verdict.answer_score == 1, executed=run.ok,
-                         readability=float(read), correctness=float(corr), question=task.question,
-                         status=run.status, png=run.png)
-    record = {**sample.row(), "gold": task.answer, "pred_answer": parsed.answer, "format_ok": parsed.format_ok,
-              "code_format": parsed.code_format, "text_judge_parsed": verdict.parsed, "reply": text,
-              "stderr": run.stderr[-1000:], "table": task.table_name, "template": task.template}
+    sample = SampleScore(
+        id=task.id,
+        kind=task.kind,
+        answer_match=verdict.answer_score == 1,
+        executed=run.ok,
+        readability=float(read),
+        correctness=float(corr),
+        question=task.question,
+        status=run.status,
+        png=run.png,
+    )
+    record = {
+        **sample.row(),
+        "gold": task.answer,
+        "pred_answer": parsed.answer,
+        "format_ok": parsed.format_ok,
+        "code_format": parsed.code_format,
+        "text_judge_parsed": verdict.parsed,
+        "reply": text,
+        "stderr": run.stderr[-1000:],
+        "table": task.table_name,
+        "template": task.template,
+    }
     return sample, record
 
 
-def evaluate(tasks: Sequence[Text2VisTask], generate: Generate, judges: Judges, *, ex: ExecSection = ExecSection(),
-             batch_size: int = 8, done: dict[str, tuple[SampleScore, dict]] | None = None,
-             on_sample: Callable[[SampleScore, dict], None] | None = None,
-             progress: bool = False, parser: str = "json") -> list[tuple[SampleScore, dict]]:
+def evaluate(
+    tasks: Sequence[Text2VisTask],
+    generate: Generate,
+    judges: Judges,
+    *,
+    ex: ExecSection = ExecSection(),
+    batch_size: int = 8,
+    done: dict[str, tuple[SampleScore, dict]] | None = None,
+    on_sample: Callable[[SampleScore, dict], None] | None = None,
+    progress: bool = False,
+    parser: str = "json",
+) -> list[tuple[SampleScore, dict]]:
     """Generate, parse (``parser``), execute and judge every task (``done`` ones are reused); in task order."""
     done = dict(done or {})
     todo = [t for t in tasks if t.id not in done]
@@ -200,11 +229,13 @@ def evaluate(tasks: Sequence[Text2VisTask], generate: Generate, judges: Judges, 
     try:
         with ThreadPoolExecutor(max_workers=ex.workers) as pool:
             for start in range(0, len(todo), batch_size):
-                chunk = todo[start:start + batch_size]
+                chunk = todo[start : start + batch_size]
                 texts = generate(chunk)
                 if len(texts) != len(chunk):
                     raise RuntimeError(f"generate: returned {len(texts)} replies for {len(chunk)} tasks")
-                for task, result in zip(chunk, pool.map(lambda tt: _score_one(*tt, judges, ex, parser), zip(chunk, texts))):
+                for task, result in zip(
+                    chunk, pool.map(lambda tt: _score_one(*tt, judges, ex, parser), zip(chunk, texts))
+                ):
                     done[task.id] = result
                     if on_sample is not None:
                         on_sample(*result)
@@ -227,13 +258,20 @@ def _policy(section: ModelSection, gen: GenerationSection) -> Generate:
         if tok is not None:
             return build_messages(t)
         room = model.config.max_position_embeddings - gen.max_new_tokens
-        return [b for b in "\n".join(m["content"] for m in build_messages(t)).encode() if b][-max(room, 1):]
+        return [b for b in "\n".join(m["content"] for m in build_messages(t)).encode() if b][-max(room, 1) :]
 
     def run_model(chunk: Sequence[Text2VisTask]) -> list[str]:
         calls[0] += 1
         key = jax.random.fold_in(jax.random.key(gen.seed), calls[0]) if gen.temperature else None
-        out = generate(model, tok, [prompt(t) for t in chunk], max_new_tokens=gen.max_new_tokens,
-                       temperature=gen.temperature, key=key, stop_token_ids=None if tok is not None else [codec.eos_id])
+        out = generate(
+            model,
+            tok,
+            [prompt(t) for t in chunk],
+            max_new_tokens=gen.max_new_tokens,
+            temperature=gen.temperature,
+            key=key,
+            stop_token_ids=None if tok is not None else [codec.eos_id],
+        )
         return list(out.texts) if tok is not None else [codec.decode(ids) for ids in out.token_ids]
 
     return run_model
@@ -245,8 +283,13 @@ def gold_replies(chunk: Sequence[Text2VisTask]) -> list[str]:
 
 
 OUTPUTS = ("samples.jsonl", "charts", "results.json", "results.md", "charts.png")
-NOT_RESULTS = ("progress", "grid_n", "execution.workers", "generation.batch_size",
-               *(f"client.{k}" for k in OPERATIONAL_KEYS))
+NOT_RESULTS = (
+    "progress",
+    "grid_n",
+    "execution.workers",
+    "generation.batch_size",
+    *(f"client.{k}" for k in OPERATIONAL_KEYS),
+)
 
 
 def _fail_if_judges_never_answered(judges: Judges) -> None:
@@ -271,8 +314,10 @@ def run(cfg: Config, *, generate_fn: Generate | None = None, judge_client: Any =
     done: dict[str, tuple[SampleScore, dict]] = {}
     for rec in log.existing if resumed else []:
         png = charts / f"{rec['id']}.png"
-        fields = {k: rec[k] for k in ("id", "kind", "answer_match", "executed", "readability", "correctness",
-                                      "question", "status")}
+        fields = {
+            k: rec[k]
+            for k in ("id", "kind", "answer_match", "executed", "readability", "correctness", "question", "status")
+        }
         if rec["id"] in by_id:
             done[rec["id"]] = (SampleScore(**fields, png=png.read_bytes() if png.exists() else None), rec)
 
@@ -284,19 +329,35 @@ def run(cfg: Config, *, generate_fn: Generate | None = None, judge_client: Any =
     generate = generate_fn or (gold_replies if cfg.oracle else _policy(cfg.model, cfg.generation))
     t_gen = time.time()
     try:
-        results = evaluate(tasks, generate, judges, ex=cfg.execution, batch_size=cfg.generation.batch_size,
-                           done=done, on_sample=save, progress=cfg.progress, parser=cfg.parser)
+        results = evaluate(
+            tasks,
+            generate,
+            judges,
+            ex=cfg.execution,
+            batch_size=cfg.generation.batch_size,
+            done=done,
+            on_sample=save,
+            progress=cfg.progress,
+            parser=cfg.parser,
+        )
     finally:
         log.close()
     _fail_if_judges_never_answered(judges)
     samples = [s for s, _ in results]
     records = [r for _, r in results]
-    extra = {"judge": judges.kind, "model": "oracle (gold replies)" if cfg.oracle else cfg.model.path or cfg.model.name, "data": to_dict(cfg.data),
-             "format_rate": sum(r["format_ok"] for r in records) / len(records),
-             "parsed_code_rate": sum(r["code_format"] is not None for r in records) / len(records),
-             "status_counts": {s: sum(r["status"] == s for r in records) for s in sorted({r["status"] for r in records})},
-             "judge_stats": judges.stats(), "resumed_samples": len(done), "seconds": time.time() - t0,
-             "seconds_eval": time.time() - t_gen, "config": to_dict(cfg)}
+    extra = {
+        "judge": judges.kind,
+        "model": "oracle (gold replies)" if cfg.oracle else cfg.model.path or cfg.model.name,
+        "data": to_dict(cfg.data),
+        "format_rate": sum(r["format_ok"] for r in records) / len(records),
+        "parsed_code_rate": sum(r["code_format"] is not None for r in records) / len(records),
+        "status_counts": {s: sum(r["status"] == s for r in records) for s in sorted({r["status"] for r in records})},
+        "judge_stats": judges.stats(),
+        "resumed_samples": len(done),
+        "seconds": time.time() - t0,
+        "seconds_eval": time.time() - t_gen,
+        "config": to_dict(cfg),
+    }
     write_outputs(samples, out, extra=extra, grid_n=cfg.grid_n)
     summary = summarize(samples)
     print(to_markdown(summary))

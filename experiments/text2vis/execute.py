@@ -11,6 +11,7 @@ Failures of any kind (no code, an exception, no figure, a timeout, a memory blow
 harness that never reported) come back as ``ChartRun(ok=False, status=...)``; only bad arguments
 from the caller raise.
 """
+
 from __future__ import annotations
 
 import functools
@@ -52,8 +53,9 @@ def _font_cache() -> dict[str, bytes]:
     return {f".cache/matplotlib/{f.name}": f.read_bytes() for f in files[-1:]}
 
 
-def execute_chart(code: str | None, table_csv: str, *, timeout_s: float = 10.0, memory_mb: int = 1024,
-                  allow_weak: bool = False) -> ChartRun:
+def execute_chart(
+    code: str | None, table_csv: str, *, timeout_s: float = 10.0, memory_mb: int = 1024, allow_weak: bool = False
+) -> ChartRun:
     """Run ``code`` with ``table_csv`` as ``table.csv`` in its working dir; never raises for bad code."""
     if not isinstance(table_csv, str):
         raise TypeError(f"table_csv: expected the table as CSV text, got {type(table_csv).__name__}")
@@ -64,9 +66,16 @@ def execute_chart(code: str | None, table_csv: str, *, timeout_s: float = 10.0, 
     nonce = secrets.token_hex(12)
     png_name, result_name = f"chart_{nonce}.png", f"result_{nonce}.json"
     files = {"table.csv": table_csv, "sample.py": code, **_font_cache()}
-    r = run_python(_HARNESS.replace("__NONCE__", nonce), timeout_s=timeout_s, memory_mb=memory_mb,
-                   files=files, collect=(png_name, result_name), max_collect_bytes=MAX_PNG_BYTES,
-                   max_output_bytes=64_000, allow_weak=allow_weak)
+    r = run_python(
+        _HARNESS.replace("__NONCE__", nonce),
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        files=files,
+        collect=(png_name, result_name),
+        max_collect_bytes=MAX_PNG_BYTES,
+        max_output_bytes=64_000,
+        allow_weak=allow_weak,
+    )
     stderr = r.stderr[-4000:]
     if r.status != "ok":
         return ChartRun(False, r.status, None, None, stderr, r.duration_s)

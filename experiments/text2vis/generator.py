@@ -10,6 +10,7 @@ matplotlib that reads ``table.csv`` and ends with ``plt.show()``.
 ``make_tasks_with_params`` also returns each task's parameters (columns, row labels, k) so the
 tests can recompute every gold answer independently.
 """
+
 from __future__ import annotations
 
 import io
@@ -102,40 +103,51 @@ def _corr_sign(df: pd.DataFrame, p: dict) -> str:
 
 
 _HEAD = 'import pandas as pd\nimport matplotlib.pyplot as plt\n\ndf = pd.read_csv("table.csv")\n'
-_TAIL = 'plt.tight_layout()\nplt.show()\n'
+_TAIL = "plt.tight_layout()\nplt.show()\n"
 
 
 def _bar_code(p: dict, highlight: str, title: str, sub: str = "df") -> str:
     """A bar chart of ``value`` per ``label`` over the rows ``sub``, bars named in ``highlight`` in orange."""
     lab, val = repr(p["label"]), repr(p["value"])
-    return (f"{_HEAD}sub = {sub}\nnames = sub[{lab}].astype(str)\n"
-            f"colors = ['tab:orange' if n in {highlight} else 'tab:blue' for n in names]\n"
-            f"plt.figure(figsize=(8, 4.5))\nplt.bar(names, sub[{val}], color=colors)\n"
-            f"plt.title({title!r})\nplt.xlabel({lab})\nplt.ylabel({val})\nplt.xticks(rotation=45, ha='right')\n{_TAIL}")
+    return (
+        f"{_HEAD}sub = {sub}\nnames = sub[{lab}].astype(str)\n"
+        f"colors = ['tab:orange' if n in {highlight} else 'tab:blue' for n in names]\n"
+        f"plt.figure(figsize=(8, 4.5))\nplt.bar(names, sub[{val}], color=colors)\n"
+        f"plt.title({title!r})\nplt.xlabel({lab})\nplt.ylabel({val})\nplt.xticks(rotation=45, ha='right')\n{_TAIL}"
+    )
 
 
 def _line_code(p: dict, title: str) -> str:
     lab, val = repr(p["label"]), repr(p["value"])
-    return (f"{_HEAD}plt.figure(figsize=(8, 4.5))\nplt.plot(df[{lab}].astype(str), df[{val}], marker='o')\n"
-            f"plt.title({title!r})\nplt.xlabel({lab})\nplt.ylabel({val})\nplt.xticks(rotation=45, ha='right')\n{_TAIL}")
+    return (
+        f"{_HEAD}plt.figure(figsize=(8, 4.5))\nplt.plot(df[{lab}].astype(str), df[{val}], marker='o')\n"
+        f"plt.title({title!r})\nplt.xlabel({lab})\nplt.ylabel({val})\nplt.xticks(rotation=45, ha='right')\n{_TAIL}"
+    )
 
 
 def _scatter_code(p: dict, title: str) -> str:
     x, y = repr(p["x"]), repr(p["y"])
-    return (f"{_HEAD}plt.figure(figsize=(6, 4.5))\nplt.scatter(df[{x}], df[{y}])\n"
-            f"plt.title({title!r})\nplt.xlabel({x})\nplt.ylabel({y})\n{_TAIL}")
+    return (
+        f"{_HEAD}plt.figure(figsize=(6, 4.5))\nplt.scatter(df[{x}], df[{y}])\n"
+        f"plt.title({title!r})\nplt.xlabel({x})\nplt.ylabel({y})\n{_TAIL}"
+    )
 
 
 def _agg_code(p: dict, how: str, answer: str) -> str:
     val = repr(p["value"])
     if p["label"] is None:
-        return (f"{_HEAD}plt.figure(figsize=(6, 4.5))\nplt.hist(df[{val}], bins=8)\n"
-                f"plt.title({how + ' of ' + p['value'] + ': ' + answer!r})\n"
-                f"plt.xlabel({val})\nplt.ylabel('count')\n{_TAIL}")
+        return (
+            f"{_HEAD}plt.figure(figsize=(6, 4.5))\nplt.hist(df[{val}], bins=8)\n"
+            f"plt.title({how + ' of ' + p['value'] + ': ' + answer!r})\n"
+            f"plt.xlabel({val})\nplt.ylabel('count')\n{_TAIL}"
+        )
     code = _bar_code(p, "[]", f"{p['value']} by {p['label']} ({how}: {answer})")
     if how == "mean":
-        code = code.replace("plt.title(", f"plt.axhline(df[{val}].mean(), color='tab:red', linestyle='--', "
-                                          "label='mean')\nplt.legend()\nplt.title(", 1)
+        code = code.replace(
+            "plt.title(",
+            f"plt.axhline(df[{val}].mean(), color='tab:red', linestyle='--', label='mean')\nplt.legend()\nplt.title(",
+            1,
+        )
     return code
 
 
@@ -152,68 +164,174 @@ class Template:
 
 
 TEMPLATES = (
-    Template("ext_max", "extremum", "train", "Which {label} has the highest {value}?", "label",
-             lambda d, p: _unique_best(d[p["value"]], _labels(d, p), lowest=False),
-             lambda p, a: _bar_code(p, repr([a]), f"{p['value']} by {p['label']} (highest: {a})")),
-    Template("ext_min", "extremum", "heldout", "Which {label} shows the lowest {value}?", "label",
-             lambda d, p: _unique_best(d[p["value"]], _labels(d, p), lowest=True),
-             lambda p, a: _bar_code(p, repr([a]), f"{p['value']} by {p['label']} (lowest: {a})")),
-    Template("agg_mean", "aggregate", "train",
-             "What is the average {value} across all rows of the table? Round to two decimals.", "any",
-             lambda d, p: fmt_number(d[p["value"]].mean()), lambda p, a: _agg_code(p, "mean", a)),
-    Template("agg_sum", "aggregate", "heldout", "What is the total of {value} summed over every row?", "any",
-             lambda d, p: fmt_number(d[p["value"]].sum()), lambda p, a: _agg_code(p, "total", a)),
-    Template("cmp_higher", "comparison", "train", "Which has the higher {value}: {a} or {b}?", "label",
-             lambda d, p: _unique_best(pd.Series([_row(d, p, "a"), _row(d, p, "b")]), [p["a"], p["b"]], False),
-             lambda p, a: _bar_code(p, repr([a]), f"{p['value']}: {p['a']} vs {p['b']}",
-                                    f"df[df[{p['label']!r}].astype(str).isin({[p['a'], p['b']]!r})]")),
-    Template("cmp_diff", "comparison", "heldout",
-             "By how much does the {value} of {a} exceed that of {b}? Round to two decimals.", "label",
-             lambda d, p: fmt_number(_row(d, p, "a") - _row(d, p, "b")),
-             lambda p, a: _bar_code(p, repr([p["a"]]), f"{p['value']}: {p['a']} exceeds {p['b']} by {a}",
-                                    f"df[df[{p['label']!r}].astype(str).isin({[p['a'], p['b']]!r})]")),
-    Template("trend_slope", "trend", "train",
-             "Over the {label}s shown, is {value} generally increasing or decreasing?", "time", _slope_sign,
-             lambda p, a: _line_code(p, f"{p['value']} over {p['label']} ({a})"), min_rows=6),
-    Template("trend_rise", "trend", "heldout",
-             "In which {label} did {value} rise the most compared with the previous {label}?", "time",
-             _largest_rise, lambda p, a: _line_code(p, f"{p['value']} over {p['label']} (largest rise: {a})"),
-             min_rows=6),
-    Template("corr_r", "correlation", "train",
-             "What is the Pearson correlation between {x} and {y}? Round to two decimals.", "pair",
-             lambda d, p: fmt_number(_corr(d, p)), lambda p, a: _scatter_code(p, f"{p['y']} vs {p['x']} (r = {a})"),
-             min_rows=8),
-    Template("corr_sign", "correlation", "heldout",
-             "Are {x} and {y} positively or negatively correlated? Answer positive or negative.", "pair", _corr_sign,
-             lambda p, a: _scatter_code(p, f"{p['y']} vs {p['x']} ({a} correlation)"), min_rows=8),
-    Template("topk_high", "top_k", "train",
-             "List the {k} values of {label} with the highest {value}, from highest to lowest.", "label",
-             lambda d, p: _top(d, p, lowest=False),
-             lambda p, a: _bar_code(p, "[]", f"Top {p['k']} {p['label']} by {p['value']}",
-                                    f"df.nlargest({p['k']}, {p['value']!r})"), min_rows=5),
-    Template("topk_low", "top_k", "heldout",
-             "Which {k} values of {label} have the lowest {value}? List them from lowest to highest.", "label",
-             lambda d, p: _top(d, p, lowest=True),
-             lambda p, a: _bar_code(p, "[]", f"Lowest {p['k']} {p['label']} by {p['value']}",
-                                    f"df.nsmallest({p['k']}, {p['value']!r})"), min_rows=5),
-    Template("pct_change", "pct_change", "train",
-             "By what percentage did {value} change from {a} to {b}? Round to two decimals.", "time",
-             lambda d, p: _pct(_row(d, p, "b"), _row(d, p, "a")),
-             lambda p, a: _bar_code(p, repr([p["a"], p["b"]]), f"{p['value']}: {p['a']} to {p['b']} ({a}%)",
-                                    f"df[df[{p['label']!r}].astype(str).isin({[p['a'], p['b']]!r})]")),
-    Template("pct_relative", "pct_change", "heldout",
-             "How many percent higher or lower is the {value} of {a} than that of {b}? Round to two decimals.", "label",
-             lambda d, p: _pct(_row(d, p, "a"), _row(d, p, "b")),
-             lambda p, a: _bar_code(p, repr([p["a"]]), f"{p['value']}: {p['a']} vs {p['b']} ({a}%)",
-                                    f"df[df[{p['label']!r}].astype(str).isin({[p['a'], p['b']]!r})]")),
+    Template(
+        "ext_max",
+        "extremum",
+        "train",
+        "Which {label} has the highest {value}?",
+        "label",
+        lambda d, p: _unique_best(d[p["value"]], _labels(d, p), lowest=False),
+        lambda p, a: _bar_code(p, repr([a]), f"{p['value']} by {p['label']} (highest: {a})"),
+    ),
+    Template(
+        "ext_min",
+        "extremum",
+        "heldout",
+        "Which {label} shows the lowest {value}?",
+        "label",
+        lambda d, p: _unique_best(d[p["value"]], _labels(d, p), lowest=True),
+        lambda p, a: _bar_code(p, repr([a]), f"{p['value']} by {p['label']} (lowest: {a})"),
+    ),
+    Template(
+        "agg_mean",
+        "aggregate",
+        "train",
+        "What is the average {value} across all rows of the table? Round to two decimals.",
+        "any",
+        lambda d, p: fmt_number(d[p["value"]].mean()),
+        lambda p, a: _agg_code(p, "mean", a),
+    ),
+    Template(
+        "agg_sum",
+        "aggregate",
+        "heldout",
+        "What is the total of {value} summed over every row?",
+        "any",
+        lambda d, p: fmt_number(d[p["value"]].sum()),
+        lambda p, a: _agg_code(p, "total", a),
+    ),
+    Template(
+        "cmp_higher",
+        "comparison",
+        "train",
+        "Which has the higher {value}: {a} or {b}?",
+        "label",
+        lambda d, p: _unique_best(pd.Series([_row(d, p, "a"), _row(d, p, "b")]), [p["a"], p["b"]], False),
+        lambda p, a: _bar_code(
+            p,
+            repr([a]),
+            f"{p['value']}: {p['a']} vs {p['b']}",
+            f"df[df[{p['label']!r}].astype(str).isin({[p['a'], p['b']]!r})]",
+        ),
+    ),
+    Template(
+        "cmp_diff",
+        "comparison",
+        "heldout",
+        "By how much does the {value} of {a} exceed that of {b}? Round to two decimals.",
+        "label",
+        lambda d, p: fmt_number(_row(d, p, "a") - _row(d, p, "b")),
+        lambda p, a: _bar_code(
+            p,
+            repr([p["a"]]),
+            f"{p['value']}: {p['a']} exceeds {p['b']} by {a}",
+            f"df[df[{p['label']!r}].astype(str).isin({[p['a'], p['b']]!r})]",
+        ),
+    ),
+    Template(
+        "trend_slope",
+        "trend",
+        "train",
+        "Over the {label}s shown, is {value} generally increasing or decreasing?",
+        "time",
+        _slope_sign,
+        lambda p, a: _line_code(p, f"{p['value']} over {p['label']} ({a})"),
+        min_rows=6,
+    ),
+    Template(
+        "trend_rise",
+        "trend",
+        "heldout",
+        "In which {label} did {value} rise the most compared with the previous {label}?",
+        "time",
+        _largest_rise,
+        lambda p, a: _line_code(p, f"{p['value']} over {p['label']} (largest rise: {a})"),
+        min_rows=6,
+    ),
+    Template(
+        "corr_r",
+        "correlation",
+        "train",
+        "What is the Pearson correlation between {x} and {y}? Round to two decimals.",
+        "pair",
+        lambda d, p: fmt_number(_corr(d, p)),
+        lambda p, a: _scatter_code(p, f"{p['y']} vs {p['x']} (r = {a})"),
+        min_rows=8,
+    ),
+    Template(
+        "corr_sign",
+        "correlation",
+        "heldout",
+        "Are {x} and {y} positively or negatively correlated? Answer positive or negative.",
+        "pair",
+        _corr_sign,
+        lambda p, a: _scatter_code(p, f"{p['y']} vs {p['x']} ({a} correlation)"),
+        min_rows=8,
+    ),
+    Template(
+        "topk_high",
+        "top_k",
+        "train",
+        "List the {k} values of {label} with the highest {value}, from highest to lowest.",
+        "label",
+        lambda d, p: _top(d, p, lowest=False),
+        lambda p, a: _bar_code(
+            p, "[]", f"Top {p['k']} {p['label']} by {p['value']}", f"df.nlargest({p['k']}, {p['value']!r})"
+        ),
+        min_rows=5,
+    ),
+    Template(
+        "topk_low",
+        "top_k",
+        "heldout",
+        "Which {k} values of {label} have the lowest {value}? List them from lowest to highest.",
+        "label",
+        lambda d, p: _top(d, p, lowest=True),
+        lambda p, a: _bar_code(
+            p, "[]", f"Lowest {p['k']} {p['label']} by {p['value']}", f"df.nsmallest({p['k']}, {p['value']!r})"
+        ),
+        min_rows=5,
+    ),
+    Template(
+        "pct_change",
+        "pct_change",
+        "train",
+        "By what percentage did {value} change from {a} to {b}? Round to two decimals.",
+        "time",
+        lambda d, p: _pct(_row(d, p, "b"), _row(d, p, "a")),
+        lambda p, a: _bar_code(
+            p,
+            repr([p["a"], p["b"]]),
+            f"{p['value']}: {p['a']} to {p['b']} ({a}%)",
+            f"df[df[{p['label']!r}].astype(str).isin({[p['a'], p['b']]!r})]",
+        ),
+    ),
+    Template(
+        "pct_relative",
+        "pct_change",
+        "heldout",
+        "How many percent higher or lower is the {value} of {a} than that of {b}? Round to two decimals.",
+        "label",
+        lambda d, p: _pct(_row(d, p, "a"), _row(d, p, "b")),
+        lambda p, a: _bar_code(
+            p,
+            repr([p["a"]]),
+            f"{p['value']}: {p['a']} vs {p['b']} ({a}%)",
+            f"df[df[{p['label']!r}].astype(str).isin({[p['a'], p['b']]!r})]",
+        ),
+    ),
 )
 
 
 def _fits(t: Template, vt: ViewTable) -> bool:
     if len(vt.frame) < t.min_rows:
         return False
-    return {"any": True, "label": vt.label is not None, "time": vt.time and vt.label is not None,
-            "pair": len(vt.values) >= 2}[t.needs]
+    return {
+        "any": True,
+        "label": vt.label is not None,
+        "time": vt.time and vt.label is not None,
+        "pair": len(vt.values) >= 2,
+    }[t.needs]
 
 
 def _params(t: Template, vt: ViewTable, df: pd.DataFrame, rng: random.Random) -> dict[str, Any]:
@@ -232,8 +350,9 @@ def _params(t: Template, vt: ViewTable, df: pd.DataFrame, rng: random.Random) ->
     return p
 
 
-def make_tasks_with_params(split: str, n: int, seed: int = 0,
-                           max_tries: int = 200) -> list[tuple[Text2VisTask, dict[str, Any]]]:
+def make_tasks_with_params(
+    split: str, n: int, seed: int = 0, max_tries: int = 200
+) -> list[tuple[Text2VisTask, dict[str, Any]]]:
     """``n`` distinct tasks of ``split`` (``train`` | ``heldout``) with their parameters; same seed, same tasks.
 
     Kinds are visited round robin so every kind appears until it runs out of distinct tasks (the
@@ -268,8 +387,16 @@ def make_tasks_with_params(split: str, n: int, seed: int = 0,
     return out
 
 
-def _draw(kind: str, views: tuple, templates: list[Template], rng: random.Random, split: str, seed: int,
-          index: int, seen: set[tuple[str, str]]) -> tuple[Text2VisTask, dict[str, Any]] | None:
+def _draw(
+    kind: str,
+    views: tuple,
+    templates: list[Template],
+    rng: random.Random,
+    split: str,
+    seed: int,
+    index: int,
+    seen: set[tuple[str, str]],
+) -> tuple[Text2VisTask, dict[str, Any]] | None:
     """One attempt at a new task of ``kind``; ``None`` when the draw does not fit or repeats a task."""
     view = rng.choice(views)
     vt = view.build(rng)
@@ -288,9 +415,17 @@ def _draw(kind: str, views: tuple, templates: list[Template], rng: random.Random
     if (question, csv_text) in seen:
         return None
     seen.add((question, csv_text))
-    task = Text2VisTask(id=f"{split}-{seed}-{index:04d}-{view.name}-{t.id}", question=question, answer=answer,
-                        table_csv=csv_text, kind=t.kind, gold_code=t.code(p, answer), split=split,
-                        table_name=view.table, template=t.id)
+    task = Text2VisTask(
+        id=f"{split}-{seed}-{index:04d}-{view.name}-{t.id}",
+        question=question,
+        answer=answer,
+        table_csv=csv_text,
+        kind=t.kind,
+        gold_code=t.code(p, answer),
+        split=split,
+        table_name=view.table,
+        template=t.id,
+    )
     return task, {**p, "view": view.name, "variant": vt.variant}
 
 

@@ -16,6 +16,7 @@ The released code turns every unreadable judge reply (and every failed call) int
 scores here are the same, but each such fallback is counted in :class:`JudgeStats` (exposed per
 judge, logged per GRPO step by the reward) and logged once per reply at WARNING.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,14 +27,31 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from experiments.text2vis.execute import ChartRun
-from experiments.text2vis.programmatic import (JudgeStats, ProgrammaticChartJudge, VisualScores, answer_match,
-                                               code_intent, value_f1)
+from experiments.text2vis.programmatic import (
+    JudgeStats,
+    ProgrammaticChartJudge,
+    VisualScores,
+    answer_match,
+    code_intent,
+    value_f1,
+)
 from experiments.text2vis.tasks import Text2VisTask
 from jaxlab.llm import ChatClient, ChatRequest, LLMError
 
-__all__ = ["JudgeStats", "LLMTextJudge", "LLMVisualJudge", "ProgrammaticChartJudge", "ProgrammaticTextJudge",
-           "TextVerdict", "VisualScores", "answer_match", "code_intent", "text_judge_prompt", "value_f1",
-           "visual_judge_prompt"]
+__all__ = [
+    "JudgeStats",
+    "LLMTextJudge",
+    "LLMVisualJudge",
+    "ProgrammaticChartJudge",
+    "ProgrammaticTextJudge",
+    "TextVerdict",
+    "VisualScores",
+    "answer_match",
+    "code_intent",
+    "text_judge_prompt",
+    "value_f1",
+    "visual_judge_prompt",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -79,14 +97,15 @@ def text_judge_prompt(task: Text2VisTask, answer: str | None, code: str | None) 
         "{\n"
         '  "answer_score": 0 or 1,\n'
         '  "code_intent_score": 0 or 0.5\n'
-        "}")
+        "}"
+    )
 
 
 def visual_judge_prompt(task: Text2VisTask) -> str:
     """The released VLM prompt; the table goes in as the task's CSV text."""
     return (
         "You are a data visualization expert.\n\n"
-        f"Query: \"{task.question}\"\n"
+        f'Query: "{task.question}"\n'
         f"Data Table: {task.table_csv}\n\n"
         "Rate the following two aspects of the generated visualization image:\n\n"
         "1. **Readability Score (1 to 5)**:\n"
@@ -103,9 +122,10 @@ def visual_judge_prompt(task: Text2VisTask) -> str:
         "   - 1 = Completely incorrect (irrelevant, empty, or nonsensical chart)\n\n"
         "Return ONLY this JSON:\n"
         "{\n"
-        "  \"readability_score\": <1\u20135>,\n"
-        "  \"visual_correctness_score\": <1\u20135>\n"
-        "}")
+        '  "readability_score": <1\u20135>,\n'
+        '  "visual_correctness_score": <1\u20135>\n'
+        "}"
+    )
 
 
 def _safe_int(value: Any) -> int:
@@ -147,15 +167,19 @@ def parse_visual_scores(content: str) -> tuple[VisualScores, list[str]]:
 class LLMTextJudge:
     """Answer match + code intent from a text model behind any :class:`jaxlab.llm.ChatClient`."""
 
-    def __init__(self, client: ChatClient, *, model: str | None = None, max_tokens: int = 1024,
-                 temperature: float | None = 0.0) -> None:
+    def __init__(
+        self, client: ChatClient, *, model: str | None = None, max_tokens: int = 1024, temperature: float | None = 0.0
+    ) -> None:
         self.client, self.model, self.max_tokens, self.temperature = client, model, max_tokens, temperature
         self.stats = JudgeStats()
 
     def judge(self, task: Text2VisTask, answer: str | None, code: str | None) -> TextVerdict:
-        req = ChatRequest(messages=({"role": "user", "content": text_judge_prompt(task, answer, code)},),
-                          max_tokens=self.max_tokens, temperature=self.temperature,
-                          model=self.model or getattr(self.client, "model", ""))
+        req = ChatRequest(
+            messages=({"role": "user", "content": text_judge_prompt(task, answer, code)},),
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            model=self.model or getattr(self.client, "model", ""),
+        )
         self.stats.add("calls")
         try:
             content = self.client.complete(req).text
@@ -174,8 +198,9 @@ class LLMTextJudge:
 class LLMVisualJudge:
     """Readability and correctness 1-5 from a vision model, the PNG sent as an image content part."""
 
-    def __init__(self, client: ChatClient, *, model: str | None = None, max_tokens: int = 1024,
-                 temperature: float | None = 0.0) -> None:
+    def __init__(
+        self, client: ChatClient, *, model: str | None = None, max_tokens: int = 1024, temperature: float | None = 0.0
+    ) -> None:
         self.client, self.model, self.max_tokens, self.temperature = client, model, max_tokens, temperature
         self.stats = JudgeStats()
 
@@ -183,10 +208,16 @@ class LLMVisualJudge:
         if not run.ok or not run.png:
             return VisualScores(0.0, 0.0)  # released: no PNG, no VLM call, both 0
         url = "data:image/png;base64," + base64.b64encode(run.png).decode("ascii")
-        content = [{"type": "image_url", "image_url": {"url": url}},
-                   {"type": "text", "text": visual_judge_prompt(task)}]
-        req = ChatRequest(messages=({"role": "user", "content": content},), max_tokens=self.max_tokens,
-                          temperature=self.temperature, model=self.model or getattr(self.client, "model", ""))
+        content = [
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "text", "text": visual_judge_prompt(task)},
+        ]
+        req = ChatRequest(
+            messages=({"role": "user", "content": content},),
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            model=self.model or getattr(self.client, "model", ""),
+        )
         self.stats.add("calls")
         try:
             reply = self.client.complete(req).text

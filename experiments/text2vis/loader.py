@@ -12,6 +12,7 @@ list of row objects) or a markdown pipe table, and normalised to CSV (``Text2Vis
 what chart code reads as ``table.csv``).  The published ``Visualization Code`` is kept verbatim as
 ``gold_code`` (it may embed its data instead of reading ``table.csv``).
 """
+
 from __future__ import annotations
 
 import ast
@@ -25,8 +26,15 @@ import pandas as pd
 
 from experiments.text2vis.tasks import Text2VisTask
 
-__all__ = ["COLUMNS", "load_text2vis", "load_text2vis_csv", "load_text2vis_jsonl", "real_text2vis_files", "table_text_to_csv",
-           "tasks_from_rows"]
+__all__ = [
+    "COLUMNS",
+    "load_text2vis",
+    "load_text2vis_csv",
+    "load_text2vis_jsonl",
+    "real_text2vis_files",
+    "table_text_to_csv",
+    "tasks_from_rows",
+]
 
 COLUMNS = ("Prompt", "Question", "Answer", "Visualization Code", "Table Data", "set", "ID")
 _SETS = ("test1", "test2")
@@ -123,10 +131,18 @@ def tasks_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "rows") -> 
             table_csv = table_text_to_csv(_cell(row, "Table Data", where))
         except ValueError as exc:
             raise ValueError(f"{where}: column 'Table Data': {exc}") from exc
-        tasks.append(Text2VisTask(id=rid, question=_cell(row, "Question", where), answer=_cell(row, "Answer", where),
-                                  table_csv=table_csv, kind="text2vis",
-                                  gold_code=_cell(row, "Visualization Code", where), split=split,
-                                  prompt=_cell(row, "Prompt", where)))
+        tasks.append(
+            Text2VisTask(
+                id=rid,
+                question=_cell(row, "Question", where),
+                answer=_cell(row, "Answer", where),
+                table_csv=table_csv,
+                kind="text2vis",
+                gold_code=_cell(row, "Visualization Code", where),
+                split=split,
+                prompt=_cell(row, "Prompt", where),
+            )
+        )
     if not tasks:
         raise ValueError(f"{source}: no rows")
     return tasks

@@ -35,6 +35,7 @@ Two extractors are selectable by name (``parser`` in the eval and RL configs, :d
 
 The strict format reward is the same under both.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -42,8 +43,16 @@ import json
 import re
 from dataclasses import dataclass
 
-__all__ = ["CODE_FORMATS", "JSON_FORMAT", "PARSERS", "Parsed", "extract_answer_code", "extract_json",
-           "format_ok", "parse_output"]
+__all__ = [
+    "CODE_FORMATS",
+    "JSON_FORMAT",
+    "PARSERS",
+    "Parsed",
+    "extract_answer_code",
+    "extract_json",
+    "format_ok",
+    "parse_output",
+]
 
 _ANSWER = re.compile(r'"answer"\s*:\s*"([^"]+)"')
 _CODE = (
@@ -138,8 +147,11 @@ def extract_json(text: str) -> tuple[str | None, str | None, str | None]:
     if obj is None:
         return extract_answer_code(text)
     code = obj.get("code")
-    return _as_answer(obj.get("answer")), code if isinstance(code, str) else None, \
-        JSON_FORMAT if isinstance(code, str) else None
+    return (
+        _as_answer(obj.get("answer")),
+        code if isinstance(code, str) else None,
+        JSON_FORMAT if isinstance(code, str) else None,
+    )
 
 
 def format_ok(text: str) -> tuple[bool, str | None]:

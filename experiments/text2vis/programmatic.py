@@ -11,6 +11,7 @@ code is executed once per task in the same sandbox and cached), checks that axes
 the chart has a title, and that the chart type fits the question kind.  It is a proxy, coarser than
 a VLM: it cannot see overlapping labels or colours, and it rewards exactly what it measures.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,7 +26,15 @@ from typing import Any, Callable
 from experiments.text2vis.execute import ChartRun, execute_chart
 from experiments.text2vis.tasks import Text2VisTask
 
-__all__ = ["KIND_TYPES", "JudgeStats", "ProgrammaticChartJudge", "VisualScores", "answer_match", "code_intent", "value_f1"]
+__all__ = [
+    "KIND_TYPES",
+    "JudgeStats",
+    "ProgrammaticChartJudge",
+    "VisualScores",
+    "answer_match",
+    "code_intent",
+    "value_f1",
+]
 
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 KIND_TYPES = {
@@ -202,8 +211,9 @@ class ProgrammaticChartJudge:
     the kind or the gold's type] + [title / labels / ticks / legend name a column of the table].
     """
 
-    def __init__(self, *, timeout_s: float = 20.0, memory_mb: int = 1024,
-                 executor: Callable[..., ChartRun] = execute_chart) -> None:
+    def __init__(
+        self, *, timeout_s: float = 20.0, memory_mb: int = 1024, executor: Callable[..., ChartRun] = execute_chart
+    ) -> None:
         self.timeout_s, self.memory_mb, self._execute = timeout_s, memory_mb, executor
         self._gold: dict[str, dict | None] = {}
         self._lock = threading.Lock()
@@ -245,13 +255,25 @@ class ProgrammaticChartJudge:
         gold = self.gold_structure(task)
         gold_values = gold["values"] if gold and gold.get("values") else _table_values(task.table_csv)
         plotted = list(s.get("values") or [])
-        if gold and "pie" in (s.get("chart_type"), gold.get("chart_type")) and s.get("chart_type") != gold.get(
-                "chart_type"):
+        if (
+            gold
+            and "pie" in (s.get("chart_type"), gold.get("chart_type"))
+            and s.get("chart_type") != gold.get("chart_type")
+        ):
             plotted, gold_values = _fractions(plotted), _fractions(gold_values)
         f1 = value_f1(plotted, gold_values)
         fits = s.get("chart_type") in KIND_TYPES.get(task.kind, set()) or (
-            gold is not None and s.get("chart_type") == gold.get("chart_type"))
-        words = " ".join([s.get("title", ""), s.get("xlabel", ""), s.get("ylabel", ""), *s.get("legend", []),
-                          *s.get("xticklabels", []), *s.get("yticklabels", [])]).casefold()
+            gold is not None and s.get("chart_type") == gold.get("chart_type")
+        )
+        words = " ".join(
+            [
+                s.get("title", ""),
+                s.get("xlabel", ""),
+                s.get("ylabel", ""),
+                *s.get("legend", []),
+                *s.get("xticklabels", []),
+                *s.get("yticklabels", []),
+            ]
+        ).casefold()
         names = any(c.casefold() in words for c in _header(task.table_csv) if len(c) > 1)
         return 1 + (f1 >= 0.3) + (f1 >= 0.8) + bool(fits) + names

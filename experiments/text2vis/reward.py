@@ -25,6 +25,7 @@ stale PNG), chart code never runs in the trainer's process, and every fallback i
 Every part of every sample is kept in :attr:`RLText2VisReward.last_parts` and its means are logged
 per GRPO step as ``rewards/rl_text2vis/<part>``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,13 +40,29 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from experiments.text2vis.execute import ChartRun, execute_chart
-from experiments.text2vis.judges import (JudgeStats, ProgrammaticChartJudge, ProgrammaticTextJudge, TextJudge,
-                                         VisualJudge)
+from experiments.text2vis.judges import (
+    JudgeStats,
+    ProgrammaticChartJudge,
+    ProgrammaticTextJudge,
+    TextJudge,
+    VisualJudge,
+)
 from experiments.text2vis.parse import PARSERS, format_ok, parse_output
 from experiments.text2vis.tasks import Text2VisTask
 
-__all__ = ["RLText2VisReward", "RewardParts", "answer_reward", "code_reward", "configure", "current",
-           "hungarian_score", "numeric_fallback", "rl_text2vis", "rl_text2vis_format", "visual_reward"]
+__all__ = [
+    "RLText2VisReward",
+    "RewardParts",
+    "answer_reward",
+    "code_reward",
+    "configure",
+    "current",
+    "hungarian_score",
+    "numeric_fallback",
+    "rl_text2vis",
+    "rl_text2vis_format",
+    "visual_reward",
+]
 
 _log = logging.getLogger(__name__)
 ALPHA = 0.6
@@ -139,9 +156,17 @@ class RLText2VisReward:
     and does not cut list answers at their first escaped quote.
     """
 
-    def __init__(self, text_judge: TextJudge | None = None, visual_judge: VisualJudge | None = None, *,
-                 timeout_s: float = 15.0, memory_mb: int = 1024, max_workers: int = 2,
-                 executor: Callable[..., ChartRun] = execute_chart, parser: str = "json") -> None:
+    def __init__(
+        self,
+        text_judge: TextJudge | None = None,
+        visual_judge: VisualJudge | None = None,
+        *,
+        timeout_s: float = 15.0,
+        memory_mb: int = 1024,
+        max_workers: int = 2,
+        executor: Callable[..., ChartRun] = execute_chart,
+        parser: str = "json",
+    ) -> None:
         if parser not in PARSERS:
             raise ValueError(f"parser: expected one of {PARSERS}, got {parser!r}")
         self._execute, self.parser = executor, parser
@@ -177,11 +202,24 @@ class RLText2VisReward:
         scores = self.visual_judge.score(task, run) if executable else None
         read, corr = (scores.readability, scores.correctness) if scores is not None else (0.0, 0.0)
         a, c, v = answer_reward(shape), code_reward(executable, verdict.code_intent_score), visual_reward(read, corr)
-        return RewardParts(format=fmt, main=0.5 * a + 0.25 * c + 0.25 * v, answer_score=verdict.answer_score,
-                           numeric_fallback=fell_back, shape=float(shape), binary=binary, answer=a,
-                           executable=executable, code_intent=verdict.code_intent_score, code=c, readability=read,
-                           correctness=corr, visual=v, status=run.status, code_format=parsed.code_format,
-                           text_parsed=verdict.parsed)
+        return RewardParts(
+            format=fmt,
+            main=0.5 * a + 0.25 * c + 0.25 * v,
+            answer_score=verdict.answer_score,
+            numeric_fallback=fell_back,
+            shape=float(shape),
+            binary=binary,
+            answer=a,
+            executable=executable,
+            code_intent=verdict.code_intent_score,
+            code=c,
+            readability=read,
+            correctness=corr,
+            visual=v,
+            status=run.status,
+            code_format=parsed.code_format,
+            text_parsed=verdict.parsed,
+        )
 
     def score_batch(self, tasks: Sequence[Text2VisTask], completions: Sequence[str]) -> list[RewardParts]:
         if len(tasks) != len(completions):
@@ -203,8 +241,20 @@ class RLText2VisReward:
         return out
 
 
-_NUMERIC = ("format", "main", "answer_score", "shape", "binary", "answer", "executable", "code_intent", "code",
-            "readability", "correctness", "visual")
+_NUMERIC = (
+    "format",
+    "main",
+    "answer_score",
+    "shape",
+    "binary",
+    "answer",
+    "executable",
+    "code_intent",
+    "code",
+    "readability",
+    "correctness",
+    "visual",
+)
 
 
 def step_metrics(parts: Sequence[RewardParts]) -> dict[str, float]:
@@ -249,8 +299,9 @@ def _tasks(task: Sequence[Text2VisTask] | None, n: int, name: str) -> Sequence[T
     return task
 
 
-def rl_text2vis(prompts: Sequence[str], completions: Sequence[str], *, task: Sequence[Text2VisTask] | None = None,
-                **_: object) -> tuple[list[float], dict[str, float]]:
+def rl_text2vis(
+    prompts: Sequence[str], completions: Sequence[str], *, task: Sequence[Text2VisTask] | None = None, **_: object
+) -> tuple[list[float], dict[str, float]]:
     """GRPO reward: the released main reward per completion, with every part's step mean as info."""
     reward = current()
     parts = reward.score_batch(_tasks(task, len(completions), "rl_text2vis"), completions)

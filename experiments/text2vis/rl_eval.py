@@ -6,6 +6,7 @@ contain extractable code, whose code executes and leaves a chart, and whose answ
 reward's binary part), each with a Wilson 95% interval, plus the mean main reward and chart scores.
 The benchmark metric proper (pass rate over the 0-5 judge scores) lives in t2v-data's metric.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,19 +38,20 @@ class T2VCodec:
 def t2v_codec(tokenizer: Any) -> T2VCodec:
     """The released prompt (system + user turns) through the chat template; bytes of it when no tokenizer."""
     if tokenizer is None:
+
         def encode_bytes(task: Text2VisTask) -> list[int]:
             return list(build_prompt(task).encode("utf-8"))
 
-        return T2VCodec(encode_bytes, lambda ids: bytes(t for t in ids if 0 < t < 256).decode("utf-8", "replace"),
-                        0, 0)
+        return T2VCodec(encode_bytes, lambda ids: bytes(t for t in ids if 0 < t < 256).decode("utf-8", "replace"), 0, 0)
 
     def encode(task: Text2VisTask) -> list[int]:
         text = tokenizer.apply_chat_template(build_messages(task), add_generation_prompt=True, tokenize=False)
         return tokenizer.encode(text, add_special_tokens=False)
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return T2VCodec(encode, lambda ids: tokenizer.decode(ids, skip_special_tokens=True), tokenizer.eos_token_id,
-                    pad, tokenizer)
+    return T2VCodec(
+        encode, lambda ids: tokenizer.decode(ids, skip_special_tokens=True), tokenizer.eos_token_id, pad, tokenizer
+    )
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -60,8 +62,12 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-RATES = {"format_rate": lambda p: p.format == 1.0, "code_found_rate": lambda p: p.code_format is not None,
-         "exec_rate": lambda p: p.executable > 0, "answer_rate": lambda p: p.binary == 1.0}
+RATES = {
+    "format_rate": lambda p: p.format == 1.0,
+    "code_found_rate": lambda p: p.code_format is not None,
+    "exec_rate": lambda p: p.executable > 0,
+    "answer_rate": lambda p: p.binary == 1.0,
+}
 
 
 def summarize(parts: Sequence[RewardParts]) -> dict[str, Any]:
@@ -84,15 +90,30 @@ def summarize(parts: Sequence[RewardParts]) -> dict[str, Any]:
     return out
 
 
-def evaluate_policy(model: Any, codec: T2VCodec, tasks: Sequence[Text2VisTask], reward: RLText2VisReward,
-                    log_path: str | Path | None = None, *, max_new_tokens: int = 160,
-                    batch_size: int = 16, prompt_bucket: int = 16) -> dict[str, Any]:
+def evaluate_policy(
+    model: Any,
+    codec: T2VCodec,
+    tasks: Sequence[Text2VisTask],
+    reward: RLText2VisReward,
+    log_path: str | Path | None = None,
+    *,
+    max_new_tokens: int = 160,
+    batch_size: int = 16,
+    prompt_bucket: int = 16,
+) -> dict[str, Any]:
     """Greedy replies on ``tasks``, scored with ``reward``; every reply and its parts go to ``log_path``."""
     texts: list[str] = []
     for start in range(0, len(tasks), batch_size):
-        chunk = tasks[start:start + batch_size]
-        out = generate(model, codec.tokenizer, [codec.encode(t) for t in chunk], max_new_tokens=max_new_tokens,
-                       temperature=0.0, stop_token_ids=[codec.eos_id], pad_to_multiple=prompt_bucket)
+        chunk = tasks[start : start + batch_size]
+        out = generate(
+            model,
+            codec.tokenizer,
+            [codec.encode(t) for t in chunk],
+            max_new_tokens=max_new_tokens,
+            temperature=0.0,
+            stop_token_ids=[codec.eos_id],
+            pad_to_multiple=prompt_bucket,
+        )
         texts += [codec.decode(list(ids)) for ids in out.token_ids]
     parts = reward.score_batch(list(tasks), texts)
     if log_path is not None:
@@ -103,6 +124,8 @@ def evaluate_policy(model: Any, codec: T2VCodec, tasks: Sequence[Text2VisTask], 
     by_kind: dict[str, list[RewardParts]] = {}
     for t, p in zip(tasks, parts):
         by_kind.setdefault(t.kind, []).append(p)
-    summary["by_kind"] = {k: {"n": len(v), **{r: sum(bool(RATES[r](p)) for p in v) / len(v) for r in RATES}}
-                          for k, v in sorted(by_kind.items())}
+    summary["by_kind"] = {
+        k: {"n": len(v), **{r: sum(bool(RATES[r](p)) for p in v) / len(v) for r in RATES}}
+        for k, v in sorted(by_kind.items())
+    }
     return summary

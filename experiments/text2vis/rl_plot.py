@@ -1,5 +1,6 @@
 """The RL-Text2Vis curves: per GRPO step, the fraction of rollouts that pass the format reward, whose code
 executes, whose answer matches, and the mean main reward (``python -m experiments.text2vis.rl_plot RUN_DIR``)."""
+
 from __future__ import annotations
 
 import sys
@@ -9,11 +10,13 @@ import numpy as np
 
 from jaxlab.train.metrics import read_jsonl
 
-SERIES = (("rewards/rl_text2vis/format", "format reward (strict JSON)"),
-          ("rewards/rl_text2vis/status_ok", "code executes (chart saved)"),
-          ("rewards/rl_text2vis/code_format_json_string", "code found (JSON string)"),
-          ("rewards/rl_text2vis/binary", "answer matches"),
-          ("rewards/rl_text2vis/main", "main reward (0-1)"))
+SERIES = (
+    ("rewards/rl_text2vis/format", "format reward (strict JSON)"),
+    ("rewards/rl_text2vis/status_ok", "code executes (chart saved)"),
+    ("rewards/rl_text2vis/code_format_json_string", "code found (JSON string)"),
+    ("rewards/rl_text2vis/binary", "answer matches"),
+    ("rewards/rl_text2vis/main", "main reward (0-1)"),
+)
 
 
 def plot_parts_curve(run_dir: str | Path, png_name: str = "parts_curve.png") -> Path:
@@ -31,8 +34,9 @@ def plot_parts_curve(run_dir: str | Path, png_name: str = "parts_curve.png") -> 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     for key, label in SERIES:
         # a status or format absent from a step's counts means none of its rollouts had it
-        ys = np.array([r.get(key, 0.0 if "status_" in key or "code_format_" in key else np.nan) for r in records],
-                      dtype=float)
+        ys = np.array(
+            [r.get(key, 0.0 if "status_" in key or "code_format_" in key else np.nan) for r in records], dtype=float
+        )
         ax.plot(steps, ys, marker="o", markersize=3, label=label)
     ax.set_xlabel("GRPO step")
     ax.set_ylabel("fraction / mean over the step's rollouts")

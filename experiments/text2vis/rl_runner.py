@@ -18,6 +18,7 @@ completion with all its reward parts), ``eval_before.jsonl`` / ``eval_after.json
 ``results.json``, ``reward_curve.png``, ``parts_curve.png`` (format / execution / answer rates per
 step, :mod:`experiments.text2vis.rl_plot`) and ``checkpoints/``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -108,8 +109,9 @@ class Config:
     data: DataSection = DataSection()
     rollout: RolloutConfig = RolloutConfig(num_generations=8, max_new_tokens=160)
     loss: LossConfig = LossConfig()
-    optim: OptimConfig = OptimConfig(learning_rate=1e-5, warmup_steps=0, decay_steps=1000, weight_decay=0.0,
-                                     grad_clip_norm=0.1)
+    optim: OptimConfig = OptimConfig(
+        learning_rate=1e-5, warmup_steps=0, decay_steps=1000, weight_decay=0.0, grad_clip_norm=0.1
+    )
     grpo: GRPOConfig = GRPOConfig()
     rewards: tuple[RewardSpec, ...] = (RewardSpec("rl_text2vis", 1.0), RewardSpec("rl_text2vis_format", 1.0))
     parser: Literal["json", "released"] = "json"
@@ -130,8 +132,9 @@ class Config:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         if self.data.train_tasks < self.prompts_per_step:
-            raise ConfigError(f"data.train_tasks: expected >= prompts_per_step ({self.prompts_per_step}), "
-                              f"got {self.data.train_tasks}")
+            raise ConfigError(
+                f"data.train_tasks: expected >= prompts_per_step ({self.prompts_per_step}), got {self.data.train_tasks}"
+            )
 
 
 def _read_jsonl(path: str, n: int, what: str) -> list[Text2VisTask]:
@@ -145,8 +148,10 @@ def _read_jsonl(path: str, n: int, what: str) -> list[Text2VisTask]:
 def load_tasks(data: DataSection) -> tuple[list[Text2VisTask], list[Text2VisTask]]:
     """(train, held-out) tasks; held-out tables and templates never occur in train (the generator's split)."""
     if data.source == "jsonl":
-        return (_read_jsonl(data.train_path, data.train_tasks, "data.train_path"),
-                _read_jsonl(data.heldout_path, data.heldout_tasks, "data.heldout_path"))
+        return (
+            _read_jsonl(data.train_path, data.train_tasks, "data.train_path"),
+            _read_jsonl(data.heldout_path, data.heldout_tasks, "data.heldout_path"),
+        )
     from experiments.text2vis.generator import make_tasks
 
     return make_tasks("train", data.train_tasks, data.seed), make_tasks("heldout", data.heldout_tasks, data.seed)
@@ -157,23 +162,43 @@ def build_reward(cfg: Config) -> RLText2VisReward:
     text = visual = None
     if cfg.client.kind == "http":
         c = cfg.client
-        base = dict(kind="http", base_url=c.base_url, api_key_env=c.api_key_env, timeout_s=c.timeout_s,
-                    max_concurrency=c.max_concurrency, cache_dir=c.cache_dir)
+        base = dict(
+            kind="http",
+            base_url=c.base_url,
+            api_key_env=c.api_key_env,
+            timeout_s=c.timeout_s,
+            max_concurrency=c.max_concurrency,
+            cache_dir=c.cache_dir,
+        )
         text = LLMTextJudge(make_client(ClientConfig(model=c.model, **base)))
         visual = LLMVisualJudge(make_client(ClientConfig(model=c.vision_model or c.model, **base)))
     e = cfg.execution
-    return RLText2VisReward(text, visual, timeout_s=e.timeout_s, memory_mb=e.memory_mb, max_workers=e.workers,
-                            parser=cfg.parser)
+    return RLText2VisReward(
+        text, visual, timeout_s=e.timeout_s, memory_mb=e.memory_mb, max_workers=e.workers, parser=cfg.parser
+    )
 
 
-OUTPUTS = ("metrics.jsonl", "samples.jsonl", "tensorboard", "checkpoints", "results.json", "reward_curve.png",
-           "parts_curve.png", "eval_before.jsonl", "eval_after.jsonl")
+OUTPUTS = (
+    "metrics.jsonl",
+    "samples.jsonl",
+    "tensorboard",
+    "checkpoints",
+    "results.json",
+    "reward_curve.png",
+    "parts_curve.png",
+    "eval_before.jsonl",
+    "eval_after.jsonl",
+)
 RESUMABLE = ("steps", "progress", "checkpoint")
 
 
 def run(cfg: Config) -> dict:
-    refuse_multiprocess(cfg, "RL text2vis", "it trains with the one-process GRPO learner, and every process would "
-                        "call the judge and execute the charts itself")
+    refuse_multiprocess(
+        cfg,
+        "RL text2vis",
+        "it trains with the one-process GRPO learner, and every process would "
+        "call the judge and execute the charts itself",
+    )
     out = Path(cfg.output_dir)
     claim_output_dir(cfg, OUTPUTS, resume_key="checkpoint.resume", ignore=RESUMABLE)
     t0 = time.time()
@@ -181,8 +206,17 @@ def run(cfg: Config) -> dict:
     codec = t2v_codec(tok)
     train, heldout = load_tasks(cfg.data)
     reward = configure(build_reward(cfg))
-    learner = GRPOLearner(model, decode=codec.decode, eos_id=codec.eos_id, pad_id=codec.pad_id,
-                          rewards=cfg.rewards, rollout=cfg.rollout, loss=cfg.loss, optim=cfg.optim, grpo=cfg.grpo)
+    learner = GRPOLearner(
+        model,
+        decode=codec.decode,
+        eos_id=codec.eos_id,
+        pad_id=codec.pad_id,
+        rewards=cfg.rewards,
+        rollout=cfg.rollout,
+        loss=cfg.loss,
+        optim=cfg.optim,
+        grpo=cfg.grpo,
+    )
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
     start, before = 0, None
     if checkpointer.resume_step() is not None:
@@ -191,9 +225,16 @@ def run(cfg: Config) -> dict:
         before = restored.extra.get("before")
     t_eval = time.time()
     if before is None:
-        before = evaluate_policy(learner.model(), codec, heldout, reward, out / "eval_before.jsonl",
-                                 max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
-                                 prompt_bucket=cfg.rollout.prompt_bucket)
+        before = evaluate_policy(
+            learner.model(),
+            codec,
+            heldout,
+            reward,
+            out / "eval_before.jsonl",
+            max_new_tokens=cfg.eval.max_new_tokens,
+            batch_size=cfg.eval.batch_size,
+            prompt_bucket=cfg.rollout.prompt_bucket,
+        )
     before_s = time.time() - t_eval
     metrics = MetricsWriter(out, resume_step=start if start else None)
     samples_path = out / "samples.jsonl"
@@ -207,20 +248,32 @@ def run(cfg: Config) -> dict:
     try:
         for step in range(start + 1, cfg.steps + 1):
             batch = batch_at(train, step - 1, cfg.prompts_per_step)
-            m = learner.step([codec.encode(t) for t in batch], [t.question for t in batch], {"task": batch},
-                             jax.random.fold_in(base_key, step))
+            m = learner.step(
+                [codec.encode(t) for t in batch],
+                [t.question for t in batch],
+                {"task": batch},
+                jax.random.fold_in(base_key, step),
+            )
             metrics.write(step, "train", m)
             parts = reward.last_parts
             for i, row in enumerate(learner.last_samples):
                 task = batch[i // cfg.rollout.num_generations]
                 extra = parts_dict(parts[i]) if len(parts) == len(learner.last_samples) else {}
-                samples.write({"step": step, "task_id": task.id, "kind": task.kind, **row,
-                               **{f"part_{k}": v for k, v in extra.items()}})
+                samples.write(
+                    {
+                        "step": step,
+                        "task_id": task.id,
+                        "kind": task.kind,
+                        **row,
+                        **{f"part_{k}": v for k, v in extra.items()},
+                    }
+                )
             bar.update(1)
             bar.set_postfix(reward=f"{m['reward']:.3f}")
             if checkpointer.should_save(step, final=step == cfg.steps):
-                checkpointer.save(step, learner.state, learner.rest, data_state={"step": step},
-                                  extra={"before": before})
+                checkpointer.save(
+                    step, learner.state, learner.rest, data_state={"step": step}, extra={"before": before}
+                )
     finally:
         bar.close()
         metrics.close()
@@ -228,14 +281,32 @@ def run(cfg: Config) -> dict:
         checkpointer.close()
     train_s = time.time() - t_train
     t_eval = time.time()
-    after = evaluate_policy(learner.model(), codec, heldout, reward, out / "eval_after.jsonl",
-                            max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
-                                 prompt_bucket=cfg.rollout.prompt_bucket)
-    result = {"before": before, "after": after, "steps": cfg.steps, "resumed_from": start or None,
-              "train_tasks": len(train), "heldout_tasks": len(heldout),
-              "seconds": {"total": time.time() - t0, "eval_before": before_s, "train": train_s,
-                          "eval_after": time.time() - t_eval},
-              "judge_fallbacks": reward.fallback_counts(), "config": to_dict(cfg)}
+    after = evaluate_policy(
+        learner.model(),
+        codec,
+        heldout,
+        reward,
+        out / "eval_after.jsonl",
+        max_new_tokens=cfg.eval.max_new_tokens,
+        batch_size=cfg.eval.batch_size,
+        prompt_bucket=cfg.rollout.prompt_bucket,
+    )
+    result = {
+        "before": before,
+        "after": after,
+        "steps": cfg.steps,
+        "resumed_from": start or None,
+        "train_tasks": len(train),
+        "heldout_tasks": len(heldout),
+        "seconds": {
+            "total": time.time() - t0,
+            "eval_before": before_s,
+            "train": train_s,
+            "eval_after": time.time() - t_eval,
+        },
+        "judge_fallbacks": reward.fallback_counts(),
+        "config": to_dict(cfg),
+    }
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
     plot_reward_curve(out / "metrics.jsonl", out / "reward_curve.png", [s.name for s in cfg.rewards])
     plot_parts_curve(out)

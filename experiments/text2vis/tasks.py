@@ -11,6 +11,7 @@ run, then the question body, and the closing line asking for no non-Python text 
 Loaded Text2Vis rows keep their published ``Prompt`` column as the body (that is what the released
 trainer does); generated rows build the body from the table and the question.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,10 @@ SYSTEM_INSTRUCTION = (
     "}"
 )
 TASK_INSTRUCTION = "The answer must exactly match the ground truth, and the code must run without errors."
-CODE_INSTRUCTION = ("The table is saved as 'table.csv' in the working directory: read it with "
-                    "pandas.read_csv('table.csv'). The code must end with plt.show().")
+CODE_INSTRUCTION = (
+    "The table is saved as 'table.csv' in the working directory: read it with "
+    "pandas.read_csv('table.csv'). The code must end with plt.show()."
+)
 CLOSING_INSTRUCTION = "Avoid generating any non-Python content before the actual Python script begins."
 
 
@@ -87,8 +90,10 @@ class Text2VisTask:
 def _body(task: Text2VisTask) -> str:
     if task.prompt:
         return task.prompt
-    return (f"Table ({task.table_name or 'data'}, CSV):\n{task.table_csv.rstrip()}\n\n"
-            f"Question: {task.question}\n{CODE_INSTRUCTION}")
+    return (
+        f"Table ({task.table_name or 'data'}, CSV):\n{task.table_csv.rstrip()}\n\n"
+        f"Question: {task.question}\n{CODE_INSTRUCTION}"
+    )
 
 
 def build_prompt(task: Text2VisTask) -> str:
@@ -98,8 +103,10 @@ def build_prompt(task: Text2VisTask) -> str:
 
 def build_messages(task: Text2VisTask) -> list[dict[str, str]]:
     """The same instruction as chat messages, split system / user the way the released trainer does."""
-    return [{"role": "system", "content": f"{SYSTEM_INSTRUCTION}\n{TASK_INSTRUCTION}"},
-            {"role": "user", "content": f"{_body(task)}\n{CLOSING_INSTRUCTION}"}]
+    return [
+        {"role": "system", "content": f"{SYSTEM_INSTRUCTION}\n{TASK_INSTRUCTION}"},
+        {"role": "user", "content": f"{_body(task)}\n{CLOSING_INSTRUCTION}"},
+    ]
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Text2VisTask))

@@ -10,6 +10,7 @@ rows have no name), ``values`` (numeric columns a question may ask about) and ``
 the label is ordered in time, so trend and first-to-last questions make sense).  Tables are split:
 held-out tables never appear in train.
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,12 +46,13 @@ class View:
 @functools.lru_cache(maxsize=None)
 def _raw(name: str) -> pd.DataFrame:
     from vega_datasets import local_data
+
     return getattr(local_data, name.replace("-", "_"))()
 
 
 def _window(frame: pd.DataFrame, rng: random.Random, size: int) -> tuple[pd.DataFrame, int]:
     start = rng.randrange(0, len(frame) - size + 1)
-    return frame.iloc[start:start + size].reset_index(drop=True), start
+    return frame.iloc[start : start + size].reset_index(drop=True), start
 
 
 def _cars_by_year(rng: random.Random) -> ViewTable:
@@ -88,11 +90,16 @@ def _seattle_monthly(rng: random.Random) -> ViewTable:
     year = rng.choice((2012, 2013, 2014, 2015))
     df = _raw("seattle-weather")
     df = df[df.date.dt.year == year]
-    out = df.groupby(df.date.dt.month).agg(temp_max=("temp_max", "mean"), temp_min=("temp_min", "mean"),
-                                           precipitation=("precipitation", "sum"), wind=("wind", "mean"))
+    out = df.groupby(df.date.dt.month).agg(
+        temp_max=("temp_max", "mean"),
+        temp_min=("temp_min", "mean"),
+        precipitation=("precipitation", "sum"),
+        wind=("wind", "mean"),
+    )
     out.insert(0, "month", [_MONTHS[m - 1] for m in out.index])
-    return ViewTable(out.reset_index(drop=True), "month", ("temp_max", "temp_min", "precipitation", "wind"), True,
-                     f"year={year}")
+    return ViewTable(
+        out.reset_index(drop=True), "month", ("temp_max", "temp_min", "precipitation", "wind"), True, f"year={year}"
+    )
 
 
 def _stocks_yearly(rng: random.Random) -> ViewTable:
@@ -101,8 +108,9 @@ def _stocks_yearly(rng: random.Random) -> ViewTable:
     df = df[(df.symbol == symbol) & (df.date.dt.year <= 2009)]  # 2010 holds only Jan-Mar
     out = df.groupby(df.date.dt.year)["price"].agg(mean_price="mean", max_price="max", min_price="min")
     out.insert(0, "year", out.index)
-    return ViewTable(out.reset_index(drop=True), "year", ("mean_price", "max_price", "min_price"), True,
-                     f"symbol={symbol}")
+    return ViewTable(
+        out.reset_index(drop=True), "year", ("mean_price", "max_price", "min_price"), True, f"symbol={symbol}"
+    )
 
 
 def _stocks_by_symbol(rng: random.Random) -> ViewTable:
@@ -178,38 +186,73 @@ def _hourly_monthly(name: str) -> ViewTable:
 def _anscombe(rng: random.Random) -> ViewTable:
     series = rng.choice(("I", "II", "III"))  # IV has a constant X and no usable correlation
     df = _raw("anscombe")
-    return ViewTable(df[df.Series == series][["X", "Y"]].reset_index(drop=True), None, ("X", "Y"), False,
-                     f"Series={series}")
+    return ViewTable(
+        df[df.Series == series][["X", "Y"]].reset_index(drop=True), None, ("X", "Y"), False, f"Series={series}"
+    )
 
 
 VIEWS = (
     View("cars_by_year", "cars", "cars grouped by model year, mean of each numeric column (12 rows)", _cars_by_year),
-    View("cars_sample", "cars", "15 cars sampled (seeded) from rows with no missing value and a unique name",
-         _cars_sample),
+    View(
+        "cars_sample",
+        "cars",
+        "15 cars sampled (seeded) from rows with no missing value and a unique name",
+        _cars_sample,
+    ),
     View("iris_by_species", "iris", "iris grouped by species, mean measurements (3 rows)", _iris_by_species),
     View("iris_sample", "iris", "20 flowers sampled (seeded), unnamed rows", _iris_sample),
-    View("seattle_monthly", "seattle-weather", "one year (seeded, 2012-2015) by month: mean temp_max, temp_min, "
-         "wind, total precipitation (12 rows)", _seattle_monthly),
-    View("stocks_yearly", "stocks", "one symbol (seeded) by year 2000-2009: mean / max / min monthly price",
-         _stocks_yearly),
-    View("stocks_by_symbol", "stocks", "one year (seeded, 2005-2009) by symbol: mean / max / min monthly price",
-         _stocks_by_symbol),
+    View(
+        "seattle_monthly",
+        "seattle-weather",
+        "one year (seeded, 2012-2015) by month: mean temp_max, temp_min, wind, total precipitation (12 rows)",
+        _seattle_monthly,
+    ),
+    View(
+        "stocks_yearly",
+        "stocks",
+        "one symbol (seeded) by year 2000-2009: mean / max / min monthly price",
+        _stocks_yearly,
+    ),
+    View(
+        "stocks_by_symbol",
+        "stocks",
+        "one year (seeded, 2005-2009) by symbol: mean / max / min monthly price",
+        _stocks_by_symbol,
+    ),
     View("barley_site", "barley", "one site and year (seeded): yield per variety (10 rows)", _barley_site),
-    View("barley_by_site", "barley", "yield summed over varieties per site, one column per year (6 rows)",
-         _barley_by_site),
+    View(
+        "barley_by_site",
+        "barley",
+        "yield summed over varieties per site, one column per year (6 rows)",
+        _barley_by_site,
+    ),
     View("wheat_window", "wheat", "20 consecutive rows (seeded start) of year, wheat price, wages", _wheat_window),
-    View("driving_window", "driving", "20 consecutive years (seeded start) of miles driven and gas price",
-         _driving_window),
-    View("employment_yearly", "us-employment", "yearly mean of monthly employment, 5 sectors (10 rows)",
-         _employment_yearly),
+    View(
+        "driving_window",
+        "driving",
+        "20 consecutive years (seeded start) of miles driven and gas price",
+        _driving_window,
+    ),
+    View(
+        "employment_yearly",
+        "us-employment",
+        "yearly mean of monthly employment, 5 sectors (10 rows)",
+        _employment_yearly,
+    ),
     View("ohlc_window", "ohlc", "20 consecutive trading days (seeded start), open/high/low/close", _ohlc_window),
-    View("iowa_by_year", "iowa-electricity", "net generation by year, one column per source (17 rows)",
-         _iowa_by_year),
+    View("iowa_by_year", "iowa-electricity", "net generation by year, one column per source (17 rows)", _iowa_by_year),
     View("burtin", "burtin", "antibiotic MIC per bacterium (16 rows, all of them)", _burtin),
     View("crimea", "crimea", "monthly deaths by cause, 1854-1856 (24 rows, all of them)", _crimea),
     View("anscombe", "anscombe", "one of series I-III (seeded): X, Y (11 rows)", _anscombe),
-    *(View(f"{name.replace('-', '_')}_monthly", name, "hourly 2010 temperatures by month: mean / min / max (12 rows)",
-           functools.partial(lambda rng, n: _hourly_monthly(n), n=name)) for name in ("sf-temps", "seattle-temps")),
+    *(
+        View(
+            f"{name.replace('-', '_')}_monthly",
+            name,
+            "hourly 2010 temperatures by month: mean / min / max (12 rows)",
+            functools.partial(lambda rng, n: _hourly_monthly(n), n=name),
+        )
+        for name in ("sf-temps", "seattle-temps")
+    ),
 )
 HELDOUT_TABLES = frozenset({"iowa-electricity", "burtin", "crimea", "anscombe", "sf-temps", "seattle-temps"})
 TRAIN_TABLES = frozenset(v.table for v in VIEWS) - HELDOUT_TABLES

@@ -20,6 +20,7 @@ Writes under ``output_dir``: ``conversations.jsonl`` (the SFT rows), ``sft/`` (t
 loss curve, checkpoints, ``hf_model/``), ``eval_before.jsonl`` / ``eval_after.jsonl`` and
 ``results.json``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,8 +61,9 @@ class TaskSection:
     conversations of 460-1170 SmolLM2 tokens would leave about a third of each padded row empty."""
 
     def __post_init__(self) -> None:
-        require_positive(**{f"tasks.{k}": getattr(self, k) for k in ("train_tasks", "max_tokens", "batch_size",
-                                                                      "eval_batches")})
+        require_positive(
+            **{f"tasks.{k}": getattr(self, k) for k in ("train_tasks", "max_tokens", "batch_size", "eval_batches")}
+        )
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ConfigError(f"tasks.heldout_fraction: expected a number in (0, 1), got {self.heldout_fraction!r}")
 
@@ -82,8 +84,9 @@ class EvalSection:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        require_positive(**{f"eval.{k}": getattr(self, k) for k in ("max_new_tokens", "batch_size", "prompt_bucket",
-                                                                     "workers")})
+        require_positive(
+            **{f"eval.{k}": getattr(self, k) for k in ("max_new_tokens", "batch_size", "prompt_bucket", "workers")}
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +106,10 @@ class Config:
         if not self.output_dir:
             raise ConfigError("output_dir: expected a non-empty path")
         if self.tasks.batch_size % self.optim.grad_accum_steps:
-            raise ConfigError(f"optim.grad_accum_steps={self.optim.grad_accum_steps} must divide "
-                              f"tasks.batch_size={self.tasks.batch_size}")
+            raise ConfigError(
+                f"optim.grad_accum_steps={self.optim.grad_accum_steps} must divide "
+                f"tasks.batch_size={self.tasks.batch_size}"
+            )
 
 
 def conversations(tasks: list[Text2VisTask], tokenizer: Any, max_tokens: int) -> tuple[list[dict], int]:
@@ -122,19 +127,41 @@ def conversations(tasks: list[Text2VisTask], tokenizer: Any, max_tokens: int) ->
 
 def _sft_config(cfg: Config, source: Path, n: int) -> sft.Config:
     t = cfg.tasks
-    return sft.Config(output_dir=str(Path(cfg.output_dir) / "sft"), overwrite=cfg.overwrite, model=cfg.model,
-                      data=sft.DataSection(source=str(source), heldout_fraction=t.heldout_fraction, max_examples=n,
-                                           seq_len=t.max_tokens, batch_size=t.batch_size,
-                                           eval_batches=t.eval_batches, truncate=False, packing=t.packing, samples=0,
-                                           seed=t.seed),
-                      optim=cfg.optim, train=cfg.train, checkpoint=cfg.checkpoint)
+    return sft.Config(
+        output_dir=str(Path(cfg.output_dir) / "sft"),
+        overwrite=cfg.overwrite,
+        model=cfg.model,
+        data=sft.DataSection(
+            source=str(source),
+            heldout_fraction=t.heldout_fraction,
+            max_examples=n,
+            seq_len=t.max_tokens,
+            batch_size=t.batch_size,
+            eval_batches=t.eval_batches,
+            truncate=False,
+            packing=t.packing,
+            samples=0,
+            seed=t.seed,
+        ),
+        optim=cfg.optim,
+        train=cfg.train,
+        checkpoint=cfg.checkpoint,
+    )
 
 
 def _evaluate(cfg: Config, model: Any, tokenizer: Any, heldout: list[Text2VisTask], log: Path) -> dict:
     e = cfg.eval
     reward = RLText2VisReward(timeout_s=e.timeout_s, memory_mb=e.memory_mb, max_workers=e.workers, parser=cfg.parser)
-    return evaluate_policy(model, t2v_codec(tokenizer), heldout, reward, log, max_new_tokens=e.max_new_tokens,
-                           batch_size=e.batch_size, prompt_bucket=e.prompt_bucket)
+    return evaluate_policy(
+        model,
+        t2v_codec(tokenizer),
+        heldout,
+        reward,
+        log,
+        max_new_tokens=e.max_new_tokens,
+        batch_size=e.batch_size,
+        prompt_bucket=e.prompt_bucket,
+    )
 
 
 OUTPUTS = ("conversations.jsonl", "sft", "eval_before.jsonl", "eval_after.jsonl", "results.json")
@@ -158,8 +185,10 @@ def run(cfg: Config) -> dict:
         raise RuntimeError("warm-up tasks: the generator returned held-out tasks for the train split")
     rows, dropped = conversations(train, tokenizer, cfg.tasks.max_tokens)
     if len(rows) < 2 * cfg.tasks.batch_size:
-        raise ConfigError(f"tasks.max_tokens: only {len(rows)} of {len(train)} conversations fit "
-                          f"{cfg.tasks.max_tokens} tokens; raise it or tasks.train_tasks")
+        raise ConfigError(
+            f"tasks.max_tokens: only {len(rows)} of {len(train)} conversations fit "
+            f"{cfg.tasks.max_tokens} tokens; raise it or tasks.train_tasks"
+        )
     conv_path = out / "conversations.jsonl"
     conv_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     before_path = out / "eval_before.jsonl"
@@ -181,15 +210,24 @@ def run(cfg: Config) -> dict:
     print(f"[warmup] scoring the warmed-up model ({hf_dir}) ...", flush=True)
     after = _evaluate(cfg, trained, trained_tok, heldout, out / "eval_after.jsonl")
     lengths = [r["tokens"] for r in rows]
-    result = {"before": before, "after": after, "hf_model": str(hf_dir),
-              "conversations": len(rows), "dropped_over_max_tokens": dropped,
-              "conversation_tokens": {"min": min(lengths), "mean": sum(lengths) / len(lengths), "max": max(lengths)},
-              "kinds": {k: sum(r["kind"] == k for r in rows) for k in sorted({r["kind"] for r in rows})},
-              "sft": {k: summary[k] for k in ("steps", "resumed_from", "loss_before", "loss_after")},
-              "heldout_tasks": len(heldout), "seconds": {"total": time.time() - t0, "sft": sft_s},
-              "config": to_dict(cfg)}
+    result = {
+        "before": before,
+        "after": after,
+        "hf_model": str(hf_dir),
+        "conversations": len(rows),
+        "dropped_over_max_tokens": dropped,
+        "conversation_tokens": {"min": min(lengths), "mean": sum(lengths) / len(lengths), "max": max(lengths)},
+        "kinds": {k: sum(r["kind"] == k for r in rows) for k in sorted({r["kind"] for r in rows})},
+        "sft": {k: summary[k] for k in ("steps", "resumed_from", "loss_before", "loss_after")},
+        "heldout_tasks": len(heldout),
+        "seconds": {"total": time.time() - t0, "sft": sft_s},
+        "config": to_dict(cfg),
+    }
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
     show = ("format_rate", "code_found_rate", "exec_rate", "answer_rate")
-    print(json.dumps({"before": {k: before[k] for k in show} if before else None,
-                      "after": {k: after[k] for k in show}}, indent=2))
+    print(
+        json.dumps(
+            {"before": {k: before[k] for k in show} if before else None, "after": {k: after[k] for k in show}}, indent=2
+        )
+    )
     return result

@@ -8,6 +8,7 @@ of OpenAI token entries (``{"token", "logprob", "bytes", "top_logprobs"}``).
 An exception raised from the iterator becomes the HTTP
 error (``LLMRequestError`` -> 400, anything else -> 500 with its message).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -87,10 +88,18 @@ class EngineBackend:
             grammar = await asyncio.to_thread(self.engine.grammars.compile, fmt)
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[tuple] = asyncio.Queue()
-        job = Job(prompt_ids=ids, max_tokens=spec.max_tokens, n=spec.n, temperature=spec.temperature,
-                  top_p=spec.top_p, seed=spec.seed if spec.seed is not None else random.getrandbits(31),
-                  stop=spec.stop, logprobs=spec.logprobs, grammar=grammar,
-                  emit=lambda ev: loop.call_soon_threadsafe(q.put_nowait, ev))
+        job = Job(
+            prompt_ids=ids,
+            max_tokens=spec.max_tokens,
+            n=spec.n,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            seed=spec.seed if spec.seed is not None else random.getrandbits(31),
+            stop=spec.stop,
+            logprobs=spec.logprobs,
+            grammar=grammar,
+            emit=lambda ev: loop.call_soon_threadsafe(q.put_nowait, ev),
+        )
         self.engine.submit(job)  # raises LLMRequestError for a prompt that cannot fit
         names = {t["function"]["name"] for t in spec.tools if isinstance(t, dict) and "function" in t}
         parse_tools = bool(names) and spec.tool_choice != "none"
@@ -142,10 +151,19 @@ class ClientBackend:
 
     async def stream(self, spec: GenSpec) -> Generation:
         messages = spec.messages if spec.messages is not None else [{"role": "user", "content": spec.prompt or ""}]
-        request = ChatRequest(messages=tuple(normalise_messages(messages)), tools=tuple(spec.tools),
-                              response_format=spec.response_format, temperature=spec.temperature,
-                              top_p=spec.top_p, max_tokens=spec.max_tokens, n=spec.n, stop=spec.stop,
-                              seed=spec.seed, model=self.name, tool_choice=spec.tool_choice)
+        request = ChatRequest(
+            messages=tuple(normalise_messages(messages)),
+            tools=tuple(spec.tools),
+            response_format=spec.response_format,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            max_tokens=spec.max_tokens,
+            n=spec.n,
+            stop=spec.stop,
+            seed=spec.seed,
+            model=self.name,
+            tool_choice=spec.tool_choice,
+        )
         response = await asyncio.to_thread(self.client.complete, request)
         if len(response.choices) != spec.n:
             raise RuntimeError(f"backend returned {len(response.choices)} choices for n={spec.n}")

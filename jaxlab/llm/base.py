@@ -1,4 +1,5 @@
 """Shared conveniences on top of the one-method protocol (sync, async, batch, usage)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -4,6 +4,7 @@ One JSON file per request under ``root/<key[:2]>/<key>.json``, written
 atomically (temp file + rename): a crash mid-write never leaves a corrupt
 entry, and concurrent workers writing the same key are harmless.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,15 +17,29 @@ from jaxlab.llm.types import ChatClient, ChatRequest, ChatResponse, Choice, Tool
 
 
 def _encode(resp: ChatResponse) -> dict:
-    return {"model": resp.model, "usage": [resp.usage.prompt_tokens, resp.usage.completion_tokens],
-            "choices": [{"text": c.text, "finish_reason": c.finish_reason,
-                         "tool_calls": [[t.name, t.arguments, t.id] for t in c.tool_calls]} for c in resp.choices]}
+    return {
+        "model": resp.model,
+        "usage": [resp.usage.prompt_tokens, resp.usage.completion_tokens],
+        "choices": [
+            {
+                "text": c.text,
+                "finish_reason": c.finish_reason,
+                "tool_calls": [[t.name, t.arguments, t.id] for t in c.tool_calls],
+            }
+            for c in resp.choices
+        ],
+    }
 
 
 def _decode(data: dict) -> ChatResponse:
-    choices = tuple(Choice(text=c["text"], finish_reason=c["finish_reason"],
-                           tool_calls=tuple(ToolCall(name=n, arguments=a, id=i) for n, a, i in c["tool_calls"]))
-                    for c in data["choices"])
+    choices = tuple(
+        Choice(
+            text=c["text"],
+            finish_reason=c["finish_reason"],
+            tool_calls=tuple(ToolCall(name=n, arguments=a, id=i) for n, a, i in c["tool_calls"]),
+        )
+        for c in data["choices"]
+    )
     return ChatResponse(choices=choices, usage=Usage(*data["usage"]), model=data["model"], cached=True)
 
 

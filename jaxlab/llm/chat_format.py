@@ -8,6 +8,7 @@ list of ``{"type": "text"}`` parts, ``role: tool`` results, ``role: developer``.
 template rejects them (many raise on unknown roles), renders the tool turns as
 text (Hermes ``<tool_call>`` / ``<tool_response>`` blocks) instead of failing.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,11 @@ from jaxlab.llm.types import LLMRequestError
 
 log = logging.getLogger(__name__)
 
-_TOOL_NOTE = ("You can call these tools. To call one, reply with only\n"
-              "<tool_call>{\"name\": <tool name>, \"arguments\": <JSON object>}</tool_call>\n"
-              "Tools:\n")
+_TOOL_NOTE = (
+    "You can call these tools. To call one, reply with only\n"
+    '<tool_call>{"name": <tool name>, "arguments": <JSON object>}</tool_call>\n'
+    "Tools:\n"
+)
 
 
 def content_text(content: Any, where: str) -> str:
@@ -40,8 +43,9 @@ def content_text(content: Any, where: str) -> str:
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise LLMRequestError(f"{where}.content[{j}]: only text parts are supported, got {kind!r}")
         return "".join(parts)
-    raise LLMRequestError(f"{where}.content: expected a string, a list of text parts or null, "
-                          f"got {type(content).__name__}")
+    raise LLMRequestError(
+        f"{where}.content: expected a string, a list of text parts or null, got {type(content).__name__}"
+    )
 
 
 def _arguments(raw: Any) -> dict:
@@ -64,8 +68,9 @@ def normalise_messages(messages: Sequence[Any]) -> list[dict]:
             raise LLMRequestError(f"messages[{i}]: expected an object with a string 'role', got {m!r}"[:300])
         role = {"developer": "system", "function": "tool"}.get(m["role"], m["role"])
         if role not in ("system", "user", "assistant", "tool"):
-            raise LLMRequestError(f"messages[{i}].role: expected system|developer|user|assistant|tool, "
-                                  f"got {m['role']!r}")
+            raise LLMRequestError(
+                f"messages[{i}].role: expected system|developer|user|assistant|tool, got {m['role']!r}"
+            )
         msg: dict[str, Any] = {"role": role, "content": content_text(m.get("content"), f"messages[{i}]")}
         calls = m.get("tool_calls")
         if role == "assistant" and calls:
@@ -75,10 +80,16 @@ def normalise_messages(messages: Sequence[Any]) -> list[dict]:
             for j, c in enumerate(calls):
                 fn = c.get("function") if isinstance(c, dict) else None
                 if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                    raise LLMRequestError(f"messages[{i}].tool_calls[{j}]: expected {{'function': {{'name', "
-                                          f"'arguments'}}}}")
-                norm.append({"id": c.get("id") or f"call_{j}", "type": "function",
-                             "function": {"name": fn["name"], "arguments": _arguments(fn.get("arguments"))}})
+                    raise LLMRequestError(
+                        f"messages[{i}].tool_calls[{j}]: expected {{'function': {{'name', 'arguments'}}}}"
+                    )
+                norm.append(
+                    {
+                        "id": c.get("id") or f"call_{j}",
+                        "type": "function",
+                        "function": {"name": fn["name"], "arguments": _arguments(fn.get("arguments"))},
+                    }
+                )
             msg["tool_calls"] = norm
         if role == "tool":
             msg["tool_call_id"] = str(m.get("tool_call_id") or "")
@@ -93,9 +104,12 @@ def _as_text_turns(messages: list[dict]) -> list[dict]:
     out: list[dict] = []
     for m in messages:
         if m["role"] == "assistant" and m.get("tool_calls"):
-            blocks = "\n".join("<tool_call>" + json.dumps({"name": c["function"]["name"],
-                                                            "arguments": c["function"]["arguments"]}) + "</tool_call>"
-                               for c in m["tool_calls"])
+            blocks = "\n".join(
+                "<tool_call>"
+                + json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]})
+                + "</tool_call>"
+                for c in m["tool_calls"]
+            )
             out.append({"role": "assistant", "content": (m["content"] + "\n" + blocks).strip()})
         elif m["role"] == "tool":
             text = f"<tool_response>{m['content']}</tool_response>"
@@ -108,8 +122,9 @@ def _as_text_turns(messages: list[dict]) -> list[dict]:
     return out
 
 
-def render_prompt(tokenizer: Any, messages: Sequence[Any], tools: Sequence[dict] = (),
-                  json_note: str | None = None) -> str:
+def render_prompt(
+    tokenizer: Any, messages: Sequence[Any], tools: Sequence[dict] = (), json_note: str | None = None
+) -> str:
     """The generation prompt for ``messages`` (already OpenAI-shaped) with the tokenizer's template."""
     msgs = normalise_messages(messages)
     fns = [t["function"] if isinstance(t, dict) and "function" in t else t for t in tools]

@@ -1,4 +1,5 @@
 """Bounded concurrency for model calls: endpoints rate-limit, local models share a device."""
+
 from __future__ import annotations
 
 import asyncio
@@ -45,8 +46,10 @@ def map_progress(fn: Callable[[T], R], items: Sequence[T], max_concurrency: int 
 
     items = list(items)
     results: list = [None] * len(items)
-    with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(items) or 1))) as pool, \
-            tqdm(total=len(items), desc=desc, leave=False) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(items) or 1))) as pool,
+        tqdm(total=len(items), desc=desc, leave=False) as bar,
+    ):
         futures = {pool.submit(fn, x): i for i, x in enumerate(items)}
         for fut in as_completed(futures):
             results[futures[fut]] = fut.result()

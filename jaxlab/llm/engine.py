@@ -25,6 +25,7 @@ powers of two between ``min_span`` and the cache length.
 Per row the engine also applies a grammar mask (``response_format`` JSON, see
 :mod:`jaxlab.llm.grammar`) and reports log-probabilities when asked.
 """
+
 from __future__ import annotations
 
 import collections
@@ -96,7 +97,7 @@ class _Row:
 
     def finish(self, reason: str, text: str) -> None:
         if len(text) > self.sent:
-            self.emit_delta(text[self.sent:])
+            self.emit_delta(text[self.sent :])
         self.job.emit(("finish", self.index, reason, len(self.ids), self.take_logprobs()))
         self.done = True
 
@@ -133,17 +134,28 @@ class _Batch:
 class BatchEngine:
     """Owns a jaxlab ``DecoderLM`` + tokenizer; :meth:`submit` queues a :class:`Job`."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch: int = 8, max_model_len: int = 2048,
-                 min_prompt_bucket: int = 64, min_cache_bucket: int = 256, batch_wait_s: float = 0.005,
-                 join_cache_len: int = 512, continuous: bool = True, min_span: int = 64) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_batch: int = 8,
+        max_model_len: int = 2048,
+        min_prompt_bucket: int = 64,
+        min_cache_bucket: int = 256,
+        batch_wait_s: float = 0.005,
+        join_cache_len: int = 512,
+        continuous: bool = True,
+        min_span: int = 64,
+    ) -> None:
         from flax import nnx
 
         if max_batch < 1:
             raise ValueError(f"max_batch: expected >= 1, got {max_batch}")
         limit = model.config.max_position_embeddings
         if not 16 <= max_model_len <= limit:
-            raise ValueError(f"max_model_len: expected 16..{limit} (the model's max_position_embeddings), "
-                             f"got {max_model_len}")
+            raise ValueError(
+                f"max_model_len: expected 16..{limit} (the model's max_position_embeddings), got {max_model_len}"
+            )
         self.model, self.tokenizer = model, tokenizer
         self.graphdef, self.state = nnx.split(model)
         self.max_batch, self.max_model_len = max_batch, max_model_len
@@ -180,8 +192,10 @@ class BatchEngine:
         if prompt_len < 1:
             raise LLMRequestError("prompt: empty after tokenisation")
         if prompt_len + max_tokens > self.max_model_len:
-            raise LLMRequestError(f"prompt length {prompt_len} + max_tokens {max_tokens} exceeds the server's "
-                                  f"max_model_len {self.max_model_len}")
+            raise LLMRequestError(
+                f"prompt length {prompt_len} + max_tokens {max_tokens} exceeds the server's "
+                f"max_model_len {self.max_model_len}"
+            )
         if n > self.max_batch:
             raise LLMRequestError(f"n: {n} exceeds the server's --max-batch {self.max_batch}")
 
@@ -227,9 +241,13 @@ class BatchEngine:
         batch-row bucket (including admissions into a running batch at every prompt width); returns how many
         shapes exist afterwards.  A bigger request still compiles on use."""
         rows = sorted({bucket(r, 1, self.max_batch) for r in range(1, self.max_batch + 1)})
-        fresh = {self.shapes(b, p, m) for b in rows for p in range(1, min(max_prompt, self.max_model_len) + 1)
-                 for m in {1, max_new_tokens, *[2 ** k for k in range(max_new_tokens.bit_length())]}
-                 if p + m <= self.max_model_len}
+        fresh = {
+            self.shapes(b, p, m)
+            for b in rows
+            for p in range(1, min(max_prompt, self.max_model_len) + 1)
+            for m in {1, max_new_tokens, *[2**k for k in range(max_new_tokens.bit_length())]}
+            if p + m <= self.max_model_len
+        }
         shapes = set(fresh)
         if self.continuous:
             widths = {p for _, p, _ in fresh}
@@ -255,7 +273,7 @@ class BatchEngine:
 
     def spans(self, t: int, longest: int) -> set[int]:
         """Every span a ``t``-slot cache takes while its rows stay under ``longest`` slots."""
-        return {self.span(t, min(2 ** k, longest)) for k in range(max(longest, 1).bit_length() + 1)}
+        return {self.span(t, min(2**k, longest)) for k in range(max(longest, 1).bit_length() + 1)}
 
     # ---------------------------------------------------------------- worker
     def _next_job(self, timeout: float | None) -> Job | None:
@@ -292,7 +310,7 @@ class BatchEngine:
             except Exception as exc:  # a backend failure answers every request in the batch, never kills the loop
                 log.exception("generation batch failed")
                 failed = {id(j): j for j in jobs}
-                for r in (batch.rows if batch is not None else []):
+                for r in batch.rows if batch is not None else []:
                     if r is not None and not r.done:
                         failed[id(r.job)] = r.job
                 for j in failed.values():
@@ -368,7 +386,7 @@ class BatchEngine:
                 new.append(row)
                 joining.append(i)
                 batch.temps[i], batch.top_ps[i] = job.temperature, job.top_p
-                batch.seeds[i] = (job.seed * 1_000_003 + k) % (2 ** 31)
+                batch.seeds[i] = (job.seed * 1_000_003 + k) % (2**31)
                 batch.allowed[i] = row.matcher.allowed() if row.matcher is not None else -1
         if not jobs:  # warm-up: compile the admission of ``warm_rows`` rows
             joining = list(range(warm_rows or batch.b))
@@ -380,14 +398,23 @@ class BatchEngine:
         for j, r in enumerate(new):
             toks = r.job.prompt_ids
             ids[j], mask[j] = self.pad_id, 0
-            ids[j, :len(toks)], mask[j, :len(toks)] = toks, 1
+            ids[j, : len(toks)], mask[j, : len(toks)] = toks, 1
         for j in range(len(new), k):  # padding repeats the first joining row exactly
             ids[j], mask[j] = ids[0], mask[0]
         self.max_rows_seen = max(self.max_rows_seen, len(batch.active()))
         picked, batch.cache, pos = admit_step(
-            self.graphdef, self.state, batch.cache, jnp.asarray(rows), jnp.asarray(ids), jnp.asarray(mask),
-            jnp.asarray(batch.allowed[rows]), jnp.asarray(batch.temps[rows]), jnp.asarray(batch.top_ps[rows]),
-            jnp.asarray(batch.seeds[rows]), jnp.asarray(any((r.job.logprobs or 0) > 0 for r in new)))
+            self.graphdef,
+            self.state,
+            batch.cache,
+            jnp.asarray(rows),
+            jnp.asarray(ids),
+            jnp.asarray(mask),
+            jnp.asarray(batch.allowed[rows]),
+            jnp.asarray(batch.temps[rows]),
+            jnp.asarray(batch.top_ps[rows]),
+            jnp.asarray(batch.seeds[rows]),
+            jnp.asarray(any((r.job.logprobs or 0) > 0 for r in new)),
+        )
         self.compiled_shapes.add(("admit", batch.b, k, width, batch.t))
         n = len(joining)  # the first n of the K outputs are the joining rows; the rest is padding
         batch.pos[joining] = np.asarray(pos)[:n]
@@ -411,9 +438,19 @@ class BatchEngine:
             span = self.span(batch.t, int(batch.pos[live].max()) + 1 if live else 1)
         steps = np.array([len(r.ids) if r is not None else 0 for r in batch.rows], np.int32)
         picked, batch.cache = decode_step(
-            self.graphdef, self.state, jnp.asarray(batch.tok), jnp.asarray(batch.pos), batch.cache,
-            jnp.asarray(batch.allowed), jnp.asarray(batch.temps), jnp.asarray(batch.top_ps),
-            jnp.asarray(batch.seeds), jnp.asarray(steps), jnp.asarray(batch.want_top()), span=span)
+            self.graphdef,
+            self.state,
+            jnp.asarray(batch.tok),
+            jnp.asarray(batch.pos),
+            batch.cache,
+            jnp.asarray(batch.allowed),
+            jnp.asarray(batch.temps),
+            jnp.asarray(batch.top_ps),
+            jnp.asarray(batch.seeds),
+            jnp.asarray(steps),
+            jnp.asarray(batch.want_top()),
+            span=span,
+        )
         self.compiled_shapes.add(("decode", batch.b, 1, batch.t, span))
         batch.pos[live] += 1
         self._take(batch, picked, only=None)
@@ -475,5 +512,5 @@ class BatchEngine:
         while safe > r.sent and text[safe - 1] == "\ufffd":  # an incomplete multi-byte character
             safe -= 1
         if safe > r.sent:
-            r.emit_delta(text[r.sent:safe])
+            r.emit_delta(text[r.sent : safe])
             r.sent = safe

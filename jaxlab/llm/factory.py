@@ -1,4 +1,5 @@
 """Build a client from a config block, so experiments switch backends in YAML only."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,10 +41,16 @@ def make_client(cfg: ClientConfig) -> ChatClient:
     if cfg.kind == "http":
         from jaxlab.llm.http import OpenAIHTTPClient
 
-        client = OpenAIHTTPClient(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
-                                  timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
-                                  deadline_s=cfg.deadline_s, max_concurrency=cfg.max_concurrency,
-                                  policy=cfg.policy)
+        client = OpenAIHTTPClient(
+            cfg.model,
+            base_url=cfg.base_url,
+            api_key_env=cfg.api_key_env,
+            timeout_s=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+            deadline_s=cfg.deadline_s,
+            max_concurrency=cfg.max_concurrency,
+            policy=cfg.policy,
+        )
     elif cfg.kind == "local":
         if cfg.model != "smollm2":
             raise ValueError(f"client.model: the local client knows 'smollm2', got {cfg.model!r}")

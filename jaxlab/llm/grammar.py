@@ -10,6 +10,7 @@ with valid JSON unless ``max_tokens`` cuts it first (``finish_reason: length``).
 Whitespace between JSON tokens is fixed (``any_whitespace=False``) so a small
 model cannot spend its budget on blank lines.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,15 +31,23 @@ def forced_tool_format(tools: Sequence[dict], tool_choice: Any) -> dict | None:
         name = tool_choice["function"].get("name")
         fns = [f for f in fns if f.get("name") == name]
         if not fns:
-            raise LLMRequestError(f"tool_choice.function.name: {name!r} is not one of the request's tools "
-                                  f"{[t['function']['name'] for t in tools]}")
+            raise LLMRequestError(
+                f"tool_choice.function.name: {name!r} is not one of the request's tools "
+                f"{[t['function']['name'] for t in tools]}"
+            )
     elif tool_choice != "required" or not fns:
         if tool_choice == "required":
             raise LLMRequestError("tool_choice: 'required' needs at least one tool in 'tools'")
         return None
-    options = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-                "properties": {"name": {"const": f["name"]},
-                               "arguments": f.get("parameters") or {"type": "object"}}} for f in fns]
+    options = [
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name", "arguments"],
+            "properties": {"name": {"const": f["name"]}, "arguments": f.get("parameters") or {"type": "object"}},
+        }
+        for f in fns
+    ]
     schema = options[0] if len(options) == 1 else {"anyOf": options}
     return {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": schema, "strict": True}}
 
@@ -61,8 +70,9 @@ class GrammarBook:
 
         with self._lock:
             if self._compiler is None:
-                info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.vocab_size,
-                                                          stop_token_ids=self.stop_ids or None)
+                info = xgr.TokenizerInfo.from_huggingface(
+                    self.tokenizer, vocab_size=self.vocab_size, stop_token_ids=self.stop_ids or None
+                )
                 self._compiler = xgr.GrammarCompiler(info, cache_enabled=True)
             return self._compiler
 
@@ -78,14 +88,17 @@ class GrammarBook:
             raise LLMRequestError("response_format.json_schema: expected {'name': ..., 'schema': {...}}")
         schema = spec["schema"]
         if not isinstance(schema, (dict, bool)):
-            raise LLMRequestError(f"response_format.json_schema.schema: expected a JSON schema object, "
-                                  f"got {type(schema).__name__}")
+            raise LLMRequestError(
+                f"response_format.json_schema.schema: expected a JSON schema object, got {type(schema).__name__}"
+            )
         try:
-            return compiler.compile_json_schema(json.dumps(schema, sort_keys=True), any_whitespace=False,
-                                                strict_mode=bool(spec.get("strict", True)))
+            return compiler.compile_json_schema(
+                json.dumps(schema, sort_keys=True), any_whitespace=False, strict_mode=bool(spec.get("strict", True))
+            )
         except Exception as exc:  # xgrammar raises RuntimeError / ValueError on schemas it cannot express
-            raise LLMRequestError(f"response_format.json_schema.schema: cannot be compiled to a grammar: "
-                                  f"{exc}") from exc
+            raise LLMRequestError(
+                f"response_format.json_schema.schema: cannot be compiled to a grammar: {exc}"
+            ) from exc
 
 
 class RowMatcher:

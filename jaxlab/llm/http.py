@@ -8,6 +8,7 @@ retry honours ``Retry-After`` in all three forms (``retry-after-ms``, seconds,
 HTTP date), each wait is capped at ``max_backoff_s``, and the whole call -
 attempts and waits - never exceeds ``deadline_s``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -116,15 +117,27 @@ class OpenAIHTTPClient(BaseClient):
     it is sent.  ``timeout_s`` bounds one attempt, ``deadline_s`` the whole call.
     """
 
-    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0, max_retries: int = 4,
-                 backoff_s: float = 0.5, max_backoff_s: float = 30.0, deadline_s: float = 600.0,
-                 max_concurrency: int = 8, policy: ModelPolicy | dict | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout_s: float = 120.0,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        deadline_s: float = 600.0,
+        max_concurrency: int = 8,
+        policy: ModelPolicy | dict | None = None,
+    ) -> None:
         super().__init__(max_concurrency)
         base_url = base_url or os.environ.get("JAXLAB_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
-            raise LLMError("OpenAIHTTPClient: no base_url given and neither $JAXLAB_LLM_BASE_URL nor "
-                           "$OPENAI_BASE_URL is set (expected e.g. http://127.0.0.1:8000/v1)")
+            raise LLMError(
+                "OpenAIHTTPClient: no base_url given and neither $JAXLAB_LLM_BASE_URL nor "
+                "$OPENAI_BASE_URL is set (expected e.g. http://127.0.0.1:8000/v1)"
+            )
         for name, value in (("timeout_s", timeout_s), ("deadline_s", deadline_s), ("max_backoff_s", max_backoff_s)):
             if not value > 0:
                 raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
@@ -161,12 +174,14 @@ class OpenAIHTTPClient(BaseClient):
             raise exc
         if attempt >= self.max_retries:
             raise LLMError(f"giving up after {attempt + 1} attempts: {last}") from exc
-        backoff = self.backoff_s * (2 ** attempt) * (0.5 + random.random() / 2)
+        backoff = self.backoff_s * (2**attempt) * (0.5 + random.random() / 2)
         delay = min(self.max_backoff_s, asked if asked is not None else backoff)
         left = self.deadline_s - (time.monotonic() - started)
         if delay >= left:
-            raise LLMError(f"giving up: the next retry (in {delay:.1f} s) would pass the {self.deadline_s:g} s "
-                           f"deadline after {attempt + 1} attempts: {last}") from exc
+            raise LLMError(
+                f"giving up: the next retry (in {delay:.1f} s) would pass the {self.deadline_s:g} s "
+                f"deadline after {attempt + 1} attempts: {last}"
+            ) from exc
         self.retries += 1
         return delay
 
@@ -228,8 +243,11 @@ class OpenAIHTTPClient(BaseClient):
     def _stream_kwargs(self, request: ChatRequest) -> dict[str, Any]:
         if request.n != 1:
             raise LLMRequestError(f"n: streaming returns one choice, got n={request.n}")
-        return {**build_kwargs(self.policy, request, self.model), "stream": True,
-                "stream_options": {"include_usage": True}}
+        return {
+            **build_kwargs(self.policy, request, self.model),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
 
     def stream(self, request: ChatRequest) -> Iterator[str]:
         """Text deltas as the server sends them; usage is booked when the stream ends (:meth:`stream_chat`

@@ -4,6 +4,7 @@ The chat template comes from the tokenizer (so tools are rendered the way the
 model was trained to see them); tool calls are parsed back out of the text.
 ``generate_fn`` is injectable so the client is testable without a model.
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,8 +27,14 @@ class LocalClient(BaseClient):
     decoding): a system note asks for JSON, and the caller validates.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, generate_fn: GenerateFn | None = None,
-                 model_name: str = "local", seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        generate_fn: GenerateFn | None = None,
+        model_name: str = "local",
+        seed: int = 0,
+    ) -> None:
         super().__init__(max_concurrency=1)
         if generate_fn is None:
             from jaxlab.generate import generate as generate_fn  # lazy: pulls in jax
@@ -60,8 +67,10 @@ class LocalClient(BaseClient):
 
     def _complete(self, request: ChatRequest) -> ChatResponse:
         if request.stop:
-            raise LLMRequestError("stop: stop strings are not supported by the local client; "
-                                  "use max_tokens or the model's end-of-turn token")
+            raise LLMRequestError(
+                "stop: stop strings are not supported by the local client; "
+                "use max_tokens or the model's end-of-turn token"
+            )
         prompt = self.prompt(request)
         key = None
         temperature = request.temperature or 0.0
@@ -71,9 +80,16 @@ class LocalClient(BaseClient):
 
             key = jax.random.PRNGKey(request.seed if request.seed is not None else self.seed)
         with self._model_lock:
-            out = self.generate_fn(self.jax_model, self.tokenizer, [prompt] * request.n,
-                                   max_new_tokens=max_tokens, temperature=temperature,
-                                   top_p=request.top_p, key=key, stop_token_ids=self._stop_ids())
+            out = self.generate_fn(
+                self.jax_model,
+                self.tokenizer,
+                [prompt] * request.n,
+                max_new_tokens=max_tokens,
+                temperature=temperature,
+                top_p=request.top_p,
+                key=key,
+                stop_token_ids=self._stop_ids(),
+            )
         names = {t["function"]["name"] for t in request.tools} if request.tools else None
         choices = []
         for text, reason in zip(out.texts, out.finish_reasons):
@@ -85,5 +101,6 @@ class LocalClient(BaseClient):
             choices.append(Choice(text=text, finish_reason=reason))
         prompt_tokens = len(self.tokenizer(prompt)["input_ids"]) if callable(self.tokenizer) else 0
         completion_tokens = sum(len(t) for t in out.token_ids)
-        return ChatResponse(choices=tuple(choices), usage=Usage(prompt_tokens * request.n, completion_tokens),
-                            model=self.model)
+        return ChatResponse(
+            choices=tuple(choices), usage=Usage(prompt_tokens * request.n, completion_tokens), model=self.model
+        )

@@ -10,6 +10,7 @@ arguments - raising *before* anything is sent when a request asks for a
 parameter the model rejects (``on_unsupported: error``, the default), or
 dropping it with one logged warning (``on_unsupported: drop``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,10 +45,22 @@ class ModelPolicy:
 def builtin_policy(model: str) -> ModelPolicy:
     """What public model names are known to accept (reasoning models: no sampling parameters)."""
     if _REASONING.match(model.split("/")[-1]):
-        return ModelPolicy(token_param="max_completion_tokens", sampling=("seed", "n"),
-                           accepts_reasoning_effort=True, tools=True, tool_choice=True, response_format=True)
-    return ModelPolicy(token_param="max_tokens", sampling=SAMPLING, accepts_reasoning_effort=False, tools=True,
-                       tool_choice=True, response_format=True)
+        return ModelPolicy(
+            token_param="max_completion_tokens",
+            sampling=("seed", "n"),
+            accepts_reasoning_effort=True,
+            tools=True,
+            tool_choice=True,
+            response_format=True,
+        )
+    return ModelPolicy(
+        token_param="max_tokens",
+        sampling=SAMPLING,
+        accepts_reasoning_effort=False,
+        tools=True,
+        tool_choice=True,
+        response_format=True,
+    )
 
 
 def resolve_policy(model: str, override: ModelPolicy | dict | None = None) -> ModelPolicy:
@@ -66,10 +79,14 @@ def resolve_policy(model: str, override: ModelPolicy | dict | None = None) -> Mo
     unknown = sorted(set(override.sampling or ()) - set(SAMPLING))
     if unknown:
         raise LLMRequestError(f"client.policy.sampling: {unknown[0]!r} is not one of {list(SAMPLING)}")
-    changes = {f.name: getattr(override, f.name) for f in dataclasses.fields(ModelPolicy)
-               if getattr(override, f.name) is not None and f.name not in ("extra_body", "on_unsupported")}
-    return dataclasses.replace(base, **changes, extra_body=dict(override.extra_body),
-                               on_unsupported=override.on_unsupported)
+    changes = {
+        f.name: getattr(override, f.name)
+        for f in dataclasses.fields(ModelPolicy)
+        if getattr(override, f.name) is not None and f.name not in ("extra_body", "on_unsupported")
+    }
+    return dataclasses.replace(
+        base, **changes, extra_body=dict(override.extra_body), on_unsupported=override.on_unsupported
+    )
 
 
 def _allowed(policy: ModelPolicy, name: str) -> bool:
@@ -83,11 +100,17 @@ def _allowed(policy: ModelPolicy, name: str) -> bool:
 def build_kwargs(policy: ModelPolicy, request: ChatRequest, model: str) -> dict[str, Any]:
     """SDK ``chat.completions.create`` kwargs for ``request``; unset params are never sent."""
     kwargs: dict[str, Any] = {"model": request.model or model, "messages": list(request.messages)}
-    wanted: dict[str, Any] = {"temperature": request.temperature, "top_p": request.top_p, "seed": request.seed,
-                              "stop": list(request.stop) or None, "n": request.n if request.n != 1 else None,
-                              "tools": list(request.tools) or None, "tool_choice": request.tool_choice,
-                              "response_format": request.response_format,
-                              "reasoning_effort": request.reasoning_effort or policy.reasoning_effort}
+    wanted: dict[str, Any] = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "seed": request.seed,
+        "stop": list(request.stop) or None,
+        "n": request.n if request.n != 1 else None,
+        "tools": list(request.tools) or None,
+        "tool_choice": request.tool_choice,
+        "response_format": request.response_format,
+        "reasoning_effort": request.reasoning_effort or policy.reasoning_effort,
+    }
     rejected = []
     for name, value in wanted.items():
         if value is None:
@@ -97,10 +120,12 @@ def build_kwargs(policy: ModelPolicy, request: ChatRequest, model: str) -> dict[
         else:
             rejected.append(name)
     if rejected:
-        msg = (f"model {kwargs['model']!r} does not accept {rejected} (client.policy: sampling="
-               f"{list(policy.sampling or ())}, tools={policy.tools}, tool_choice={policy.tool_choice}, "
-               f"response_format={policy.response_format}, reasoning_effort={policy.accepts_reasoning_effort}); "
-               f"remove them from the config or set client.policy.on_unsupported=drop")
+        msg = (
+            f"model {kwargs['model']!r} does not accept {rejected} (client.policy: sampling="
+            f"{list(policy.sampling or ())}, tools={policy.tools}, tool_choice={policy.tool_choice}, "
+            f"response_format={policy.response_format}, reasoning_effort={policy.accepts_reasoning_effort}); "
+            f"remove them from the config or set client.policy.on_unsupported=drop"
+        )
         if policy.on_unsupported == "error":
             raise LLMRequestError(msg)
         log.warning("%s -- dropping them", msg)

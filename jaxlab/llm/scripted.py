@@ -1,4 +1,5 @@
 """A deterministic client for tests: replies come from a script or a function of the request."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,11 @@ def _as_response(reply: Reply, request: ChatRequest, model: str) -> ChatResponse
 
 def tool_reply(name: str, arguments: dict, text: str = "") -> Choice:
     """A choice that calls one function, as an OpenAI endpoint would return it."""
-    return Choice(text=text, tool_calls=(ToolCall(name=name, arguments=json.dumps(arguments), id=f"call_{name}"),),
-                  finish_reason="tool_calls")
+    return Choice(
+        text=text,
+        tool_calls=(ToolCall(name=name, arguments=json.dumps(arguments), id=f"call_{name}"),),
+        finish_reason="tool_calls",
+    )
 
 
 class ScriptedClient(BaseClient):
@@ -45,8 +49,13 @@ class ScriptedClient(BaseClient):
     Token usage is counted in words, which is enough for cost accounting tests.
     """
 
-    def __init__(self, script: Iterable[Reply] | None = None, responder: Responder | None = None,
-                 model: str = "scripted", max_concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        script: Iterable[Reply] | None = None,
+        responder: Responder | None = None,
+        model: str = "scripted",
+        max_concurrency: int = 8,
+    ) -> None:
         super().__init__(max_concurrency)
         if (script is None) == (responder is None):
             raise ValueError("ScriptedClient: pass exactly one of script= or responder=")

@@ -8,6 +8,7 @@ connection stays usable.  Bodies are read with a size cap and a timeout (a
 client that sends less than its Content-Length gets a 408, not a stuck task).
 Generation runs in :mod:`jaxlab.llm.backends`; this file is HTTP only.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,9 @@ def error_body(message: str, type_: str, param: str | None = None, code: str | N
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
-           close: bool = False) -> JSONResponse:
+def _error(
+    status: int, message: str, type_: str, param: str | None = None, code: str | None = None, close: bool = False
+) -> JSONResponse:
     headers = {"Connection": "close"} if close else None
     return JSONResponse(error_body(message, type_, param, code), status_code=status, headers=headers)
 
@@ -43,24 +45,27 @@ def _error(status: int, message: str, type_: str, param: str | None = None, code
 async def _read_json(request: Request, max_body_bytes: int, read_timeout_s: float) -> Any:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-        raise RequestError(f"request body of {declared} bytes exceeds the limit of {max_body_bytes}",
-                           status=413, code="body_too_large")
+        raise RequestError(
+            f"request body of {declared} bytes exceeds the limit of {max_body_bytes}", status=413, code="body_too_large"
+        )
 
     async def read() -> bytes:
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_body_bytes:
-                raise RequestError(f"request body exceeds the limit of {max_body_bytes} bytes", status=413,
-                                   code="body_too_large")
+                raise RequestError(
+                    f"request body exceeds the limit of {max_body_bytes} bytes", status=413, code="body_too_large"
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 
     try:
         raw = await asyncio.wait_for(read(), read_timeout_s)
     except asyncio.TimeoutError:
-        raise RequestError(f"request body not received within {read_timeout_s:g} s", status=408,
-                           code="read_timeout") from None
+        raise RequestError(
+            f"request body not received within {read_timeout_s:g} s", status=408, code="read_timeout"
+        ) from None
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -68,8 +73,15 @@ async def _read_json(request: Request, max_body_bytes: int, read_timeout_s: floa
 
 
 def _tool_call_delta(calls: tuple) -> list[dict]:
-    return [{"index": k, "id": c.id or f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-             "function": {"name": c.name, "arguments": c.arguments}} for k, c in enumerate(calls)]
+    return [
+        {
+            "index": k,
+            "id": c.id or f"call_{uuid.uuid4().hex[:12]}",
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments},
+        }
+        for k, c in enumerate(calls)
+    ]
 
 
 ARGUMENT_FRAGMENT = 8
@@ -85,8 +97,10 @@ def _tool_call_stream(calls: tuple) -> list[list[dict]]:
     for head in _tool_call_delta(calls):
         args = head["function"]["arguments"]
         deltas.append([{**head, "function": {"name": head["function"]["name"], "arguments": ""}}])
-        deltas += [[{"index": head["index"], "function": {"arguments": args[j:j + ARGUMENT_FRAGMENT]}}]
-                   for j in range(0, len(args), ARGUMENT_FRAGMENT)]
+        deltas += [
+            [{"index": head["index"], "function": {"arguments": args[j : j + ARGUMENT_FRAGMENT]}}]
+            for j in range(0, len(args), ARGUMENT_FRAGMENT)
+        ]
     return deltas
 
 
@@ -96,9 +110,12 @@ def _legacy_logprobs(entries: list[dict], offset: int) -> dict:
     for e in entries:
         offsets.append(at)
         at += len(e["token"])
-    return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
-            "top_logprobs": [{a["token"]: a["logprob"] for a in e["top_logprobs"]} for e in entries],
-            "text_offset": offsets}
+    return {
+        "tokens": [e["token"] for e in entries],
+        "token_logprobs": [e["logprob"] for e in entries],
+        "top_logprobs": [{a["token"]: a["logprob"] for a in e["top_logprobs"]} for e in entries],
+        "text_offset": offsets,
+    }
 
 
 class _Route:
@@ -111,8 +128,11 @@ class _Route:
         self.object = "chat.completion" if chat else "text_completion"
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> dict:
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens}
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
 
     def _logprobs(self, entries: list[dict] | None, offset: int = 0) -> dict | None:
         if entries is None:
@@ -139,26 +159,50 @@ class _Route:
                     msg["tool_calls"] = _tool_call_delta(calls[i])
                     for m in msg["tool_calls"]:
                         m.pop("index")
-                choices.append({"index": i, "message": msg, "logprobs": self._logprobs(lps[i]),
-                                "finish_reason": reasons[i]})
+                choices.append(
+                    {"index": i, "message": msg, "logprobs": self._logprobs(lps[i]), "finish_reason": reasons[i]}
+                )
             else:
-                choices.append({"index": i, "text": texts[i], "logprobs": self._logprobs(lps[i]),
-                                "finish_reason": reasons[i]})
-        return {"id": self.id, "object": self.object, "created": self.created, "model": self.model,
-                "choices": choices, "usage": self.usage(gen.prompt_tokens, done_tokens)}
+                choices.append(
+                    {"index": i, "text": texts[i], "logprobs": self._logprobs(lps[i]), "finish_reason": reasons[i]}
+                )
+        return {
+            "id": self.id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": self.usage(gen.prompt_tokens, done_tokens),
+        }
 
     def _chunk(self, choices: list[dict], usage: dict | None = None, with_usage: bool = False) -> str:
-        body: dict[str, Any] = {"id": self.id, "object": self.object + (".chunk" if self.chat else ""),
-                                "created": self.created, "model": self.model, "choices": choices}
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": self.object + (".chunk" if self.chat else ""),
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
         if usage is not None or with_usage:  # include_usage: every chunk carries "usage" (null until the last)
             body["usage"] = usage
         return f"data: {json.dumps(body)}\n\n"
 
-    def _choice(self, i: int, text: str | None, lps: list[dict] | None, offset: int, reason: str | None,
-                delta: dict | None = None) -> dict:
+    def _choice(
+        self,
+        i: int,
+        text: str | None,
+        lps: list[dict] | None,
+        offset: int,
+        reason: str | None,
+        delta: dict | None = None,
+    ) -> dict:
         if self.chat:
-            return {"index": i, "delta": delta if delta is not None else ({"content": text} if text else {}),
-                    "logprobs": self._logprobs(lps), "finish_reason": reason}
+            return {
+                "index": i,
+                "delta": delta if delta is not None else ({"content": text} if text else {}),
+                "logprobs": self._logprobs(lps),
+                "finish_reason": reason,
+            }
         return {"index": i, "text": text or "", "logprobs": self._logprobs(lps, offset), "finish_reason": reason}
 
     async def sse(self, gen: Generation, n: int, include_usage: bool) -> AsyncIterator[str]:
@@ -167,8 +211,10 @@ class _Route:
         try:
             if self.chat:
                 for i in range(n):
-                    yield self._chunk([self._choice(i, None, None, 0, None, {"role": "assistant", "content": ""})],
-                                      with_usage=include_usage)
+                    yield self._chunk(
+                        [self._choice(i, None, None, 0, None, {"role": "assistant", "content": ""})],
+                        with_usage=include_usage,
+                    )
             async for ev in gen.events:
                 if ev[0] == "delta":
                     _, i, text, lps = ev
@@ -179,10 +225,10 @@ class _Route:
                 done_tokens += toks
                 if self.chat and calls:
                     for delta in _tool_call_stream(calls):
-                        yield self._chunk([self._choice(i, None, None, 0, None, {"tool_calls": delta})],
-                                          with_usage=include_usage)
-                yield self._chunk([self._choice(i, None, lps or None, offsets[i],
-                                                reason)], with_usage=include_usage)
+                        yield self._chunk(
+                            [self._choice(i, None, None, 0, None, {"tool_calls": delta})], with_usage=include_usage
+                        )
+                yield self._chunk([self._choice(i, None, lps or None, offsets[i], reason)], with_usage=include_usage)
             if include_usage:
                 yield self._chunk([], self.usage(gen.prompt_tokens, done_tokens))
         except Exception as exc:  # headers are sent: the error goes in the stream, then [DONE]
@@ -191,8 +237,9 @@ class _Route:
         yield "data: [DONE]\n\n"
 
 
-def create_app(backend: Any, max_body_bytes: int = 4 << 20, read_timeout_s: float = 30.0,
-               default_max_tokens: int = 256) -> FastAPI:
+def create_app(
+    backend: Any, max_body_bytes: int = 4 << 20, read_timeout_s: float = 30.0, default_max_tokens: int = 256
+) -> FastAPI:
     """The ASGI app around ``backend`` (an ``EngineBackend`` or ``ClientBackend``)."""
 
     @asynccontextmanager
@@ -220,14 +267,18 @@ def create_app(backend: Any, max_body_bytes: int = 4 << 20, read_timeout_s: floa
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": backend.name, "object": "model", "created": 0,
-                                            "owned_by": "jaxlab"}]}
+        return {"object": "list", "data": [{"id": backend.name, "object": "model", "created": 0, "owned_by": "jaxlab"}]}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> JSONResponse:
         if model_id != backend.name:
-            return _error(404, f"model {model_id!r} not found; this server serves {backend.name!r}",
-                          "not_found_error", "model", "model_not_found")
+            return _error(
+                404,
+                f"model {model_id!r} not found; this server serves {backend.name!r}",
+                "not_found_error",
+                "model",
+                "model_not_found",
+            )
         return JSONResponse({"id": backend.name, "object": "model", "created": 0, "owned_by": "jaxlab"})
 
     async def handle(request: Request, chat: bool):
@@ -236,8 +287,13 @@ def create_app(backend: Any, max_body_bytes: int = 4 << 20, read_timeout_s: floa
             spec: GenSpec = (parse_chat if chat else parse_completion)(body, default_max_tokens)
             name = body.get("model")
             if name is not None and name != backend.name:
-                raise RequestError(f"model {name!r} not found; this server serves {backend.name!r}", "model",
-                                   status=404, type_="not_found_error", code="model_not_found")
+                raise RequestError(
+                    f"model {name!r} not found; this server serves {backend.name!r}",
+                    "model",
+                    status=404,
+                    type_="not_found_error",
+                    code="model_not_found",
+                )
             stream, include_usage = stream_flags(body)
             check_spec(spec)
             gen = await backend.stream(spec)
@@ -250,8 +306,11 @@ def create_app(backend: Any, max_body_bytes: int = 4 << 20, read_timeout_s: floa
             return _error(500, f"{type(exc).__name__}: {exc}", "server_error")
         route = _Route(chat, backend.name)
         if stream:
-            return StreamingResponse(route.sse(gen, spec.n, include_usage), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(
+                route.sse(gen, spec.n, include_usage),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
         try:
             return JSONResponse(await route.body(gen, spec.n))
         except LLMRequestError as exc:
@@ -280,12 +339,19 @@ class BackgroundServer:
         if not hasattr(backend, "stream"):  # a bare ChatClient
             from jaxlab.llm.backends import ClientBackend
 
-            backend = ClientBackend(backend, app_kwargs.pop("model_name", None) or getattr(backend, "model", "")
-                                    or "jaxlab")
+            backend = ClientBackend(
+                backend, app_kwargs.pop("model_name", None) or getattr(backend, "model", "") or "jaxlab"
+            )
         app_kwargs.pop("model_name", None)
         self.backend = backend
-        config = uvicorn.Config(create_app(backend, **app_kwargs), host=host, port=port, log_level="warning",
-                                timeout_keep_alive=30, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            create_app(backend, **app_kwargs),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=5,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -6,6 +6,7 @@ folder with ``config.json`` + safetensors + tokenizer files (e.g. a PTL run's
 ``hf_model/``).  uvicorn handles SIGTERM/SIGINT: it stops accepting, lets open
 requests finish (``--graceful-s``), then the app's shutdown hook stops the engine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def load_backend(model: str, max_batch: int, max_model_len: int | None, name: st
 
         lm, tokenizer = from_hf(model), load_tokenizer(model)
     else:
-        raise SystemExit(f"jaxlab serve: MODEL: expected one of {list(NAMED)} or a folder with config.json, "
-                         f"got {model!r}")
+        raise SystemExit(
+            f"jaxlab serve: MODEL: expected one of {list(NAMED)} or a folder with config.json, got {model!r}"
+        )
     from jaxlab.llm.engine import BatchEngine
 
     limit = lm.config.max_position_embeddings
@@ -46,8 +48,9 @@ def load_backend(model: str, max_batch: int, max_model_len: int | None, name: st
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="jaxlab serve",
-                                     description="Serve a jaxlab model as an OpenAI-compatible endpoint.")
+    parser = argparse.ArgumentParser(
+        prog="jaxlab serve", description="Serve a jaxlab model as an OpenAI-compatible endpoint."
+    )
     parser.add_argument("model", help="smollm2 | echo | path to a Hugging Face model folder")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
@@ -55,9 +58,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-batch", type=int, default=8, help="rows decoded together (requests x n)")
     parser.add_argument("--max-model-len", type=int, default=None, help="prompt + completion tokens (<= model max)")
     parser.add_argument("--max-tokens-default", type=int, default=256, help="when a request sets no max_tokens")
-    parser.add_argument("--warmup", action="store_true",
-                        help="compile the shape buckets of prompts <= --warmup-max-prompt and max_tokens <= "
-                             "--warmup-max-tokens before serving (every batch-row bucket)")
+    parser.add_argument(
+        "--warmup",
+        action="store_true",
+        help="compile the shape buckets of prompts <= --warmup-max-prompt and max_tokens <= "
+        "--warmup-max-tokens before serving (every batch-row bucket)",
+    )
     parser.add_argument("--warmup-max-prompt", type=int, default=256, help="with --warmup (tokens)")
     parser.add_argument("--warmup-max-tokens", type=int, default=256, help="with --warmup")
     parser.add_argument("--max-body-bytes", type=int, default=4 << 20)
@@ -75,12 +81,22 @@ def main(argv: list[str]) -> int:
     if args.warmup and hasattr(backend, "engine"):
         n = backend.engine.warmup(max_prompt=args.warmup_max_prompt, max_new_tokens=args.warmup_max_tokens)
         print(f"warm-up: compiled {n} shapes", flush=True)
-    app = create_app(backend, max_body_bytes=args.max_body_bytes, read_timeout_s=args.read_timeout_s,
-                     default_max_tokens=args.max_tokens_default)
+    app = create_app(
+        backend,
+        max_body_bytes=args.max_body_bytes,
+        read_timeout_s=args.read_timeout_s,
+        default_max_tokens=args.max_tokens_default,
+    )
     # uvicorn drains requests on SIGTERM, runs the shutdown hook, then re-raises the signal through the
     # previous handler: make that handler a normal exit so supervisors see status 0 for a clean stop
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"serving {backend.name!r} at http://{args.host}:{args.port}/v1 (SIGTERM or Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30,
-                timeout_graceful_shutdown=args.graceful_s)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=args.graceful_s,
+    )
     return 0

@@ -4,6 +4,7 @@ Parsing is lenient where OpenAI clients expect it (fields jaxlab does not
 implement are accepted, logged and ignored, as vLLM does) and strict where a
 silent default would mislead (``max_tokens: 0`` is a 400, not 512).
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,22 +14,74 @@ from jaxlab.llm.backends import GenSpec
 
 log = logging.getLogger("jaxlab.serve")
 
-CHAT_FIELDS = {"model", "messages", "tools", "tool_choice", "response_format", "temperature", "top_p",
-               "max_tokens", "max_completion_tokens", "n", "stop", "seed", "stream", "stream_options", "logprobs", "top_logprobs"}
-COMPLETION_FIELDS = {"model", "prompt", "temperature", "top_p", "max_tokens", "n", "stop", "seed", "stream",
-                     "stream_options", "logprobs"}
+CHAT_FIELDS = {
+    "model",
+    "messages",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "stop",
+    "seed",
+    "stream",
+    "stream_options",
+    "logprobs",
+    "top_logprobs",
+}
+COMPLETION_FIELDS = {
+    "model",
+    "prompt",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "n",
+    "stop",
+    "seed",
+    "stream",
+    "stream_options",
+    "logprobs",
+}
 # accepted so standard clients work, but they change nothing here (logged once per request)
-IGNORED_FIELDS = {"frequency_penalty", "presence_penalty", "logit_bias", "user",
-                  "parallel_tool_calls", "service_tier", "store", "metadata", "modalities", "prediction", "audio",
-                  "reasoning_effort", "echo", "best_of", "suffix", "functions", "function_call",
-                  "web_search_options", "verbosity", "prompt_cache_key", "safety_identifier"}
+IGNORED_FIELDS = {
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "user",
+    "parallel_tool_calls",
+    "service_tier",
+    "store",
+    "metadata",
+    "modalities",
+    "prediction",
+    "audio",
+    "reasoning_effort",
+    "echo",
+    "best_of",
+    "suffix",
+    "functions",
+    "function_call",
+    "web_search_options",
+    "verbosity",
+    "prompt_cache_key",
+    "safety_identifier",
+}
 
 
 class RequestError(ValueError):
     """A 4xx answer: ``status``, OpenAI error ``type``, the offending ``param`` and optional ``code``."""
 
-    def __init__(self, message: str, param: str | None = None, status: int = 400,
-                 type_: str = "invalid_request_error", code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        status: int = 400,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.param, self.type, self.code = status, param, type_, code
 
@@ -66,8 +119,9 @@ def _warn_unused(body: dict, known: set[str], route: str) -> list[str]:
     unused = sorted(k for k in body if k not in known)
     if unused:
         unknown = [k for k in unused if k not in IGNORED_FIELDS]
-        log.warning("%s: ignoring request fields %s%s", route, unused,
-                    f" (not OpenAI fields: {unknown})" if unknown else "")
+        log.warning(
+            "%s: ignoring request fields %s%s", route, unused, f" (not OpenAI fields: {unknown})" if unknown else ""
+        )
     return unused
 
 
@@ -86,9 +140,14 @@ def _common(body: dict, default_max_tokens: int) -> dict[str, Any]:
     max_tokens = _int(body, "max_completion_tokens", None, 1)
     if max_tokens is None:
         max_tokens = _int(body, "max_tokens", default_max_tokens, 1)
-    return dict(max_tokens=max_tokens, temperature=_num(body, "temperature", 1.0, 0.0, 2.0),
-                top_p=_num(body, "top_p", 1.0, 1e-9, 1.0), n=_int(body, "n", 1, 1), stop=_stop(body),
-                seed=_int(body, "seed", None, -(2 ** 63)))
+    return dict(
+        max_tokens=max_tokens,
+        temperature=_num(body, "temperature", 1.0, 0.0, 2.0),
+        top_p=_num(body, "top_p", 1.0, 1e-9, 1.0),
+        n=_int(body, "n", 1, 1),
+        stop=_stop(body),
+        seed=_int(body, "seed", None, -(2**63)),
+    )
 
 
 def parse_chat(body: Any, default_max_tokens: int) -> GenSpec:
@@ -100,21 +159,33 @@ def parse_chat(body: Any, default_max_tokens: int) -> GenSpec:
         raise RequestError("messages: expected a non-empty list", "messages")
     tools = body.get("tools") or []
     if not isinstance(tools, list) or not all(
-            isinstance(t, dict) and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)
-            for t in tools):
-        raise RequestError("tools: expected a list of {'type': 'function', 'function': {'name', 'parameters'}}",
-                           "tools")
+        isinstance(t, dict) and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)
+        for t in tools
+    ):
+        raise RequestError(
+            "tools: expected a list of {'type': 'function', 'function': {'name', 'parameters'}}", "tools"
+        )
     tool_choice = body.get("tool_choice")
-    if tool_choice is not None and tool_choice not in ("none", "auto", "required") and not (
-            isinstance(tool_choice, dict) and isinstance(tool_choice.get("function"), dict)):
-        raise RequestError(f"tool_choice: expected 'none'|'auto'|'required' or {{'type': 'function', "
-                           f"'function': {{'name'}}}}, got {tool_choice!r}", "tool_choice")
+    if (
+        tool_choice is not None
+        and tool_choice not in ("none", "auto", "required")
+        and not (isinstance(tool_choice, dict) and isinstance(tool_choice.get("function"), dict))
+    ):
+        raise RequestError(
+            f"tool_choice: expected 'none'|'auto'|'required' or {{'type': 'function', "
+            f"'function': {{'name'}}}}, got {tool_choice!r}",
+            "tool_choice",
+        )
     rf = body.get("response_format")
     if rf is not None and (not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema")):
-        raise RequestError(f"response_format: expected {{'type': 'text'|'json_object'|'json_schema'}}, got {rf!r}",
-                           "response_format")
-    if rf is not None and rf["type"] == "json_schema" and not (
-            isinstance(rf.get("json_schema"), dict) and isinstance(rf["json_schema"].get("schema"), (dict, bool))):
+        raise RequestError(
+            f"response_format: expected {{'type': 'text'|'json_object'|'json_schema'}}, got {rf!r}", "response_format"
+        )
+    if (
+        rf is not None
+        and rf["type"] == "json_schema"
+        and not (isinstance(rf.get("json_schema"), dict) and isinstance(rf["json_schema"].get("schema"), (dict, bool)))
+    ):
         raise RequestError("response_format.json_schema: expected {'name': ..., 'schema': {...}}", "response_format")
     logprobs = body.get("logprobs")
     if logprobs is not None and not isinstance(logprobs, bool):
@@ -124,8 +195,14 @@ def parse_chat(body: Any, default_max_tokens: int) -> GenSpec:
         raise RequestError(f"top_logprobs: expected an integer in [0, 20], got {top}", "top_logprobs")
     if top is not None and not logprobs:
         raise RequestError("top_logprobs: needs logprobs: true", "top_logprobs")
-    return GenSpec(messages=messages, tools=tools, tool_choice=tool_choice, response_format=rf,
-                   logprobs=(top or 0) if logprobs else None, **_common(body, default_max_tokens))
+    return GenSpec(
+        messages=messages,
+        tools=tools,
+        tool_choice=tool_choice,
+        response_format=rf,
+        logprobs=(top or 0) if logprobs else None,
+        **_common(body, default_max_tokens),
+    )
 
 
 def parse_completion(body: Any, default_max_tokens: int) -> GenSpec:
@@ -139,6 +216,7 @@ def parse_completion(body: Any, default_max_tokens: int) -> GenSpec:
         raise RequestError("prompt: expected a non-empty string (one prompt per request)", "prompt")
     logprobs = _int(body, "logprobs", None, 0)
     if logprobs is not None and logprobs > 5:
-        raise RequestError(f"logprobs: expected an integer in [0, 5] (alternatives per token), got {logprobs}",
-                           "logprobs")
+        raise RequestError(
+            f"logprobs: expected an integer in [0, 5] (alternatives per token), got {logprobs}", "logprobs"
+        )
     return GenSpec(prompt=prompt, logprobs=logprobs, **_common(body, default_max_tokens))

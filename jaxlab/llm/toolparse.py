@@ -5,6 +5,7 @@ Small open models emit calls either as Hermes/Qwen-style
 JSON object with ``name``/``arguments``; both become :class:`ToolCall` and the
 call text is removed from the visible content.
 """
+
 from __future__ import annotations
 
 import json

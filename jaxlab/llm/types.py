@@ -6,6 +6,7 @@ scripted test double without touching experiment code.  The wire shapes follow
 OpenAI chat completions (messages, ``tools``, ``tool_calls`` with JSON-string
 arguments) because that is what every outside agent tool speaks.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,8 +45,7 @@ class ToolCall:
         return value
 
     def to_openai(self) -> dict:
-        return {"id": self.id, "type": "function",
-                "function": {"name": self.name, "arguments": self.arguments}}
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
 @dataclass(frozen=True)
@@ -62,12 +62,19 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: "Usage") -> "Usage":
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
-                     self.cached_tokens + other.cached_tokens, self.reasoning_tokens + other.reasoning_tokens)
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
 
     def to_openai(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.total_tokens}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
 
 
 @dataclass(frozen=True)
@@ -103,8 +110,14 @@ class ChatResponse:
             if c.tool_calls:
                 msg["tool_calls"] = [t.to_openai() for t in c.tool_calls]
             choices.append({"index": i, "message": msg, "finish_reason": c.finish_reason})
-        return {"id": response_id, "object": "chat.completion", "created": created,
-                "model": self.model, "choices": choices, "usage": self.usage.to_openai()}
+        return {
+            "id": response_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": self.model,
+            "choices": choices,
+            "usage": self.usage.to_openai(),
+        }
 
     @classmethod
     def from_openai(cls, body: dict) -> "ChatResponse":
@@ -117,11 +130,14 @@ class ChatResponse:
             if not isinstance(msg, dict):
                 raise LLMError(f"response choices[{i}] has no 'message' object")
             calls = tuple(
-                ToolCall(name=t["function"]["name"], arguments=t["function"].get("arguments") or "{}",
-                         id=t.get("id", ""))
-                for t in (msg.get("tool_calls") or []))
-            choices.append(Choice(text=msg.get("content") or "", tool_calls=calls,
-                                  finish_reason=c.get("finish_reason") or "stop"))
+                ToolCall(
+                    name=t["function"]["name"], arguments=t["function"].get("arguments") or "{}", id=t.get("id", "")
+                )
+                for t in (msg.get("tool_calls") or [])
+            )
+            choices.append(
+                Choice(text=msg.get("content") or "", tool_calls=calls, finish_reason=c.get("finish_reason") or "stop")
+            )
         return cls(tuple(choices), usage_from_openai(body.get("usage")), model=body.get("model", ""))
 
 
@@ -133,8 +149,12 @@ def usage_from_openai(u: Any) -> Usage:
         u = u.model_dump() if hasattr(u, "model_dump") else dict(vars(u))
     p_details = u.get("prompt_tokens_details") or {}
     c_details = u.get("completion_tokens_details") or {}
-    return Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0),
-                 int(p_details.get("cached_tokens") or 0), int(c_details.get("reasoning_tokens") or 0))
+    return Usage(
+        int(u.get("prompt_tokens") or 0),
+        int(u.get("completion_tokens") or 0),
+        int(p_details.get("cached_tokens") or 0),
+        int(c_details.get("reasoning_tokens") or 0),
+    )
 
 
 def _check_messages(messages: Any) -> tuple[dict, ...]:
@@ -147,8 +167,10 @@ def _check_messages(messages: Any) -> tuple[dict, ...]:
         if m["role"] not in ROLES:
             raise LLMRequestError(f"messages[{i}].role: expected one of {list(ROLES)}, got {m['role']!r}")
         if m.get("content") is not None and not isinstance(m["content"], (str, list)):
-            raise LLMRequestError(f"messages[{i}].content: expected a string or a list of content parts, "
-                                  f"got {type(m['content']).__name__}")
+            raise LLMRequestError(
+                f"messages[{i}].content: expected a string or a list of content parts, "
+                f"got {type(m['content']).__name__}"
+            )
         out.append(dict(m))
     return tuple(out)
 
@@ -188,7 +210,8 @@ class ChatRequest:
             fn = t.get("function") if isinstance(t, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise LLMRequestError(
-                    f"tools[{i}]: expected {{'type': 'function', 'function': {{'name', 'parameters'}}}}, got {t!r}")
+                    f"tools[{i}]: expected {{'type': 'function', 'function': {{'name', 'parameters'}}}}, got {t!r}"
+                )
         if not isinstance(self.n, int) or self.n < 1:
             raise LLMRequestError(f"n: expected an integer >= 1, got {self.n!r}")
         if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
@@ -198,20 +221,35 @@ class ChatRequest:
         if self.top_p is not None and not 0.0 < float(self.top_p) <= 1.0:
             raise LLMRequestError(f"top_p: expected a number in (0, 1], got {self.top_p!r}")
         rf = self.response_format
-        if rf is not None and (not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema")):
+        if rf is not None and (
+            not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema")
+        ):
             raise LLMRequestError(
-                f"response_format: expected {{'type': 'text'|'json_object'|'json_schema', ...}}, got {rf!r}")
+                f"response_format: expected {{'type': 'text'|'json_object'|'json_schema', ...}}, got {rf!r}"
+            )
         tc = self.tool_choice
-        if tc is not None and tc not in ("none", "auto", "required") and not (
-                isinstance(tc, dict) and isinstance(tc.get("function"), dict)):
-            raise LLMRequestError(f"tool_choice: expected 'none'|'auto'|'required' or "
-                                  f"{{'type': 'function', 'function': {{'name'}}}}, got {tc!r}")
+        if (
+            tc is not None
+            and tc not in ("none", "auto", "required")
+            and not (isinstance(tc, dict) and isinstance(tc.get("function"), dict))
+        ):
+            raise LLMRequestError(
+                f"tool_choice: expected 'none'|'auto'|'required' or "
+                f"{{'type': 'function', 'function': {{'name'}}}}, got {tc!r}"
+            )
 
     def to_openai(self) -> dict:
         """The full wire body (the HTTP client's parameter policy then drops what a model rejects)."""
         body: dict[str, Any] = {"model": self.model, "messages": list(self.messages), "n": self.n}
-        for name in ("temperature", "max_tokens", "top_p", "seed", "response_format", "tool_choice",
-                     "reasoning_effort"):
+        for name in (
+            "temperature",
+            "max_tokens",
+            "top_p",
+            "seed",
+            "response_format",
+            "tool_choice",
+            "reasoning_effort",
+        ):
             if getattr(self, name) is not None:
                 body[name] = getattr(self, name)
         if self.tools:

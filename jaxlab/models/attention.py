@@ -26,6 +26,7 @@ is aligned at slot 0. There ``splash`` decodes with the ``xla`` reference (which
 also keeps sinks) and ``cudnn`` with ``jax.nn.dot_product_attention``'s XLA
 implementation and the dense mask (see :func:`decode_impl`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -64,8 +65,7 @@ class AttentionMask:
     window: int | None = flax.struct.field(pytree_node=False, default=None)
 
     @classmethod
-    def causal(cls, seq: int, valid: jax.Array | None = None, segment_ids: jax.Array | None = None
-               ) -> "AttentionMask":
+    def causal(cls, seq: int, valid: jax.Array | None = None, segment_ids: jax.Array | None = None) -> "AttentionMask":
         """Full-sequence self-attention: queries and keys are the same ``seq`` slots."""
         slots = jnp.arange(seq, dtype=jnp.int32)
         segments = None if segment_ids is None else segment_ids.astype(jnp.int32)
@@ -103,8 +103,10 @@ def check_support(impl: str, *, sinks: bool, dtype: str, head_dim: int) -> None:
         raise ValueError(f"attention: {impl!r} has no attention sinks (gpt-oss); use attention='xla' or 'splash'")
     if impl == "cudnn":
         if dtype not in ("bfloat16", "float16"):
-            raise ValueError(f"attention: 'cudnn' (cuDNN flash attention) needs dtype bfloat16 or float16 "
-                             f"activations, got dtype={dtype!r}; use attention='dot_product' for {dtype}")
+            raise ValueError(
+                f"attention: 'cudnn' (cuDNN flash attention) needs dtype bfloat16 or float16 "
+                f"activations, got dtype={dtype!r}; use attention='dot_product' for {dtype}"
+            )
         if head_dim % 8 or head_dim > 256:
             raise ValueError(f"attention: 'cudnn' needs head_dim a multiple of 8 and <= 256, got {head_dim}")
 
@@ -113,8 +115,10 @@ def check_backend(impl: str, backend: str | None = None) -> None:
     """Refuse a kernel the current backend cannot run: cuDNN needs a GPU, splash is a TPU (or interpreted) kernel."""
     backend = backend or jax.default_backend()
     if impl == "cudnn" and backend != "gpu":
-        raise ValueError(f"model.attention='cudnn' needs an NVIDIA GPU (cuDNN flash attention); this process runs "
-                         f"on {backend!r}: use attention='xla' or 'dot_product' here")
+        raise ValueError(
+            f"model.attention='cudnn' needs an NVIDIA GPU (cuDNN flash attention); this process runs "
+            f"on {backend!r}: use attention='xla' or 'dot_product' here"
+        )
     if impl == "splash" and backend == "gpu":
         raise ValueError("model.attention='splash' is a TPU kernel (Pallas Mosaic); on a GPU use attention='cudnn'")
 
@@ -124,8 +128,9 @@ def decode_impl(impl: str) -> str:
     return {"splash": "xla", "cudnn": "dot_product"}.get(impl, impl)
 
 
-def attend(impl: str, q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask,
-           sinks: jax.Array | None = None) -> jax.Array:
+def attend(
+    impl: str, q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask, sinks: jax.Array | None = None
+) -> jax.Array:
     """``softmax(q k^T / sqrt(D)) v`` under ``mask`` by kernel ``impl``: ``q [B,S,H,D]``, ``k, v [B,T,KV,D]``.
 
     Returns ``[B, S, H, D]``. ``sinks [H]`` (splash only) are extra per-head
@@ -142,22 +147,26 @@ def attend(impl: str, q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionM
     raise ValueError(f"attention: {impl!r} is not a kernel of attend(); expected 'dot_product', 'cudnn' or 'splash'")
 
 
-def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask,
-                    implementation: str | None = "cudnn") -> jax.Array:
+def fused_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask, implementation: str | None = "cudnn"
+) -> jax.Array:
     """The ``cudnn`` call: causal and window as structure, padding/documents as a mask.
 
     ``implementation=None`` runs the very same arguments through XLA, which is
     how the CPU tests check the structure (the kernel itself needs a GPU).
     """
     if q.shape[1] != k.shape[1]:
-        raise ValueError(f"attention: 'cudnn' self-attention needs as many queries as keys, got {q.shape[1]} "
-                         f"and {k.shape[1]} (decode steps use decode_impl)")
+        raise ValueError(
+            f"attention: 'cudnn' self-attention needs as many queries as keys, got {q.shape[1]} "
+            f"and {k.shape[1]} (decode steps use decode_impl)"
+        )
     extra = None
     if mask.kv_valid is not None or mask.q_segments is not None:
         extra = mask.replace(window=None).dense()[:, None]  # causal is implied by is_causal
     window = None if mask.window is None else (mask.window - 1, 0)
-    return jax.nn.dot_product_attention(q, k, v, mask=extra, is_causal=True, local_window_size=window,
-                                        implementation=implementation)
+    return jax.nn.dot_product_attention(
+        q, k, v, mask=extra, is_causal=True, local_window_size=window, implementation=implementation
+    )
 
 
 def _splash_block(length: int) -> int:
@@ -173,15 +182,31 @@ def _splash_kernel(length: int, heads: int, window: int | None, interpret: bool)
     shape = (length, length)
     one = sm.CausalMask(shape) if window is None else sm.LocalMask(shape, window_size=(window - 1, 0), offset=0)
     block = _splash_block(length)
-    sizes = sk.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
-                          block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block)
+    sizes = sk.BlockSizes(
+        block_q=block,
+        block_kv=block,
+        block_kv_compute=block,
+        block_q_dkv=block,
+        block_kv_dkv=block,
+        block_kv_dkv_compute=block,
+        block_q_dq=block,
+        block_kv_dq=block,
+    )
     with jax.ensure_compile_time_eval():  # concrete mask-info arrays: the cached kernel must hold no tracer
-        return sk.make_splash_mha(sm.MultiHeadMask([one] * heads), block_sizes=sizes, head_shards=1,
-                                  q_seq_shards=1, interpret=interpret)
+        return sk.make_splash_mha(
+            sm.MultiHeadMask([one] * heads), block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret
+        )
 
 
-def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask,
-                     sinks: jax.Array | None = None, *, interpret: bool = False) -> jax.Array:
+def splash_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    mask: AttentionMask,
+    sinks: jax.Array | None = None,
+    *,
+    interpret: bool = False,
+) -> jax.Array:
     """Splash attention for ``q [B,S,H,D]``, ``k, v [B,S,KV,D]`` (self-attention, GQA by the kernel).
 
     Padding and packed documents become segment ids (padding = 0, a segment of
@@ -193,8 +218,10 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMa
 
     b, s, h, d = q.shape
     if k.shape[1] != s:
-        raise ValueError(f"attention: 'splash' self-attention needs as many queries as keys, got {s} and "
-                         f"{k.shape[1]} (decode steps use decode_impl)")
+        raise ValueError(
+            f"attention: 'splash' self-attention needs as many queries as keys, got {s} and "
+            f"{k.shape[1]} (decode steps use decode_impl)"
+        )
     if mask.q_segments is not None:
         seg = mask.q_segments
         if mask.kv_valid is not None:
@@ -222,8 +249,9 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMa
     return out.transpose(0, 2, 1, 3)[:, :s]
 
 
-def _per_shard(run: Any, qh: jax.Array, kh: jax.Array, vh: jax.Array, seg: jax.Array,
-               sinks: jax.Array | None) -> jax.Array:
+def _per_shard(
+    run: Any, qh: jax.Array, kh: jax.Array, vh: jax.Array, seg: jax.Array, sinks: jax.Array | None
+) -> jax.Array:
     """``run`` on each device's block under the active mesh (a Pallas call is not auto-partitioned).
 
     Batch rows split over the data axes and heads over ``tensor`` when both the
@@ -243,10 +271,10 @@ def _per_shard(run: Any, qh: jax.Array, kh: jax.Array, vh: jax.Array, seg: jax.A
     heads = q_heads if q_heads is not None and q_heads == kv_heads else None
     qkv = P(batch, heads, None, None)
     sink_spec = None if sinks is None else P(heads)
-    fn = jax.shard_map(run, mesh=mesh, in_specs=(qkv, qkv, qkv, P(batch, None), sink_spec), out_specs=qkv,
-                       check_vma=False)
+    fn = jax.shard_map(
+        run, mesh=mesh, in_specs=(qkv, qkv, qkv, P(batch, None), sink_spec), out_specs=qkv, check_vma=False
+    )
     return fn(qh, kh, vh, seg, sinks)
-
 
 
 def segment_positions(segment_ids: jax.Array) -> jax.Array:

@@ -5,6 +5,7 @@ non-uniform layers stay loadable in jaxlab; `is_uniform` says whether the
 model can be exported as a standard transformers checkpoint. A ``moe``
 section turns the feed-forward of (some) layers into a routed mixture of experts.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -82,13 +83,16 @@ class MoEConfig:
         if self.num_experts < 1:
             raise ValueError(f"moe.num_experts: expected a positive integer, got {self.num_experts}")
         if not 1 <= self.num_experts_per_tok <= self.num_experts:
-            raise ValueError(f"moe.num_experts_per_tok: expected 1..{self.num_experts} (num_experts), "
-                             f"got {self.num_experts_per_tok}")
+            raise ValueError(
+                f"moe.num_experts_per_tok: expected 1..{self.num_experts} (num_experts), got {self.num_experts_per_tok}"
+            )
         if self.intermediate_size < 1:
             raise ValueError(f"moe.intermediate_size: expected a positive integer, got {self.intermediate_size}")
         if self.shared_expert_intermediate_size < 0:
-            raise ValueError("moe.shared_expert_intermediate_size: expected >= 0 (0 = no shared expert), "
-                             f"got {self.shared_expert_intermediate_size}")
+            raise ValueError(
+                "moe.shared_expert_intermediate_size: expected >= 0 (0 = no shared expert), "
+                f"got {self.shared_expert_intermediate_size}"
+            )
         if self.shared_expert_gate and not self.shared_expert_intermediate_size:
             raise ValueError("moe.shared_expert_gate: needs a shared expert (shared_expert_intermediate_size > 0)")
         if self.activation not in ("swiglu", "clamped_swiglu"):
@@ -98,11 +102,13 @@ class MoEConfig:
         if self.ep_planner not in ("device", "host"):
             raise ValueError(f"moe.ep_planner: expected 'device' or 'host', got {self.ep_planner!r}")
         if self.ep_alpha < 1.0 or self.ep_fallback_lambda < 1.0:
-            raise ValueError(f"moe.ep_alpha / moe.ep_fallback_lambda: expected >= 1, got {self.ep_alpha}, "
-                             f"{self.ep_fallback_lambda}")
+            raise ValueError(
+                f"moe.ep_alpha / moe.ep_fallback_lambda: expected >= 1, got {self.ep_alpha}, {self.ep_fallback_lambda}"
+            )
         if self.gmm_impl not in ("auto", "pallas_tpu", "triton", "ragged_dot", "reference"):
-            raise ValueError(f"moe.gmm_impl: expected one of auto, pallas_tpu, triton, ragged_dot, reference, "
-                             f"got {self.gmm_impl!r}")
+            raise ValueError(
+                f"moe.gmm_impl: expected one of auto, pallas_tpu, triton, ragged_dot, reference, got {self.gmm_impl!r}"
+            )
         if self.router_aux_loss_coef < 0 or self.router_z_loss_coef < 0:
             raise ValueError("moe.router_aux_loss_coef / moe.router_z_loss_coef: expected >= 0")
         object.__setattr__(self, "dense_layers", tuple(sorted(set(self.dense_layers))))
@@ -172,16 +178,18 @@ class ModelConfig:
         if isinstance(self.moe, dict):
             object.__setattr__(self, "moe", MoEConfig(**self.moe))
         if self.moe is not None and any(not 0 <= i < self.num_layers for i in self.moe.dense_layers):
-            raise ValueError(f"moe.dense_layers: expected layer indices in [0, {self.num_layers}), "
-                             f"got {self.moe.dense_layers}")
+            raise ValueError(
+                f"moe.dense_layers: expected layer indices in [0, {self.num_layers}), got {self.moe.dense_layers}"
+            )
         if self.layer_types is not None:
             types = tuple(self.layer_types)
             if len(types) != self.num_layers or any(t not in _LAYER_TYPES for t in types):
                 raise ValueError(f"layer_types: expected {self.num_layers} entries from {_LAYER_TYPES}, got {types}")
             object.__setattr__(self, "layer_types", types)
             if "sliding_attention" in types and not (self.sliding_window and self.sliding_window > 0):
-                raise ValueError("sliding_window: sliding_attention layers need a positive window, "
-                                 f"got {self.sliding_window}")
+                raise ValueError(
+                    f"sliding_window: sliding_attention layers need a positive window, got {self.sliding_window}"
+                )
         if self.head_dim is None:
             heads = self.num_heads if isinstance(self.num_heads, int) else max(self.num_heads)
             if self.hidden_size % heads:
@@ -195,7 +203,8 @@ class ModelConfig:
             if kv < 1 or h < 1 or h % kv:
                 raise ValueError(
                     f"num_heads/num_kv_heads: layer {i} has {h} query heads and {kv} kv heads; "
-                    "expected kv >= 1 dividing the query heads (grouped-query attention)")
+                    "expected kv >= 1 dividing the query heads (grouped-query attention)"
+                )
         if any(f < 1 for f in self.layer_intermediate):
             raise ValueError("intermediate_size: every layer needs at least one neuron")
         rope_type = (self.rope_scaling or {}).get("rope_type", "default")
@@ -241,9 +250,17 @@ class ModelConfig:
 def tiny_config(family: Family = "llama", **overrides: Any) -> ModelConfig:
     """A small random-init config of each family, for fast tests."""
     base: dict[str, Any] = dict(
-        vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=2,
-        num_heads=4, num_kv_heads=2, head_dim=16, family=family, rope_theta=10000.0,
-        rms_norm_eps=1e-6, max_position_embeddings=256,
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=16,
+        family=family,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        max_position_embeddings=256,
     )
     if family == "qwen2":
         base.update(attention_bias=True)
@@ -259,8 +276,13 @@ def tiny_config(family: Family = "llama", **overrides: Any) -> ModelConfig:
         if family == "qwen3_moe":
             moe.update(norm_topk_prob=False)
         if family == "gpt_oss":
-            base.update(attention_bias=True, attention_out_bias=True, attention_sinks=True, sliding_window=4,
-                        layer_types=("sliding_attention", "full_attention"))
+            base.update(
+                attention_bias=True,
+                attention_out_bias=True,
+                attention_sinks=True,
+                sliding_window=4,
+                layer_types=("sliding_attention", "full_attention"),
+            )
             moe.update(router_bias=True, expert_bias=True, activation="clamped_swiglu")
         moe_over = overrides.pop("moe", {})
         base["moe"] = moe_over if isinstance(moe_over, MoEConfig) else MoEConfig(**{**moe, **moe_over})

@@ -7,6 +7,7 @@ layers. Layers are a plain list so widths may differ per layer after pruning
 (``scan_layers`` stacks alike layers inside the forward pass, see ``scan.py``). The KV cache is an explicit pytree that goes in and comes out,
 so a decode step stays a pure function.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -46,8 +47,12 @@ class KVCache:
     def init(cls, cfg: ModelConfig, batch: int, length: int, dtype: Any | None = None) -> "KVCache":
         dtype = dtype or dtype_of(cfg.dtype)
         shapes = [(batch, length, kv, cfg.head_dim) for kv in cfg.layer_kv_heads]
-        return cls(k=tuple(jnp.zeros(s, dtype) for s in shapes), v=tuple(jnp.zeros(s, dtype) for s in shapes),
-                   valid=jnp.zeros((batch, length), bool), index=jnp.zeros((batch,), jnp.int32))
+        return cls(
+            k=tuple(jnp.zeros(s, dtype) for s in shapes),
+            v=tuple(jnp.zeros(s, dtype) for s in shapes),
+            valid=jnp.zeros((batch, length), bool),
+            index=jnp.zeros((batch,), jnp.int32),
+        )
 
 
 def yarn_inv_freq(head_dim: int, theta: float, scaling: dict[str, Any]) -> tuple[jax.Array, float]:
@@ -62,8 +67,9 @@ def yarn_inv_freq(head_dim: int, theta: float, scaling: dict[str, Any]) -> tuple
 
     attn = scaling.get("attention_factor")
     if attn is None:
-        attn = get_mscale(factor, mscale) / get_mscale(factor, mscale_all) if mscale and mscale_all \
-            else get_mscale(factor)
+        attn = (
+            get_mscale(factor, mscale) / get_mscale(factor, mscale_all) if mscale and mscale_all else get_mscale(factor)
+        )
 
     def corr_dim(rotations: float) -> float:
         return head_dim * math.log(old_len / (rotations * 2 * math.pi)) / (2 * math.log(theta))
@@ -108,13 +114,18 @@ class Attention(nnx.Module):
         self.v_proj = Linear(d, num_kv_heads * hd, ("embed", "kv_heads"), use_bias=cfg.attention_bias, **kw)
         self.o_proj = Linear(num_heads * hd, d, ("heads", "embed"), use_bias=cfg.attention_out_bias, **kw)
         # gpt-oss sinks: a learned per-head logit in every softmax that absorbs probability mass.
-        self.sinks = (nnx.Param(_normal(rngs, (num_heads,), 0.02, kw["param_dtype"]), axes=("heads",))
-                      if cfg.attention_sinks else None)
+        self.sinks = (
+            nnx.Param(_normal(rngs, (num_heads,), 0.02, kw["param_dtype"]), axes=("heads",))
+            if cfg.attention_sinks
+            else None
+        )
         if cfg.qk_norm:
-            self.q_norm = RMSNorm(hd, eps=cfg.rms_norm_eps, axes=("head_dim",), dtype=kw["dtype"],
-                                  param_dtype=kw["param_dtype"])
-            self.k_norm = RMSNorm(hd, eps=cfg.rms_norm_eps, axes=("head_dim",), dtype=kw["dtype"],
-                                  param_dtype=kw["param_dtype"])
+            self.q_norm = RMSNorm(
+                hd, eps=cfg.rms_norm_eps, axes=("head_dim",), dtype=kw["dtype"], param_dtype=kw["param_dtype"]
+            )
+            self.k_norm = RMSNorm(
+                hd, eps=cfg.rms_norm_eps, axes=("head_dim",), dtype=kw["dtype"], param_dtype=kw["param_dtype"]
+            )
         else:
             self.q_norm = self.k_norm = None
         self._rope = (cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
@@ -135,9 +146,15 @@ class Attention(nnx.Module):
             q, k = (q * rope_scale).astype(q.dtype), (k * rope_scale).astype(k.dtype)
         return q, k, v
 
-    def __call__(self, x: jax.Array, positions: jax.Array, mask: AttentionMask,
-                 kv: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None,
-                 span: int | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None, jax.Array]:
+    def __call__(
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        mask: AttentionMask,
+        kv: tuple[jax.Array, jax.Array] | None = None,
+        index: jax.Array | None = None,
+        span: int | None = None,
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None, jax.Array]:
         b, s, _ = x.shape
         q, k, v = self.project(x, positions)
         new_kv = None
@@ -191,8 +208,9 @@ class DecoderBlock(nnx.Module):
         self.attn_norm = RMSNorm(cfg.hidden_size, **kw)
         self.attn = Attention(cfg, cfg.layer_heads[layer], cfg.layer_kv_heads[layer], rngs=rngs)
         self.mlp_norm = RMSNorm(cfg.hidden_size, **kw)
-        self.mlp = MoEBlock(cfg, rngs=rngs) if cfg.layer_is_moe[layer] else MLP(cfg, cfg.layer_intermediate[layer],
-                                                                                rngs=rngs)
+        self.mlp = (
+            MoEBlock(cfg, rngs=rngs) if cfg.layer_is_moe[layer] else MLP(cfg, cfg.layer_intermediate[layer], rngs=rngs)
+        )
         self.window = cfg.layer_window[layer]
 
     def __call__(self, x, positions, masks, kv=None, index=None, span=None):
@@ -214,18 +232,28 @@ class DecoderLM(nnx.Module):
         self.embed = Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, param_dtype=pdt, rngs=rngs)
         self.layers = nnx.List([DecoderBlock(cfg, i, rngs=rngs) for i in range(cfg.num_layers)])
         self.final_norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, dtype=dt, param_dtype=pdt)
-        self.lm_head = (None if cfg.tie_embeddings else
-                        Linear(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), dtype=dt, param_dtype=pdt,
-                               rngs=rngs))
+        self.lm_head = (
+            None
+            if cfg.tie_embeddings
+            else Linear(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), dtype=dt, param_dtype=pdt, rngs=rngs)
+        )
 
     def _logits(self, h: jax.Array) -> jax.Array:
         h = self.final_norm(h)
         logits = self.embed.attend(h) if self.lm_head is None else self.lm_head(h)
         return logits.astype(jnp.float32)
 
-    def __call__(self, input_ids: jax.Array, positions: jax.Array | None = None,
-                 attention_mask: jax.Array | None = None, *, segment_ids: jax.Array | None = None,
-                 collect: bool = False, return_aux: bool = False, logits_start: int = 0):
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        positions: jax.Array | None = None,
+        attention_mask: jax.Array | None = None,
+        *,
+        segment_ids: jax.Array | None = None,
+        collect: bool = False,
+        return_aux: bool = False,
+        logits_start: int = 0,
+    ):
         """Full-sequence causal forward. ``attention_mask[B, S]`` marks real tokens (1) vs padding (0).
 
         ``logits_start`` (a Python int): logits only for positions ``>= logits_start``, shape
@@ -244,22 +272,24 @@ class DecoderLM(nnx.Module):
         """
         b, s = input_ids.shape
         if not isinstance(logits_start, int) or not 0 <= logits_start < s:
-            raise ValueError(f"logits_start: expected a Python int in [0, {s}) for a sequence of {s}, "
-                             f"got {logits_start!r}")
+            raise ValueError(
+                f"logits_start: expected a Python int in [0, {s}) for a sequence of {s}, got {logits_start!r}"
+            )
         given = None if attention_mask is None else attention_mask.astype(bool)
         if segment_ids is not None:
             given = (segment_ids != 0) if given is None else given & (segment_ids != 0)
         valid = jnp.ones((b, s), bool) if given is None else given
         if positions is None:
-            positions = (jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0) if segment_ids is None
-                         else segment_positions(segment_ids))
+            positions = (
+                jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0) if segment_ids is None else segment_positions(segment_ids)
+            )
         masks = AttentionMask.causal(s, given, segment_ids)
         h = constrain(self.embed(input_ids), ACT_AXES)
         inter, router_logits = [], []
         block = _remat(self.config.remat)
         if self.config.scan_layers and not collect:  # collect (importance scoring) keeps the per-layer loop
             h, router_logits = scan_blocks(self.layers, h, positions, masks, self.config.remat)
-        for layer in ([] if self.config.scan_layers and not collect else self.layers):
+        for layer in [] if self.config.scan_layers and not collect else self.layers:
             h, acts = block(layer, h, positions, masks)
             if collect:
                 inter.append(acts)
@@ -273,9 +303,16 @@ class DecoderLM(nnx.Module):
             out = out + (moe_aux(self.config, router_logits, valid),)
         return out if len(out) > 1 else logits
 
-    def decode(self, input_ids: jax.Array, positions: jax.Array, cache: KVCache,
-               attention_mask: jax.Array | None = None, *, last_only: bool = False,
-               span: int | None = None) -> tuple[jax.Array, KVCache]:
+    def decode(
+        self,
+        input_ids: jax.Array,
+        positions: jax.Array,
+        cache: KVCache,
+        attention_mask: jax.Array | None = None,
+        *,
+        last_only: bool = False,
+        span: int | None = None,
+    ) -> tuple[jax.Array, KVCache]:
         """Run ``input_ids[B, S]`` at each row's cache slots ``[index[r], index[r]+S)``; returns logits and the
         new cache (every index advanced by ``S``).
 
@@ -299,8 +336,7 @@ class DecoderLM(nnx.Module):
             vs.append(v)
         new_cache = KVCache(k=tuple(ks), v=tuple(vs), valid=valid, index=index + s)
         if last_only:
-            last = (jnp.full((b,), s - 1) if attention_mask is None
-                    else s - 1 - jnp.argmax(new_valid[:, ::-1], axis=1))
+            last = jnp.full((b,), s - 1) if attention_mask is None else s - 1 - jnp.argmax(new_valid[:, ::-1], axis=1)
             h = jnp.take_along_axis(h, last[:, None, None].astype(jnp.int32), axis=1)
         return self._logits(h), new_cache
 
@@ -327,8 +363,9 @@ def with_options(model: DecoderLM, **changes: Any) -> DecoderLM:
     weights untouched."""
     unknown = set(changes) - {"remat", "attention", "scan_layers"}
     if unknown:
-        raise ValueError(f"with_options: only remat/attention/scan_layers can change on a built model, "
-                         f"got {sorted(unknown)}")
+        raise ValueError(
+            f"with_options: only remat/attention/scan_layers can change on a built model, got {sorted(unknown)}"
+        )
     cfg = model.config.replace(**changes)
     check_support(cfg.attention, sinks=cfg.attention_sinks, dtype=cfg.dtype, head_dim=cfg.head_dim)
     check_scannable(cfg)

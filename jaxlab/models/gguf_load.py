@@ -11,6 +11,7 @@ tokenizer builders (which need no torch; only transformers' file reader does).
 The result is what transformers' GGUF loader gives (the tests compare logits and
 token ids against it), written as a plain transformers folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,11 +21,22 @@ from typing import Any
 import numpy as np
 
 # llama.cpp tensor names -> transformers names (the dense families jaxlab loads from GGUF)
-_GLOBAL = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
-           "output.weight": "lm_head.weight"}
-_BLOCK = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj",
-          "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-          "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+_GLOBAL = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_BLOCK = {
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
 _ARCH = {"llama": ("llama", "LlamaForCausalLM"), "qwen2": ("qwen2", "Qwen2ForCausalLM")}
 
 
@@ -51,19 +63,28 @@ def gguf_config(reader: Any) -> dict[str, Any]:
     hidden = int(_field(reader, f"{arch}.embedding_length"))
     names = {t.name for t in reader.tensors}
     cfg = {
-        "architectures": [class_name], "model_type": model_type, "hidden_act": "silu",
+        "architectures": [class_name],
+        "model_type": model_type,
+        "hidden_act": "silu",
         "vocab_size": int(_field(reader, f"{arch}.vocab_size", len(_field(reader, "tokenizer.ggml.tokens")))),
-        "hidden_size": hidden, "intermediate_size": int(_field(reader, f"{arch}.feed_forward_length")),
-        "num_hidden_layers": int(_field(reader, f"{arch}.block_count")), "num_attention_heads": heads,
+        "hidden_size": hidden,
+        "intermediate_size": int(_field(reader, f"{arch}.feed_forward_length")),
+        "num_hidden_layers": int(_field(reader, f"{arch}.block_count")),
+        "num_attention_heads": heads,
         "num_key_value_heads": int(_field(reader, f"{arch}.attention.head_count_kv", heads)),
         "head_dim": int(_field(reader, f"{arch}.rope.dimension_count", hidden // heads)),
         "max_position_embeddings": int(_field(reader, f"{arch}.context_length")),
         "rms_norm_eps": float(_field(reader, f"{arch}.attention.layer_norm_rms_epsilon")),
         "rope_theta": float(_field(reader, f"{arch}.rope.freq_base", 10000.0)),
-        "tie_word_embeddings": "output.weight" not in names, "attention_bias": "blk.0.attn_q.bias" in names,
+        "tie_word_embeddings": "output.weight" not in names,
+        "attention_bias": "blk.0.attn_q.bias" in names,
     }
-    for key, name in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
-                      ("pad_token_id", "padding_token_id"), ("unk_token_id", "unknown_token_id")):
+    for key, name in (
+        ("bos_token_id", "bos_token_id"),
+        ("eos_token_id", "eos_token_id"),
+        ("pad_token_id", "padding_token_id"),
+        ("unk_token_id", "unknown_token_id"),
+    ):
         value = _field(reader, f"tokenizer.ggml.{name}")
         if value is not None:
             cfg[key] = int(value)
@@ -115,17 +136,22 @@ def gguf_tokenizer(reader: Any) -> Any:
 
     wanted = {f"tokenizer.{key}" for renames in GGUF_TOKENIZER_MAPPING.values() for key in renames}
     metadata = {key: _field(reader, key) for key in reader.fields if key in wanted}
-    grouped = {group: {name: metadata[f"tokenizer.{key}"] for key, name in renames.items()
-                       if f"tokenizer.{key}" in metadata}
-               for group, renames in GGUF_TOKENIZER_MAPPING.items()}
+    grouped = {
+        group: {name: metadata[f"tokenizer.{key}"] for key, name in renames.items() if f"tokenizer.{key}" in metadata}
+        for group, renames in GGUF_TOKENIZER_MAPPING.items()
+    }
     tokenizer_dict, config = grouped["tokenizer"], grouped["tokenizer_config"]
     if "tokens" not in tokenizer_dict:
         raise ValueError("GGUF: the file has no tokenizer.ggml.tokens (no vocabulary to build a tokenizer from)")
     if tokenizer_dict.get("tokenizer_type") == "llama":  # as transformers: sentencepiece files add BOS by default
         config.setdefault("add_bos_token", True)
     tokens = tokenizer_dict["tokens"]
-    for name, key in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"), ("unk_token", "unknown_token_id"),
-                      ("pad_token", "padding_token_id")):
+    for name, key in (
+        ("bos_token", "bos_token_id"),
+        ("eos_token", "eos_token_id"),
+        ("unk_token", "unknown_token_id"),
+        ("pad_token", "padding_token_id"),
+    ):
         value = _field(reader, f"tokenizer.ggml.{key}")
         config[name] = tokens[int(value)] if value is not None else None
     backend, extra = convert_gguf_tokenizer(_field(reader, "general.architecture"), tokenizer_dict)

@@ -5,6 +5,7 @@
 ``to_hf`` writes a folder ``AutoModelForCausalLM.from_pretrained`` loads.
 Logits parity with transformers is what the tests check.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,16 @@ from flax import nnx
 from jaxlab.models.config import MOE_FAMILIES, ModelConfig, dtype_of
 from jaxlab.models.decoder import DecoderLM
 
-_ARCH = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
-         "mistral": "MistralForCausalLM",
-         "mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
-         "gpt_oss": "GptOssForCausalLM"}  # the MoE families' fields live in moe_hf.py
+_ARCH = {
+    "llama": "LlamaForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "mixtral": "MixtralForCausalLM",
+    "qwen2_moe": "Qwen2MoeForCausalLM",
+    "qwen3_moe": "Qwen3MoeForCausalLM",
+    "gpt_oss": "GptOssForCausalLM",
+}  # the MoE families' fields live in moe_hf.py
 
 
 class UnsupportedModelError(ValueError):
@@ -60,8 +67,9 @@ def _dense_window(hf: Mapping[str, Any], family: str) -> tuple[int | None, tuple
     if family not in ("qwen2", "qwen3") or not hf.get("use_sliding_window") or not window:
         return None, None
     n = int(hf["num_hidden_layers"])
-    types = hf.get("layer_types") or ["sliding_attention" if i >= int(hf.get("max_window_layers", n)) else
-                                      "full_attention" for i in range(n)]
+    types = hf.get("layer_types") or [
+        "sliding_attention" if i >= int(hf.get("max_window_layers", n)) else "full_attention" for i in range(n)
+    ]
     if len(types) != n:
         raise UnsupportedModelError(f"layer_types: expected {n} entries (num_hidden_layers), got {len(types)}")
     if "sliding_attention" not in types:
@@ -73,22 +81,30 @@ def config_from_hf(hf: Mapping[str, Any], dtype: str = "float32", param_dtype: s
     """Translate a transformers config (as a dict) into a ``ModelConfig``."""
     family = hf.get("model_type")
     if family not in _ARCH:
-        raise UnsupportedModelError(
-            f"model_type={family!r} is not supported; jaxlab loads {sorted(_ARCH)}")
+        raise UnsupportedModelError(f"model_type={family!r} is not supported; jaxlab loads {sorted(_ARCH)}")
     if family in MOE_FAMILIES:
         from jaxlab.models.moe_hf import moe_config_kwargs
 
         theta, scaling = _rope(hf)
         heads = hf["num_attention_heads"]
         return ModelConfig(
-            family=family, vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
-            intermediate_size=hf["intermediate_size"], num_layers=hf["num_hidden_layers"], num_heads=heads,
+            family=family,
+            vocab_size=hf["vocab_size"],
+            hidden_size=hf["hidden_size"],
+            intermediate_size=hf["intermediate_size"],
+            num_layers=hf["num_hidden_layers"],
+            num_heads=heads,
             num_kv_heads=hf.get("num_key_value_heads") or heads,
-            head_dim=hf.get("head_dim") or hf["hidden_size"] // heads, rope_theta=theta, rope_scaling=scaling,
+            head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
+            rope_theta=theta,
+            rope_scaling=scaling,
             rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
             tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-            max_position_embeddings=int(hf.get("max_position_embeddings", 2048)), dtype=dtype,
-            param_dtype=param_dtype or dtype, **moe_config_kwargs(hf))
+            max_position_embeddings=int(hf.get("max_position_embeddings", 2048)),
+            dtype=dtype,
+            param_dtype=param_dtype or dtype,
+            **moe_config_kwargs(hf),
+        )
     if hf.get("mlp_bias"):
         raise UnsupportedModelError("mlp_bias=True is not supported")
     if hf.get("hidden_act", "silu") != "silu":
@@ -97,14 +113,26 @@ def config_from_hf(hf: Mapping[str, Any], dtype: str = "float32", param_dtype: s
     window, types = _dense_window(hf, family)
     heads = hf["num_attention_heads"]
     return ModelConfig(
-        family=family, vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
-        intermediate_size=hf["intermediate_size"], num_layers=hf["num_hidden_layers"],
-        num_heads=heads, num_kv_heads=hf.get("num_key_value_heads") or heads,
-        head_dim=hf.get("head_dim") or hf["hidden_size"] // heads, rope_theta=theta, rope_scaling=scaling,
-        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)), tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        family=family,
+        vocab_size=hf["vocab_size"],
+        hidden_size=hf["hidden_size"],
+        intermediate_size=hf["intermediate_size"],
+        num_layers=hf["num_hidden_layers"],
+        num_heads=heads,
+        num_kv_heads=hf.get("num_key_value_heads") or heads,
+        head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
+        rope_theta=theta,
+        rope_scaling=scaling,
+        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         attention_bias=True if family == "qwen2" else bool(hf.get("attention_bias", False)),
-        qk_norm=family == "qwen3", max_position_embeddings=int(hf.get("max_position_embeddings", 2048)),
-        sliding_window=window, layer_types=types, dtype=dtype, param_dtype=param_dtype or dtype)
+        qk_norm=family == "qwen3",
+        max_position_embeddings=int(hf.get("max_position_embeddings", 2048)),
+        sliding_window=window,
+        layer_types=types,
+        dtype=dtype,
+        param_dtype=param_dtype or dtype,
+    )
 
 
 def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
@@ -112,15 +140,26 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
         raise UnsupportedModelError(
             "to_hf: this model has non-uniform per-layer widths, which transformers cannot load; "
             "it stays loadable in jaxlab (save it with jaxlab.train.checkpoint) — prune the same count per layer "
-            "to export")
+            "to export"
+        )
     out = {
-        "architectures": [_ARCH[cfg.family]], "model_type": cfg.family, "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.hidden_size, "intermediate_size": cfg.layer_intermediate[0],
-        "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.layer_heads[0],
-        "num_key_value_heads": cfg.layer_kv_heads[0], "head_dim": cfg.head_dim, "hidden_act": "silu",
-        "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope_theta, "tie_word_embeddings": cfg.tie_embeddings,
-        "max_position_embeddings": cfg.max_position_embeddings, "torch_dtype": cfg.param_dtype,
-        "attention_bias": cfg.attention_bias, "use_cache": True,
+        "architectures": [_ARCH[cfg.family]],
+        "model_type": cfg.family,
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.layer_intermediate[0],
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.layer_heads[0],
+        "num_key_value_heads": cfg.layer_kv_heads[0],
+        "head_dim": cfg.head_dim,
+        "hidden_act": "silu",
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "torch_dtype": cfg.param_dtype,
+        "attention_bias": cfg.attention_bias,
+        "use_cache": True,
     }
     if cfg.rope_scaling:
         out["rope_scaling"] = dict(cfg.rope_scaling)
@@ -138,17 +177,21 @@ def _dense_window_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     windows = cfg.layer_window
     if cfg.family == "mistral":
         if len(set(windows)) != 1:
-            raise UnsupportedModelError("to_hf: Mistral slides every layer or none; this model mixes "
-                                        f"windows {windows}")
+            raise UnsupportedModelError(
+                f"to_hf: Mistral slides every layer or none; this model mixes windows {windows}"
+            )
         return {"sliding_window": windows[0]}
     if cfg.family in ("qwen2", "qwen3"):
         if not any(windows):
             return {"use_sliding_window": False, "sliding_window": None}
         sliding = [w is not None for w in windows]
         first = sliding.index(True)
-        return {"use_sliding_window": True, "sliding_window": cfg.sliding_window,
-                "max_window_layers": first if all(sliding[first:]) else cfg.num_layers,
-                "layer_types": ["sliding_attention" if s else "full_attention" for s in sliding]}
+        return {
+            "use_sliding_window": True,
+            "sliding_window": cfg.sliding_window,
+            "max_window_layers": first if all(sliding[first:]) else cfg.num_layers,
+            "layer_types": ["sliding_attention" if s else "full_attention" for s in sliding],
+        }
     if any(windows):
         raise UnsupportedModelError(f"to_hf: transformers' {cfg.family} has no sliding-window attention")
     return {}
@@ -156,8 +199,10 @@ def _dense_window_to_hf(cfg: ModelConfig) -> dict[str, Any]:
 
 def _hf_names(cfg: ModelConfig) -> dict[tuple, tuple[str, bool]]:
     """jaxlab param path -> (HF tensor name, transpose?)."""
-    names: dict[tuple, tuple[str, bool]] = {("embed", "embedding"): ("model.embed_tokens.weight", False),
-                                            ("final_norm", "scale"): ("model.norm.weight", False)}
+    names: dict[tuple, tuple[str, bool]] = {
+        ("embed", "embedding"): ("model.embed_tokens.weight", False),
+        ("final_norm", "scale"): ("model.norm.weight", False),
+    }
     if not cfg.tie_embeddings:
         names[("lm_head", "kernel")] = ("lm_head.weight", True)
     for i in range(cfg.num_layers):
@@ -245,8 +290,9 @@ def read_hf_source(source: Any, caller: str = "from_hf") -> tuple[dict, dict[str
         hf_cfg, weights = _torch_state(source)
         hf_cfg["architectures"] = hf_cfg.get("architectures") or [type(source).__name__]  # unset on from_config
         return hf_cfg, weights
-    raise TypeError(f"{caller}: expected a transformers model, a folder path or (config, weights), "
-                    f"got {type(source).__name__}")
+    raise TypeError(
+        f"{caller}: expected a transformers model, a folder path or (config, weights), got {type(source).__name__}"
+    )
 
 
 def from_hf(source: Any, dtype: str = "float32", param_dtype: str | None = None) -> DecoderLM:
@@ -287,8 +333,9 @@ def generation_config(tokenizer: Any) -> dict[str, Any]:
     (``<|im_end|>`` for a chat model such as SmolLM2-Instruct)."""
     ids = special_token_ids(tokenizer)
     if "eos_token_id" not in ids:
-        raise ValueError("to_hf: the tokenizer has no eos_token_id, so generate() would never stop; "
-                         "set tokenizer.eos_token first")
+        raise ValueError(
+            "to_hf: the tokenizer has no eos_token_id, so generate() would never stop; set tokenizer.eos_token first"
+        )
     ids.setdefault("pad_token_id", ids["eos_token_id"])
     return {**ids, "do_sample": False}
 

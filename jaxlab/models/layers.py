@@ -4,6 +4,7 @@ Every parameter is an ``nnx.Param`` carrying ``axes`` (logical axis names);
 ``jaxlab.sharding`` maps those names to mesh axes, so layers never mention a
 mesh. Kernels are stored ``[in, out]``.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,12 +24,20 @@ def _normal(rngs: nnx.Rngs, shape: tuple[int, ...], std: float, dtype: Any) -> j
 class Linear(nnx.Module):
     """``y = x @ kernel (+ bias)``; computes in ``dtype``."""
 
-    def __init__(self, in_features: int, out_features: int, axes: Axes, *, use_bias: bool = False,
-                 dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, rngs: nnx.Rngs,
-                 std: float = 0.02):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        axes: Axes,
+        *,
+        use_bias: bool = False,
+        dtype: Any = jnp.float32,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+        std: float = 0.02,
+    ):
         self.kernel = nnx.Param(_normal(rngs, (in_features, out_features), std, param_dtype), axes=axes)
-        self.bias = (nnx.Param(_normal(rngs, (out_features,), std, param_dtype), axes=(axes[-1],))
-                     if use_bias else None)
+        self.bias = nnx.Param(_normal(rngs, (out_features,), std, param_dtype), axes=(axes[-1],)) if use_bias else None
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -41,8 +50,9 @@ class Linear(nnx.Module):
 class Embed(nnx.Module):
     """Token embedding table ``[vocab, embed]``; ``attend`` gives tied logits."""
 
-    def __init__(self, vocab: int, features: int, *, dtype: Any = jnp.float32,
-                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self, vocab: int, features: int, *, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, rngs: nnx.Rngs
+    ):
         self.embedding = nnx.Param(_normal(rngs, (vocab, features), 0.02, param_dtype), axes=("vocab", "embed"))
         self.dtype = dtype
 
@@ -56,8 +66,16 @@ class Embed(nnx.Module):
 class RMSNorm(nnx.Module):
     """RMSNorm computed in float32 (as transformers does), scaled by ``scale``."""
 
-    def __init__(self, features: int, *, eps: float = 1e-6, axes: Axes = ("embed",),
-                 dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, rngs: nnx.Rngs | None = None):
+    def __init__(
+        self,
+        features: int,
+        *,
+        eps: float = 1e-6,
+        axes: Axes = ("embed",),
+        dtype: Any = jnp.float32,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs | None = None,
+    ):
         del rngs
         self.scale = nnx.Param(jnp.ones((features,), param_dtype), axes=axes)
         self.eps = eps

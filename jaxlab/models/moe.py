@@ -7,6 +7,7 @@ and run through ``pallas_kernels.gmm`` grouped matmuls inside
 least-loaded expert parallelism for every family, gpt-oss's biased,
 clamped-SwiGLU experts included.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,9 @@ class Router(nnx.Module):
 
     def __init__(self, d_model: int, moe: MoEConfig, *, param_dtype: Any, rngs: nnx.Rngs):
         self.kernel = nnx.Param(_normal(rngs, (d_model, moe.num_experts), 0.02, param_dtype), axes=("embed", None))
-        self.bias = (nnx.Param(_normal(rngs, (moe.num_experts,), 0.02, param_dtype), axes=(None,))
-                     if moe.router_bias else None)
+        self.bias = (
+            nnx.Param(_normal(rngs, (moe.num_experts,), 0.02, param_dtype), axes=(None,)) if moe.router_bias else None
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         logits = jnp.dot(x.astype(jnp.float32), self.kernel[...].astype(jnp.float32))
@@ -72,20 +74,31 @@ class Experts(nnx.Module):
         """``y[t] = sum_j weights[t, j] * FFN_{expert_ids[t, j]}(x[t])`` for ``x [T, d]``, under ``moe.ep``."""
         moe = self.moe
         w = [p[...].astype(self.dtype) for p in (self.w_gate, self.w_up, self.w_down)]
-        biases = {name: None if p is None else p[...].astype(self.dtype)
-                  for name, p in (("b_gate", self.b_gate), ("b_up", self.b_up), ("b_down", self.b_down))}
+        biases = {
+            name: None if p is None else p[...].astype(self.dtype)
+            for name, p in (("b_gate", self.b_gate), ("b_up", self.b_up), ("b_down", self.b_down))
+        }
         x, weights = x.astype(self.dtype), weights.astype(self.dtype)
-        ep_config = EPConfig(capacity_factor=moe.ep_capacity_factor, max_extra_experts=moe.ep_max_extra_experts,
-                             min_chunk=moe.ep_min_chunk, planner=moe.ep_planner, alpha=moe.ep_alpha,
-                             fallback_lambda=moe.ep_fallback_lambda, gmm_impl=moe.gmm_impl)
-        kw = dict(config=ep_config,
-                  activation=ExpertActivation(moe.activation, moe.swiglu_alpha, moe.swiglu_limit), **biases)
+        ep_config = EPConfig(
+            capacity_factor=moe.ep_capacity_factor,
+            max_extra_experts=moe.ep_max_extra_experts,
+            min_chunk=moe.ep_min_chunk,
+            planner=moe.ep_planner,
+            alpha=moe.ep_alpha,
+            fallback_lambda=moe.ep_fallback_lambda,
+            gmm_impl=moe.gmm_impl,
+        )
+        kw = dict(
+            config=ep_config, activation=ExpertActivation(moe.activation, moe.swiglu_alpha, moe.swiglu_limit), **biases
+        )
         if moe.ep == "none":
             return routed_experts(x, expert_ids, weights, *w, ep="none", **kw)[0]
         mesh = jax.sharding.get_abstract_mesh()
         if mesh.empty or "expert" not in mesh.shape:
-            raise ValueError(f"moe.ep={moe.ep!r} needs a mesh with an 'expert' axis: run the model inside "
-                             "`with jax.set_mesh(mesh):` (jaxlab.sharding.make_mesh), or set moe.ep='none'")
+            raise ValueError(
+                f"moe.ep={moe.ep!r} needs a mesh with an 'expert' axis: run the model inside "
+                "`with jax.set_mesh(mesh):` (jaxlab.sharding.make_mesh), or set moe.ep='none'"
+            )
         # routed_experts splits tokens evenly over the expert axis and the data replicas (batch_axes)
         split = math.prod(mesh.shape[a] for a in ("expert", *ep_config.batch_axes) if a in mesh.shape)
         pad = -x.shape[0] % split
@@ -177,11 +190,13 @@ def router_z_loss(router_logits: Sequence[jax.Array], valid: jax.Array | None = 
     return total / jnp.maximum(rows, 1.0)
 
 
-def moe_aux(cfg: ModelConfig, router_logits: Sequence[jax.Array], valid: jax.Array | None = None
-            ) -> dict[str, Any]:
+def moe_aux(cfg: ModelConfig, router_logits: Sequence[jax.Array], valid: jax.Array | None = None) -> dict[str, Any]:
     """Router losses of a forward pass; ``aux_loss`` is what a trainer adds to the LM loss."""
     lb = load_balancing_loss(router_logits, cfg.moe.num_experts_per_tok, valid)
     z = router_z_loss(router_logits, valid)
-    return {"load_balancing_loss": lb, "router_z_loss": z,
-            "aux_loss": cfg.moe.router_aux_loss_coef * lb + cfg.moe.router_z_loss_coef * z,
-            "router_logits": tuple(router_logits)}
+    return {
+        "load_balancing_loss": lb,
+        "router_z_loss": z,
+        "aux_loss": cfg.moe.router_aux_loss_coef * lb + cfg.moe.router_z_loss_coef * z,
+        "router_logits": tuple(router_logits),
+    }

@@ -10,6 +10,7 @@ into jaxlab-layout tensors under ``...mlp.experts.w_gate``-style names, so
 the generic loader in ``hf.py`` only renames (hf.py imports this module lazily); ``fuse_experts`` goes back to
 the transformers 5 layout for export.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -19,19 +20,28 @@ import numpy as np
 from jaxlab.models.config import MOE_FAMILIES, ModelConfig, MoEConfig
 from jaxlab.models.hf import UnsupportedModelError
 
-ARCH = {"mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM",
-        "qwen3_moe": "Qwen3MoeForCausalLM", "gpt_oss": "GptOssForCausalLM"}
+ARCH = {
+    "mixtral": "MixtralForCausalLM",
+    "qwen2_moe": "Qwen2MoeForCausalLM",
+    "qwen3_moe": "Qwen3MoeForCausalLM",
+    "gpt_oss": "GptOssForCausalLM",
+}
 _EXPERT_PARTS = ("w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down")
 # per-expert legacy Linear names (gate, up, down) for each family
-_LEGACY = {"mixtral": ("w1", "w3", "w2"), "qwen2_moe": ("gate_proj", "up_proj", "down_proj"),
-           "qwen3_moe": ("gate_proj", "up_proj", "down_proj")}
+_LEGACY = {
+    "mixtral": ("w1", "w3", "w2"),
+    "qwen2_moe": ("gate_proj", "up_proj", "down_proj"),
+    "qwen3_moe": ("gate_proj", "up_proj", "down_proj"),
+}
 
 
 def _num_experts(hf: Mapping[str, Any]) -> int:
     n = hf.get("num_local_experts", hf.get("num_experts"))
     if not n:
-        raise UnsupportedModelError("num_experts/num_local_experts: expected a positive expert count, got "
-                                  f"{n!r} (a model without experts is a dense family)")
+        raise UnsupportedModelError(
+            "num_experts/num_local_experts: expected a positive expert count, got "
+            f"{n!r} (a model without experts is a dense family)"
+        )
     return int(n)
 
 
@@ -53,8 +63,9 @@ def _window(hf: Mapping[str, Any], family: str, num_layers: int) -> tuple[int | 
     window = hf.get("sliding_window")
     if family == "mixtral":
         return (int(window) if window else None), None
-    types = tuple(hf.get("layer_types") or ("sliding_attention" if (i + 1) % 2 else "full_attention"
-                                              for i in range(num_layers)))
+    types = tuple(
+        hf.get("layer_types") or ("sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(num_layers))
+    )
     return (int(window) if window else None), types
 
 
@@ -65,8 +76,9 @@ def moe_config_kwargs(hf: Mapping[str, Any]) -> dict[str, Any]:
         raise UnsupportedModelError(f"model_type={family!r} is not an MoE family {MOE_FAMILIES}")
     if hf.get("quantization_config"):
         method = (hf["quantization_config"] or {}).get("quant_method")
-        raise UnsupportedModelError(f"quantization_config (quant_method={method!r}) is not supported: load a "
-                                  "dequantized (bf16/f32) checkpoint")
+        raise UnsupportedModelError(
+            f"quantization_config (quant_method={method!r}) is not supported: load a dequantized (bf16/f32) checkpoint"
+        )
     if float(hf.get("router_jitter_noise", 0.0) or 0.0) > 0:
         raise UnsupportedModelError(f"router_jitter_noise={hf['router_jitter_noise']} is not supported (0 is)")
     if family != "gpt_oss" and hf.get("hidden_act", "silu") != "silu":
@@ -74,25 +86,35 @@ def moe_config_kwargs(hf: Mapping[str, Any]) -> dict[str, Any]:
     num_layers = hf["num_hidden_layers"]
     window, types = _window(hf, family, num_layers)
     moe: dict[str, Any] = dict(
-        num_experts=_num_experts(hf), num_experts_per_tok=int(hf["num_experts_per_tok"]),
-        router_aux_loss_coef=float(hf.get("router_aux_loss_coef", 0.0) or 0.0))
+        num_experts=_num_experts(hf),
+        num_experts_per_tok=int(hf["num_experts_per_tok"]),
+        router_aux_loss_coef=float(hf.get("router_aux_loss_coef", 0.0) or 0.0),
+    )
     extra: dict[str, Any] = dict(sliding_window=window, layer_types=types)
     if family == "mixtral":
         moe.update(intermediate_size=hf["intermediate_size"], norm_topk_prob=True)
     elif family in ("qwen2_moe", "qwen3_moe"):
-        moe.update(intermediate_size=hf["moe_intermediate_size"], norm_topk_prob=bool(hf.get("norm_topk_prob")),
-                   dense_layers=_dense_layers(hf, num_layers))
+        moe.update(
+            intermediate_size=hf["moe_intermediate_size"],
+            norm_topk_prob=bool(hf.get("norm_topk_prob")),
+            dense_layers=_dense_layers(hf, num_layers),
+        )
         if family == "qwen2_moe":
-            moe.update(shared_expert_intermediate_size=hf["shared_expert_intermediate_size"],
-                       shared_expert_gate=True)
+            moe.update(shared_expert_intermediate_size=hf["shared_expert_intermediate_size"], shared_expert_gate=True)
             extra["attention_bias"] = bool(hf.get("qkv_bias", True))
         else:
             extra.update(qk_norm=True, attention_bias=bool(hf.get("attention_bias", False)))
     else:
         bias = bool(hf.get("attention_bias", True))
-        moe.update(intermediate_size=hf["intermediate_size"], norm_topk_prob=True, router_bias=True,
-                   expert_bias=True, activation="clamped_swiglu",
-                   swiglu_alpha=float(hf.get("swiglu_alpha", 1.702)), swiglu_limit=float(hf.get("swiglu_limit", 7.0)))
+        moe.update(
+            intermediate_size=hf["intermediate_size"],
+            norm_topk_prob=True,
+            router_bias=True,
+            expert_bias=True,
+            activation="clamped_swiglu",
+            swiglu_alpha=float(hf.get("swiglu_alpha", 1.702)),
+            swiglu_limit=float(hf.get("swiglu_limit", 7.0)),
+        )
         extra.update(attention_bias=bias, attention_out_bias=bias, attention_sinks=True)
     extra["moe"] = MoEConfig(**moe)
     return extra
@@ -101,38 +123,67 @@ def moe_config_kwargs(hf: Mapping[str, Any]) -> dict[str, Any]:
 def moe_config_to_hf(cfg: ModelConfig, out: dict[str, Any]) -> dict[str, Any]:
     """Add/override the MoE fields of a transformers config dict built by ``hf.config_to_hf``."""
     moe, family = cfg.moe, cfg.family
-    out.update(num_experts_per_tok=moe.num_experts_per_tok, router_aux_loss_coef=moe.router_aux_loss_coef,
-               output_router_logits=False)
+    out.update(
+        num_experts_per_tok=moe.num_experts_per_tok,
+        router_aux_loss_coef=moe.router_aux_loss_coef,
+        output_router_logits=False,
+    )
     if moe.router_z_loss_coef:
-        raise UnsupportedModelError("to_hf: moe.router_z_loss_coef has no transformers equivalent; set it to 0 "
-                                  "to export")
-    expected = dict(mixtral=dict(norm_topk_prob=True, router_bias=False, expert_bias=False, activation="swiglu",
-                                 shared_expert_intermediate_size=0, dense_layers=()),
-                    qwen3_moe=dict(router_bias=False, expert_bias=False, activation="swiglu",
-                                   shared_expert_intermediate_size=0),
-                    qwen2_moe=dict(router_bias=False, expert_bias=False, activation="swiglu", shared_expert_gate=True),
-                    gpt_oss=dict(norm_topk_prob=True, router_bias=True, expert_bias=True,
-                                 activation="clamped_swiglu", shared_expert_intermediate_size=0, dense_layers=()))
+        raise UnsupportedModelError(
+            "to_hf: moe.router_z_loss_coef has no transformers equivalent; set it to 0 to export"
+        )
+    expected = dict(
+        mixtral=dict(
+            norm_topk_prob=True,
+            router_bias=False,
+            expert_bias=False,
+            activation="swiglu",
+            shared_expert_intermediate_size=0,
+            dense_layers=(),
+        ),
+        qwen3_moe=dict(router_bias=False, expert_bias=False, activation="swiglu", shared_expert_intermediate_size=0),
+        qwen2_moe=dict(router_bias=False, expert_bias=False, activation="swiglu", shared_expert_gate=True),
+        gpt_oss=dict(
+            norm_topk_prob=True,
+            router_bias=True,
+            expert_bias=True,
+            activation="clamped_swiglu",
+            shared_expert_intermediate_size=0,
+            dense_layers=(),
+        ),
+    )
     for field, value in expected[family].items():
         if getattr(moe, field) != value:
             raise UnsupportedModelError(f"to_hf: {family} needs moe.{field}={value!r}, got {getattr(moe, field)!r}")
     if family == "qwen2_moe" and not moe.shared_expert_intermediate_size:
         raise UnsupportedModelError("to_hf: qwen2_moe needs a shared expert (moe.shared_expert_intermediate_size > 0)")
     if family == "mixtral":
-        out.update(num_local_experts=moe.num_experts, intermediate_size=moe.intermediate_size,
-                   sliding_window=cfg.sliding_window)
+        out.update(
+            num_local_experts=moe.num_experts,
+            intermediate_size=moe.intermediate_size,
+            sliding_window=cfg.sliding_window,
+        )
     elif family in ("qwen2_moe", "qwen3_moe"):
-        out.update(num_experts=moe.num_experts, moe_intermediate_size=moe.intermediate_size,
-                   norm_topk_prob=moe.norm_topk_prob, mlp_only_layers=list(moe.dense_layers), decoder_sparse_step=1,
-                   use_sliding_window=False)
+        out.update(
+            num_experts=moe.num_experts,
+            moe_intermediate_size=moe.intermediate_size,
+            norm_topk_prob=moe.norm_topk_prob,
+            mlp_only_layers=list(moe.dense_layers),
+            decoder_sparse_step=1,
+            use_sliding_window=False,
+        )
         if family == "qwen2_moe":
-            out.update(shared_expert_intermediate_size=moe.shared_expert_intermediate_size,
-                       qkv_bias=cfg.attention_bias)
+            out.update(shared_expert_intermediate_size=moe.shared_expert_intermediate_size, qkv_bias=cfg.attention_bias)
             out.pop("attention_bias", None)
     else:
-        out.update(num_local_experts=moe.num_experts, intermediate_size=moe.intermediate_size,
-                   swiglu_alpha=moe.swiglu_alpha, swiglu_limit=moe.swiglu_limit, sliding_window=cfg.sliding_window,
-                   layer_types=list(cfg.layer_types or ["full_attention"] * cfg.num_layers))
+        out.update(
+            num_local_experts=moe.num_experts,
+            intermediate_size=moe.intermediate_size,
+            swiglu_alpha=moe.swiglu_alpha,
+            swiglu_limit=moe.swiglu_limit,
+            sliding_window=cfg.sliding_window,
+            layer_types=list(cfg.layer_types or ["full_attention"] * cfg.num_layers),
+        )
     return out
 
 
@@ -192,7 +243,7 @@ def split_experts(cfg: ModelConfig, weights: Mapping[str, Any]) -> dict[str, Any
         pre = f"model.layers.{i}."
         legacy_pre = pre + "block_sparse_moe."  # Mixtral's original module name
         for k in [k for k in w if k.startswith(legacy_pre)]:
-            w[pre + "mlp." + k[len(legacy_pre):]] = w.pop(k)
+            w[pre + "mlp." + k[len(legacy_pre) :]] = w.pop(k)
         if _stack_legacy(cfg, w, pre):
             continue
         fused, down = pre + "mlp.experts.gate_up_proj", pre + "mlp.experts.down_proj"

@@ -7,6 +7,7 @@ own ``hf_model/``, or any Llama / Qwen2 / Qwen3 / Mistral / MoE checkpoint jaxla
 loads. Nothing is downloaded: a name that is neither fails with a message that
 says which two things were expected.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,8 @@ def resolve_folder(source: str | Path) -> Path:
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"model {str(source)!r}: expected one of {list(BUILTIN)} or a local Hugging Face folder with "
-            f"config.json and *.safetensors; {str(path)!r} has no config.json")
+            f"config.json and *.safetensors; {str(path)!r} has no config.json"
+        )
     return path
 
 
@@ -47,13 +49,16 @@ def load_pretrained_tokenizer(source: str | Path) -> Any:
 
     folder = resolve_folder(source)
     if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
-        raise FileNotFoundError(f"model {str(source)!r}: {str(folder)!r} has no tokenizer files "
-                                "(tokenizer.json / tokenizer.model); export it with to_hf(..., tokenizer=tok)")
+        raise FileNotFoundError(
+            f"model {str(source)!r}: {str(folder)!r} has no tokenizer files "
+            "(tokenizer.json / tokenizer.model); export it with to_hf(..., tokenizer=tok)"
+        )
     return transformers.AutoTokenizer.from_pretrained(str(folder))
 
 
-def load_pretrained(source: str | Path, dtype: str = "float32",
-                    param_dtype: str | None = None) -> tuple[DecoderLM, Any]:
+def load_pretrained(
+    source: str | Path, dtype: str = "float32", param_dtype: str | None = None
+) -> tuple[DecoderLM, Any]:
     """``(DecoderLM, tokenizer)`` for a built-in name or a local HF folder (see the module docstring)."""
     from jaxlab.models.hf import from_hf
 

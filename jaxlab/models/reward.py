@@ -17,6 +17,7 @@ embeddings so that it owns no ``lm_head`` (classification checkpoints ship
 none); its forward is reused through ``collect=True``, whose unused logits XLA
 drops under ``jit``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,9 +35,12 @@ from jaxlab.models.layers import Linear
 
 HEADS = ("linear", "mlp")
 ARCHITECTURE_HEADS = {
-    "LlamaForSequenceClassification": "linear", "Qwen2ForSequenceClassification": "linear",
-    "Qwen3ForSequenceClassification": "linear", "MistralForSequenceClassification": "linear",
-    "Qwen2ForProcessRewardModel": "mlp", "Qwen2ForRewardModel": "mlp",
+    "LlamaForSequenceClassification": "linear",
+    "Qwen2ForSequenceClassification": "linear",
+    "Qwen3ForSequenceClassification": "linear",
+    "MistralForSequenceClassification": "linear",
+    "Qwen2ForProcessRewardModel": "mlp",
+    "Qwen2ForRewardModel": "mlp",
 }
 
 
@@ -68,8 +72,14 @@ class RewardModel(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, num_labels: int = 1, head: str = "linear", *, rngs: nnx.Rngs):
         self.trunk = DecoderLM(dataclasses.replace(cfg, tie_embeddings=True), rngs=rngs)
-        self.head = ScoreHead(cfg.hidden_size, num_labels, head, dtype=dtype_of(cfg.dtype),
-                              param_dtype=dtype_of(cfg.param_dtype), rngs=rngs)
+        self.head = ScoreHead(
+            cfg.hidden_size,
+            num_labels,
+            head,
+            dtype=dtype_of(cfg.dtype),
+            param_dtype=dtype_of(cfg.param_dtype),
+            rngs=rngs,
+        )
         self.num_labels = num_labels
 
     def hidden_states(self, input_ids: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
@@ -113,20 +123,26 @@ def head_kind(hf: Mapping[str, Any]) -> str:
     archs = list(hf.get("architectures") or [])
     kinds = {ARCHITECTURE_HEADS[a] for a in archs if a in ARCHITECTURE_HEADS}
     if len(kinds) != 1:
-        raise UnsupportedModelError(f"architectures={archs}: not a reward model jaxlab loads "
-                                    f"({sorted(ARCHITECTURE_HEADS)} are)")
+        raise UnsupportedModelError(
+            f"architectures={archs}: not a reward model jaxlab loads ({sorted(ARCHITECTURE_HEADS)} are)"
+        )
     return kinds.pop()
 
 
 def _head_names(head: str) -> dict[tuple, str]:
     if head == "linear":
         return {("out", "kernel"): "score.weight"}
-    return {("hidden", "kernel"): "score.0.weight", ("hidden", "bias"): "score.0.bias",
-            ("out", "kernel"): "score.2.weight", ("out", "bias"): "score.2.bias"}
+    return {
+        ("hidden", "kernel"): "score.0.weight",
+        ("hidden", "bias"): "score.0.bias",
+        ("out", "kernel"): "score.2.weight",
+        ("out", "bias"): "score.2.bias",
+    }
 
 
-def reward_model_from_weights(hf: Mapping[str, Any], weights: Mapping[str, Any], dtype: str = "float32",
-                              param_dtype: str | None = None) -> RewardModel:
+def reward_model_from_weights(
+    hf: Mapping[str, Any], weights: Mapping[str, Any], dtype: str = "float32", param_dtype: str | None = None
+) -> RewardModel:
     """A :class:`RewardModel` from a transformers config dict and HF-named arrays."""
     head = head_kind(hf)
     cfg = config_from_hf(hf, dtype=dtype, param_dtype=param_dtype)

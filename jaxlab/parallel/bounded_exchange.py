@@ -23,6 +23,7 @@ blocks, the local copies; nothing of size ``D x local copies``.  Bytes moved:
 inside the loop).  Rows that would not fit ``recv_capacity`` are trimmed by
 their sender and come back with ``kept = False`` (counted, never silent).
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,16 @@ def _all_to_all(v: jax.Array, axis_name: str) -> jax.Array:
         return jax.lax.all_to_all(v, axis_name, 0, 0)
 
 
-def exchange_bounded(x_entries: jax.Array, routed: Routed, num_devices: int, recv_capacity: int,
-                     num_slots: int, expert_fn, axis_name: str, pair_rows: int | None = None):
+def exchange_bounded(
+    x_entries: jax.Array,
+    routed: Routed,
+    num_devices: int,
+    recv_capacity: int,
+    num_slots: int,
+    expert_fn,
+    axis_name: str,
+    pair_rows: int | None = None,
+):
     """Send copies in ``[D, pair_rows]`` rounds into a ``[recv_capacity]`` buffer, compute, return.
 
     Same contract as ``dispatch.exchange_all_to_all``: returns (y_entries, kept, rows processed).
@@ -86,6 +95,7 @@ def exchange_bounded(x_entries: jax.Array, routed: Routed, num_devices: int, rec
             x_blk, s_blk = _all_to_all(x_blk, axis_name), _all_to_all(s_blk, axis_name)
             at, _ = _round_index(r, recv_offsets, recv_allowed, c, recv_capacity)
             return x_buf.at[at].set(x_blk, mode="drop"), s_buf.at[at].set(s_blk, mode="drop")
+
         return jax.lax.cond(r < rounds, go, lambda carry: carry, carry), None
 
     x_buf = jnp.zeros_like(sorted_x, shape=(recv_capacity, d_model))
@@ -99,6 +109,7 @@ def exchange_bounded(x_entries: jax.Array, routed: Routed, num_devices: int, rec
             y_blk = _all_to_all(y_buf.at[at].get(mode="fill", fill_value=0), axis_name)
             idx, _ = _round_index(r, send_offsets, send_allowed, c, n)
             return y_sorted.at[idx].set(y_blk, mode="drop")
+
         return jax.lax.cond(r < rounds, go, lambda y: y, y_sorted), None
 
     y_sorted = jnp.zeros_like(y_buf, shape=(n, y_buf.shape[1]))

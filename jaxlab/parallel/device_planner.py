@@ -22,6 +22,7 @@ Same plan format as ``planner.py`` (``seg_end / seg_device / seg_slot [E, D]``,
 ``lambda_`` is the paper's fallback: when max/mean of the standard-EP device
 loads is below it, the layer runs as plain EP (no copies).
 """
+
 from __future__ import annotations
 
 import fractions
@@ -47,8 +48,7 @@ class DevicePlan(NamedTuple):
         return self.seg_end, self.seg_device, self.seg_slot, self.extra_experts
 
 
-def capacity(total: int, num_devices: int, min_chunk: int, alpha: float = 1.0,
-             lambda_: float = 1.0) -> int:
+def capacity(total: int, num_devices: int, min_chunk: int, alpha: float = 1.0, lambda_: float = 1.0) -> int:
     """Rows a device may have to process under a plan for ``total`` token copies.
 
     ``ceil(alpha * total / D) + min_chunk - 1`` from the planner's rule, or the
@@ -85,8 +85,7 @@ def _native_keep(counts: jax.Array, num_devices: int, target: jax.Array) -> jax.
     return keep.reshape(-1)
 
 
-def _snap_boundaries(bounds: jax.Array, x_start: jax.Array, x_end: jax.Array,
-                     min_chunk: int) -> jax.Array:
+def _snap_boundaries(bounds: jax.Array, x_start: jax.Array, x_end: jax.Array, min_chunk: int) -> jax.Array:
     """Move a device boundary back to the start of the expert it cuts if that piece is < min_chunk."""
     j = jnp.searchsorted(x_end, bounds, side="right")
     j_safe = jnp.minimum(j, x_end.shape[0] - 1)
@@ -95,8 +94,9 @@ def _snap_boundaries(bounds: jax.Array, x_start: jax.Array, x_end: jax.Array,
     return jnp.where(cuts, start, bounds)
 
 
-def plan_llep_device(counts: jax.Array, num_devices: int, max_extra: int, min_chunk: int,
-                     alpha: float = 1.0, lambda_: float = 1.0) -> DevicePlan:
+def plan_llep_device(
+    counts: jax.Array, num_devices: int, max_extra: int, min_chunk: int, alpha: float = 1.0, lambda_: float = 1.0
+) -> DevicePlan:
     """Least-loaded plan from global per-expert counts ``[E]``; jittable, static shapes."""
     counts = jnp.asarray(counts, jnp.int32)
     num_experts = counts.shape[0]
@@ -119,16 +119,23 @@ def plan_llep_device(counts: jax.Array, num_devices: int, max_extra: int, min_ch
     dev_order = jnp.argsort(load, stable=True)
     bounds = _snap_boundaries(jnp.cumsum(free[dev_order]), x_start, x_end, min_chunk)
     b_start = jnp.concatenate([jnp.zeros((1,), bounds.dtype), bounds[:-1]])
-    piece = jnp.clip(jnp.minimum(x_end[:, None], bounds[None, :])
-                     - jnp.maximum(x_start[:, None], b_start[None, :]), 0, None)  # [E sorted, D sorted]
+    piece = jnp.clip(
+        jnp.minimum(x_end[:, None], bounds[None, :]) - jnp.maximum(x_start[:, None], b_start[None, :]), 0, None
+    )  # [E sorted, D sorted]
 
     rank = jnp.cumsum(piece > 0, axis=0) - 1  # copy slot index of each piece on its device
     copied = (piece > 0) & (rank < max_extra)
     back_to_owner = jnp.sum(jnp.where(copied, 0, piece), axis=1)
-    pieces = jnp.zeros((num_experts, num_devices), jnp.int32).at[ex_order[:, None], dev_order[None, :]].set(
-        jnp.where(copied, piece, 0))
-    slots = jnp.zeros((num_experts, num_devices), jnp.int32).at[ex_order[:, None], dev_order[None, :]].set(
-        per_device + jnp.minimum(rank, max(max_extra - 1, 0)))
+    pieces = (
+        jnp.zeros((num_experts, num_devices), jnp.int32)
+        .at[ex_order[:, None], dev_order[None, :]]
+        .set(jnp.where(copied, piece, 0))
+    )
+    slots = (
+        jnp.zeros((num_experts, num_devices), jnp.int32)
+        .at[ex_order[:, None], dev_order[None, :]]
+        .set(per_device + jnp.minimum(rank, max(max_extra - 1, 0)))
+    )
     own = keep + jnp.zeros_like(keep).at[ex_order].set(back_to_owner)
 
     # Segments: the owner first, then the other devices in fill order.
@@ -137,8 +144,9 @@ def plan_llep_device(counts: jax.Array, num_devices: int, max_extra: int, min_ch
     others = dev_order[s[None, :] + (s[None, :] >= pos_owner[:, None])]  # [E, D-1]
     seg_device = jnp.concatenate([owner[:, None], others], axis=1).astype(jnp.int32)
     sizes = jnp.concatenate([own[:, None], jnp.take_along_axis(pieces, others, axis=1)], axis=1)
-    seg_slot = jnp.concatenate([(jnp.arange(num_experts) % per_device)[:, None],
-                                jnp.take_along_axis(slots, others, axis=1)], axis=1).astype(jnp.int32)
+    seg_slot = jnp.concatenate(
+        [(jnp.arange(num_experts) % per_device)[:, None], jnp.take_along_axis(slots, others, axis=1)], axis=1
+    ).astype(jnp.int32)
     seg_end = jnp.cumsum(sizes, axis=1).astype(jnp.int32)
 
     extra = jnp.full((num_devices, max_extra), -1, jnp.int32)
@@ -146,9 +154,11 @@ def plan_llep_device(counts: jax.Array, num_devices: int, max_extra: int, min_ch
         dev_grid = jnp.broadcast_to(dev_order[None, :], piece.shape)
         exp_grid = jnp.broadcast_to(ex_order[:, None], piece.shape)
         extra = extra.at[jnp.where(copied, dev_grid, num_devices), jnp.where(copied, rank, 0)].set(
-            exp_grid.astype(jnp.int32), mode="drop")
-    device_load = jax.ops.segment_sum(sizes.reshape(-1), seg_device.reshape(-1),
-                                      num_segments=num_devices).astype(jnp.int32)
+            exp_grid.astype(jnp.int32), mode="drop"
+        )
+    device_load = jax.ops.segment_sum(sizes.reshape(-1), seg_device.reshape(-1), num_segments=num_devices).astype(
+        jnp.int32
+    )
     cap = target + min_chunk - 1
     over = jnp.where(plain, 0, jnp.sum(jnp.maximum(device_load - cap, 0))).astype(jnp.int32)
     return DevicePlan(seg_end, seg_device, seg_slot, extra, device_load, over)

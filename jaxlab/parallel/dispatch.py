@@ -12,6 +12,7 @@ Everything is differentiable with ordinary autodiff: the transpose of each
 collective sends gradients back along the forward route, so the gradient of a
 weight copy lands on (and is summed into) its owner's weights.
 """
+
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
@@ -32,8 +33,14 @@ def route_standard(flat_ids: jax.Array, experts_per_device: int) -> Routed:
     return Routed(flat_ids // experts_per_device, flat_ids % experts_per_device)
 
 
-def route_planned(flat_ids: jax.Array, num_experts: int, seg_end: jax.Array, seg_device: jax.Array,
-                  seg_slot: jax.Array, axis_name: str) -> Routed:
+def route_planned(
+    flat_ids: jax.Array,
+    num_experts: int,
+    seg_end: jax.Array,
+    seg_device: jax.Array,
+    seg_slot: jax.Array,
+    axis_name: str,
+) -> Routed:
     """LLEP: find each copy's global rank within its expert, then the plan segment holding it.
 
     Ranks are ordered by source device, then by position on that device, which
@@ -42,8 +49,7 @@ def route_planned(flat_ids: jax.Array, num_experts: int, seg_end: jax.Array, seg
     me = jax.lax.axis_index(axis_name)
     local_counts = jnp.bincount(flat_ids, length=num_experts)
     counts_by_source = jax.lax.all_gather(local_counts, axis_name)  # [D, E]
-    before_me = jnp.sum(jnp.where(jnp.arange(counts_by_source.shape[0])[:, None] < me,
-                                  counts_by_source, 0), axis=0)
+    before_me = jnp.sum(jnp.where(jnp.arange(counts_by_source.shape[0])[:, None] < me, counts_by_source, 0), axis=0)
     order = jnp.argsort(flat_ids, stable=True)
     sorted_ids = flat_ids[order]
     first = jnp.cumsum(local_counts) - local_counts
@@ -53,9 +59,13 @@ def route_planned(flat_ids: jax.Array, num_experts: int, seg_end: jax.Array, seg
     return Routed(seg_device[flat_ids, segment], seg_slot[flat_ids, segment])
 
 
-def compute_received(x_recv: jax.Array, slot_recv: jax.Array, num_slots: int,
-                     expert_fn: Callable[[jax.Array, jax.Array], jax.Array],
-                     compute_rows: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+def compute_received(
+    x_recv: jax.Array,
+    slot_recv: jax.Array,
+    num_slots: int,
+    expert_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    compute_rows: int | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Sort received rows by weight slot (empty rows, slot -1, last), run experts, unsort.
 
     ``compute_rows`` bounds the rows the experts run on (LLEP: the plan's
@@ -95,8 +105,16 @@ def fit_to_capacity(matrix: jax.Array, recv_capacity: int) -> tuple[jax.Array, j
     return offsets_at_dst, allowed
 
 
-def exchange_all_to_all(x_entries: jax.Array, routed: Routed, num_devices: int, capacity: int,
-                        num_slots: int, expert_fn, axis_name: str, compute_rows: int | None = None):
+def exchange_all_to_all(
+    x_entries: jax.Array,
+    routed: Routed,
+    num_devices: int,
+    capacity: int,
+    num_slots: int,
+    expert_fn,
+    axis_name: str,
+    compute_rows: int | None = None,
+):
     """Static-capacity transport (runs on XLA:CPU).  Returns (y_entries, kept mask, rows processed).
 
     Each (source, destination) pair has ``capacity`` rows; copies past it, or
@@ -111,18 +129,26 @@ def exchange_all_to_all(x_entries: jax.Array, routed: Routed, num_devices: int, 
     slot_send = slot_send.at[routed.dest, pos].set(routed.slot.astype(jnp.int32), mode="drop")
     x_recv = jax.lax.all_to_all(x_send, axis_name, 0, 0)
     slot_recv = jax.lax.all_to_all(slot_send, axis_name, 0, 0)
-    y_recv, done, processed = compute_received(x_recv.reshape(-1, d_model), slot_recv.reshape(-1),
-                                               num_slots, expert_fn, compute_rows)
+    y_recv, done, processed = compute_received(
+        x_recv.reshape(-1, d_model), slot_recv.reshape(-1), num_slots, expert_fn, compute_rows
+    )
     y_back = jax.lax.all_to_all(y_recv.reshape(num_devices, capacity, d_model), axis_name, 0, 0)
-    done_back = jax.lax.all_to_all(done.reshape(num_devices, capacity).astype(jnp.int32),
-                                   axis_name, 0, 0)
+    done_back = jax.lax.all_to_all(done.reshape(num_devices, capacity).astype(jnp.int32), axis_name, 0, 0)
     at = (routed.dest, jnp.minimum(pos, capacity - 1))
     kept = kept & (done_back[at] > 0)
     return jnp.where(kept[:, None], y_back[at], 0), kept, processed
 
 
-def exchange_ragged(x_entries: jax.Array, routed: Routed, num_devices: int, recv_capacity: int,
-                    num_slots: int, expert_fn, axis_name: str, compute_rows: int | None = None):
+def exchange_ragged(
+    x_entries: jax.Array,
+    routed: Routed,
+    num_devices: int,
+    recv_capacity: int,
+    num_slots: int,
+    expert_fn,
+    axis_name: str,
+    compute_rows: int | None = None,
+):
     """``ragged_all_to_all`` transport (TPU/GPU; XLA:CPU does not implement it).
 
     Copies are sent contiguously per destination; a device receives at most
@@ -143,19 +169,37 @@ def exchange_ragged(x_entries: jax.Array, routed: Routed, num_devices: int, recv
     d_model = x_entries.shape[1]
     # Output buffers built with *_like so shard_map types them as per-device.
     x_recv = jax.lax.ragged_all_to_all(
-        sorted_x, jnp.zeros_like(sorted_x, shape=(recv_capacity, d_model)),
-        input_offsets, send_allowed, output_offsets, recv_allowed, axis_name=axis_name)
+        sorted_x,
+        jnp.zeros_like(sorted_x, shape=(recv_capacity, d_model)),
+        input_offsets,
+        send_allowed,
+        output_offsets,
+        recv_allowed,
+        axis_name=axis_name,
+    )
     slot_recv = jax.lax.ragged_all_to_all(
-        sorted_slot, jnp.full_like(sorted_slot, -1, shape=(recv_capacity,)),
-        input_offsets, send_allowed, output_offsets, recv_allowed, axis_name=axis_name)
+        sorted_slot,
+        jnp.full_like(sorted_slot, -1, shape=(recv_capacity,)),
+        input_offsets,
+        send_allowed,
+        output_offsets,
+        recv_allowed,
+        axis_name=axis_name,
+    )
     y_recv, done, processed = compute_received(x_recv, slot_recv, num_slots, expert_fn, compute_rows)
     sender_offsets = (jnp.cumsum(matrix, axis=1) - matrix)[:, me]  # my rows' start on each source
     y_sorted = jax.lax.ragged_all_to_all(
-        y_recv, jnp.zeros_like(sorted_x), recv_offsets, recv_allowed, sender_offsets,
-        send_allowed, axis_name=axis_name)
+        y_recv, jnp.zeros_like(sorted_x), recv_offsets, recv_allowed, sender_offsets, send_allowed, axis_name=axis_name
+    )
     done_sorted = jax.lax.ragged_all_to_all(
-        done.astype(jnp.int32), jnp.zeros_like(sorted_slot), recv_offsets, recv_allowed,
-        sender_offsets, send_allowed, axis_name=axis_name)
+        done.astype(jnp.int32),
+        jnp.zeros_like(sorted_slot),
+        recv_offsets,
+        recv_allowed,
+        sender_offsets,
+        send_allowed,
+        axis_name=axis_name,
+    )
     kept = (pos < send_allowed[routed.dest]) & (done_sorted[jnp.argsort(order)] > 0)
     y_entries = y_sorted[jnp.argsort(order)]
     return jnp.where(kept[:, None], y_entries, 0), kept, processed

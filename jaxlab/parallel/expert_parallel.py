@@ -15,6 +15,7 @@ the biases travel with their expert's weights in every mode.
 
 The MoE block calls ``routed_experts(..., ep=cfg.moe.ep, mesh=mesh)``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,8 +35,14 @@ from jaxlab.parallel.device_planner import capacity as plan_capacity, plan_llep_
 from pallas_kernels.gmm import resolve_impl
 from jaxlab.parallel.planner import ExpertPlan, plan_llep
 from jaxlab.parallel.weight_exchange import copied_experts, exchange_weight_copies
-from jaxlab.parallel.routed_ffn import (ExpertActivation, ExpertBiases, check_routing_args, combine,
-                                       expert_ffn, routed_ffn_reference)
+from jaxlab.parallel.routed_ffn import (
+    ExpertActivation,
+    ExpertBiases,
+    check_routing_args,
+    combine,
+    expert_ffn,
+    routed_ffn_reference,
+)
 
 EP_MODES = ("none", "standard", "llep")
 TRANSPORTS = ("auto", "all_to_all", "bounded", "ragged")
@@ -99,8 +106,7 @@ class EPConfig:
         if self.transport not in TRANSPORTS:
             raise ValueError(f"EPConfig.transport must be one of {TRANSPORTS}, got {self.transport!r}")
         if self.overflow not in OVERFLOW_POLICIES:
-            raise ValueError(
-                f"EPConfig.overflow must be one of {OVERFLOW_POLICIES}, got {self.overflow!r}")
+            raise ValueError(f"EPConfig.overflow must be one of {OVERFLOW_POLICIES}, got {self.overflow!r}")
         if self.capacity_factor is not None and self.capacity_factor <= 0:
             raise ValueError(f"EPConfig.capacity_factor must be > 0 or None, got {self.capacity_factor}")
         if self.pair_rows is not None and self.pair_rows < 1:
@@ -116,8 +122,9 @@ class EPConfig:
         if self.planner not in PLANNERS:
             raise ValueError(f"EPConfig.planner must be one of {PLANNERS}, got {self.planner!r}")
         if self.alpha < 1.0 or self.fallback_lambda < 1.0:
-            raise ValueError(f"EPConfig.alpha and fallback_lambda must be >= 1, got {self.alpha}, "
-                             f"{self.fallback_lambda}")
+            raise ValueError(
+                f"EPConfig.alpha and fallback_lambda must be >= 1, got {self.alpha}, {self.fallback_lambda}"
+            )
 
 
 class EPStats(NamedTuple):
@@ -132,8 +139,10 @@ class EPStats(NamedTuple):
 
 
 def _overflow_message(dropped: int) -> str:
-    return (f"expert parallelism could not place {dropped} token copies: raise "
-            "EPConfig.capacity_factor (None sizes buffers for the worst case) or set overflow='drop'")
+    return (
+        f"expert parallelism could not place {dropped} token copies: raise "
+        "EPConfig.capacity_factor (None sizes buffers for the worst case) or set overflow='drop'"
+    )
 
 
 def _log_overflow(dropped) -> None:
@@ -161,14 +170,17 @@ def _host_plan(counts, num_devices: int, max_extra: int, min_chunk: int):
     return plan_llep(np.asarray(counts), num_devices, max_extra, min_chunk).arrays()
 
 
-def llep_plan_arrays(expert_ids: jax.Array, num_experts: int, num_devices: int,
-                     config: EPConfig) -> tuple[jax.Array, ...]:
+def llep_plan_arrays(
+    expert_ids: jax.Array, num_experts: int, num_devices: int, config: EPConfig
+) -> tuple[jax.Array, ...]:
     """Compute the LLEP plan on the host from inside a traced step (``pure_callback``)."""
     counts = jnp.bincount(expert_ids.reshape(-1), length=num_experts).astype(jnp.int32)
     shapes = (jax.ShapeDtypeStruct((num_experts, num_devices), jnp.int32),) * 3 + (
-        jax.ShapeDtypeStruct((num_devices, config.max_extra_experts), jnp.int32),)
-    host = functools.partial(_host_plan, num_devices=num_devices,
-                             max_extra=config.max_extra_experts, min_chunk=config.min_chunk)
+        jax.ShapeDtypeStruct((num_devices, config.max_extra_experts), jnp.int32),
+    )
+    host = functools.partial(
+        _host_plan, num_devices=num_devices, max_extra=config.max_extra_experts, min_chunk=config.min_chunk
+    )
     return jax.pure_callback(host, shapes, counts)
 
 
@@ -208,9 +220,18 @@ def routed_experts(
     tokens, top_k = expert_ids.shape
     num_experts = w_gate.shape[0]
     if ep == "none":
-        y = routed_ffn_reference(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases=biases,
-                                 activation=activation, gmm_impl=config.gmm_impl,
-                                 gmm_interpret=config.gmm_interpret)
+        y = routed_ffn_reference(
+            x,
+            expert_ids,
+            combine_weights,
+            w_gate,
+            w_up,
+            w_down,
+            biases=biases,
+            activation=activation,
+            gmm_impl=config.gmm_impl,
+            gmm_interpret=config.gmm_interpret,
+        )
         zero = jnp.zeros((), jnp.int32)
         return y, EPStats(zero, jnp.full((1,), tokens * top_k, jnp.int32), zero)
 
@@ -221,15 +242,19 @@ def routed_experts(
     batch_axes = tuple(a for a in config.batch_axes if a in mesh.shape and a != axis)
     groups = math.prod(mesh.shape[a] for a in batch_axes)  # data replicas, each its own EP group
     if num_experts % num_devices or tokens % (num_devices * groups):
-        raise ValueError(f"mesh axis {axis!r} of size {num_devices} must divide the number of "
-                         f"experts ({num_experts}), and {batch_axes + (axis,)} (size "
-                         f"{num_devices * groups}) the tokens ({tokens})")
+        raise ValueError(
+            f"mesh axis {axis!r} of size {num_devices} must divide the number of "
+            f"experts ({num_experts}), and {batch_axes + (axis,)} (size "
+            f"{num_devices * groups}) the tokens ({tokens})"
+        )
     if plan is not None and ep != "llep":
         raise ValueError(f"plan is only used with ep='llep', got ep={ep!r}")
     if ep == "llep" and groups > 1 and (plan is not None or config.planner == "host"):
-        raise ValueError(f"EPConfig.planner={config.planner!r} / a precomputed plan make one plan for "
-                         f"all tokens; with batch axes {batch_axes} each data replica needs its own: "
-                         "use planner='device'")
+        raise ValueError(
+            f"EPConfig.planner={config.planner!r} / a precomputed plan make one plan for "
+            f"all tokens; with batch axes {batch_axes} each data replica needs its own: "
+            "use planner='device'"
+        )
     per_device = num_experts // num_devices
     group_copies = tokens // groups * top_k  # token copies one EP group routes
     local_copies = group_copies // num_devices
@@ -238,13 +263,15 @@ def routed_experts(
     num_slots = per_device
     if ep == "llep":
         if plan is None and config.planner == "device":
-            compute_rows = plan_capacity(group_copies, num_devices, config.min_chunk, config.alpha,
-                                         config.fallback_lambda)
+            compute_rows = plan_capacity(
+                group_copies, num_devices, config.min_chunk, config.alpha, config.fallback_lambda
+            )
         elif plan is None:
             plan_arrays = llep_plan_arrays(expert_ids, num_experts, num_devices, config)
         else:
-            plan_arrays = tuple(jnp.asarray(a, jnp.int32)
-                                for a in (plan.arrays() if isinstance(plan, ExpertPlan) else plan))
+            plan_arrays = tuple(
+                jnp.asarray(a, jnp.int32) for a in (plan.arrays() if isinstance(plan, ExpertPlan) else plan)
+            )
         num_slots = per_device + (plan_arrays[3].shape[1] if plan_arrays else config.max_extra_experts)
 
     transport = _resolve_transport(config.transport, compute_rows is not None)
@@ -266,20 +293,32 @@ def routed_experts(
         if ep == "llep":
             if not plan_l:  # device planner: this EP group's counts, planned on every device of it
                 counts = jax.lax.psum(jnp.bincount(flat_ids, length=num_experts).astype(jnp.int32), axis)
-                plan_l = plan_llep_device(counts, num_devices, config.max_extra_experts,
-                                          config.min_chunk, config.alpha, config.fallback_lambda).arrays()
+                plan_l = plan_llep_device(
+                    counts,
+                    num_devices,
+                    config.max_extra_experts,
+                    config.min_chunk,
+                    config.alpha,
+                    config.fallback_lambda,
+                ).arrays()
             seg_end, seg_device, seg_slot, extra = plan_l
             routed = dispatch.route_planned(flat_ids, num_experts, seg_end, seg_device, seg_slot, axis)
             copies, n_copied = _copies((wg, wu, wd, bias_l), extra, axis, num_experts)
         else:
             routed = dispatch.route_standard(flat_ids, per_device)
             copies, n_copied = None, jnp.zeros((), jnp.int32)
-        expert_fn = functools.partial(_two_bank_expert_fn, native=(wg, wu, wd, bias_l), copies=copies,
-                                      activation=activation, gmm_impl=config.gmm_impl,
-                                      gmm_interpret=config.gmm_interpret)
+        expert_fn = functools.partial(
+            _two_bank_expert_fn,
+            native=(wg, wu, wd, bias_l),
+            copies=copies,
+            activation=activation,
+            gmm_impl=config.gmm_impl,
+            gmm_interpret=config.gmm_interpret,
+        )
         x_entries = jnp.repeat(x_l, top_k, axis=0)
-        y_entries, kept, processed = exchange(x_entries, routed, num_devices, capacity, num_slots,
-                                              expert_fn, axis, compute_rows)
+        y_entries, kept, processed = exchange(
+            x_entries, routed, num_devices, capacity, num_slots, expert_fn, axis, compute_rows
+        )
         if config.overflow == "error":
             y_entries = jnp.where(kept[:, None], y_entries, jnp.nan)
         y = combine(y_entries.reshape(ids_l.shape + (-1,)), cw_l)
@@ -291,21 +330,21 @@ def routed_experts(
     sharded = P(batch_axes + (axis,))  # tokens: split over the data replicas and the expert axis
     experts = P(axis)  # weights: split over the expert axis, replicated over the data replicas
     y, dropped, load, rounds = jax.shard_map(
-        body, mesh=mesh,
+        body,
+        mesh=mesh,
         in_specs=(sharded,) * 3 + (experts,) * 4 + (P(),) * len(plan_arrays),
-        out_specs=(sharded, P(), sharded, P()), check_vma=_check_vma(config),
+        out_specs=(sharded, P(), sharded, P()),
+        check_vma=_check_vma(config),
     )(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases, *plan_arrays)
     if config.overflow == "error":
         jax.debug.callback(_log_overflow, dropped)
     return y, EPStats(dropped, load, rounds)
 
 
-def _bounded(x_entries, routed, num_devices, capacity, num_slots, expert_fn, axis, compute_rows,
-             pair_rows):
+def _bounded(x_entries, routed, num_devices, capacity, num_slots, expert_fn, axis, compute_rows, pair_rows):
     """The bounded transport receives at most ``capacity`` rows and computes all of them."""
     capacity = capacity if compute_rows is None else min(capacity, compute_rows)
-    return exchange_bounded(x_entries, routed, num_devices, capacity, num_slots, expert_fn, axis,
-                            pair_rows)
+    return exchange_bounded(x_entries, routed, num_devices, capacity, num_slots, expert_fn, axis, pair_rows)
 
 
 def _copies(tensors, extra: jax.Array, axis: str, num_experts: int):
@@ -350,6 +389,5 @@ def _two_bank_expert_fn(x_sorted, group_sizes, *, native, copies, activation, gm
         return y
     start = jnp.sum(group_sizes[:per_device])
     cg, cu, cd, cb = copies
-    y_copies = expert_ffn(jnp.roll(x_sorted, -start, axis=0), group_sizes[per_device:], cg, cu, cd,
-                          biases=cb, **kw)
+    y_copies = expert_ffn(jnp.roll(x_sorted, -start, axis=0), group_sizes[per_device:], cg, cu, cd, biases=cb, **kw)
     return y + jnp.roll(y_copies, start, axis=0)

@@ -7,6 +7,7 @@ per-device result shapes of each collective instruction; an instruction inside
 a ``while`` body runs once per iteration, which the HLO cannot tell, so it is
 flagged ``in_loop`` and the caller multiplies by the trip count it knows.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,13 +15,28 @@ import re
 
 import numpy as np
 
-COLLECTIVE_OPS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute",
-                  "ragged-all-to-all")
-_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16": 2, "s32": 4,
-                "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8}
+COLLECTIVE_OPS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute", "ragged-all-to-all")
+_DTYPE_BYTES = {
+    "pred": 1,
+    "s8": 1,
+    "u8": 1,
+    "s16": 2,
+    "u16": 2,
+    "bf16": 2,
+    "f16": 2,
+    "s32": 4,
+    "u32": 4,
+    "f32": 4,
+    "s64": 8,
+    "u64": 8,
+    "f64": 8,
+}
 _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s*\(.*\{\s*$")
-_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*(.*?)\s+(" + "|".join(
-    re.escape(op) for op in sorted(COLLECTIVE_OPS, key=len, reverse=True)) + r")(?:-start)?\(")
+_INSTR = re.compile(
+    r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*(.*?)\s+("
+    + "|".join(re.escape(op) for op in sorted(COLLECTIVE_OPS, key=len, reverse=True))
+    + r")(?:-start)?\("
+)
 _SHAPE = re.compile(r"\b(pred|[su](?:8|16|32|64)|bf16|f(?:16|32|64))\[([\d,]*)\]")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
 _GROUPS_LIST = re.compile(r"replica_groups=\{\{([\d,]*)\}")
@@ -97,6 +113,15 @@ def collectives(hlo: str) -> list[Collective]:
                 continue
             size, shapes = _shape_bytes(match.group(1))
             op_name = _OP_NAME.search(line)
-            found.append(Collective(match.group(2), size, op_name.group(1) if op_name else "", name,
-                                    name in in_loop, shapes, _group_size(line)))
+            found.append(
+                Collective(
+                    match.group(2),
+                    size,
+                    op_name.group(1) if op_name else "",
+                    name,
+                    name in in_loop,
+                    shapes,
+                    _group_size(line),
+                )
+            )
     return found

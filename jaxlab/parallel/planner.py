@@ -12,6 +12,7 @@ over experts, cheap on a CPU and awkward as a jitted loop.  Inside a jitted step
 it runs through ``jax.pure_callback`` (one host round trip per MoE layer), or
 the caller computes the plan itself and passes the arrays in.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,13 +42,11 @@ def _check_counts(counts: np.ndarray, num_devices: int) -> np.ndarray:
     if np.any(counts < 0):
         raise ValueError("counts must be non-negative")
     if num_devices < 1 or counts.shape[0] % num_devices:
-        raise ValueError(
-            f"num_devices={num_devices} must divide the number of experts {counts.shape[0]}")
+        raise ValueError(f"num_devices={num_devices} must divide the number of experts {counts.shape[0]}")
     return counts.astype(np.int64)
 
 
-def _to_plan(assign: list[dict[int, int]], extras: list[list[int]], num_devices: int,
-             max_extra: int) -> ExpertPlan:
+def _to_plan(assign: list[dict[int, int]], extras: list[list[int]], num_devices: int, max_extra: int) -> ExpertPlan:
     num_experts = len(assign)
     per_device = num_experts // num_devices
     seg_end = np.zeros((num_experts, num_devices), np.int32)
@@ -65,7 +64,7 @@ def _to_plan(assign: list[dict[int, int]], extras: list[list[int]], num_devices:
             seg_device[e, s] = device
             seg_slot[e, s] = e % per_device if device == owner else per_device + extras[device].index(e)
             load[device] += tokens
-        seg_end[e, len(parts):] = end  # padding segments are empty
+        seg_end[e, len(parts) :] = end  # padding segments are empty
     extra = np.full((num_devices, max_extra), -1, np.int32)
     for device, experts in enumerate(extras):
         extra[device, : len(experts)] = experts
@@ -173,8 +172,7 @@ def pair_counts(plan: ExpertPlan, counts_by_source: np.ndarray) -> np.ndarray:
     out = np.zeros((num_devices, num_devices), np.int64)
     rank_end = np.cumsum(counts_by_source, axis=0)
     rank_start = rank_end - counts_by_source
-    seg_start = np.concatenate([np.zeros((plan.seg_end.shape[0], 1), np.int64),
-                                plan.seg_end[:, :-1]], axis=1)
+    seg_start = np.concatenate([np.zeros((plan.seg_end.shape[0], 1), np.int64), plan.seg_end[:, :-1]], axis=1)
     for e in range(counts_by_source.shape[1]):
         for s in range(plan.seg_end.shape[1]):
             lo, hi = seg_start[e, s], plan.seg_end[e, s]

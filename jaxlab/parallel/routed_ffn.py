@@ -7,6 +7,7 @@ bias is optional (absent = zero).  Token copies are sorted by expert so each
 expert's rows are contiguous, run through three grouped matmuls, and scattered
 back.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -63,9 +64,15 @@ class ExpertBiases(NamedTuple):
     down: jax.Array | None = None
 
 
-def check_routing_args(x: jax.Array, expert_ids: jax.Array, combine_weights: jax.Array,
-                       w_gate: jax.Array, w_up: jax.Array, w_down: jax.Array,
-                       biases: ExpertBiases = ExpertBiases()) -> None:
+def check_routing_args(
+    x: jax.Array,
+    expert_ids: jax.Array,
+    combine_weights: jax.Array,
+    w_gate: jax.Array,
+    w_up: jax.Array,
+    w_down: jax.Array,
+    biases: ExpertBiases = ExpertBiases(),
+) -> None:
     """Raise a ValueError naming the first argument whose shape or dtype does not fit."""
     if x.ndim != 2:
         raise ValueError(f"x must be [tokens, d_model], got shape {x.shape}")
@@ -75,16 +82,14 @@ def check_routing_args(x: jax.Array, expert_ids: jax.Array, combine_weights: jax
     if not jnp.issubdtype(expert_ids.dtype, jnp.integer):
         raise ValueError(f"expert_ids must be integer, got {expert_ids.dtype}")
     if combine_weights.shape != expert_ids.shape:
-        raise ValueError(
-            f"combine_weights must match expert_ids shape {expert_ids.shape}, got {combine_weights.shape}")
+        raise ValueError(f"combine_weights must match expert_ids shape {expert_ids.shape}, got {combine_weights.shape}")
     if w_gate.ndim != 3 or w_gate.shape[1] != d_model:
         raise ValueError(f"w_gate must be [experts, {d_model}, d_ff], got shape {w_gate.shape}")
     if w_up.shape != w_gate.shape:
         raise ValueError(f"w_up must match w_gate shape {w_gate.shape}, got {w_up.shape}")
     num_experts, _, d_ff = w_gate.shape
     if w_down.shape != (num_experts, d_ff, d_model):
-        raise ValueError(
-            f"w_down must be [{num_experts}, {d_ff}, {d_model}], got shape {w_down.shape}")
+        raise ValueError(f"w_down must be [{num_experts}, {d_ff}, {d_model}], got shape {w_down.shape}")
     expected = {"b_gate": (num_experts, d_ff), "b_up": (num_experts, d_ff), "b_down": (num_experts, d_model)}
     for (name, shape), bias in zip(expected.items(), biases):
         if bias is not None and bias.shape != shape:
@@ -108,16 +113,25 @@ def _add_bias(h: jax.Array, bias: jax.Array | None, groups: jax.Array) -> jax.Ar
     return h + jnp.take(bias.astype(h.dtype), groups, axis=0, mode="fill", fill_value=0)
 
 
-def expert_ffn(x_sorted: jax.Array, group_sizes: jax.Array, w_gate: jax.Array, w_up: jax.Array,
-               w_down: jax.Array, *, biases: ExpertBiases = ExpertBiases(),
-               activation: ExpertActivation = ExpertActivation(), gmm_impl: str = "auto",
-               gmm_interpret: bool = False) -> jax.Array:
+def expert_ffn(
+    x_sorted: jax.Array,
+    group_sizes: jax.Array,
+    w_gate: jax.Array,
+    w_up: jax.Array,
+    w_down: jax.Array,
+    *,
+    biases: ExpertBiases = ExpertBiases(),
+    activation: ExpertActivation = ExpertActivation(),
+    gmm_impl: str = "auto",
+    gmm_interpret: bool = False,
+) -> jax.Array:
     """Gated FFN over expert-sorted rows; rows past ``sum(group_sizes)`` come out zero.
 
     Group ``g`` of the rows uses ``w_*[g]`` and ``biases.*[g]``.  ``gmm_interpret``
     runs a Pallas kernel in interpret mode (CPU tests of the accelerator paths).
     """
     groups = None if all(b is None for b in biases) else row_groups(group_sizes, x_sorted.shape[0])
+
     def gmm(lhs, rhs):
         return pallas_kernels.gmm(lhs, rhs, group_sizes, impl=gmm_impl, interpret=gmm_interpret)
 
@@ -134,11 +148,19 @@ def combine(y_entries: jax.Array, combine_weights: jax.Array) -> jax.Array:
     return jnp.einsum("tk,tkd->td", weights, y_entries)
 
 
-def routed_ffn_reference(x: jax.Array, expert_ids: jax.Array, combine_weights: jax.Array,
-                         w_gate: jax.Array, w_up: jax.Array, w_down: jax.Array, *,
-                         biases: ExpertBiases = ExpertBiases(),
-                         activation: ExpertActivation = ExpertActivation(),
-                         gmm_impl: str = "auto", gmm_interpret: bool = False) -> jax.Array:
+def routed_ffn_reference(
+    x: jax.Array,
+    expert_ids: jax.Array,
+    combine_weights: jax.Array,
+    w_gate: jax.Array,
+    w_up: jax.Array,
+    w_down: jax.Array,
+    *,
+    biases: ExpertBiases = ExpertBiases(),
+    activation: ExpertActivation = ExpertActivation(),
+    gmm_impl: str = "auto",
+    gmm_interpret: bool = False,
+) -> jax.Array:
     """Single-device routed FFN: sort token copies by expert, grouped matmuls, unsort."""
     check_routing_args(x, expert_ids, combine_weights, w_gate, w_up, w_down, biases)
     tokens, top_k = expert_ids.shape
@@ -147,7 +169,16 @@ def routed_ffn_reference(x: jax.Array, expert_ids: jax.Array, combine_weights: j
     order = jnp.argsort(flat_ids, stable=True)
     x_sorted = x[order // top_k]
     group_sizes = jnp.bincount(flat_ids, length=num_experts).astype(jnp.int32)
-    y_sorted = expert_ffn(x_sorted, group_sizes, w_gate, w_up, w_down, biases=biases,
-                          activation=activation, gmm_impl=gmm_impl, gmm_interpret=gmm_interpret)
+    y_sorted = expert_ffn(
+        x_sorted,
+        group_sizes,
+        w_gate,
+        w_up,
+        w_down,
+        biases=biases,
+        activation=activation,
+        gmm_impl=gmm_impl,
+        gmm_interpret=gmm_interpret,
+    )
     y_entries = y_sorted[jnp.argsort(order)].reshape(tokens, top_k, -1)
     return combine(y_entries, combine_weights)

@@ -18,6 +18,7 @@ them up and the owner adds the total into its own expert's gradient.  A
 ``while_loop`` with a traced trip count cannot be reverse-differentiated by
 autodiff, hence the hand-written backward.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,8 +34,7 @@ SCOPE = "llep_weight_exchange"  # named scope of the exchange's collectives (fou
 def copied_experts(extra_experts: jax.Array, num_experts: int) -> tuple[jax.Array, jax.Array]:
     """Distinct experts that have a copy anywhere (ascending, padded with -1) and their count."""
     flat = extra_experts.reshape(-1)
-    present = jnp.zeros((num_experts,), bool).at[jnp.where(flat >= 0, flat, num_experts)].set(
-        True, mode="drop")
+    present = jnp.zeros((num_experts,), bool).at[jnp.where(flat >= 0, flat, num_experts)].set(True, mode="drop")
     ids = jnp.nonzero(present, size=min(num_experts, max(flat.shape[0], 1)), fill_value=-1)[0]
     return ids.astype(jnp.int32), jnp.sum(present).astype(jnp.int32)
 
@@ -52,16 +52,16 @@ def _slot_mask(hit: jax.Array, ndim: int) -> jax.Array:
     return hit.reshape(hit.shape + (1,) * (ndim - 1))
 
 
-def _broadcast(weights: tuple[jax.Array, ...], extra: jax.Array, axis_name: str,
-               num_experts: int) -> tuple[jax.Array, ...]:
+def _broadcast(
+    weights: tuple[jax.Array, ...], extra: jax.Array, axis_name: str, num_experts: int
+) -> tuple[jax.Array, ...]:
     me = jax.lax.axis_index(axis_name)
     per_device = weights[0].shape[0]
     max_extra = extra.shape[1]
     ids, count = copied_experts(extra, num_experts)
     my_slots = extra[me]
     # zeros_like keeps the per-device (varying) type shard_map expects for the carry.
-    bufs = tuple(_vary_like(jnp.zeros_like(w, shape=(max_extra,) + w.shape[1:]), w, extra)
-                 for w in weights)
+    bufs = tuple(_vary_like(jnp.zeros_like(w, shape=(max_extra,) + w.shape[1:]), w, extra) for w in weights)
     if max_extra == 0:
         return bufs
 
@@ -78,8 +78,9 @@ def _broadcast(weights: tuple[jax.Array, ...], extra: jax.Array, axis_name: str,
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def exchange_weight_copies(weights: tuple[jax.Array, ...], extra_experts: jax.Array,
-                           axis_name: str, num_experts: int) -> tuple[jax.Array, ...]:
+def exchange_weight_copies(
+    weights: tuple[jax.Array, ...], extra_experts: jax.Array, axis_name: str, num_experts: int
+) -> tuple[jax.Array, ...]:
     """This device's copy-slot weights ``[max_extra, ...]`` for each local ``[E/D, ...]`` tensor.
 
     ``weights`` is a tuple of per-expert tensors (weights and biases, same
@@ -106,13 +107,11 @@ def _bwd(axis_name, num_experts, res, cts):
     def round_(i, grads):
         e = ids[i]
         hit = my_slots == e
-        part = tuple(jnp.sum(jnp.where(_slot_mask(hit, ct.ndim), ct, jnp.zeros((), ct.dtype)), axis=0)
-                     for ct in cts)
+        part = tuple(jnp.sum(jnp.where(_slot_mask(hit, ct.ndim), ct, jnp.zeros((), ct.dtype)), axis=0) for ct in cts)
         with jax.named_scope(SCOPE):
             total = jax.lax.psum(part, axis_name)
         mine = e // per_device == me
-        return tuple(g.at[e % per_device].add(jnp.where(mine, t, jnp.zeros((), t.dtype)))
-                     for g, t in zip(grads, total))
+        return tuple(g.at[e % per_device].add(jnp.where(mine, t, jnp.zeros((), t.dtype))) for g, t in zip(grads, total))
 
     grads = jax.lax.fori_loop(0, count, round_, grads)
     # Weights replicated over data replicas: each replica's copy gradients add up.

@@ -28,6 +28,7 @@ in size, before the temp dir is deleted (e.g. a rendered chart).
 over a dedicated pipe pair; the code-based MAS frameworks use it so generated
 agent systems can query the model without ever holding a client or a socket.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,16 @@ from jaxlab.sandbox.files import MAX_COLLECT_BYTES, collect_files, write_files
 from jaxlab.sandbox.io import MAX_RPC_MESSAGE, drain, serve_rpc, write_stdin
 from jaxlab.sandbox.isolation import SandboxUnavailable, bwrap_command, isolation_error, sandbox_uid
 
-__all__ = ["STATUSES", "SandboxResult", "SandboxUnavailable", "TestOutcome", "code_block", "isolation_error",
-           "run_python", "run_tests"]
+__all__ = [
+    "STATUSES",
+    "SandboxResult",
+    "SandboxUnavailable",
+    "TestOutcome",
+    "code_block",
+    "isolation_error",
+    "run_python",
+    "run_tests",
+]
 
 STATUSES = ("ok", "error", "timeout", "memory", "crashed")
 _BOOT = (Path(__file__).parent / "_boot.py").read_text()
@@ -86,10 +95,15 @@ def _isolation_prefix(tmp: str, uid: int | None, allow_weak: bool) -> list[str]:
     if err is None:
         return bwrap_command(tmp, uid)
     if not allow_weak:
-        raise SandboxUnavailable(f"{err}; refusing to run untrusted code without isolation "
-                                 "(pass allow_weak=True to accept the weaker audit-hook-only sandbox)")
-    _log.warning("sandbox: WEAK MODE (allow_weak=True): no bubblewrap isolation, only rlimits and an audit hook; "
-                 "the code can read the filesystem and signal other processes: %s", err)
+        raise SandboxUnavailable(
+            f"{err}; refusing to run untrusted code without isolation "
+            "(pass allow_weak=True to accept the weaker audit-hook-only sandbox)"
+        )
+    _log.warning(
+        "sandbox: WEAK MODE (allow_weak=True): no bubblewrap isolation, only rlimits and an audit hook; "
+        "the code can read the filesystem and signal other processes: %s",
+        err,
+    )
     unshare = shutil.which("unshare")
     if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True, timeout=10).returncode == 0:
         return [unshare, "-n"]
@@ -110,11 +124,22 @@ def _classify(rc: int | None, timed_out: bool, duration: float, timeout_s: float
     return "error"
 
 
-def run_python(code: str, *, timeout_s: float = 10.0, memory_mb: int = 1024, stdin: str = "",
-               network: bool = False, rpc: Callable[[str, dict], Any] | None = None,
-               max_output_bytes: int = 1_000_000, max_procs: int = 16, allow_weak: bool = False,
-               files: Mapping[str, bytes | str] | None = None, collect: Sequence[str] = (),
-               max_collect_bytes: int = MAX_COLLECT_BYTES, _marker: str | None = None) -> SandboxResult:
+def run_python(
+    code: str,
+    *,
+    timeout_s: float = 10.0,
+    memory_mb: int = 1024,
+    stdin: str = "",
+    network: bool = False,
+    rpc: Callable[[str, dict], Any] | None = None,
+    max_output_bytes: int = 1_000_000,
+    max_procs: int = 16,
+    allow_weak: bool = False,
+    files: Mapping[str, bytes | str] | None = None,
+    collect: Sequence[str] = (),
+    max_collect_bytes: int = MAX_COLLECT_BYTES,
+    _marker: str | None = None,
+) -> SandboxResult:
     """Execute ``code`` as ``__main__`` in an isolated interpreter and classify the outcome.
 
     status: ``ok`` (exit 0), ``error`` (exception / non-zero exit), ``timeout``
@@ -151,10 +176,17 @@ def run_python(code: str, *, timeout_s: float = 10.0, memory_mb: int = 1024, std
             os.write(mw, _marker.encode())
             os.close(mw)
             keep.append(mfd)
-        env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8",
-               "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1",
-               "JAXLAB_SANDBOX_LIMITS": f"{memory_mb * 1024 * 1024},{int(timeout_s) + 1},{max_procs},{mfd}"}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": tmp,
+            "TMPDIR": tmp,
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "JAXLAB_SANDBOX_LIMITS": f"{memory_mb * 1024 * 1024},{int(timeout_s) + 1},{max_procs},{mfd}",
+        }
         if uid is not None:
             env["JAXLAB_SANDBOX_UID"] = str(uid)
         if rpc is not None:
@@ -166,16 +198,26 @@ def run_python(code: str, *, timeout_s: float = 10.0, memory_mb: int = 1024, std
         cmd = prefix + [os.path.realpath(sys.executable), "-I", boot, prog]
         start = time.monotonic()
         try:
-            proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True, pass_fds=tuple(keep))
+            proc = subprocess.Popen(
+                cmd,
+                cwd=tmp,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=tuple(keep),
+            )
         finally:
             for fd in keep:
                 os.close(fd)
         out: list[bytes] = []
         err: list[bytes] = []
-        threads = [threading.Thread(target=drain, args=(proc.stdout, out, max_output_bytes), daemon=True),
-                   threading.Thread(target=drain, args=(proc.stderr, err, max_output_bytes), daemon=True),
-                   threading.Thread(target=write_stdin, args=(proc.stdin, stdin.encode()), daemon=True)]
+        threads = [
+            threading.Thread(target=drain, args=(proc.stdout, out, max_output_bytes), daemon=True),
+            threading.Thread(target=drain, args=(proc.stderr, err, max_output_bytes), daemon=True),
+            threading.Thread(target=write_stdin, args=(proc.stdin, stdin.encode()), daemon=True),
+        ]
         if rpc is not None:
             threads.append(threading.Thread(target=serve_rpc, args=(*parent_ends, rpc), daemon=True))
         for t in threads:

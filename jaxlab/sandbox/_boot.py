@@ -6,6 +6,7 @@ optional ``grade`` flag: in grading mode a per-run marker is read from a pipe
 before the program runs and printed only if the program returned normally, so
 an early ``sys.exit(0)``/``os._exit(0)``/atexit exit never counts as a pass.
 """
+
 import json
 import os
 import resource
@@ -31,11 +32,30 @@ def _main():
     if mfd >= 0:
         marker = os.read(mfd, 128).decode()
         os.close(mfd)
-    blocked = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-               "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "urllib.Request"}
+    blocked = {
+        "subprocess.Popen",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.fork",
+        "os.forkpty",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyaddr",
+        "urllib.Request",
+    }
     if marker is not None:  # grading: no peeking at the harness's frames or memory
-        blocked |= {"sys._getframe", "sys._current_frames", "gc.get_referrers", "gc.get_objects", "ctypes.dlopen",
-                    "ctypes.dlsym", "ctypes.string_at", "ctypes.cdata"}
+        blocked |= {
+            "sys._getframe",
+            "sys._current_frames",
+            "gc.get_referrers",
+            "gc.get_objects",
+            "ctypes.dlopen",
+            "ctypes.dlsym",
+            "ctypes.string_at",
+            "ctypes.cdata",
+        }
 
     def guard(event, args):
         if event in blocked:
@@ -44,11 +64,19 @@ def _main():
             raise PermissionError("sandbox: network access is disabled")
         if event in ("socket.connect", "socket.bind", "socket.sendto") and len(args) > 1 and isinstance(args[1], tuple):
             raise PermissionError("sandbox: network access is disabled")
-        if marker is not None and event == "open" and isinstance(args[0], (str, bytes)) and \
-                str(args[0]).rstrip("/").endswith(("/mem", "/environ", "/maps")):
+        if (
+            marker is not None
+            and event == "open"
+            and isinstance(args[0], (str, bytes))
+            and str(args[0]).rstrip("/").endswith(("/mem", "/environ", "/maps"))
+        ):
             raise PermissionError("sandbox: process memory is not readable while grading")
-        if marker is not None and event == "object.__getattr__" and len(args) > 1 and \
-                args[1] in ("f_back", "tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_locals", "f_globals"):
+        if (
+            marker is not None
+            and event == "object.__getattr__"
+            and len(args) > 1
+            and args[1] in ("f_back", "tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_locals", "f_globals")
+        ):
             raise PermissionError("sandbox: frame introspection is not allowed while grading")
 
     ns = {"__name__": "__main__"}
@@ -74,6 +102,7 @@ def _main():
             if "error" in reply:
                 raise RuntimeError(reply["error"])
             return reply["result"]
+
         ns["rpc"] = rpc
     with open(sys.argv[1]) as f:
         src = f.read()

@@ -7,6 +7,7 @@ file: a symlink ``chart.png -> /etc/shadow`` planted by the code is refused
 instead of being read by the (possibly root) parent, and a file over the size
 cap is left out rather than read into memory.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Bounded I/O with a sandboxed child: nothing here can block past the caller's deadline or grow without bound."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,15 @@ def serve_rpc(read_fd: int, write_fd: int, handler: Callable[[str, dict], Any]) 
                 return
             if len(line) > MAX_RPC_MESSAGE or total > MAX_RPC_TOTAL:
                 try:
-                    rout.write(json.dumps({"error": f"sandbox: rpc traffic over its cap ({MAX_RPC_MESSAGE} "
-                                                    f"bytes a message, {MAX_RPC_TOTAL} a run)"}) + "\n")
+                    rout.write(
+                        json.dumps(
+                            {
+                                "error": f"sandbox: rpc traffic over its cap ({MAX_RPC_MESSAGE} "
+                                f"bytes a message, {MAX_RPC_TOTAL} a run)"
+                            }
+                        )
+                        + "\n"
+                    )
                     rout.flush()
                 except (BrokenPipeError, OSError):
                     pass

@@ -8,6 +8,7 @@ tree dies with the caller.  When the caller is root the child runs under a
 fresh unprivileged uid, because the kernel never applies ``RLIMIT_NPROC`` to
 uid 0 and the process-count limit must hold.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,8 +20,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-_RO_SYSTEM = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/ld.so.conf",
-              "/etc/ld.so.conf.d", "/etc/localtime", "/etc/alternatives")
+_RO_SYSTEM = (
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/bin",
+    "/sbin",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/alternatives",
+)
 _UIDS = itertools.count()
 _UID_BASE = 0x7A000000  # far above any real account; each run gets its own so process counts never mix
 
@@ -58,11 +70,28 @@ def bwrap_command(workdir: str, uid: int | None) -> list[str]:
     exe = shutil.which("bwrap")
     if exe is None:
         raise SandboxUnavailable("sandbox: bubblewrap (`bwrap`) is not installed; apt-get install bubblewrap")
-    user = ["--unshare-user", "--cap-drop", "ALL"] if uid is None else [
-        "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    cmd = [exe, *user, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-           "--unshare-cgroup-try", "--die-with-parent", "--new-session",
-           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    user = (
+        ["--unshare-user", "--cap-drop", "ALL"]
+        if uid is None
+        else ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    )
+    cmd = [
+        exe,
+        *user,
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+    ]
     for p in _RO_SYSTEM:
         cmd += ["--ro-bind-try", p, p]
     for p in _interpreter_paths():
@@ -87,6 +116,8 @@ def isolation_error() -> str | None:
         except (OSError, subprocess.SubprocessError) as exc:
             return f"sandbox: bubblewrap failed to start: {exc}"
     if r.returncode != 0:
-        return (f"sandbox: bubblewrap cannot create its namespaces here (user namespaces disabled?): "
-                f"{r.stderr.decode(errors='replace').strip()[-500:]}")
+        return (
+            f"sandbox: bubblewrap cannot create its namespaces here (user namespaces disabled?): "
+            f"{r.stderr.decode(errors='replace').strip()[-500:]}"
+        )
     return None

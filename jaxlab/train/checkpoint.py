@@ -30,6 +30,7 @@ independent of sharding because integer sums are exactly associative. The meta
 item (step, data-iterator position, extras and those array sums) carries a
 SHA-256 of its canonical JSON, so a hand-edited data position is caught too.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -187,7 +188,8 @@ class Checkpointer:
         if step in self._mgr.all_steps():
             raise CheckpointError(
                 f"checkpoint step {step} already exists under {self.directory} (written by another run, or "
-                f"this one saved it twice); refusing to skip or replace it")
+                f"this one saved it twice); refusing to skip or replace it"
+            )
         arrays = {"params": state.params, "opt_state": state.opt_state, "rest": rest}
         prints, finite = fingerprint(arrays)
         if not finite:
@@ -253,7 +255,8 @@ class Checkpointer:
         if latest is not None and not self.cfg.resume:
             raise CheckpointError(
                 f"checkpoint.resume is false but {self.directory} holds checkpoints {self.all_steps()} of an "
-                f"earlier run; resume it (checkpoint.resume=true) or move those checkpoints away")
+                f"earlier run; resume it (checkpoint.resume=true) or move those checkpoints away"
+            )
         return latest
 
     def restore(self, state_like: TrainState, rest_like: Any, step: int | None = None) -> Restored:
@@ -268,8 +271,9 @@ class Checkpointer:
             raise CheckpointError(f"no checkpoint step {step} under {self.directory}; available: {steps}")
         earlier = [s for s in steps if s < step]
         hint = (
-            f"earlier steps available: {earlier} (delete {self.directory / str(step)} to resume from "
-            f"{earlier[-1]})" if earlier else "no earlier checkpoint is available"
+            f"earlier steps available: {earlier} (delete {self.directory / str(step)} to resume from {earlier[-1]})"
+            if earlier
+            else "no earlier checkpoint is available"
         )
         try:
             out = self._mgr.restore(
@@ -288,14 +292,17 @@ class Checkpointer:
         meta = out.meta
         required = {"fingerprint", "meta_fingerprint"}
         if not isinstance(meta, dict) or meta.get("step") != step or not required <= set(meta):
-            raise CheckpointError(f"checkpoint step {step}: meta item is missing or malformed (expected the step, "
-                                  f"'fingerprint' and 'meta_fingerprint'); {hint}")
+            raise CheckpointError(
+                f"checkpoint step {step}: meta item is missing or malformed (expected the step, "
+                f"'fingerprint' and 'meta_fingerprint'); {hint}"
+            )
         body = {k: v for k, v in meta.items() if k != "meta_fingerprint"}
         if _meta_digest(body) != meta["meta_fingerprint"]:
             raise CheckpointError(
                 f"checkpoint step {step} at {self.directory / str(step)}: its meta item (step, data-iterator "
                 f"position, extras, array fingerprints) does not match its saved fingerprint: edited or corrupt; "
-                f"{hint}")
+                f"{hint}"
+            )
         params, rest = out.model["params"], out.model["rest"]
         arrays = {"params": params, "opt_state": out.opt_state, "rest": rest}
         got, _ = fingerprint(arrays)

@@ -23,6 +23,7 @@ function of its inputs and ``seed``; its iterator's ``get_state()`` is a small
 JSON-able dict that :mod:`jaxlab.train.checkpoint` stores, and ``set_state()``
 resumes mid-epoch at exactly the next batch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -178,8 +179,7 @@ def load_chat_jsonl(path: str | Path) -> list[list[dict[str, str]]]:
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
                 raise ValueError(
-                    f"{where}: messages[{i}] must be {{'role': one of {list(_ROLES)}, "
-                    f"'content': str}}, got {m!r}"
+                    f"{where}: messages[{i}] must be {{'role': one of {list(_ROLES)}, 'content': str}}, got {m!r}"
                 )
         if not any(m["role"] == "assistant" for m in messages):
             raise ValueError(f"{where}: no assistant message, so nothing to train on")
@@ -199,6 +199,7 @@ def encode_chat(messages: Sequence[dict[str, str]], tokenizer: Any) -> tuple[np.
     Tokens are assigned to spans by their character offsets, which works for any
     template whose renders of prefixes are string prefixes of the full render.
     """
+
     def render(msgs, gen):
         return tokenizer.apply_chat_template(list(msgs), tokenize=False, add_generation_prompt=gen)
 
@@ -278,8 +279,9 @@ def chat_sft_dataset(
         raise ValueError("chat_sft_dataset: the tokenizer has neither pad_token_id nor eos_token_id")
     rows = load_chat_jsonl(path)
     if len(rows) < shard_count:
-        raise ValueError(f"chat_sft_dataset: {len(rows)} conversations in {str(path)!r} cannot fill {shard_count} "
-                         f"shards")
+        raise ValueError(
+            f"chat_sft_dataset: {len(rows)} conversations in {str(path)!r} cannot fill {shard_count} shards"
+        )
     ds = grain.MapDataset.source(rows)[shard_index::shard_count]
     if shuffle:
         ds = ds.shuffle(seed=seed)
@@ -300,6 +302,7 @@ def set_iterator_state(iterator: grain.DatasetIterator, state: dict[str, Any]) -
     (``ConcatThenSplit``'s empty remainder ``(-1, -1)``): a list there silently
     resumes at the wrong element. Lists are converted back to tuples first.
     """
+
     def tuples(x):
         if isinstance(x, dict):
             return {k: tuples(v) for k, v in x.items()}
@@ -319,5 +322,3 @@ def take_batches(dataset: grain.IterDataset, n: int) -> list[dict[str, np.ndarra
         if len(out) == n:
             break
     return out
-
-

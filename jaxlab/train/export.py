@@ -10,6 +10,7 @@ restores the ``model`` item of the chosen step into it and writes it with
 A LoRA run checkpoints its adapters only: the export loads the run's base model
 (``model`` in its ``config.yaml``) and writes the adapters merged into it.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,17 +56,16 @@ def restore_model(checkpoint: str | Path) -> tuple[DecoderLM, Any, int]:
     if not spec.is_file():
         raise FileNotFoundError(
             f"export: {str(spec)!r} does not exist; the checkpoint's architecture is unknown (runs written "
-            f"before jaxlab saved model_config.json cannot be exported this way)")
+            f"before jaxlab saved model_config.json cannot be exported this way)"
+        )
     cfg = ModelConfig(**json.loads(spec.read_text())["model_config"])
     if not ckpt_dir.is_dir():
         raise FileNotFoundError(f"export: no checkpoints directory at {str(ckpt_dir)!r}")
-    with ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(create=False,
-                                                                              read_only=True)) as mgr:
+    with ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(create=False, read_only=True)) as mgr:
         steps = sorted(mgr.all_steps())
         step = steps[-1] if step is None and steps else step
         if step is None or step not in steps:
-            raise FileNotFoundError(f"export: no checkpoint step {step} under {str(ckpt_dir)!r}; "
-                                    f"available: {steps}")
+            raise FileNotFoundError(f"export: no checkpoint step {step} under {str(ckpt_dir)!r}; available: {steps}")
         lora = _lora_run(run_dir)
         base = None
         if lora is None:
@@ -74,8 +74,9 @@ def restore_model(checkpoint: str | Path) -> tuple[DecoderLM, Any, int]:
             base, target = lora
         graphdef, params, rest = nnx.split(target, nnx.Param, ...)
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                                {"params": params, "rest": rest})
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), {"params": params, "rest": rest}
+        )
         restored = mgr.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(abstract)))
     model = nnx.merge(graphdef, restored.model["params"], restored.model["rest"])
     if base is not None:
@@ -112,6 +113,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
 
     model, tokenizer, step = restore_model(checkpoint)
     out = to_hf(model, out_dir, tokenizer=tokenizer)
-    print(f"[export] step {step} -> {out}" + ("" if tokenizer is not None else " (no tokenizer in the run)"),
-          flush=True)
+    print(
+        f"[export] step {step} -> {out}" + ("" if tokenizer is not None else " (no tokenizer in the run)"), flush=True
+    )
     return out

@@ -7,6 +7,7 @@ two Adam moments); the base weights go in as ``loss_context``, so they are trace
 but never differentiated and never updated. A runner with its own objective (GRPO)
 passes ``loss=`` a ``(model, batch) -> (loss_sum, n_tokens)`` function.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,9 +29,18 @@ class LoRAFitResult(FitResult):
     adapters: LoRAAdapters | None = None
 
 
-def fit_lora(model: nnx.Module, lora: LoRAConfig, data: Iterable[Mapping[str, Any]], optim_cfg: OptimConfig,
-             train_cfg: TrainConfig, *, eval_fn: EvalFn | None = None, mesh: Any = None,
-             loss: ModelLoss = model_loss, **fit_kwargs: Any) -> LoRAFitResult:
+def fit_lora(
+    model: nnx.Module,
+    lora: LoRAConfig,
+    data: Iterable[Mapping[str, Any]],
+    optim_cfg: OptimConfig,
+    train_cfg: TrainConfig,
+    *,
+    eval_fn: EvalFn | None = None,
+    mesh: Any = None,
+    loss: ModelLoss = model_loss,
+    **fit_kwargs: Any,
+) -> LoRAFitResult:
     """Train LoRA adapters on ``model`` (left unchanged) and return the merged result.
 
     ``eval_fn(graphdef, params, rest)`` receives the merged model, as it would under plain ``fit``.
@@ -48,19 +58,42 @@ def fit_lora(model: nnx.Module, lora: LoRAConfig, data: Iterable[Mapping[str, An
 
     wrapped_eval = None
     if eval_fn is not None:
+
         def wrapped_eval(graphdef, params, rest):
             return eval_fn(base_graphdef, merged(graphdef, params, rest), base_rest)
 
-    result = fit(adapters, data, optim_cfg, train_cfg, eval_fn=wrapped_eval, mesh=mesh,
-                 loss_fn=lora_loss_fn(base_graphdef, loss), loss_context=(base_params, base_rest), **fit_kwargs)
+    result = fit(
+        adapters,
+        data,
+        optim_cfg,
+        train_cfg,
+        eval_fn=wrapped_eval,
+        mesh=mesh,
+        loss_fn=lora_loss_fn(base_graphdef, loss),
+        loss_context=(base_params, base_rest),
+        **fit_kwargs,
+    )
     trained = nnx.merge(result.graphdef, result.state.params, result.rest)
     merged_params = merge_lora(base_params, trained)
-    return LoRAFitResult(base_graphdef, TrainState(merged_params, result.state.opt_state), base_rest, result.step,
-                         result.resumed_from, result.history, adapters=trained)
+    return LoRAFitResult(
+        base_graphdef,
+        TrainState(merged_params, result.state.opt_state),
+        base_rest,
+        result.step,
+        result.resumed_from,
+        result.history,
+        adapters=trained,
+    )
 
 
-def fit_maybe_lora(model: nnx.Module, lora: LoRAConfig | None, data: Iterable[Mapping[str, Any]],
-                   optim_cfg: OptimConfig, train_cfg: TrainConfig, **kwargs: Any) -> FitResult:
+def fit_maybe_lora(
+    model: nnx.Module,
+    lora: LoRAConfig | None,
+    data: Iterable[Mapping[str, Any]],
+    optim_cfg: OptimConfig,
+    train_cfg: TrainConfig,
+    **kwargs: Any,
+) -> FitResult:
     """:func:`fit_lora` when the config has a ``lora`` section, else plain :func:`fit` (full fine-tuning)."""
     if lora is None:
         return fit(model, data, optim_cfg, train_cfg, **kwargs)

@@ -6,6 +6,7 @@ equally: the mean over a big batch is ``sum(loss_sums) / sum(counts)``, which
 a mean of per-micro-batch means is not when loss masks differ between them.
 Logits are upcast to float32 before the softmax whatever the compute dtype.
 """
+
 from __future__ import annotations
 
 import jax
@@ -28,9 +29,7 @@ def token_losses(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return log_z - target_logit
 
 
-def masked_cross_entropy(
-    logits: jax.Array, targets: jax.Array, loss_mask: jax.Array
-) -> tuple[jax.Array, jax.Array]:
+def masked_cross_entropy(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Return ``(loss_sum, n_tokens)`` over positions where ``loss_mask`` is set.
 
     ``loss_mask`` is ``[B, S]`` (bool or 0/1); masked-out positions contribute
@@ -38,8 +37,7 @@ def masked_cross_entropy(
     """
     if loss_mask.shape != targets.shape:
         raise ValueError(
-            f"masked_cross_entropy: loss_mask shape {loss_mask.shape} must equal "
-            f"targets shape {targets.shape}"
+            f"masked_cross_entropy: loss_mask shape {loss_mask.shape} must equal targets shape {targets.shape}"
         )
     mask = loss_mask.astype(jnp.float32)
     nll = token_losses(logits, targets)

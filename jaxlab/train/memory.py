@@ -11,6 +11,7 @@ a locked-down ``/proc``), the figures are the process peak so far and say so (``
 Repeated phases (one ``fit`` per PTL stage) are aggregated by name: the largest peak, the total
 seconds and how many times the phase ran.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -127,12 +128,18 @@ def format_phases(rows: list[dict[str, Any]] | None = None) -> str:
     if not rows:
         return "no memory phases recorded"
     width = max(len(r["phase"]) for r in rows)
-    lines = [f"{'phase':<{width}}  peak RSS GB  RSS after GB  seconds  runs",
-             f"{'-' * width}  -----------  ------------  -------  ----"]
+    lines = [
+        f"{'phase':<{width}}  peak RSS GB  RSS after GB  seconds  runs",
+        f"{'-' * width}  -----------  ------------  -------  ----",
+    ]
     for r in rows:
         end = "-" if r.get("end_bytes") is None else f"{r['end_bytes'] / 1e9:.2f}"
-        lines.append(f"{r['phase']:<{width}}  {r['peak_bytes'] / 1e9:>11.2f}  {end:>12}  {r['seconds']:>7.1f}  "
-                     f"{r['count']:>4}")
-    how = ("measured: kernel high-water mark (VmHWM) reset at each phase start" if all(r["reset"] for r in rows)
-           else "measured: process peak so far (the high-water mark could not be reset here)")
+        lines.append(
+            f"{r['phase']:<{width}}  {r['peak_bytes'] / 1e9:>11.2f}  {end:>12}  {r['seconds']:>7.1f}  {r['count']:>4}"
+        )
+    how = (
+        "measured: kernel high-water mark (VmHWM) reset at each phase start"
+        if all(r["reset"] for r in rows)
+        else "measured: process peak so far (the high-water mark could not be reset here)"
+    )
     return "\n".join(lines) + f"\n({how}; whole process peak {peak_bytes() / 1e9:.2f} GB)"

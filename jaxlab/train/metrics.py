@@ -7,6 +7,7 @@ recomputed, and the file must not hold two different values for one step.
 A fresh run (no checkpoint) moves an existing file to ``metrics.prev.jsonl``
 rather than deleting finished results.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ class MetricsWriter:
             from tensorboardX import SummaryWriter
 
             # purge_step drops events a killed run logged after its last checkpoint.
-            self._tb = SummaryWriter(logdir=str(self.tensorboard_dir), purge_step=resume_step + 1 if resume_step else None)
+            self._tb = SummaryWriter(
+                logdir=str(self.tensorboard_dir), purge_step=resume_step + 1 if resume_step else None
+            )
 
     def _truncate_after(self, resume_step: int | None) -> None:
         if not self.jsonl_path.exists():
@@ -94,15 +97,18 @@ def plot_loss_curve(jsonl_path: str | Path, png_path: str | Path, title: str = "
     records = read_jsonl(jsonl_path)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     for split, style in (("train", "-"), ("eval", "o--")):
-        pts = sorted((r["step"], r["loss"]) for r in records
-                     if r.get("split") == split and isinstance(r.get("loss"), (int, float)))
+        pts = sorted(
+            (r["step"], r["loss"])
+            for r in records
+            if r.get("split") == split and isinstance(r.get("loss"), (int, float))
+        )
         if pts:
             xs, ys = zip(*pts)
             ax.plot(xs, ys, style, label=f"{split} loss", markersize=4, alpha=0.45 if split == "train" else 1.0)
             if split == "train" and len(ys) >= 8:  # small batches are noisy: show the trend too
                 k = max(len(ys) // 8, 3)
                 smooth = np.convolve(ys, np.ones(k) / k, mode="valid")
-                ax.plot(xs[k - 1:], smooth, "-", color="C0", linewidth=2, label=f"train loss ({k}-step mean)")
+                ax.plot(xs[k - 1 :], smooth, "-", color="C0", linewidth=2, label=f"train loss ({k}-step mean)")
     if not ax.lines:
         raise ValueError(f"{jsonl_path}: no 'loss' records to plot")
     ax.set_xlabel("step")

@@ -7,6 +7,7 @@ SFT). Instead :mod:`jaxlab.train.step` sums token-weighted gradients over
 ``grad_accum_steps`` micro-batches inside one jitted step and applies this
 optimizer once, so one optimizer update == one train step == one schedule tick.
 """
+
 from __future__ import annotations
 
 import dataclasses

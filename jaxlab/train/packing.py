@@ -11,6 +11,7 @@ so a packed row computes the same logits and losses as its examples one by one.
 Examples are never split; the concat-and-split pretraining windows of
 :func:`jaxlab.train.data.pretrain_dataset` stay as they are.
 """
+
 from __future__ import annotations
 
 import grain
@@ -39,13 +40,16 @@ class _CheckLength(grain.transforms.Map):
     def map(self, example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(example["input_ids"])
         if n > self._seq_len or any(len(example[k]) != n for k in PACKED_KEYS):
-            raise ValueError(f"pack: an example has {n} tokens ({ {k: len(example[k]) for k in PACKED_KEYS} }); "
-                             f"packing needs equal-length input_ids/targets/loss_mask of at most seq_len={self._seq_len}")
+            raise ValueError(
+                f"pack: an example has {n} tokens ({ {k: len(example[k]) for k in PACKED_KEYS} }); "
+                f"packing needs equal-length input_ids/targets/loss_mask of at most seq_len={self._seq_len}"
+            )
         return example
 
 
-def pack(examples: grain.IterDataset, seq_len: int, *, num_bins: int = 16, seed: int = 0,
-         shuffle: bool = True) -> grain.IterDataset:
+def pack(
+    examples: grain.IterDataset, seq_len: int, *, num_bins: int = 16, seed: int = 0, shuffle: bool = True
+) -> grain.IterDataset:
     """Rows of ``seq_len`` from variable-length ``{input_ids, targets, loss_mask}`` examples.
 
     Each output row also has ``segment_ids`` and ``positions`` (int32 ``[seq_len]``);
@@ -55,6 +59,11 @@ def pack(examples: grain.IterDataset, seq_len: int, *, num_bins: int = 16, seed:
     """
     require_positive(seq_len=seq_len, num_bins=num_bins)
     checked = examples.map(_CheckLength(seq_len))
-    packed = FirstFitPackIterDataset(checked, length_struct={k: seq_len for k in PACKED_KEYS},
-                                     num_packing_bins=num_bins, seed=seed, shuffle_bins=shuffle)
+    packed = FirstFitPackIterDataset(
+        checked,
+        length_struct={k: seq_len for k in PACKED_KEYS},
+        num_packing_bins=num_bins,
+        seed=seed,
+        shuffle_bins=shuffle,
+    )
     return packed.map(_Rename())

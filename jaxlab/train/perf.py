@@ -12,6 +12,7 @@ modelled FLOP rate over the devices' peak, which is looked up from the device
 kind or given as ``train.peak_tflops_per_device``; with neither (e.g. the
 CPU) MFU is not reported rather than guessed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,17 @@ from typing import Any
 import jax
 
 #: dense bf16 peak TFLOP/s per chip (vendor datasheets), by ``device.device_kind`` substring.
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "TPU v4": 275.0, "TPU v5 lite": 197.0,
-               "TPU v5e": 197.0, "TPU v5p": 459.0, "TPU v5": 459.0, "TPU v6": 918.0}
+PEAK_TFLOPS = {
+    "H100": 989.0,
+    "H200": 989.0,
+    "A100": 312.0,
+    "TPU v4": 275.0,
+    "TPU v5 lite": 197.0,
+    "TPU v5e": 197.0,
+    "TPU v5p": 459.0,
+    "TPU v5": 459.0,
+    "TPU v6": 918.0,
+}
 
 
 def memory_report(compiled: Any) -> dict[str, int]:
@@ -30,19 +40,27 @@ def memory_report(compiled: Any) -> dict[str, int]:
         return {}
     # XLA:CPU's peak_memory_in_bytes leaves the temporaries out (arguments + outputs only), so the peak is
     # at least the sum of live arguments, outputs and temporaries minus donated (aliased) buffers.
-    total = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
-    return {"peak_bytes": int(max(stats.peak_memory_in_bytes, total)), "argument_bytes": int(stats.argument_size_in_bytes),
-            "output_bytes": int(stats.output_size_in_bytes), "temp_bytes": int(stats.temp_size_in_bytes),
-            "alias_bytes": int(stats.alias_size_in_bytes)}
+    total = (
+        stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
+    )
+    return {
+        "peak_bytes": int(max(stats.peak_memory_in_bytes, total)),
+        "argument_bytes": int(stats.argument_size_in_bytes),
+        "output_bytes": int(stats.output_size_in_bytes),
+        "temp_bytes": int(stats.temp_size_in_bytes),
+        "alias_bytes": int(stats.alias_size_in_bytes),
+    }
 
 
 def format_memory(report: dict[str, int]) -> str:
     if not report:
         return "memory analysis unavailable on this backend"
     mib = {k: v / 2**20 for k, v in report.items()}
-    return (f"train step needs {mib['peak_bytes']:.1f} MiB per device at peak (arguments "
-            f"{mib['argument_bytes']:.1f}, outputs {mib['output_bytes']:.1f}, temporaries {mib['temp_bytes']:.1f} MiB; "
-            f"compiled memory_analysis)")
+    return (
+        f"train step needs {mib['peak_bytes']:.1f} MiB per device at peak (arguments "
+        f"{mib['argument_bytes']:.1f}, outputs {mib['output_bytes']:.1f}, temporaries {mib['temp_bytes']:.1f} MiB; "
+        f"compiled memory_analysis)"
+    )
 
 
 def train_flops_per_token(cfg: Any, seq_len: int) -> float:

@@ -19,6 +19,7 @@ never trained on, trains with AdamW (checkpointing and resuming under
 ``model.path`` names a local Hugging Face folder (a PTL run's ``hf_model/``, any
 Llama / Qwen2 / Qwen3 / Mistral checkpoint) to train instead of ``model.name``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -122,8 +123,9 @@ def check_training_config(cfg: Any) -> None:
     if not cfg.output_dir:
         raise ValueError("output_dir: expected a non-empty path")
     if cfg.data.batch_size % cfg.optim.grad_accum_steps:
-        raise ValueError(f"optim.grad_accum_steps={cfg.optim.grad_accum_steps} must divide "
-                         f"data.batch_size={cfg.data.batch_size}")
+        raise ValueError(
+            f"optim.grad_accum_steps={cfg.optim.grad_accum_steps} must divide data.batch_size={cfg.data.batch_size}"
+        )
 
 
 class ByteTokenizer:
@@ -142,21 +144,22 @@ def load_model(section: ModelSection) -> tuple[Any, Any]:
     from jaxlab.models.decoder import with_options
 
     model, tokenizer = _load_weights(section)
-    return with_options(model, remat=section.remat, attention=section.attention,
-                        scan_layers=section.scan_layers), tokenizer
+    return with_options(
+        model, remat=section.remat, attention=section.attention, scan_layers=section.scan_layers
+    ), tokenizer
 
 
 def _load_weights(section: ModelSection) -> tuple[Any, Any]:
     if section.name == "tiny-llama" and section.path is None:
         from jaxlab.models import init_model, tiny_config
 
-        cfg = tiny_config("llama", vocab_size=ByteTokenizer.vocab_size, dtype=section.compute_dtype,
-                          param_dtype=section.param_dtype)
+        cfg = tiny_config(
+            "llama", vocab_size=ByteTokenizer.vocab_size, dtype=section.compute_dtype, param_dtype=section.param_dtype
+        )
         return init_model(cfg, seed=0), ByteTokenizer()
     from jaxlab.models.pretrained import load_pretrained
 
-    return load_pretrained(section.path or section.name, dtype=section.compute_dtype,
-                           param_dtype=section.param_dtype)
+    return load_pretrained(section.path or section.name, dtype=section.compute_dtype, param_dtype=section.param_dtype)
 
 
 def model_label(section: ModelSection) -> str:
@@ -168,11 +171,29 @@ def _ppl(values: dict) -> dict:
     return {"loss": values["loss"], "perplexity": values["perplexity"], "tokens": values["tokens"]}
 
 
-OUTPUTS = ("config.yaml", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json", "checkpoints",
-           "model_config.json", "tokenizer", "hf_model", "lora_adapter", "profile")
-RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "train.profile_steps",
-             "checkpoint", "mesh",
-             "distributed")
+OUTPUTS = (
+    "config.yaml",
+    "metrics.jsonl",
+    "tensorboard",
+    "loss_curve.png",
+    "summary.json",
+    "checkpoints",
+    "model_config.json",
+    "tokenizer",
+    "hf_model",
+    "lora_adapter",
+    "profile",
+)
+RESUMABLE = (
+    "train.steps",
+    "train.progress",
+    "train.log_every",
+    "train.eval_every",
+    "train.profile_steps",
+    "checkpoint",
+    "mesh",
+    "distributed",
+)
 """Keys a resumed run may change: how far to train, what to log, how often to checkpoint, and the
 device mesh and process group (a checkpoint restores onto any mesh shape or process count: orbax
 reshards to the new target shardings and the data state is kept per shard)."""
@@ -200,19 +221,31 @@ def run(cfg: Config) -> dict:
     root = cfg.data.root or data.stdlib_root()
     train_files, heldout_files = data.split_files(files, cfg.data.heldout_fraction, root)
     encode = data.hf_encoder(tokenizer)
-    common = dict(encode=encode, eos_id=tokenizer.eos_token_id, seq_len=cfg.data.seq_len,
-                  batch_size=cfg.data.batch_size, seed=cfg.data.seed)
+    common = dict(
+        encode=encode,
+        eos_id=tokenizer.eos_token_id,
+        seq_len=cfg.data.seq_len,
+        batch_size=cfg.data.batch_size,
+        seed=cfg.data.seed,
+    )
     eval_set = data.take_batches(
-        data.pretrain_dataset(heldout_files, shuffle=False, num_epochs=1, **common), cfg.data.eval_batches)
+        data.pretrain_dataset(heldout_files, shuffle=False, num_epochs=1, **common), cfg.data.eval_batches
+    )
     if len(eval_set) < cfg.data.eval_batches:
         raise ConfigError(
             f"data.eval_batches: the {len(heldout_files)} held-out files give only {len(eval_set)} batches, "
-            f"asked for {cfg.data.eval_batches}; lower it or raise data.heldout_fraction")
+            f"asked for {cfg.data.eval_batches}; lower it or raise data.heldout_fraction"
+        )
     mine, n_shards = data_shards(cfg.data.shards, cfg.data.batch_size)
     shard_common = {**common, "batch_size": cfg.data.batch_size // n_shards}
-    train_set = shards.ConcatShards({i: data.pretrain_dataset(
-        train_files, shuffle_window=cfg.data.shuffle_window, shard_index=i, shard_count=n_shards, **shard_common)
-        for i in mine})
+    train_set = shards.ConcatShards(
+        {
+            i: data.pretrain_dataset(
+                train_files, shuffle_window=cfg.data.shuffle_window, shard_index=i, shard_count=n_shards, **shard_common
+            )
+            for i in mine
+        }
+    )
 
     mesh = build_mesh(cfg.mesh)
     checkpointer = Checkpointer(out / "checkpoints", cfg.checkpoint)
@@ -231,9 +264,19 @@ def run(cfg: Config) -> dict:
 
         # The runner hands its model over (donate_model): the step reuses the loaded weights' buffers, so the
         # weights exist once, not twice; ``model`` is not read again below (only its config).
-        result = fit_maybe_lora(model, cfg.lora, train_set, cfg.optim, cfg.train, checkpointer=checkpointer,
-                                metrics=metrics, eval_fn=eval_fn, mesh=mesh, profile_dir=out / "profile",
-                                donate_model=True)
+        result = fit_maybe_lora(
+            model,
+            cfg.lora,
+            train_set,
+            cfg.optim,
+            cfg.train,
+            checkpointer=checkpointer,
+            metrics=metrics,
+            eval_fn=eval_fn,
+            mesh=mesh,
+            profile_dir=out / "profile",
+            donate_model=True,
+        )
         logged = [h for h in result.history if h["split"] == "eval" and h["step"] == result.step]
         if logged:
             after = {k: logged[-1][k] for k in before}
@@ -253,8 +296,11 @@ def run(cfg: Config) -> dict:
         with memory.phase("export hf_model"):
             hf_dir = to_hf(result.model(), out / "hf_model", tokenizer=hf_tokenizer)
         adapter_dir = save_adapter(result, model.config, out / "lora_adapter", base_model=name)
-        plot_loss_curve(out / "metrics.jsonl", out / "loss_curve.png",
-                        title=f"{Path(name).name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})")
+        plot_loss_curve(
+            out / "metrics.jsonl",
+            out / "loss_curve.png",
+            title=f"{Path(name).name} on Python stdlib (seq {cfg.data.seq_len}, batch {cfg.data.batch_size})",
+        )
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
     summary = {
         "model": name,

@@ -15,6 +15,7 @@ hosts, back to every host for the outputs that need the whole model.
 :func:`refuse_multiprocess` is for runners that are not multi-process-correct
 yet: the same clear error on every host instead of a crash or a hang.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,7 @@ from jaxlab.runs import claim_output_dir
 from jaxlab.train.metrics import MetricsWriter
 
 
-def start_run(cfg: Any, outputs: Sequence[str], *, resume_key: str | None = None,
-              ignore: Sequence[str] = ()) -> Path:
+def start_run(cfg: Any, outputs: Sequence[str], *, resume_key: str | None = None, ignore: Sequence[str] = ()) -> Path:
     """Join the process group, claim ``cfg.output_dir`` on process 0 and write its ``config.yaml``.
 
     Returns the absolute output directory. Raises on every process the error
@@ -60,9 +60,11 @@ def refuse_multiprocess(cfg: Any, runner: str, why: str) -> None:
     initialize(dist)
     if jax.process_count() > 1:
         key = "distributed.num_processes" if dist is not None and dist.num_processes is not None else "distributed"
-        raise ConfigError(f"{key}: the {runner} runner runs in one process only ({why}); this run has "
-                          f"{jax.process_count()} processes. Drop the distributed section (a mesh over one "
-                          f"host's devices still works) or set distributed.num_processes=1")
+        raise ConfigError(
+            f"{key}: the {runner} runner runs in one process only ({why}); this run has "
+            f"{jax.process_count()} processes. Drop the distributed section (a mesh over one "
+            f"host's devices still works) or set distributed.num_processes=1"
+        )
 
 
 def say(tag: str, text: str) -> None:
@@ -96,8 +98,10 @@ def data_shards(shards: int | None, batch_size: int) -> tuple[list[int], int]:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if batch_size % total:
-        raise ConfigError(f"data.batch_size={batch_size} is not divisible by the {total} data shards "
-                          f"(data.shards, default: one per process)")
+        raise ConfigError(
+            f"data.batch_size={batch_size} is not divisible by the {total} data shards "
+            f"(data.shards, default: one per process)"
+        )
     return mine, total
 
 

@@ -17,6 +17,7 @@ prepares the data files and writes every output; each host reads only its
 ``data.shards`` of the training conversations. ``output_dir`` must be on a
 filesystem all hosts share (the orbax checkpoints need that anyway).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,8 +70,9 @@ class DataSection:
     under any process count (see jaxlab.train.shards)."""
 
     def __post_init__(self) -> None:
-        require_positive(**{n: getattr(self, n) for n in ("max_examples", "seq_len", "batch_size", "eval_batches",
-                                                           "packing_bins")})
+        require_positive(
+            **{n: getattr(self, n) for n in ("max_examples", "seq_len", "batch_size", "eval_batches", "packing_bins")}
+        )
         if self.shards is not None:
             require_positive(**{"data.shards": self.shards})
             if self.batch_size % self.shards:
@@ -102,10 +104,30 @@ class Config:
         check_training_config(self)
 
 
-OUTPUTS = ("config.yaml", "sft_data", "metrics.jsonl", "tensorboard", "loss_curve.png", "summary.json",
-           "checkpoints", "model_config.json", "tokenizer", "hf_model", "lora_adapter", "profile")
-RESUMABLE = ("train.steps", "train.progress", "train.log_every", "train.eval_every", "train.profile_steps",
-             "checkpoint", "mesh", "distributed")
+OUTPUTS = (
+    "config.yaml",
+    "sft_data",
+    "metrics.jsonl",
+    "tensorboard",
+    "loss_curve.png",
+    "summary.json",
+    "checkpoints",
+    "model_config.json",
+    "tokenizer",
+    "hf_model",
+    "lora_adapter",
+    "profile",
+)
+RESUMABLE = (
+    "train.steps",
+    "train.progress",
+    "train.log_every",
+    "train.eval_every",
+    "train.profile_steps",
+    "checkpoint",
+    "mesh",
+    "distributed",
+)
 """Keys a resumed run may change; the mesh and process count too (orbax reshards, data state is per shard)."""
 
 
@@ -116,8 +138,10 @@ def _answers(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
         return []
     prompts = [[m for m in c if m["role"] != "assistant"][:1] for c in conversations]
     outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
-    return [{"question": p[0]["content"], "reference": c[-1]["content"], "answer": text}
-            for p, c, text in zip(prompts, conversations, outs.texts)]
+    return [
+        {"question": p[0]["content"], "reference": c[-1]["content"], "answer": text}
+        for p, c, text in zip(prompts, conversations, outs.texts)
+    ]
 
 
 def run(cfg: Config) -> dict:
@@ -140,17 +164,30 @@ def run(cfg: Config) -> dict:
         raise ConfigError(f"model: the tokenizer of {name!r} has no chat template to render conversations with")
     if is_primary():
         save_model_spec(out, model.config, tokenizer)
-    common = dict(seq_len=d.seq_len, batch_size=d.batch_size, seed=d.seed, truncate=d.truncate, packing=d.packing,
-                  packing_bins=d.packing_bins)
-    eval_set = data.take_batches(data.chat_sft_dataset(held_path, tokenizer, shuffle=False, num_epochs=1, **common),
-                                 d.eval_batches)
+    common = dict(
+        seq_len=d.seq_len,
+        batch_size=d.batch_size,
+        seed=d.seed,
+        truncate=d.truncate,
+        packing=d.packing,
+        packing_bins=d.packing_bins,
+    )
+    eval_set = data.take_batches(
+        data.chat_sft_dataset(held_path, tokenizer, shuffle=False, num_epochs=1, **common), d.eval_batches
+    )
     if not eval_set:
-        raise ConfigError(f"data.eval_batches: the held-out conversations fill no batch of {d.batch_size}; "
-                          "raise data.heldout_fraction or lower data.batch_size")
+        raise ConfigError(
+            f"data.eval_batches: the held-out conversations fill no batch of {d.batch_size}; "
+            "raise data.heldout_fraction or lower data.batch_size"
+        )
     mine, n_shards = data_shards(d.shards, d.batch_size)
     shard_common = {**common, "batch_size": d.batch_size // n_shards}
-    train_set = ConcatShards({i: data.chat_sft_dataset(train_path, tokenizer, shard_index=i, shard_count=n_shards,
-                                                       **shard_common) for i in mine})
+    train_set = ConcatShards(
+        {
+            i: data.chat_sft_dataset(train_path, tokenizer, shard_index=i, shard_count=n_shards, **shard_common)
+            for i in mine
+        }
+    )
     held_rows = data.load_chat_jsonl(held_path)[: d.samples] if is_primary() else []
 
     mesh = build_mesh(cfg.mesh)
@@ -168,9 +205,19 @@ def run(cfg: Config) -> dict:
         def eval_fn(graphdef, params, rest):
             return evaluate((graphdef, params, rest), eval_set)
 
-        result = fit_maybe_lora(model, cfg.lora, train_set, cfg.optim, cfg.train, checkpointer=checkpointer,
-                                metrics=metrics, eval_fn=eval_fn, mesh=mesh, profile_dir=out / "profile",
-                                donate_model=True)  # one copy of the weights; ``model`` is done with
+        result = fit_maybe_lora(
+            model,
+            cfg.lora,
+            train_set,
+            cfg.optim,
+            cfg.train,
+            checkpointer=checkpointer,
+            metrics=metrics,
+            eval_fn=eval_fn,
+            mesh=mesh,
+            profile_dir=out / "profile",
+            donate_model=True,
+        )  # one copy of the weights; ``model`` is done with
         after = eval_fn(result.graphdef, result.state.params, result.rest)
         if result.resumed_from != result.step and metrics is not None:
             metrics.write(result.step, "eval", after)
@@ -185,21 +232,39 @@ def run(cfg: Config) -> dict:
     samples_after = _answers(trained, tokenizer, held_rows)
     hf_dir = to_hf(trained, out / "hf_model", tokenizer=tokenizer)
     adapter_dir = save_adapter(result, model.config, out / "lora_adapter", base_model=name)
-    plot_loss_curve(out / "metrics.jsonl", out / "loss_curve.png",
-                    title=f"SFT of {Path(name).name} (assistant tokens, seq {d.seq_len}, batch {d.batch_size})")
+    plot_loss_curve(
+        out / "metrics.jsonl",
+        out / "loss_curve.png",
+        title=f"SFT of {Path(name).name} (assistant tokens, seq {d.seq_len}, batch {d.batch_size})",
+    )
     summary = {
-        "model": name, "data": d.source, "steps": result.step, "resumed_from": result.resumed_from,
-        "train_conversations": len(data.load_chat_jsonl(train_path)), "heldout_tokens": int(before["tokens"]),
-        "loss_before": before["loss"], "loss_after": after["loss"],
-        "samples_before": samples_before, "samples_after": samples_after,
+        "model": name,
+        "data": d.source,
+        "steps": result.step,
+        "resumed_from": result.resumed_from,
+        "train_conversations": len(data.load_chat_jsonl(train_path)),
+        "heldout_tokens": int(before["tokens"]),
+        "loss_before": before["loss"],
+        "loss_after": after["loss"],
+        "samples_before": samples_before,
+        "samples_after": samples_after,
         "wall_time_s": round(time.time() - t0, 1),
-        "outputs": {"output_dir": str(out), "metrics": str(out / "metrics.jsonl"), "loss_curve": str(out / "loss_curve.png"),
-                    "checkpoints": str(checkpointer.directory), "hf_model": str(hf_dir),
-                    "lora_adapter": str(adapter_dir) if adapter_dir else None, "summary": str(out / "summary.json")},
+        "outputs": {
+            "output_dir": str(out),
+            "metrics": str(out / "metrics.jsonl"),
+            "loss_curve": str(out / "loss_curve.png"),
+            "checkpoints": str(checkpointer.directory),
+            "hf_model": str(hf_dir),
+            "lora_adapter": str(adapter_dir) if adapter_dir else None,
+            "summary": str(out / "summary.json"),
+        },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"\n[sft] held-out assistant-token loss: {before['loss']:.4f} -> {after['loss']:.4f} after "
-          f"{result.step} steps in {summary['wall_time_s']:.0f}s\n[sft] hf_model: {hf_dir}", flush=True)
+    print(
+        f"\n[sft] held-out assistant-token loss: {before['loss']:.4f} -> {after['loss']:.4f} after "
+        f"{result.step} steps in {summary['wall_time_s']:.0f}s\n[sft] hf_model: {hf_dir}",
+        flush=True,
+    )
     for s in samples_after[:2]:
         print(f"  Q: {s['question']}\n  A: {s['answer']!r}", flush=True)
     return summary

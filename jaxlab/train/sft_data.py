@@ -11,6 +11,7 @@ module's questions are all on one side.
 A path ending in ``.jsonl`` is read as rows ``{"messages": [{"role", "content"}, ...]}``;
 ``.parquet`` as a table with a ``messages`` column of such lists.
 """
+
 from __future__ import annotations
 
 import ast
@@ -48,8 +49,11 @@ def docstring_conversations(files: Sequence[Path], root: Path, max_answer_chars:
         module = _module_name(path, root)
         if any(part.startswith("_") for part in module.split(".")):
             continue
-        scopes = [("", tree)] + [(node.name + ".", node) for node in tree.body
-                                 if isinstance(node, ast.ClassDef) and not node.name.startswith("_")]
+        scopes = [("", tree)] + [
+            (node.name + ".", node)
+            for node in tree.body
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_")
+        ]
         for prefix, scope in scopes:
             for node in scope.body:
                 if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("_"):
@@ -95,8 +99,10 @@ def prepare(source: str, out_dir: Path, heldout_fraction: float, max_examples: i
         random.Random(seed).shuffle(rows)
         n_held = max(1, round(len(rows) * heldout_fraction))
         if n_held >= len(rows):
-            raise ValueError(f"data.source: {len(rows)} conversations leave none to train on after holding out "
-                             f"{n_held}; lower data.heldout_fraction")
+            raise ValueError(
+                f"data.source: {len(rows)} conversations leave none to train on after holding out "
+                f"{n_held}; lower data.heldout_fraction"
+            )
         held, train = rows[:n_held], rows[n_held:]
     rng = random.Random(seed)
     rng.shuffle(train)

@@ -10,6 +10,7 @@ on ``shards`` and not on ``P``, 1 process x 8 devices and 2 processes x 4 device
 train on the same batches, and a checkpoint (whose data state is keyed by shard)
 resumes under another process count.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
@@ -57,12 +58,16 @@ class ConcatShards:
     def set_state(self, state: Mapping[str, Any]) -> None:
         saved = state.get("shards") if isinstance(state, Mapping) else None
         if not isinstance(saved, Mapping):
-            raise ValueError(f"data state: expected {{'shards': {{index: state}}}}, got keys "
-                             f"{sorted(state) if isinstance(state, Mapping) else type(state).__name__}")
+            raise ValueError(
+                f"data state: expected {{'shards': {{index: state}}}}, got keys "
+                f"{sorted(state) if isinstance(state, Mapping) else type(state).__name__}"
+            )
         missing = [i for i in self._iters if str(i) not in saved]
         if missing:
-            raise ValueError(f"data state: the checkpoint holds shards {sorted(saved, key=int)}, this process "
-                             f"reads {list(self._iters)}; data.shards must match the run that saved it")
+            raise ValueError(
+                f"data state: the checkpoint holds shards {sorted(saved, key=int)}, this process "
+                f"reads {list(self._iters)}; data.shards must match the run that saved it"
+            )
         for i, it in self._iters.items():
             set_iterator_state(it, saved[str(i)])
 
@@ -90,7 +95,9 @@ def local_data_state(state: Any) -> Any:
     if isinstance(state, dict) and "per_process" in state:
         saved = state["per_process"]
         if len(saved) != jax.process_count():
-            raise ValueError(f"data state: saved by {len(saved)} processes, resuming with {jax.process_count()}; "
-                             f"use a shard-keyed iterator (jaxlab.train.shards) to change the process count")
+            raise ValueError(
+                f"data state: saved by {len(saved)} processes, resuming with {jax.process_count()}; "
+                f"use a shard-keyed iterator (jaxlab.train.shards) to change the process count"
+            )
         return saved[jax.process_index()]
     return state

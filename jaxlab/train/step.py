@@ -11,6 +11,7 @@ token) and ``loss_mask`` (1 where a target is trained on); ``positions`` and
 ``segment_ids`` (packed rows, :mod:`jaxlab.train.packing`) are passed to the
 model when present.
 """
+
 from __future__ import annotations
 
 import functools
@@ -88,8 +89,7 @@ def check_batch(batch: Mapping[str, Any]) -> None:
     for key in BATCH_KEYS[1:]:
         if np.shape(batch[key]) != shape or len(shape) != 2:
             raise ValueError(
-                f"batch[{key!r}] has shape {np.shape(batch[key])}; expected [B, S] equal to "
-                f"input_ids {shape}"
+                f"batch[{key!r}] has shape {np.shape(batch[key])}; expected [B, S] equal to input_ids {shape}"
             )
 
 
@@ -116,6 +116,7 @@ def _split_micro(batch: Batch, accum_steps: int) -> Batch:
     Strided (not contiguous) so that each micro-batch spans every data-parallel
     shard of a batch-sharded input instead of living on a few devices.
     """
+
     def split(x):
         b = x.shape[0]
         x = x.reshape((b // accum_steps, accum_steps) + x.shape[1:])
@@ -149,6 +150,7 @@ def train_step(
         (loss_sum, n_tok), grads = grad_fn(params, rest, graphdef, batch)
         grads = cast_floating(grads, jnp.float32)
     else:
+
         def body(carry, micro):
             g_acc, l_acc, n_acc = carry
             (l, n), g = grad_fn(params, rest, graphdef, micro)
@@ -168,7 +170,10 @@ def train_step(
 
 
 def make_train_step(
-    graphdef: nnx.GraphDef, tx: optax.GradientTransformation, accum_steps: int = 1, donate: bool = False,
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    accum_steps: int = 1,
+    donate: bool = False,
     loss_fn: LossFn | None = None,
 ) -> Callable[[TrainState, nnx.State, Batch], tuple[TrainState, dict[str, jax.Array]]]:
     """Jit :func:`train_step` with the static parts bound: ``step(state, rest, batch)``.

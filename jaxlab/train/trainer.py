@@ -5,6 +5,7 @@ from the latest checkpoint, so a run killed at any point and started again
 with the same config computes bit-identical losses from the checkpointed step
 on (XLA on a fixed backend is deterministic for a fixed program).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -96,7 +97,8 @@ def _placer(mesh) -> Callable[[Mapping[str, Any]], dict[str, jax.Array]]:
                 raise ValueError(
                     f"batch[{key!r}]: a global batch of {global_shape[0]} rows cannot be split over the "
                     f"mesh's data-parallel axes {dict(mesh.shape)}; make the batch size a multiple of "
-                    f"mesh.data * mesh.fsdp * mesh.expert")
+                    f"mesh.data * mesh.fsdp * mesh.expert"
+                )
             out[key] = jax.make_array_from_process_local_data(sharding, value, global_shape)
         return out
 
@@ -139,8 +141,10 @@ def fit(
     sharing the embeddings, say) are copied first, so donation never deletes an array the step still reads.
     ``False``: the step trains a private copy and ``model`` stays usable.
     """
-    profiler = _Profiler(train_cfg.profile_steps, profile_dir if profile_dir is not None else
-                         (metrics.directory / "profile" if metrics is not None else None))
+    profiler = _Profiler(
+        train_cfg.profile_steps,
+        profile_dir if profile_dir is not None else (metrics.directory / "profile" if metrics is not None else None),
+    )
     graphdef, params, rest = split_model(model)
     callers = params
     tx = make_optimizer(optim_cfg) if tx is None else tx
@@ -151,8 +155,9 @@ def fit(
     # The step donates the params it is given (one copy of params + optimizer state per step, not two): they
     # must be arrays nobody else reads. The caller's own ones only when it donates the model; never ones that
     # ``rest`` or the loss context (a teacher) hold too.
-    params = copy_shared(params, rest, loss_context) if donate_model else copy_shared(params, callers, rest,
-                                                                                      loss_context)
+    params = (
+        copy_shared(params, rest, loss_context) if donate_model else copy_shared(params, callers, rest, loss_context)
+    )
     if mesh is not None:
         # Every optimizer leaf on the mesh too, so restore targets and steps are mesh-consistent.
         state = TrainState(params, init_on_mesh(tx.init, params, mesh=mesh))
@@ -195,7 +200,13 @@ def fit(
     compiled: dict = {}
     last = None
     history: list[dict] = []
-    bar = tqdm(total=train_cfg.steps, initial=start, disable=not train_cfg.progress or jax.process_index() != 0, desc="train", unit="step")
+    bar = tqdm(
+        total=train_cfg.steps,
+        initial=start,
+        disable=not train_cfg.progress or jax.process_index() != 0,
+        desc="train",
+        unit="step",
+    )
     try:
         for step in range(start + 1, train_cfg.steps + 1):
             try:
@@ -226,8 +237,14 @@ def fit(
                     record = {k: float(v) for k, v in jax.device_get(out).items()}
                     now = time.perf_counter()
                     b, seq = placed["input_ids"].shape
-                    record.update(perf.step_record((now - last[1]) / (step - last[0]), b * seq,
-                                                   flops_per_token(seq) if flops_per_token else None, peak))
+                    record.update(
+                        perf.step_record(
+                            (now - last[1]) / (step - last[0]),
+                            b * seq,
+                            flops_per_token(seq) if flops_per_token else None,
+                            peak,
+                        )
+                    )
                     last = (step, now)
                     record["lr"] = float(schedule(step - 1))  # lr used by update `step`
                     _log(metrics, history, step, "train", record)
@@ -263,8 +280,9 @@ class _Profiler:
 
     def __init__(self, span: tuple[int, int] | None, directory: str | Path | None):
         if span is not None and directory is None:
-            raise ValueError("train.profile_steps: no directory to write the trace to (pass fit(profile_dir=...) "
-                             "or a MetricsWriter)")
+            raise ValueError(
+                "train.profile_steps: no directory to write the trace to (pass fit(profile_dir=...) or a MetricsWriter)"
+            )
         self.span, self.directory, self.active = span, None if directory is None else Path(directory), False
 
     def before(self, step: int) -> None:

@@ -9,6 +9,7 @@ with :func:`jaxlab.models.to_hf`, a non-uniform one stays loadable in jaxlab
 Attention heads compact only in whole units that grouped-query attention can
 express: every kept KV group must keep the same number of query heads.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,20 +39,23 @@ def _head_plan(masks: Masks, layer: int) -> tuple[np.ndarray, np.ndarray]:
     groups = q.shape[0] // kv.shape[0]
     per_group = q.reshape(kv.shape[0], groups).sum(axis=1)[kv]
     if len(per_group) == 0:
-        raise CompactionError(f"masks.heads[{layer}]: every attention head is pruned; bypass the layer "
-                              "(masks.layers) instead")
+        raise CompactionError(
+            f"masks.heads[{layer}]: every attention head is pruned; bypass the layer (masks.layers) instead"
+        )
     if len(set(per_group.tolist())) != 1:
         raise CompactionError(
             f"masks.heads[{layer}]: kept KV groups keep {per_group.tolist()} query heads each; grouped-query "
-            "attention needs the same count in every group (prune whole KV groups or equal heads per group)")
+            "attention needs the same count in every group (prune whole KV groups or equal heads per group)"
+        )
     return np.flatnonzero(q), np.flatnonzero(kv)
 
 
 def compact_config(cfg: ModelConfig, masks: Masks) -> ModelConfig:
     """The config of the model left after removing what ``masks`` prunes."""
     if getattr(cfg, "moe", None) is not None:
-        raise CompactionError(f"family {cfg.family!r}: compaction covers dense decoders; MoE experts are not "
-                              "prunable units here")
+        raise CompactionError(
+            f"family {cfg.family!r}: compaction covers dense decoders; MoE experts are not prunable units here"
+        )
     check_masks(masks, cfg)
     layers = [i for i in range(cfg.num_layers) if float(masks.layers[i]) > 0]
     if not layers:
@@ -65,8 +69,9 @@ def compact_config(cfg: ModelConfig, masks: Masks) -> ModelConfig:
         inter.append(f)
         heads.append(len(q))
         kvs.append(len(kv))
-    return cfg.replace(num_layers=len(layers), intermediate_size=_width(inter), num_heads=_width(heads),
-                       num_kv_heads=_width(kvs))
+    return cfg.replace(
+        num_layers=len(layers), intermediate_size=_width(inter), num_heads=_width(heads), num_kv_heads=_width(kvs)
+    )
 
 
 def param_count(cfg: ModelConfig) -> int:
@@ -83,8 +88,9 @@ def param_count(cfg: ModelConfig) -> int:
     return total
 
 
-def _slice(path: tuple, arr: jax.Array, plan: dict[int, dict[str, np.ndarray]], new_index: dict[int, int],
-           hd: int) -> tuple[tuple, np.ndarray] | None:
+def _slice(
+    path: tuple, arr: jax.Array, plan: dict[int, dict[str, np.ndarray]], new_index: dict[int, int], hd: int
+) -> tuple[tuple, np.ndarray] | None:
     """(new path, sliced array) for one old parameter, or ``None`` if its layer is dropped."""
     if path[0] != "layers":
         return path, arr

@@ -7,6 +7,7 @@ the optimizer *state* (not in the closure), so they are traced arguments: the
 same compiled train step serves every pruning stage, and orbax checkpoints
 them with the rest of the optimizer state.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple

@@ -19,6 +19,7 @@ A KV group's score is the sum of its query heads' scores.
 Weight reductions run on device (``jnp`` on the possibly sharded params): only the per-unit score
 vectors come to the host, never a full weight matrix.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,9 +45,18 @@ def _check(criterion: str, allowed: Sequence[str], what: str) -> None:
         raise ValueError(f"criterion: {criterion!r} is not a {what} criterion; expected one of {list(allowed)}")
 
 
-def mlp_scores(model_or_split: Any, criterion: str, calib: Batches = (), *, english: Batches = (),
-               keep: Sequence[Any] | None = None, top_frac: float = 0.8,
-               signed: bool = False, select: str = "ranked", n_remove: int | None = None) -> tuple[np.ndarray, ...]:
+def mlp_scores(
+    model_or_split: Any,
+    criterion: str,
+    calib: Batches = (),
+    *,
+    english: Batches = (),
+    keep: Sequence[Any] | None = None,
+    top_frac: float = 0.8,
+    signed: bool = False,
+    select: str = "ranked",
+    n_remove: int | None = None,
+) -> tuple[np.ndarray, ...]:
     """One ``[F_i]`` score vector per layer for MLP intermediate neurons.
 
     ``english`` (general-text batches), ``top_frac``, ``signed``, ``select`` and ``n_remove`` are used by
@@ -61,15 +71,19 @@ def mlp_scores(model_or_split: Any, criterion: str, calib: Batches = (), *, engl
     l1 = lambda a, axis: np.asarray(jnp.abs(a).sum(axis=axis))  # noqa: E731  on device, [F] to the host
     down_l1 = [l1(w[i]["mlp"]["down_proj"]["kernel"], 1) for i in range(n)]
     if criterion == "magnitude":
-        return tuple(l1(w[i]["mlp"]["gate_proj"]["kernel"], 0) + l1(w[i]["mlp"]["up_proj"]["kernel"], 0) + down_l1[i]
-                     for i in range(n))
+        return tuple(
+            l1(w[i]["mlp"]["gate_proj"]["kernel"], 0) + l1(w[i]["mlp"]["up_proj"]["kernel"], 0) + down_l1[i]
+            for i in range(n)
+        )
     if criterion == "ptl":
         task = stats.last_token_values(split, calib)
         eng = stats.last_token_values(split, english)
         keep = keep if keep is not None else [np.ones(len(d)) for d in down_l1]
         if select == "seed_exact":
-            return tuple(ptl_seed_exact_scores(task[i], eng[i], np.asarray(keep[i]), top_frac, n_remove, layer=i)
-                         for i in range(n))
+            return tuple(
+                ptl_seed_exact_scores(task[i], eng[i], np.asarray(keep[i]), top_frac, n_remove, layer=i)
+                for i in range(n)
+            )
         if select != "ranked":
             raise ValueError(f"ptl_select: expected 'seed_exact' or 'ranked', got {select!r}")
         return tuple(ptl_scores(task[i], eng[i], np.asarray(keep[i]), top_frac, signed) for i in range(n))
@@ -138,8 +152,13 @@ def _member(values: np.ndarray, top_n: int, lowest: bool) -> np.ndarray:
     return member.all(axis=0)
 
 
-def ptl_scores(task: Mapping[str, np.ndarray], english: Mapping[str, np.ndarray], keep: np.ndarray,
-               top_frac: float, signed: bool = False) -> np.ndarray:
+def ptl_scores(
+    task: Mapping[str, np.ndarray],
+    english: Mapping[str, np.ndarray],
+    keep: np.ndarray,
+    top_frac: float,
+    signed: bool = False,
+) -> np.ndarray:
     """jaxlab's ranked variant of the seed's (PTL) neuron criterion for one layer, as a sortable score.
 
     This is *not* the authors' selection (that is :func:`ptl_seed_exact_scores`): it builds the
@@ -175,8 +194,9 @@ def ptl_scores(task: Mapping[str, np.ndarray], english: Mapping[str, np.ndarray]
     return (3 - votes) * 16.0 + protect * 4.0 + rank
 
 
-def ptl_candidates(task: Mapping[str, np.ndarray], english: Mapping[str, np.ndarray], keep: np.ndarray,
-                   top_n: int) -> np.ndarray:
+def ptl_candidates(
+    task: Mapping[str, np.ndarray], english: Mapping[str, np.ndarray], keep: np.ndarray, top_n: int
+) -> np.ndarray:
     """``[F]`` bool: the authors' deletion set for one layer, on signed values.
 
     Per signal (gate output, up output, down_proj input, each ``[N samples, F]`` at the sample's last
@@ -193,8 +213,14 @@ def ptl_candidates(task: Mapping[str, np.ndarray], english: Mapping[str, np.ndar
     return cand & alive
 
 
-def ptl_seed_exact_scores(task: Mapping[str, np.ndarray], english: Mapping[str, np.ndarray], keep: np.ndarray,
-                          top_frac: float, n_remove: int | None, layer: int = 0) -> np.ndarray:
+def ptl_seed_exact_scores(
+    task: Mapping[str, np.ndarray],
+    english: Mapping[str, np.ndarray],
+    keep: np.ndarray,
+    top_frac: float,
+    n_remove: int | None,
+    layer: int = 0,
+) -> np.ndarray:
     """The authors' selection as scores: candidates (:func:`ptl_candidates`) first, in index order.
 
     Arrebol-logos/PTL ``neuron_deletion_*.py`` takes ``sorted(deletion_set)[:n]``: the first ``n``
@@ -208,10 +234,12 @@ def ptl_seed_exact_scores(task: Mapping[str, np.ndarray], english: Mapping[str, 
     top_n = max(1, math.ceil(top_frac * int(alive.sum())))
     cand = ptl_candidates(task, english, keep, top_n)
     if n_remove is not None and int(cand.sum()) < n_remove:
-        raise ValueError(f"schedule.ptl_select: seed_exact: layer {layer} has {int(cand.sum())} deletion candidates "
-                         f"(union over gate/up/down of task set - English set, top_n={top_n} of {int(alive.sum())} "
-                         f"kept), fewer than the {n_remove} to remove; change schedule.top_frac, use fewer "
-                         f"calibration samples (larger intersections), or use ptl_select: ranked")
+        raise ValueError(
+            f"schedule.ptl_select: seed_exact: layer {layer} has {int(cand.sum())} deletion candidates "
+            f"(union over gate/up/down of task set - English set, top_n={top_n} of {int(alive.sum())} "
+            f"kept), fewer than the {n_remove} to remove; change schedule.top_frac, use fewer "
+            f"calibration samples (larger intersections), or use ptl_select: ranked"
+        )
     idx = np.arange(len(alive), dtype=np.float64)
     return np.where(cand, idx, len(alive) + idx)
 

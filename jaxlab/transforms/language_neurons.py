@@ -22,6 +22,7 @@ are dropped (entropy ``inf``); the ``round(0.01 * L * F)`` lowest-entropy neuron
 are kept (ties: lower flat index); each is assigned to every language whose
 probability exceeds the bar.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,8 +50,9 @@ class LanguageSets:
             if arr is None:
                 continue
             if arr.ndim != 3 or arr.shape[0] != len(self.langs) or arr.dtype != bool:
-                raise ValueError(f"{kind}: expected a bool [{len(self.langs)} langs, L, W] array, "
-                                 f"got {arr.dtype} {arr.shape}")
+                raise ValueError(
+                    f"{kind}: expected a bool [{len(self.langs)} langs, L, W] array, got {arr.dtype} {arr.shape}"
+                )
 
     def kinds(self) -> tuple[str, ...]:
         return tuple(k for k in KINDS if getattr(self, k) is not None)
@@ -134,8 +136,9 @@ def plnd_layer(scores: np.ndarray, ratio: float = 0.01) -> np.ndarray:
     return counts == n
 
 
-def plnd_sets(sample_scores: np.ndarray | Callable[[int], np.ndarray], num_layers: int | None = None,
-              ratio: float = 0.01) -> np.ndarray:
+def plnd_sets(
+    sample_scores: np.ndarray | Callable[[int], np.ndarray], num_layers: int | None = None, ratio: float = 0.01
+) -> np.ndarray:
     """One language's PLND set ``[L, W]`` from per-sample scores ``[N, L, W]`` or a per-layer reader.
 
     The reader form (``layer -> [N, W]``, e.g. ``lambda l: store.samples("sample_ffn", l)``)
@@ -151,8 +154,9 @@ def plnd_sets(sample_scores: np.ndarray | Callable[[int], np.ndarray], num_layer
     return np.stack([plnd_layer(arr[:, i], ratio) for i in range(arr.shape[1])])
 
 
-def plnd_detect(per_lang: Mapping[str, Any], ratio: float = 0.01, attn_ratio: float | None = None,
-                kinds: Sequence[str] = KINDS) -> LanguageSets:
+def plnd_detect(
+    per_lang: Mapping[str, Any], ratio: float = 0.01, attn_ratio: float | None = None, kinds: Sequence[str] = KINDS
+) -> LanguageSets:
     """PLND sets for every language from its per-sample scores.
 
     ``per_lang[lang]`` is a :class:`~jaxlab.transforms.neuron_store.NeuronStore`
@@ -165,8 +169,11 @@ def plnd_detect(per_lang: Mapping[str, Any], ratio: float = 0.01, attn_ratio: fl
     unknown = set(kinds) - set(KINDS)
     if unknown or "ffn" not in kinds:
         raise ValueError(f"kinds: expected 'ffn' plus any of {list(KINDS[1:])}, got {list(kinds)}")
-    ratios = {"ffn": ratio, "qk": ratio if attn_ratio is None else attn_ratio,
-              "vo": ratio if attn_ratio is None else attn_ratio}
+    ratios = {
+        "ffn": ratio,
+        "qk": ratio if attn_ratio is None else attn_ratio,
+        "vo": ratio if attn_ratio is None else attn_ratio,
+    }
     out: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
     for lang, src in per_lang.items():
         for kind in kinds:
@@ -174,7 +181,7 @@ def plnd_detect(per_lang: Mapping[str, Any], ratio: float = 0.01, attn_ratio: fl
             if hasattr(src, "samples"):
                 if src.num_samples == 0:
                     raise ValueError(f"per_lang[{lang!r}]: the collection at {src.path} has no samples")
-                reader = (lambda s, k: (lambda layer: s.samples(k, layer)))(src, key)
+                reader = (lambda s, k: lambda layer: s.samples(k, layer))(src, key)
                 out[kind].append(plnd_sets(reader, src.meta["num_layers"], ratios[kind]))
             else:
                 if key not in src:
@@ -205,8 +212,14 @@ def activation_probabilities(per_lang: Mapping[str, Any]) -> dict[str, np.ndarra
     return out
 
 
-def lape_detect(act_prob: np.ndarray | Mapping[str, np.ndarray], langs: Sequence[str] | None = None, *,
-                top_rate: float = 0.01, filter_rate: float = 0.95, bar_ratio: float = 0.95) -> LanguageSets:
+def lape_detect(
+    act_prob: np.ndarray | Mapping[str, np.ndarray],
+    langs: Sequence[str] | None = None,
+    *,
+    top_rate: float = 0.01,
+    filter_rate: float = 0.95,
+    bar_ratio: float = 0.95,
+) -> LanguageSets:
     """LAPE sets from activation probabilities ``[Lang, L, F]`` (or ``{lang: [L, F]}``), as ``identify.py``."""
     if isinstance(act_prob, Mapping):
         langs = tuple(act_prob)

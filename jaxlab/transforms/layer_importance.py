@@ -7,6 +7,7 @@ the mean LM loss with the block bypassed (o_proj and down_proj zeroed) minus
 the loss of the current model; it costs one pass over the batches per layer,
 through one compiled program (the layer mask is a traced argument).
 """
+
 from __future__ import annotations
 
 import functools
@@ -56,8 +57,9 @@ def skip_loss(model_or_split: Any, calib: Iterable[Mapping[str, Any]], masks: Ma
     return out
 
 
-def layer_scores(model_or_split: Any, criterion: str, calib: Iterable[Mapping[str, Any]],
-                 masks: Masks | None = None) -> np.ndarray:
+def layer_scores(
+    model_or_split: Any, criterion: str, calib: Iterable[Mapping[str, Any]], masks: Masks | None = None
+) -> np.ndarray:
     """``[L]`` layer scores by ``criterion`` (higher = more important)."""
     if criterion == "block_influence":
         return block_influence(model_or_split, calib)

@@ -17,6 +17,7 @@ LoRA. :func:`merge_lora` folds the adapters back into the weights;
 :func:`save_peft` writes ``adapter_config.json`` + ``adapter_model.safetensors``
 under peft's own key names.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -101,8 +102,14 @@ def find_targets(params: nnx.State, patterns: Sequence[str]) -> tuple[str, ...]:
 class LoRAAdapters(nnx.Module):
     """The adapters of one model: ``a[i] [in, r]`` and ``b[i] [r, out]`` for ``targets[i]``."""
 
-    def __init__(self, targets: Sequence[str], shapes: Sequence[tuple[int, int]], cfg: LoRAConfig,
-                 dtype: Any = jnp.float32, axes: Sequence[tuple[Any, Any]] | None = None):
+    def __init__(
+        self,
+        targets: Sequence[str],
+        shapes: Sequence[tuple[int, int]],
+        cfg: LoRAConfig,
+        dtype: Any = jnp.float32,
+        axes: Sequence[tuple[Any, Any]] | None = None,
+    ):
         self.targets = tuple(targets)
         self.config = cfg
         key = jax.random.key(cfg.seed)
@@ -111,8 +118,14 @@ class LoRAAdapters(nnx.Module):
         for i, (n_in, n_out) in enumerate(shapes):
             # peft's kaiming_uniform_(a=sqrt(5)) on A: U(-1/sqrt(in), 1/sqrt(in)); B = 0.
             bound = 1.0 / math.sqrt(n_in)
-            a.append(nnx.Param(jax.random.uniform(jax.random.fold_in(key, i), (n_in, cfg.rank), jnp.float32,
-                                                  -bound, bound).astype(dtype), axes=(axes[i][0], None)))
+            a.append(
+                nnx.Param(
+                    jax.random.uniform(jax.random.fold_in(key, i), (n_in, cfg.rank), jnp.float32, -bound, bound).astype(
+                        dtype
+                    ),
+                    axes=(axes[i][0], None),
+                )
+            )
             b.append(nnx.Param(jnp.zeros((cfg.rank, n_out), dtype), axes=(None, axes[i][1])))
         self.a, self.b = nnx.List(a), nnx.List(b)
 
@@ -125,11 +138,15 @@ def init_lora(model: nnx.Module, cfg: LoRAConfig) -> LoRAAdapters:
     params = nnx.state(model, nnx.Param)
     linears = linear_paths(params)
     targets = find_targets(params, cfg.target_modules)
-    kernel_axes = {_path_str(p[:-1]): v.get_metadata().get("axes") or (None, None)
-                   for p, v in params.flat_state() if _path_str(p[:-1]) in targets and p[-1] == "kernel"}
+    kernel_axes = {
+        _path_str(p[:-1]): v.get_metadata().get("axes") or (None, None)
+        for p, v in params.flat_state()
+        if _path_str(p[:-1]) in targets and p[-1] == "kernel"
+    }
     dtype = getattr(getattr(model, "config", None), "param_dtype", "float32")
-    return LoRAAdapters(targets, [linears[t] for t in targets], cfg, dtype=jnp.dtype(dtype),
-                        axes=[kernel_axes[t] for t in targets])
+    return LoRAAdapters(
+        targets, [linears[t] for t in targets], cfg, dtype=jnp.dtype(dtype), axes=[kernel_axes[t] for t in targets]
+    )
 
 
 def merge_lora(params: nnx.State, adapters: LoRAAdapters) -> nnx.State:
@@ -216,12 +233,16 @@ def lora_loss_fn(base_graphdef: nnx.GraphDef, loss: ModelLoss, train: bool = Tru
 
 # --- peft ---------------------------------------------------------------------------------------------------
 
+
 def _hf_modules(model_config: Any) -> dict[str, str]:
     """jaxlab Linear module path -> transformers module name (``model.layers.0.self_attn.q_proj``)."""
     from jaxlab.models.hf import _hf_names
 
-    return {_path_str(path[:-1]): name.removesuffix(".weight")
-            for path, (name, _) in _hf_names(model_config).items() if path[-1] == "kernel"}
+    return {
+        _path_str(path[:-1]): name.removesuffix(".weight")
+        for path, (name, _) in _hf_names(model_config).items()
+        if path[-1] == "kernel"
+    }
 
 
 def peft_target_modules(targets: Sequence[str], model_config: Any) -> list[str]:
@@ -247,8 +268,7 @@ def peft_state(adapters: LoRAAdapters, model_config: Any) -> dict[str, np.ndarra
     return out
 
 
-def save_peft(adapters: LoRAAdapters, model_config: Any, out_dir: str | Path,
-              base_model: str | None = None) -> Path:
+def save_peft(adapters: LoRAAdapters, model_config: Any, out_dir: str | Path, base_model: str | None = None) -> Path:
     """Write a folder ``peft.PeftModel.from_pretrained(base, out_dir)`` loads with the same logits."""
     from safetensors.numpy import save_file
 
@@ -256,9 +276,20 @@ def save_peft(adapters: LoRAAdapters, model_config: Any, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_file(peft_state(adapters, model_config), str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
-    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": cfg.rank, "lora_alpha": cfg.alpha,
-              "lora_dropout": cfg.dropout, "use_rslora": cfg.use_rslora, "bias": "none", "fan_in_fan_out": False,
-              "target_modules": peft_target_modules(adapters.targets, model_config), "inference_mode": True,
-              "base_model_name_or_path": base_model, "init_lora_weights": True, "modules_to_save": None}
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": cfg.rank,
+        "lora_alpha": cfg.alpha,
+        "lora_dropout": cfg.dropout,
+        "use_rslora": cfg.use_rslora,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "target_modules": peft_target_modules(adapters.targets, model_config),
+        "inference_mode": True,
+        "base_model_name_or_path": base_model,
+        "init_lora_weights": True,
+        "modules_to_save": None,
+    }
     (out / "adapter_config.json").write_text(json.dumps(config, indent=2))
     return out

@@ -17,6 +17,7 @@ params, its gradients, optimizer updates or a pure dict. What it zeroes:
 * a bypassed layer: ``o_proj`` and ``down_proj`` only, so the block returns its
   input through the residual exactly (``x + 0``).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
@@ -48,8 +49,12 @@ class Masks:
 def full_masks(cfg: ModelConfig) -> Masks:
     """All-ones masks (nothing pruned) for ``cfg``."""
     ones = lambda n: jnp.ones((n,), jnp.float32)  # noqa: E731
-    return Masks(mlp=tuple(ones(f) for f in cfg.layer_intermediate), heads=tuple(ones(h) for h in cfg.layer_heads),
-                 kv_heads=tuple(ones(k) for k in cfg.layer_kv_heads), layers=ones(cfg.num_layers))
+    return Masks(
+        mlp=tuple(ones(f) for f in cfg.layer_intermediate),
+        heads=tuple(ones(h) for h in cfg.layer_heads),
+        kv_heads=tuple(ones(k) for k in cfg.layer_kv_heads),
+        layers=ones(cfg.num_layers),
+    )
 
 
 def check_masks(masks: Masks, cfg: ModelConfig) -> None:
@@ -120,6 +125,7 @@ def _multiplier(path: tuple, masks: Masks, head_dim: int) -> jax.Array | None:
 
 def map_masked(tree: Any, masks: Masks, head_dim: int, fn: Callable[[jax.Array, jax.Array], jax.Array]) -> Any:
     """Apply ``fn(leaf, multiplier)`` to every masked leaf of ``tree`` (others unchanged)."""
+
     def visit(keypath, leaf):
         mult = _multiplier(path_names(keypath), masks, head_dim)
         if mult is None or leaf is None:
@@ -176,8 +182,9 @@ def prune_lowest(masks: Masks, unit: str, scores: Sequence[Any] | Any, n: int) -
     new = []
     for i, (s, keep) in enumerate(zip(scores, current)):
         if np.shape(s) != np.shape(keep):
-            raise ValueError(f"scores[{i}]: expected shape {np.shape(keep)} to match masks.{unit}[{i}], "
-                             f"got {np.shape(s)}")
+            raise ValueError(
+                f"scores[{i}]: expected shape {np.shape(keep)} to match masks.{unit}[{i}], got {np.shape(s)}"
+            )
         skip = float(masks.layers[i]) == 0.0
         new.append(keep if skip else jnp.asarray(_lowest(np.asarray(s), np.asarray(keep), n, f"{unit}[{i}]")))
     return masks.replace(**{unit: tuple(new)})

@@ -22,6 +22,7 @@ attention output). Under GQA a key/value dim serves ``H / KV`` query heads; it i
 in the set when *any* of them is (the released code maps index ``i`` to ``i // 4``,
 a Llama-3-8B-only shortcut that does not follow the head layout).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -64,8 +65,9 @@ def _kv_space(sets: np.ndarray, cfg: ModelConfig) -> np.ndarray:
     return sets.reshape(cfg.num_layers, kv, h // kv, d).any(axis=2).reshape(cfg.num_layers, kv * d)
 
 
-def selection_masks(cfg: ModelConfig, ffn: np.ndarray | None = None, qk: np.ndarray | None = None,
-                    vo: np.ndarray | None = None) -> NeuronMasks:
+def selection_masks(
+    cfg: ModelConfig, ffn: np.ndarray | None = None, qk: np.ndarray | None = None, vo: np.ndarray | None = None
+) -> NeuronMasks:
     """1 on the units in the sets, 0 elsewhere (``ffn [L, F]``, ``qk``/``vo [L, H*D]`` bool; ``None`` = empty)."""
     f, a = check_model(cfg)
     ffn, qk, vo = _as_layers(ffn, cfg, f, "ffn"), _as_layers(qk, cfg, a, "qk"), _as_layers(vo, cfg, a, "vo")
@@ -74,8 +76,9 @@ def selection_masks(cfg: ModelConfig, ffn: np.ndarray | None = None, qk: np.ndar
     return NeuronMasks(mlp=vec(ffn), q=vec(qk), k=vec(k), v=vec(v), o=vec(vo))
 
 
-def deactivation_masks(cfg: ModelConfig, ffn: np.ndarray | None = None, qk: np.ndarray | None = None,
-                       vo: np.ndarray | None = None) -> NeuronMasks:
+def deactivation_masks(
+    cfg: ModelConfig, ffn: np.ndarray | None = None, qk: np.ndarray | None = None, vo: np.ndarray | None = None
+) -> NeuronMasks:
     """Keep (1) everything except the units in the sets (the complement of :func:`selection_masks`)."""
     sel = selection_masks(cfg, ffn, qk, vo)
     return jax.tree.map(lambda m: 1.0 - m, sel)

@@ -26,6 +26,7 @@ the reductions. Padding (``attention_mask == 0``) never counts: not as a token,
 not as a query, not as a key. The q/k score loops over head dimensions with
 ``lax.map`` so its extra memory is one ``[B, H, S, S]`` softmax at a time.
 """
+
 from __future__ import annotations
 
 import functools
@@ -56,8 +57,10 @@ def check_model(cfg: ModelConfig) -> tuple[int, int]:
     if cfg.attention_sinks:
         raise ValueError("model.attention_sinks: the PLND q/k score does not model attention sinks (gpt-oss)")
     if len(set(cfg.layer_intermediate)) != 1:
-        raise ValueError(f"model.layer_intermediate: expected one FFN width for every layer, got "
-                         f"{sorted(set(cfg.layer_intermediate))}")
+        raise ValueError(
+            f"model.layer_intermediate: expected one FFN width for every layer, got "
+            f"{sorted(set(cfg.layer_intermediate))}"
+        )
     if len(set(cfg.layer_heads)) != 1 or len(set(cfg.layer_kv_heads)) != 1:
         raise ValueError("model.layer_heads: expected the same number of query/KV heads in every layer")
     return cfg.layer_intermediate[0], cfg.layer_heads[0] * cfg.head_dim
@@ -88,8 +91,9 @@ def _qk_score(q: jax.Array, k: jax.Array, mask: jax.Array, weight: jax.Array) ->
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def batch_neuron_stats(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State,
-                       batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+def batch_neuron_stats(
+    graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch: Mapping[str, jax.Array]
+) -> dict[str, jax.Array]:
     """One batch's statistics (see the module docstring); sums over the batch and per-sample rows.
 
     ``batch``: ``input_ids [B, S]``, optional ``attention_mask [B, S]`` (1 real, 0
@@ -129,8 +133,9 @@ def batch_neuron_stats(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.Stat
     return out
 
 
-def iter_batch_stats(model_or_split: Any, batches: Iterable[Mapping[str, Any]],
-                     sharding: Any = None) -> Iterator[dict[str, np.ndarray]]:
+def iter_batch_stats(
+    model_or_split: Any, batches: Iterable[Mapping[str, Any]], sharding: Any = None
+) -> Iterator[dict[str, np.ndarray]]:
     """Host copies of :func:`batch_neuron_stats` for each batch; rows with no real token are dropped.
 
     ``sharding`` (e.g. ``jaxlab.sharding.batch_sharding(mesh)``) places every batch
@@ -151,8 +156,9 @@ def iter_batch_stats(model_or_split: Any, batches: Iterable[Mapping[str, Any]],
         yield stats
 
 
-def collect_neuron_stats(model_or_split: Any, batches: Iterable[Mapping[str, Any]],
-                         sharding: Any = None) -> dict[str, np.ndarray]:
+def collect_neuron_stats(
+    model_or_split: Any, batches: Iterable[Mapping[str, Any]], sharding: Any = None
+) -> dict[str, np.ndarray]:
     """All statistics over ``batches`` in memory: sums ``[L, W]`` (float64 / int64) and per-sample rows.
 
     For large runs use :func:`jaxlab.transforms.neuron_store.collect_to_store`,
@@ -177,8 +183,9 @@ def accumulate(total: dict[str, Any], stats: Mapping[str, np.ndarray]) -> dict[s
     return total
 
 
-def sample_batches(samples: Iterable[Sequence[int]], batch_size: int, cutoff: int = 256, multiple: int = 16,
-                   pad_id: int = 0) -> Iterator[dict[str, np.ndarray]]:
+def sample_batches(
+    samples: Iterable[Sequence[int]], batch_size: int, cutoff: int = 256, multiple: int = 16, pad_id: int = 0
+) -> Iterator[dict[str, np.ndarray]]:
     """One sample (a sentence's token ids) per row, cut to ``cutoff`` tokens (PLND: 256), right-padded.
 
     Each batch is padded to its longest row rounded up to ``multiple`` (few distinct
@@ -195,7 +202,7 @@ def sample_batches(samples: Iterable[Sequence[int]], batch_size: int, cutoff: in
         ids = np.full((batch_size, width), pad_id, np.int32)
         mask = np.zeros((batch_size, width), np.int32)
         for i, r in enumerate(rows):
-            ids[i, :len(r)], mask[i, :len(r)] = r, 1
+            ids[i, : len(r)], mask[i, : len(r)] = r, 1
         return {"input_ids": ids, "attention_mask": mask}
 
     for i, sample in enumerate(samples):

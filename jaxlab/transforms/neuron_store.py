@@ -17,6 +17,7 @@ atomically (write a temp file, ``fsync``, ``os.replace``). A kill at any point
 leaves the old cursor naming consistent data; the next run skips the batches it
 names and overwrites whatever the killed batch had left behind.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -57,12 +58,14 @@ class NeuronStore:
             raise FileNotFoundError(f"neuron store: no meta.json under {self.path} (not a collection)")
         self.meta = json.loads((self.path / "meta.json").read_text())
         self._sums = {k: ts.open(_spec(self.path / "sums" / k)).result() for k in SUM_KEYS}
-        self._samples = {k: ts.open(_spec(self.path / "samples" / k)).result()
-                         for k in SAMPLE_KEYS + ("sample_tokens",)}
+        self._samples = {
+            k: ts.open(_spec(self.path / "samples" / k)).result() for k in SAMPLE_KEYS + ("sample_tokens",)
+        }
 
     @classmethod
-    def create(cls, path: str | os.PathLike, num_layers: int, ffn: int, attn: int,
-               sample_chunk: int = 64) -> "NeuronStore":
+    def create(
+        cls, path: str | os.PathLike, num_layers: int, ffn: int, attn: int, sample_chunk: int = 64
+    ) -> "NeuronStore":
         """Empty arrays for a model with ``num_layers`` layers, ``ffn`` neurons and ``attn`` dims per layer."""
         root = Path(path)
         if (root / "meta.json").exists():
@@ -70,19 +73,45 @@ class NeuronStore:
         for name, value in (("num_layers", num_layers), ("ffn", ffn), ("attn", attn), ("sample_chunk", sample_chunk)):
             if int(value) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {value}")
-        widths = {"ffn_importance": ffn, "act_count": ffn, "qk_score": attn, "vo_score": attn,
-                  "sample_ffn": ffn, "sample_qk": attn, "sample_vo": attn}
+        widths = {
+            "ffn_importance": ffn,
+            "act_count": ffn,
+            "qk_score": attn,
+            "vo_score": attn,
+            "sample_ffn": ffn,
+            "sample_qk": attn,
+            "sample_vo": attn,
+        }
         futures = []
         for key in SUM_KEYS:
-            futures.append(ts.open(_spec(root / "sums" / key), create=True, dtype=_SUM_DTYPES[key],
-                                   shape=[2, num_layers, widths[key]],
-                                   chunk_layout=ts.ChunkLayout(chunk_shape=[1, 1, widths[key]])))
+            futures.append(
+                ts.open(
+                    _spec(root / "sums" / key),
+                    create=True,
+                    dtype=_SUM_DTYPES[key],
+                    shape=[2, num_layers, widths[key]],
+                    chunk_layout=ts.ChunkLayout(chunk_shape=[1, 1, widths[key]]),
+                )
+            )
         for key in SAMPLE_KEYS:
-            futures.append(ts.open(_spec(root / "samples" / key), create=True, dtype=ts.float32,
-                                   shape=[0, num_layers, widths[key]],
-                                   chunk_layout=ts.ChunkLayout(chunk_shape=[sample_chunk, 1, widths[key]])))
-        futures.append(ts.open(_spec(root / "samples" / "sample_tokens"), create=True, dtype=ts.int32, shape=[0],
-                               chunk_layout=ts.ChunkLayout(chunk_shape=[sample_chunk])))
+            futures.append(
+                ts.open(
+                    _spec(root / "samples" / key),
+                    create=True,
+                    dtype=ts.float32,
+                    shape=[0, num_layers, widths[key]],
+                    chunk_layout=ts.ChunkLayout(chunk_shape=[sample_chunk, 1, widths[key]]),
+                )
+            )
+        futures.append(
+            ts.open(
+                _spec(root / "samples" / "sample_tokens"),
+                create=True,
+                dtype=ts.int32,
+                shape=[0],
+                chunk_layout=ts.ChunkLayout(chunk_shape=[sample_chunk]),
+            )
+        )
         for f in futures:
             f.result()
         meta = {"num_layers": num_layers, "ffn": ffn, "attn": attn, "sample_chunk": sample_chunk, "format": 1}
@@ -138,19 +167,28 @@ class NeuronStore:
                 arr = arr.resize(exclusive_max=[grow] + list(arr.shape[1:]), expand_only=True).result()
                 self._samples[key] = arr
             if n:
-                futures.append(arr[start:start + n].write(np.asarray(stats[key], arr.dtype.numpy_dtype)))
+                futures.append(arr[start : start + n].write(np.asarray(stats[key], arr.dtype.numpy_dtype)))
         slot = 1 - cur["slot"]
         for key in SUM_KEYS:
             arr = self._sums[key]
             futures.append(arr[slot].write(np.asarray(total[key], arr.dtype.numpy_dtype)))
         for f in futures:
             f.result()
-        _atomic_json(self.path / "cursor.json", {"batches": cur["batches"] + 1, "samples": start + n,
-                                                 "tokens": int(total["tokens"]), "slot": slot})
+        _atomic_json(
+            self.path / "cursor.json",
+            {"batches": cur["batches"] + 1, "samples": start + n, "tokens": int(total["tokens"]), "slot": slot},
+        )
 
 
-def collect_to_store(model_or_split: Any, batches: Iterable[Mapping[str, Any]], path: str | os.PathLike, *,
-                     sharding: Any = None, resume: bool = True, sample_chunk: int = 64) -> NeuronStore:
+def collect_to_store(
+    model_or_split: Any,
+    batches: Iterable[Mapping[str, Any]],
+    path: str | os.PathLike,
+    *,
+    sharding: Any = None,
+    resume: bool = True,
+    sample_chunk: int = 64,
+) -> NeuronStore:
     """Stream ``batches`` through :func:`~jaxlab.transforms.neuron_stats.batch_neuron_stats` into ``path``.
 
     ``batches`` must be the same deterministic sequence on every call: a resumed

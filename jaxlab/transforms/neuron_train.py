@@ -12,6 +12,7 @@ lives in the optimizer state: one compiled train step serves every set, and
 orbax checkpoints it with the moments. A frozen parameter gets ``p + 0.0``,
 which is bit-identical for every value except ``-0.0``.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -26,8 +27,13 @@ from jaxlab.transforms.neuron_masks import NeuronMasks, map_neuron_masked
 def trainable_mask(tree: Any, select: NeuronMasks) -> Any:
     """Bool pytree like ``tree``: True exactly on the selected units' ``up`` columns, ``down`` rows,
     ``q``/``k``/``v`` columns (and biases) and ``o`` rows (``select`` from ``selection_masks``)."""
-    return map_neuron_masked(tree, select, lambda leaf, m: jnp.broadcast_to(m > 0, leaf.shape), "plnd",
-                             default=lambda leaf: jnp.zeros(leaf.shape, bool))
+    return map_neuron_masked(
+        tree,
+        select,
+        lambda leaf, m: jnp.broadcast_to(m > 0, leaf.shape),
+        "plnd",
+        default=lambda leaf: jnp.zeros(leaf.shape, bool),
+    )
 
 
 def mask_to_selected(tree: Any, select: NeuronMasks) -> Any:

@@ -5,6 +5,7 @@ compiled once per shape and reused across pruning stages (masks live in the
 params, never in the program). Batches are the trainer's ``input_ids`` /
 ``targets`` / ``loss_mask`` dicts; ``loss_mask`` marks the tokens that count.
 """
+
 from __future__ import annotations
 
 import functools
@@ -41,12 +42,14 @@ def _activation_sums(graphdef, params, rest, batch):
     out = []
     for acts in inter:
         act, heads = acts["act"].astype(jnp.float32), acts["heads"].astype(jnp.float32)
-        out.append({
-            "act_abs": jnp.einsum("bs,bsf->f", w, jnp.abs(act)),
-            "act_sq": jnp.einsum("bs,bsf->f", w, act * act),
-            "head_abs": jnp.einsum("bs,bshd->h", w, jnp.abs(heads)),
-            "head_sq": jnp.einsum("bs,bshd->h", w, heads * heads),
-        })
+        out.append(
+            {
+                "act_abs": jnp.einsum("bs,bsf->f", w, jnp.abs(act)),
+                "act_sq": jnp.einsum("bs,bsf->f", w, act * act),
+                "head_abs": jnp.einsum("bs,bshd->h", w, jnp.abs(heads)),
+                "head_sq": jnp.einsum("bs,bshd->h", w, heads * heads),
+            }
+        )
     return out, jnp.sum(w)
 
 

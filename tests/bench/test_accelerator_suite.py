@@ -4,6 +4,7 @@ So the suite cannot rot between the rare runs on a GPU/TPU: every section must c
 on the CPU with its numbers, except the accelerator-only attention kernels, which must be skipped
 with a reason. Not a timed test (only positivity and parity are asserted).
 """
+
 import json
 
 import pytest

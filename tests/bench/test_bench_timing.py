@@ -2,14 +2,26 @@
 
 Pure Python with a fake clock, so nothing here depends on how busy the machine is.
 """
+
 from __future__ import annotations
 
 import itertools
 
 import pytest
 
-from experiments.bench.timing import (Rate, Stat, decode_rate, decode_slopes, fmt, fmt_ratio, r_squared, rate,
-                                      ratio, slope, time_interleaved)
+from experiments.bench.timing import (
+    Rate,
+    Stat,
+    decode_rate,
+    decode_slopes,
+    fmt,
+    fmt_ratio,
+    r_squared,
+    rate,
+    ratio,
+    slope,
+    time_interleaved,
+)
 
 
 def test_stat_median_min_max_spread():
@@ -28,9 +40,9 @@ def test_time_interleaved_warms_up_then_times_round_robin():
         return lambda: calls.append(name)
 
     samples = time_interleaved({"a": fn("a"), "b": fn("b")}, repeats=5, warmup=2, clock=lambda: next(ticks))
-    assert calls[:4] == ["a", "a", "b", "b"]          # warm-ups, untimed
-    assert calls[4:] == ["a", "b"] * 5                # then interleaved rounds
-    assert samples == {"a": [1] * 5, "b": [1] * 5}    # each call spans one clock tick
+    assert calls[:4] == ["a", "a", "b", "b"]  # warm-ups, untimed
+    assert calls[4:] == ["a", "b"] * 5  # then interleaved rounds
+    assert samples == {"a": [1] * 5, "b": [1] * 5}  # each call spans one clock tick
 
 
 def test_time_interleaved_refuses_fewer_than_five_repeats():

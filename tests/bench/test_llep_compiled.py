@@ -1,4 +1,5 @@
 """The LLEP bench's extraction: memory and collective bytes from compiled programs, and the per-device share."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +32,7 @@ def test_memory_reads_argument_and_output_bytes_of_the_compiled_program():
 
 def _looped_program(mesh):
     """An all_to_all of [D, 4, 16] f32 once, an all-reduce of [32] f32 ``n`` times in a loop."""
+
     def body(x, n):
         y = jax.lax.all_to_all(x.reshape(D, 4, 16), "expert", 0, 0)
 
@@ -90,8 +92,7 @@ def test_share_inputs_equal_what_the_real_collectives_gather(mesh):
         _, _, sizes = positions_by_destination(routed.dest, D)
         return jax.lax.all_gather(local, "expert"), jax.lax.all_gather(sizes, "expert")
 
-    fn = jax.shard_map(body, mesh=mesh, in_specs=(P("expert"),) + (P(),) * 4, out_specs=(P(), P()),
-                       check_vma=False)
+    fn = jax.shard_map(body, mesh=mesh, in_specs=(P("expert"),) + (P(),) * 4, out_specs=(P(), P()), check_vma=False)
     by_source, matrix = jax.jit(fn)(jnp.asarray(ids.reshape(-1)), *plan)
     got = share_inputs(ids, ExpertPlan(*(np.asarray(a) for a in plan), device_plan.device_load), E, D)
     np.testing.assert_array_equal(got[0], counts)
@@ -113,8 +114,11 @@ def test_local_share_equals_the_real_program_when_no_copy_leaves_its_device(mesh
     local = local_program(body, E, D)
     counts = np.bincount(ids.ravel(), minlength=E)
     device_plan = plan_llep_device(jnp.asarray(counts), D, config.max_extra_experts, 4)
-    plan = plan_standard(counts, D) if ep == "standard" else ExpertPlan(
-        *(np.asarray(a) for a in device_plan.arrays()), device_plan.device_load)
+    plan = (
+        plan_standard(counts, D)
+        if ep == "standard"
+        else ExpertPlan(*(np.asarray(a) for a in device_plan.arrays()), device_plan.device_load)
+    )
     inputs = share_inputs(ids, plan, E, D)
     for device in (0, 5):
         y_local = local(device_shards(global_args, device, D), jnp.int32(device), *inputs)[0]

@@ -4,6 +4,7 @@ Not a timed test: it checks that the bench writes its JSON / table / plot with e
 the jaxlab and torch steps compute the same first loss (same weights, same batch), and that each
 remat policy was compiled and measured. It asserts nothing about speed.
 """
+
 import json
 
 import pytest
@@ -12,8 +13,24 @@ from experiments.bench import train_throughput
 
 
 def test_reduced_bench_writes_every_field_and_both_steps_agree(tmp_path):
-    train_throughput.main(["--model", "tiny", "--batch", "2", "--seq_len", "16", "--remat", "none,full,dots_saveable",
-                           "--time_remat", "none,full", "--max_spread", "10", "--output_dir", str(tmp_path)])
+    train_throughput.main(
+        [
+            "--model",
+            "tiny",
+            "--batch",
+            "2",
+            "--seq_len",
+            "16",
+            "--remat",
+            "none,full,dots_saveable",
+            "--time_remat",
+            "none,full",
+            "--max_spread",
+            "10",
+            "--output_dir",
+            str(tmp_path),
+        ]
+    )
     out = json.loads((tmp_path / "train_throughput.json").read_text())
     assert (tmp_path / "train_throughput.png").stat().st_size > 1000
     assert "| jaxlab | full |" in (tmp_path / "train_throughput.md").read_text()
@@ -35,5 +52,6 @@ def test_reduced_bench_writes_every_field_and_both_steps_agree(tmp_path):
 
 def test_time_remat_must_be_compiled_too(tmp_path):
     with pytest.raises(SystemExit):
-        train_throughput.main(["--model", "tiny", "--remat", "none", "--time_remat", "full",
-                               "--output_dir", str(tmp_path)])
+        train_throughput.main(
+            ["--model", "tiny", "--remat", "none", "--time_remat", "full", "--output_dir", str(tmp_path)]
+        )

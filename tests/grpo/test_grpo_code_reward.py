@@ -1,4 +1,5 @@
 """GRPO's code reward runs completions against tests in the sandbox and cannot be gamed by an early exit."""
+
 import pytest
 
 from experiments.grpo.rewards import RewardSpec, score_all
@@ -24,8 +25,9 @@ def test_code_reward_scores_passes_failures_and_exit_hacks():
 def test_pass_fraction_runs_each_case_alone():
     half = "```python\ndef square(x):\n    return 9 if x == 3 else 0\n```"
     tests = "import math\nassert square(3) == 9\nassert square(-2) == math.pow(2, 2)\n"
-    per_func, metrics = score_all([RewardSpec("code_pass_fraction")], [""] * 3, [RIGHT, half, WRONG],
-                                  {"tests": [tests] * 3})
+    per_func, metrics = score_all(
+        [RewardSpec("code_pass_fraction")], [""] * 3, [RIGHT, half, WRONG], {"tests": [tests] * 3}
+    )
     assert per_func == [[1.0, 0.5, 0.0]]
 
 
@@ -40,6 +42,7 @@ def test_bad_generated_code_is_a_scored_failure_and_counted():
 
 def test_code_reward_timeout_is_zero(monkeypatch):
     from experiments.grpo.rewards import code
+
     monkeypatch.setattr(code, "TIMEOUT_S", 1.0)
     assert code.code_tests([""], [HANG], tests=[TESTS]) == ([0.0], {"status_timeout": 1.0})
 

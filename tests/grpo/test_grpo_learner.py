@@ -1,4 +1,5 @@
 """The GRPO learner on a tiny random model: accumulation is exact, masks hold, and reward rises."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,11 +28,19 @@ REWARDS["test_ascii"] = ascii_fraction
 
 def _learner(loss_type="dapo", micro=16, beta=0.0, lr=3e-3, masks=None, seed=0, mesh=None):
     model = init_model(tiny_config("llama", num_layers=1, intermediate_size=64), seed=seed)
-    return GRPOLearner(model, decode=_decode, eos_id=0, pad_id=0, rewards=[RewardSpec("test_ascii")],
-                       rollout=RolloutConfig(num_generations=4, max_new_tokens=8, temperature=1.0),
-                       loss=LossConfig(loss_type=loss_type, beta=beta, max_completion_length=8),
-                       optim=OptimConfig(learning_rate=lr, warmup_steps=0, decay_steps=1000, weight_decay=0.0),
-                       grpo=GRPOConfig(micro_batch=micro), grad_masks=masks, mesh=mesh)
+    return GRPOLearner(
+        model,
+        decode=_decode,
+        eos_id=0,
+        pad_id=0,
+        rewards=[RewardSpec("test_ascii")],
+        rollout=RolloutConfig(num_generations=4, max_new_tokens=8, temperature=1.0),
+        loss=LossConfig(loss_type=loss_type, beta=beta, max_completion_length=8),
+        optim=OptimConfig(learning_rate=lr, warmup_steps=0, decay_steps=1000, weight_decay=0.0),
+        grpo=GRPOConfig(micro_batch=micro),
+        grad_masks=masks,
+        mesh=mesh,
+    )
 
 
 PROMPTS = [list(b"say a"), list(b"hello"), list(b"abc"), list(b"x")]
@@ -61,8 +70,16 @@ def test_reward_rises_and_metrics_logged():
     for step in range(20):
         m = learner.step(PROMPTS, ["p"] * len(PROMPTS), fields, jax.random.key(step))
         rewards.append(m["reward"])
-    for k in ("rewards/test_ascii/mean", "clip_region", "entropy", "grad_norm", "frac_reward_zero_std",
-              "completion_length/mean", "truncated_fraction", "rollout_tokens_per_s"):
+    for k in (
+        "rewards/test_ascii/mean",
+        "clip_region",
+        "entropy",
+        "grad_norm",
+        "frac_reward_zero_std",
+        "completion_length/mean",
+        "truncated_fraction",
+        "rollout_tokens_per_s",
+    ):
         assert k in m, k
     assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.1, rewards
 
@@ -70,6 +87,7 @@ def test_reward_rises_and_metrics_logged():
 def test_grad_masks_keep_pruned_weights_zero():
     model = init_model(tiny_config("llama", num_layers=1, intermediate_size=64), seed=0)
     from flax import nnx
+
     params = nnx.state(model, nnx.Param)
     masks = jax.tree.map(jnp.ones_like, params)
     up = masks["layers"][0]["mlp"]["up_proj"]["kernel"]
@@ -90,12 +108,15 @@ def test_reference_only_with_beta():
     m = learner.step(PROMPTS, ["p"] * 4, {}, jax.random.key(1))  # the reference survives the donated update
     assert m["kl"] > 0.0
     ref = jax.tree.leaves(learner.ref_params)[0]
-    assert not ref.is_deleted() and not np.array_equal(np.asarray(ref), np.asarray(jax.tree.leaves(learner.state.params)[0]))
+    assert not ref.is_deleted() and not np.array_equal(
+        np.asarray(ref), np.asarray(jax.tree.leaves(learner.state.params)[0])
+    )
 
 
 @pytest.mark.parametrize("shape", [dict(data=8), dict(data=2, fsdp=2, tensor=2)], ids=["dp8", "dp2-fsdp2-tp2"])
 def test_step_on_8_devices_equals_single_device(shape):
     from jaxlab.sharding import MeshConfig, make_mesh
+
     assert len(jax.devices()) == 8
     mesh = make_mesh(MeshConfig(**shape))
     a, b = _learner("grpo", micro=8, beta=0.04), _learner("grpo", micro=8, beta=0.04, mesh=mesh)

@@ -3,6 +3,7 @@
 The references here are written out independently of ``experiments.grpo.loss.completion_logps``:
 the full ``[B, S, V]`` logits of the model, sliced after the fact, and an explicit old-policy forward.
 """
+
 from functools import partial
 
 import jax
@@ -33,12 +34,15 @@ def _batch(vocab, seed=0):
     p_mask = np.zeros((B, P), np.int32)
     c_mask = np.zeros((B, C), np.int32)
     for i in range(B):
-        p_mask[i, P - rng.integers(2, P + 1):] = 1
-        c_mask[i, :rng.integers(1, C + 1)] = 1
-    return {"prompt_ids": jnp.asarray(rng.integers(1, vocab, (B, P)), jnp.int32), "prompt_mask": jnp.asarray(p_mask),
-            "completion_ids": jnp.asarray(rng.integers(1, vocab, (B, C)), jnp.int32),
-            "completion_mask": jnp.asarray(c_mask),
-            "advantages": jnp.asarray(rng.normal(size=B), jnp.float32)}
+        p_mask[i, P - rng.integers(2, P + 1) :] = 1
+        c_mask[i, : rng.integers(1, C + 1)] = 1
+    return {
+        "prompt_ids": jnp.asarray(rng.integers(1, vocab, (B, P)), jnp.int32),
+        "prompt_mask": jnp.asarray(p_mask),
+        "completion_ids": jnp.asarray(rng.integers(1, vocab, (B, C)), jnp.int32),
+        "completion_mask": jnp.asarray(c_mask),
+        "advantages": jnp.asarray(rng.normal(size=B), jnp.float32),
+    }
 
 
 def _full_logits_logps(model, batch, temperature=1.0):
@@ -47,7 +51,7 @@ def _full_logits_logps(model, batch, temperature=1.0):
     mask = jnp.concatenate([batch["prompt_mask"], batch["completion_mask"]], axis=1)
     logits = model(ids, attention_mask=mask)
     assert logits.shape[1] == P + C
-    lp = jax.nn.log_softmax(logits[:, P - 1:P + C - 1] / temperature, axis=-1)
+    lp = jax.nn.log_softmax(logits[:, P - 1 : P + C - 1] / temperature, axis=-1)
     return jnp.take_along_axis(lp, batch["completion_ids"][..., None], axis=-1)[..., 0]
 
 
@@ -66,8 +70,9 @@ def test_logits_start_slices_the_full_forward():
 def test_completion_logps_equal_full_logits_logps(temperature):
     model = _model()
     batch = _batch(model.config.vocab_size)
-    logps, entropy = completion_logps(model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"],
-                                      batch["completion_mask"], temperature)
+    logps, entropy = completion_logps(
+        model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], batch["completion_mask"], temperature
+    )
     ref = _full_logits_logps(model, batch, temperature)
     assert logps.shape == (B, C) and entropy.shape == (B, C)
     np.testing.assert_allclose(np.asarray(logps), np.asarray(ref), rtol=1e-5, atol=1e-5)
@@ -124,12 +129,17 @@ REWARDS["test_len_mod3"] = _const_reward
 
 
 def _learner(mu):
-    return GRPOLearner(_model(seed=6), decode=lambda ids: bytes(t for t in ids if 0 < t < 256).decode("latin-1"),
-                       eos_id=0, pad_id=0, rewards=[RewardSpec("test_len_mod3")],
-                       rollout=RolloutConfig(num_generations=4, max_new_tokens=6),
-                       loss=LossConfig(), optim=OptimConfig(learning_rate=1e-3, warmup_steps=0, decay_steps=100,
-                                                            weight_decay=0.0),
-                       grpo=GRPOConfig(num_iterations=mu, micro_batch=3))
+    return GRPOLearner(
+        _model(seed=6),
+        decode=lambda ids: bytes(t for t in ids if 0 < t < 256).decode("latin-1"),
+        eos_id=0,
+        pad_id=0,
+        rewards=[RewardSpec("test_len_mod3")],
+        rollout=RolloutConfig(num_generations=4, max_new_tokens=6),
+        loss=LossConfig(),
+        optim=OptimConfig(learning_rate=1e-3, warmup_steps=0, decay_steps=100, weight_decay=0.0),
+        grpo=GRPOConfig(num_iterations=mu, micro_batch=3),
+    )
 
 
 @pytest.mark.parametrize("mu, forwards", [(1, 0), (2, 3)])
@@ -147,15 +157,22 @@ def test_learner_runs_the_old_policy_forward_only_when_mu_above_one(monkeypatch,
     assert len(applied) == mu
     if mu == 1:  # the same accumulated gradient with old log-probs from an explicit forward
         b = _learner(1)
-        rows = b._micro_batches({"prompt_ids": ro.prompt_ids, "prompt_mask": ro.prompt_mask,
-                                 "completion_ids": ro.completion_ids, "completion_mask": ro.completion_mask,
-                                 "advantages": adv})
+        rows = b._micro_batches(
+            {
+                "prompt_ids": ro.prompt_ids,
+                "prompt_mask": ro.prompt_mask,
+                "completion_ids": ro.completion_ids,
+                "completion_mask": ro.completion_mask,
+                "advantages": adv,
+            }
+        )
         totals = {"num_items": jnp.float32(ro.completion_mask.sum()), "num_rows": jnp.float32(8)}
         grads = None
         for mb in rows:
             mb["old_logps"] = real(b.graphdef, b.state.params, b.rest, mb, 1.0)
-            _, _, g = learner_mod._grad(b.graphdef, b.state.params, b.rest, dict(mb, **totals), b.loss_cfg,
-                                        jnp.float32(1.0))
+            _, _, g = learner_mod._grad(
+                b.graphdef, b.state.params, b.rest, dict(mb, **totals), b.loss_cfg, jnp.float32(1.0)
+            )
             grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
         for x, y in zip(jax.tree.leaves(applied[0]), jax.tree.leaves(grads)):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)

@@ -1,4 +1,5 @@
 """MAS-Orchestra under GRPO: the reward executes the orchestrator's whole system, and a GRPO step trains on it."""
+
 import jax
 import numpy as np
 import pytest
@@ -21,15 +22,24 @@ GOLD = TASK.problem.answers[0]
 
 
 def _agent(agent_id, name, task, extra=""):
-    return (f"<agent><agent_id>{agent_id}</agent_id><agent_name>{name}</agent_name><agent_description>d"
-            f"</agent_description><required_arguments><agent_input>{task}</agent_input>{extra}"
-            f"</required_arguments></agent>")
+    return (
+        f"<agent><agent_id>{agent_id}</agent_id><agent_name>{name}</agent_name><agent_description>d"
+        f"</agent_description><required_arguments><agent_input>{task}</agent_input>{extra}"
+        f"</required_arguments></agent>"
+    )
 
 
-TWO_STEP = ("<thinking>solve then check</thinking>" + _agent("A1", "CoTAgent", '""')
-            + _agent("A2", "ReflexionAgent", "check ${A1}") + "<edge><from>A1</from><to>A2</to></edge>")
-CYCLE = (_agent("A1", "CoTAgent", "use ${A2}") + _agent("A2", "CoTAgent", "use ${A1}")
-         + "<edge><from>A1</from><to>A2</to><from>A2</from><to>A1</to></edge>")
+TWO_STEP = (
+    "<thinking>solve then check</thinking>"
+    + _agent("A1", "CoTAgent", '""')
+    + _agent("A2", "ReflexionAgent", "check ${A1}")
+    + "<edge><from>A1</from><to>A2</to></edge>"
+)
+CYCLE = (
+    _agent("A1", "CoTAgent", "use ${A2}")
+    + _agent("A2", "CoTAgent", "use ${A1}")
+    + "<edge><from>A1</from><to>A2</to><from>A2</from><to>A1</to></edge>"
+)
 UNKNOWN = _agent("A1", "OracleAgent", '""')
 BROKEN = "<agent><agent_id>A1</agent_id><agent_name>CoTAgent</agent_name></agent>"
 
@@ -43,8 +53,9 @@ def _score(client, texts):
     r = OrchestraRewards(client, Settings(sc_samples=2, debate_rounds=1, reflexion_rounds=1), max_tokens=16)
     f = TASK.fields()
     n = len(texts)
-    values, info = r.reward([""] * n, texts, question=[f["question"]] * n, answers=[f["answers"]] * n,
-                            problem_id=[f["problem_id"]] * n)
+    values, info = r.reward(
+        [""] * n, texts, question=[f["question"]] * n, answers=[f["answers"]] * n, problem_id=[f["problem_id"]] * n
+    )
     return values, info, r.last
 
 
@@ -78,13 +89,20 @@ def test_grpo_step_trains_on_the_orchestra_reward():
     model = init_model(tiny_config("llama", num_layers=1, intermediate_size=64, max_position_embeddings=512), 0)
     rewards = OrchestraRewards(_solver(GOLD), Settings(sc_samples=2, debate_rounds=1, reflexion_rounds=1), 16)
     codec = byte_codec()
-    learner = GRPOLearner(model, decode=codec.decode, eos_id=0, pad_id=0,
-                          rewards=[RewardSpec("mas_orchestra"), RewardSpec("mas_format", 0.2)],
-                          rollout=RolloutConfig(num_generations=4, max_new_tokens=8, temperature=1.0),
-                          loss=LossConfig(loss_type="dapo", beta=0.0), grpo=GRPOConfig(micro_batch=8),
-                          optim=__import__("jaxlab.train.optim", fromlist=["OptimConfig"]).OptimConfig(
-                              learning_rate=1e-2, warmup_steps=0, decay_steps=100, weight_decay=0.0),
-                          reward_fns=rewards.functions())
+    learner = GRPOLearner(
+        model,
+        decode=codec.decode,
+        eos_id=0,
+        pad_id=0,
+        rewards=[RewardSpec("mas_orchestra"), RewardSpec("mas_format", 0.2)],
+        rollout=RolloutConfig(num_generations=4, max_new_tokens=8, temperature=1.0),
+        loss=LossConfig(loss_type="dapo", beta=0.0),
+        grpo=GRPOConfig(micro_batch=8),
+        optim=__import__("jaxlab.train.optim", fromlist=["OptimConfig"]).OptimConfig(
+            learning_rate=1e-2, warmup_steps=0, decay_steps=100, weight_decay=0.0
+        ),
+        reward_fns=rewards.functions(),
+    )
     real = learner.rollout
 
     def rollout(prompt_ids, key):
@@ -109,8 +127,9 @@ def test_grpo_step_trains_on_the_orchestra_reward():
 def test_tiny_config_runs_and_reports_validity(tmp_path):
     from jaxlab.cli import load_run_config
 
-    runner, cfg = load_run_config("configs/grpo_mas_orchestra_tiny.yaml",
-                                  [f"output_dir={tmp_path}", "progress=false", "steps=1"])
+    runner, cfg = load_run_config(
+        "configs/grpo_mas_orchestra_tiny.yaml", [f"output_dir={tmp_path}", "progress=false", "steps=1"]
+    )
     result = runner.run(cfg)
     for side in ("before", "after"):
         report = result[side]["heldout_masbench"]

@@ -1,4 +1,5 @@
 """Hand-computed GRPO pieces: advantages for each scaling, the clip edges' gradients, KL values."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,8 +27,7 @@ def test_group_advantages_each_scaling():
     np.testing.assert_array_equal(g.zero_std_groups, [False, True])
     assert g.frac_zero_std == 0.5 and g.keep.all()
     b = group_advantages(r, 4, scale_rewards="batch")
-    np.testing.assert_allclose(b.advantages[:4], (np.array([1, 0, 0, 0]) - 0.25) / (r.std(ddof=1) + 1e-4),
-                               rtol=1e-6)
+    np.testing.assert_allclose(b.advantages[:4], (np.array([1, 0, 0, 0]) - 0.25) / (r.std(ddof=1) + 1e-4), rtol=1e-6)
     n = group_advantages(r, 4, scale_rewards="none")
     np.testing.assert_allclose(n.advantages, [0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0])
     f = group_advantages(r, 4, filter_zero_std=True)
@@ -42,16 +42,20 @@ def _grad_wrt_logp(ratio, adv, cfg):
     def f(logp):
         loss, _ = per_token_objective(logp, jnp.zeros_like(logp), jnp.asarray([adv]), jnp.ones_like(logp), cfg)
         return loss.sum()
+
     return float(jax.grad(f)(jnp.log(jnp.asarray([[ratio]])))[0, 0])
 
 
-@pytest.mark.parametrize("ratio,adv,zero", [
-    (1.5, 1.0, True),    # above 1 + eps_high with A > 0: clipped, no gradient
-    (1.5, -1.0, False),  # above the edge but A < 0: the unclipped term is the min, gradient flows
-    (0.5, -1.0, True),   # below 1 - eps_low with A < 0: clipped
-    (0.5, 1.0, False),   # below the edge with A > 0: gradient flows
-    (1.1, 1.0, False),   # inside the trust region
-])
+@pytest.mark.parametrize(
+    "ratio,adv,zero",
+    [
+        (1.5, 1.0, True),  # above 1 + eps_high with A > 0: clipped, no gradient
+        (1.5, -1.0, False),  # above the edge but A < 0: the unclipped term is the min, gradient flows
+        (0.5, -1.0, True),  # below 1 - eps_low with A < 0: clipped
+        (0.5, 1.0, False),  # below the edge with A > 0: gradient flows
+        (1.1, 1.0, False),  # inside the trust region
+    ],
+)
 def test_gradient_zero_beyond_clip_edges_in_the_right_direction(ratio, adv, zero):
     cfg = LossConfig(epsilon_low=0.2, epsilon_high=0.28)
     g = _grad_wrt_logp(ratio, adv, cfg)
@@ -92,5 +96,4 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="max_completion_length"):
         LossConfig(loss_type="dr_grpo")
     with pytest.raises(ValueError, match="ref_logps"):
-        per_token_objective(jnp.zeros((1, 1)), jnp.zeros((1, 1)), jnp.ones(1), jnp.ones((1, 1)),
-                            LossConfig(beta=0.1))
+        per_token_objective(jnp.zeros((1, 1)), jnp.zeros((1, 1)), jnp.ones(1), jnp.ones((1, 1)), LossConfig(beta=0.1))

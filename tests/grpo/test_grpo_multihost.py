@@ -5,6 +5,7 @@ with a mesh over all 8 devices: the same rollouts (tokens sampled over the whole
 mesh, fetched whole by each host), rewards, losses and updates as the one-process
 run in this test process; process 0 alone writes metrics, samples and results.
 """
+
 import json
 from pathlib import Path
 
@@ -44,18 +45,31 @@ def test_grpo_two_processes_match_one_process_and_resume_in_one(tmp_path):
 
     got, want = _per_step(multi), _per_step(single)
     assert sorted(got) == sorted(want) == [1, 2, 3, 4]
-    np.testing.assert_allclose(np.array([got[s] for s in want]), np.array([want[s] for s in want]), rtol=0,
-                               atol=1e-5)
+    np.testing.assert_allclose(np.array([got[s] for s in want]), np.array([want[s] for s in want]), rtol=0, atol=1e-5)
     assert _completions(multi) == _completions(single)  # same rollouts, logged once
     assert len({tuple(v) for v in got.values()}) == 4  # it trained: every step's numbers differ
     results = json.loads((multi / "results.json").read_text())
     assert results["after"] == json.loads((single / "results.json").read_text())["after"]
 
     # the checkpoint both hosts wrote resumes in one process on another mesh shape
-    assert cli.main(["run", str(CONFIG), f"output_dir={multi}", *COMMON, "mesh.data=1", "mesh.fsdp=4",
-                     "mesh.tensor=2", "steps=6"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                str(CONFIG),
+                f"output_dir={multi}",
+                *COMMON,
+                "mesh.data=1",
+                "mesh.fsdp=4",
+                "mesh.tensor=2",
+                "steps=6",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["run", str(CONFIG), f"output_dir={single}", *COMMON, *mesh, "steps=6"]) == 0
     got, want = _per_step(multi), _per_step(single)
     assert sorted(got) == sorted(want) == list(range(1, 7))
-    np.testing.assert_allclose(np.array([got[s] for s in (5, 6)]), np.array([want[s] for s in (5, 6)]), rtol=0,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.array([got[s] for s in (5, 6)]), np.array([want[s] for s in (5, 6)]), rtol=0, atol=1e-5
+    )

@@ -1,4 +1,5 @@
 """PTL with GRPO as its tune (``tune.method: rl``): pruned units stay exactly zero and the table reports it."""
+
 import jax
 import numpy as np
 import pytest
@@ -8,17 +9,37 @@ from experiments.grpo import ptl_tuner
 from experiments.ptl import runner
 from jaxlab.config import ConfigError, load
 
-SMALL = {"model": {"name": "tiny-llama"},
-         "data": {"seq_len": 64, "batch_size": 2, "calib_batches": 1, "english_batches": 1, "eval_tokens": 256,
-                  "eval_batch_size": 4, "task_items": 2, "task_context": 12},
-         "schedule": {"stages": 2, "target": 0.5}, "progress": False, "export_hf": False, "compile_cache": False,
-         "speed": {"enabled": False},
-         "baselines": ["one_shot"],
-         "tune": {"method": "rl", "rl_hook": "experiments.grpo.ptl_tuner:factory", "steps": 2,
-                  "learning_rate": 1e-3,
-                  "rl_options": {"prompts_per_step": 2, "data": {"train_tasks": 8},
-                                 "rollout": {"num_generations": 4, "max_new_tokens": 6, "temperature": 1.0},
-                                 "grpo": {"micro_batch": 8}}}}
+SMALL = {
+    "model": {"name": "tiny-llama"},
+    "data": {
+        "seq_len": 64,
+        "batch_size": 2,
+        "calib_batches": 1,
+        "english_batches": 1,
+        "eval_tokens": 256,
+        "eval_batch_size": 4,
+        "task_items": 2,
+        "task_context": 12,
+    },
+    "schedule": {"stages": 2, "target": 0.5},
+    "progress": False,
+    "export_hf": False,
+    "compile_cache": False,
+    "speed": {"enabled": False},
+    "baselines": ["one_shot"],
+    "tune": {
+        "method": "rl",
+        "rl_hook": "experiments.grpo.ptl_tuner:factory",
+        "steps": 2,
+        "learning_rate": 1e-3,
+        "rl_options": {
+            "prompts_per_step": 2,
+            "data": {"train_tasks": 8},
+            "rollout": {"num_generations": 4, "max_new_tokens": 6, "temperature": 1.0},
+            "grpo": {"micro_batch": 8},
+        },
+    },
+}
 
 
 def test_ptl_with_grpo_tune_keeps_pruned_units_zero(tmp_path, monkeypatch):
@@ -27,8 +48,17 @@ def test_ptl_with_grpo_tune_keeps_pruned_units_zero(tmp_path, monkeypatch):
 
     def spy(self, model, stage, budget):
         out = real_call(self, model, stage, budget)
-        seen.append((stage.track, stage.index, self.position, nnx.state(out, nnx.Param), stage.masks, stage.head_dim,
-                     len(self.last_history)))
+        seen.append(
+            (
+                stage.track,
+                stage.index,
+                self.position,
+                nnx.state(out, nnx.Param),
+                stage.masks,
+                stage.head_dim,
+                len(self.last_history),
+            )
+        )
         return out
 
     monkeypatch.setattr(ptl_tuner.GRPOTuner, "__call__", spy)
@@ -44,6 +74,7 @@ def test_ptl_with_grpo_tune_keeps_pruned_units_zero(tmp_path, monkeypatch):
     summary = runner.run(cfg)
     assert [(t, i, p, n) for t, i, p, *_, n in seen] == [("ptl", 1, 2, 2), ("ptl", 2, 4, 2), ("one_shot", 1, 4, 4)]
     from jaxlab.transforms import apply_masks
+
     assert len(learner_masks) == len(seen)
     for (_, _, _, params, masks, head_dim, _), grad_masks in zip(seen, learner_masks):
         masked = apply_masks(params, masks, head_dim)
@@ -62,6 +93,7 @@ def test_ptl_with_grpo_tune_keeps_pruned_units_zero(tmp_path, monkeypatch):
 
 def jax_leaves(tree):
     import jax
+
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 

@@ -1,4 +1,5 @@
 """`jaxlab run configs/grpo_tiny_math.yaml`: outputs, and a SIGKILLed run resumes to the same per-step numbers."""
+
 import json
 import os
 import signal
@@ -14,8 +15,17 @@ KEYS = ("reward", "loss", "rewards/math_accuracy/mean", "completion_length/mean"
 
 
 def _run(out: Path, *extra: str, wait: bool = True):
-    cmd = [sys.executable, "-m", "jaxlab.cli", "run", str(ROOT / "configs/grpo_tiny_math.yaml"),
-           f"output_dir={out}", "progress=false", "steps=6", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jaxlab.cli",
+        "run",
+        str(ROOT / "configs/grpo_tiny_math.yaml"),
+        f"output_dir={out}",
+        "progress=false",
+        "steps=6",
+        *extra,
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if wait:
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -70,9 +80,19 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path):
 
 def test_runner_trains_on_a_mesh(tmp_path):
     from jaxlab.cli import load_run_config
-    runner, cfg = load_run_config(str(ROOT / "configs/grpo_tiny_math.yaml"),
-                                  [f"output_dir={tmp_path}", "progress=false", "steps=2", "mesh.data=-1", "mesh.fsdp=2",
-                                   "checkpoint.every_steps=0", "data.heldout_tasks=4"])
+
+    runner, cfg = load_run_config(
+        str(ROOT / "configs/grpo_tiny_math.yaml"),
+        [
+            f"output_dir={tmp_path}",
+            "progress=false",
+            "steps=2",
+            "mesh.data=-1",
+            "mesh.fsdp=2",
+            "checkpoint.every_steps=0",
+            "data.heldout_tasks=4",
+        ],
+    )
     assert cfg.mesh.fsdp == 2
     result = runner.run(cfg)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

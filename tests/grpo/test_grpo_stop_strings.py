@@ -3,6 +3,7 @@
 The references: a brute-force byte search for the automaton, the tokenizer's own ``decode`` for the token
 bytes, and ``rollout._cut_at_stop`` (decode every prefix) on an unstopped generation for the device loop.
 """
+
 import jax
 import numpy as np
 import pytest
@@ -30,8 +31,10 @@ def test_automaton_equals_brute_force_on_random_vocabularies():
     for trial in range(300):
         alphabet = b"ab\n" if trial % 2 else b"ab"  # small alphabets: stops overlap and nest often
         vocab = [bytes(rng.choice(list(alphabet), size=rng.integers(0, 5)).tolist()) for _ in range(12)]
-        stops = ["".join(chr(c) for c in rng.choice(list(alphabet), size=rng.integers(1, 5)))
-                 for _ in range(rng.integers(1, 4))]
+        stops = [
+            "".join(chr(c) for c in rng.choice(list(alphabet), size=rng.integers(1, 5)))
+            for _ in range(rng.integers(1, 4))
+        ]
         matcher = StopMatcher.build(stops, vocab)
         for _ in range(20):
             toks = rng.integers(0, len(vocab), size=rng.integers(1, 12)).tolist()
@@ -54,8 +57,19 @@ def test_token_bytes_concatenate_to_decode(smol):
 
 
 def _tiny(vocab, seed=0):
-    return init_model(tiny_config("llama", vocab_size=vocab, hidden_size=32, intermediate_size=64, num_layers=1,
-                                  num_heads=2, num_kv_heads=1, max_position_embeddings=128), seed)
+    return init_model(
+        tiny_config(
+            "llama",
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_layers=1,
+            num_heads=2,
+            num_kv_heads=1,
+            max_position_embeddings=128,
+        ),
+        seed,
+    )
 
 
 def _stops_from(token_rows, tb, rng):
@@ -87,8 +101,9 @@ def test_device_stop_equals_host_trim_smollm2_vocab(smol):
 
     for stops in ([spanning], [inside], [spanning, inside]):
         matcher = StopMatcher.build(stops, tb, model.config.vocab_size)
-        out = generate(model, None, prompts, max_new_tokens=n, temperature=1.0, key=key, stop_token_ids=[],
-                       stop_strings=matcher)
+        out = generate(
+            model, None, prompts, max_new_tokens=n, temperature=1.0, key=key, stop_token_ids=[], stop_strings=matcher
+        )
         for row, got, reason in zip(free.token_ids, out.token_ids, out.finish_reasons):
             ref, found = _cut_at_stop(row, decode, stops)
             assert got == ref, (stops, row)
@@ -103,11 +118,18 @@ def test_rollout_completion_mask_ends_at_multi_token_stop():
     tb = byte_token_bytes(256, 0)
     prompts = [list(b"ab"), list(b"hello"), list(b"xyz")]
     key = jax.random.key(0)
-    free = generate(model, None, [p for p in prompts for _ in range(2)], max_new_tokens=16, temperature=1.0,
-                    key=key, stop_token_ids=[0])
+    free = generate(
+        model,
+        None,
+        [p for p in prompts for _ in range(2)],
+        max_new_tokens=16,
+        temperature=1.0,
+        key=key,
+        stop_token_ids=[0],
+    )
     # for every row two consecutive ASCII bytes of its output: every row stops before max_new_tokens
-    cuts = [next(i for i in range(1, len(r) - 2) if all(0 < c < 128 for c in r[i:i + 2])) for r in free.token_ids]
-    stops = tuple(sorted({bytes(r[i:i + 2]).decode() for r, i in zip(free.token_ids, cuts)}))
+    cuts = [next(i for i in range(1, len(r) - 2) if all(0 < c < 128 for c in r[i : i + 2])) for r in free.token_ids]
+    stops = tuple(sorted({bytes(r[i : i + 2]).decode() for r, i in zip(free.token_ids, cuts)}))
     cfg = RolloutConfig(num_generations=2, max_new_tokens=16, temperature=1.0, stop=stops)
 
     def decode(ids):
@@ -118,6 +140,6 @@ def test_rollout_completion_mask_ends_at_multi_token_stop():
         ref, found = _cut_at_stop(r, decode, stops)
         assert found and 2 <= len(ref) <= at + 2
         assert ro.completion_mask[i].sum() == len(ref)
-        assert ro.completion_ids[i, :len(ref)].tolist() == ref
+        assert ro.completion_ids[i, : len(ref)].tolist() == ref
         assert not ro.truncated[i]
     assert ro.extras["decode_steps"] == ro.completion_mask.sum(axis=1).max() < 16  # the device loop ended there

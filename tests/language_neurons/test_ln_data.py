@@ -1,4 +1,5 @@
 """Language-neuron data: gettext catalogs (a tiny .mo written here), folders, FLORES, MGSM, batching."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,24 +33,38 @@ def write_mo(root, lang, domain, entries):
 @pytest.fixture
 def locale(tmp_path):
     root = tmp_path / "locale"
-    write_mo(root, "fr", "app", [
-        ("Cannot open file %s for reading", "Impossible d'ouvrir le fichier %s en lecture"),
-        ("_Save the document", "_Enregistrer le document"),
-        ("Copied message, untranslated", "Copied message, untranslated"),
-        ("Only French translates this one", "Seul le français traduit celui-ci"),
-        ("short", "court"),
-        ("%d file was deleted", "%d files were deleted", ["%d fichier a été supprimé", "%d fichiers ont été supprimés"]),
-        ("Print the document", "Imprimer le document", "menu"),
-    ])
+    write_mo(
+        root,
+        "fr",
+        "app",
+        [
+            ("Cannot open file %s for reading", "Impossible d'ouvrir le fichier %s en lecture"),
+            ("_Save the document", "_Enregistrer le document"),
+            ("Copied message, untranslated", "Copied message, untranslated"),
+            ("Only French translates this one", "Seul le français traduit celui-ci"),
+            ("short", "court"),
+            (
+                "%d file was deleted",
+                "%d files were deleted",
+                ["%d fichier a été supprimé", "%d fichiers ont été supprimés"],
+            ),
+            ("Print the document", "Imprimer le document", "menu"),
+        ],
+    )
     write_mo(root, "fr", "zother", [("Cannot open file %s for reading", "Ouverture du fichier %s impossible")])
-    write_mo(root, "zh_CN", "app", [
-        ("Cannot open file %s for reading", "无法打开文件 %s 进行读取"),
-        ("_Save the document", "保存文档(_S)"),
-        ("Copied message, untranslated", "已复制的消息"),
-        ("%d file was deleted", "%d files were deleted", ["已删除 %d 个文件"]),
-        ("Print the document", "打印文档", "menu"),
-        ("short", "短"),
-    ])
+    write_mo(
+        root,
+        "zh_CN",
+        "app",
+        [
+            ("Cannot open file %s for reading", "无法打开文件 %s 进行读取"),
+            ("_Save the document", "保存文档(_S)"),
+            ("Copied message, untranslated", "已复制的消息"),
+            ("%d file was deleted", "%d files were deleted", ["已删除 %d 个文件"]),
+            ("Print the document", "打印文档", "menu"),
+            ("short", "短"),
+        ],
+    )
     return root
 
 
@@ -75,7 +90,8 @@ def test_catalog_texts_aligned_by_msgid(locale):
         ("Cannot open file for reading", "Impossible d'ouvrir le fichier en lecture", "无法打开文件 进行读取"),
         ("Save the document", "Enregistrer le document", "保存文档"),
         ("file was deleted", "fichier a été supprimé", "已删除 个文件"),
-        ("Print the document", "Imprimer le document", "打印文档")}
+        ("Print the document", "Imprimer le document", "打印文档"),
+    }
 
 
 def test_catalog_texts_unaligned_keeps_each_language(locale):
@@ -95,7 +111,9 @@ def test_catalog_texts_missing_language_names_data_dir(locale):
 
 def test_folder_texts_all_formats(tmp_path):
     (tmp_path / "fr.txt").write_text("Bonjour le monde\n\n  Deuxième ligne \n", encoding="utf-8")
-    (tmp_path / "de.jsonl").write_text(json.dumps({"text": "Hallo Welt"}) + "\n\n" + json.dumps({"text": "Zwei"}) + "\n")
+    (tmp_path / "de.jsonl").write_text(
+        json.dumps({"text": "Hallo Welt"}) + "\n\n" + json.dumps({"text": "Zwei"}) + "\n"
+    )
     (tmp_path / "spa_Latn.devtest").write_text("Hola\nMundo\n")
     (tmp_path / "mgsm_ru.tsv").write_text("Сколько будет 2+2?\t4\nА 1,000 + 1?\t1,001\n")
     assert data.folder_texts(tmp_path, "fr") == ["Bonjour le monde", "Deuxième ligne"]

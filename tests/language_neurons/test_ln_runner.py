@@ -1,4 +1,5 @@
 """The language-neurons runner end to end on a tiny random model with fixture data, and its config checks."""
+
 from __future__ import annotations
 
 import json
@@ -40,16 +41,33 @@ def fixture_data(tmp_path):
 
 
 def tiny_config(root, **over):
-    raw = {"output_dir": str(root / "run"), "model": {"name": "tiny-llama"}, "languages": ["en", "fr", "de"],
-           "data": {"catalogs": str(root / "locale"), "eval_dir": str(root / "eval"), "detect_samples": 3,
-                    "detect_seq_len": 24, "detect_batch_size": 2, "eval_sentences": 5, "eval_max_len": 40,
-                    "eval_batch_size": 4},
-           "detect": {"plnd_ratio": 0.1, "lape_top_rate": 0.1},
-           "deactivate": {"random_exclusive": False},
-           "train": {"steps": 2, "batch_size": 3, "seq_len": 16, "learning_rate": 1e-2},
-           "mgsm": {"dir": str(root / "mgsm"), "rows": 2, "languages": ["en"], "max_new_tokens": 2,
-                    "batch_size": 2, "prompt_width": 128},
-           "progress": False}
+    raw = {
+        "output_dir": str(root / "run"),
+        "model": {"name": "tiny-llama"},
+        "languages": ["en", "fr", "de"],
+        "data": {
+            "catalogs": str(root / "locale"),
+            "eval_dir": str(root / "eval"),
+            "detect_samples": 3,
+            "detect_seq_len": 24,
+            "detect_batch_size": 2,
+            "eval_sentences": 5,
+            "eval_max_len": 40,
+            "eval_batch_size": 4,
+        },
+        "detect": {"plnd_ratio": 0.1, "lape_top_rate": 0.1},
+        "deactivate": {"random_exclusive": False},
+        "train": {"steps": 2, "batch_size": 3, "seq_len": 16, "learning_rate": 1e-2},
+        "mgsm": {
+            "dir": str(root / "mgsm"),
+            "rows": 2,
+            "languages": ["en"],
+            "max_new_tokens": 2,
+            "batch_size": 2,
+            "prompt_width": 128,
+        },
+        "progress": False,
+    }
     for key, value in over.items():
         section, _, field = key.partition(".")
         if field:
@@ -68,8 +86,15 @@ def test_runner_end_to_end_on_tiny_model(fixture_data, tmp_path):
     cfg = tiny_config(fixture_data, development=[str(dev)])
     summary = runner.run(cfg)
     out = fixture_data / "run"
-    for name in ("results.json", "results.md", "neuron_counts.png", "deactivation_plnd.png", "deactivation_lape.png",
-                 "run.json", "config.yaml"):
+    for name in (
+        "results.json",
+        "results.md",
+        "neuron_counts.png",
+        "deactivation_plnd.png",
+        "deactivation_lape.png",
+        "run.json",
+        "config.yaml",
+    ):
         assert (out / name).is_file(), name
     assert (out / "stats" / "main" / "fr" / "cursor.json").is_file()
     res = json.loads((out / "results.json").read_text())
@@ -110,7 +135,7 @@ def test_detection_and_evaluation_share_a_folder_without_overlap(fixture_data, m
     cfg = tiny_config(fixture_data, **{"data.dir": str(folder), "data.eval_dir": str(folder)})
     _, _, prep = runner._prepare(cfg)
     for lang in ("en", "fr", "de"):
-        used = set(prep.corpora.detect[lang][:runner._detect_texts_used(cfg, lambda t: list(t.encode()), 0)])
+        used = set(prep.corpora.detect[lang][: runner._detect_texts_used(cfg, lambda t: list(t.encode()), 0)])
         assert not used & set(prep.corpora.eval[lang])
         assert len(prep.corpora.eval[lang]) == 5
     with pytest.raises(ConfigError, match="data.train_dir: eng_Latn.devtest is an evaluation file"):

@@ -1,4 +1,5 @@
 """OpenAIHTTPClient (on the openai SDK) against a local fake server that misbehaves on purpose."""
+
 import asyncio
 import email.utils
 import json
@@ -15,10 +16,20 @@ from jaxlab.llm.http import HTTPStatusError, OpenAIHTTPClient, retry_after_s
 
 
 def ok(text="hi", usage=None):
-    return (200, {}, json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": text}}],
-                                 "usage": usage or {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}))
+    return (
+        200,
+        {},
+        json.dumps(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                "usage": usage or {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+            }
+        ),
+    )
 
 
 def err(status, headers=None, message="nope"):
@@ -72,8 +83,11 @@ def client(fake, model="m", **kw):
 
 
 def test_retry_after_in_every_form_is_honoured():
-    for headers, at_least in (({"retry-after-ms": "400"}, 0.35), ({"Retry-After": "1"}, 0.95),
-                              ({"Retry-After": None}, 1.0)):
+    for headers, at_least in (
+        ({"retry-after-ms": "400"}, 0.35),
+        ({"Retry-After": "1"}, 0.95),
+        ({"Retry-After": None}, 1.0),
+    ):
         if headers["Retry-After" if "Retry-After" in headers else "retry-after-ms"] is None:  # HTTP date, 2-3 s ahead
             headers = {"Retry-After": email.utils.formatdate(time.time() + 3, usegmt=True)}
         with Fake([err(429, headers), ok("after wait")]) as fake:
@@ -125,8 +139,9 @@ def test_slow_body_times_out_per_attempt():
 def test_unset_params_are_not_sent_and_the_policy_renames_them():
     with Fake([ok()]) as fake:
         client(fake).chat(user("x"))
-        client(fake, model="gpt-5-mini", policy={"reasoning_effort": "low"}).chat(user("x"), max_tokens=50,
-                                                                                  tool_choice="auto")
+        client(fake, model="gpt-5-mini", policy={"reasoning_effort": "low"}).chat(
+            user("x"), max_tokens=50, tool_choice="auto"
+        )
         client(fake, policy={"extra_body": {"top_k": 5}}).chat(user("x"), temperature=0.3, max_tokens=7)
     plain, reasoning, extra = fake.bodies
     assert set(plain) == {"model", "messages"}
@@ -147,8 +162,13 @@ def test_a_rejected_param_fails_before_any_request_or_is_dropped_when_asked():
 
 
 def test_usage_per_client_and_per_caller_with_cached_and_reasoning_tokens():
-    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
-             "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 2}}
+    usage = {
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "total_tokens": 15,
+        "prompt_tokens_details": {"cached_tokens": 4},
+        "completion_tokens_details": {"reasoning_tokens": 2},
+    }
     with Fake([ok(usage=usage)]) as fake:
         c = client(fake)
         mas, judge = c.for_caller("mas"), c.for_caller("judge")

@@ -1,4 +1,5 @@
 """A real HTTP round trip: the OpenAI client against ``jaxlab serve`` on 127.0.0.1."""
+
 import json
 import urllib.request
 
@@ -73,20 +74,31 @@ def test_openai_sdk_tool_call_round_trip_streamed_and_not():
     backend = ScriptedClient([tool_reply("add", {"a": 1, "b": 2}), "3", tool_reply("add", {"a": 2, "b": 2})])
     with BackgroundServer(backend, model_name="scripted") as srv:
         sdk = openai.OpenAI(base_url=srv.base_url, api_key="none", max_retries=0)
-        first = sdk.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "1+2?"}],
-                                            tools=list(TOOLS), tool_choice="auto")
+        first = sdk.chat.completions.create(
+            model="scripted", messages=[{"role": "user", "content": "1+2?"}], tools=list(TOOLS), tool_choice="auto"
+        )
         call = first.choices[0].message.tool_calls[0]
-        assert first.choices[0].finish_reason == "tool_calls" and json.loads(call.function.arguments) == {"a": 1, "b": 2}
-        history = [{"role": "user", "content": "1+2?"}, first.choices[0].message.model_dump(exclude_none=True),
-                   {"role": "tool", "tool_call_id": call.id, "content": "3"}]
+        assert first.choices[0].finish_reason == "tool_calls" and json.loads(call.function.arguments) == {
+            "a": 1,
+            "b": 2,
+        }
+        history = [
+            {"role": "user", "content": "1+2?"},
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "3"},
+        ]
         second = sdk.chat.completions.create(model="scripted", messages=history, tools=list(TOOLS))
         assert second.choices[0].message.content == "3"
         seen = backend.requests[1].messages
         assert seen[1]["role"] == "assistant" and seen[1]["content"] == "" and seen[1]["tool_calls"][0]["id"] == call.id
         assert seen[2] == {"role": "tool", "content": "3", "tool_call_id": call.id}
-        deltas = [c.choices[0].delta for c in sdk.chat.completions.create(
-            model="scripted", messages=[{"role": "user", "content": "2+2?"}], tools=list(TOOLS), stream=True)
-            if c.choices]
+        deltas = [
+            c.choices[0].delta
+            for c in sdk.chat.completions.create(
+                model="scripted", messages=[{"role": "user", "content": "2+2?"}], tools=list(TOOLS), stream=True
+            )
+            if c.choices
+        ]
         streamed = [t for d in deltas for t in (d.tool_calls or [])]
         # vLLM-shaped: the first fragment names the call, the arguments arrive in pieces to concatenate
         arguments = "".join(t.function.arguments or "" for t in streamed if t.index == 0)
@@ -100,8 +112,12 @@ def test_backend_exception_is_a_500_with_its_message_and_the_server_stays_up():
         sdk = openai.OpenAI(base_url=srv.base_url, api_key="none", max_retries=0)
         with pytest.raises(openai.InternalServerError, match="weights on fire"):
             sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
-        assert sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}]
-                                           ).choices[0].message.content == "fine"
+        assert (
+            sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+            .choices[0]
+            .message.content
+            == "fine"
+        )
 
 
 def test_jaxlab_serve_exits_cleanly_on_sigterm():
@@ -114,8 +130,12 @@ def test_jaxlab_serve_exits_cleanly_on_sigterm():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "jaxlab.cli", "serve", "echo", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxlab.cli", "serve", "echo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 60
         while True:

@@ -1,4 +1,5 @@
 """LocalClient against a fake generator with the real generator's signature."""
+
 import json
 from types import SimpleNamespace
 
@@ -22,13 +23,26 @@ class FakeTokenizer:
 
 
 def fake_generate(replies, calls):
-    def generate(model, tokenizer, prompts, *, max_new_tokens, temperature=0.0, top_k=None, top_p=None, key=None,
-                 stop_token_ids=None):
-        calls.append(dict(prompts=prompts, max_new_tokens=max_new_tokens, temperature=temperature, key=key,
-                          stop=stop_token_ids))
+    def generate(
+        model,
+        tokenizer,
+        prompts,
+        *,
+        max_new_tokens,
+        temperature=0.0,
+        top_k=None,
+        top_p=None,
+        key=None,
+        stop_token_ids=None,
+    ):
+        calls.append(
+            dict(prompts=prompts, max_new_tokens=max_new_tokens, temperature=temperature, key=key, stop=stop_token_ids)
+        )
         texts = [replies[i % len(replies)] for i in range(len(prompts))]
-        return SimpleNamespace(texts=texts, token_ids=[[1] * len(t.split()) for t in texts],
-                               finish_reasons=["stop"] * len(texts))
+        return SimpleNamespace(
+            texts=texts, token_ids=[[1] * len(t.split()) for t in texts], finish_reasons=["stop"] * len(texts)
+        )
+
     return generate
 
 
@@ -66,8 +80,9 @@ def test_tool_calls_are_parsed_from_tagged_and_bare_json():
 def test_json_answers_are_not_mistaken_for_undeclared_tools():
     text, calls = parse_tool_calls('{"name": "Ada", "arguments": {}}', {"get_weather"})
     assert calls == [] and text.startswith("{")
-    text, calls = parse_tool_calls('<tool_call>[{"name": "a", "arguments": {}}, {"name": "b", "arguments": {}}]'
-                                   '</tool_call>')
+    text, calls = parse_tool_calls(
+        '<tool_call>[{"name": "a", "arguments": {}}, {"name": "b", "arguments": {}}]</tool_call>'
+    )
     assert [c.name for c in calls] == ["a", "b"] and text == ""
 
 

@@ -1,5 +1,6 @@
 """Streamed tool calls: the client assembles ``delta.tool_calls`` fragments by index, and ``jaxlab serve``
 streams forced tool calls as vLLM-shaped deltas (id + name first, then argument fragments)."""
+
 import asyncio
 import json
 
@@ -23,11 +24,24 @@ def _sse(deltas, finish="tool_calls"):
 # two calls interleaved the way vLLM streams parallel calls: a header per index, then argument fragments
 INTERLEAVED = [
     {"role": "assistant", "content": "Let me check. "},
-    {"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "weather", "arguments": ""}}]},
+    {
+        "tool_calls": [
+            {"index": 0, "id": "call_a", "type": "function", "function": {"name": "weather", "arguments": ""}}
+        ]
+    },
     {"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]},
-    {"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "time", "arguments": '{"u'}}]},
+    {
+        "tool_calls": [
+            {"index": 1, "id": "call_b", "type": "function", "function": {"name": "time", "arguments": '{"u'}}
+        ]
+    },
     {"tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Pa'}}]},
-    {"tool_calls": [{"index": 1, "function": {"arguments": 'tc": true}'}}, {"index": 0, "function": {"arguments": 'ris"}'}}]},
+    {
+        "tool_calls": [
+            {"index": 1, "function": {"arguments": 'tc": true}'}},
+            {"index": 0, "function": {"arguments": 'ris"}'}},
+        ]
+    },
 ]
 
 
@@ -47,15 +61,23 @@ def test_fragments_are_assembled_by_index_sync_and_async():
         assert got == ["Let me check. "]
         assert resp.finish_reason == "tool_calls" and resp.text == "Let me check. "
         assert [(t.id, t.name, t.parsed_arguments()) for t in resp.tool_calls] == [
-            ("call_a", "weather", {"city": "Paris"}), ("call_b", "time", {"utc": True})]
+            ("call_a", "weather", {"city": "Paris"}),
+            ("call_b", "time", {"utc": True}),
+        ]
         assert resp.usage.completion_tokens == 7
     assert c.num_calls == 2 and c.usage.prompt_tokens == 10
 
 
 def test_jaxlab_serve_streams_tool_calls_as_deltas(served):
     srv, client, _ = served
-    kw = dict(model="tiny", messages=[{"role": "user", "content": "time?"}], tools=WEATHER, max_tokens=40,
-              tool_choice={"type": "function", "function": {"name": "weather"}}, temperature=0.0)
+    kw = dict(
+        model="tiny",
+        messages=[{"role": "user", "content": "time?"}],
+        tools=WEATHER,
+        max_tokens=40,
+        tool_choice={"type": "function", "function": {"name": "weather"}},
+        temperature=0.0,
+    )
     whole = client.chat.completions.create(**kw).choices[0].message.tool_calls
     deltas, reasons = [], []
     for chunk in client.chat.completions.create(**kw, stream=True):  # the official client's own stream
@@ -69,8 +91,15 @@ def test_jaxlab_serve_streams_tool_calls_as_deltas(served):
     assert "".join(d.function.arguments for d in deltas) == whole[0].function.arguments
     assert reasons[-1] == "tool_calls"
     ours = OpenAIHTTPClient("tiny", base_url=srv.base_url, api_key="none", max_retries=0)
-    stream = ours.stream_chat(ChatRequest(messages=tuple(kw["messages"]), tools=tuple(WEATHER), max_tokens=40,
-                                          temperature=0.0, tool_choice=kw["tool_choice"]))
+    stream = ours.stream_chat(
+        ChatRequest(
+            messages=tuple(kw["messages"]),
+            tools=tuple(WEATHER),
+            max_tokens=40,
+            temperature=0.0,
+            tool_choice=kw["tool_choice"],
+        )
+    )
     assert list(stream) == []  # no content, only the call
     (call,) = stream.response.tool_calls
     assert (call.name, call.arguments) == ("weather", whole[0].function.arguments)

@@ -24,13 +24,15 @@ def test_key_covers_the_full_request():
 
 
 def test_openai_round_trip_keeps_tool_calls_and_usage():
-    resp = ChatResponse(choices=(Choice("", (ToolCall("add", '{"a": 1}', "c1"),), "tool_calls"),),
-                        usage=Usage(3, 4), model="m")
+    resp = ChatResponse(
+        choices=(Choice("", (ToolCall("add", '{"a": 1}', "c1"),), "tool_calls"),), usage=Usage(3, 4), model="m"
+    )
     back = ChatResponse.from_openai(resp.to_openai())
     assert back.tool_calls[0].parsed_arguments() == {"a": 1}
     assert back.usage.total_tokens == 7 and back.finish_reason == "tool_calls"
-    req = ChatRequest(messages=user("x"), tools=({"type": "function", "function": {"name": "add"}},), n=2,
-                      stop=("\n",), model="m")
+    req = ChatRequest(
+        messages=user("x"), tools=({"type": "function", "function": {"name": "add"}},), n=2, stop=("\n",), model="m"
+    )
     body = req.to_openai()
     assert body["n"] == 2 and body["stop"] == ["\n"] and body["tools"] == list(req.tools)
     assert "temperature" not in body and "max_tokens" not in body  # unset params are never sent

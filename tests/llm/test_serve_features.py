@@ -4,6 +4,7 @@ References are slower independent paths: greedy tokens from ``generate`` scored 
 full-sequence forward without a KV cache for logprobs, ``jaxlab.generate.generate`` (one jitted while-loop) for the text of
 requests that joined a running batch, numpy bit unpacking for the grammar mask.
 """
+
 import json
 import threading
 import time
@@ -22,15 +23,22 @@ from jaxlab.llm.http import OpenAIHTTPClient
 from jaxlab.llm.grammar import allowed_ids
 
 HI = [{"role": "user", "content": "hi"}]
-SCHEMA = {"type": "object", "additionalProperties": False, "required": ["city", "sunny", "tags"],
-          "properties": {"city": {"enum": ["Paris", "Rome", "Oslo"]}, "sunny": {"type": "boolean"},
-                         "tags": {"type": "array", "items": {"enum": ["warm", "wet"]}, "maxItems": 2}}}
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["city", "sunny", "tags"],
+    "properties": {
+        "city": {"enum": ["Paris", "Rome", "Oslo"]},
+        "sunny": {"type": "boolean"},
+        "tags": {"type": "array", "items": {"enum": ["warm", "wet"]}, "maxItems": 2},
+    },
+}
 JSON_FORMAT = {"type": "json_schema", "json_schema": {"name": "weather", "schema": SCHEMA, "strict": True}}
 
 
 def test_bitmask_unpacking_matches_numpy():
     rng = np.random.default_rng(0)
-    words = rng.integers(-2 ** 31, 2 ** 31, size=(3, 7), dtype=np.int64).astype(np.int32)
+    words = rng.integers(-(2**31), 2**31, size=(3, 7), dtype=np.int64).astype(np.int32)
     vocab = 7 * 32 - 5
     got = np.asarray(unpack_bitmask(jnp.asarray(words), vocab))
     for row in range(3):
@@ -39,8 +47,9 @@ def test_bitmask_unpacking_matches_numpy():
 
 def test_logprobs_match_a_cacheless_forward(served):
     _, client, engine = served
-    r = client.chat.completions.create(model="tiny", messages=HI, max_tokens=5, temperature=0, logprobs=True,
-                                       top_logprobs=3)
+    r = client.chat.completions.create(
+        model="tiny", messages=HI, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3
+    )
     entries = r.choices[0].logprobs.content
     assert len(entries) == r.usage.completion_tokens == 5
     ids = engine.encode(render_prompt(engine.tokenizer, HI))
@@ -53,12 +62,18 @@ def test_logprobs_match_a_cacheless_forward(served):
         assert [a.token for a in e.top_logprobs] == [engine.tokenizer.decode([int(t)]) for t in top]
         assert [a.logprob for a in e.top_logprobs] == pytest.approx(logp[top].tolist(), abs=1e-4)
     assert "".join(e.token for e in entries) == r.choices[0].message.content
-    streamed = [e for c in client.chat.completions.create(model="tiny", messages=HI, max_tokens=5, temperature=0,
-                                                          logprobs=True, top_logprobs=3, stream=True)
-                if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    streamed = [
+        e
+        for c in client.chat.completions.create(
+            model="tiny", messages=HI, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3, stream=True
+        )
+        if c.choices and c.choices[0].logprobs
+        for e in c.choices[0].logprobs.content
+    ]
     assert [(e.token, round(e.logprob, 4)) for e in streamed] == [(e.token, round(e.logprob, 4)) for e in entries]
-    c = client.completions.create(model="tiny", prompt="The capital of France is", max_tokens=4, temperature=0,
-                                  logprobs=2)
+    c = client.completions.create(
+        model="tiny", prompt="The capital of France is", max_tokens=4, temperature=0, logprobs=2
+    )
     lp = c.choices[0].logprobs
     assert "".join(lp.tokens) == c.choices[0].text and len(lp.token_logprobs) == 4
     assert all(len(alts) == 2 and max(alts.values()) >= v - 1e-6 for alts, v in zip(lp.top_logprobs, lp.token_logprobs))
@@ -69,8 +84,7 @@ def test_logprobs_match_a_cacheless_forward(served):
 
 def test_json_schema_output_is_valid_json_by_constrained_decoding(served):
     _, client, _ = served
-    ask = dict(model="tiny", messages=[{"role": "user", "content": "weather?"}], max_tokens=60, temperature=1.0,
-               seed=3)
+    ask = dict(model="tiny", messages=[{"role": "user", "content": "weather?"}], max_tokens=60, temperature=1.0, seed=3)
     free = client.chat.completions.create(**ask).choices[0].message.content
     with pytest.raises(json.JSONDecodeError):  # the random model does not write JSON on its own
         json.loads(free)
@@ -78,16 +92,22 @@ def test_json_schema_output_is_valid_json_by_constrained_decoding(served):
     for choice in r.choices:
         assert choice.finish_reason == "stop"
         jsonschema.validate(json.loads(choice.message.content), SCHEMA)
-    chunks = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
-        **ask, response_format=JSON_FORMAT, stream=True) if c.choices]
+    chunks = [
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(**ask, response_format=JSON_FORMAT, stream=True)
+        if c.choices
+    ]
     jsonschema.validate(json.loads("".join(chunks)), SCHEMA)
 
 
-@pytest.mark.parametrize("rf, text", [
-    ({"type": "json_schema", "json_schema": {"name": "x"}}, "json_schema"),
-    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}, "schema"),
-    ({"type": "xml"}, "response_format"),
-])
+@pytest.mark.parametrize(
+    "rf, text",
+    [
+        ({"type": "json_schema", "json_schema": {"name": "x"}}, "json_schema"),
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}, "schema"),
+        ({"type": "xml"}, "response_format"),
+    ],
+)
 def test_bad_response_formats_are_400s(served, rf, text):
     import openai
 
@@ -151,20 +171,49 @@ def test_http_client_streams_sync_and_async_and_books_usage(served):
     assert c.num_calls == 3 and c.usage.completion_tokens == 3 * whole.usage.completion_tokens
 
 
-WEATHER = [{"type": "function", "function": {"name": "weather", "parameters": {
-    "type": "object", "additionalProperties": False, "required": ["city"],
-    "properties": {"city": {"enum": ["Paris", "Rome"]}}}}},
-    {"type": "function", "function": {"name": "time", "parameters": {
-        "type": "object", "additionalProperties": False, "required": ["utc"],
-        "properties": {"utc": {"type": "boolean"}}}}}]
+WEATHER = [
+    {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "parameters": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["city"],
+                "properties": {"city": {"enum": ["Paris", "Rome"]}},
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "time",
+            "parameters": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["utc"],
+                "properties": {"utc": {"type": "boolean"}},
+            },
+        },
+    },
+]
 
 
-@pytest.mark.parametrize("choice, names", [("required", {"weather", "time"}),
-                                           ({"type": "function", "function": {"name": "time"}}, {"time"})])
+@pytest.mark.parametrize(
+    "choice, names", [("required", {"weather", "time"}), ({"type": "function", "function": {"name": "time"}}, {"time"})]
+)
 def test_forced_tool_choice_always_returns_a_valid_call(served, choice, names):
     _, client, _ = served
-    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "weather?"}],
-                                       tools=WEATHER, tool_choice=choice, max_tokens=40, temperature=1.0, seed=1, n=3)
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=WEATHER,
+        tool_choice=choice,
+        max_tokens=40,
+        temperature=1.0,
+        seed=1,
+        n=3,
+    )
     for c in r.choices:
         assert c.finish_reason == "tool_calls" and len(c.message.tool_calls) == 1
         call = c.message.tool_calls[0].function
@@ -178,5 +227,10 @@ def test_forced_tool_choice_errors_name_the_field(served):
 
     _, client, _ = served
     with pytest.raises(openai.BadRequestError, match="tool_choice.function.name"):
-        client.chat.completions.create(model="tiny", messages=HI, tools=WEATHER, max_tokens=4,
-                                       tool_choice={"type": "function", "function": {"name": "nope"}})
+        client.chat.completions.create(
+            model="tiny",
+            messages=HI,
+            tools=WEATHER,
+            max_tokens=4,
+            tool_choice={"type": "function", "function": {"name": "nope"}},
+        )

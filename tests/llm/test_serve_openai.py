@@ -3,6 +3,7 @@
 The model is random (fast to compile) but the tokenizer and chat template are
 SmolLM2's, so prompts, normalisation and token streaming are the real path.
 """
+
 import http.client
 import json
 import socket
@@ -29,8 +30,9 @@ def test_models_chat_and_completions(served):
 def test_stream_arrives_token_by_token_before_generation_ends(served):
     _, client, engine = served
     steps_at_first, chunks, usage = None, [], None
-    for chunk in client.chat.completions.create(model="tiny", messages=HI, max_tokens=180, temperature=0, stream=True,
-                                                stream_options={"include_usage": True}):
+    for chunk in client.chat.completions.create(
+        model="tiny", messages=HI, max_tokens=180, temperature=0, stream=True, stream_options={"include_usage": True}
+    ):
         if chunk.usage is not None:
             usage = chunk.usage
         if chunk.choices and chunk.choices[0].delta.content:
@@ -45,29 +47,51 @@ def test_stream_arrives_token_by_token_before_generation_ends(served):
 
 def test_tool_turns_null_content_and_content_parts_render_through_the_template(served):
     _, client, _ = served
-    messages = [{"role": "system", "content": [{"type": "text", "text": "be brief"}]},
-                {"role": "user", "content": "weather in Paris?"},
-                {"role": "assistant", "content": None,
-                 "tool_calls": [{"id": "c1", "type": "function",
-                                 "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]},
-                {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
-                {"role": "developer", "content": "answer now"}]
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": "be brief"}]},
+        {"role": "user", "content": "weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "developer", "content": "answer now"},
+    ]
     tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
-    r = client.chat.completions.create(model="tiny", messages=messages, tools=tools, max_tokens=4,
-                                       tool_choice="auto", parallel_tool_calls=False)
+    r = client.chat.completions.create(
+        model="tiny", messages=messages, tools=tools, max_tokens=4, tool_choice="auto", parallel_tool_calls=False
+    )
     assert r.choices[0].finish_reason in ("length", "stop", "tool_calls")
 
 
 def test_stop_strings_n_and_unused_standard_fields(served, caplog):
     _, client, _ = served
-    base = client.chat.completions.create(model="tiny", messages=HI, max_tokens=12, temperature=0).choices[0].message.content
-    stop = base[len(base) // 2:len(base) // 2 + 3]
+    base = (
+        client.chat.completions.create(model="tiny", messages=HI, max_tokens=12, temperature=0)
+        .choices[0]
+        .message.content
+    )
+    stop = base[len(base) // 2 : len(base) // 2 + 3]
     cut = client.chat.completions.create(model="tiny", messages=HI, max_tokens=12, stop=[stop], temperature=0)
-    assert cut.choices[0].finish_reason == "stop" and cut.choices[0].message.content == base[:base.index(stop)]
+    assert cut.choices[0].finish_reason == "stop" and cut.choices[0].message.content == base[: base.index(stop)]
     caplog.set_level("WARNING", logger="jaxlab.serve")
-    r = client.chat.completions.create(model="tiny", messages=HI, max_tokens=3, n=2, temperature=0.9, seed=5,
-                                       logprobs=True, top_logprobs=2, frequency_penalty=0.5, presence_penalty=0.1,
-                                       user="u", extra_body={"made_up": 1})
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=HI,
+        max_tokens=3,
+        n=2,
+        temperature=0.9,
+        seed=5,
+        logprobs=True,
+        top_logprobs=2,
+        frequency_penalty=0.5,
+        presence_penalty=0.1,
+        user="u",
+        extra_body={"made_up": 1},
+    )
     assert [c.index for c in r.choices] == [0, 1] and r.usage.completion_tokens <= 6
     assert "frequency_penalty" in caplog.text and "not OpenAI fields: ['made_up']" in caplog.text
 
@@ -75,8 +99,10 @@ def test_stop_strings_n_and_unused_standard_fields(served, caplog):
 def test_concurrent_requests_share_a_batch_and_never_recompile(served):
     _, client, engine = served
     prompts = [[{"role": "user", "content": f"count to {i}"}] for i in range(4)]
-    alone = [client.chat.completions.create(model="tiny", messages=p, max_tokens=7, temperature=0).choices[0].message.content
-             for p in prompts]
+    alone = [
+        client.chat.completions.create(model="tiny", messages=p, max_tokens=7, temperature=0).choices[0].message.content
+        for p in prompts
+    ]
 
     def ask(args):
         i, max_tokens = args
@@ -113,8 +139,12 @@ BAD = [  # (path, body, status, text in the message)
     ("/v1/chat/completions", {"model": "tiny"}, 400, "messages"),
     ("/v1/chat/completions", {"model": "tiny", "messages": HI, "temperature": "hot"}, 400, "temperature"),
     ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "bot", "content": "x"}]}, 400, "role"),
-    ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-     400, "only text parts"),
+    (
+        "/v1/chat/completions",
+        {"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+        400,
+        "only text parts",
+    ),
     ("/v1/chat/completions", {"model": "tiny", "messages": HI, "max_tokens": 5000}, 400, "max_model_len"),
     ("/v1/chat/completions", {"model": "tiny", "messages": HI, "n": 9}, 400, "max-batch"),
     ("/v1/chat/completions", {"model": "tiny", "messages": HI, "stream": "yes"}, 400, "stream"),
@@ -147,8 +177,10 @@ def test_oversized_and_short_bodies_are_answered_not_hung(served):
     assert got == 413 and "exceeds the limit" in payload["error"]["message"]
     host, port = srv.server.servers[0].sockets[0].getsockname()[:2]
     with socket.create_connection((host, port), timeout=10) as s:  # promises 100 bytes, sends 10
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 100\r\n\r\n{\"model\": ")
+        s.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"model": '
+        )
         t0 = time.perf_counter()
         head = s.recv(65536).decode()
         assert head.startswith("HTTP/1.1 408") and "read_timeout" in head and time.perf_counter() - t0 < 5
@@ -191,8 +223,13 @@ def test_serve_loads_a_local_hf_folder(served, tmp_path):
     try:
         assert backend.name == "hf_model" and backend.engine.max_model_len == 256
         events, done = [], threading.Event()
-        backend.engine.submit(Job(prompt_ids=engine.encode("hello"), max_tokens=3,
-                                  emit=lambda ev: (events.append(ev), ev[0] != "delta" and done.set())))
+        backend.engine.submit(
+            Job(
+                prompt_ids=engine.encode("hello"),
+                max_tokens=3,
+                emit=lambda ev: (events.append(ev), ev[0] != "delta" and done.set()),
+            )
+        )
         assert done.wait(120) and events[-1][0] == "finish" and events[-1][3] <= 3
     finally:
         backend.close()

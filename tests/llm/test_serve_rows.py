@@ -3,6 +3,7 @@
 Reference: ``jaxlab.generate.generate`` on each request alone (greedy, one jitted while-loop, a fresh
 left-padded cache), a path that shares no admission / row-reuse code with the engine.
 """
+
 import random
 import threading
 import time
@@ -23,12 +24,32 @@ def tok():
 def _engine(tok, family: str) -> BatchEngine:
     from jaxlab.models import init_model, tiny_config
 
-    model = init_model(tiny_config(family, vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_layers=2,
-                                   num_heads=2, num_kv_heads=1, max_position_embeddings=256), seed=1)
+    model = init_model(
+        tiny_config(
+            family,
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_layers=2,
+            num_heads=2,
+            num_kv_heads=1,
+            max_position_embeddings=256,
+        ),
+        seed=1,
+    )
     # 4 rows, a 128-slot cache, prompt buckets of 16: under one shared write index this batch could not
     # admit a single request while its first long one (16 + 100 slots) runs.
-    return BatchEngine(model, tok, max_batch=4, max_model_len=128, min_prompt_bucket=16, min_cache_bucket=64,
-                       join_cache_len=128, batch_wait_s=0.05, min_span=16)
+    return BatchEngine(
+        model,
+        tok,
+        max_batch=4,
+        max_model_len=128,
+        min_prompt_bucket=16,
+        min_cache_bucket=64,
+        join_cache_len=128,
+        batch_wait_s=0.05,
+        min_span=16,
+    )
 
 
 def _submit(engine: BatchEngine, ids: list[int], max_tokens: int) -> tuple[list, threading.Event]:
@@ -55,8 +76,7 @@ def test_requests_join_and_leave_in_random_order_and_match_generate_alone(tok, f
         rng = random.Random(7)
         vocab = range(100, 40000)
         reqs = [([rng.choice(vocab) for _ in range(16)], 100)]  # the long one keeps the batch alive throughout
-        reqs += [([rng.choice(vocab) for _ in range(rng.randint(2, 20))], rng.choice([3, 9, 17]))
-                 for _ in range(23)]
+        reqs += [([rng.choice(vocab) for _ in range(rng.randint(2, 20))], rng.choice([3, 9, 17])) for _ in range(23)]
         runs = [_submit(engine, *r) for r in reqs[:4]]  # one 4-row batch
         for ids, max_tokens in reqs[4:]:  # the rest arrive while it decodes, a few steps apart
             steps = engine.decode_steps
@@ -106,20 +126,45 @@ def test_admit_step_resets_only_the_joining_row():
     from jaxlab.generate import admit_step, new_cache
     from jaxlab.models import init_model, tiny_config
 
-    model = init_model(tiny_config("llama", vocab_size=64, hidden_size=16, intermediate_size=32, num_layers=2,
-                                   num_heads=2, num_kv_heads=1, max_position_embeddings=64), seed=0)
+    model = init_model(
+        tiny_config(
+            "llama",
+            vocab_size=64,
+            hidden_size=16,
+            intermediate_size=32,
+            num_layers=2,
+            num_heads=2,
+            num_kv_heads=1,
+            max_position_embeddings=64,
+        ),
+        seed=0,
+    )
     graphdef, state = nnx.split(model)
     cache = new_cache(model, 3, 32)
     noise = jax.random.normal(jax.random.key(1), cache.k[0].shape)
-    cache = cache.replace(k=tuple(k + noise for k in cache.k), v=tuple(v - noise for v in cache.v),
-                          valid=jnp.ones_like(cache.valid), index=jnp.asarray([20, 30, 25], jnp.int32))
+    cache = cache.replace(
+        k=tuple(k + noise for k in cache.k),
+        v=tuple(v - noise for v in cache.v),
+        valid=jnp.ones_like(cache.valid),
+        index=jnp.asarray([20, 30, 25], jnp.int32),
+    )
     before = jax.tree.map(np.asarray, cache)
     ids = jnp.asarray([[5, 6, 7, 0, 0, 0, 0, 0]], jnp.int32)
     mask = jnp.asarray([[1, 1, 1, 0, 0, 0, 0, 0]], jnp.int32)
     ones = jnp.ones((1,), jnp.float32)
-    (tok, *_), after, pos = admit_step(graphdef, state, cache, jnp.asarray([1]), ids, mask,
-                                       jnp.full((1, 2), -1, jnp.int32), 0 * ones, ones, jnp.zeros((1,), jnp.int32),
-                                       jnp.asarray(False))
+    (tok, *_), after, pos = admit_step(
+        graphdef,
+        state,
+        cache,
+        jnp.asarray([1]),
+        ids,
+        mask,
+        jnp.full((1, 2), -1, jnp.int32),
+        0 * ones,
+        ones,
+        jnp.zeros((1,), jnp.int32),
+        jnp.asarray(False),
+    )
     after = jax.tree.map(np.asarray, after)
     assert after.valid[1].tolist() == [True] * 3 + [False] * 29 and after.index.tolist() == [20, 3, 25]
     assert int(pos[0]) == 3

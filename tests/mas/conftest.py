@@ -1,4 +1,5 @@
 """Make the repo root importable so ``experiments.*`` resolves under plain ``pytest`` too."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """A scripted model that plays every MAS-ProVe role; the solver's correctness is controllable."""
+
 import ast
 import itertools
 import json
@@ -9,14 +10,27 @@ import time
 
 from jaxlab.llm import ScriptedClient
 
-ADAS_CODE = json.dumps({"thought": "one careful solver", "name": "Careful solver", "code": (
-    "async def forward(self, taskInfo):\n    agent = LLMAgentBase(['thinking', 'answer'], 'Careful Agent')\n"
-    "    thinking, answer = await agent([taskInfo], 'Solve step by step.')\n    return answer\n")})
+ADAS_CODE = json.dumps(
+    {
+        "thought": "one careful solver",
+        "name": "Careful solver",
+        "code": (
+            "async def forward(self, taskInfo):\n    agent = LLMAgentBase(['thinking', 'answer'], 'Careful Agent')\n"
+            "    thinking, answer = await agent([taskInfo], 'Solve step by step.')\n    return answer\n"
+        ),
+    }
+)
 ZERO_CODE = "```python\ndef forward(task):\n    return cot(task)\n```"
 
 
-def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str | None = None,
-                by_seed: bool = False, jitter_s: float = 0.0) -> ScriptedClient:
+def make_client(
+    gold: str,
+    right_every: int = 1,
+    judge: str = "good",
+    code: str | None = None,
+    by_seed: bool = False,
+    jitter_s: float = 0.0,
+) -> ScriptedClient:
     """Solver replies are right on every ``right_every``-th call (``by_seed``: when the request's seed is
     divisible by ``right_every``, so replies depend only on the request); judges prefer the gold answer.
     ``jitter_s`` sleeps a random time per call so thread interleavings differ between runs."""
@@ -47,8 +61,11 @@ def make_client(gold: str, right_every: int = 1, judge: str = "good", code: str 
             return f"<reward>{0.9 if right in current(prompt) else 0.1}</reward>"
         if "process reward model" in system:
             steps = prompt.split("steps):\n", 1)[1].split("<extra_0>")[:-1]
-            return "<step_rewards>" + ", ".join(
-                "0.9" if right in current(st) else "0.1" if "boxed" in st else "0.6" for st in steps) + "</step_rewards>"
+            return (
+                "<step_rewards>"
+                + ", ".join("0.9" if right in current(st) else "0.1" if "boxed" in st else "0.6" for st in steps)
+                + "</step_rewards>"
+            )
         if "summarization assistant" in system:  # keeps the last answer, as the authors' summariser must
             return "summary: " + current(prompt.split("Context: ", 1)[1])
         if "strict reviewer" in system:

@@ -3,6 +3,7 @@
 The SEED_* systems are written for these tests in the MAS-Orchestra ``harmony_medium`` schema (the format
 its prompt's examples use: ``agent_input``, empty input = the original question, ``debate_roles`` as a list).
 """
+
 from experiments.masbench.generator import Problem
 
 GOOD_SYSTEM = """<thinking>solve, then check</thinking>

@@ -1,5 +1,6 @@
 """ADAS Meta Agent Search at trace level: the seed agents' mechanisms in the sandbox, the authors' agent prompt
 layout, the search loop's conversation (proposal, two Reflexion rounds, debug rounds), archive and fitness."""
+
 import ast
 import json
 
@@ -7,8 +8,7 @@ import pytest
 
 from experiments.mas_prove.core import MASContext
 from experiments.mas_prove.frameworks.adas import ADAS, bootstrap, fitness_text, seed_archive
-from experiments.mas_prove.frameworks.adas_prompts import (ALL_ZERO, META_SYSTEM, REFLEXION_1, REFLEXION_2,
-                                                           answer_desc)
+from experiments.mas_prove.frameworks.adas_prompts import ALL_ZERO, META_SYSTEM, REFLEXION_1, REFLEXION_2, answer_desc
 from experiments.mas_prove.frameworks.adas_sandbox import run_agent
 from jaxlab.llm import ScriptedClient
 
@@ -37,7 +37,8 @@ def test_agent_prompts_are_the_authors_layout_and_a_bad_reply_gives_empty_fields
     assert req.messages[0]["content"] == (
         "You are a helpful assistant.\n\nReply EXACTLY with the following JSON format.\n{'thinking': 'Your thinking.'"
         ", 'answer': 'Your answer. Return ONLY the final answer as an integer (e.g., 120).'}\nDO NOT MISS ANY REQUEST "
-        "FIELDS and ensure that your response is a well-formed JSON object!\n")
+        "FIELDS and ensure that your response is a well-formed JSON object!\n"
+    )
     assert req.messages[1]["content"] == f"# Your Task:\n{TASK}\n\nPlease think step by step and then solve the task."
     assert out.status == "ok" and out.answer == ""  # the authors' fallback: '' for every field
     out, _ = run(SEEDS["Chain-of-Thought"].code, agent_reply(answer="4913"))
@@ -65,8 +66,15 @@ def test_debate_seed_runs_two_rounds_of_three_roles_then_a_final_decision():
     assert all(f"T{k}" in final for k in (3, 4, 5)) and "T0" not in final
 
 
-@pytest.mark.parametrize("name,calls", [("Self-Consistency with Chain-of-Thought", 5), ("Quality-Diversity", 5),
-                                        ("Step-back Abstraction", 2), ("Dynamic Assignment of Roles", 2)])
+@pytest.mark.parametrize(
+    "name,calls",
+    [
+        ("Self-Consistency with Chain-of-Thought", 5),
+        ("Quality-Diversity", 5),
+        ("Step-back Abstraction", 2),
+        ("Dynamic Assignment of Roles", 2),
+    ],
+)
 def test_seed_agent_call_counts(name, calls):
     out, ctx = run(SEEDS[name].code, agent_reply(answer="4913", choice="Grade School Teacher"))
     assert out.status == "ok" and out.answer == "4913" and len(ctx.client.requests) == calls
@@ -76,12 +84,19 @@ def test_seed_agent_call_counts(name, calls):
 
 def test_self_consistency_votes_the_majority():
     answers = iter(["1", "2", "2", "3", "1"] * 2)
-    out, _ = run(SEEDS["Self-Consistency with Chain-of-Thought"].code,
-                 lambda req: json.dumps({"thinking": "t", "answer": next(answers)}))
+    out, _ = run(
+        SEEDS["Self-Consistency with Chain-of-Thought"].code,
+        lambda req: json.dumps({"thinking": "t", "answer": next(answers)}),
+    )
     assert out.answer == "1"  # Counter.most_common: the first-seen of the tied answers
     answers = iter(["1", "2", "2", "3", "2"])
-    assert run(SEEDS["Self-Consistency with Chain-of-Thought"].code,
-               lambda req: json.dumps({"thinking": "t", "answer": next(answers)}))[0].answer == "2"
+    assert (
+        run(
+            SEEDS["Self-Consistency with Chain-of-Thought"].code,
+            lambda req: json.dumps({"thinking": "t", "answer": next(answers)}),
+        )[0].answer
+        == "2"
+    )
 
 
 def test_definition_and_runtime_errors_are_told_apart():
@@ -104,14 +119,21 @@ def test_agent_level_verification_reaches_inside_the_generated_agent():
             return list(range(len(contexts)))[::-1]
 
     answers = iter(range(100))
-    out, ctx = run(SEEDS["Chain-of-Thought"].code, lambda req: json.dumps({"thinking": "t", "answer": str(next(answers))}),
-                   verifier=Last(), level="agent", n=3)
+    out, ctx = run(
+        SEEDS["Chain-of-Thought"].code,
+        lambda req: json.dumps({"thinking": "t", "answer": str(next(answers))}),
+        verifier=Last(),
+        level="agent",
+        n=3,
+    )
     assert len(ctx.client.requests) == 3 and out.answer == json.loads(ctx.steps[0].output)["answer"]
     assert ctx.verifications[0]["chosen"] == 2
 
 
-MAGIC = "async def forward(self, taskInfo):\n    a = LLMAgentBase(['thinking', 'answer'], 'Magic Agent')\n" \
-        "    t, answer = await a([taskInfo], 'MAGIC: solve it.')\n    return answer\n"
+MAGIC = (
+    "async def forward(self, taskInfo):\n    a = LLMAgentBase(['thinking', 'answer'], 'Magic Agent')\n"
+    "    t, answer = await a([taskInfo], 'MAGIC: solve it.')\n    return answer\n"
+)
 ZERO = MAGIC.replace("MAGIC", "PLAIN")
 TWO_DEFS = "import math\n" + MAGIC
 
@@ -128,8 +150,12 @@ def _search(meta_replies, generations=1, seeds=7):
     client = ScriptedClient(responder=responder)
     adas = ADAS(generations=generations, benchmark="aime24")
     adas.archive = adas.archive[:seeds]  # the later tests need one seed only (each evaluation is a subprocess)
-    archive = adas.search(lambda task, tag: MASContext(client, task, task_id=task, framework=tag), ["17^3?", "Cube 17."],
-                          lambda task, out: out == "4913", MASContext(client, "meta", framework="adas"))
+    archive = adas.search(
+        lambda task, tag: MASContext(client, task, task_id=task, framework=tag),
+        ["17^3?", "Cube 17."],
+        lambda task, out: out == "4913",
+        MASContext(client, "meta", framework="adas"),
+    )
     return adas, archive, meta, client
 
 
@@ -138,8 +164,13 @@ def sol(name, code, **extra):
 
 
 def test_search_proposes_reflects_twice_debugs_and_archives_the_evaluated_agent():
-    replies = [sol("Draft", "never evaluated"), sol("Reflected", "still never evaluated"), sol("Two defs", TWO_DEFS),
-               sol("Zero", ZERO), sol("Magic", MAGIC)]
+    replies = [
+        sol("Draft", "never evaluated"),
+        sol("Reflected", "still never evaluated"),
+        sol("Two defs", TWO_DEFS),
+        sol("Zero", ZERO),
+        sol("Magic", MAGIC),
+    ]
     adas, archive, meta, client = _search(replies)
     assert [a.name for a in archive[:7]] == list(SEEDS) and all(a.fitness["median"] == 0.0 for a in archive[:7])
     first, r1, r2, debug1, debug2 = meta
@@ -150,13 +181,18 @@ def test_search_proposes_reflects_twice_debugs_and_archives_the_evaluated_agent(
     assert r1.messages[3]["content"] == REFLEXION_1.replace("[EXAMPLE]", "")  # generation 1: no previous agent
     assert r2.messages[5]["content"] == REFLEXION_2 and len(r2.messages) == 6
     assert debug1.messages[-1]["content"].startswith("Error during evaluation:\nAssertionError: 2 things in namespace")
-    assert debug2.messages[-1]["content"] == f"Error during evaluation:\n{ALL_ZERO}\nCarefully consider where you " \
-                                            "went wrong..." and len(debug2.messages) == 10
+    assert (
+        debug2.messages[-1]["content"]
+        == f"Error during evaluation:\n{ALL_ZERO}\nCarefully consider where you went wrong..."
+        and len(debug2.messages) == 10
+    )
     new = archive[-1]
     assert len(archive) == 8 and (new.name, new.generation, new.debug_rounds) == ("Magic", 1, 2)
     assert new.fitness["median"] == 1.0 and new.code == MAGIC
     assert [e.get("accuracy") for e in adas.log[0]["evaluations"]] == [None, 0.0, 1.0]
-    assert not any("never evaluated" in str(r.messages) for r in client.requests if r.messages[0]["content"] != META_SYSTEM)
+    assert not any(
+        "never evaluated" in str(r.messages) for r in client.requests if r.messages[0]["content"] != META_SYSTEM
+    )
     ctx = MASContext(client, "Cube 17.", task_id="test", framework="adas")
     assert adas.solve(ctx) == "4913" and ctx.trace["adas"]["agent"] == "Magic"
     assert [s.agent for s in ctx.steps] == ["Magic Agent"]
@@ -168,7 +204,8 @@ def test_second_generation_reflects_on_the_previous_agent_and_sees_its_fitness()
     assert [a.generation for a in archive[1:]] == [1, 2]
     shown = json.dumps(archive[1].shown())
     assert meta[4].messages[3]["content"] == REFLEXION_1.replace(
-        "[EXAMPLE]", "Here is the previous agent you tried:\n" + shown + "\n\n")
+        "[EXAMPLE]", "Here is the previous agent you tried:\n" + shown + "\n\n"
+    )
     assert shown in meta[3].messages[1]["content"] and '"generation": 1' in shown and "Median: 100.0%" in shown
 
 
@@ -188,5 +225,7 @@ def test_bootstrap_fitness_and_its_text():
     f = bootstrap([1, 0, 1, 1])
     assert f["low"] <= f["median"] <= f["high"] and f["median"] == pytest.approx(0.75, abs=0.05)
     assert bootstrap([1.0] * 3) == {"median": 1.0, "low": 1.0, "high": 1.0, "n": 3}
-    assert fitness_text({"low": 0.25, "high": 1.0, "median": 0.75}) == \
-        "95% Bootstrap Confidence Interval: (25.0%, 100.0%), Median: 75.0%"
+    assert (
+        fitness_text({"low": 0.25, "high": 1.0, "median": 0.75})
+        == "95% Bootstrap Confidence Interval: (25.0%, 100.0%), Median: 75.0%"
+    )

@@ -1,5 +1,6 @@
 """AFlow's optimisation loop at trace level: parent selection rule, experience, repeated-modification check,
 failed rounds, and the best round becoming the test-time workflow."""
+
 import json
 import math
 from collections import Counter
@@ -9,8 +10,14 @@ import pytest
 
 from experiments.mas_prove.benchmarks import Task
 from experiments.mas_prove.core import MASContext
-from experiments.mas_prove.frameworks.aflow_search import (AFlowSearch, format_experience, parse_prompts,
-                                                           probabilities, select_round, top_rounds)
+from experiments.mas_prove.frameworks.aflow_search import (
+    AFlowSearch,
+    format_experience,
+    parse_prompts,
+    probabilities,
+    select_round,
+    top_rounds,
+)
 from experiments.mas_prove.frameworks.graph import AFlow
 from jaxlab.llm import ScriptedClient
 
@@ -33,19 +40,31 @@ def test_select_round_draws_parents_with_those_probabilities_over_the_sorted_rou
 
 
 def test_top_rounds_keeps_round_one_first_then_the_best_others():
-    rounds = [{"round": 1, "scores": [0.0]}, {"round": 2, "scores": [0.5, 0.7]}, {"round": 3, "scores": [0.9]},
-              {"round": 4, "scores": [0.2]}, {"round": 5, "scores": []}]
-    assert top_rounds(rounds, 3) == [{"round": 1, "score": 0.0}, {"round": 3, "score": 0.9},
-                                     {"round": 2, "score": pytest.approx(0.6)}]
+    rounds = [
+        {"round": 1, "scores": [0.0]},
+        {"round": 2, "scores": [0.5, 0.7]},
+        {"round": 3, "scores": [0.9]},
+        {"round": 4, "scores": [0.2]},
+        {"round": 5, "scores": []},
+    ]
+    assert top_rounds(rounds, 3) == [
+        {"round": 1, "score": 0.0},
+        {"round": 3, "score": 0.9},
+        {"round": 2, "score": pytest.approx(0.6)},
+    ]
 
 
 def test_experience_text_is_the_authors():
-    exp = [{"father node": 1, "modification": "add review", "before": 0.5, "after": 0.25, "succeed": False},
-           {"father node": 1, "modification": "add ensemble", "before": 0.5, "after": 0.75, "succeed": True},
-           {"father node": 2, "modification": "other parent", "before": 0.7, "after": 0.1, "succeed": False}]
+    exp = [
+        {"father node": 1, "modification": "add review", "before": 0.5, "after": 0.25, "succeed": False},
+        {"father node": 1, "modification": "add ensemble", "before": 0.5, "after": 0.75, "succeed": True},
+        {"father node": 2, "modification": "other parent", "before": 0.7, "after": 0.1, "succeed": False},
+    ]
     text = format_experience(exp, 1)
-    assert text.startswith("Original Score: 0.5\nThese are some conclusions drawn from experience:\n\n"
-                           "-Absolutely prohibit add review (Score: 0.25)\n-Absolutely prohibit add ensemble \n")
+    assert text.startswith(
+        "Original Score: 0.5\nThese are some conclusions drawn from experience:\n\n"
+        "-Absolutely prohibit add review (Score: 0.25)\n-Absolutely prohibit add ensemble \n"
+    )
     assert "other parent" not in text and text.endswith("or modifying the prompt.")
     assert format_experience(exp, 3) == "No experience data found for round 3."
 
@@ -63,9 +82,14 @@ def reply(modification, graph, prompt='MAGIC_PROMPT = """MAGIC: """'):
 
 
 def test_optimisation_loop_trace():
-    replies = iter([reply("add magic", MAGIC), reply("add magic", MAGIC),  # round 3: a repeat, asked again
-                    reply("add ensemble", json.dumps([{"id": "s", "op": "ScEnsemble", "in": ["nowhere"]}])),
-                    reply("add review", json.dumps([{"id": "r", "op": "Review", "in": ["problem"]}]))])
+    replies = iter(
+        [
+            reply("add magic", MAGIC),
+            reply("add magic", MAGIC),  # round 3: a repeat, asked again
+            reply("add ensemble", json.dumps([{"id": "s", "op": "ScEnsemble", "in": ["nowhere"]}])),
+            reply("add review", json.dumps([{"id": "r", "op": "Review", "in": ["problem"]}])),
+        ]
+    )
     opt_prompts = []
 
     def responder(req):
@@ -78,20 +102,29 @@ def test_optimisation_loop_trace():
     client = ScriptedClient(responder=responder)
     flow = AFlow()
     flow.generations = 3
-    rounds = flow.search(lambda t, tag: MASContext(client, t.prompt, task_id=t.id, framework=tag), TASKS,
-                         lambda t, out: "4913" in out, MASContext(client, "opt", framework="aflow"), sample=1)
+    rounds = flow.search(
+        lambda t, tag: MASContext(client, t.prompt, task_id=t.id, framework=tag),
+        TASKS,
+        lambda t, out: "4913" in out,
+        MASContext(client, "opt", framework="aflow"),
+        sample=1,
+    )
     assert [(r["round"], r["scores"]) for r in rounds] == [(1, [0.0, 0.0]), (2, [1.0, 1.0]), (3, []), (4, [])]
     solver = [r.messages[-1]["content"] for r in client.requests if "<sample>" not in r.messages[-1]["content"]]
     assert solver[:4] == [t.prompt for t in TASKS] * 2  # round 1: one Custom, empty instruction, 2 validation runs
     first = opt_prompts[0].messages
     assert len(first) == 1 and first[0]["role"] == "user" and opt_prompts[0].max_tokens == 4096
-    assert "No experience data found for round 1." in first[0]["content"] and "<score>0.0</score>" in first[0]["content"]
+    assert (
+        "No experience data found for round 1." in first[0]["content"] and "<score>0.0</score>" in first[0]["content"]
+    )
     assert '"question": "Cube 17."' in first[0]["content"]  # a logged failure of the parent
     assert "1. Custom: Generates anything based on customized input and instruction." in first[0]["content"]
     third = opt_prompts[1].messages[0]["content"]  # sample=1: the parent is always round 1
     assert "-Absolutely prohibit add magic \n" in third and "Original Score: 0.0" in third
     assert len(opt_prompts) == 4 and "not earlier nodes" in rounds[2]["error"] and "Review" in rounds[3]["error"]
-    assert flow.searched["best_round"] == 2 and [e["modification"] for e in flow.searched["experience"]] == ["add magic"]
+    assert flow.searched["best_round"] == 2 and [e["modification"] for e in flow.searched["experience"]] == [
+        "add magic"
+    ]
     assert flow.searched["experience"][0]["succeed"] is True
     ctx = MASContext(client, "17^3?", task_id="test", framework="aflow")
     assert flow.solve(ctx) == "\\boxed{4913}" and ctx.steps[0].prompt == "MAGIC: 17^3?"
@@ -106,8 +139,12 @@ def test_a_round_with_only_repeated_modifications_fails_after_the_regenerate_lim
 
     client = ScriptedClient(responder=responder)
     search = AFlowSearch(max_rounds=2, validation_rounds=1, sample=1, max_regenerate=3)
-    rounds = search.optimize(lambda t, tag: MASContext(client, t.prompt, task_id=t.id, framework=tag), TASKS,
-                             lambda t, out: "4913" in out, MASContext(client, "opt", framework="aflow"))
+    rounds = search.optimize(
+        lambda t, tag: MASContext(client, t.prompt, task_id=t.id, framework=tag),
+        TASKS,
+        lambda t, out: "4913" in out,
+        MASContext(client, "opt", framework="aflow"),
+    )
     assert rounds[1]["scores"] == [1.0] and "no new modification after 3 replies" in rounds[2]["error"]
     assert sum("<sample>" in r.messages[-1]["content"] for r in client.requests) == 1 + 3
     assert search.best()["round"] == 2
@@ -122,10 +159,15 @@ def test_a_worse_child_is_a_failure_and_the_best_round_stays_the_parent():
 
     client = ScriptedClient(responder=responder)
     search = AFlowSearch(max_rounds=1, validation_rounds=1, sample=1)
-    rounds = search.optimize(lambda t, tag: MASContext(client, t.prompt, task_id=t.id, framework=tag), TASKS,
-                             lambda t, out: "4913" in out, MASContext(client, "opt", framework="aflow"))
+    rounds = search.optimize(
+        lambda t, tag: MASContext(client, t.prompt, task_id=t.id, framework=tag),
+        TASKS,
+        lambda t, out: "4913" in out,
+        MASContext(client, "opt", framework="aflow"),
+    )
     assert [r["scores"] for r in rounds] == [[0.5], [0.0]]
-    assert search.experience == [{"father node": 1, "modification": "make it worse", "before": 0.5, "after": 0.0,
-                                  "succeed": False}]
+    assert search.experience == [
+        {"father node": 1, "modification": "make it worse", "before": 0.5, "after": 0.0, "succeed": False}
+    ]
     assert search.best()["round"] == 1
     assert "-Absolutely prohibit make it worse (Score: 0.0)\n" in format_experience(search.experience, 1)

@@ -1,4 +1,5 @@
 """Trace-level tests of each framework's defining mechanism: who saw which messages, who was active, when."""
+
 import random
 import re
 
@@ -8,8 +9,14 @@ import pytest
 from experiments.mas_prove.core import MASContext
 from experiments.mas_prove.frameworks.common import answer_key
 from experiments.mas_prove.frameworks.iteration import ROLES, Debate, DyLAN, importance, parse_ranks, parse_scores
-from experiments.mas_prove.frameworks.iteration_prompts import (DEBATE_DIRECT, DEBATE_REFINE, DYLAN_AIME_ROLES,
-                                                                 dylan_message, dylan_qtype, dylan_system)
+from experiments.mas_prove.frameworks.iteration_prompts import (
+    DEBATE_DIRECT,
+    DEBATE_REFINE,
+    DYLAN_AIME_ROLES,
+    dylan_message,
+    dylan_qtype,
+    dylan_system,
+)
 from jaxlab.llm import ScriptedClient
 
 TASK = "What is 17 cubed?"
@@ -34,8 +41,9 @@ def test_debate_agents_read_each_others_previous_answers_for_the_authors_rounds(
     for k in range(2, 8):  # agent i of round r saw its own and the other agent's round r-1 answers, nothing else
         r, i = divmod(k, 2)
         own, other = steps[2 * (r - 1) + i].output, steps[2 * (r - 1) + 1 - i].output
-        assert reqs[k].messages[0]["content"] == DEBATE_REFINE.format(question=TASK, original=own,
-                                                                      others=f"Agent 0: {other}")
+        assert reqs[k].messages[0]["content"] == DEBATE_REFINE.format(
+            question=TASK, original=own, others=f"Agent 0: {other}"
+        )
     assert final in (steps[6].output, steps[7].output)
     chosen = set()  # the final pick is a seeded random agent of the last round: across seeds both get picked
     for s in range(12):
@@ -91,18 +99,28 @@ def test_dylan_uses_its_math_prompts_off_aime_with_the_same_mechanism():
     reqs = ctx.client.requests
     assert not any("AIME" in m["content"] for r in reqs for m in r.messages)
     agents = [r for r in reqs if len(r.messages) == 2]
-    assert all(r.messages[0]["content"].endswith("\nIt's a debate. Explain your reasons at each round thoroughly.\n"
-                                                 "Follow the given examples and answer the mathematics problem.")
-               for r in agents)
+    assert all(
+        r.messages[0]["content"].endswith(
+            "\nIt's a debate. Explain your reasons at each round thoroughly.\n"
+            "Follow the given examples and answer the mathematics problem."
+        )
+        for r in agents
+    )
     assert agents[0].messages[1]["content"] == f"Please solve the problem below.\nProblem: {TASK}\nAnswer:"
     later = agents[4].messages[1]["content"]
-    assert later.startswith("Follow the given examples and answer the mathematics problem.\n\nPlease solve the "
-                            "problem below.") and "Agent solution 4: ```" in later and later.endswith(
-        "Put all 4 scores in the form like [[1, 5, 2, ...]].")
+    assert (
+        later.startswith(
+            "Follow the given examples and answer the mathematics problem.\n\nPlease solve the problem below."
+        )
+        and "Agent solution 4: ```" in later
+        and later.endswith("Put all 4 scores in the form like [[1, 5, 2, ...]].")
+    )
     (ranker,) = [r for r in reqs if len(r.messages) == 1]
-    assert ranker.messages[0]["content"].endswith("Please choose the best 2 solutions and think step by step. Put "
-                                                  "your answer in the form like [1,2] or [3,4] at the end of your "
-                                                  "response.")
+    assert ranker.messages[0]["content"].endswith(
+        "Please choose the best 2 solutions and think step by step. Put "
+        "your answer in the form like [1,2] or [3,4] at the end of your "
+        "response."
+    )
     assert dylan_qtype("aime25") == "aime_qa" and dylan_qtype("gsm8k") == "math_exp"
 
 
@@ -112,12 +130,19 @@ def test_dylan_roles_ranker_consensus_and_importance_trace():
     answer = DyLAN().solve(ctx)
     roles, trace = list(DYLAN_AIME_ROLES), ctx.trace["dylan"]
     assert answer_key(answer) == ("3",) and trace["early_stop_round"] == 3
-    assert [sorted(a) for a in trace["active"]] == [sorted(roles), sorted(roles), sorted([roles[0], roles[2]]),
-                                                    sorted([roles[0], roles[2]])]
+    assert [sorted(a) for a in trace["active"]] == [
+        sorted(roles),
+        sorted(roles),
+        sorted([roles[0], roles[2]]),
+        sorted([roles[0], roles[2]]),
+    ]
     reqs = ctx.client.requests
     agents = [r for r in reqs if len(r.messages) == 2]
-    assert all(r.messages[0]["content"] == dylan_system(roles[next(k for k in range(4) if ROLES[roles[k]] in
-                                                                  r.messages[0]["content"])]) for r in agents)
+    assert all(
+        r.messages[0]["content"]
+        == dylan_system(roles[next(k for k in range(4) if ROLES[roles[k]] in r.messages[0]["content"])])
+        for r in agents
+    )
     steps = {(s.agent, s.round): s for s in ctx.steps}
     replies = {r: [s.output for s in ctx.steps if s.round == r and s.agent != "ranker"] for r in range(4)}
     for (agent, r), s in steps.items():
@@ -164,7 +189,11 @@ def test_dylan_unparseable_ranking_samples_two_agents_and_counts_it():
     ctx = _ctx(responder)
     DyLAN().solve(ctx)
     assert ctx.stats["dylan_ranker_fallbacks"] == 1 and [len(a) for a in ctx.trace["dylan"]["active"]] == [4, 4, 2, 2]
-    assert parse_ranks("pick [[2, 7]]", 4) == [1, 3] and parse_ranks("[[2, 9]]", 4) is None and parse_ranks("[[1,2]] then [3, 4]", 4) == [2, 3]
+    assert (
+        parse_ranks("pick [[2, 7]]", 4) == [1, 3]
+        and parse_ranks("[[2, 9]]", 4) is None
+        and parse_ranks("[[1,2]] then [3, 4]", 4) == [2, 3]
+    )
 
 
 def test_parse_scores_like_dylan():
@@ -218,8 +247,9 @@ def _aflow_model(review="FAIL: 4913 is right but the explanation skips a step", 
         if "Python programmer" in system:
             return code if "The result of the error from the code" not in prompt else CUBE_CODE
         if "for consistency" in system:  # pick the solution that carries the code's output
-            letters = re.findall(r"^([A-Z]): \n(.*?)(?=^[A-Z]: \n|\Z)", prompt.split("as follows:\n", 1)[1],
-                                 re.S | re.M)
+            letters = re.findall(
+                r"^([A-Z]): \n(.*?)(?=^[A-Z]: \n|\Z)", prompt.split("as follows:\n", 1)[1], re.S | re.M
+            )
             pick = next((x for x, body in letters if "4913" in body), "A")
             return f"All but {pick} disagree.<solution_letter>{pick}</solution_letter>"
         if "strict reviewer" in system:
@@ -238,8 +268,12 @@ def test_aflow_runs_its_workflow_graph_with_programmer_ensemble_and_review():
     assert names == ["Custom", "Custom", "Custom", "Programmer", "ScEnsemble", "Review", "Revise"]
     assert ctx.client.requests[0].messages[-1]["content"] == GENERATE + TASK  # the authors' Custom: instruction + input
     code_prompt = ctx.client.requests[3].messages[-1]["content"]
-    assert code_prompt.startswith("\nYou are a professional Python programmer. Your task is to write complete, "
-                                  "self-contained code") and f"Problem description: {TASK}\n" in code_prompt
+    assert (
+        code_prompt.startswith(
+            "\nYou are a professional Python programmer. Your task is to write complete, self-contained code"
+        )
+        and f"Problem description: {TASK}\n" in code_prompt
+    )
     ensemble = ctx.client.requests[4].messages[-1]["content"]
     assert ensemble.startswith(f"\nGiven the question described as follows: {TASK}\nSeveral solutions have been")
     assert "D: \nCode output: 4913\n\n\n" in ensemble  # the sandbox ran the generated code; no model wrote 4913
@@ -262,7 +296,9 @@ def test_workflows_load_as_data_and_bad_graphs_name_the_node(tmp_path):
     path.write_text('{"nodes": [{"id": "a", "op": "AnswerGenerate"}, {"id": "b", "op": "SelfRefine", "in": ["a"]}]}')
     ctx = _ctx(lambda req: "\\boxed{4913}")
     assert AFlow(load_workflow(path)).solve(ctx) == "\\boxed{4913}" and [s.agent for s in ctx.steps] == [
-        "AnswerGenerate", "SelfRefine"]
+        "AnswerGenerate",
+        "SelfRefine",
+    ]
     with pytest.raises(ValueError, match="node 'x': op"):
         validate_workflow([{"id": "x", "op": "Magic"}])
     with pytest.raises(ValueError, match="node 'b': in: \\['zz'\\]"):
@@ -284,8 +320,15 @@ def test_maas_executes_the_controllers_layers_in_order():
     MaAS(_FixedPlan(plan)).solve(ctx)
     assert ctx.trace["maas"]["plan"] == plan
     rounds = [(s.round, s.agent) for s in ctx.steps]
-    assert rounds == [(0, "Programmer"), (0, "Custom"), (1, "GenerateCoT"), (1, "Programmer"),
-                      (2, "ScEnsemble"), (3, "SelfRefine"), (5, "ScEnsemble")]  # 2 left: a final ensemble
+    assert rounds == [
+        (0, "Programmer"),
+        (0, "Custom"),
+        (1, "GenerateCoT"),
+        (1, "Programmer"),
+        (2, "ScEnsemble"),
+        (3, "SelfRefine"),
+        (5, "ScEnsemble"),
+    ]  # 2 left: a final ensemble
     prompts = [r.messages[-1]["content"] for r in ctx.client.requests]
     assert prompts[1] == REFINE_ANSWER_PROMPT + f"{TASK}\nCode output: 4913"  # the authors' graph, their prompts
     assert prompts[2] == DETAILED_SOLUTION_PROMPT + TASK
@@ -344,8 +387,12 @@ def test_dylan_ranker_is_verified_with_its_round_never_on_its_own(level, rankers
     assert not any("ranker" in v["where"] for v in ctx.verifications)
     if level == "iteration":  # the verifier sees a round as the authors' hook renders it
         seen = []
-        ctx = _ctx(responder, verifier=type("Spy", (), {"rank": lambda self, t, cs: seen.append(cs) or [0, 1, 2]})(),
-                   level=level, strategy="none")
+        ctx = _ctx(
+            responder,
+            verifier=type("Spy", (), {"rank": lambda self, t, cs: seen.append(cs) or [0, 1, 2]})(),
+            level=level,
+            strategy="none",
+        )
         DyLAN().solve(ctx)
         assert seen[1][0].startswith("\n=== Round 1 ===\nAgent ") and seen[1][0].count("...\n") == 4
         assert sorted(int(x) for x in re.findall(r"Agent (\d+): ", seen[1][0])) == [4, 5, 6, 7]
@@ -370,11 +417,15 @@ def test_controller_layer_zero_rule_is_maas():
     assert drawn[0] == ["Programmer"] and plan == [["Generate"], ["EarlyStop"]]  # replaced, and the plan goes on
     plan, drawn = _FixedProbs({"EarlyStop": 1.0}).sample_with_choices("q", 0)
     assert drawn == [["EarlyStop"]] and plan == [["Generate"]]  # replaced, and the plan ends
-    firsts = {tuple(_FixedProbs({"SelfRefine": 0.25, "GenerateCoT": 0.75}).sample_with_choices("q", s)[1][0])
-              for s in range(20)}
+    firsts = {
+        tuple(_FixedProbs({"SelfRefine": 0.25, "GenerateCoT": 0.75}).sample_with_choices("q", s)[1][0])
+        for s in range(20)
+    }
     assert firsts == {("GenerateCoT",), ("SelfRefine", "GenerateCoT")}  # both draw orders occur ...
-    assert all(_FixedProbs({"SelfRefine": 0.25, "GenerateCoT": 0.75}).sample_with_choices("q", s)[0][0][0]
-               == "GenerateCoT" for s in range(20))  # ... and the generator always leads
+    assert all(
+        _FixedProbs({"SelfRefine": 0.25, "GenerateCoT": 0.75}).sample_with_choices("q", s)[0][0][0] == "GenerateCoT"
+        for s in range(20)
+    )  # ... and the generator always leads
 
 
 def test_controller_gradient_follows_the_plan_that_ran_not_the_draw():

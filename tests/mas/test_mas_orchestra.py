@@ -6,13 +6,28 @@ from experiments.grpo.evaluate import shared_data_dir
 from experiments.mas_orchestra.execute import compose_task, execute, substitute
 from experiments.mas_orchestra.orchestrator import run_orchestrated
 from experiments.mas_orchestra.reward import orchestration_reward
-from experiments.mas_orchestra.spec import (AgentSpec, OrchestrationError, SystemSpec, parse_text, parse_tool_calls,
-                                            tool_schemas, validate)
+from experiments.mas_orchestra.spec import (
+    AgentSpec,
+    OrchestrationError,
+    SystemSpec,
+    parse_text,
+    parse_tool_calls,
+    tool_schemas,
+    validate,
+)
 from experiments.mas_orchestra.subagents import REGISTRY, Corpus, Runtime, Settings, majority
 from jaxlab.llm import ScriptedClient, ToolCall, tool_reply
 
-from orchestra_helpers import (GOOD_SYSTEM, SEED_DEBATE, SEED_GRAPH, SEED_SINGLE, is_orchestrator, last_user,
-                               research_turn, system_of)
+from orchestra_helpers import (
+    GOOD_SYSTEM,
+    SEED_DEBATE,
+    SEED_GRAPH,
+    SEED_SINGLE,
+    is_orchestrator,
+    last_user,
+    research_turn,
+    system_of,
+)
 
 Q = "What is 17 cubed?"
 
@@ -33,17 +48,31 @@ def test_seed_schema_parses_empty_inputs_roles_and_references():
 
 
 def test_task_alias_and_ignored_arguments():
-    spec = parse_text(GOOD_SYSTEM.format(extra="").replace("agent_input>", "task>", 2)
-                      .replace("</required_arguments></agent>\n<agent><agent_id>check",
-                               "<n_samples>9</n_samples></required_arguments></agent>\n<agent><agent_id>check", 1))
+    spec = parse_text(
+        GOOD_SYSTEM.format(extra="")
+        .replace("agent_input>", "task>", 2)
+        .replace(
+            "</required_arguments></agent>\n<agent><agent_id>check",
+            "<n_samples>9</n_samples></required_arguments></agent>\n<agent><agent_id>check",
+            1,
+        )
+    )
     assert spec.agents[0].arguments == {"agent_input": ""} and spec.agents[0].ignored == {"n_samples": "9"}
     assert spec.edges == (("solve", "check"),) and validate(spec) == [["solve"], ["check"]]
 
 
-@pytest.mark.parametrize("roles,ok", [('["A role", "B role"]', True), ("['One', 'Two', 'Three']", True),
-                                      ('["Only one"]', False), ('["a", "b"]', False), ("not a list", False)])
+@pytest.mark.parametrize(
+    "roles,ok",
+    [
+        ('["A role", "B role"]', True),
+        ("['One', 'Two', 'Three']", True),
+        ('["Only one"]', False),
+        ('["a", "b"]', False),
+        ("not a list", False),
+    ],
+)
 def test_debate_roles_validation(roles, ok):
-    text = SEED_DEBATE.replace('["Number Theorist", \'Careful Accountant\']', roles)
+    text = SEED_DEBATE.replace("[\"Number Theorist\", 'Careful Accountant']", roles)
     if ok:
         validate(parse_text(text))
     else:
@@ -52,16 +81,19 @@ def test_debate_roles_validation(roles, ok):
         assert exc.value.kind == "bad_arguments" and "debate_roles" in str(exc.value)
 
 
-@pytest.mark.parametrize("agents,edges,kind", [
-    ([("a", "MagicAgent", "x")], [], "unknown_agent"),
-    ([("a", "CoTAgent", "x"), ("a", "CoTAgent", "y")], [], "duplicate_id"),
-    ([("a", "CoTAgent", "${zz}")], [], "unknown_reference"),
-    ([("a", "CoTAgent", "${b}"), ("b", "CoTAgent", "${a}")], [("b", "a"), ("a", "b")], "cycle"),
-    ([("a", "CoTAgent", "x"), ("b", "CoTAgent", "y")], [], "sink"),
-    ([("a", "CoTAgent", "x"), ("b", "CoTAgent", "y")], [("a", "b")], "edge_mismatch"),
-    ([("a", "CoTAgent", "x"), ("b", "CoTAgent", "${a}")], [], "edge_mismatch"),
-    ([("a b", "CoTAgent", "x")], [], "bad_arguments"),
-])
+@pytest.mark.parametrize(
+    "agents,edges,kind",
+    [
+        ([("a", "MagicAgent", "x")], [], "unknown_agent"),
+        ([("a", "CoTAgent", "x"), ("a", "CoTAgent", "y")], [], "duplicate_id"),
+        ([("a", "CoTAgent", "${zz}")], [], "unknown_reference"),
+        ([("a", "CoTAgent", "${b}"), ("b", "CoTAgent", "${a}")], [("b", "a"), ("a", "b")], "cycle"),
+        ([("a", "CoTAgent", "x"), ("b", "CoTAgent", "y")], [], "sink"),
+        ([("a", "CoTAgent", "x"), ("b", "CoTAgent", "y")], [("a", "b")], "edge_mismatch"),
+        ([("a", "CoTAgent", "x"), ("b", "CoTAgent", "${a}")], [], "edge_mismatch"),
+        ([("a b", "CoTAgent", "x")], [], "bad_arguments"),
+    ],
+)
 def test_invalid_systems_are_named_failures(agents, edges, kind):
     with pytest.raises(OrchestrationError) as exc:
         validate(_spec(agents, edges))
@@ -79,9 +111,15 @@ def test_missing_fields_and_unparseable_text():
 
 
 def test_tool_calls_parse_with_inferred_or_explicit_edges():
-    calls = [ToolCall("CoTAgent", json.dumps({"agent_id": "a", "agent_description": "d", "agent_input": ""})),
-             ToolCall("DebateAgent", json.dumps({"agent_id": "b", "agent_description": "d", "task": "use ${a}",
-                                                 "debate_roles": ["Critic", "Solver"]}))]
+    calls = [
+        ToolCall("CoTAgent", json.dumps({"agent_id": "a", "agent_description": "d", "agent_input": ""})),
+        ToolCall(
+            "DebateAgent",
+            json.dumps(
+                {"agent_id": "b", "agent_description": "d", "task": "use ${a}", "debate_roles": ["Critic", "Solver"]}
+            ),
+        ),
+    ]
     assert parse_tool_calls(calls).edges == (("a", "b"),)
     explicit = parse_tool_calls(calls + [ToolCall("connect", json.dumps({"edges": [{"from": "a", "to": "b"}]}))])
     assert validate(explicit) == [["a"], ["b"]] and explicit.agents[1].arguments["agent_input"] == "use ${a}"
@@ -94,13 +132,20 @@ def test_sub_tasks_carry_the_original_question():
     assert compose_task(Q, "cube 17", True) == (  # the seed parser's single-agent text, verbatim
         f"Original task: {Q}; Current Sub-task: cube 17. Please solve the currentsub-task first. If its result "
         "directly answers the original question, output that as the final answer. Otherwise, use the sub-task result "
-        "as guidance to complete the original question and output the final answer to the original question.")
+        "as guidance to complete the original question and output the final answer to the original question."
+    )
 
 
 def test_diamond_runs_levels_in_order_and_every_agent_sees_the_question():
-    spec = _spec([("root", "CoTAgent", ""), ("l", "CoTAgent", "left of ${root}"),
-                  ("r", "SCAgent", "right of ${root}"), ("sink", "CoTAgent", "join ${l} and ${r}")],
-                 [("root", "l"), ("root", "r"), ("l", "sink"), ("r", "sink")])
+    spec = _spec(
+        [
+            ("root", "CoTAgent", ""),
+            ("l", "CoTAgent", "left of ${root}"),
+            ("r", "SCAgent", "right of ${root}"),
+            ("sink", "CoTAgent", "join ${l} and ${r}"),
+        ],
+        [("root", "l"), ("root", "r"), ("l", "sink"), ("r", "sink")],
+    )
     client = ScriptedClient(responder=lambda req: f"<{last_user(req)[-60:]}> \\boxed{{1}}")
     result = execute(spec, Runtime(client, Settings(sc_samples=3)), Q)
     assert result.levels == [["root"], ["l", "r"], ["sink"]]
@@ -115,8 +160,9 @@ def test_diamond_runs_levels_in_order_and_every_agent_sees_the_question():
 def test_subagents_use_the_authors_settings():
     s = Settings()
     assert (s.temperature, s.sc_samples, s.debate_rounds, s.reflexion_rounds, s.search_top_k) == (0.5, 5, 5, 5, 5)
-    client = ScriptedClient(responder=lambda req: "\\boxed{4913}" if "reviewer" not in system_of(req)
-                            else "wrong somewhere")
+    client = ScriptedClient(
+        responder=lambda req: "\\boxed{4913}" if "reviewer" not in system_of(req) else "wrong somewhere"
+    )
     rt = Runtime(client)
     REGISTRY["SCAgent"].run(rt, "sc", Q, {"agent_input": ""})
     assert len(client.requests) == 5 and {r.temperature for r in client.requests} == {0.5}
@@ -172,8 +218,10 @@ def test_search_agent_single_query_mode_retrieves_documents_with_bm25():
     assert Corpus(docs).search("flour bread", 5) == [docs[2]] and Corpus(()).search("x", 3) == []
 
 
-MOONS = Corpus(["Mars has two moons, Phobos and Deimos.", "Jupiter has many moons.", "Bread needs flour and water."],
-               ["mars", "jupiter", "bread"])
+MOONS = Corpus(
+    ["Mars has two moons, Phobos and Deimos.", "Jupiter has many moons.", "Bread needs flour and water."],
+    ["mars", "jupiter", "bread"],
+)
 
 
 def test_search_agent_runs_the_authors_tool_loop_over_bm25():
@@ -186,8 +234,9 @@ def test_search_agent_runs_the_authors_tool_loop_over_bm25():
         return "Mars has two moons [SOURCE 1]. \\boxed{2}"
 
     client = ScriptedClient(responder=responder)
-    out = REGISTRY["WebSearchAgent"].run(Runtime(client, corpus=MOONS), "ws", "How many moons has Mars?",
-                                         {"agent_input": ""})
+    out = REGISTRY["WebSearchAgent"].run(
+        Runtime(client, corpus=MOONS), "ws", "How many moons has Mars?", {"agent_input": ""}
+    )
     assert out.endswith("\\boxed{2}") and len(client.requests) == 3
     first, second, third = client.requests
     assert first.messages[1]["content"].startswith("Research Question: How many moons has Mars?")
@@ -196,17 +245,25 @@ def test_search_agent_runs_the_authors_tool_loop_over_bm25():
     assert result["role"] == "tool" and result["content"].startswith("Search results:")
     assert "--- SOURCE 1: mars ---" in result["content"] and "flour" not in result["content"]
     assert result["content"].index("SOURCE 1: mars") < result["content"].index("SOURCE 2: jupiter")
-    assert third.messages[-1] == {"role": "tool", "tool_call_id": "call_think_tool",
-                                  "content": "Reflection recorded: Mars: two moons, enough."}
+    assert third.messages[-1] == {
+        "role": "tool",
+        "tool_call_id": "call_think_tool",
+        "content": "Reflection recorded: Mars: two moons, enough.",
+    }
     assert len({r.seed for r in client.requests}) == 3 and {r.temperature for r in client.requests} == {0.5}
 
 
 def test_search_loop_budget_tool_cap_and_unknown_tools():
     from jaxlab.llm.types import Choice
 
-    many = Choice(text="", finish_reason="tool_calls", tool_calls=tuple(
-        ToolCall("web_search" if i else "browse", json.dumps({"search_query": f"moons {i}"}), id=f"c{i}")
-        for i in range(7)))
+    many = Choice(
+        text="",
+        finish_reason="tool_calls",
+        tool_calls=tuple(
+            ToolCall("web_search" if i else "browse", json.dumps({"search_query": f"moons {i}"}), id=f"c{i}")
+            for i in range(7)
+        ),
+    )
     client = ScriptedClient(responder=lambda req: many)  # a model that never stops calling tools
     out = REGISTRY["WebSearchAgent"].run(Runtime(client, corpus=MOONS), "ws", Q, {"agent_input": ""})
     assert len(client.requests) == 5 + 1 and out == ""  # 5 tool turns, then the final turn's text is the answer
@@ -228,8 +285,11 @@ def test_seed_graph_end_to_end():
         user = last_user(req)
         if is_orchestrator(req):
             return SEED_GRAPH
-        turn = research_turn(req, lambda u: "moons of Mars Phobos",
-                             lambda found: "Mars has 2 moons [1]. \\boxed{2}" if "Phobos" in found else "\\boxed{0}")
+        turn = research_turn(
+            req,
+            lambda u: "moons of Mars Phobos",
+            lambda found: "Mars has 2 moons [1]. \\boxed{2}" if "Phobos" in found else "\\boxed{0}",
+        )
         if turn is not None:
             return turn
         if "reviewer" in system_of(req):
@@ -237,22 +297,32 @@ def test_seed_graph_end_to_end():
         return "2 * 21 = \\boxed{42}" if "Mars has 2 moons" in user or "42" in user else "\\boxed{0}"
 
     q = "Multiply the number of moons of Mars by 21."
-    rt = Runtime(ScriptedClient(responder=responder), Settings(debate_rounds=1, reflexion_rounds=1),
-                 corpus=Corpus(["Mars has two moons, Phobos and Deimos.", "Saturn's rings are ice."]))
+    rt = Runtime(
+        ScriptedClient(responder=responder),
+        Settings(debate_rounds=1, reflexion_rounds=1),
+        corpus=Corpus(["Mars has two moons, Phobos and Deimos.", "Saturn's rings are ice."]),
+    )
     out = run_orchestrated(q, rt)
     assert out.success and out.final.endswith("\\boxed{42}"), out.error
     assert all(t.startswith(f"Original task: {q}") for t in out.inputs.values())
 
 
 def test_run_orchestrated_scores_failures_instead_of_raising():
-    ok = run_orchestrated(Q, Runtime(ScriptedClient(
-        responder=lambda r: SEED_SINGLE if is_orchestrator(r) else "\\boxed{4913}")))
+    ok = run_orchestrated(
+        Q, Runtime(ScriptedClient(responder=lambda r: SEED_SINGLE if is_orchestrator(r) else "\\boxed{4913}"))
+    )
     assert ok.success and ok.final == "\\boxed{4913}" and ok.inputs == {"cube_agent": Q}
     cyc = run_orchestrated("t", Runtime(ScriptedClient([GOOD_SYSTEM.format(extra=" ${check}")])))
     assert not cyc.success and cyc.error_kind == "edge_mismatch"
-    tools = run_orchestrated("t", Runtime(ScriptedClient([
-        tool_reply("CoTAgent", {"agent_id": "a", "agent_description": "d", "agent_input": ""}), "\\boxed{9}"])),
-        use_tools=True)
+    tools = run_orchestrated(
+        "t",
+        Runtime(
+            ScriptedClient(
+                [tool_reply("CoTAgent", {"agent_id": "a", "agent_description": "d", "agent_input": ""}), "\\boxed{9}"]
+            )
+        ),
+        use_tools=True,
+    )
     assert tools.success and tools.final == "\\boxed{9}"
     crashed = run_orchestrated("t", Runtime(ScriptedClient([GOOD_SYSTEM.format(extra="")])))
     assert not crashed.success and crashed.error_kind == "execution" and "solve" in crashed.error
@@ -284,8 +354,9 @@ def test_identical_rerun_hits_the_cache_for_every_call(tmp_path):
     counts = []
     for _ in range(2):
         cached = CachedClient(inner, tmp_path, max_concurrency=8)
-        out = run_orchestrated(Q, Runtime(cached, Settings(debate_rounds=2, reflexion_rounds=2), seed=1,
-                                          problem_id="p0"), max_parallel=4)
+        out = run_orchestrated(
+            Q, Runtime(cached, Settings(debate_rounds=2, reflexion_rounds=2), seed=1, problem_id="p0"), max_parallel=4
+        )
         assert out.success, out.error
         counts.append((cached.hits, cached.misses))
     assert counts[0][1] > 5 and counts[1] == (sum(counts[0]), 0)

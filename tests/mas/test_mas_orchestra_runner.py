@@ -1,4 +1,5 @@
 """End to end: config file -> run -> JSONL + results.json + PNG, with a scripted model."""
+
 import json
 from pathlib import Path
 
@@ -24,8 +25,11 @@ def test_config_file_loads_and_rejects_typos(tmp_path):
 
 
 def test_end_to_end_writes_table_and_scores_failures(tmp_path, capsys):
-    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "axes=[depth,parallel]", "levels=[2,3]",
-                                     "per_level=1", "max_parallel=2"])
+    cfg = load(
+        runner.Config,
+        None,
+        [f"output_dir={tmp_path}", "axes=[depth,parallel]", "levels=[2,3]", "per_level=1", "max_parallel=2"],
+    )
     problems = generate_split(cfg.axes, cfg.levels, cfg.per_level, cfg.seed)
 
     def responder(req):
@@ -71,8 +75,11 @@ def test_rerun_appends_retries_failed_calls_and_a_dead_model_fails_the_run(tmp_p
         return oracle_text(problems, "\n".join(m["content"] for m in req.messages))
 
     client = ScriptedClient(responder=responder)
-    with pytest.raises(RunFailedError, match=r"every model call failed: 2 of 2 items .*\(orchestrator_call: 2\); "
-                                             r"first error: '.*HTTP 503"):
+    with pytest.raises(
+        RunFailedError,
+        match=r"every model call failed: 2 of 2 items .*\(orchestrator_call: 2\); "
+        r"first error: '.*HTTP 503",
+    ):
         runner.run(cfg, client=client)
     traj = tmp_path / "trajectories.jsonl"
     assert len(traj.read_text().splitlines()) == 2 and not (tmp_path / "results.json").exists()
@@ -88,19 +95,23 @@ def test_rerun_appends_retries_failed_calls_and_a_dead_model_fails_the_run(tmp_p
     assert len(traj.read_text().splitlines()) == 4
 
 
-@pytest.mark.skipif(__import__("experiments.grpo.evaluate", fromlist=["x"]).shared_data_dir() is None,
-                    reason="../shared/data is absent")
+@pytest.mark.skipif(
+    __import__("experiments.grpo.evaluate", fromlist=["x"]).shared_data_dir() is None, reason="../shared/data is absent"
+)
 def test_real_aime_rows_through_the_orchestra_runner(tmp_path):
     from experiments.mas_prove.benchmarks import real_math_tasks
 
-    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "benchmark=aime24", "n_tasks=2",
-                                     "subagents.sc_samples=2"])
+    cfg = load(
+        runner.Config, None, [f"output_dir={tmp_path}", "benchmark=aime24", "n_tasks=2", "subagents.sc_samples=2"]
+    )
     tasks = real_math_tasks("aime24", 2)
 
     def responder(req):
         if is_orchestrator(req):
-            return '<agent><agent_id>a</agent_id><agent_name>SCAgent</agent_name><agent_description>d' \
-                   '</agent_description><required_arguments><agent_input>""</agent_input></required_arguments></agent>'
+            return (
+                "<agent><agent_id>a</agent_id><agent_name>SCAgent</agent_name><agent_description>d"
+                '</agent_description><required_arguments><agent_input>""</agent_input></required_arguments></agent>'
+            )
         prompt = req.messages[-1]["content"]
         t = next(t for t in tasks if t.prompt[:80] in prompt)
         return f"<answer>{t.answers[0]}</answer>" if t is tasks[0] else "\\boxed{0}"

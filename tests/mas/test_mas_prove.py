@@ -60,7 +60,10 @@ def test_context_strategies_show_the_verifier_what_they_promise():
         return f"S{len(calls)}"
 
     out = {s: build_contexts(s, TASK, steps, ["c1", "c2"], summarize) for s in STRATEGIES}
-    assert out["raw"] == ["Step 1: first step\n\nStep 2: second step\nc1", "Step 1: first step\n\nStep 2: second step\nc2"]
+    assert out["raw"] == [
+        "Step 1: first step\n\nStep 2: second step\nc1",
+        "Step 1: first step\n\nStep 2: second step\nc2",
+    ]
     assert out["none"] == ["\nc1", "\nc2"]
     assert out["summary"] == ["S1", "S2"] and calls[:2] == [out["raw"][0], out["raw"][1]]  # context & step, each
     assert out["summary_current"] == ["S3\nc1", "S3\nc2"] and calls[2] == "Step 1: first step\n\nStep 2: second step"
@@ -72,11 +75,15 @@ def test_the_summariser_is_the_authors_and_books_on_the_verifier_meter():
     ctx = _ctx(make_client("7"), "agent", "judge_ranking", "summary")
     make_framework("debate").solve(ctx)
     reqs = ctx.client.requests
-    summaries = [r for r in reqs if "summarization assistant for multi-agent system processes" in r.messages[0]["content"]]
+    summaries = [
+        r for r in reqs if "summarization assistant for multi-agent system processes" in r.messages[0]["content"]
+    ]
     judges = [r for r in reqs if "Please act as an impartial judge" in r.messages[0]["content"]]
     assert len(summaries) == 3 * 8 and len(judges) == 8  # 3 candidates x 8 agent turns, one judge call per turn
-    assert all(r.messages[-1]["content"].startswith("Please summarize the given context") and r.temperature == 0.0
-               for r in summaries)
+    assert all(
+        r.messages[-1]["content"].startswith("Please summarize the given context") and r.temperature == 0.0
+        for r in summaries
+    )
     assert "fewer than 4096 tokens" in summaries[0].messages[0]["content"]
     assert ctx.vmeter.calls == len(summaries) + len(judges)  # the verifier's meter counts judge and summariser
     assert ctx.meter.calls == len(reqs) - ctx.vmeter.calls == 3 * 8  # the MAS's meter only the agents' samples
@@ -106,8 +113,9 @@ def test_broken_generated_code_is_a_scored_failure():
     assert not ok and "timeout" in msg
 
 
-@pytest.mark.parametrize("level,strategy", [("none", "raw"), ("agent", "summary"), ("agent", "summary_current"),
-                                            ("iteration", "summary")])
+@pytest.mark.parametrize(
+    "level,strategy", [("none", "raw"), ("agent", "summary"), ("agent", "summary_current"), ("iteration", "summary")]
+)
 def test_identical_rerun_hits_the_cache_for_every_call(tmp_path, level, strategy):
     # replies depend on the request's seed and calls finish in random order: a seed taken from a shared
     # counter would give different requests on the rerun; seeds derived from the call's position do not
@@ -119,8 +127,18 @@ def test_identical_rerun_hits_the_cache_for_every_call(tmp_path, level, strategy
         for _ in range(2):
             cached = CachedClient(inner, tmp_path / name, max_concurrency=8)
             meter, vmeter = Meter(), Meter()
-            ctx = MASContext(cached, TASK, make_verifier("judge_ranking", cached, vmeter), level, strategy, 3,
-                             meter=meter, task_id="t0", framework=name, vmeter=vmeter)
+            ctx = MASContext(
+                cached,
+                TASK,
+                make_verifier("judge_ranking", cached, vmeter),
+                level,
+                strategy,
+                3,
+                meter=meter,
+                task_id="t0",
+                framework=name,
+                vmeter=vmeter,
+            )
             answers.append(make_framework(name).solve(ctx))
             counts.append((cached.hits, cached.misses))
         assert counts[0][1] > 0, name
@@ -131,8 +149,10 @@ def test_identical_rerun_hits_the_cache_for_every_call(tmp_path, level, strategy
 
 def test_seeds_depend_on_position_not_order():
     ctx = MASContext(make_client("7"), TASK, seed=3, task_id="t", framework="debate")
-    assert ctx.position_seed("a", 0, 0) == MASContext(make_client("7"), TASK, seed=3, task_id="t",
-                                                      framework="debate").position_seed("a", 0, 0)
+    assert ctx.position_seed("a", 0, 0) == MASContext(
+        make_client("7"), TASK, seed=3, task_id="t", framework="debate"
+    ).position_seed("a", 0, 0)
     assert len({ctx.position_seed("a", 0, i) for i in range(50)}) == 50
-    assert ctx.position_seed("a", 0, 0) != MASContext(make_client("7"), TASK, seed=3, task_id="u",
-                                                      framework="debate").position_seed("a", 0, 0)
+    assert ctx.position_seed("a", 0, 0) != MASContext(
+        make_client("7"), TASK, seed=3, task_id="u", framework="debate"
+    ).position_seed("a", 0, 0)

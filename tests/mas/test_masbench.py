@@ -1,7 +1,14 @@
 import pytest
 
-from experiments.masbench.generator import (AXES, SEPARATOR, components, generate, generate_split, longest_chain,
-                                            max_in_degree)
+from experiments.masbench.generator import (
+    AXES,
+    SEPARATOR,
+    components,
+    generate,
+    generate_split,
+    longest_chain,
+    max_in_degree,
+)
 from experiments.masbench.scorer import equivalent, extract_boxed, score
 
 
@@ -25,8 +32,13 @@ def test_answers_follow_from_the_graph(axis):
     vals = {}
     for n in prob.nodes:
         ps = [vals[q] for q in n.parents]
-        vals[n.id] = {"given": lambda: n.value, "sum": lambda: sum(ps), "add": lambda: ps[0] + n.const,
-                      "sub": lambda: ps[0] - n.const, "mul": lambda: ps[0] * n.const}[n.op]()
+        vals[n.id] = {
+            "given": lambda: n.value,
+            "sum": lambda: sum(ps),
+            "add": lambda: ps[0] + n.const,
+            "sub": lambda: ps[0] - n.const,
+            "mul": lambda: ps[0] * n.const,
+        }[n.op]()
         assert vals[n.id] == n.value and n.value >= 0
     assert prob.answers == tuple(str(vals[t]) for t in prob.targets)
     for n in prob.nodes:  # every fact needed to solve it is stated

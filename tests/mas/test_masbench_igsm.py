@@ -1,5 +1,6 @@
 """iGSM-style MASBench: every stated answer equals an independent solver's answer from the text alone,
 and each axis has the structure it claims, on many random seeds."""
+
 import random
 
 import networkx as nx
@@ -95,14 +96,18 @@ def test_solution_is_the_topological_chain_to_the_answer():
 
 
 def test_mod_23_and_default_zero_convention_in_the_solver():
-    text = ("The number of each Chemistry Lab's Duffle Backpack equals 20 more than each Art Studio's Duffle "
-            "Backpack. The number of each Art Studio's Duffle Backpack equals 16. The number of each Chemistry "
-            "Lab's Laptop Backpack equals 5 more than each Music Room's Laptop Backpack. How many Backpack does "
-            "Chemistry Lab have?")
+    text = (
+        "The number of each Chemistry Lab's Duffle Backpack equals 20 more than each Art Studio's Duffle "
+        "Backpack. The number of each Art Studio's Duffle Backpack equals 16. The number of each Chemistry "
+        "Lab's Laptop Backpack equals 5 more than each Music Room's Laptop Backpack. How many Backpack does "
+        "Chemistry Lab have?"
+    )
     assert solve(text) == [str((20 + 16 + 5 + 0) % 23)]  # Music Room's Laptop Backpack is never mentioned: 0
-    implicit = ("The number of each Oak Ridge High's Art Studio equals 3. The number of each Art Studio's Duffle "
-                "Backpack equals 4. The number of each Oak Ridge High's Music Room equals 7. How many Duffle "
-                "Backpack does Oak Ridge High have?")
+    implicit = (
+        "The number of each Oak Ridge High's Art Studio equals 3. The number of each Art Studio's Duffle "
+        "Backpack equals 4. The number of each Oak Ridge High's Music Room equals 7. How many Duffle "
+        "Backpack does Oak Ridge High have?"
+    )
     assert solve(implicit) == ["12"]  # 3 x 4 + 7 x (Music Room's Duffle Backpack = 0)
     with pytest.raises(ValueError, match="circular"):
         solve("The number of each Toad's Femur equals each Toad's Bone. How many Femur does Toad have?")
@@ -113,7 +118,8 @@ def test_seeded_selectable_and_scored_like_masbench():
     assert generate("horizon", 4, 7).question != generate("horizon", 4, 8).question
     assert pick_generate("depth", 3, 1, generator="igsm") == generate("depth", 3, 1)
     assert [p.axis for p in generate_split(["depth", "parallel"], [2, 3], 2, generator="igsm")] == ["depth"] * 4 + [
-        "parallel"] * 4
+        "parallel"
+    ] * 4
     with pytest.raises(ValueError, match="generator"):
         generate_split(["depth"], [2], 1, generator="gsm")
     with pytest.raises(ValueError, match="level"):
@@ -126,8 +132,9 @@ def test_seeded_selectable_and_scored_like_masbench():
 
 
 def test_orchestra_runner_picks_igsm_by_config_and_scores_every_axis(tmp_path):
-    cfg = load(runner.Config, None, [f"output_dir={tmp_path}", "generator=igsm", "levels=[2]", "per_level=1",
-                                     "max_parallel=1"])
+    cfg = load(
+        runner.Config, None, [f"output_dir={tmp_path}", "generator=igsm", "levels=[2]", "per_level=1", "max_parallel=1"]
+    )
     problems = runner._problems(cfg)
     assert [p.id for p in problems] == [f"igsm-{a}-L2-s0" for a in AXES]
 

@@ -1,4 +1,5 @@
 """Answer checking as the MAS-ProVe authors' AIME evaluation does it, on hand cases and real shared rows."""
+
 import json
 
 import pytest
@@ -12,21 +13,24 @@ DATA = shared_data_dir()
 needs_data = pytest.mark.skipif(DATA is None, reason="../shared/data is absent")
 
 
-@pytest.mark.parametrize("response,gold,ok", [
-    (r"so \boxed{\frac12}", "1/2", True),
-    (r"\boxed{\frac12}", r"\frac{1}{2}", True),
-    (r"\boxed{\dfrac{14}{3}}", r"\frac{14}{3}", True),
-    (r"\boxed{x=5}", "5", True),
-    ("x=5", "5", True),
-    (r"first \boxed{3}, no wait: \boxed{5}", "5", True),  # several boxes: the last one counts
-    (r"first \boxed{5}, no wait: \boxed{3}", "5", False),
-    ("The answer is 42.", "42", True),  # zero boxes
-    (r"<answer>33</answer> though \boxed{2} also", "33", True),  # the authors' tag comes first
-    (r"\boxed{1,000}", "1000", True),
-    (r"\boxed{(3, \frac{\pi}{2})}", r"\left( 3, \frac{\pi}{2} \right)", True),
-    ("I do not know", "3", False),
-    (r"\boxed{13}", "12", False),
-])
+@pytest.mark.parametrize(
+    "response,gold,ok",
+    [
+        (r"so \boxed{\frac12}", "1/2", True),
+        (r"\boxed{\frac12}", r"\frac{1}{2}", True),
+        (r"\boxed{\dfrac{14}{3}}", r"\frac{14}{3}", True),
+        (r"\boxed{x=5}", "5", True),
+        ("x=5", "5", True),
+        (r"first \boxed{3}, no wait: \boxed{5}", "5", True),  # several boxes: the last one counts
+        (r"first \boxed{5}, no wait: \boxed{3}", "5", False),
+        ("The answer is 42.", "42", True),  # zero boxes
+        (r"<answer>33</answer> though \boxed{2} also", "33", True),  # the authors' tag comes first
+        (r"\boxed{1,000}", "1000", True),
+        (r"\boxed{(3, \frac{\pi}{2})}", r"\left( 3, \frac{\pi}{2} \right)", True),
+        ("I do not know", "3", False),
+        (r"\boxed{13}", "12", False),
+    ],
+)
 def test_single_answer_checking(response, gold, ok):
     assert math_correct(response, gold) is ok
 

@@ -1,5 +1,6 @@
 """Real AIME 2024/2025, GSM8K and MATH-500 rows from ../shared/data through both MAS runners, graded by the
 last box / <answer> tag with math-verify equivalence (never by requiring exactly one box)."""
+
 import json
 
 import pytest
@@ -22,11 +23,15 @@ def _needs(*names):
     return pytest.mark.skipif(absent, reason=f"../shared/data lacks {[REAL_MATH[n] for n in names]}")
 
 
-SINGLE_COT = ('<agent><agent_id>a</agent_id><agent_name>CoTAgent</agent_name><agent_description>d</agent_description>'
-              '<required_arguments><agent_input></agent_input></required_arguments></agent>')
-STYLES = (lambda g: f"First try \\boxed{{WRONG}}; on reflection the result is \\boxed{{{g}}}.",  # two boxes: last
-          lambda g: f"Reasoning...\n<answer>{g}</answer>",
-          lambda g: f"Putting it together, the final answer is ${g}$.")  # no box at all
+SINGLE_COT = (
+    "<agent><agent_id>a</agent_id><agent_name>CoTAgent</agent_name><agent_description>d</agent_description>"
+    "<required_arguments><agent_input></agent_input></required_arguments></agent>"
+)
+STYLES = (
+    lambda g: f"First try \\boxed{{WRONG}}; on reflection the result is \\boxed{{{g}}}.",  # two boxes: last
+    lambda g: f"Reasoning...\n<answer>{g}</answer>",
+    lambda g: f"Putting it together, the final answer is ${g}$.",
+)  # no box at all
 
 
 @_needs("math500", "gsm8k")
@@ -56,18 +61,35 @@ def test_prove_runner_on_real_aime_rows_leading_zero_gold(tmp_path):
     t24 = real_math_tasks("aime24", 15)
     padded = next(t for t in t24 if t.answers[0].startswith("0"))  # e.g. "073": a model writes 73
     idx = t24.index(padded)
-    cfg = load(prove.Config, None, [f"output_dir={tmp_path}", "frameworks=[debate]", "benchmarks=[aime24]",
-                                    f"n_tasks={idx + 1}", "seeds=[0]", "levels=[none]"])
+    cfg = load(
+        prove.Config,
+        None,
+        [
+            f"output_dir={tmp_path}",
+            "frameworks=[debate]",
+            "benchmarks=[aime24]",
+            f"n_tasks={idx + 1}",
+            "seeds=[0]",
+            "levels=[none]",
+        ],
+    )
     summary = prove.run(cfg, client=make_client(str(int(padded.answers[0]))))
     recs = [json.loads(x) for x in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
     assert {r["task"]: r["correct"] for r in recs}[padded.id] is True and summary["n_records"] == idx + 1
     t25 = real_math_tasks("aime25", 2)
-    assert [t.id for t in t25] == [f"aime25-{json.loads(x)['id']}" for x in
-                                   (DATA / "aime" / "aime25.jsonl").read_text().splitlines()[:2]]
+    assert [t.id for t in t25] == [
+        f"aime25-{json.loads(x)['id']}" for x in (DATA / "aime" / "aime25.jsonl").read_text().splitlines()[:2]
+    ]
 
 
-@pytest.mark.parametrize("forms", [[r"\frac12", "0.5", "x=1/2", r"\dfrac{1}{2}", "$0.50$"], ["073", "73", "n=73"],
-                                   ["1,000", "1000.0", r"\text{1000}"]])
+@pytest.mark.parametrize(
+    "forms",
+    [
+        [r"\frac12", "0.5", "x=1/2", r"\dfrac{1}{2}", "$0.50$"],
+        ["073", "73", "n=73"],
+        ["1,000", "1000.0", r"\text{1000}"],
+    ],
+)
 def test_equivalent_numbers_share_one_vote_key(forms):
     from experiments.mas_prove.frameworks.common import majority
     from experiments.masbench.scorer import normalize

@@ -1,5 +1,6 @@
 """The seed's own format: every example in the MAS-Orchestra authors' orchestrator prompt parses, validates and runs
 (or, for the fragments the prompt calls WRONG, is rejected for the reason the prompt gives)."""
+
 import re
 
 import pytest
@@ -13,18 +14,23 @@ from orchestra_helpers import research_turn
 from orchestra_seed_examples import MULTI, SINGLE, WRONG
 
 SMALL = Settings(sc_samples=2, debate_rounds=1, reflexion_rounds=1, search_top_k=1)
-CORPUS = ["The New York City housing vacancy rate was 1.4 percent in 2023 (NYC HVS).",
-          "Los Angeles housing vacancy rate: 3.2 percent (Census).",
-          "Chicago housing vacancy rate: 6.1 percent per the ACS.",
-          "Bread needs flour, water, salt."]
+CORPUS = [
+    "The New York City housing vacancy rate was 1.4 percent in 2023 (NYC HVS).",
+    "Los Angeles housing vacancy rate: 3.2 percent (Census).",
+    "Chicago housing vacancy rate: 6.1 percent per the ACS.",
+    "Bread needs flour, water, salt.",
+]
 
 
 def _runtime():
     counter = iter(range(10_000))
 
     def responder(req):  # search agents query BM25 with their sub-task, then answer with what they found
-        turn = research_turn(req, lambda user: user.split("Current Sub-task: ", 1)[-1].split("\n\nPlease conduct")[0],
-                             lambda found: f"[reply {next(counter)}] {found[:200]}")
+        turn = research_turn(
+            req,
+            lambda user: user.split("Current Sub-task: ", 1)[-1].split("\n\nPlease conduct")[0],
+            lambda found: f"[reply {next(counter)}] {found[:200]}",
+        )
         return turn if turn is not None else f"[reply {next(counter)}] \\boxed{{1}}"
 
     client = ScriptedClient(responder=responder)
@@ -33,8 +39,10 @@ def _runtime():
 
 def _raw_inputs(text):
     """A slow reference: each agent's raw <agent_input> straight from the example text."""
-    return {m.group(1).strip(): m.group(2).strip()
-            for m in re.finditer(r"<agent_id>(.*?)</agent_id>.*?<agent_input>(.*?)</agent_input>", text, re.S)}
+    return {
+        m.group(1).strip(): m.group(2).strip()
+        for m in re.finditer(r"<agent_id>(.*?)</agent_id>.*?<agent_input>(.*?)</agent_input>", text, re.S)
+    }
 
 
 @pytest.mark.parametrize("question,text", SINGLE, ids=[q[:30] for q, _ in SINGLE])
@@ -80,7 +88,9 @@ def test_search_agents_in_the_housing_example_retrieve_their_city():
     results = [m["content"] for r in client.requests for m in r.messages[-1:] if m["role"] == "tool"]
     assert len(results) == 3  # one web_search per WebSearchAgent, answered from the local corpus
     for city, doc in zip(("New York City", "Los Angeles", "Chicago"), CORPUS):
-        research = next(r for r in client.requests if r.tools and f"vacancy rate for {city}" in r.messages[1]["content"])
+        research = next(
+            r for r in client.requests if r.tools and f"vacancy rate for {city}" in r.messages[1]["content"]
+        )
         assert research.messages[1]["content"].startswith(f"Research Question: Original task: {question}; Current")
         found = next(res for res in results if doc in res)
         assert found.index(doc) < min((found.index(d) for d in CORPUS if d != doc and d in found), default=10**9)
@@ -94,8 +104,11 @@ def test_the_example_without_an_edge_block_is_rejected():
 
 
 def _agents(*pairs):
-    return "".join(f"<agent><agent_id>{i}</agent_id><agent_name>CoTAgent</agent_name><required_arguments>"
-                   f"<agent_input>{t}</agent_input></required_arguments></agent>\n" for i, t in pairs)
+    return "".join(
+        f"<agent><agent_id>{i}</agent_id><agent_name>CoTAgent</agent_name><required_arguments>"
+        f"<agent_input>{t}</agent_input></required_arguments></agent>\n"
+        for i, t in pairs
+    )
 
 
 WRONG_CASES = [  # (the checklist fragment, completed where it is only an edge block, the kind it must fail with)
@@ -117,13 +130,17 @@ def test_the_prompts_wrong_examples_are_rejected_for_their_reason(text, kind):
 
 
 def test_the_prompts_corrected_version_passes():
-    fixed = WRONG[5].replace("<agent_input>Make final decision.</agent_input>",
-                             "<agent_input>Make final decision based on: ${C}</agent_input>")
+    fixed = WRONG[5].replace(
+        "<agent_input>Make final decision.</agent_input>",
+        "<agent_input>Make final decision based on: ${C}</agent_input>",
+    )
     assert validate(parse_text(fixed)) == [["C"], ["D"]]
 
 
 def test_seed_parser_leniency_missing_description_input_and_tag_case():
-    spec = parse_text("<AGENT><agent_id>A</agent_id><Agent_Name>CoTAgent</Agent_Name>"
-                      "<required_arguments></required_arguments></AGENT>")
+    spec = parse_text(
+        "<AGENT><agent_id>A</agent_id><Agent_Name>CoTAgent</Agent_Name>"
+        "<required_arguments></required_arguments></AGENT>"
+    )
     assert spec.agents[0].description == "" and spec.agents[0].arguments == {"agent_input": ""}
     assert validate(spec) == [["A"]]

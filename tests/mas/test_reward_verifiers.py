@@ -5,6 +5,7 @@ asked through the verifier to rank a planted correct candidate among wrong ones.
 The models are random-init jaxlab ``RewardModel``s: the point is the path (chat template -> tokens ->
 score head -> pooling at the last token / at the ``<extra_0>`` separators -> ranking), which a scripted
 chat model cannot exercise."""
+
 import dataclasses
 
 import jax
@@ -71,7 +72,7 @@ def _batch(scorer, conversations):
     ids = np.zeros((len(rows), width), np.int32)
     mask = np.zeros_like(ids)
     for i, r in enumerate(rows):
-        ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        ids[i, : len(r)], mask[i, : len(r)] = r, 1
     return jnp.asarray(ids), jnp.asarray(mask)
 
 
@@ -91,8 +92,12 @@ def test_orm_with_a_trained_sequence_classifier_ranks_the_correct_answer_first(t
         s = sequence_scores(m(ids, mask), mask)[:, 0]
         return -jnp.mean(jax.nn.log_sigmoid(jnp.tile(s[:n], 2) - s[n:]))
 
-    verifier = make_verifier("rm", ScriptedClient(responder=lambda r: ""), Meter(),
-                             reward_fn=SequenceRewardScorer(_fit(model, bradley_terry), tokenizer))
+    verifier = make_verifier(
+        "rm",
+        ScriptedClient(responder=lambda r: ""),
+        Meter(),
+        reward_fn=SequenceRewardScorer(_fit(model, bradley_terry), tokenizer),
+    )
     for a, b in SUMS:
         candidates = [_solution(a, b, a + b + 2), _solution(a, b, a + b), _solution(a, b, a + b + 1)]
         assert verifier.rank(_task(a, b), candidates)[0] == 1
@@ -108,8 +113,11 @@ def test_prm_with_a_trained_step_scorer_finds_the_wrong_step(tokenizer):
     rows, labels = [], []
     for a, b in SUMS:
         s = a + b
-        for st, lab in ((steps(a, b, s, s), (1, 1)), (steps(a, b, s + 1, s + 1), (0, 0)),
-                        (steps(a, b, s, s + 2), (1, 0))):
+        for st, lab in (
+            (steps(a, b, s, s), (1, 1)),
+            (steps(a, b, s + 1, s + 1), (0, 0)),
+            (steps(a, b, s, s + 2), (1, 0)),
+        ):
             rows.append(prm_messages(_task(a, b), st))
             labels.append(lab)
     ids, mask = _batch(probe, rows)
@@ -128,8 +136,11 @@ def test_prm_with_a_trained_step_scorer_finds_the_wrong_step(tokenizer):
     verifier = make_verifier("prm", ScriptedClient(responder=lambda r: ""), Meter(), reward_fn=scorer)
     for a, b in SUMS:
         s = a + b
-        cands = ["\n\n".join(steps(a, b, s + 1, s + 1)), "\n\n".join(steps(a, b, s, s + 2)),
-                 "\n\n".join(steps(a, b, s, s))]
+        cands = [
+            "\n\n".join(steps(a, b, s + 1, s + 1)),
+            "\n\n".join(steps(a, b, s, s + 2)),
+            "\n\n".join(steps(a, b, s, s)),
+        ]
         assert verifier.rank(_task(a, b), cands)[0] == 2
         rewards = verifier.last_step_rewards
         assert rewards[1][0] > 0.5 > rewards[1][1]  # the PRM blames the second step, not the first

@@ -1,12 +1,19 @@
 """``model.attention`` kernels (splash in Pallas interpret mode, the cuDNN call's structure through XLA,
 dot_product) equal a plain reference on random inputs, forward and backward, for every mask they support."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.models.attention import AttentionMask, attend, check_backend, fused_attention, segment_positions, \
-    splash_attention
+from jaxlab.models.attention import (
+    AttentionMask,
+    attend,
+    check_backend,
+    fused_attention,
+    segment_positions,
+    splash_attention,
+)
 
 B, S, H, KV, D = 2, 40, 4, 2, 16  # S is not a multiple of 128: splash pads and cuts back
 
@@ -27,8 +34,11 @@ def reference(q, k, v, mask, sinks=None):
 
 def _qkv(seed=0, s=S):
     kq, kk, kv = jax.random.split(jax.random.key(seed), 3)
-    return (jax.random.normal(kq, (B, s, H, D)), jax.random.normal(kk, (B, s, KV, D)),
-            jax.random.normal(kv, (B, s, KV, D)))
+    return (
+        jax.random.normal(kq, (B, s, H, D)),
+        jax.random.normal(kk, (B, s, KV, D)),
+        jax.random.normal(kv, (B, s, KV, D)),
+    )
 
 
 def _masks():
@@ -44,8 +54,7 @@ def _masks():
         "padding": (AttentionMask.causal(S, jnp.asarray(valid)), valid),
         "window": (AttentionMask.causal(S, jnp.asarray(valid)).with_window(7), valid),
         "segments": (AttentionMask.causal(S, jnp.asarray(seg != 0), jnp.asarray(seg)), seg != 0),
-        "segments+window": (AttentionMask.causal(S, jnp.asarray(seg != 0), jnp.asarray(seg)).with_window(5),
-                            seg != 0),
+        "segments+window": (AttentionMask.causal(S, jnp.asarray(seg != 0), jnp.asarray(seg)).with_window(5), seg != 0),
     }
 
 
@@ -62,6 +71,7 @@ def _check(kernel, mask, rows, sinks=None, atol=2e-5):
     def loss(fn):
         def f(*a):
             return jnp.sum(fn(*a[:3], mask if fn is kernel else dense, *a[3:]) * ct)
+
         return jax.grad(f, argnums=tuple(range(len(args))))(*args)
 
     for g, w in zip(loss(kernel), loss(reference)):
@@ -124,8 +134,7 @@ def test_backend_errors_name_the_field():
     check_backend("cudnn", "gpu")
     q, k, v = _qkv()
     with pytest.raises(ValueError, match="model.attention='cudnn' needs an NVIDIA GPU"):
-        attend("cudnn", q.astype(jnp.bfloat16), k.astype(jnp.bfloat16), v.astype(jnp.bfloat16),
-               AttentionMask.causal(S))
+        attend("cudnn", q.astype(jnp.bfloat16), k.astype(jnp.bfloat16), v.astype(jnp.bfloat16), AttentionMask.causal(S))
 
 
 def test_segment_positions_restart_per_document():

@@ -1,5 +1,6 @@
 """The ``model.attention`` switch through whole models: splash (interpreted on CPU) equals the xla reference,
 decode falls back where a kernel cannot express the cache mask, cudnn refuses clearly on a CPU."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,9 +11,11 @@ from jaxlab.models.decoder import with_options
 from tests.models.test_remat_attention import _inputs, _loss_and_grads
 
 
-@pytest.mark.parametrize("family,window", [("llama", None), ("mistral", 8),
-                                           pytest.param("gpt_oss", 4, marks=pytest.mark.slow)],
-                         ids=["causal-gqa-padding", "sliding-window", "sinks-alternating-window-moe"])
+@pytest.mark.parametrize(
+    "family,window",
+    [("llama", None), ("mistral", 8), pytest.param("gpt_oss", 4, marks=pytest.mark.slow)],
+    ids=["causal-gqa-padding", "sliding-window", "sinks-alternating-window-moe"],
+)
 def test_splash_model_equals_xla(family, window):
     cfg = tiny_config(family, num_layers=2, sliding_window=window)
     ids, mask = _inputs(seed=1)

@@ -1,4 +1,5 @@
 """Generation on tiny random models: cache equivalence, sampling controls, input errors."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +18,7 @@ def _greedy_no_cache(model, prompt, n):
     ids = list(prompt)
     for _ in range(n):
         ids.append(int(np.asarray(model(jnp.asarray([ids])))[0, -1].argmax()))
-    return ids[len(prompt):]
+    return ids[len(prompt) :]
 
 
 def test_cached_greedy_equals_full_recompute(model):
@@ -50,7 +51,7 @@ def test_stop_token_ends_sequence(model):
     free = _greedy_no_cache(model, prompt, 4)
     stop = free[1]
     out = generate(model, None, [prompt], max_new_tokens=4, stop_token_ids=[stop])
-    assert out.token_ids[0] == free[:free.index(stop) + 1] and out.finish_reasons == ["stop"]
+    assert out.token_ids[0] == free[: free.index(stop) + 1] and out.finish_reasons == ["stop"]
 
 
 def test_sampling_is_seeded_and_top_k_one_is_greedy(model):

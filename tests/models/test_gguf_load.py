@@ -1,4 +1,5 @@
 """GGUF in with numpy only: tiny GGUFs written here (and the real SmolLM2 one) give transformers' GGUF logits and ids."""
+
 import json
 import subprocess
 import sys
@@ -59,11 +60,22 @@ def _write_gguf(model, tokenizer, path: Path) -> Path:
     w.add_bos_token_id(tokenizer.convert_tokens_to_ids("<|im_start|>"))
     w.add_eos_token_id(tokenizer.eos_token_id)
     w.add_chat_template(tokenizer.chat_template)
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}
-    blocks = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
-              "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-              "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    names = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    }
+    blocks = {
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }
     for name, tensor in model.state_dict().items():
         arr = tensor.numpy().astype(np.float32)
         if name in names:
@@ -75,8 +87,11 @@ def _write_gguf(model, tokenizer, path: Path) -> Path:
         if arch == "llama" and gname.endswith(("attn_q.weight", "attn_k.weight")):
             arr = _llama_cpp_permute(arr, cfg.num_attention_heads if "attn_q" in gname else cfg.num_key_value_heads)
         if gname == "blk.0.ffn_up.weight":  # one quantised tensor: the dequantisation path is exercised too
-            w.add_tensor(gname, gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0),
-                         raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            w.add_tensor(
+                gname,
+                gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0),
+                raw_dtype=gguf.GGMLQuantizationType.Q8_0,
+            )
         else:
             w.add_tensor(gname, arr)
     w.write_header_to_file()
@@ -90,9 +105,17 @@ def _write_gguf(model, tokenizer, path: Path) -> Path:
 def test_tiny_gguf_equals_transformers_gguf_loader(family, tmp_path):
     tok = code_tokenizer()
     config_cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config}[family]
-    cfg = config_cls(vocab_size=len(tok), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                     tie_word_embeddings=False, rms_norm_eps=1e-5)
+    cfg = config_cls(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        rms_norm_eps=1e-5,
+    )
     torch.manual_seed(0)
     source = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
     path = _write_gguf(source, tok, tmp_path / "tiny.gguf")
@@ -116,14 +139,23 @@ def test_tiny_gguf_equals_transformers_gguf_loader(family, tmp_path):
 
 def test_conversion_runs_without_torch(tmp_path):
     tok = code_tokenizer()
-    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=1,
-                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    cfg = transformers.LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     path = _write_gguf(transformers.AutoModelForCausalLM.from_config(cfg).eval(), tok, tmp_path / "t.gguf")
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from jaxlab.models.gguf_load import gguf_to_folder\n"
-            f"gguf_to_folder({str(path)!r}, {str(tmp_path / 'hf')!r})\n"
-            "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from jaxlab.models.gguf_load import gguf_to_folder\n"
+        f"gguf_to_folder({str(path)!r}, {str(tmp_path / 'hf')!r})\n"
+        "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "hf" / "model.safetensors").is_file() and (tmp_path / "hf" / "tokenizer.json").is_file()
@@ -139,7 +171,8 @@ def test_smollm2_gguf_equals_transformers_gguf_path(tmp_path):
     ref_tok = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     chat = [{"role": "user", "content": "Write a haiku about GGUF."}]
     assert ours_tok.apply_chat_template(chat, add_generation_prompt=True) == ref_tok.apply_chat_template(
-        chat, add_generation_prompt=True)
+        chat, add_generation_prompt=True
+    )
     for text in TEXTS:
         assert ours_tok.encode(text) == ref_tok.encode(text)
     assert ours_tok.eos_token == ref_tok.eos_token == "<|im_end|>"

@@ -1,4 +1,5 @@
 """to_hf with a tokenizer: the folder loads in plain transformers and generate() stops where jaxlab's does."""
+
 import json
 
 import numpy as np
@@ -51,13 +52,13 @@ def test_export_loads_in_transformers_with_tokenizer_and_stops_at_eos(tokenizer,
     tok = transformers.AutoTokenizer.from_pretrained(out)
     assert tok.encode("def add(a, b):\n    return", add_special_tokens=False) == prompt
     assert tok.eos_token == tokenizer.eos_token and tok.apply_chat_template(
-        [{"role": "user", "content": "hi"}], tokenize=False) == tokenizer.apply_chat_template(
-        [{"role": "user", "content": "hi"}], tokenize=False)
+        [{"role": "user", "content": "hi"}], tokenize=False
+    ) == tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
     hf = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
     ids = np.asarray([prompt])
     with torch.no_grad():
         logits = hf(torch.tensor(ids)).logits.numpy()
-        new = hf.generate(torch.tensor(ids), max_new_tokens=12)[0, len(prompt):].tolist()
+        new = hf.generate(torch.tensor(ids), max_new_tokens=12)[0, len(prompt) :].tolist()
     np.testing.assert_allclose(logits, np.asarray(model(ids)), atol=1e-4, rtol=0)
     assert new == ours.token_ids[0]  # a default generate(): greedy, stops at <|im_end|>
     saved = json.loads((out / "generation_config.json").read_text())

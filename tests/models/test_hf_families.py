@@ -1,4 +1,5 @@
 """Mistral, YaRN and sliding windows on the dense families: logits parity with transformers, and back out."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -10,11 +11,24 @@ from jaxlab.models import from_hf, to_hf
 from jaxlab.models.hf import UnsupportedModelError, config_from_hf
 from jaxlab.models.config import tiny_config
 
-TINY = dict(vocab_size=211, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=16, max_position_embeddings=128, rms_norm_eps=1e-6)
+TINY = dict(
+    vocab_size=211,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    max_position_embeddings=128,
+    rms_norm_eps=1e-6,
+)
 YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32, "rope_theta": 10000.0}
-CONFIGS = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
-           "qwen3": transformers.Qwen3Config, "mistral": transformers.MistralConfig}
+CONFIGS = {
+    "llama": transformers.LlamaConfig,
+    "qwen2": transformers.Qwen2Config,
+    "qwen3": transformers.Qwen3Config,
+    "mistral": transformers.MistralConfig,
+}
 
 
 def _hf_model(family: str, **extra):
@@ -68,14 +82,16 @@ def test_yarn_past_the_original_context_matches_transformers():
 
 
 def test_sliding_window_config_is_read_as_transformers_does():
-    cfg = config_from_hf({**TINY, "model_type": "qwen2", "use_sliding_window": True, "sliding_window": 5,
-                          "max_window_layers": 1})
+    cfg = config_from_hf(
+        {**TINY, "model_type": "qwen2", "use_sliding_window": True, "sliding_window": 5, "max_window_layers": 1}
+    )
     assert cfg.layer_window == (None, 5, 5)
     assert config_from_hf({**TINY, "model_type": "qwen2", "sliding_window": 5}).layer_window == (None,) * 3
     assert config_from_hf({**TINY, "model_type": "mistral", "sliding_window": 7}).layer_window == (7,) * 3
     # llama has no window in transformers: exporting one would silently change the model
     with pytest.raises(UnsupportedModelError, match="llama has no sliding-window"):
         from jaxlab.models.hf import config_to_hf
+
         config_to_hf(tiny_config("llama", sliding_window=4))
 
 
@@ -86,7 +102,8 @@ def test_mistral_greedy_generation_matches_transformers():
     prompt = _ids(seq=6, batch=1)[0].tolist()
     ours = generate(model, None, prompt, max_new_tokens=10, stop_token_ids=[]).token_ids[0]
     with torch.no_grad():
-        theirs = hf.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False, eos_token_id=None,
-                             pad_token_id=0)[0, 6:].tolist()
+        theirs = hf.generate(
+            torch.tensor([prompt]), max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0
+        )[0, 6:].tolist()
     assert ours == theirs
     assert jnp.asarray(model(np.asarray([prompt]))).shape == (1, 6, TINY["vocab_size"])

@@ -1,4 +1,5 @@
 """Logits parity with transformers (torch, CPU, float32) on tiny random configs."""
+
 import numpy as np
 import pytest
 import torch
@@ -7,13 +8,22 @@ import transformers
 from jaxlab.models import from_hf, to_hf
 from jaxlab.models.hf import UnsupportedModelError, config_from_hf
 
-TINY = dict(vocab_size=211, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-6)
+TINY = dict(
+    vocab_size=211,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    rms_norm_eps=1e-6,
+)
 
 
 def _hf_model(family: str, **extra):
-    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
-           "qwen3": transformers.Qwen3Config}[family]
+    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config}[
+        family
+    ]
     kw = dict(TINY, **extra)
     if family == "qwen3":
         kw.setdefault("head_dim", 16)
@@ -39,9 +49,19 @@ def _hf_logits(model, ids, mask=None):
 CASES = [
     ("llama", {}),
     ("llama", {"tie_word_embeddings": True}),
-    ("llama", {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
-               "rope_theta": 500000.0}),
+    (
+        "llama",
+        {
+            "rope_scaling": {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 16,
+            },
+            "rope_theta": 500000.0,
+        },
+    ),
     ("qwen2", {}),
     ("qwen3", {}),
 ]
@@ -82,5 +102,10 @@ def test_unsupported_architecture_is_named():
     with pytest.raises(UnsupportedModelError, match="model_type='gpt2'"):
         config_from_hf({"model_type": "gpt2"})
     with pytest.raises(UnsupportedModelError, match="rope_type='dynamic'"):
-        config_from_hf(dict(model_type="llama", rope_scaling={"rope_type": "dynamic", "factor": 2.0}, **{
-            k: v for k, v in TINY.items()}))
+        config_from_hf(
+            dict(
+                model_type="llama",
+                rope_scaling={"rope_type": "dynamic", "factor": 2.0},
+                **{k: v for k, v in TINY.items()},
+            )
+        )

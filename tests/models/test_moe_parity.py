@@ -1,5 +1,6 @@
 """MoE models: logits parity with transformers (f32, tiny random configs), export, router losses,
 gradients against a dense one-hot reference, and expert parallelism equal to the local path."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,13 +17,24 @@ from jaxlab.models.moe import MoEBlock, clamped_swiglu, load_balancing_loss, rou
 from jaxlab.sharding import MeshConfig, make_mesh
 
 VOCAB = 97
-TINY = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=8, max_position_embeddings=128, rms_norm_eps=1e-6,
-            num_experts_per_tok=2)
+TINY = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=40,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    max_position_embeddings=128,
+    rms_norm_eps=1e-6,
+    num_experts_per_tok=2,
+)
 FAMILIES = {
     "mixtral": (transformers.MixtralConfig, dict(num_local_experts=4)),
-    "qwen2_moe": (transformers.Qwen2MoeConfig, dict(num_experts=4, moe_intermediate_size=16,
-                                                    shared_expert_intermediate_size=24)),
+    "qwen2_moe": (
+        transformers.Qwen2MoeConfig,
+        dict(num_experts=4, moe_intermediate_size=16, shared_expert_intermediate_size=24),
+    ),
     "qwen3_moe": (transformers.Qwen3MoeConfig, dict(num_experts=4, moe_intermediate_size=16)),
     "gpt_oss": (transformers.GptOssConfig, dict(num_local_experts=4, sliding_window=3)),
 }
@@ -31,8 +43,7 @@ FAMILIES = {
 def _hf_model(family: str, **extra):
     cls, base = FAMILIES[family]
     torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(cls(**{**TINY, **base, **extra}),
-                                                          dtype=torch.float32).eval()
+    model = transformers.AutoModelForCausalLM.from_config(cls(**{**TINY, **base, **extra}), dtype=torch.float32).eval()
     with torch.no_grad():  # every parameter matters: random norms, biases, sinks; experts big enough to count
         for name, p in model.named_parameters():
             if "norm" in name or "bias" in name or "sinks" in name:
@@ -73,8 +84,19 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("family,extra", CASES, ids=["mixtral", "mixtral-sliding", "qwen2_moe", "qwen2_moe-mlp-only",
-                                                     "qwen2_moe-sparse-step", "qwen3_moe", "gpt_oss"])
+@pytest.mark.parametrize(
+    "family,extra",
+    CASES,
+    ids=[
+        "mixtral",
+        "mixtral-sliding",
+        "qwen2_moe",
+        "qwen2_moe-mlp-only",
+        "qwen2_moe-sparse-step",
+        "qwen3_moe",
+        "gpt_oss",
+    ],
+)
 def test_logits_match_transformers(family, extra):
     hf = _hf_model(family, **extra)
     model = from_hf(hf)
@@ -117,8 +139,9 @@ def test_per_expert_linear_checkpoints_load():
             weights[legacy + "w2.weight"] = down[j]
         weights[pre + "block_sparse_moe.gate.weight"] = weights.pop(pre + "mlp.gate.weight")
     ids = _ids()
-    np.testing.assert_allclose(np.asarray(_forward(from_hf((cfg_dict, weights)), ids)), _hf_logits(hf, ids),
-                               atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        np.asarray(_forward(from_hf((cfg_dict, weights)), ids)), _hf_logits(hf, ids), atol=1e-4, rtol=0
+    )
 
 
 def test_load_balancing_loss_matches_transformers_with_padding():
@@ -184,8 +207,11 @@ def _dense_moe_reference(params, x, cfg: ModelConfig):
     up = jnp.einsum("td,edf->tef", x, ex["w_up"])
     if moe.expert_bias:
         gate, up = gate + ex["b_gate"][None], up + ex["b_up"][None]
-    act = (clamped_swiglu(gate, up, moe.swiglu_alpha, moe.swiglu_limit) if moe.activation == "clamped_swiglu"
-           else jax.nn.silu(gate) * up)
+    act = (
+        clamped_swiglu(gate, up, moe.swiglu_alpha, moe.swiglu_limit)
+        if moe.activation == "clamped_swiglu"
+        else jax.nn.silu(gate) * up
+    )
     y_e = jnp.einsum("tef,efd->ted", act, ex["w_down"])
     if moe.expert_bias:
         y_e = y_e + ex["b_down"][None]
@@ -220,8 +246,11 @@ def test_moe_block_output_and_gradients_match_dense_one_hot_reference(family):
 
 
 @pytest.mark.parametrize("mesh_shape", [(1, 8), (2, 4)], ids=["expert8", "data2-expert4"])
-@pytest.mark.parametrize("family,experts", [("qwen2_moe", {"num_experts": 8}),
-                                             ("gpt_oss", {"num_local_experts": 8})], ids=["qwen2_moe", "gpt_oss"])
+@pytest.mark.parametrize(
+    "family,experts",
+    [("qwen2_moe", {"num_experts": 8}), ("gpt_oss", {"num_local_experts": 8})],
+    ids=["qwen2_moe", "gpt_oss"],
+)
 def test_expert_parallel_forward_equals_local(family, experts, mesh_shape):
     """moe.ep switches the MoE layers to jaxlab.parallel's shard_map paths (gradients: tests/parallel).
 
@@ -252,7 +281,7 @@ def test_kv_cache_decode_matches_full_forward_with_sinks_and_sliding_window():
     logits, cache = decode(model, jnp.asarray(ids[:, :5]), jnp.broadcast_to(jnp.arange(5), (2, 5)), cache)
     steps = [np.asarray(logits)]
     for t in range(5, 8):
-        logits, cache = decode(model, jnp.asarray(ids[:, t:t + 1]), jnp.full((2, 1), t), cache)
+        logits, cache = decode(model, jnp.asarray(ids[:, t : t + 1]), jnp.full((2, 1), t), cache)
         steps.append(np.asarray(logits))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5, rtol=0)
 
@@ -264,8 +293,9 @@ def test_unsupported_options_are_named():
     with pytest.raises(UnsupportedModelError, match="mlp_only_layers"):
         config_from_hf({**base, "mlp_only_layers": [5]})
     with pytest.raises(UnsupportedModelError, match="quantization_config"):
-        config_from_hf({**base, "model_type": "gpt_oss", "num_local_experts": 4,
-                        "quantization_config": {"quant_method": "mxfp4"}})
+        config_from_hf(
+            {**base, "model_type": "gpt_oss", "num_local_experts": 4, "quantization_config": {"quant_method": "mxfp4"}}
+        )
     with pytest.raises(UnsupportedModelError, match="router_jitter_noise"):
         config_from_hf({**base, "model_type": "mixtral", "num_local_experts": 4, "router_jitter_noise": 0.1})
     with pytest.raises(ValueError, match="moe.num_experts_per_tok"):
@@ -277,8 +307,15 @@ def test_unsupported_options_are_named():
     with pytest.raises(ValueError, match="moe.gmm_impl"):
         MoEConfig(num_experts=4, num_experts_per_tok=2, intermediate_size=16, gmm_impl="cublas")
     with pytest.raises(ValueError, match="family 'mixtral'.*moe section"):
-        ModelConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=1, num_kv_heads=1,
-                    family="mixtral")
+        ModelConfig(
+            vocab_size=8,
+            hidden_size=8,
+            intermediate_size=8,
+            num_layers=1,
+            num_heads=1,
+            num_kv_heads=1,
+            family="mixtral",
+        )
     with pytest.raises(UnsupportedModelError, match="router_z_loss_coef"):
         config_to_hf(tiny_config("mixtral", moe=dict(router_z_loss_coef=0.1)))
     abstract = nnx.eval_shape(lambda: DecoderLM(tiny_config("mixtral", moe=dict(ep="standard")), rngs=nnx.Rngs(0)))
@@ -296,8 +333,12 @@ def test_train_loss_includes_router_losses():
     from jaxlab.train.loss import masked_cross_entropy
     from jaxlab.train.step import _loss_sum
 
-    cfg = tiny_config("qwen3_moe", moe=MoEConfig(num_experts=4, num_experts_per_tok=2, intermediate_size=32,
-                                                 router_aux_loss_coef=0.5, router_z_loss_coef=0.1))
+    cfg = tiny_config(
+        "qwen3_moe",
+        moe=MoEConfig(
+            num_experts=4, num_experts_per_tok=2, intermediate_size=32, router_aux_loss_coef=0.5, router_z_loss_coef=0.1
+        ),
+    )
     model = init_model(cfg, seed=0)
     ids = jnp.asarray(np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 9)))
     batch = {"input_ids": ids, "targets": jnp.roll(ids, -1, axis=1), "loss_mask": jnp.ones_like(ids)}

@@ -1,4 +1,5 @@
 """``model.remat`` policies and ``model.attention`` kernels equal the plain XLA model, forward and backward."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,8 +55,9 @@ def test_remat_changes_the_compiled_program():
     assert "checkpoint" not in hlo(cfg) and hlo(cfg.replace(remat="full")) != hlo(cfg)
 
 
-@pytest.mark.parametrize("family,window", [("llama", None), ("qwen2", None), ("llama", 4)],
-                         ids=["causal-gqa", "bias", "sliding-window"])
+@pytest.mark.parametrize(
+    "family,window", [("llama", None), ("qwen2", None), ("llama", 4)], ids=["causal-gqa", "bias", "sliding-window"]
+)
 def test_dot_product_attention_equals_xla(family, window):
     cfg = tiny_config(family, num_layers=2, sliding_window=window)
     ids, mask = _inputs(seed=1)

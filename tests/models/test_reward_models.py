@@ -1,6 +1,7 @@
 """Reward-model parity with transformers on tiny random checkpoints: the sequence classifier
 (transformers' own ``*ForSequenceClassification``) and the Qwen2.5-Math-PRM head (the released
 ``Qwen2ForProcessRewardModel``: a Qwen2 trunk + Linear-ReLU-Linear, rebuilt here in torch)."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -10,15 +11,24 @@ import transformers
 from jaxlab.models.hf import UnsupportedModelError
 from jaxlab.models.reward import reward_model_from_hf, sequence_scores, step_probabilities
 
-SMALL = dict(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-6, pad_token_id=0)
+SMALL = dict(
+    vocab_size=97,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    rms_norm_eps=1e-6,
+    pad_token_id=0,
+)
 
 
 def _ids(rng, b, s, vocab):
     ids = rng.integers(1, vocab, (b, s))
     mask = np.ones((b, s), np.int64)
-    mask[1, s - 3:] = 0  # right padding on row 1, as transformers' pooling expects
-    ids[1, s - 3:] = 0
+    mask[1, s - 3 :] = 0  # right padding on row 1, as transformers' pooling expects
+    ids[1, s - 3 :] = 0
     return ids, mask
 
 
@@ -84,7 +94,8 @@ def test_a_causal_lm_is_not_a_reward_model():
 def test_missing_score_tensor_is_named():
     torch.manual_seed(0)
     ref = transformers.AutoModelForSequenceClassification.from_config(
-        transformers.LlamaConfig(**SMALL, num_labels=1)).eval()
+        transformers.LlamaConfig(**SMALL, num_labels=1)
+    ).eval()
     hf = {**ref.config.to_dict(), "architectures": ["LlamaForSequenceClassification"]}
     weights = {k: v.detach().numpy() for k, v in ref.state_dict().items() if k != "score.weight"}
     with pytest.raises(UnsupportedModelError, match="score.weight"):

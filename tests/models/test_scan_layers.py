@@ -1,5 +1,6 @@
 """``model.scan_layers``: one scanned block gives the unrolled model's losses and gradients; unlike layers
 are refused by name."""
+
 import jax
 import numpy as np
 import pytest
@@ -15,8 +16,9 @@ def _program(model, ids, mask):
     return str(jax.make_jaxpr(lambda st, i: nnx.merge(graphdef, st)(i, attention_mask=mask))(state, ids))
 
 
-@pytest.mark.parametrize("family,remat", [("llama", "none"), ("qwen3", "full"), ("mistral", "dots_saveable"),
-                                          ("qwen3_moe", "none")])
+@pytest.mark.parametrize(
+    "family,remat", [("llama", "none"), ("qwen3", "full"), ("mistral", "dots_saveable"), ("qwen3_moe", "none")]
+)
 def test_scan_equals_unrolled(family, remat):
     cfg = tiny_config(family, num_layers=3, remat=remat)
     ids, mask = _inputs(seed=2)
@@ -24,8 +26,9 @@ def test_scan_equals_unrolled(family, remat):
     scanned = with_options(init_model(cfg, seed=3), scan_layers=True)
     # one scan over the 3 layers (MoE's grouped matmuls scan too, over other lengths)
     assert "length=3" in _program(scanned, ids, mask) and "length=3" not in _program(unrolled, ids, mask)
-    np.testing.assert_allclose(np.asarray(scanned(ids, attention_mask=mask)),
-                               np.asarray(unrolled(ids, attention_mask=mask)), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(scanned(ids, attention_mask=mask)), np.asarray(unrolled(ids, attention_mask=mask)), rtol=0, atol=1e-5
+    )
     (wl, wg), (gl, gg) = _loss_and_grads(unrolled, ids, mask), _loss_and_grads(scanned, ids, mask)
     np.testing.assert_allclose(float(gl), float(wl), rtol=0, atol=1e-6)
     assert jax.tree.structure(gg) == jax.tree.structure(wg)  # per-layer parameter tree, unchanged

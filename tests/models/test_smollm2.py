@@ -1,4 +1,5 @@
 """The real SmolLM2-135M-Instruct: logits and greedy-generation parity with transformers."""
+
 import numpy as np
 import pytest
 import torch
@@ -33,8 +34,9 @@ def test_greedy_generation_matches_transformers_for_32_tokens(pair):
     text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     prompt = tok.encode(text, add_special_tokens=False)
     with torch.no_grad():
-        ref = hf.generate(torch.tensor([prompt]), max_new_tokens=32, do_sample=False, min_new_tokens=32,
-                          pad_token_id=tok.pad_token_id)[0, len(prompt):].tolist()
+        ref = hf.generate(
+            torch.tensor([prompt]), max_new_tokens=32, do_sample=False, min_new_tokens=32, pad_token_id=tok.pad_token_id
+        )[0, len(prompt) :].tolist()
     ours = generate(model, tok, [messages], max_new_tokens=32, stop_token_ids=[]).token_ids[0]
     assert ours == ref
 

@@ -1,4 +1,5 @@
 """gmm/tgmm kernel paths (Pallas interpret mode on CPU) against the jnp reference."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,6 +59,7 @@ def test_gmm_gradients_match_reference_autodiff(impl, interpret, dtype):
     def loss(fn):
         def f(lhs, rhs):
             return jnp.sum(fn(lhs, rhs).astype(jnp.float32) * cot.astype(jnp.float32))
+
         return jax.jit(jax.grad(f, argnums=(0, 1)))
 
     got = loss(lambda a, b: gmm(a, b, gs, impl=impl, tiling=SMALL_TILES, interpret=interpret))(lhs, rhs)
@@ -66,7 +68,7 @@ def test_gmm_gradients_match_reference_autodiff(impl, interpret, dtype):
         assert g.dtype == dtype
         _close(g, w, dtype)
     # Rows past the groups get no gradient.
-    assert np.all(np.asarray(got[0][sum(group_sizes):], np.float32) == 0.0)
+    assert np.all(np.asarray(got[0][sum(group_sizes) :], np.float32) == 0.0)
 
 
 def test_default_tiles_larger_than_shapes():

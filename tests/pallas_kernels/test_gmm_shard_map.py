@@ -4,6 +4,7 @@ Without ``pallas_kernels.vma`` the Pallas kernels fail at trace time inside
 shard_map (``manual_axis_type ... must not be None``), which is what broke
 ``moe.ep`` on every TPU and GPU.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,8 +34,7 @@ def _sharded(impl: str, check_vma: bool):
     kw = dict(impl=impl, interpret=impl != "reference")
 
     def shard(body, out_specs):
-        return jax.shard_map(body, mesh=mesh, in_specs=(P("x"), P(), P("x")), out_specs=out_specs,
-                             check_vma=check_vma)
+        return jax.shard_map(body, mesh=mesh, in_specs=(P("x"), P(), P("x")), out_specs=out_specs, check_vma=check_vma)
 
     gmm = shard(lambda lhs, rhs, sizes: pallas_kernels.gmm(lhs, rhs, sizes[0], **kw), P("x"))
 

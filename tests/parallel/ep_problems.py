@@ -1,4 +1,5 @@
 """Routed-expert test problems shared by the EP tests: one hot expert, and loss + gradients."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,10 +12,13 @@ def hot_problem(hot_share: float, seed: int, tokens: int, d_model: int, d_ff: in
     rng = np.random.default_rng(seed)
     first = np.where(rng.random(tokens) < hot_share, 3, rng.integers(0, experts, tokens))
     second = (first + 1 + rng.integers(0, experts - 1, tokens)) % experts
-    arrays = (rng.normal(size=(tokens, d_model)), rng.random(size=(tokens, 2)),
-              rng.normal(size=(experts, d_model, d_ff)) / 4,
-              rng.normal(size=(experts, d_model, d_ff)) / 4,
-              rng.normal(size=(experts, d_ff, d_model)) / 5)
+    arrays = (
+        rng.normal(size=(tokens, d_model)),
+        rng.random(size=(tokens, 2)),
+        rng.normal(size=(experts, d_model, d_ff)) / 4,
+        rng.normal(size=(experts, d_model, d_ff)) / 4,
+        rng.normal(size=(experts, d_ff, d_model)) / 5,
+    )
     x, cw, wg, wu, wd = (jnp.asarray(a, jnp.float32) for a in arrays)
     return x, jnp.asarray(np.stack([first, second], 1), jnp.int32), cw, wg, wu, wd
 

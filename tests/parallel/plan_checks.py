@@ -1,4 +1,5 @@
 """Plan invariants shared by the host and the on-device planner tests."""
+
 import numpy as np
 
 

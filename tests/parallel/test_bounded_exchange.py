@@ -1,4 +1,5 @@
 """The bounded transport: LLEP's receive buffers sized by the plan on the CPU all_to_all path."""
+
 import jax
 import numpy as np
 import pytest
@@ -22,8 +23,9 @@ def _problem(hot_share: float, seed: int = 0):
     return hot_problem(hot_share, seed, T, DM, F, E)
 
 
-@pytest.mark.parametrize("hot_share,pair_rows", [(0.0, None), (0.9, None), (0.9, 3)],
-                         ids=["uniform", "hot90", "hot90-many-rounds"])
+@pytest.mark.parametrize(
+    "hot_share,pair_rows", [(0.0, None), (0.9, None), (0.9, 3)], ids=["uniform", "hot90", "hot90-many-rounds"]
+)
 def test_bounded_llep_matches_reference_outputs_and_gradients(mesh, hot_share, pair_rows):
     args = _problem(hot_share)
     (_, (y_ref, _)), grads_ref = loss_and_grads("none", None, EPConfig(), args)
@@ -42,8 +44,9 @@ def test_bounded_receive_buffers_and_round_blocks_are_plan_sized(mesh):
     temps = {}
     for transport in ("bounded", "all_to_all"):
         config = EPConfig(transport=transport, min_chunk=8)
-        compiled = jax.jit(lambda *a, c=config: routed_experts(*a, ep="llep", mesh=mesh, config=c)[0]
-                           ).lower(*args).compile()
+        compiled = (
+            jax.jit(lambda *a, c=config: routed_experts(*a, ep="llep", mesh=mesh, config=c)[0]).lower(*args).compile()
+        )
         temps[transport] = compiled.memory_analysis().temp_size_in_bytes
         if transport == "bounded":
             rounds = [c for c in collectives(compiled.as_text()) if SCOPE in c.op_name]

@@ -1,4 +1,5 @@
 """On-device (jitted) LLEP planner: host-planner invariants, load bound, lambda and alpha."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,4 +1,5 @@
 """EP composed with data parallelism: mesh data=2 x expert=4, each replica its own EP group."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +15,7 @@ DATA, EXPERT, T, K, DM, F, E = 2, 4, 128, 2, 16, 24, 8
 
 @pytest.fixture(scope="module")
 def mesh():
-    return Mesh(np.array(jax.devices()[:DATA * EXPERT]).reshape(DATA, EXPERT), ("data", "expert"))
+    return Mesh(np.array(jax.devices()[: DATA * EXPERT]).reshape(DATA, EXPERT), ("data", "expert"))
 
 
 def _problem(mesh):
@@ -28,16 +29,22 @@ def _problem(mesh):
     exp = NamedSharding(mesh, P("expert"))
     put = lambda a, s: jax.device_put(jnp.asarray(a, jnp.int32 if a is ids else jnp.float32), s)
     tokens = [put(a, tok) for a in (rng.normal(size=(T, DM)), ids, rng.random((T, K)))]
-    weights = [put(a, exp) for a in (rng.normal(size=(E, DM, F)) / 4, rng.normal(size=(E, DM, F)) / 4,
-                                     rng.normal(size=(E, F, DM)) / 5, rng.normal(size=(E, F)),
-                                     rng.normal(size=(E, DM)))]
+    weights = [
+        put(a, exp)
+        for a in (
+            rng.normal(size=(E, DM, F)) / 4,
+            rng.normal(size=(E, DM, F)) / 4,
+            rng.normal(size=(E, F, DM)) / 5,
+            rng.normal(size=(E, F)),
+            rng.normal(size=(E, DM)),
+        )
+    ]
     return tokens, weights
 
 
 def _grad_fn(ep, mesh, config):
     def loss(x, wg, wu, wd, bg, bd, ids, cw):
-        y, stats = routed_experts(x, ids, cw, wg, wu, wd, ep=ep, mesh=mesh, config=config,
-                                  b_gate=bg, b_down=bd)
+        y, stats = routed_experts(x, ids, cw, wg, wu, wd, ep=ep, mesh=mesh, config=config, b_gate=bg, b_down=bd)
         return jnp.sum(jnp.sin(y) * y), (y, stats)
 
     return jax.jit(jax.value_and_grad(loss, argnums=tuple(range(6)), has_aux=True))
@@ -58,8 +65,9 @@ def test_data2_expert4_equals_reference_without_gathering_tokens_over_data(mesh,
         flat = np.asarray(ids).reshape(DATA, -1)
         for r in range(DATA):
             counts = jnp.asarray(np.bincount(flat[r], minlength=E), jnp.int32)
-            np.testing.assert_array_equal(stats.device_load[r * EXPERT:(r + 1) * EXPERT],
-                                          plan_llep_device(counts, EXPERT, 2, 4).device_load)
+            np.testing.assert_array_equal(
+                stats.device_load[r * EXPERT : (r + 1) * EXPERT], plan_llep_device(counts, EXPERT, 2, 4).device_load
+            )
     found = collectives(fn.lower(x, *weights, ids, cw).compile().as_text())
     assert any(c.op == "all-to-all" for c in found)
     for c in found:

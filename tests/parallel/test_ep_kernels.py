@@ -5,6 +5,7 @@ The EP tests elsewhere use the jnp reference gmm; these run the Pallas TPU
 where ``check_vma`` used to reject them, and compare outputs and gradients with
 the single-device reference.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,8 +29,13 @@ def problem():
     probs[5] = 40.0  # a hot expert, so LLEP really splits it and copies its weights
     probs /= probs.sum()
     ids = np.stack([rng.choice(E, size=K, replace=False, p=probs) for _ in range(T)])
-    arrays = (rng.normal(size=(T, DM)), rng.random(size=(T, K)), rng.normal(size=(E, DM, F)) / 3,
-              rng.normal(size=(E, DM, F)) / 3, rng.normal(size=(E, F, DM)) / 4)
+    arrays = (
+        rng.normal(size=(T, DM)),
+        rng.random(size=(T, K)),
+        rng.normal(size=(E, DM, F)) / 3,
+        rng.normal(size=(E, DM, F)) / 3,
+        rng.normal(size=(E, F, DM)) / 4,
+    )
     x, cw, wg, wu, wd = (jnp.asarray(a, jnp.float32) for a in arrays)
     return x, jnp.asarray(ids, jnp.int32), cw, wg, wu, wd
 

@@ -1,4 +1,5 @@
 """standard EP and LLEP on 8 fake CPU devices equal the single-device reference."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,8 +8,17 @@ from jax.sharding import Mesh
 
 from jaxlab.parallel.device_planner import plan_llep_device
 from tests.parallel.ep_problems import loss_and_grads
-from jaxlab.parallel import (EPConfig, ExpertActivation, ExpertBiases, clamped_swiglu, pair_counts, plan_llep,
-                             raise_on_overflow, routed_experts, routed_ffn_reference)
+from jaxlab.parallel import (
+    EPConfig,
+    ExpertActivation,
+    ExpertBiases,
+    clamped_swiglu,
+    pair_counts,
+    plan_llep,
+    raise_on_overflow,
+    routed_experts,
+    routed_ffn_reference,
+)
 
 D, T, K, DM, F, E = 8, 64, 2, 16, 24, 16
 
@@ -71,8 +81,21 @@ def _biasedloss_and_grads(ep, mesh, config, args, biases):
     x, ids, cw, wg, wu, wd = args
 
     def loss(x, wg, wu, wd, bg, bu, bd):
-        y, stats = routed_experts(x, ids, cw, wg, wu, wd, ep=ep, mesh=mesh, config=config,
-                                  b_gate=bg, b_up=bu, b_down=bd, activation=GPT_OSS_ACT)
+        y, stats = routed_experts(
+            x,
+            ids,
+            cw,
+            wg,
+            wu,
+            wd,
+            ep=ep,
+            mesh=mesh,
+            config=config,
+            b_gate=bg,
+            b_up=bu,
+            b_down=bd,
+            activation=GPT_OSS_ACT,
+        )
         return jnp.sum(jnp.sin(y) * y), (y, stats)
 
     return jax.jit(jax.value_and_grad(loss, argnums=tuple(range(7)), has_aux=True))(x, wg, wu, wd, *biases)
@@ -117,8 +140,7 @@ def test_llep_with_a_precomputed_plan_and_capacity_from_it(mesh):
     local = T // D * K
     capacity_factor = pair_counts(plan, by_source).max() * D / local  # exactly enough rows
     config = EPConfig(max_extra_experts=3, capacity_factor=capacity_factor)
-    y, stats = jax.jit(lambda *a: routed_experts(*a, ep="llep", mesh=mesh, config=config,
-                                                 plan=plan.arrays()))(*args)
+    y, stats = jax.jit(lambda *a: routed_experts(*a, ep="llep", mesh=mesh, config=config, plan=plan.arrays()))(*args)
     np.testing.assert_allclose(y, routed_ffn_reference(*args), atol=1e-5, rtol=1e-5)
     assert int(stats.dropped) == 0
     np.testing.assert_array_equal(stats.device_load, plan.device_load)
@@ -153,8 +175,10 @@ def test_ragged_transport_lowers_forward_and_backward(mesh):
     x, ids, cw, wg, wu, wd = _problem(skewed=True)
     config = EPConfig(transport="ragged")
     for ep in ("standard", "llep"):
+
         def loss(x, wg):
             return routed_experts(x, ids, cw, wg, wu, wd, ep=ep, mesh=mesh, config=config)[0].sum()
+
         text = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, wg).as_text()
         assert "ragged_all_to_all" in text
 

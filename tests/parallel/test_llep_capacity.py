@@ -1,4 +1,5 @@
 """LLEP's plan-bounded buffers: the experts run on capacity() rows per device, overflow is counted."""
+
 import jax
 import numpy as np
 import pytest

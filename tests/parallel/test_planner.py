@@ -1,4 +1,5 @@
 """LLEP planner invariants: every token assigned once, cap respected, load balanced."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """LLEP weight exchange: only the planned experts move, their gradients sum back to the owner."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,8 +43,7 @@ def _plan_extra(ids: np.ndarray, max_extra: int = 2, min_chunk: int = 4) -> jax.
 
 def _exchange(mesh, tensors, extra):
     body = lambda ws, ex: exchange_weight_copies(ws, ex, "expert", E)
-    return jax.shard_map(body, mesh=mesh, in_specs=(P("expert"), P()),
-                         out_specs=P("expert"))(tensors, extra)
+    return jax.shard_map(body, mesh=mesh, in_specs=(P("expert"), P()), out_specs=P("expert"))(tensors, extra)
 
 
 def _reference(tensors, extra):
@@ -59,8 +59,7 @@ def test_exchange_equals_gather_forward_and_gradients(mesh, skew):
     if skew != "uniform":
         assert int((extra >= 0).sum()) > 0
     rng = np.random.default_rng(1)
-    cts = tuple(jnp.asarray(rng.normal(size=(D * extra.shape[1],) + w.shape[1:]), jnp.float32)
-                for w in tensors)
+    cts = tuple(jnp.asarray(rng.normal(size=(D * extra.shape[1],) + w.shape[1:]), jnp.float32) for w in tensors)
 
     def loss(fn, ws):
         return sum(jnp.sum(c * ct) for c, ct in zip(fn(ws), cts))
@@ -84,8 +83,9 @@ def _problem(skew: float):
 
 def _grad_fn(ep, mesh, config):
     def loss(x, wg, wu, wd, bg, bd, ids, cw):
-        y, stats = routed_experts(x, ids, cw, wg, wu, wd, ep=ep, mesh=mesh, config=config,
-                                  b_gate=bg, b_up=bg * 0.5, b_down=bd)
+        y, stats = routed_experts(
+            x, ids, cw, wg, wu, wd, ep=ep, mesh=mesh, config=config, b_gate=bg, b_up=bg * 0.5, b_down=bd
+        )
         return jnp.sum(jnp.sin(y) * y), stats
 
     return jax.jit(jax.value_and_grad(loss, argnums=tuple(range(6)), has_aux=True))

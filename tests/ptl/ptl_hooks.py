@@ -1,4 +1,5 @@
 """A deterministic RL-style tuner for the loop tests: shifts every parameter (pruned ones too)."""
+
 import jax
 from flax import nnx
 

@@ -7,6 +7,7 @@ Runs the PTL runner on a random tiny Llama with mid-stage tune checkpoints. With
 were never checkpointed), prints ``PAUSED K J`` and sleeps, so the test can SIGKILL it at a known
 point. Prints ``DONE`` at the end.
 """
+
 import argparse
 import sys
 import time
@@ -18,12 +19,25 @@ from experiments.ptl import runner, tune  # noqa: E402
 from jaxlab.config import load  # noqa: E402
 from jaxlab.train.trainer import fit  # noqa: E402
 
-CFG = {"model": {"name": "tiny-llama"},
-       "data": {"seq_len": 32, "batch_size": 2, "calib_batches": 1, "english_batches": 1, "eval_tokens": 128,
-                "eval_batch_size": 4, "task_items": 0},
-       "schedule": {"stages": 2, "target": 0.5},
-       "tune": {"steps": 6, "checkpoint_every": 2, "learning_rate": 0.002},
-       "baselines": [], "progress": False, "speed": {"enabled": False}, "export_hf": False, "compile_cache": False}
+CFG = {
+    "model": {"name": "tiny-llama"},
+    "data": {
+        "seq_len": 32,
+        "batch_size": 2,
+        "calib_batches": 1,
+        "english_batches": 1,
+        "eval_tokens": 128,
+        "eval_batch_size": 4,
+        "task_items": 0,
+    },
+    "schedule": {"stages": 2, "target": 0.5},
+    "tune": {"steps": 6, "checkpoint_every": 2, "learning_rate": 0.002},
+    "baselines": [],
+    "progress": False,
+    "speed": {"enabled": False},
+    "export_hf": False,
+    "compile_cache": False,
+}
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
 """``tune.method: distill``: the KL loss against a numpy reference, and pruned units exactly zero under it."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,8 +48,9 @@ def test_distill_loss_matches_numpy_forward_and_gradient(temp, alpha):
     def f(s_, t_):
         return distill_loss_sum(s_, t_, jnp.asarray(y), jnp.asarray(mask), temp, alpha)
 
-    (got, n), (gs, gt) = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(jnp.asarray(s, jnp.float32),
-                                                                           jnp.asarray(t, jnp.float32))
+    (got, n), (gs, gt) = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(
+        jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32)
+    )
     assert float(n) == mask.sum()
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(gs), want_grad, rtol=1e-4, atol=1e-6)
@@ -67,8 +69,9 @@ def test_distill_options_are_checked():
 
 def _data():
     files, _ = train_data.split_files(train_data.stdlib_python_files(), 0.1)
-    return iter(train_data.pretrain_dataset(files[:20], lambda t: list(t.encode()), eos_id=0, seq_len=32,
-                                            batch_size=2, seed=0))
+    return iter(
+        train_data.pretrain_dataset(files[:20], lambda t: list(t.encode()), eos_id=0, seq_len=32, batch_size=2, seed=0)
+    )
 
 
 def test_distill_tune_keeps_pruned_units_zero_and_uses_the_teacher(monkeypatch):
@@ -106,8 +109,9 @@ def test_distill_tune_keeps_pruned_units_zero_and_uses_the_teacher(monkeypatch):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # every pruned weight still exactly 0
     gate = np.asarray(out["layers"][0]["mlp"]["gate_proj"]["kernel"])
     alive = np.asarray(masks.mlp[0]) > 0
-    assert (gate[:, ~alive] == 0).all() and not np.allclose(gate[:, alive], np.asarray(
-        before["layers"][0]["mlp"]["gate_proj"]["kernel"])[:, alive])  # the kept ones trained
+    assert (gate[:, ~alive] == 0).all() and not np.allclose(
+        gate[:, alive], np.asarray(before["layers"][0]["mlp"]["gate_proj"]["kernel"])[:, alive]
+    )  # the kept ones trained
     # the masks that guard against weight decay and stale moments are the stage's, inside the optimizer state
     for got, want in zip(jax.tree.leaves(seen[-1]), jax.tree.leaves(masks)):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

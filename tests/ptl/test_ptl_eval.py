@@ -1,5 +1,6 @@
 """PTL evaluation data and statistics: clean held-out code, windows, calibration samples, bootstrap intervals,
 GSM8K grading, comparisons, and every shipped PTL config's data built before any model loads."""
+
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,7 @@ def test_calibration_samples_are_whole_documents():
             n = int(m.sum())
             text = bytes(ids[:n].tolist()).decode()
             assert text in docs and len(text) == n  # the row is one whole document, last counted token its end
-            assert tg[n - 1] == 255 and np.all(ids[n:] == 0) and np.array_equal(tg[:n - 1], ids[1:n])
+            assert tg[n - 1] == 255 and np.all(ids[n:] == 0) and np.array_equal(tg[: n - 1], ids[1:n])
     again = corpora.sample_batches(docs, BYTES, 255, 64, 2, 3, "toy", seed=0)
     other = corpora.sample_batches(docs, BYTES, EOS, 64, 2, 3, "toy", seed=1)
     assert np.array_equal(again[0]["input_ids"], batches[0]["input_ids"])
@@ -184,8 +185,9 @@ def test_gsm8k_metric_scores_generations(monkeypatch):
     def fake(model, tok, batch, **kw):
         seen.append((len(batch), kw["pad_to_multiple"]))
         answers = [bytes(p).decode().split(" + ")[0].split()[-1] for p in batch]
-        return jaxlab.generate.GenerationOutput([list(f"#### {int(a) + 1}".encode()) for a in answers], [""] * len(batch),
-                                                ["stop"] * len(batch))
+        return jaxlab.generate.GenerationOutput(
+            [list(f"#### {int(a) + 1}".encode()) for a in answers], [""] * len(batch), ["stop"] * len(batch)
+        )
 
     monkeypatch.setattr(jaxlab.generate, "generate", fake)
     out = generation.gsm8k_metric(tasks, prompts, None, max_new_tokens=4, batch_size=2, prompt_width=128)(split)
@@ -197,17 +199,31 @@ def _rows():
     tok = [100.0] * 50
     base = (rng.normal(2, 0.2, 50) * 100).tolist()
     mk = lambda track, shift, items: {  # noqa: E731
-        "track": track, "stage": 1, "params": 1e6, "tokens": 0, "code_ppl": 1.0, "text_ppl": 1.0, "accuracy": 0.5,
-        "code_ppl_ci": [0.9, 1.1], "per_window": {"code": [[b + shift for b in base], tok], "text": [base, tok]},
-        "per_item": {"task": items}}
-    return [mk("base", 0.0, [1] * 20), {"track": "ptl", "stage": 1, "params": 1e6, "tokens": 0},
-            mk("ptl", 10.0, [1] * 20), mk("one_shot", 0.0, [0] * 20)]
+        "track": track,
+        "stage": 1,
+        "params": 1e6,
+        "tokens": 0,
+        "code_ppl": 1.0,
+        "text_ppl": 1.0,
+        "accuracy": 0.5,
+        "code_ppl_ci": [0.9, 1.1],
+        "per_window": {"code": [[b + shift for b in base], tok], "text": [base, tok]},
+        "per_item": {"task": items},
+    }
+    return [
+        mk("base", 0.0, [1] * 20),
+        {"track": "ptl", "stage": 1, "params": 1e6, "tokens": 0},
+        mk("ptl", 10.0, [1] * 20),
+        mk("one_shot", 0.0, [0] * 20),
+    ]
 
 
 def test_compare_and_tables():
     comps = report.compare(_rows())
     by = {(c["vs"], c["metric"]): c for c in comps}
-    assert by["one_shot", "code_ppl"]["value"] == pytest.approx(np.exp(0.1)) and by["one_shot", "code_ppl"]["significant"]
+    assert (
+        by["one_shot", "code_ppl"]["value"] == pytest.approx(np.exp(0.1)) and by["one_shot", "code_ppl"]["significant"]
+    )
     assert by["one_shot", "text_ppl"]["value"] == pytest.approx(1.0) and not by["one_shot", "text_ppl"]["significant"]
     assert by["one_shot", "task"]["value"] == 1.0 and by["base", "task"]["value"] == 0.0
     text = report.format_comparisons(comps)
@@ -240,8 +256,13 @@ def test_data_errors_fire_before_the_model_loads(tmp_path, monkeypatch):
         raise AssertionError("the model was loaded before the data was checked")
 
     monkeypatch.setattr(runner, "load_model", no_model)
-    base = {"model": {"name": "tiny-llama"}, "output_dir": str(tmp_path / "out"), "progress": False,
-            "compile_cache": False, "data": {"seq_len": 64, "batch_size": 2, "eval_tokens": 10_000_000}}
+    base = {
+        "model": {"name": "tiny-llama"},
+        "output_dir": str(tmp_path / "out"),
+        "progress": False,
+        "compile_cache": False,
+        "data": {"seq_len": 64, "batch_size": 2, "eval_tokens": 10_000_000},
+    }
     with pytest.raises(ConfigError, match="held-out code corpus has .* lower data.eval_tokens"):
         runner.run(load(runner.Config, None, [], data=base))
     with pytest.raises(ConfigError, match="calibration samples asked for"):

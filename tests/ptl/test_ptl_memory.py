@@ -1,6 +1,7 @@
 """PTL's lean memory (issue 15): evaluation in row chunks gives the unchunked numbers with smaller
 temporaries; a donating tuner gives the same rows as a copying one and leaves the base model (every
 track's start and the distillation teacher) intact across tracks."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,8 +78,9 @@ def test_chunks_shrink_the_evaluation_temporaries():
 
 def _stream():
     files, _ = train_data.split_files(train_data.stdlib_python_files(), 0.1)
-    return iter(train_data.pretrain_dataset(files[:20], lambda t: list(t.encode()), eos_id=0, seq_len=16,
-                                            batch_size=2, seed=0))
+    return iter(
+        train_data.pretrain_dataset(files[:20], lambda t: list(t.encode()), eos_id=0, seq_len=16, batch_size=2, seed=0)
+    )
 
 
 class _Recording(TrainerTuner):
@@ -97,9 +99,13 @@ def _tracks(base, donate: bool, tmp_path) -> tuple[list[dict], list]:
     """The runner's order: PTL (2 stages), then one-shot, both from ``base``, each with its own tuner."""
     cfg = base.config
     calib_rng = np.random.default_rng(3)
-    calib = [{"input_ids": calib_rng.integers(1, cfg.vocab_size, (2, 16)).astype(np.int32),
-              "targets": calib_rng.integers(1, cfg.vocab_size, (2, 16)).astype(np.int32),
-              "loss_mask": np.ones((2, 16), np.int32)}]
+    calib = [
+        {
+            "input_ids": calib_rng.integers(1, cfg.vocab_size, (2, 16)).astype(np.int32),
+            "targets": calib_rng.integers(1, cfg.vocab_size, (2, 16)).astype(np.int32),
+            "loss_mask": np.ones((2, 16), np.int32),
+        }
+    ]
     held = [_windows(4, 16, cfg.vocab_size, 9)]
 
     def eval_fn(split):
@@ -108,11 +114,24 @@ def _tracks(base, donate: bool, tmp_path) -> tuple[list[dict], list]:
 
     rows, handed = [], []
     for track, kept in (("ptl", [96, 64]), ("one_shot", [64])):
-        tuner = _Recording(_stream(), TuneConfig(steps=2, learning_rate=1e-2), progress=False,
-                             teacher=base, donate=donate)
-        result = run_track(track, base, full_masks(cfg), kept, ScheduleConfig(stages=len(kept), target=0.5),
-                           tuner=tuner, budget=Budget(2, 64, 1e-2), calib=calib, english=calib, eval_fn=eval_fn,
-                           ckpt_dir=tmp_path / f"{donate}" / track, progress=False, log=lambda s: None)
+        tuner = _Recording(
+            _stream(), TuneConfig(steps=2, learning_rate=1e-2), progress=False, teacher=base, donate=donate
+        )
+        result = run_track(
+            track,
+            base,
+            full_masks(cfg),
+            kept,
+            ScheduleConfig(stages=len(kept), target=0.5),
+            tuner=tuner,
+            budget=Budget(2, 64, 1e-2),
+            calib=calib,
+            english=calib,
+            eval_fn=eval_fn,
+            ckpt_dir=tmp_path / f"{donate}" / track,
+            progress=False,
+            log=lambda s: None,
+        )
         rows += result.rows
         handed += tuner.handed
         for r in result.rows:

@@ -1,4 +1,5 @@
 """PTL on a device mesh (data=2 x fsdp=4 over the 8 fake CPU devices) equals the single-device run."""
+
 import jax
 import numpy as np
 import pytest
@@ -7,12 +8,25 @@ from experiments.ptl import runner, tune
 from jaxlab.train.trainer import fit
 from jaxlab.config import ConfigError, load
 
-CFG = {"model": {"name": "tiny-llama"},
-       "data": {"seq_len": 32, "batch_size": 8, "calib_batches": 1, "english_batches": 1, "eval_tokens": 256,
-                "eval_batch_size": 8, "task_items": 0},
-       "schedule": {"stages": 2, "target": 0.5, "criterion": "wanda"},
-       "tune": {"steps": 2, "learning_rate": 0.002},
-       "baselines": [], "progress": False, "speed": {"enabled": False}, "export_hf": True, "compile_cache": False}
+CFG = {
+    "model": {"name": "tiny-llama"},
+    "data": {
+        "seq_len": 32,
+        "batch_size": 8,
+        "calib_batches": 1,
+        "english_batches": 1,
+        "eval_tokens": 256,
+        "eval_batch_size": 8,
+        "task_items": 0,
+    },
+    "schedule": {"stages": 2, "target": 0.5, "criterion": "wanda"},
+    "tune": {"steps": 2, "learning_rate": 0.002},
+    "baselines": [],
+    "progress": False,
+    "speed": {"enabled": False},
+    "export_hf": True,
+    "compile_cache": False,
+}
 
 
 def _run(tmp_path, name, **extra):
@@ -42,8 +56,7 @@ def test_mesh_run_matches_single_device(tmp_path, monkeypatch):
         if a["stage"]:
             steps = [s for s, _ in a["tune_losses"]]
             assert steps == [s for s, _ in b["tune_losses"]] == [1, 2]
-            np.testing.assert_allclose([v for _, v in b["tune_losses"]], [v for _, v in a["tune_losses"]],
-                                       rtol=1e-4)
+            np.testing.assert_allclose([v for _, v in b["tune_losses"]], [v for _, v in a["tune_losses"]], rtol=1e-4)
     assert mesh["export"]["config"] == one["export"]["config"]
     # both exports (compacted on device, sharded or not) load in transformers, the path lm-eval's `hf` model uses
     import torch

@@ -1,4 +1,5 @@
 """A PTL run SIGKILLed inside a stage's tuning resumes inside that stage, with the same losses."""
+
 import json
 import os
 import subprocess
@@ -13,8 +14,13 @@ STAGE, PAUSE, EVERY, STEPS = 2, 5, 2, 6
 
 def _start(out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(out), *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(out), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> None:

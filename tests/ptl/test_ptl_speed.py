@@ -1,4 +1,5 @@
 """The ``speed`` section: dense vs compacted model timed through experiments.bench.timing, FLOPs/token modelled."""
+
 import json
 import statistics
 
@@ -18,8 +19,11 @@ FAST = SpeedSection(prompt_len=8, decode_lengths=(2, 4, 6), repeats=5)
 def _matmul_flops(model) -> float:
     """Reference: 2 x every matmul weight actually in the model, plus the logits projection."""
     cfg = model.config
-    sizes = [np.size(v[...]) for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param)) if path[-1] == "kernel"
-             and "lm_head" not in path]
+    sizes = [
+        np.size(v[...])
+        for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
+        if path[-1] == "kernel" and "lm_head" not in path
+    ]
     return 2.0 * (sum(sizes) + cfg.vocab_size * cfg.hidden_size)
 
 
@@ -42,21 +46,38 @@ def test_measure_speed_dense_vs_compact():
         assert prefill["value"] == pytest.approx(8 / statistics.median(speed["samples_s"][f"{name}/prefill"]))
         assert prefill["min"] <= prefill["value"] <= prefill["max"]
         assert len(speed["samples_s"][f"{name}/gen6"]) == 5
-    assert speed["flops_ratio"] == pytest.approx(_matmul_flops(small) / _matmul_flops(dense)) and speed["flops_ratio"] < 1
+    assert (
+        speed["flops_ratio"] == pytest.approx(_matmul_flops(small) / _matmul_flops(dense)) and speed["flops_ratio"] < 1
+    )
     if speed["prefill_speedup"] is not None:  # None when either figure was noisy: no ratio of noise
-        assert speed["prefill_speedup"] == pytest.approx(speed["compact"]["prefill_tok_s"]["value"]
-                                                         / speed["dense"]["prefill_tok_s"]["value"])
+        assert speed["prefill_speedup"] == pytest.approx(
+            speed["compact"]["prefill_tok_s"]["value"] / speed["dense"]["prefill_tok_s"]["value"]
+        )
     table = format_speed(speed)
     assert "| compact / dense |" in table and "modelled" in table
 
 
 def test_runner_writes_the_speed_section(tmp_path):
-    data = {"model": {"name": "tiny-llama"}, "output_dir": str(tmp_path / "run"),
-            "data": {"seq_len": 32, "batch_size": 2, "calib_batches": 1, "english_batches": 1, "eval_tokens": 64,
-                     "eval_batch_size": 2, "task_items": 0},
-            "schedule": {"stages": 1, "target": 0.5}, "tune": {"steps": 1}, "baselines": [], "progress": False,
-            "export_hf": False, "compile_cache": False,
-            "speed": {"prompt_len": 8, "decode_lengths": [2, 4, 6]}}
+    data = {
+        "model": {"name": "tiny-llama"},
+        "output_dir": str(tmp_path / "run"),
+        "data": {
+            "seq_len": 32,
+            "batch_size": 2,
+            "calib_batches": 1,
+            "english_batches": 1,
+            "eval_tokens": 64,
+            "eval_batch_size": 2,
+            "task_items": 0,
+        },
+        "schedule": {"stages": 1, "target": 0.5},
+        "tune": {"steps": 1},
+        "baselines": [],
+        "progress": False,
+        "export_hf": False,
+        "compile_cache": False,
+        "speed": {"prompt_len": 8, "decode_lengths": [2, 4, 6]},
+    }
     summary = runner.run(load(runner.Config, None, [], data=data))
     saved = json.loads((tmp_path / "run" / "results.json").read_text())["speed"]
     assert saved["compact"]["params"] == summary["rows"][-1]["params"] < saved["dense"]["params"]

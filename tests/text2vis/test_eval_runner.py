@@ -1,12 +1,22 @@
 """The Text2Vis eval runner: gold replies pass, broken ones fail, LLM judges through a scripted client, the
 tiny random model end to end through ``run`` (outputs, resume, refusal), and a run whose judges never answer."""
+
 import dataclasses
 import json
 
 import pytest
 
-from experiments.text2vis.eval_runner import (Config, DataSection, ExecSection, GenerationSection, ModelSection,
-                                              evaluate, gold_replies, make_judges, run)
+from experiments.text2vis.eval_runner import (
+    Config,
+    DataSection,
+    ExecSection,
+    GenerationSection,
+    ModelSection,
+    evaluate,
+    gold_replies,
+    make_judges,
+    run,
+)
 from experiments.text2vis.generator import make_tasks
 from jaxlab.llm import ChatResponse, Choice, ClientConfig, LLMError, ScriptedClient
 from jaxlab.runs import RunDirError, RunFailedError
@@ -16,7 +26,9 @@ def _gold_reply(task) -> str:
     return gold_replies([task])[0]
 
 
-BROKEN = json.dumps({"answer": "no idea", "code": "import matplotlib.pyplot as plt\nraise ValueError('boom')\nplt.show()"})
+BROKEN = json.dumps(
+    {"answer": "no idea", "code": "import matplotlib.pyplot as plt\nraise ValueError('boom')\nplt.show()"}
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +79,15 @@ def test_rl_judges_go_through_the_client_and_fallbacks_are_counted(tasks):
 
 
 def _cfg(tmp_path, **kw) -> Config:
-    base = dict(output_dir=str(tmp_path / "run"), progress=False, model=ModelSection(name="tiny-llama"),
-                data=DataSection(n_tasks=2, seed=1), generation=GenerationSection(max_new_tokens=4, batch_size=2),
-                execution=ExecSection(workers=1), grid_n=2)
+    base = dict(
+        output_dir=str(tmp_path / "run"),
+        progress=False,
+        model=ModelSection(name="tiny-llama"),
+        data=DataSection(n_tasks=2, seed=1),
+        generation=GenerationSection(max_new_tokens=4, batch_size=2),
+        execution=ExecSection(workers=1),
+        grid_n=2,
+    )
     base.update(kw)
     return Config(**base)
 
@@ -95,8 +113,12 @@ def test_run_with_the_tiny_model_writes_outputs_resumes_and_refuses_another_conf
 
 
 def test_oracle_run_uses_gold_replies_without_a_model(tmp_path):
-    cfg = _cfg(tmp_path, oracle=True, model=ModelSection(name="smollm2-135m-instruct", path="/nonexistent"),
-               data=DataSection(n_tasks=1, seed=2))
+    cfg = _cfg(
+        tmp_path,
+        oracle=True,
+        model=ModelSection(name="smollm2-135m-instruct", path="/nonexistent"),
+        data=DataSection(n_tasks=1, seed=2),
+    )
     result = run(cfg)  # would fail loading the model folder if it tried
     assert result["model"] == "oracle (gold replies)" and result["format_rate"] == 1.0
     assert result["overall"]["pass_rate"] == 1.0
@@ -121,8 +143,11 @@ def test_benchmark_judges_prompts_image_message_and_half_step_grid(tasks):
         first = request.messages[0]["content"]
         if len(request.messages) == 2:  # the chart judge: prompt, then the image as its own user message
             assert request.messages[1]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
-            text = ('```json\n{"Readability and Quality Score": "4.5", "Chart Correctness Score": "3.7"}```'
-                    if t_ok.question in first else "Looks fine to me")
+            text = (
+                '```json\n{"Readability and Quality Score": "4.5", "Chart Correctness Score": "3.7"}```'
+                if t_ok.question in first
+                else "Looks fine to me"
+            )
         else:
             assert "Ground Truth Answer" in first and "Generated Answer" in first
             text = "1" if f'"{t_ok.answer}"' in first and t_ok.answer != t_bad.answer else "yes"
@@ -138,12 +163,16 @@ def test_benchmark_judges_prompts_image_message_and_half_step_grid(tasks):
     assert st["text"] == {"calls": 2, "fallbacks": 1} and st["visual"] == {"calls": 2, "off_grid": 1, "fallbacks": 1}
 
 
-@pytest.mark.parametrize("reply,expected", [
-    ('{"Readability and Quality Score": "4.5", "Chart Correctness Score": 3}', (4.5, 3.0, True, False)),
-    ('```json\n{"Readability and Quality Score": 4.2, "Chart Correctness Score": 7}\n```', (4.0, 5.0, True, True)),
-    ('{"Readability and Quality Score": "n/a"}', (0.0, 0.0, False, False)),
-    ("[4, 5]", (0.0, 0.0, False, False)),
-    ('{"Chart Correctness Score": "NaN"}', (0.0, 0.0, False, False))])
+@pytest.mark.parametrize(
+    "reply,expected",
+    [
+        ('{"Readability and Quality Score": "4.5", "Chart Correctness Score": 3}', (4.5, 3.0, True, False)),
+        ('```json\n{"Readability and Quality Score": 4.2, "Chart Correctness Score": 7}\n```', (4.0, 5.0, True, True)),
+        ('{"Readability and Quality Score": "n/a"}', (0.0, 0.0, False, False)),
+        ("[4, 5]", (0.0, 0.0, False, False)),
+        ('{"Chart Correctness Score": "NaN"}', (0.0, 0.0, False, False)),
+    ],
+)
 def test_parse_chart_scores(reply, expected):
     from experiments.text2vis.benchmark_judges import parse_chart_scores
 

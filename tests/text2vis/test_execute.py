@@ -3,6 +3,7 @@
 Each test is one or two sandbox runs (about 2 s each on an idle core); the time-limit tests use
 short limits so the whole file stays well under a minute.
 """
+
 import time
 
 import pytest
@@ -11,7 +12,10 @@ from experiments.text2vis.execute import ChartRun, execute_chart
 
 CSV = "year,sales,region\n2019,10,north\n2020,15,south\n2021,12,north\n"
 HEAD = "import pandas as pd\nimport matplotlib.pyplot as plt\ndf = pd.read_csv('table.csv')\n"
-GOOD = HEAD + "plt.bar(df['year'].astype(str), df['sales'])\nplt.title('Sales')\nplt.xlabel('Year')\nplt.ylabel('Sales')\nplt.show()\n"
+GOOD = (
+    HEAD
+    + "plt.bar(df['year'].astype(str), df['sales'])\nplt.title('Sales')\nplt.xlabel('Year')\nplt.ylabel('Sales')\nplt.show()\n"
+)
 
 
 def test_good_chart_png_and_structure():
@@ -31,7 +35,8 @@ def test_structure_of_four_chart_types_and_legend():
         "ax[0, 1].pie([1, 3])\n"
         "ax[1, 0].scatter([1, 2, 3], [4, 5, 6])\n"
         "ax[1, 1].plot(df['year'], df['sales'], label='sales')\nax[1, 1].legend()\n"
-        "fig.suptitle('Four')\nplt.show()\n")
+        "fig.suptitle('Four')\nplt.show()\n"
+    )
     r = execute_chart(code, CSV)
     assert r.ok, r.stderr
     axes = r.structure["axes"]
@@ -84,8 +89,12 @@ def test_infinite_loop_is_a_bounded_timeout():
 
 def test_ten_thousand_subplots_is_bounded():
     t = time.monotonic()
-    r = execute_chart("import matplotlib.pyplot as plt\nfig, ax = plt.subplots(100, 100)\nplt.show()\n", CSV,
-                      timeout_s=4, memory_mb=512)
+    r = execute_chart(
+        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(100, 100)\nplt.show()\n",
+        CSV,
+        timeout_s=4,
+        memory_mb=512,
+    )
     assert not r.ok and r.status in ("timeout", "memory", "error") and time.monotonic() - t < 20
 
 

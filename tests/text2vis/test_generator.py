@@ -1,5 +1,6 @@
 """The vega task generator: gold answers recomputed from the CSV rows with plain Python/numpy, gold code run
 in the sandbox, seeds reproduce, and train / held-out share no table and no template."""
+
 import csv
 import io
 import json
@@ -53,11 +54,11 @@ def _recompute(task, p) -> object:
     if t in ("corr_r", "corr_sign"):
         x, y = np.array(vals(p["x"])), np.array(vals(p["y"]))
         xc, yc = x - x.mean(), y - y.mean()
-        r = float((xc * yc).sum() / math.sqrt((xc ** 2).sum() * (yc ** 2).sum()))
+        r = float((xc * yc).sum() / math.sqrt((xc**2).sum() * (yc**2).sum()))
         return r if t == "corr_r" else ("positive" if r > 0 else "negative")
     if t in ("topk_high", "topk_low"):
         order = sorted(range(len(v)), key=lambda i: v[i], reverse=t == "topk_high")
-        return [labels[i] for i in order[:p["k"]]]
+        return [labels[i] for i in order[: p["k"]]]
     if t == "pct_change":
         return (at(p["b"]) - at(p["a"])) / abs(at(p["a"])) * 100
     if t == "pct_relative":
@@ -118,13 +119,19 @@ def test_exhausted_kinds_stop_with_a_clear_error(monkeypatch):
 
 
 def test_fmt_number():
-    assert [fmt_number(x) for x in (3.0, -2.0, 1.005e3, 0.1234, -0.001, 12.346)] == ["3", "-2", "1005", "0.12", "0",
-                                                                                   "12.35"]
+    assert [fmt_number(x) for x in (3.0, -2.0, 1.005e3, 0.1234, -0.001, 12.346)] == [
+        "3",
+        "-2",
+        "1005",
+        "0.12",
+        "0",
+        "12.35",
+    ]
     with pytest.raises(gen.Skip):
         fmt_number(float("nan"))
 
 
-_BATCH = r'''
+_BATCH = r"""
 import io, json, os, sys
 import matplotlib
 matplotlib.use("Agg")
@@ -151,7 +158,7 @@ for i, (code, table) in enumerate(jobs):
         out.append({"ok": False, "error": repr(e)})
     plt.close("all")
 print("RESULT" + json.dumps(out))
-'''
+"""
 
 
 def _covering(drawn) -> list:
@@ -166,8 +173,7 @@ def _covering(drawn) -> list:
 
 
 def _run_gold_in_sandbox(tasks) -> None:
-    r = run_python(_BATCH, stdin=json.dumps([[t.gold_code, t.table_csv] for t in tasks]), timeout_s=120,
-                   memory_mb=2048)
+    r = run_python(_BATCH, stdin=json.dumps([[t.gold_code, t.table_csv] for t in tasks]), timeout_s=120, memory_mb=2048)
     assert r.ok, r.stderr[-2000:]
     results = json.loads(r.stdout.split("RESULT", 1)[1])
     assert len(results) == len(tasks)

@@ -1,5 +1,6 @@
 """The judges: released prompts and parsing through jaxlab's scripted client (the PNG really sent as an
 image part), counted fallbacks, the programmatic answer match and chart judge."""
+
 import base64
 import json
 import random
@@ -7,25 +8,51 @@ import random
 import pytest
 
 from experiments.text2vis.execute import ChartRun
-from experiments.text2vis.judges import (LLMTextJudge, LLMVisualJudge, ProgrammaticChartJudge,
-                                         ProgrammaticTextJudge, VisualScores, answer_match, code_intent, parse_text_verdict,
-                                         parse_visual_scores, value_f1)
+from experiments.text2vis.judges import (
+    LLMTextJudge,
+    LLMVisualJudge,
+    ProgrammaticChartJudge,
+    ProgrammaticTextJudge,
+    VisualScores,
+    answer_match,
+    code_intent,
+    parse_text_verdict,
+    parse_visual_scores,
+    value_f1,
+)
 from experiments.text2vis.tasks import Text2VisTask
 from jaxlab.llm import LLMError, ScriptedClient
 
-GOLD = ("import pandas as pd\nimport matplotlib.pyplot as plt\ndf = pd.read_csv('table.csv')\n"
-        "plt.bar(df['year'].astype(str), df['sales'])\nplt.title('Sales')\nplt.xlabel('year')\n"
-        "plt.ylabel('sales')\nplt.show()\n")
-TASK = Text2VisTask(id="j1", question="Which year had the most sales?", answer="2020",
-                    table_csv="year,sales\n2019,10\n2020,15\n2021,12\n", kind="extremum", gold_code=GOLD,
-                    split="heldout")
+GOLD = (
+    "import pandas as pd\nimport matplotlib.pyplot as plt\ndf = pd.read_csv('table.csv')\n"
+    "plt.bar(df['year'].astype(str), df['sales'])\nplt.title('Sales')\nplt.xlabel('year')\n"
+    "plt.ylabel('sales')\nplt.show()\n"
+)
+TASK = Text2VisTask(
+    id="j1",
+    question="Which year had the most sales?",
+    answer="2020",
+    table_csv="year,sales\n2019,10\n2020,15\n2021,12\n",
+    kind="extremum",
+    gold_code=GOLD,
+    split="heldout",
+)
 PNG = b"\x89PNG\r\n\x1a\nfake-bytes"
 
 
 def structure(**kw):
-    s = {"n_axes": 1, "chart_type": "bar", "n_marks": 3, "values": [10.0, 15.0, 12.0], "title": "Sales",
-         "xlabel": "year", "ylabel": "sales", "legend": [], "xticklabels": ["2019", "2020", "2021"],
-         "yticklabels": []}
+    s = {
+        "n_axes": 1,
+        "chart_type": "bar",
+        "n_marks": 3,
+        "values": [10.0, 15.0, 12.0],
+        "title": "Sales",
+        "xlabel": "year",
+        "ylabel": "sales",
+        "legend": [],
+        "xticklabels": ["2019", "2020", "2021"],
+        "yticklabels": [],
+    }
     s.update(kw)
     return s
 
@@ -36,27 +63,36 @@ def ok_run(**kw):
 
 # --- LLM text judge -------------------------------------------------------------------------------
 
+
 def test_text_judge_sends_the_released_prompt_and_reads_json():
     client = ScriptedClient(['```json\n{"answer_score": 1, "code_intent_score": 0.5}\n```'])
     judge = LLMTextJudge(client)
     v = judge.judge(TASK, "2020", "plt.show()")
     assert (v.answer_score, v.code_intent_score, v.parsed) == (1, 0.5, True)
     prompt = client.requests[0].messages[0]["content"]
-    for piece in ("Ground Truth Answer:\n2020", "Generated Answer:\n2020", "Generated Code:\nplt.show()",
-                  "Code Intent Match \u2014 Return 0.5", '"answer_score": 0 or 1'):
+    for piece in (
+        "Ground Truth Answer:\n2020",
+        "Generated Answer:\n2020",
+        "Generated Code:\nplt.show()",
+        "Code Intent Match \u2014 Return 0.5",
+        '"answer_score": 0 or 1',
+    ):
         assert piece in prompt
     assert judge.stats.snapshot() == {"calls": 1}
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ('{"answer_score": "1", "code_intent_score": "0.5"}', (1, 0.5, True)),
-    ('{"answer_score": 1.0, "code_intent_score": 0.5}', (0, 0.5, True)),  # int("1.0") fails: 0, as released
-    ('  {"answer_score": 1}', (1, 0.0, True)),  # leading space: json.loads tolerates it
-    ('{"answer_score": 1, "code_intent_score": "high"}', (0, 0.0, False)),  # float() fails: both 0
-    ('Sure: {"answer_score": 1, "code_intent_score": 0.5}', (0, 0.0, False)),  # prose first: not parsed
-    ("[1, 0.5]", (0, 0.0, False)),
-    ("", (0, 0.0, False)),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ('{"answer_score": "1", "code_intent_score": "0.5"}', (1, 0.5, True)),
+        ('{"answer_score": 1.0, "code_intent_score": 0.5}', (0, 0.5, True)),  # int("1.0") fails: 0, as released
+        ('  {"answer_score": 1}', (1, 0.0, True)),  # leading space: json.loads tolerates it
+        ('{"answer_score": 1, "code_intent_score": "high"}', (0, 0.0, False)),  # float() fails: both 0
+        ('Sure: {"answer_score": 1, "code_intent_score": 0.5}', (0, 0.0, False)),  # prose first: not parsed
+        ("[1, 0.5]", (0, 0.0, False)),
+        ("", (0, 0.0, False)),
+    ],
+)
 def test_text_verdict_parsing_as_released(reply, expected):
     v = parse_text_verdict(reply)
     assert (v.answer_score, v.code_intent_score, v.parsed) == expected
@@ -71,6 +107,7 @@ def test_text_judge_fallbacks_are_counted_never_silent():
 
 
 # --- LLM visual judge -----------------------------------------------------------------------------
+
 
 def test_visual_judge_sends_the_png_as_an_openai_image_part():
     client = ScriptedClient(['{"readability_score": 4, "visual_correctness_score": 5}'])
@@ -93,13 +130,16 @@ def test_visual_judge_skips_runs_without_a_chart():
     assert (s.readability, s.correctness) == (0.0, 0.0) and client.requests == []
 
 
-@pytest.mark.parametrize("reply, expected, missing", [
-    ('{"readability_score": 4, "visual_correctness_score": 3}', (4.0, 3.0), []),
-    ('{"readability_score": 4.5, "visual_correctness_score": 3}', (4.0, 3.0), []),  # \d+ reads the integer part
-    ('{"readability_score": "4", "visual_correctness_score": 3}', (0.0, 3.0), ["readability"]),
-    ('{"readability_score":\n 4, "visual_correctness_score": 2}', (0.0, 2.0), ["readability"]),  # repr: \\n
-    ("I like it", (0.0, 0.0), ["readability", "correctness"]),
-])
+@pytest.mark.parametrize(
+    "reply, expected, missing",
+    [
+        ('{"readability_score": 4, "visual_correctness_score": 3}', (4.0, 3.0), []),
+        ('{"readability_score": 4.5, "visual_correctness_score": 3}', (4.0, 3.0), []),  # \d+ reads the integer part
+        ('{"readability_score": "4", "visual_correctness_score": 3}', (0.0, 3.0), ["readability"]),
+        ('{"readability_score":\n 4, "visual_correctness_score": 2}', (0.0, 2.0), ["readability"]),  # repr: \\n
+        ("I like it", (0.0, 0.0), ["readability", "correctness"]),
+    ],
+)
 def test_visual_scores_parsing_as_released(reply, expected, missing):
     s, miss = parse_visual_scores(reply)
     assert (s.readability, s.correctness) == expected and miss == missing
@@ -109,19 +149,34 @@ def test_visual_judge_fallbacks_are_counted():
     judge = LLMVisualJudge(ScriptedClient(["no scores", '{"visual_correctness_score": 4}']))
     judge.score(TASK, ok_run())
     judge.score(TASK, ok_run())
-    assert judge.stats.snapshot() == {"calls": 2, "fallbacks": 2, "fallback_readability": 2,
-                                      "fallback_correctness": 1}
+    assert judge.stats.snapshot() == {"calls": 2, "fallbacks": 2, "fallback_readability": 2, "fallback_correctness": 1}
 
 
 # --- programmatic answer match and code intent ----------------------------------------------------
 
-@pytest.mark.parametrize("pred, gold, expected", [
-    ("2020", "2020", True), ("The year 2020", "2020", True), ("48.73", "48.77", True), ("48.0", "48.77", False),
-    ("25%", "0.25", True), ("1,234.5", "1234.5", True), ("north", "North", True), ("the North region", "north", True),
-    ("south", "north", False), (None, "2020", False), ("", "2020", False),
-    ('["a", "b"]', '["b", "a"]', True), ("a, b", '["a", "b"]', True), ("a and b", '["a", "b"]', True),
-    ("a", '["a", "b"]', False), ("a, a", '["a", "b"]', False), ("1.5, 2", '["2", "1.5"]', True),
-])
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("2020", "2020", True),
+        ("The year 2020", "2020", True),
+        ("48.73", "48.77", True),
+        ("48.0", "48.77", False),
+        ("25%", "0.25", True),
+        ("1,234.5", "1234.5", True),
+        ("north", "North", True),
+        ("the North region", "north", True),
+        ("south", "north", False),
+        (None, "2020", False),
+        ("", "2020", False),
+        ('["a", "b"]', '["b", "a"]', True),
+        ("a, b", '["a", "b"]', True),
+        ("a and b", '["a", "b"]', True),
+        ("a", '["a", "b"]', False),
+        ("a, a", '["a", "b"]', False),
+        ("1.5, 2", '["2", "1.5"]', True),
+    ],
+)
 def test_answer_match_cases(pred, gold, expected):
     assert answer_match(pred, gold) is expected
 
@@ -146,6 +201,7 @@ def test_code_intent():
 
 # --- programmatic chart judge ---------------------------------------------------------------------
 
+
 def value_f1_reference(a, b):
     def frac(xs, ys):
         ys = list(ys)
@@ -157,6 +213,7 @@ def value_f1_reference(a, b):
                     del ys[j]
                     break
         return hits / len(xs)
+
     p, r = frac(a, b), frac(b, a)
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
@@ -209,6 +266,7 @@ def test_chart_judge_executes_the_gold_once_per_task():
     def executor(code, csv, **kw):
         calls.append(code)
         return ChartRun(True, "ok", PNG, structure(), "")
+
     judge = ProgrammaticChartJudge(executor=executor)
     for _ in range(3):
         judge.score(TASK, ok_run())
@@ -217,6 +275,7 @@ def test_chart_judge_executes_the_gold_once_per_task():
 
 def test_chart_judge_on_a_real_sandboxed_gold():
     from experiments.text2vis.execute import execute_chart
+
     judge = ProgrammaticChartJudge()
     run = execute_chart(GOLD.replace("plt.title('Sales')\n", ""), TASK.table_csv)
     s = judge.score(TASK, run)

@@ -1,4 +1,5 @@
 """The Text2Vis CSV/JSONL loader on a hand-made fixture in the published column layout (real rows when present)."""
+
 import csv
 import io
 import json
@@ -6,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.text2vis.loader import (load_text2vis, real_text2vis_files, table_text_to_csv,
-                                         tasks_from_rows)
+from experiments.text2vis.loader import load_text2vis, real_text2vis_files, table_text_to_csv, tasks_from_rows
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -26,7 +26,12 @@ def test_fixture_csv_loads_every_column():
     assert [t.id for t in tasks] == [r["ID"] for r in raw] == ["1", "2", "3", "4"]
     for t, r in zip(tasks, raw):
         assert (t.question, t.answer, t.gold_code, t.prompt, t.split) == (
-            r["Question"], r["Answer"], r["Visualization Code"], r["Prompt"], r["set"])
+            r["Question"],
+            r["Answer"],
+            r["Visualization Code"],
+            r["Prompt"],
+            r["set"],
+        )
         assert t.kind == "text2vis"
     # four table layouts, one per row: CSV, Python dict of lists, markdown, JSON list of records
     assert _parsed(tasks[0].table_csv) == [["Country", "Growth"], ["Norway", "2.1"], ["Chile", "3.4"], ["Kenya", "5.6"]]
@@ -47,9 +52,17 @@ def test_integer_ids_and_extra_prediction_columns_are_accepted():
     assert [t.id for t in tasks_from_rows(rows)] == ["1", "2", "3", "4"]
 
 
-@pytest.mark.parametrize("column,value", [("Answer", ""), ("Question", "  "), ("set", "test3"),
-                                          ("Table Data", "just words"), ("Table Data", "{'a': [1, 2], 'b': [3]}"),
-                                          ("Visualization Code", None)])
+@pytest.mark.parametrize(
+    "column,value",
+    [
+        ("Answer", ""),
+        ("Question", "  "),
+        ("set", "test3"),
+        ("Table Data", "just words"),
+        ("Table Data", "{'a': [1, 2], 'b': [3]}"),
+        ("Visualization Code", None),
+    ],
+)
 def test_bad_cell_names_its_column(column, value):
     rows = _rows()
     rows[2][column] = value
@@ -79,13 +92,16 @@ def test_bad_jsonl_line_and_suffix(tmp_path):
 
 def test_table_text_to_csv_matches_stdlib_on_random_tables():
     import random
+
     rng = random.Random(3)
     for _ in range(20):
         ncol, nrow = rng.randint(1, 4), rng.randint(1, 6)
         header = [f"c{j}" for j in range(ncol)]
         body = [[str(rng.randint(-50, 50)) for _ in range(ncol)] for _ in range(nrow)]
         as_dict = {h: [int(r[j]) for r in body] for j, h in enumerate(header)}
-        md = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * ncol] + ["| " + " | ".join(r) + " |" for r in body])
+        md = "\n".join(
+            ["| " + " | ".join(header) + " |", "|" + "---|" * ncol] + ["| " + " | ".join(r) + " |" for r in body]
+        )
         for text in (json.dumps(as_dict), repr(as_dict), md):
             assert _parsed(table_text_to_csv(text)) == [header] + body
 

@@ -1,4 +1,5 @@
 """The Text2Vis benchmark metric on a hand-computed fixture, against a pandas reference, and its outputs."""
+
 import io
 import json
 import random
@@ -25,11 +26,11 @@ def _png() -> bytes:
 
 
 FIXTURE = [  # id, kind, match, executed, readability, correctness -> pass by hand
-    ("s1", "extremum", True, True, 4.0, 4.0),    # pass
-    ("s2", "extremum", True, True, 3.5, 3.0),    # correctness < 3.5
-    ("s3", "extremum", False, True, 5.0, 5.0),   # answer wrong
-    ("s4", "trend", True, False, 0.0, 0.0),      # did not execute
-    ("s5", "trend", True, True, 3.5, 3.5),       # pass at the threshold
+    ("s1", "extremum", True, True, 4.0, 4.0),  # pass
+    ("s2", "extremum", True, True, 3.5, 3.0),  # correctness < 3.5
+    ("s3", "extremum", False, True, 5.0, 5.0),  # answer wrong
+    ("s4", "trend", True, False, 0.0, 0.0),  # did not execute
+    ("s5", "trend", True, True, 3.5, 3.5),  # pass at the threshold
     ("s6", "trend", False, False, 0.0, 0.0),
 ]
 
@@ -56,15 +57,34 @@ def test_fixture_numbers_by_hand():
 def test_against_the_released_pandas_final_score_on_random_samples():
     rng = random.Random(0)
     kinds = ["extremum", "trend", "top_k", "text2vis"]
-    samples = [SampleScore(f"r{i}", rng.choice(kinds), rng.random() < 0.5, rng.random() < 0.7,
-                           rng.randint(0, 10) / 2, rng.randint(0, 10) / 2) for i in range(300)]
-    df = pd.DataFrame({"kind": [s.kind for s in samples], "Answer Match": [int(s.answer_match) for s in samples],
-                       "execution_result": [int(s.executed) for s in samples],
-                       "Readability and Quality Score": [s.readability for s in samples],
-                       "Chart Correctness Score": [s.correctness for s in samples]})
-    df["Final Score"] = np.where((df["Answer Match"] == 1) & (df["execution_result"] == 1)
-                                 & (df["Readability and Quality Score"] >= 3.5)
-                                 & (df["Chart Correctness Score"] >= 3.5), 1, 0)
+    samples = [
+        SampleScore(
+            f"r{i}",
+            rng.choice(kinds),
+            rng.random() < 0.5,
+            rng.random() < 0.7,
+            rng.randint(0, 10) / 2,
+            rng.randint(0, 10) / 2,
+        )
+        for i in range(300)
+    ]
+    df = pd.DataFrame(
+        {
+            "kind": [s.kind for s in samples],
+            "Answer Match": [int(s.answer_match) for s in samples],
+            "execution_result": [int(s.executed) for s in samples],
+            "Readability and Quality Score": [s.readability for s in samples],
+            "Chart Correctness Score": [s.correctness for s in samples],
+        }
+    )
+    df["Final Score"] = np.where(
+        (df["Answer Match"] == 1)
+        & (df["execution_result"] == 1)
+        & (df["Readability and Quality Score"] >= 3.5)
+        & (df["Chart Correctness Score"] >= 3.5),
+        1,
+        0,
+    )
     got = summarize(samples)
     assert got["overall"]["pass_rate"] == pytest.approx(df["Final Score"].mean())
     for kind, g in df.groupby("kind"):
@@ -76,8 +96,17 @@ def test_against_the_released_pandas_final_score_on_random_samples():
         assert m["mean_correctness"] == pytest.approx(g["Chart Correctness Score"].mean())
 
 
-@pytest.mark.parametrize("field,value", [("readability", 3.25), ("correctness", 5.5), ("readability", -0.5),
-                                         ("correctness", float("nan")), ("answer_match", 1), ("executed", "yes")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("readability", 3.25),
+        ("correctness", 5.5),
+        ("readability", -0.5),
+        ("correctness", float("nan")),
+        ("answer_match", 1),
+        ("executed", "yes"),
+    ],
+)
 def test_bad_scores_are_named(field, value):
     kw = dict(id="x", kind="trend", answer_match=True, executed=True, readability=4.0, correctness=4.0)
     kw[field] = value

@@ -1,4 +1,5 @@
 """The reply parser: the authors' three code formats, the strict format reward, malformed replies."""
+
 import json
 import random
 import string
@@ -27,7 +28,7 @@ def test_triple_double_quoted_code(parser):
 
 @pytest.mark.parametrize("parser", PARSERS)
 def test_triple_single_quoted_code(parser):
-    text = "{\"answer\": \"7\", \"code\": '''" + CODE + "'''}"
+    text = '{"answer": "7", "code": \'\'\'' + CODE + "'''}"
     p = parse_output(text, parser)
     assert p.code == CODE and p.code_format == "triple_single" and not p.format_ok
 
@@ -40,19 +41,26 @@ def test_format_order_triple_double_wins_over_json_string():
 @pytest.mark.parametrize("parser", PARSERS)
 def test_prose_and_fences_around_json_extract_but_fail_format(parser):
     inner = json.dumps({"answer": "3", "code": CODE})
-    for text in (f"```json\n{inner}\n```", f"Here you go: {inner}", inner + "\nHope this helps",
-                 f"Sure.\n```\n{inner}\n```\nDone."):
+    for text in (
+        f"```json\n{inner}\n```",
+        f"Here you go: {inner}",
+        inner + "\nHope this helps",
+        f"Sure.\n```\n{inner}\n```\nDone.",
+    ):
         p = parse_output(text, parser)
         assert p.answer == "3" and p.code == CODE and not p.format_ok
 
 
-@pytest.mark.parametrize("obj, why", [
-    ({"answer": 3, "code": CODE}, "'answer'"),
-    ({"answer": "3", "code": ["x"]}, "'code'"),
-    ({"answer": "3"}, "'code'"),
-    ({"answer": "3", "code": "plt.bar([1], [2])"}, "plt.show()"),
-    (["answer", "code"], "list"),
-])
+@pytest.mark.parametrize(
+    "obj, why",
+    [
+        ({"answer": 3, "code": CODE}, "'answer'"),
+        ({"answer": "3", "code": ["x"]}, "'code'"),
+        ({"answer": "3"}, "'code'"),
+        ({"answer": "3", "code": "plt.bar([1], [2])"}, "plt.show()"),
+        (["answer", "code"], "list"),
+    ],
+)
 def test_format_reward_failures(obj, why):
     ok, reason = format_ok(json.dumps(obj))
     assert not ok and why in reason
@@ -63,8 +71,20 @@ def test_code_may_end_with_show_after_whitespace():
 
 
 @pytest.mark.parametrize("parser", PARSERS)
-@pytest.mark.parametrize("text", ["", "no json at all", "{", '{"answer": ', '{"code": "unterminated', "null", "[]",
-                                  "{" * 5000, '{"code": 3, "answer": "x"}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "no json at all",
+        "{",
+        '{"answer": ',
+        '{"code": "unterminated',
+        "null",
+        "[]",
+        "{" * 5000,
+        '{"code": 3, "answer": "x"}',
+    ],
+)
 def test_malformed_replies_never_raise(text, parser):
     p = parse_output(text, parser)
     assert not p.format_ok and p.code is None
@@ -75,8 +95,9 @@ def test_released_quirks_answer_with_quote_or_empty_is_none():
     assert parse_output(json.dumps({"answer": 'say "hi"', "code": CODE}), "released").answer == "say \\"
     assert parse_output(json.dumps({"answer": "", "code": CODE}), "released").answer is None
     # unicode_escape reads UTF-8 bytes as Latin-1, as the released code does
-    assert parse_output(json.dumps({"answer": "a", "code": "t = 'é'"}, ensure_ascii=False),
-                        "released").code == "t = 'Ã©'"
+    assert (
+        parse_output(json.dumps({"answer": "a", "code": "t = 'é'"}, ensure_ascii=False), "released").code == "t = 'Ã©'"
+    )
     # a backslash escape that unicode_escape cannot decode keeps the raw text
     assert extract_answer_code('"code": "a\\x"')[1] == "a\\x"
 
@@ -117,8 +138,9 @@ def test_json_parser_reads_what_the_released_regex_cuts():
     assert parse_output(raw, "json").code == "import x\nplt.show()"
 
 
-@pytest.mark.parametrize("value, expected", [(["a", "b"], '["a", "b"]'), (42, "42"), (2.5, "2.5"), ("", None),
-                                             (None, None)])
+@pytest.mark.parametrize(
+    "value, expected", [(["a", "b"], '["a", "b"]'), (42, "42"), (2.5, "2.5"), ("", None), (None, None)]
+)
 def test_json_parser_keeps_non_string_answers_as_json_text(value, expected):
     p = parse_output(json.dumps({"answer": value, "code": CODE}), "json")
     assert p.answer == expected and p.code == CODE

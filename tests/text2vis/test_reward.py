@@ -1,5 +1,6 @@
 """The RL-Text2Vis reward against hand-computed cases for every branch (judges and execution stubbed),
 then with the real sandbox on adversarial chart code."""
+
 import json
 import random
 
@@ -9,14 +10,29 @@ from scipy.optimize import linear_sum_assignment  # noqa: F401  (the reference b
 
 from experiments.text2vis.execute import ChartRun
 from experiments.text2vis.judges import JudgeStats, TextVerdict, VisualScores
-from experiments.text2vis.reward import (RLText2VisReward, answer_reward, code_reward, configure, hungarian_score,
-                                         numeric_fallback, rl_text2vis, rl_text2vis_format, step_metrics,
-                                         visual_reward)
+from experiments.text2vis.reward import (
+    RLText2VisReward,
+    answer_reward,
+    code_reward,
+    configure,
+    hungarian_score,
+    numeric_fallback,
+    rl_text2vis,
+    rl_text2vis_format,
+    step_metrics,
+    visual_reward,
+)
 from experiments.text2vis.tasks import Text2VisTask
 
-TASK = Text2VisTask(id="t1", question="Which year had the most sales?", answer="2020",
-                    table_csv="year,sales\n2019,10\n2020,15\n", kind="extremum",
-                    gold_code="import pandas as pd\nimport matplotlib.pyplot as plt\nplt.show()", split="train")
+TASK = Text2VisTask(
+    id="t1",
+    question="Which year had the most sales?",
+    answer="2020",
+    table_csv="year,sales\n2019,10\n2020,15\n",
+    kind="extremum",
+    gold_code="import pandas as pd\nimport matplotlib.pyplot as plt\nplt.show()",
+    split="train",
+)
 CODE = "import matplotlib.pyplot as plt\nplt.bar([1], [2])\nplt.show()"
 
 
@@ -45,8 +61,10 @@ class FakeVisual:
 def runs(ok):
     def run(code, csv, **kw):
         good = ok and code is not None
-        return ChartRun(good, "ok" if good else "no_code" if code is None else "error", b"png" if good else None,
-                        {}, "")
+        return ChartRun(
+            good, "ok" if good else "no_code" if code is None else "error", b"png" if good else None, {}, ""
+        )
+
     return run
 
 
@@ -54,20 +72,24 @@ def make(answer_score, intent, r, c, ok=True, parsed=True):
     return RLText2VisReward(FakeText(answer_score, intent, parsed), FakeVisual(r, c), executor=runs(ok))
 
 
-@pytest.mark.parametrize("shape, expected", [(1, 1.0), (0, 0.0), (0.5, 0.3), (0.999, 0.6 * 0.999 + 0.4),
-                                             (0.9989, 0.6 * 0.9989), (5, 3.4)])
+@pytest.mark.parametrize(
+    "shape, expected", [(1, 1.0), (0, 0.0), (0.5, 0.3), (0.999, 0.6 * 0.999 + 0.4), (0.9989, 0.6 * 0.9989), (5, 3.4)]
+)
 def test_answer_reward(shape, expected):
     assert answer_reward(shape) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("ex, intent, expected", [(0.5, 0.5, 1.0), (0.5, 0.0, 0.5), (0.0, 0.5, 0.5), (0, 0, 0.0),
-                                                  (0.5, 1.0, 0.5)])  # intent 1 is not 0.5: released equality test
+@pytest.mark.parametrize(
+    "ex, intent, expected", [(0.5, 0.5, 1.0), (0.5, 0.0, 0.5), (0.0, 0.5, 0.5), (0, 0, 0.0), (0.5, 1.0, 0.5)]
+)  # intent 1 is not 0.5: released equality test
 def test_code_reward(ex, intent, expected):
     assert code_reward(ex, intent) == expected
 
 
-@pytest.mark.parametrize("r, c, expected", [(4, 4, 1.0), (5, 4, 1.0), (4, 3, 0.5), (3, 3, 0.5), (3, 2, 0.25),
-                                            (1, 3, 0.25), (2, 2, 0.0), (0, 0, 0.0)])
+@pytest.mark.parametrize(
+    "r, c, expected",
+    [(4, 4, 1.0), (5, 4, 1.0), (4, 3, 0.5), (3, 3, 0.5), (3, 2, 0.25), (1, 3, 0.25), (2, 2, 0.0), (0, 0, 0.0)],
+)
 def test_visual_reward(r, c, expected):
     assert visual_reward(r, c) == expected
 
@@ -121,15 +143,28 @@ def test_internal_error_scores_zero_and_is_counted():
     class Boom(FakeText):
         def judge(self, task, answer, code):
             raise RuntimeError("judge exploded")
+
     reward = RLText2VisReward(Boom(1, 0.5), FakeVisual(4, 4), executor=runs(True))
     p = reward.score_one(TASK, reply())
     assert p.main == 0.0 and p.status == "reward_error" and reward.fallback_counts()["reward_errors"] == 1
 
 
-@pytest.mark.parametrize("gold, pred, expected", [
-    ("2020", "2000", 1 - 20 / 2020), ("50%", "40", 1 - 10 / 50), ("10", "-10", 0.0), ("10", "35", 0.0),
-    ("10", "abc", None), ("ten", "10", None), ("10", None, None), ("nan", "1", 0.0), ("-1e-15", "1", None),
-    ("0", "0", 1.0), ("0", "1", 0.0)])
+@pytest.mark.parametrize(
+    "gold, pred, expected",
+    [
+        ("2020", "2000", 1 - 20 / 2020),
+        ("50%", "40", 1 - 10 / 50),
+        ("10", "-10", 0.0),
+        ("10", "35", 0.0),
+        ("10", "abc", None),
+        ("ten", "10", None),
+        ("10", None, None),
+        ("nan", "1", 0.0),
+        ("-1e-15", "1", None),
+        ("0", "0", 1.0),
+        ("0", "1", 0.0),
+    ],
+)
 def test_numeric_fallback_cases(gold, pred, expected):
     got = numeric_fallback(gold, pred)
     assert got == pytest.approx(expected) if expected is not None else got is None
@@ -138,6 +173,7 @@ def test_numeric_fallback_cases(gold, pred, expected):
 def _brute_force(a, b):
     """Reference: the best matching by enumerating every injection of the shorter list into the longer."""
     from itertools import permutations
+
     d = lambda x1, x2: min(1, abs((x1 - x2) / (x1 + 1e-15)))  # noqa: E731
     if len(a) <= len(b):
         best = min(sum(d(x, b[j]) for x, j in zip(a, perm)) for perm in permutations(range(len(b)), len(a)))
@@ -150,8 +186,10 @@ def test_hungarian_matches_brute_force_on_random_lists():
     rng = random.Random(0)
     for _ in range(200):
         a = [rng.choice([rng.uniform(-100, 100), float(rng.randint(-5, 5))]) for _ in range(rng.randint(1, 5))]
-        b = [rng.choice([x * rng.uniform(0.8, 1.2) for x in a] + [rng.uniform(-100, 100)])
-             for _ in range(rng.randint(1, 5))]
+        b = [
+            rng.choice([x * rng.uniform(0.8, 1.2) for x in a] + [rng.uniform(-100, 100)])
+            for _ in range(rng.randint(1, 5))
+        ]
         assert hungarian_score(a, b) == pytest.approx(_brute_force(a, b), abs=1e-12)
 
 
@@ -163,8 +201,22 @@ def test_grpo_reward_function_logs_every_part():
         configure(RLText2VisReward())
     # the fake judge says answer 1 / intent 0.5 for both; "garbage" has no code, so it never executes
     assert values == [pytest.approx(0.5 + 0.25 + 0.125), pytest.approx(0.5 + 0.125 + 0.0)]
-    for key in ("format", "answer", "shape", "binary", "code", "executable", "code_intent", "visual",
-                "readability", "correctness", "main", "numeric_fallback_frac", "status_ok", "code_format_none"):
+    for key in (
+        "format",
+        "answer",
+        "shape",
+        "binary",
+        "code",
+        "executable",
+        "code_intent",
+        "visual",
+        "readability",
+        "correctness",
+        "main",
+        "numeric_fallback_frac",
+        "status_ok",
+        "code_format_none",
+    ):
         assert key in info, key
     assert info["format"] == 0.5 and info["code_format_json_object"] == 0.5  # the default json parser
     with pytest.raises(ValueError, match="task"):
@@ -185,8 +237,9 @@ def test_adversarial_chart_code_scores_zero_and_never_raises():
     reward = RLText2VisReward(timeout_s=4, memory_mb=512, max_workers=2)
     configure(reward)
     try:
-        values, info = rl_text2vis([""] * len(ADVERSARIAL), [reply("no idea", c) for c in ADVERSARIAL.values()],
-                                   task=[TASK] * len(ADVERSARIAL))
+        values, info = rl_text2vis(
+            [""] * len(ADVERSARIAL), [reply("no idea", c) for c in ADVERSARIAL.values()], task=[TASK] * len(ADVERSARIAL)
+        )
     finally:
         configure(RLText2VisReward())
     assert values == [0.0] * len(ADVERSARIAL), dict(zip(ADVERSARIAL, [p.status for p in reward.last_parts]))
@@ -199,9 +252,15 @@ def test_a_gold_list_answer_scores_under_json_and_is_cut_under_released():
     from experiments.text2vis.judges import ProgrammaticTextJudge
 
     gold = json.dumps(["Ford Pinto", "AMC Gremlin", "Chevy Vega"])
-    task = Text2VisTask(id="k1", question="List the 3 cars with the lowest mpg.", answer=gold,
-                        table_csv="name,mpg\nFord Pinto,1\nAMC Gremlin,2\nChevy Vega,3\nBMW,9\n", kind="top_k",
-                        gold_code=CODE, split="heldout")
+    task = Text2VisTask(
+        id="k1",
+        question="List the 3 cars with the lowest mpg.",
+        answer=gold,
+        table_csv="name,mpg\nFord Pinto,1\nAMC Gremlin,2\nChevy Vega,3\nBMW,9\n",
+        kind="top_k",
+        gold_code=CODE,
+        split="heldout",
+    )
     text = reply(answer=gold)
     assert '\\"Ford Pinto\\"' in text
     scored = {}

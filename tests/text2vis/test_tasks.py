@@ -1,18 +1,27 @@
 """Text2VisTask: validation naming the field, JSONL round trip, and the prompt shape of the released code."""
+
 import json
 
 import pytest
 
-from experiments.text2vis.tasks import (KINDS, Text2VisTask, build_messages, build_prompt, task_from_dict,
-                                        task_to_dict)
+from experiments.text2vis.tasks import KINDS, Text2VisTask, build_messages, build_prompt, task_from_dict, task_to_dict
 
 CSV = "name,value\na,1\nb,3\n"
 CODE = "import pandas as pd\nimport matplotlib.pyplot as plt\ndf = pd.read_csv('table.csv')\nplt.bar(df.name, df.value)\nplt.show()\n"
 
 
 def _task(**kw) -> Text2VisTask:
-    base = dict(id="t0", question="Which name has the largest value?", answer="b", table_csv=CSV,
-                kind="extremum", gold_code=CODE, split="train", table_name="toy", template="ext_max")
+    base = dict(
+        id="t0",
+        question="Which name has the largest value?",
+        answer="b",
+        table_csv=CSV,
+        kind="extremum",
+        gold_code=CODE,
+        split="train",
+        table_name="toy",
+        template="ext_max",
+    )
     base.update(kw)
     return Text2VisTask(**base)
 
@@ -24,8 +33,10 @@ def test_round_trip_through_json():
         assert task_from_dict(json.loads(line)) == task
 
 
-@pytest.mark.parametrize("field,value,msg", [("kind", "pie", "kind"), ("split", "dev", "split"),
-                                             ("answer", " ", "answer"), ("question", 3, "question")])
+@pytest.mark.parametrize(
+    "field,value,msg",
+    [("kind", "pie", "kind"), ("split", "dev", "split"), ("answer", " ", "answer"), ("question", 3, "question")],
+)
 def test_bad_field_is_named(field, value, msg):
     with pytest.raises((ValueError, TypeError), match=msg):
         _task(**{field: value})

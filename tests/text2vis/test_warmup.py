@@ -1,5 +1,6 @@
 """The SFT warm-up runner on a tiny random Qwen2 folder: train-split gold conversations only, over-long ones
 dropped, the reply tokens trained, the exported model reloads and the RL runner starts from it."""
+
 import json
 
 import numpy as np
@@ -50,12 +51,28 @@ def test_conversations_are_gold_replies_to_train_tasks_and_long_ones_are_dropped
 def test_warmup_run_trains_exports_and_the_rl_runner_starts_from_it(tiny, tmp_path):
     folder, _ = tiny
     out = tmp_path / "warm"
-    cfg = _cfg(CONFIG, [
-        f"output_dir={out}", f"model.path={folder}", "tasks.train_tasks=12", "tasks.max_tokens=1400",
-        "tasks.batch_size=2", "tasks.eval_batches=1", "tasks.heldout_fraction=0.2", "optim.learning_rate=0.01",
-        "optim.warmup_steps=0", "optim.decay_steps=4", "train.steps=4", "train.progress=false",
-        "checkpoint.every_steps=2", "eval.heldout_tasks=2", "eval.max_new_tokens=4", "eval.batch_size=2",
-        "eval.prompt_bucket=64"])
+    cfg = _cfg(
+        CONFIG,
+        [
+            f"output_dir={out}",
+            f"model.path={folder}",
+            "tasks.train_tasks=12",
+            "tasks.max_tokens=1400",
+            "tasks.batch_size=2",
+            "tasks.eval_batches=1",
+            "tasks.heldout_fraction=0.2",
+            "optim.learning_rate=0.01",
+            "optim.warmup_steps=0",
+            "optim.decay_steps=4",
+            "train.steps=4",
+            "train.progress=false",
+            "checkpoint.every_steps=2",
+            "eval.heldout_tasks=2",
+            "eval.max_new_tokens=4",
+            "eval.batch_size=2",
+            "eval.prompt_bucket=64",
+        ],
+    )
     result = warmup.run(cfg)
     assert result["conversations"] + result["dropped_over_max_tokens"] == 12 and result["dropped_over_max_tokens"] > 0
     assert result["conversation_tokens"]["max"] <= 1401
@@ -71,11 +88,25 @@ def test_warmup_run_trains_exports_and_the_rl_runner_starts_from_it(tiny, tmp_pa
     initial, _, _ = rl_runner._load(rl_runner.ModelSection(path=str(folder)))
     emb = lambda m: np.asarray(m.embed.embedding.value)  # noqa: E731
     assert emb(trained).shape == emb(initial).shape and not np.allclose(emb(trained), emb(initial))
-    rl = _cfg("configs/rl_text2vis_smollm2.yaml", [
-        f"output_dir={tmp_path / 'rl'}", f"model.path={result['hf_model']}", "steps=1", "prompts_per_step=1",
-        "progress=false", "data.train_tasks=2", "data.heldout_tasks=1", "rollout.num_generations=2",
-        "rollout.max_new_tokens=4", "rollout.prompt_bucket=64", "grpo.micro_batch=2", "eval.max_new_tokens=4",
-        "eval.batch_size=1", "checkpoint.every_steps=0"])
+    rl = _cfg(
+        "configs/rl_text2vis_smollm2.yaml",
+        [
+            f"output_dir={tmp_path / 'rl'}",
+            f"model.path={result['hf_model']}",
+            "steps=1",
+            "prompts_per_step=1",
+            "progress=false",
+            "data.train_tasks=2",
+            "data.heldout_tasks=1",
+            "rollout.num_generations=2",
+            "rollout.max_new_tokens=4",
+            "rollout.prompt_bucket=64",
+            "grpo.micro_batch=2",
+            "eval.max_new_tokens=4",
+            "eval.batch_size=1",
+            "checkpoint.every_steps=0",
+        ],
+    )
     res = rl_runner.run(rl)
     assert res["steps"] == 1 and res["after"]["n"] == 1
     assert json.loads((tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 1

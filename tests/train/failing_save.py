@@ -8,6 +8,7 @@ CheckpointError (from ``save`` or ``wait``) and ``EXIT``, then returns: the
 test times the whole process, since a background thread left waiting for a
 directory that will never exist keeps the interpreter from exiting.
 """
+
 import errno
 import sys
 from pathlib import Path

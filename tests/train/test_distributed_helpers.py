@@ -1,4 +1,5 @@
 """jaxlab.distributed: config validation, and the cross-host helpers (one process here, two over gloo below)."""
+
 import textwrap
 
 import pytest
@@ -8,12 +9,17 @@ from jaxlab.distributed import DistributedConfig, allgather_json, initialize, ra
 from tests.train.two_procs import launch
 
 
-@pytest.mark.parametrize("kwargs,field", [({"num_processes": 0}, "distributed.num_processes"),
-                                          ({"num_processes": 2, "process_id": 2}, "distributed.process_id"),
-                                          ({"process_id": -1}, "distributed.process_id"),
-                                          ({"initialization_timeout": 0}, "distributed.initialization_timeout"),
-                                          ({"local_device_ids": ()}, "distributed.local_device_ids"),
-                                          ({"local_device_ids": (0, -1)}, "distributed.local_device_ids")])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"num_processes": 0}, "distributed.num_processes"),
+        ({"num_processes": 2, "process_id": 2}, "distributed.process_id"),
+        ({"process_id": -1}, "distributed.process_id"),
+        ({"initialization_timeout": 0}, "distributed.initialization_timeout"),
+        ({"local_device_ids": ()}, "distributed.local_device_ids"),
+        ({"local_device_ids": (0, -1)}, "distributed.local_device_ids"),
+    ],
+)
 def test_bad_config_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         DistributedConfig(**kwargs)

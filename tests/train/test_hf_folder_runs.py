@@ -1,4 +1,5 @@
 """A local HF folder in, an HF folder out: pretrain a tiny Qwen2 made by transformers, then ``jaxlab export``."""
+
 import json
 from pathlib import Path
 
@@ -41,9 +42,20 @@ def test_load_pretrained_reads_any_hf_folder_and_names_bad_paths(qwen2_folder, t
 
 def test_pretrain_on_a_folder_writes_hf_model_and_export_matches(qwen2_folder, tmp_path, capsys):
     out = tmp_path / "run"
-    overrides = [f"output_dir={out}", f"model.path={qwen2_folder}", "data.seq_len=32", "data.batch_size=2",
-                 "data.eval_batches=1", "optim.learning_rate=0.01", "optim.warmup_steps=1", "optim.decay_steps=4",
-                 "train.steps=4", "train.progress=false", "checkpoint.every_steps=2", "checkpoint.async_save=false"]
+    overrides = [
+        f"output_dir={out}",
+        f"model.path={qwen2_folder}",
+        "data.seq_len=32",
+        "data.batch_size=2",
+        "data.eval_batches=1",
+        "optim.learning_rate=0.01",
+        "optim.warmup_steps=1",
+        "optim.decay_steps=4",
+        "train.steps=4",
+        "train.progress=false",
+        "checkpoint.every_steps=2",
+        "checkpoint.async_save=false",
+    ]
     summary = pretrain.run(load(pretrain.Config, CONFIG, overrides))
     assert summary["model"] == str(qwen2_folder) and summary["outputs"]["hf_model"] == str(out / "hf_model")
     assert summary["peak_rss_bytes"] > 100e6 and "peak RSS" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """The ``lora:`` section of the SFT and pretrain runners on a tiny Qwen2 folder: peft loads the adapter with the
 logits of the merged hf_model/, only the targets change, and ``jaxlab export`` of a LoRA checkpoint merges it."""
+
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,18 @@ def qwen2_folder(tmp_path_factory):
 
 
 def _overrides(out: Path, folder: Path, steps: int, *extra: str) -> list[str]:
-    return [f"output_dir={out}", f"model.path={folder}", "optim.learning_rate=0.02", "optim.warmup_steps=0",
-            f"optim.decay_steps={steps}", f"train.steps={steps}", "train.progress=false",
-            "checkpoint.async_save=false", "data.eval_batches=1", *extra]
+    return [
+        f"output_dir={out}",
+        f"model.path={folder}",
+        "optim.learning_rate=0.02",
+        "optim.warmup_steps=0",
+        f"optim.decay_steps={steps}",
+        f"train.steps={steps}",
+        "train.progress=false",
+        "checkpoint.async_save=false",
+        "data.eval_batches=1",
+        *extra,
+    ]
 
 
 def _logits(model, ids):
@@ -42,13 +52,23 @@ def _changed(base: Path, trained: Path) -> set[str]:
 @pytest.mark.slow
 def test_sft_with_lora_writes_a_peft_adapter_equal_to_the_merged_model(qwen2_folder, tmp_path):
     out = tmp_path / "run"
-    overrides = _overrides(out, qwen2_folder, 6, "data.max_examples=32", "data.seq_len=48", "data.batch_size=4",
-                           "data.samples=0", "checkpoint.every_steps=3", *LORA)
+    overrides = _overrides(
+        out,
+        qwen2_folder,
+        6,
+        "data.max_examples=32",
+        "data.seq_len=48",
+        "data.batch_size=4",
+        "data.samples=0",
+        "checkpoint.every_steps=3",
+        *LORA,
+    )
     summary = sft.run(load(sft.Config, ROOT / "sft_smollm2.yaml", overrides))
     assert summary["loss_after"] < summary["loss_before"]
     adapter = Path(summary["outputs"]["lora_adapter"])
     assert _changed(qwen2_folder, out / "hf_model") == {
-        f"model.layers.{i}.{m}" for i in range(2) for m in ("self_attn.q_proj", "self_attn.v_proj", "mlp.up_proj")}
+        f"model.layers.{i}.{m}" for i in range(2) for m in ("self_attn.q_proj", "self_attn.v_proj", "mlp.up_proj")
+    }
 
     base = transformers.AutoModelForCausalLM.from_pretrained(qwen2_folder, dtype=torch.float32).eval()
     merged = transformers.AutoModelForCausalLM.from_pretrained(out / "hf_model", dtype=torch.float32).eval()
@@ -60,8 +80,10 @@ def test_sft_with_lora_writes_a_peft_adapter_equal_to_the_merged_model(qwen2_fol
 
     # the checkpoints hold the adapters only; export merges them into the run's base
     assert cli_main(["export", str(out / "checkpoints"), str(tmp_path / "exported")]) == 0
-    final, exported = load_file(out / "hf_model" / "model.safetensors"), load_file(
-        tmp_path / "exported" / "model.safetensors")
+    final, exported = (
+        load_file(out / "hf_model" / "model.safetensors"),
+        load_file(tmp_path / "exported" / "model.safetensors"),
+    )
     assert all(np.allclose(final[k], exported[k], atol=1e-6) for k in final)
     ckpt_bytes = sum(f.stat().st_size for f in (out / "checkpoints").rglob("*") if f.is_file())
     assert ckpt_bytes < (qwen2_folder / "model.safetensors").stat().st_size
@@ -70,10 +92,19 @@ def test_sft_with_lora_writes_a_peft_adapter_equal_to_the_merged_model(qwen2_fol
 @pytest.mark.slow
 def test_pretrain_with_lora_changes_only_the_targets(qwen2_folder, tmp_path):
     out = tmp_path / "run"
-    overrides = _overrides(out, qwen2_folder, 4, "data.seq_len=32", "data.batch_size=2", "checkpoint.every_steps=4",
-                           "lora.target_modules=[layers.1.*]")
+    overrides = _overrides(
+        out,
+        qwen2_folder,
+        4,
+        "data.seq_len=32",
+        "data.batch_size=2",
+        "checkpoint.every_steps=4",
+        "lora.target_modules=[layers.1.*]",
+    )
     summary = pretrain.run(load(pretrain.Config, ROOT / "pretrain_smollm2.yaml", overrides))
     assert summary["perplexity_after"] < summary["perplexity_before"]
     assert (Path(summary["outputs"]["lora_adapter"]) / "adapter_config.json").is_file()
     assert {k.rsplit(".", 1)[0] for k in _changed(qwen2_folder, out / "hf_model")} == {
-        "model.layers.1.self_attn", "model.layers.1.mlp"}
+        "model.layers.1.self_attn",
+        "model.layers.1.mlp",
+    }

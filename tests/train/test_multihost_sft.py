@@ -5,6 +5,7 @@ on a tiny random Qwen2 folder; the one-process reference and the resume run in
 this (8-device) test process. ``data.shards=2`` makes both runs read the same
 global batches: in the two-process run each host reads only its shard.
 """
+
 import itertools
 from pathlib import Path
 
@@ -33,10 +34,22 @@ def _chats(path: Path) -> Path:
 
 
 def _common(folder: Path, chats: Path) -> list[str]:
-    return [f"model.path={folder}", f"data.source={chats}", "data.heldout_fraction=0.1", "data.max_examples=64",
-            "data.seq_len=96", "data.batch_size=8",
-            "data.eval_batches=1", "data.samples=1", "data.shards=2", "optim.learning_rate=0.01",
-            "optim.warmup_steps=1", "optim.decay_steps=8", "train.progress=false", "checkpoint.every_steps=2"]
+    return [
+        f"model.path={folder}",
+        f"data.source={chats}",
+        "data.heldout_fraction=0.1",
+        "data.max_examples=64",
+        "data.seq_len=96",
+        "data.batch_size=8",
+        "data.eval_batches=1",
+        "data.samples=1",
+        "data.shards=2",
+        "optim.learning_rate=0.01",
+        "optim.warmup_steps=1",
+        "optim.decay_steps=8",
+        "train.progress=false",
+        "checkpoint.every_steps=2",
+    ]
 
 
 def _losses(out: Path) -> dict[int, float]:
@@ -56,8 +69,7 @@ def test_sft_two_processes_match_one_process_and_resume_on_another_mesh(tmp_path
     common = _common(folder, _chats(tmp_path / "chats.jsonl"))
     mesh = ["mesh.data=2", "mesh.fsdp=4"]
     multi, single = tmp_path / "multi", tmp_path / "single"
-    (_, log0), (_, log1) = launch(jaxlab_run(CONFIG, f"output_dir={multi}", *common, *mesh,
-                                             "train.steps=4"))
+    (_, log0), (_, log1) = launch(jaxlab_run(CONFIG, f"output_dir={multi}", *common, *mesh, "train.steps=4"))
     assert "[sft] hf_model:" in log0 and "[sft]" not in log1, log1[-2000:]  # process 0 reports, alone
     assert cli.main(["run", str(CONFIG), f"output_dir={single}", *common, *mesh, "train.steps=4"]) == 0
 
@@ -76,8 +88,21 @@ def test_sft_two_processes_match_one_process_and_resume_on_another_mesh(tmp_path
     assert max(np.abs(w_single[k] - w_init[k]).max() for k in w_init) > 1e-2
 
     # the checkpoint the two hosts wrote resumes in one process on fsdp=4 x tensor=2, data state included
-    assert cli.main(["run", str(CONFIG), f"output_dir={multi}", *common, "mesh.data=1", "mesh.fsdp=4",
-                     "mesh.tensor=2", "train.steps=6"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                str(CONFIG),
+                f"output_dir={multi}",
+                *common,
+                "mesh.data=1",
+                "mesh.fsdp=4",
+                "mesh.tensor=2",
+                "train.steps=6",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["run", str(CONFIG), f"output_dir={single}", *common, *mesh, "train.steps=6"]) == 0
     got, want = _losses(multi), _losses(single)
     assert sorted(got) == sorted(want) == list(range(1, 7))

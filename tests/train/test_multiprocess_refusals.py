@@ -6,6 +6,7 @@ multi-process path needs, in turn, in the same interpreters: each must exit 2
 ("config error") naming the key and why, on both processes, before it writes
 anything under its ``output_dir``.
 """
+
 import textwrap
 
 import pytest
@@ -13,10 +14,12 @@ import pytest
 from tests.train.two_procs import ROOT, launch
 
 ONE_PROCESS = "distributed.num_processes: the {} runner runs in one process only ("
-REFUSALS = {"ptl_smollm2.yaml": ONE_PROCESS.format("PTL"),
-            "language_neurons_smollm2.yaml": ONE_PROCESS.format("language-neurons"),
-            "rl_text2vis_smollm2.yaml": ONE_PROCESS.format("RL text2vis"),
-            "grpo_tiny_math.yaml": "mesh: a multi-process GRPO run (2 processes) needs a mesh over every process's"}
+REFUSALS = {
+    "ptl_smollm2.yaml": ONE_PROCESS.format("PTL"),
+    "language_neurons_smollm2.yaml": ONE_PROCESS.format("language-neurons"),
+    "rl_text2vis_smollm2.yaml": ONE_PROCESS.format("RL text2vis"),
+    "grpo_tiny_math.yaml": "mesh: a multi-process GRPO run (2 processes) needs a mesh over every process's",
+}
 
 WORKER = textwrap.dedent("""
     import sys
@@ -32,8 +35,7 @@ WORKER = textwrap.dedent("""
 @pytest.mark.slow
 def test_single_process_runners_refuse_two_processes_on_every_host(tmp_path):
     configs = [str(ROOT / "configs" / name) for name in REFUSALS]
-    results = launch(lambda i, port: ["-c", WORKER, str(port), str(i), str(tmp_path), *configs], devices=2,
-                     timeout=300)
+    results = launch(lambda i, port: ["-c", WORKER, str(port), str(i), str(tmp_path), *configs], devices=2, timeout=300)
     for pid, (_, log) in enumerate(results):
         for i, (config, message) in enumerate(REFUSALS.items()):
             assert f"EXIT {i} 2\n" in log, f"process {pid}, {config}:\n{log[-3000:]}"

@@ -1,5 +1,6 @@
 """Packed sequences: first-fit rows match a plain reference packer, a packed row computes the logits and loss
 of its documents run alone (xla, dot_product, splash), and SFT packing keeps each conversation's loss mask."""
+
 import json
 import random
 
@@ -77,8 +78,8 @@ def test_packed_row_equals_documents_alone(impl):
         for seg, ex in enumerate(row, 1):
             n = len(ex["input_ids"])
             for key in ("input_ids", "targets", "loss_mask"):
-                batch[key][r, at:at + n] = ex[key]
-            batch["segment_ids"][r, at:at + n] = seg
+                batch[key][r, at : at + n] = ex[key]
+            batch["segment_ids"][r, at : at + n] = seg
             at += n
     batch = {k: jnp.asarray(v) for k, v in batch.items()}
     packed = np.asarray(jax.jit(lambda b: model(b["input_ids"], segment_ids=b["segment_ids"]))(batch))
@@ -90,7 +91,7 @@ def test_packed_row_equals_documents_alone(impl):
         for ex in row:
             n = len(ex["input_ids"])
             alone = np.asarray(model(jnp.asarray(ex["input_ids"])[None]))[0]
-            np.testing.assert_allclose(packed[r, at:at + n], alone, rtol=0, atol=2e-5)
+            np.testing.assert_allclose(packed[r, at : at + n], alone, rtol=0, atol=2e-5)
             l, c = loss({k: jnp.asarray(v)[None] for k, v in ex.items()})
             total, count, at = total + float(l), count + float(c), at + n
     got_total, got_count = loss(batch)
@@ -100,8 +101,13 @@ def test_packed_row_equals_documents_alone(impl):
 
 def test_packed_sft_batches_hold_whole_conversations_and_resume(tmp_path):
     tok = tiny_hf.code_tokenizer()
-    convs = [[{"role": "user", "content": f"question {i} " * (1 + i % 4)},
-              {"role": "assistant", "content": f"answer {i} " * (1 + i % 3)}] for i in range(24)]
+    convs = [
+        [
+            {"role": "user", "content": f"question {i} " * (1 + i % 4)},
+            {"role": "assistant", "content": f"answer {i} " * (1 + i % 3)},
+        ]
+        for i in range(24)
+    ]
     path = tmp_path / "chats.jsonl"
     path.write_text("".join(json.dumps({"messages": c}) + "\n" for c in convs))
     kw = dict(seq_len=128, batch_size=1, seed=0, shuffle=False, num_epochs=1)  # batch 1: no row dropped
@@ -140,10 +146,23 @@ def test_sft_run_with_packing_trains(tmp_path):
 
     folder = tiny_hf.tiny_qwen2_folder(tmp_path / "hf", tiny_hf.code_tokenizer())
     config = Path(__file__).resolve().parents[2] / "configs" / "sft_smollm2.yaml"
-    overrides = [f"output_dir={tmp_path / 'run'}", f"model.path={folder}", "data.max_examples=64",
-                 "data.seq_len=128", "data.batch_size=2", "data.eval_batches=2", "data.samples=0",
-                 "data.packing=true", "data.packing_bins=4", "optim.learning_rate=0.01", "optim.warmup_steps=1",
-                 "optim.decay_steps=6", "train.steps=6", "train.progress=false", "checkpoint.async_save=false"]
+    overrides = [
+        f"output_dir={tmp_path / 'run'}",
+        f"model.path={folder}",
+        "data.max_examples=64",
+        "data.seq_len=128",
+        "data.batch_size=2",
+        "data.eval_batches=2",
+        "data.samples=0",
+        "data.packing=true",
+        "data.packing_bins=4",
+        "optim.learning_rate=0.01",
+        "optim.warmup_steps=1",
+        "optim.decay_steps=6",
+        "train.steps=6",
+        "train.progress=false",
+        "checkpoint.async_save=false",
+    ]
     summary = sft.run(load(sft.Config, config, overrides))
     assert summary["steps"] == 6 and summary["loss_after"] < summary["loss_before"]
     with pytest.raises(Exception, match="packing_bins"):

@@ -1,4 +1,5 @@
 """Memory report, modelled FLOPs and the per-step speed records the trainer logs."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,8 +16,9 @@ from jaxlab.train.trainer import TrainConfig, fit
 @pytest.mark.parametrize("tied", [False, True])
 def test_modelled_flops_match_xla_cost_analysis(tied):
     """Forward FLOPs (a third of the modelled train FLOPs) against XLA's count of the compiled forward."""
-    cfg = tiny_config("llama", hidden_size=128, intermediate_size=512, num_layers=2, vocab_size=512,
-                      tie_embeddings=tied)
+    cfg = tiny_config(
+        "llama", hidden_size=128, intermediate_size=512, num_layers=2, vocab_size=512, tie_embeddings=tied
+    )
     graphdef, params, rest = nnx.split(init_model(cfg), nnx.Param, ...)
     ids = jnp.zeros((2, 64), jnp.int32)
     xla = jax.jit(lambda p, i: nnx.merge(graphdef, p, rest)(i)).lower(params, ids).compile().cost_analysis()["flops"]
@@ -41,8 +43,12 @@ def test_fit_logs_step_time_tokens_and_mfu(capsys):
     files, _ = data.split_files(data.stdlib_python_files(), 0.1)
     ds = data.pretrain_dataset(files[:20], lambda t: list(t.encode()), eos_id=0, seq_len=16, batch_size=4, seed=0)
     cfg = tiny_config("llama", num_layers=1)
-    result = fit(init_model(cfg), ds, OptimConfig(warmup_steps=1, decay_steps=5),
-                 TrainConfig(steps=3, progress=False, peak_tflops_per_device=1e-3))
+    result = fit(
+        init_model(cfg),
+        ds,
+        OptimConfig(warmup_steps=1, decay_steps=5),
+        TrainConfig(steps=3, progress=False, peak_tflops_per_device=1e-3),
+    )
     assert "[train] train step needs" in capsys.readouterr().out
     records = [h for h in result.history if h["split"] == "train"]
     assert len(records) == 3

@@ -1,4 +1,5 @@
 """``train.profile_steps`` writes a jax.profiler trace of the chosen steps under RUN_DIR/profile."""
+
 import numpy as np
 import pytest
 
@@ -18,8 +19,13 @@ def _batches(n, b=2, s=8):
 def test_profile_steps_write_a_trace(tmp_path):
     metrics = MetricsWriter(tmp_path, tensorboard=False)
     try:
-        fit(init_model(tiny_config("llama", num_layers=1)), _batches(4), OptimConfig(),
-            TrainConfig(steps=4, progress=False, profile_steps=(2, 3)), metrics=metrics)
+        fit(
+            init_model(tiny_config("llama", num_layers=1)),
+            _batches(4),
+            OptimConfig(),
+            TrainConfig(steps=4, progress=False, profile_steps=(2, 3)),
+            metrics=metrics,
+        )
     finally:
         metrics.close()
     traces = list((tmp_path / "profile").rglob("*.xplane.pb"))
@@ -29,8 +35,13 @@ def test_profile_steps_write_a_trace(tmp_path):
 def test_no_profile_without_the_key(tmp_path):
     metrics = MetricsWriter(tmp_path, tensorboard=False)
     try:
-        fit(init_model(tiny_config("llama", num_layers=1)), _batches(2), OptimConfig(),
-            TrainConfig(steps=2, progress=False), metrics=metrics)
+        fit(
+            init_model(tiny_config("llama", num_layers=1)),
+            _batches(2),
+            OptimConfig(),
+            TrainConfig(steps=2, progress=False),
+            metrics=metrics,
+        )
     finally:
         metrics.close()
     assert not (tmp_path / "profile").exists()
@@ -40,5 +51,9 @@ def test_bad_profile_steps_are_named():
     with pytest.raises(ValueError, match=r"profile_steps: expected \[start, stop\]"):
         TrainConfig(profile_steps=(3, 2))
     with pytest.raises(ValueError, match="profile_steps: no directory"):
-        fit(init_model(tiny_config("llama", num_layers=1)), _batches(1), OptimConfig(),
-            TrainConfig(steps=1, progress=False, profile_steps=(1, 1)))
+        fit(
+            init_model(tiny_config("llama", num_layers=1)),
+            _batches(1),
+            OptimConfig(),
+            TrainConfig(steps=1, progress=False, profile_steps=(1, 1)),
+        )

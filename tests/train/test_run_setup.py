@@ -3,6 +3,7 @@
 The multi-process behaviour of the same functions is exercised by the
 two-process tests (test_multihost*.py, test_multiprocess_refusals.py).
 """
+
 import dataclasses
 import json
 

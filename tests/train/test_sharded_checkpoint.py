@@ -1,4 +1,5 @@
 """Sharded runs checkpoint, resume bit-identically, and restore onto another mesh shape (8 fake devices)."""
+
 from pathlib import Path
 
 import jax
@@ -22,15 +23,20 @@ TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pretrain_tiny.y
 
 def _dataset():
     files, _ = data.split_files(data.stdlib_python_files(), 0.1)
-    return data.pretrain_dataset(files[:40], lambda t: list(t.encode()), eos_id=0, seq_len=16,
-                                 batch_size=8, seed=0)
+    return data.pretrain_dataset(files[:40], lambda t: list(t.encode()), eos_id=0, seq_len=16, batch_size=8, seed=0)
 
 
 def _fit(steps: int, mesh, ckpt_dir: Path | None):
     ckpt = Checkpointer(ckpt_dir, CheckpointConfig(every_steps=3, keep=2)) if ckpt_dir else None
     try:
-        return fit(init_model(tiny_config("llama", num_layers=1), seed=0), _dataset(), OPTIM,
-                   TrainConfig(steps=steps, progress=False), checkpointer=ckpt, mesh=mesh)
+        return fit(
+            init_model(tiny_config("llama", num_layers=1), seed=0),
+            _dataset(),
+            OPTIM,
+            TrainConfig(steps=steps, progress=False),
+            checkpointer=ckpt,
+            mesh=mesh,
+        )
     finally:
         if ckpt is not None:
             ckpt.close()

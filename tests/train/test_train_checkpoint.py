@@ -1,4 +1,5 @@
 """Checkpoint exactness, corrupt/partial detection, failing saves, metrics on resume."""
+
 import errno
 import json
 import os
@@ -134,7 +135,11 @@ def test_metrics_resume_drops_steps_after_checkpoint(tmp_path):
         mw.write(4, "train", {"loss": 0.5})
     records = read_jsonl(tmp_path / "metrics.jsonl")
     assert [(r["step"], r["split"], r["loss"]) for r in records] == [
-        (1, "train", 4.0), (2, "train", 3.0), (3, "train", 2.0), (4, "train", 0.5)]
+        (1, "train", 4.0),
+        (2, "train", 3.0),
+        (3, "train", 2.0),
+        (4, "train", 0.5),
+    ]
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     png = plot_loss_curve(tmp_path / "metrics.jsonl", tmp_path / "loss.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -156,14 +161,18 @@ def test_failed_async_save_is_an_error_within_seconds_and_the_process_exits(tmp_
     script = Path(__file__).with_name("failing_save.py")
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     try:
-        proc = subprocess.run([sys.executable, str(script), str(tmp_path / "ck")], capture_output=True, text=True,
-                              env=env, timeout=90)
+        proc = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "ck")], capture_output=True, text=True, env=env, timeout=90
+        )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"a failed async save kept the process alive: {(exc.stdout or b'')[-2000:]!r}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "NO ERROR" not in proc.stdout
-    assert re.search(r"RAISED saving checkpoint step 2 .*No space left on device.*earlier checkpoints are untouched, "
-                     r"latest complete step: 1", proc.stdout), proc.stdout
+    assert re.search(
+        r"RAISED saving checkpoint step 2 .*No space left on device.*earlier checkpoints are untouched, "
+        r"latest complete step: 1",
+        proc.stdout,
+    ), proc.stdout
     assert "EXIT steps=[1]" in proc.stdout
 
 
@@ -200,8 +209,11 @@ def test_tampered_data_position_fails_the_meta_fingerprint(tmp_path, trained):
     meta["data_state"]["parent_state"]["next_index"] = 3  # would silently replay 11 batches
     meta_file.write_text(json.dumps(meta))
     ck = _ckpt(tmp_path)
-    with pytest.raises(CheckpointError, match=r"step 2 .*meta item \(step, data-iterator position.*does not match its "
-                                              r"saved fingerprint.*earlier steps available: \[1\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"step 2 .*meta item \(step, data-iterator position.*does not match its "
+        r"saved fingerprint.*earlier steps available: \[1\]",
+    ):
         ck.restore(fresh, rest)
     assert ck.restore(fresh, rest, step=1).data_state == {"parent_state": {"next_index": 7}}
 

@@ -1,4 +1,5 @@
 """Grain pipelines: stdlib corpus split, packing determinism, mid-epoch resume, chat SFT masks."""
+
 import json
 
 import numpy as np
@@ -27,8 +28,11 @@ def _pretrain(files, seed=0, **kw):
 def test_stdlib_corpus_split_is_deterministic_and_disjoint(corpus):
     files, train, heldout = corpus
     assert len(files) > 300 and all(p.suffix == ".py" for p in files)
-    assert not any(part in ("test", "tests", "site-packages") for p in files
-                   for part in p.relative_to(data.stdlib_root()).parts[:-1])
+    assert not any(
+        part in ("test", "tests", "site-packages")
+        for p in files
+        for part in p.relative_to(data.stdlib_root()).parts[:-1]
+    )
     assert set(train).isdisjoint(heldout) and set(train) | set(heldout) == set(files)
     assert 0.05 < len(heldout) / len(files) < 0.15
     # the split depends on each path only, not on the list's order or contents
@@ -57,8 +61,9 @@ def test_packing_concatenates_documents_with_eos(corpus):
     _, train, _ = corpus
     files = train[:3]
     windows = data.take_batches(_pretrain(files, shuffle=False, num_epochs=1), 10_000)
-    stream = np.concatenate([np.concatenate([b["input_ids"], b["targets"][:, -1:]], axis=1).reshape(-1)
-                             for b in windows])
+    stream = np.concatenate(
+        [np.concatenate([b["input_ids"], b["targets"][:, -1:]], axis=1).reshape(-1) for b in windows]
+    )
     expected = np.concatenate([np.asarray(_bytes(f.read_text()) + [0], np.int32) for f in files])
     n = len(stream)
     assert n > 0 and n <= len(expected) < n + 4 * (SEQ + 1) + SEQ + 1
@@ -94,15 +99,15 @@ TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 CONVERSATIONS = [
-    [{"role": "system", "content": "You are terse."},
-     {"role": "user", "content": "What is 2 + 2?"},
-     {"role": "assistant", "content": "4"},
-     {"role": "user", "content": "And times 3?"},
-     {"role": "assistant", "content": "12, since 4 * 3 = 12."}],
-    [{"role": "user", "content": "Name a Python keyword."},
-     {"role": "assistant", "content": "lambda"}],
-    [{"role": "user", "content": "Say hi."},
-     {"role": "assistant", "content": "hi there"}],
+    [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "And times 3?"},
+        {"role": "assistant", "content": "12, since 4 * 3 = 12."},
+    ],
+    [{"role": "user", "content": "Name a Python keyword."}, {"role": "assistant", "content": "lambda"}],
+    [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "hi there"}],
 ]
 
 
@@ -116,8 +121,12 @@ def tokenizer():
     tok.decoder = decoders.ByteLevel()
     specials = ["<|im_start|>", "<|im_end|>", "<pad>"]
     texts = [m["content"] for conv in CONVERSATIONS for m in conv] + ["system user assistant"]
-    tok.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<pad>")
     hf.chat_template = TEMPLATE
     return hf
@@ -146,22 +155,31 @@ def test_chat_pipeline_batches_align_mask_with_targets(tokenizer, chat_file):
     (batch,) = data.take_batches(ds, 5)
     pad = tokenizer.pad_token_id
     trained = sorted(tokenizer.decode(t[m == 1]) for t, m in zip(batch["targets"], batch["loss_mask"]))
-    expected = sorted("".join(m["content"] + "<|im_end|>\n" for m in conv if m["role"] == "assistant")
-                      for conv in CONVERSATIONS)
+    expected = sorted(
+        "".join(m["content"] + "<|im_end|>\n" for m in conv if m["role"] == "assistant") for conv in CONVERSATIONS
+    )
     assert trained == expected
     assert (batch["loss_mask"][batch["targets"] == pad] == 0).all()
     np.testing.assert_array_equal(batch["input_ids"][:, 1:], batch["targets"][:, :-1])
     # same seed -> same order; resumable like the pretraining pipeline
-    again = data.take_batches(data.chat_sft_dataset(chat_file, tokenizer, seq_len=64, batch_size=3, seed=0,
-                                                    num_epochs=1), 1)[0]
+    again = data.take_batches(
+        data.chat_sft_dataset(chat_file, tokenizer, seq_len=64, batch_size=3, seed=0, num_epochs=1), 1
+    )[0]
     np.testing.assert_array_equal(again["input_ids"], batch["input_ids"])
 
 
 def test_chat_shards_partition_the_conversations(tokenizer, chat_file):
     kw = dict(seq_len=64, batch_size=1, seed=0, num_epochs=1, shuffle=False)
     whole = {tuple(b["input_ids"][0]) for b in data.take_batches(data.chat_sft_dataset(chat_file, tokenizer, **kw), 99)}
-    parts = [[tuple(b["input_ids"][0]) for b in data.take_batches(
-        data.chat_sft_dataset(chat_file, tokenizer, shard_index=i, shard_count=2, **kw), 99)] for i in range(2)]
+    parts = [
+        [
+            tuple(b["input_ids"][0])
+            for b in data.take_batches(
+                data.chat_sft_dataset(chat_file, tokenizer, shard_index=i, shard_count=2, **kw), 99
+            )
+        ]
+        for i in range(2)
+    ]
     assert len(whole) == len(CONVERSATIONS) and all(parts)  # each host reads a non-empty, disjoint share
     assert not set(parts[0]) & set(parts[1]) and set(parts[0]) | set(parts[1]) == whole
     with pytest.raises(ValueError, match="cannot fill 99 shards"):
@@ -170,8 +188,12 @@ def test_chat_shards_partition_the_conversations(tokenizer, chat_file):
 
 def test_chat_errors_name_line_and_field(tokenizer, tmp_path, chat_file):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"messages": CONVERSATIONS[1]}) + "\n"
-                   + json.dumps({"messages": [{"role": "robot", "content": "x"}]}) + "\n")
+    bad.write_text(
+        json.dumps({"messages": CONVERSATIONS[1]})
+        + "\n"
+        + json.dumps({"messages": [{"role": "robot", "content": "x"}]})
+        + "\n"
+    )
     with pytest.raises(ValueError, match=r"bad.jsonl:2: messages\[0\]"):
         data.load_chat_jsonl(bad)
     bad.write_text(json.dumps({"messages": [{"role": "user", "content": "x"}]}) + "\n")

@@ -1,5 +1,6 @@
 """Lean memory (issue 15): donating the model changes no loss and deletes no array a caller still reads;
 the checkpoint fingerprint goes leaf by leaf (same sums, no state-sized temporaries); per-phase peak RSS."""
+
 import ctypes
 
 import jax
@@ -119,7 +120,9 @@ def test_fingerprint_needs_no_state_sized_temporaries():
     with memory.phase("fingerprint"):
         fingerprint(leaves)
     growth = memory.phases()[0]["peak_bytes"] - start
-    assert growth < 0.35 * state_bytes, f"fingerprint grew RSS by {growth / 1e6:.0f} MB for a {state_bytes / 1e6:.0f} MB state"
+    assert growth < 0.35 * state_bytes, (
+        f"fingerprint grew RSS by {growth / 1e6:.0f} MB for a {state_bytes / 1e6:.0f} MB state"
+    )
 
 
 @pytest.mark.skipif(memory.current_rss_bytes() is None, reason="needs /proc/self/status (Linux)")

@@ -1,4 +1,5 @@
 """The pretraining runner: config validation, outputs under output_dir, resume."""
+
 import json
 from pathlib import Path
 
@@ -34,14 +35,29 @@ def code_tokenizer():
 
 def test_run_writes_outputs_and_resumes(tmp_path, monkeypatch, code_tokenizer):
     def tiny_loader(section):
-        cfg = tiny_config("llama", num_layers=1, vocab_size=len(code_tokenizer), dtype=section.compute_dtype,
-                          param_dtype=section.param_dtype)
+        cfg = tiny_config(
+            "llama",
+            num_layers=1,
+            vocab_size=len(code_tokenizer),
+            dtype=section.compute_dtype,
+            param_dtype=section.param_dtype,
+        )
         return init_model(cfg, seed=0), code_tokenizer
 
     monkeypatch.setattr(pretrain, "load_model", tiny_loader)
-    overrides = [f"output_dir={tmp_path / 'run'}", "data.seq_len=32", "data.batch_size=4", "data.eval_batches=2",
-                 "optim.learning_rate=0.01", "optim.warmup_steps=1", "optim.decay_steps=12",
-                 "train.steps=6", "train.eval_every=3", "train.progress=false", "checkpoint.every_steps=3"]
+    overrides = [
+        f"output_dir={tmp_path / 'run'}",
+        "data.seq_len=32",
+        "data.batch_size=4",
+        "data.eval_batches=2",
+        "optim.learning_rate=0.01",
+        "optim.warmup_steps=1",
+        "optim.decay_steps=12",
+        "train.steps=6",
+        "train.eval_every=3",
+        "train.progress=false",
+        "checkpoint.every_steps=3",
+    ]
     summary = pretrain.run(load(pretrain.Config, CONFIG, overrides))
     out = tmp_path / "run"
     for key in ("metrics", "loss_curve", "summary", "checkpoints", "tensorboard"):
@@ -62,8 +78,11 @@ def test_run_writes_outputs_and_resumes(tmp_path, monkeypatch, code_tokenizer):
 
     # another config in the same output_dir: refused before any work, the first run's results untouched
     before = (out / "metrics.jsonl").read_text()
-    with pytest.raises(RunDirError, match=r"different config .*changed keys: optim.learning_rate: 0.01 -> 0.02; "
-                                          r"set overwrite=true"):
+    with pytest.raises(
+        RunDirError,
+        match=r"different config .*changed keys: optim.learning_rate: 0.01 -> 0.02; "
+        r"set overwrite=true",
+    ):
         pretrain.run(load(pretrain.Config, CONFIG, overrides + ["optim.learning_rate=0.02"]))
     with pytest.raises(RunDirError, match=r"same config and checkpoint.resume is false"):
         pretrain.run(load(pretrain.Config, CONFIG, overrides + ["checkpoint.resume=false"]))
@@ -71,8 +90,13 @@ def test_run_writes_outputs_and_resumes(tmp_path, monkeypatch, code_tokenizer):
     assert sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == [6, 8]
 
     # overwrite=true: a fresh run whose checkpoints and metrics are all its own (no stale step 6 or 8)
-    fresh = pretrain.run(load(pretrain.Config, CONFIG, overrides + [
-        "optim.learning_rate=0.02", "train.steps=3", "train.eval_every=0", "overwrite=true"]))
+    fresh = pretrain.run(
+        load(
+            pretrain.Config,
+            CONFIG,
+            overrides + ["optim.learning_rate=0.02", "train.steps=3", "train.eval_every=0", "overwrite=true"],
+        )
+    )
     assert fresh["resumed_from"] is None and fresh["steps"] == 3
     assert sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == [3]
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if r["split"] == "train"] == [1, 2, 3]

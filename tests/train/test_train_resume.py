@@ -1,4 +1,5 @@
 """A run SIGKILLed after a checkpoint and resumed matches an uninterrupted run exactly."""
+
 import os
 import subprocess
 import sys
@@ -15,7 +16,10 @@ def _start(out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     return subprocess.Popen(
         [sys.executable, str(SCRIPT), str(out), "--steps", str(STEPS), "--every", str(EVERY), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
 
 

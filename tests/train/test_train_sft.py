@@ -1,4 +1,5 @@
 """The SFT runner on a tiny Qwen2 HF folder: assistant-only loss goes down, hf_model/ is written, bad data is named."""
+
 import json
 from pathlib import Path
 
@@ -29,10 +30,22 @@ def test_stdlib_docstring_conversations_are_split_by_module(tmp_path):
 
 def test_sft_run_trains_assistant_tokens_and_exports(qwen2_folder, tmp_path):
     out = tmp_path / "run"
-    overrides = [f"output_dir={out}", f"model.path={qwen2_folder}", "data.max_examples=64", "data.seq_len=64",
-                 "data.batch_size=4", "data.eval_batches=2", "data.samples=1", "optim.learning_rate=0.01",
-                 "optim.warmup_steps=1", "optim.decay_steps=8", "train.steps=8", "train.progress=false",
-                 "checkpoint.every_steps=4", "checkpoint.async_save=false"]
+    overrides = [
+        f"output_dir={out}",
+        f"model.path={qwen2_folder}",
+        "data.max_examples=64",
+        "data.seq_len=64",
+        "data.batch_size=4",
+        "data.eval_batches=2",
+        "data.samples=1",
+        "optim.learning_rate=0.01",
+        "optim.warmup_steps=1",
+        "optim.decay_steps=8",
+        "train.steps=8",
+        "train.progress=false",
+        "checkpoint.every_steps=4",
+        "checkpoint.async_save=false",
+    ]
     summary = sft.run(load(sft.Config, CONFIG, overrides))
     assert summary["steps"] == 8 and summary["train_conversations"] == 64
     assert summary["loss_after"] < summary["loss_before"]
@@ -45,7 +58,8 @@ def test_sft_run_trains_assistant_tokens_and_exports(qwen2_folder, tmp_path):
 
 
 def test_bad_data_source_is_named(qwen2_folder, tmp_path):
-    cfg = load(sft.Config, CONFIG, [f"output_dir={tmp_path / 'r'}", f"model.path={qwen2_folder}",
-                                    "data.source=chats.csv"])
+    cfg = load(
+        sft.Config, CONFIG, [f"output_dir={tmp_path / 'r'}", f"model.path={qwen2_folder}", "data.source=chats.csv"]
+    )
     with pytest.raises(ConfigError, match="data.source.*chats.csv"):
         sft.run(cfg)

@@ -1,4 +1,5 @@
 """Loss masking, optimizer schedule, exact gradient accumulation, dtypes, sharded steps."""
+
 import dataclasses
 import math
 
@@ -79,8 +80,7 @@ def test_optim_config_errors_name_the_field():
 
 def test_weight_decay_skips_vectors_and_clipping_bounds_the_update():
     params = {"w": jnp.ones((3, 3)), "scale": jnp.ones((3,))}
-    cfg = OptimConfig(learning_rate=0.1, warmup_steps=1, decay_steps=10, weight_decay=0.5,
-                      grad_clip_norm=1.0)
+    cfg = OptimConfig(learning_rate=0.1, warmup_steps=1, decay_steps=10, weight_decay=0.5, grad_clip_norm=1.0)
     tx = make_optimizer(cfg)
     state = tx.init(params)
     zero = jax.tree.map(jnp.zeros_like, params)
@@ -133,7 +133,9 @@ def test_perplexity_is_exp_of_token_weighted_loss():
     graphdef, params, rest = split_model(model)
     forward = jax.jit(lambda p, ids: nnx.merge(graphdef, p, rest)(ids))
     logits = [forward(params, jnp.asarray(b["input_ids"])) for b in batches]
-    sums = [masked_cross_entropy(l, jnp.asarray(b["targets"]), jnp.asarray(b["loss_mask"])) for l, b in zip(logits, batches)]
+    sums = [
+        masked_cross_entropy(l, jnp.asarray(b["targets"]), jnp.asarray(b["loss_mask"])) for l, b in zip(logits, batches)
+    ]
     loss = sum(float(s) for s, _ in sums) / sum(float(n) for _, n in sums)
     np.testing.assert_allclose(out["loss"], loss, rtol=1e-5)
     np.testing.assert_allclose(out["perplexity"], math.exp(loss), rtol=1e-5)
@@ -168,5 +170,4 @@ def test_sharded_fit_matches_single_device():
     sharded = fit(init_model(tiny_config("llama", num_layers=1)), _ListData(batches), ocfg, tcfg, mesh=mesh)
     emb = sharded.state.params["embed"]["embedding"][...]
     assert len(emb.sharding.device_set) > 1
-    np.testing.assert_allclose([h["loss"] for h in sharded.history], [h["loss"] for h in single.history],
-                               rtol=1e-5)
+    np.testing.assert_allclose([h["loss"] for h in sharded.history], [h["loss"] for h in single.history], rtol=1e-5)

@@ -8,6 +8,7 @@ the latest checkpoint if there is one. With ``--pause-at K`` it waits for
 pending checkpoints after step K, prints ``PAUSED K`` and sleeps, so that the
 test can SIGKILL it at a known point with work done past the last checkpoint.
 """
+
 import argparse
 import sys
 import time
@@ -32,8 +33,7 @@ def main() -> None:
     args = ap.parse_args()
 
     files, _ = data.split_files(data.stdlib_python_files(), 0.1)
-    dataset = data.pretrain_dataset(files[:60], lambda t: list(t.encode()), eos_id=0, seq_len=32,
-                                    batch_size=4, seed=0)
+    dataset = data.pretrain_dataset(files[:60], lambda t: list(t.encode()), eos_id=0, seq_len=32, batch_size=4, seed=0)
     ckpt = Checkpointer(args.out / "checkpoints", CheckpointConfig(every_steps=args.every, keep=2))
     metrics = MetricsWriter(args.out, resume_step=ckpt.latest_step(), tensorboard=False)
 
@@ -44,8 +44,15 @@ def main() -> None:
             time.sleep(600)
 
     optim = OptimConfig(learning_rate=3e-3, warmup_steps=2, decay_steps=args.steps, grad_accum_steps=2)
-    fit(init_model(tiny_config("llama", num_layers=1), seed=0), dataset, optim, TrainConfig(steps=args.steps, progress=False),
-        checkpointer=ckpt, metrics=metrics, on_step=on_step)
+    fit(
+        init_model(tiny_config("llama", num_layers=1), seed=0),
+        dataset,
+        optim,
+        TrainConfig(steps=args.steps, progress=False),
+        checkpointer=ckpt,
+        metrics=metrics,
+        on_step=on_step,
+    )
     metrics.close()
     ckpt.close()
     print("DONE", flush=True)

@@ -6,6 +6,7 @@ parameter arrays, with explicit loops for the PLND q/k score, so it shares no
 code with ``jaxlab.transforms.neuron_stats``. ``zero`` deactivates units the
 way the papers describe it (a neuron's activation, a q/k/v/o dimension set to 0).
 """
+
 import numpy as np
 from flax import nnx
 
@@ -23,7 +24,7 @@ def _rope(x, theta):
     inv = 1.0 / theta ** (np.arange(0, d, 2) / d)
     ang = np.arange(n)[:, None] * inv[None]
     cos, sin = np.cos(np.concatenate([ang, ang], -1))[:, None], np.sin(np.concatenate([ang, ang], -1))[:, None]
-    rot = np.concatenate([-x[..., d // 2:], x[..., : d // 2]], -1)
+    rot = np.concatenate([-x[..., d // 2 :], x[..., : d // 2]], -1)
     return x * cos + rot * sin
 
 

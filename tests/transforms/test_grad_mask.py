@@ -1,4 +1,5 @@
 """Pruned units stay exactly zero through AdamW updates in the jaxlab trainer; the rest trains."""
+
 import numpy as np
 from flax import nnx
 from tx_helpers import calib_batches, random_masks, tiny_model
@@ -33,8 +34,9 @@ def test_pruned_weights_stay_zero_while_training():
     before = {tuple(p): np.asarray(v[...]) for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
     optim = OptimConfig(learning_rate=1e-2, warmup_steps=1, decay_steps=5, weight_decay=0.1)
     data = iter(calib_batches(n=3, seed=5))
-    result = fit(model, data, optim, TrainConfig(steps=3, progress=False),
-                 tx=masked_optimizer(make_optimizer(optim), masks, hd))
+    result = fit(
+        model, data, optim, TrainConfig(steps=3, progress=False), tx=masked_optimizer(make_optimizer(optim), masks, hd)
+    )
     after = {tuple(p): np.asarray(v[...]) for p, v in nnx.to_flat_state(result.state.params)}
     changed = 0
     for path, old in before.items():

@@ -1,4 +1,5 @@
 """Importance scores vs slow eager references on random tiny models, and hand-checkable cases."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -6,8 +7,18 @@ from flax import nnx
 from tx_helpers import calib_batches, random_masks, tiny_model
 
 from jaxlab.train.loss import masked_cross_entropy
-from jaxlab.transforms import (apply_masks, compact, full_masks, head_scores, kv_head_scores, layer_scores,
-                               mlp_scores, prune_lowest, ptl_scores, unit_scores)
+from jaxlab.transforms import (
+    apply_masks,
+    compact,
+    full_masks,
+    head_scores,
+    kv_head_scores,
+    layer_scores,
+    mlp_scores,
+    prune_lowest,
+    ptl_scores,
+    unit_scores,
+)
 
 
 def _np(x):
@@ -54,17 +65,23 @@ def test_mlp_magnitude_by_hand():
     model = tiny_model("llama", seed=3)
     scores = mlp_scores(model, "magnitude")
     i, j = 1, 5
-    ref = (np.abs(_w(model, i, "mlp", "gate_proj")[:, j]).sum() + np.abs(_w(model, i, "mlp", "up_proj")[:, j]).sum()
-           + np.abs(_w(model, i, "mlp", "down_proj")[j]).sum())
+    ref = (
+        np.abs(_w(model, i, "mlp", "gate_proj")[:, j]).sum()
+        + np.abs(_w(model, i, "mlp", "up_proj")[:, j]).sum()
+        + np.abs(_w(model, i, "mlp", "down_proj")[j]).sum()
+    )
     np.testing.assert_allclose(scores[i][j], ref, rtol=1e-6)
 
 
 def _eager_grads(model, batches):
     """Reference gradient of the token-mean loss, one eager nnx.grad per batch."""
+
     def loss(m, b):
-        s, _ = masked_cross_entropy(m(jnp.asarray(b["input_ids"])), jnp.asarray(b["targets"]),
-                                    jnp.asarray(b["loss_mask"]))
+        s, _ = masked_cross_entropy(
+            m(jnp.asarray(b["input_ids"])), jnp.asarray(b["targets"]), jnp.asarray(b["loss_mask"])
+        )
         return s
+
     total = float(sum(np.sum(b["loss_mask"]) for b in batches))
     grads = [nnx.jit(nnx.grad(loss))(model, b) for b in batches]
     return lambda i, *path: sum(_np(_get(g, i, path)) for g in grads) / total
@@ -84,13 +101,15 @@ def test_taylor_matches_eager_gradients():
     g = _eager_grads(model, batches)
     hd = model.config.head_dim
     for i in range(model.config.num_layers):
-        ref = (np.abs(_w(model, i, "mlp", "gate_proj") * g(i, "mlp", "gate_proj")).sum(0)
-               + np.abs(_w(model, i, "mlp", "up_proj") * g(i, "mlp", "up_proj")).sum(0)
-               + np.abs(_w(model, i, "mlp", "down_proj") * g(i, "mlp", "down_proj")).sum(1))
+        ref = (
+            np.abs(_w(model, i, "mlp", "gate_proj") * g(i, "mlp", "gate_proj")).sum(0)
+            + np.abs(_w(model, i, "mlp", "up_proj") * g(i, "mlp", "up_proj")).sum(0)
+            + np.abs(_w(model, i, "mlp", "down_proj") * g(i, "mlp", "down_proj")).sum(1)
+        )
         np.testing.assert_allclose(neurons[i], ref, rtol=2e-4, atol=1e-9)
         q = np.abs(_w(model, i, "attn", "q_proj") * g(i, "attn", "q_proj"))
         o = np.abs(_w(model, i, "attn", "o_proj") * g(i, "attn", "o_proj"))
-        ref_h = [q[:, h * hd:(h + 1) * hd].sum() + o[h * hd:(h + 1) * hd].sum() for h in range(4)]
+        ref_h = [q[:, h * hd : (h + 1) * hd].sum() + o[h * hd : (h + 1) * hd].sum() for h in range(4)]
         np.testing.assert_allclose(heads[i], ref_h, rtol=2e-4, atol=1e-9)
 
 
@@ -142,8 +161,9 @@ def test_ptl_criterion_uses_last_token_values():
 
     t, e = last(task), last(eng)
     for i in range(model.config.num_layers):
-        ref = ptl_scores({k: v[:, i] for k, v in t.items()}, {k: v[:, i] for k, v in e.items()},
-                         np.ones(48), top_frac=0.6)
+        ref = ptl_scores(
+            {k: v[:, i] for k, v in t.items()}, {k: v[:, i] for k, v in e.items()}, np.ones(48), top_frac=0.6
+        )
         np.testing.assert_allclose(scores[i], ref, rtol=1e-6, atol=1e-6)
 
 
@@ -162,8 +182,10 @@ def test_layer_scores_match_references():
         np.testing.assert_allclose(bi[i], num / count, rtol=1e-4)
 
     def mean_loss(m):
-        s = [masked_cross_entropy(m(jnp.asarray(b["input_ids"])), jnp.asarray(b["targets"]),
-                                  jnp.asarray(b["loss_mask"])) for b in batches]
+        s = [
+            masked_cross_entropy(m(jnp.asarray(b["input_ids"])), jnp.asarray(b["targets"]), jnp.asarray(b["loss_mask"]))
+            for b in batches
+        ]
         return float(sum(a for a, _ in s) / sum(n for _, n in s))
 
     base = mean_loss(model)
@@ -232,8 +254,7 @@ def test_seed_exact_through_mlp_scores_and_random_criterion():
     model, batches = tiny_model("llama", seed=21), calib_batches(seed=22)
     with pytest.raises(ValueError, match="seed_exact: layer 0 has"):
         mlp_scores(model, "ptl", batches, english=batches, top_frac=0.5, select="seed_exact", n_remove=10_000)
-    s = mlp_scores(model, "ptl", batches, english=calib_batches(seed=23), top_frac=0.9, select="seed_exact",
-                   n_remove=0)
+    s = mlp_scores(model, "ptl", batches, english=calib_batches(seed=23), top_frac=0.9, select="seed_exact", n_remove=0)
     width = model.config.layer_intermediate[0]
     for v in s:  # candidates score their index, everyone else index + width
         assert v.shape == (width,) and np.all((v == np.arange(width)) | (v == np.arange(width) + width))
@@ -247,5 +268,6 @@ def test_seed_exact_through_mlp_scores_and_random_criterion():
     assert len(r) == model.config.num_layers and sorted(r[0]) == list(range(width))
     layers = unit_scores(model, "layers", "random", seed=3)
     assert sorted(layers) == list(range(model.config.num_layers))
-    assert np.array_equal(unit_scores(model, "kv_heads", "random", seed=4)[0],
-                          random_scores([model.config.layer_kv_heads[0]], 4)[0])
+    assert np.array_equal(
+        unit_scores(model, "kv_heads", "random", seed=4)[0], random_scores([model.config.layer_kv_heads[0]], 4)[0]
+    )

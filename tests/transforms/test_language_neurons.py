@@ -1,4 +1,5 @@
 """PLND and LAPE recover planted sets exactly and match slow references on random inputs."""
+
 import numpy as np
 import pytest
 import torch

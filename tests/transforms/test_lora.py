@@ -1,4 +1,5 @@
 """LoRA: forward and gradients equal peft's on tiny HF models, merge equals a numpy reference, the base stays frozen."""
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +14,16 @@ from jaxlab.train.optim import OptimConfig
 from jaxlab.train.step import model_loss, split_model
 from jaxlab.train.trainer import TrainConfig
 from jaxlab.train.lora_train import fit_lora
-from jaxlab.transforms.lora import (LoRAConfig, apply_lora, find_targets, init_lora, lora_loss_fn, merge_lora,
-                                    merged_model, save_peft)
+from jaxlab.transforms.lora import (
+    LoRAConfig,
+    apply_lora,
+    find_targets,
+    init_lora,
+    lora_loss_fn,
+    merge_lora,
+    merged_model,
+    save_peft,
+)
 
 peft = pytest.importorskip("peft")
 
@@ -22,9 +31,16 @@ HF = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config}
 
 
 def _hf_model(family: str, seed: int = 0):
-    cfg = HF[family](vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                     tie_word_embeddings=False)
+    cfg = HF[family](
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(seed)
     return transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
 
@@ -57,8 +73,9 @@ def test_forward_and_gradients_equal_peft(family, tmp_path):
     ours = _adapted_logits(model, adapters, jnp.asarray(ids))
     np.testing.assert_allclose(np.asarray(ours), ref.detach().numpy(), atol=2e-4, rtol=2e-4)
     assert np.abs(np.asarray(ours) - np.asarray(model(jnp.asarray(ids)))).max() > 1e-2  # the adapters matter
-    np.testing.assert_allclose(np.asarray(merged_model(model, adapters)(jnp.asarray(ids))), np.asarray(ours),
-                               atol=2e-4, rtol=2e-4)
+    np.testing.assert_allclose(
+        np.asarray(merged_model(model, adapters)(jnp.asarray(ids))), np.asarray(ours), atol=2e-4, rtol=2e-4
+    )
 
     graphdef, params, rest = nnx.split(adapters, nnx.Param, ...)
 
@@ -93,8 +110,10 @@ def test_merge_equals_numpy_reference():
         np.testing.assert_allclose(np.asarray(merged[path][...]), want, atol=1e-6)
     assert set(pairs) == {f"layers.{i}.{m}" for i in range(2) for m in ("mlp.up_proj", "attn.o_proj")}
     # the base state is not modified in place
-    assert np.array_equal(np.asarray(nnx.state(model, nnx.Param)["layers"][0]["attn"]["o_proj"]["kernel"][...]),
-                          np.asarray(params["layers"][0]["attn"]["o_proj"]["kernel"][...]))
+    assert np.array_equal(
+        np.asarray(nnx.state(model, nnx.Param)["layers"][0]["attn"]["o_proj"]["kernel"][...]),
+        np.asarray(params["layers"][0]["attn"]["o_proj"]["kernel"][...]),
+    )
 
 
 def test_dropout_applies_to_the_adapter_input_only_while_training():
@@ -120,12 +139,25 @@ def test_dropout_applies_to_the_adapter_input_only_while_training():
 def test_targets_by_pattern_and_bad_patterns_are_named():
     params = nnx.state(init_model(tiny_config("llama")), nnx.Param)
     assert set(find_targets(params, ["layers.0.*"])) == set(
-        f"layers.0.{m}" for m in ("attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.o_proj", "mlp.gate_proj",
-                                  "mlp.up_proj", "mlp.down_proj"))
+        f"layers.0.{m}"
+        for m in (
+            "attn.q_proj",
+            "attn.k_proj",
+            "attn.v_proj",
+            "attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        )
+    )
     with pytest.raises(ValueError, match=r"lora.target_modules: 'qkv' matches no Linear.*q_proj"):
         find_targets(params, ["qkv"])
-    for bad, field in ((dict(rank=0), "lora.rank"), (dict(dropout=1.0), "lora.dropout"),
-                       (dict(alpha=0.0), "lora.alpha"), (dict(target_modules=()), "lora.target_modules")):
+    for bad, field in (
+        (dict(rank=0), "lora.rank"),
+        (dict(dropout=1.0), "lora.dropout"),
+        (dict(alpha=0.0), "lora.alpha"),
+        (dict(target_modules=()), "lora.target_modules"),
+    ):
         with pytest.raises(ValueError, match=field):
             LoRAConfig(**bad)
 
@@ -141,16 +173,20 @@ def test_fit_lora_trains_adapters_and_leaves_the_base_unchanged():
     model = init_model(tiny_config("llama"), seed=1)
     before = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
     lcfg = LoRAConfig(rank=4, alpha=8.0, dropout=0.1, target_modules=("q_proj", "v_proj", "down_proj"))
-    result = fit_lora(model, lcfg, _batches(model.config.vocab_size), OptimConfig(learning_rate=1e-2,
-                      warmup_steps=0, decay_steps=20), TrainConfig(steps=12, progress=False))
+    result = fit_lora(
+        model,
+        lcfg,
+        _batches(model.config.vocab_size),
+        OptimConfig(learning_rate=1e-2, warmup_steps=0, decay_steps=20),
+        TrainConfig(steps=12, progress=False),
+    )
     after = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
     assert jax.tree.all(jax.tree.map(np.array_equal, before, after))  # base untouched
     losses = [h["loss"] for h in result.history if h["split"] == "train"]
     assert losses[-1] < losses[0]
     assert all(np.abs(np.asarray(b[...])).max() > 0 for b in result.adapters.b)  # B left zero
     merged = dict(result.state.params.flat_state())
-    changed = {".".join(map(str, p[:-1])) for p, v in before.flat_state() if not np.array_equal(v[...],
-                                                                                                merged[p][...])}
+    changed = {".".join(map(str, p[:-1])) for p, v in before.flat_state() if not np.array_equal(v[...], merged[p][...])}
     assert changed == set(result.adapters.targets)
     # the base gets exactly zero gradient through the LoRA loss
     graphdef, params, rest = split_model(model)

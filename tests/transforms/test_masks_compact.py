@@ -1,4 +1,5 @@
 """Masks vs a loop reference, and compacted == masked logits on each family; transformers export."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,16 +32,16 @@ def _reference_zero(model, masks):
         groups = cfg.layer_heads[i] // cfg.layer_kv_heads[i]
         for h in range(cfg.layer_heads[i]):
             if not (masks.heads[i][h] and masks.kv_heads[i][h // groups]):
-                w[a + ("q_proj", "kernel")][:, h * hd:(h + 1) * hd] = 0
-                w[a + ("o_proj", "kernel")][h * hd:(h + 1) * hd, :] = 0
+                w[a + ("q_proj", "kernel")][:, h * hd : (h + 1) * hd] = 0
+                w[a + ("o_proj", "kernel")][h * hd : (h + 1) * hd, :] = 0
                 if a + ("q_proj", "bias") in w:
-                    w[a + ("q_proj", "bias")][h * hd:(h + 1) * hd] = 0
+                    w[a + ("q_proj", "bias")][h * hd : (h + 1) * hd] = 0
         for k in range(cfg.layer_kv_heads[i]):
             if not masks.kv_heads[i][k]:
                 for p in ("k_proj", "v_proj"):
-                    w[a + (p, "kernel")][:, k * hd:(k + 1) * hd] = 0
+                    w[a + (p, "kernel")][:, k * hd : (k + 1) * hd] = 0
                     if a + (p, "bias") in w:
-                        w[a + (p, "bias")][k * hd:(k + 1) * hd] = 0
+                        w[a + (p, "bias")][k * hd : (k + 1) * hd] = 0
         if not masks.layers[i]:
             w[a + ("o_proj", "kernel")][:] = 0
             w[m + ("down_proj", "kernel")][:] = 0

@@ -1,4 +1,5 @@
 """Deactivating a language-neuron set zeroes exactly its rows/columns and equals a reference forward without it."""
+
 import numpy as np
 import pytest
 from flax import nnx
@@ -6,8 +7,14 @@ from ln_reference import flat_params, reference
 from test_neuron_stats import padded_rows
 from tx_helpers import tiny_model
 
-from jaxlab.transforms import (apply_masks, apply_neuron_masks, deactivation_masks, random_control, selection_masks,
-                               to_ptl_masks)
+from jaxlab.transforms import (
+    apply_masks,
+    apply_neuron_masks,
+    deactivation_masks,
+    random_control,
+    selection_masks,
+    to_ptl_masks,
+)
 
 
 def random_sets(cfg, seed):
@@ -34,9 +41,13 @@ def expected_zeroed(path, shape, cfg, ffn, qk, vo, style):
     if path[0] != "layers":
         return out
     i, module, proj, kind = path[1], path[2], path[3], path[-1]
-    cols = {("mlp", "up_proj"): ffn[i] if style == "plnd" else None,
-            ("mlp", "gate_proj"): ffn[i] if style == "lape" else None,
-            ("attn", "q_proj"): qk[i], ("attn", "k_proj"): kv_of(qk, cfg)[i], ("attn", "v_proj"): kv_of(vo, cfg)[i]}
+    cols = {
+        ("mlp", "up_proj"): ffn[i] if style == "plnd" else None,
+        ("mlp", "gate_proj"): ffn[i] if style == "lape" else None,
+        ("attn", "q_proj"): qk[i],
+        ("attn", "k_proj"): kv_of(qk, cfg)[i],
+        ("attn", "v_proj"): kv_of(vo, cfg)[i],
+    }
     rows = {("mlp", "down_proj"): ffn[i] if style == "plnd" else None, ("attn", "o_proj"): vo[i]}
     sel = cols.get((module, proj))
     if sel is not None:

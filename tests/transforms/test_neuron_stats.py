@@ -1,4 +1,5 @@
 """Streaming neuron statistics equal a slow per-sample numpy reference; batching and data sharding do not matter."""
+
 import jax
 import numpy as np
 import pytest
@@ -35,8 +36,10 @@ def padded_rows(n_rows, seed, seq=SEQ):
 def reference_stats(model, ids, mask):
     per = [reference(model, row[m > 0])[1] for row, m in zip(ids, mask) if m.sum()]
     sums = {k: sum(p[k] for p in per) for k in per[0]}
-    samples = {f"sample_{k}": np.stack([p[v] for p in per]) for k, v in
-               (("ffn", "ffn_importance"), ("qk", "qk_score"), ("vo", "vo_score"))}
+    samples = {
+        f"sample_{k}": np.stack([p[v] for p in per])
+        for k, v in (("ffn", "ffn_importance"), ("qk", "qk_score"), ("vo", "vo_score"))
+    }
     return sums, samples, np.array([m.sum() for m in mask if m.sum()])
 
 
@@ -70,16 +73,15 @@ def test_many_batches_equal_one_big_batch():
     # Three batches, each cut to its own real length (the padding width changes too).
     parts = []
     for a in range(0, 6, 2):
-        m = mask[a:a + 2]
+        m = mask[a : a + 2]
         width = max(int(np.flatnonzero(m.any(0)).max()) + 1, 1)
-        parts.append({"input_ids": ids[a:a + 2, :width], "attention_mask": m[:, :width]})
+        parts.append({"input_ids": ids[a : a + 2, :width], "attention_mask": m[:, :width]})
     split = collect_neuron_stats(model, parts)
     assert split["tokens"] == whole["tokens"]
     np.testing.assert_array_equal(split["act_count"], whole["act_count"])
     np.testing.assert_array_equal(split["sample_tokens"], whole["sample_tokens"])
     for key in ("ffn_importance", "qk_score", "vo_score", "sample_ffn", "sample_qk", "sample_vo"):
-        np.testing.assert_allclose(split[key], whole[key], rtol=1e-5, atol=1e-6 * np.abs(whole[key]).max(),
-                                   err_msg=key)
+        np.testing.assert_allclose(split[key], whole[key], rtol=1e-5, atol=1e-6 * np.abs(whole[key]).max(), err_msg=key)
 
 
 def test_sharded_over_data_axis_gives_the_same_numbers():
@@ -93,8 +95,7 @@ def test_sharded_over_data_axis_gives_the_same_numbers():
     params, rest = jax.device_put(params, replicated), jax.device_put(rest, replicated)
     sharded = collect_neuron_stats((graphdef, params, rest), batch, sharding=batch_sharding(mesh))
     for key, want in plain.items():
-        np.testing.assert_allclose(sharded[key], want, rtol=1e-5, atol=1e-6 * max(np.abs(want).max(), 1),
-                                   err_msg=key)
+        np.testing.assert_allclose(sharded[key], want, rtol=1e-5, atol=1e-6 * max(np.abs(want).max(), 1), err_msg=key)
 
 
 def test_unsupported_models_and_empty_input_are_refused():
@@ -104,8 +105,9 @@ def test_unsupported_models_and_empty_input_are_refused():
         check_model(tiny_config("llama", num_layers=2, intermediate_size=(128, 64)))
     model = tiny_model("llama", seed=0, num_layers=1)
     with pytest.raises(ValueError, match="batches"):
-        collect_neuron_stats(model, [{"input_ids": np.zeros((1, 4), np.int32),
-                                      "attention_mask": np.zeros((1, 4), np.int32)}])
+        collect_neuron_stats(
+            model, [{"input_ids": np.zeros((1, 4), np.int32), "attention_mask": np.zeros((1, 4), np.int32)}]
+        )
     with pytest.raises(ValueError, match="input_ids"):
         collect_neuron_stats(model, [{"tokens": np.zeros((1, 4), np.int32)}])
 

@@ -1,4 +1,5 @@
 """Tensorstore collections: round trip, one-layer reads, and resume after a kill at any point of a batch."""
+
 import json
 
 import numpy as np
@@ -6,8 +7,14 @@ import pytest
 from test_neuron_stats import padded_rows
 from tx_helpers import tiny_model
 
-from jaxlab.transforms import (NeuronStore, activation_probabilities, collect_neuron_stats, collect_to_store,
-                              lape_detect, plnd_detect)
+from jaxlab.transforms import (
+    NeuronStore,
+    activation_probabilities,
+    collect_neuron_stats,
+    collect_to_store,
+    lape_detect,
+    plnd_detect,
+)
 from jaxlab.transforms import neuron_store as store_mod
 
 KEYS = ("sample_ffn", "sample_qk", "sample_vo", "sample_tokens")

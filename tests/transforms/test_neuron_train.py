@@ -1,4 +1,5 @@
 """Neuron-specific training through the jaxlab trainer: AdamW with weight decay moves only the selected units."""
+
 import numpy as np
 import optax
 from flax import nnx
@@ -63,6 +64,8 @@ def test_trainable_mask_counts():
     params = nnx.state(model, nnx.Param)
     mask = trainable_mask(params, selection_masks(cfg, ffn, qk, vo))
     got = sum(int(np.sum(np.asarray(v[...]))) for _, v in nnx.to_flat_state(mask))
-    want = sum(int(expected_zeroed(tuple(p), v[...].shape, cfg, ffn, qk, vo, "plnd").sum())
-               for p, v in nnx.to_flat_state(params))
+    want = sum(
+        int(expected_zeroed(tuple(p), v[...].shape, cfg, ffn, qk, vo, "plnd").sum())
+        for p, v in nnx.to_flat_state(params)
+    )
     assert got == want > 0

@@ -1,4 +1,5 @@
 """Shared helpers: tiny random models of each family and random (never trivial) masks."""
+
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -19,8 +20,9 @@ def randomize_norms(model, seed=0):
 
 
 def tiny_model(family="llama", seed=0, **overrides):
-    cfg = tiny_config(family, **{"num_layers": 3, "intermediate_size": 48, "num_heads": 4, "num_kv_heads": 2,
-                                 **overrides})
+    cfg = tiny_config(
+        family, **{"num_layers": 3, "intermediate_size": 48, "num_heads": 4, "num_kv_heads": 2, **overrides}
+    )
     model = init_model(cfg, seed)
     return randomize_norms(model, seed)
 

@@ -7,6 +7,7 @@ policy would otherwise find.  Each completion runs in its own bubblewrap
 sandbox; completions are scored concurrently in a bounded thread pool (each
 sandbox is a subprocess, so threads do not contend for the GIL).
 """
+
 from __future__ import annotations
 
 import ast
@@ -69,8 +70,9 @@ def _score(name: str, one, completions: Sequence[str], tests: Sequence[str | Non
     return [v for v, _ in scored], info
 
 
-def code_tests(prompts: Sequence[str], completions: Sequence[str], *, tests: Sequence[str | None] | None = None,
-               **_: object) -> tuple[list[float | None], dict[str, float]]:
+def code_tests(
+    prompts: Sequence[str], completions: Sequence[str], *, tests: Sequence[str | None] | None = None, **_: object
+) -> tuple[list[float | None], dict[str, float]]:
     """1.0 when the completion's last code block passes all the example's ``tests`` in one run, else 0.0.
 
     ``tests``: Python test code (asserts) per completion; None for examples without
@@ -79,8 +81,8 @@ def code_tests(prompts: Sequence[str], completions: Sequence[str], *, tests: Seq
     return _score("code_tests", _all_pass, completions, tests)
 
 
-def code_pass_fraction(prompts: Sequence[str], completions: Sequence[str], *,
-                       tests: Sequence[str | None] | None = None, **_: object
-                       ) -> tuple[list[float | None], dict[str, float]]:
+def code_pass_fraction(
+    prompts: Sequence[str], completions: Sequence[str], *, tests: Sequence[str | None] | None = None, **_: object
+) -> tuple[list[float | None], dict[str, float]]:
     """The fraction of the example's top-level ``assert`` cases the completion passes (one sandbox run per case)."""
     return _score("code_pass_fraction", _fraction, completions, tests)

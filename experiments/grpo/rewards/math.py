@@ -3,6 +3,7 @@
 math-verify (the library TRL and open-r1 use) parses LaTeX and plain expressions and decides
 equivalence symbolically and numerically; nothing here hand-rolls that.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,8 +63,9 @@ def answers_equal(predicted: str, gold: str) -> bool:
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
 
-def math_accuracy(prompts: Sequence[str], completions: Sequence[str], answer: Sequence[str] | None = None,
-                  **_: object) -> list[float | None]:
+def math_accuracy(
+    prompts: Sequence[str], completions: Sequence[str], answer: Sequence[str] | None = None, **_: object
+) -> list[float | None]:
     """1.0 when the completion's final answer equals the example's ``answer`` field, else 0.0."""
     if answer is None:
         raise ValueError("math_accuracy: the examples have no 'answer' field")

@@ -15,6 +15,7 @@ system never serialises the batch.
 (SmolLM2 writes 0 of 4 parseable systems): 0.25 for an ``<agent>`` block, 0.5 when the reply
 parses, 1.0 when the system validates. The seed does not use it; a config adds it with a weight.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -47,8 +48,9 @@ class SystemResult:
         return self.stage == "ok"
 
 
-def run_system(text: str, question: str, answers: Sequence[str], runtime: Runtime,
-               max_parallel: int = 4) -> SystemResult:
+def run_system(
+    text: str, question: str, answers: Sequence[str], runtime: Runtime, max_parallel: int = 4
+) -> SystemResult:
     """Parse, validate, execute and score one orchestrator reply; every failure is a result, never a raise."""
     if "<agent>" not in text:
         return SystemResult("no_agent", "parse", "no <agent> block")
@@ -98,16 +100,29 @@ class OrchestraRewards:
     last: list[SystemResult] = field(default_factory=list)
     """The latest batch's results (the runner's samples log and evaluation read them)."""
 
-    def results(self, completions: Sequence[str], question: Sequence[str], answers: Sequence[Sequence[str]],
-                problem_id: Sequence[str]) -> list[SystemResult]:
+    def results(
+        self,
+        completions: Sequence[str],
+        question: Sequence[str],
+        answers: Sequence[Sequence[str]],
+        problem_id: Sequence[str],
+    ) -> list[SystemResult]:
         def one(i: int) -> SystemResult:
             rt = Runtime(self.client, self.settings, self.max_tokens, self.seed, f"{problem_id[i]}#{i}")
             return run_system(completions[i], question[i], answers[i], rt, self.max_parallel)
 
         return list(map_bounded(one, list(range(len(completions))), self.max_systems))
 
-    def reward(self, prompts: Sequence[str], completions: Sequence[str], *, question: Sequence[str],
-               answers: Sequence[Sequence[str]], problem_id: Sequence[str], **_: Any) -> tuple[list[float], dict]:
+    def reward(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        *,
+        question: Sequence[str],
+        answers: Sequence[Sequence[str]],
+        problem_id: Sequence[str],
+        **_: Any,
+    ) -> tuple[list[float], dict]:
         """``exec_weight x executes + answer_weight x correct`` per completion, with stage / error counts."""
         self.last = self.results(completions, question, answers, problem_id)
         values = [orchestration_reward(r.success, r.correct, self.exec_weight, self.answer_weight) for r in self.last]

@@ -7,6 +7,7 @@ count sandbox timeouts and crashes this way). Rewards that run code
 or call a judge are slow per sample, so every function runs in its own thread of a bounded pool:
 one slow function never serialises the others.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -48,17 +49,26 @@ def get_reward(name: str, bound: Mapping[str, RewardFn] | None = None) -> Reward
     return table[name]
 
 
-def score_all(specs: Sequence[RewardSpec], prompts: Sequence[str], completions: Sequence[str],
-              fields: Mapping[str, Sequence[Any]], max_workers: int = 4,
-              bound: Mapping[str, RewardFn] | None = None) -> tuple[list[list[float | None]], dict]:
+def score_all(
+    specs: Sequence[RewardSpec],
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    fields: Mapping[str, Sequence[Any]],
+    max_workers: int = 4,
+    bound: Mapping[str, RewardFn] | None = None,
+) -> tuple[list[list[float | None]], dict]:
     """Every reward on every completion: ``([F][N] rewards, per-reward mean/std metrics)``."""
     fns = [get_reward(s.name, bound) for s in specs]
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(fns)))) as pool:
         futures = [pool.submit(fn, list(prompts), list(completions), **fields) for fn in fns]
         outputs = [f.result() for f in futures]
     per_func = [out[0] if isinstance(out, tuple) else out for out in outputs]
-    metrics = {f"rewards/{spec.name}/{k}": v for spec, out in zip(specs, outputs) if isinstance(out, tuple)
-               for k, v in out[1].items()}
+    metrics = {
+        f"rewards/{spec.name}/{k}": v
+        for spec, out in zip(specs, outputs)
+        if isinstance(out, tuple)
+        for k, v in out[1].items()
+    }
     for spec, values in zip(specs, per_func):
         if len(values) != len(completions):
             raise ValueError(f"reward {spec.name!r} returned {len(values)} values for {len(completions)} completions")

@@ -1,4 +1,5 @@
 """Format and length rewards: a regex match, a JSON object with required keys, DAPO's overlong shaping."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def overlong_penalty(max_length: int, buffer: int) -> "callable":
     if not 0 < buffer <= max_length:
         raise ValueError(f"buffer: expected 0 < buffer <= max_length ({max_length}), got {buffer}")
 
-    def reward(prompts: Sequence[str], completions: Sequence[str], completion_lengths: Sequence[int] | None = None,
-               **_: object) -> list[float | None]:
+    def reward(
+        prompts: Sequence[str], completions: Sequence[str], completion_lengths: Sequence[int] | None = None, **_: object
+    ) -> list[float | None]:
         if completion_lengths is None:
             raise ValueError("overlong_penalty: needs completion_lengths (token counts) from the trainer")
         safe = max_length - buffer

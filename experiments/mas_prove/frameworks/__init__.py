@@ -1,4 +1,5 @@
 """The six frameworks in three families, all written on :class:`MASContext`."""
+
 from experiments.mas_prove.frameworks.adas import ADAS
 from experiments.mas_prove.frameworks.code import MASZero
 from experiments.mas_prove.frameworks.graph import AFlow, MaAS

@@ -17,6 +17,7 @@ accuracy belongs to.  Agents run in :mod:`jaxlab.sandbox` (:mod:`.adas_sandbox`)
 scores 0.  :meth:`ADAS.solve` runs the fittest agent (ties: the earlier) on the test task; without a search,
 the first seed.  The meta agent's calls are never verified; the agents' calls are (``ctx.agent``).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 from experiments.mas_prove.core import MASContext
-from experiments.mas_prove.frameworks.adas_prompts import (ALL_ZERO, DEBUG, META_SYSTEM, SEEDS, answer_desc,
-                                                           meta_prompt, reflexion_prompts)
+from experiments.mas_prove.frameworks.adas_prompts import (
+    ALL_ZERO,
+    DEBUG,
+    META_SYSTEM,
+    SEEDS,
+    answer_desc,
+    meta_prompt,
+    reflexion_prompts,
+)
 from experiments.mas_prove.frameworks.adas_sandbox import run_agent
 from jaxlab.llm.types import ChatRequest
 
@@ -38,14 +46,20 @@ def bootstrap(acc: Sequence[float], samples: int = 100_000, seed: int = 0) -> di
     if data.size == 0:
         raise ValueError("bootstrap: no accuracy values")
     means = np.random.default_rng(seed).choice(data, size=(samples, data.size), replace=True).mean(axis=1)
-    return {"median": float(np.median(means)), "low": float(np.percentile(means, 2.5)),
-            "high": float(np.percentile(means, 97.5)), "n": int(data.size)}
+    return {
+        "median": float(np.median(means)),
+        "low": float(np.percentile(means, 2.5)),
+        "high": float(np.percentile(means, 97.5)),
+        "n": int(data.size),
+    }
 
 
 def fitness_text(f: dict) -> str:
     """The fitness string the meta agent reads, in the authors' format."""
-    return (f"95% Bootstrap Confidence Interval: ({f['low'] * 100:.1f}%, {f['high'] * 100:.1f}%), "
-            f"Median: {f['median'] * 100:.1f}%")
+    return (
+        f"95% Bootstrap Confidence Interval: ({f['low'] * 100:.1f}%, {f['high'] * 100:.1f}%), "
+        f"Median: {f['median'] * 100:.1f}%"
+    )
 
 
 @dataclass
@@ -80,7 +94,7 @@ class AgentError(ValueError):
 
 def parse_json(text: str) -> dict:
     try:
-        data = json.loads(text[text.index("{"):text.rindex("}") + 1])
+        data = json.loads(text[text.index("{") : text.rindex("}") + 1])
     except ValueError as exc:
         raise MetaError(f"meta agent reply is not a JSON object: {text[:200]!r}") from exc
     if not isinstance(data, dict):
@@ -91,8 +105,14 @@ def parse_json(text: str) -> dict:
 class ADAS:
     name, family = "adas", "code"
 
-    def __init__(self, generations: int = 1, debug_max: int = 3, benchmark: str = "",
-                 meta_temperature: float = 0.8, meta_max_tokens: int = 4096) -> None:
+    def __init__(
+        self,
+        generations: int = 1,
+        debug_max: int = 3,
+        benchmark: str = "",
+        meta_temperature: float = 0.8,
+        meta_max_tokens: int = 4096,
+    ) -> None:
         """``meta_max_tokens``: the meta agent's own reply budget (a whole agent as JSON does not fit the agents'
         ``max_tokens``; the authors set none)."""
         self.generations, self.debug_max, self.benchmark = generations, debug_max, benchmark
@@ -106,8 +126,14 @@ class ADAS:
         scored = [a for a in self.archive if a.fitness]
         return max(scored, key=lambda a: a.fitness["median"]) if scored else self.archive[0]
 
-    def _accuracy(self, code: str, make_ctx: Callable[[object, str], MASContext], tasks: Sequence,
-                  grade: Callable[[object, str], bool], tag: str) -> list[float]:
+    def _accuracy(
+        self,
+        code: str,
+        make_ctx: Callable[[object, str], MASContext],
+        tasks: Sequence,
+        grade: Callable[[object, str], bool],
+        tag: str,
+    ) -> list[float]:
         acc = []
         for task in tasks:
             run = run_agent(make_ctx(task, tag), code, answer_desc(self.benchmark))
@@ -117,14 +143,24 @@ class ADAS:
         return acc
 
     def _meta(self, ctx: MASContext, messages: list[dict], key: tuple) -> dict:
-        req = ChatRequest(messages=tuple(messages), temperature=self.meta_temperature, max_tokens=self.meta_max_tokens,
-                          seed=ctx.position_seed("meta_agent", *key), model=getattr(ctx.client, "model", ""))
+        req = ChatRequest(
+            messages=tuple(messages),
+            temperature=self.meta_temperature,
+            max_tokens=self.meta_max_tokens,
+            seed=ctx.position_seed("meta_agent", *key),
+            model=getattr(ctx.client, "model", ""),
+        )
         resp = ctx.client.complete(req)
         ctx.meter.add(resp.usage)
         return parse_json(resp.text)
 
-    def search(self, make_ctx: Callable[[object, str], MASContext], tasks: Sequence,
-               grade: Callable[[object, str], bool], meta_ctx: MASContext) -> list[Agent]:
+    def search(
+        self,
+        make_ctx: Callable[[object, str], MASContext],
+        tasks: Sequence,
+        grade: Callable[[object, str], bool],
+        meta_ctx: MASContext,
+    ) -> list[Agent]:
         """Evaluate the seeds on ``tasks`` (the validation split), then run ``generations`` generations.
 
         ``make_ctx(task, tag)`` gives a fresh context per validation run; ``meta_ctx`` carries the meta agent.
@@ -143,8 +179,10 @@ class ADAS:
 
     def _generation(self, n: int, make_ctx, tasks, grade, meta_ctx: MASContext) -> dict:
         record: dict = {"generation": n + 1, "evaluations": []}
-        messages = [{"role": "system", "content": META_SYSTEM},
-                    {"role": "user", "content": meta_prompt([a.shown() for a in self.archive], self.benchmark)}]
+        messages = [
+            {"role": "system", "content": META_SYSTEM},
+            {"role": "user", "content": meta_prompt([a.shown() for a in self.archive], self.benchmark)},
+        ]
         r1, r2 = reflexion_prompts(self.archive[-1].shown() if n > 0 else None)
         try:
             solution = self._meta(meta_ctx, messages, (n, "propose"))
@@ -168,8 +206,10 @@ class ADAS:
                 break
             except AgentError as exc:
                 entry["error"] = str(exc)
-                messages += [{"role": "assistant", "content": str(solution)},
-                             {"role": "user", "content": DEBUG.format(error=exc)}]
+                messages += [
+                    {"role": "assistant", "content": str(solution)},
+                    {"role": "user", "content": DEBUG.format(error=exc)},
+                ]
                 try:
                     solution = self._meta(meta_ctx, messages, (n, "debug", attempt))
                 except MetaError as inner:
@@ -180,15 +220,20 @@ class ADAS:
             record["skipped"] = "no valid accuracy after retries"
             return record
         sol, acc, attempt = evaluated
-        self.archive.append(Agent(str(sol.get("name", "")), str(sol.get("thought", "")), sol["code"], n + 1,
-                                  bootstrap(acc), attempt))
+        self.archive.append(
+            Agent(str(sol.get("name", "")), str(sol.get("thought", "")), sol["code"], n + 1, bootstrap(acc), attempt)
+        )
         return record
 
     def solve(self, ctx: MASContext) -> str:
         agent = self.best()
-        ctx.trace["adas"] = {"agent": agent.name, "fitness": agent.fitness, "searched": self.searched,
-                             "archive": [(a.name, a.fitness.get("median")) for a in self.archive],
-                             "log": self.log}
+        ctx.trace["adas"] = {
+            "agent": agent.name,
+            "fitness": agent.fitness,
+            "searched": self.searched,
+            "archive": [(a.name, a.fitness.get("median")) for a in self.archive],
+            "log": self.log,
+        }
         desc = answer_desc(self.benchmark or ctx.benchmark)
         run = ctx.iteration(0, lambda c: run_agent(c, agent.code, desc), lambda r: r.answer or r.error)
         return run.answer if run.status == "ok" else ""

@@ -8,14 +8,17 @@ listed, and the four "WRONG Implementation examples" are stated as rules.  The s
 here against the same ``LLMAgentBase`` / ``Info`` interface, with the authors' instructions, agent counts,
 rounds, roles and temperatures.
 """
+
 from __future__ import annotations
 
 import json
 
 META_SYSTEM = "You are a helpful assistant. Make sure to return in a WELL-FORMED JSON object."
 
-FORMAT_INST = ("Reply EXACTLY with the following JSON format.\n{keys}\nDO NOT MISS ANY REQUEST FIELDS and ensure that "
-               "your response is a well-formed JSON object!\n")
+FORMAT_INST = (
+    "Reply EXACTLY with the following JSON format.\n{keys}\nDO NOT MISS ANY REQUEST FIELDS and ensure that "
+    "your response is a well-formed JSON object!\n"
+)
 ROLE_DESC = "You are a {role}."
 
 ANSWER_DESC = {
@@ -28,18 +31,20 @@ ANSWER_DESC_DEFAULT = "Your {key}. Give only the final answer, in the form the t
 """Ours, for benchmarks without an authors' ADAS domain (MATH, MASBench, HumanEval)."""
 
 DOMAIN = {
-    "aime": ("Your aim is to design an optimal agent that performs well on the American Invitational Mathematics "
-             "Examination (AIME) 2024 and 2025 problems, which evaluate advanced mathematical problem-solving "
-             "abilities at the high school level.\n\n## An example question from AIME 2024/2025:\n\n**Question**: "
-             "Let $a$, $b$, and $c$ be positive integers such that $a + b + c = 24$ and $a^2 + b^2 + c^2 = 194$. "
-             "Find the value of $abc$.\n\n**Answer (Not Given)**: 120"),
+    "aime": (
+        "Your aim is to design an optimal agent that performs well on the American Invitational Mathematics "
+        "Examination (AIME) 2024 and 2025 problems, which evaluate advanced mathematical problem-solving "
+        "abilities at the high school level.\n\n## An example question from AIME 2024/2025:\n\n**Question**: "
+        "Let $a$, $b$, and $c$ be positive integers such that $a + b + c = 24$ and $a^2 + b^2 + c^2 = 194$. "
+        "Find the value of $abc$.\n\n**Answer (Not Given)**: 120"
+    ),
 }
 DOMAIN_DEFAULT = "Your aim is to design an optimal agent that performs well on the tasks of this benchmark ({name})."
 
 EXAMPLE = {
     "thought": "**Insights:**\nYour insights on what should be the next interesting agent.\n**Overall Idea:**\nyour "
-               "reasoning and the overall concept behind the agent design.\n**Implementation:**\ndescribe the "
-               "implementation step by step.",
+    "reasoning and the overall concept behind the agent design.\n**Implementation:**\ndescribe the "
+    "implementation step by step.",
     "name": "Name of your proposed agent",
     "code": "async def forward(self, taskInfo):\n    # Your code here\n    return answer\n",
 }
@@ -178,8 +183,13 @@ def meta_prompt(archive: list[dict], benchmark: str = "") -> str:
     """The authors' ``get_prompt``: the archive as a JSON list of solutions, the example as JSON."""
     domain = DOMAIN["aime"] if benchmark.startswith("aime") else DOMAIN_DEFAULT.format(name=benchmark or "unnamed")
     listing = "[" + ",\n".join(json.dumps(sol) for sol in archive) + "]"
-    return (BASE.replace("[DOMAIN]", domain).replace("[INTERFACE]", _INTERFACE).replace("[RULES]", _RULES)
-            .replace("[ARCHIVE]", listing).replace("[EXAMPLE]", json.dumps(EXAMPLE)))
+    return (
+        BASE.replace("[DOMAIN]", domain)
+        .replace("[INTERFACE]", _INTERFACE)
+        .replace("[RULES]", _RULES)
+        .replace("[ARCHIVE]", listing)
+        .replace("[EXAMPLE]", json.dumps(EXAMPLE))
+    )
 
 
 def reflexion_prompts(previous: dict | None) -> tuple[str, str]:
@@ -192,14 +202,17 @@ _STEP = "Please think step by step and then solve the task."
 SEEDS: dict[str, tuple[str, str]] = {
     "Chain-of-Thought": (
         "By encouraging the LLM to think step by step rather than directly outputting an answer, chain-of-thought "
-        "reasoning enables complex problem-solving through intermediate steps.", f'''
+        "reasoning enables complex problem-solving through intermediate steps.",
+        f'''
 async def forward(self, taskInfo):
     cot_agent = LLMAgentBase(['thinking', 'answer'], 'Chain-of-Thought Agent')
     thinking, answer = await cot_agent([taskInfo], "{_STEP}")
     return answer
-'''),
+''',
+    ),
     "Self-Consistency with Chain-of-Thought": (
-        "Sample several reasoning paths at a higher temperature and ensemble their answers by majority vote.", f'''
+        "Sample several reasoning paths at a higher temperature and ensemble their answers by majority vote.",
+        f'''
 async def forward(self, taskInfo):
     from collections import Counter
     agents = [LLMAgentBase(['thinking', 'answer'], 'Chain-of-Thought Agent', temperature=0.8) for _ in range(5)]
@@ -208,9 +221,11 @@ async def forward(self, taskInfo):
         thinking, answer = await agent([taskInfo], "{_STEP}")
         answers.append(answer.content)
     return Counter(answers).most_common(1)[0][0]
-'''),
+''',
+    ),
     "Self-Refine (Reflexion)": (
-        "Iteratively improve the answer from a critic's feedback on the previous attempts.", f'''
+        "Iteratively improve the answer from a critic's feedback on the previous attempts.",
+        f'''
 async def forward(self, taskInfo):
     cot_agent = LLMAgentBase(['thinking', 'answer'], 'Chain-of-Thought Agent')
     critic_agent = LLMAgentBase(['feedback', 'correct'], 'Critic Agent')
@@ -227,9 +242,11 @@ async def forward(self, taskInfo):
         inputs.extend([thinking, answer, feedback])
         thinking, answer = await cot_agent(inputs, reflect, i + 1)
     return answer
-'''),
+''',
+    ),
     "LLM Debate": (
-        "Agents with different roles debate for two rounds; a final decision agent reads the last round.", f'''
+        "Agents with different roles debate for two rounds; a final decision agent reads the last round.",
+        f'''
 async def forward(self, taskInfo):
     roles = ['Math Professor', 'Grade School Teacher', 'Math Enthusiast']
     agents = [LLMAgentBase(['thinking', 'answer'], 'Debate Agent', temperature=0.8, role=r) for r in roles]
@@ -249,9 +266,11 @@ async def forward(self, taskInfo):
     t, answer = await final_agent([taskInfo] + thinking[1] + answers[1], "Given all the above thinking and answers, "
                                   "reason over them carefully and provide a final answer.")
     return answer
-'''),
+''',
+    ),
     "Step-back Abstraction": (
-        "First think about the principles involved, then solve the task with them.", '''
+        "First think about the principles involved, then solve the task with them.",
+        """
 async def forward(self, taskInfo):
     principle_agent = LLMAgentBase(['thinking', 'principle'], 'Principle Agent')
     cot_agent = LLMAgentBase(['thinking', 'answer'], 'Chain-of-Thought Agent')
@@ -261,9 +280,11 @@ async def forward(self, taskInfo):
     thinking, answer = await cot_agent([taskInfo, thinking, principle], "Given the question and the involved "
         "principle behind the question, think step by step and then solve the task.")
     return answer
-'''),
+""",
+    ),
     "Quality-Diversity": (
-        "Generate diverse solutions from earlier attempts, then let a final agent decide.", f'''
+        "Generate diverse solutions from earlier attempts, then let a final agent decide.",
+        f'''
 async def forward(self, taskInfo):
     cot_agent = LLMAgentBase(['thinking', 'answer'], 'Chain-of-Thought Agent')
     final_agent = LLMAgentBase(['thinking', 'answer'], 'Final Decision Agent', temperature=0.1)
@@ -278,9 +299,11 @@ async def forward(self, taskInfo):
     thinking, answer = await final_agent([taskInfo] + possible, "Given all the above solutions, reason over them "
                                          "carefully and provide a final answer.")
     return answer
-'''),
+''',
+    ),
     "Dynamic Assignment of Roles": (
-        "A routing agent decides which expert should answer the task.", f'''
+        "A routing agent decides which expert should answer the task.",
+        f'''
 async def forward(self, taskInfo):
     roles = ['Math Professor', 'Grade School Teacher', 'Math Enthusiast', 'Helpful Assistant']
     experts = [LLMAgentBase(['thinking', 'answer'], 'Expert Agent', role=r) for r in roles]
@@ -291,5 +314,6 @@ async def forward(self, taskInfo):
     expert = 0 if 'professor' in text else 1 if 'teacher' in text else 2 if 'enthusiast' in text else 3
     thinking, answer = await experts[expert]([taskInfo], "{_STEP}")
     return answer
-'''),
+''',
+    ),
 }

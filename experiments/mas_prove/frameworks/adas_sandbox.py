@@ -8,6 +8,7 @@ this process over ``rpc`` and becomes a ``ctx.agent`` turn, so agent-level verif
 agents; nothing generated is ever executed in this process.  ``random`` is seeded so the agents' random ids (which
 appear in prompts) are the same on a rerun.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ from jaxlab.sandbox import run_python
 
 _RESULT, _DEFINE, _RUNTIME = "__ADAS_RESULT__", "__ADAS_DEFINE_ERROR__", "__ADAS_RUNTIME_ERROR__"
 
-_PROGRAM = r'''
+_PROGRAM = r"""
 import asyncio, json, random, string, types
 from collections import namedtuple
 
@@ -98,23 +99,31 @@ try:
     print("__RESULT__" + json.dumps(str(res.content if isinstance(res, Info) else res)))
 except Exception as e:
     print("__RUNTIME__" + json.dumps(f"{type(e).__name__}: {e}"))
-'''
+"""
 
 
 @dataclass(frozen=True)
 class AgentRun:
     """``status``: ok | definition (the code does not define one callable: the meta agent must fix it) |
     runtime (forward raised, timed out or was killed: the task scores 0, as in the authors' gather)."""
+
     status: str
     answer: str = ""
     error: str = ""
 
 
 def program(code: str, task: str, answer_desc: str, seed: int) -> str:
-    return (_PROGRAM.replace("__FORMAT_INST__", repr(FORMAT_INST)).replace("__ROLE_DESC__", repr(ROLE_DESC))
-            .replace("__ANSWER_DESC__", repr(answer_desc)).replace("__SEED__", str(int(seed)))
-            .replace("__DEFINE__", _DEFINE).replace("__RESULT__", _RESULT).replace("__RUNTIME__", _RUNTIME)
-            .replace("__TASK__", repr(task)).replace("__CODE__", repr(code)))
+    return (
+        _PROGRAM.replace("__FORMAT_INST__", repr(FORMAT_INST))
+        .replace("__ROLE_DESC__", repr(ROLE_DESC))
+        .replace("__ANSWER_DESC__", repr(answer_desc))
+        .replace("__SEED__", str(int(seed)))
+        .replace("__DEFINE__", _DEFINE)
+        .replace("__RESULT__", _RESULT)
+        .replace("__RUNTIME__", _RUNTIME)
+        .replace("__TASK__", repr(task))
+        .replace("__CODE__", repr(code))
+    )
 
 
 def run_agent(ctx: MASContext, code: str, answer_desc: str, timeout_s: float = 120.0) -> AgentRun:
@@ -123,14 +132,19 @@ def run_agent(ctx: MASContext, code: str, answer_desc: str, timeout_s: float = 1
     def handler(method: str, params: dict) -> str:
         if method != "agent":
             raise ValueError(f"unknown rpc method {method!r}")
-        return ctx.agent(str(params["name"]), int(params.get("round", 0)), str(params["prompt"]),
-                         system=str(params["system"]))
+        return ctx.agent(
+            str(params["name"]), int(params.get("round", 0)), str(params["prompt"]), system=str(params["system"])
+        )
 
-    res = run_python(program(code, ctx.task, answer_desc, ctx.position_seed("adas-random")), timeout_s=timeout_s,
-                     memory_mb=512, rpc=handler)
+    res = run_python(
+        program(code, ctx.task, answer_desc, ctx.position_seed("adas-random")),
+        timeout_s=timeout_s,
+        memory_mb=512,
+        rpc=handler,
+    )
     for line in reversed(res.stdout.splitlines()):
         for marker, status in ((_RESULT, "ok"), (_DEFINE, "definition"), (_RUNTIME, "runtime")):
             if line.startswith(marker):
-                value = json.loads(line[len(marker):])
+                value = json.loads(line[len(marker) :])
                 return AgentRun(status, value, "") if status == "ok" else AgentRun(status, "", value)
     return AgentRun("runtime", "", f"agent process {res.status}: {res.stderr.strip()[-500:]}")

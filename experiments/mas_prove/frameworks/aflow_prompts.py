@@ -8,21 +8,27 @@ text (including its "Absolutely prohibit" for successes too), the operator descr
 a Python ``Workflow`` class, so the Python-specific parts (imports, the tool-calling properties, "5 lines of
 code") are replaced by a description of that format; nothing the optimiser writes is executed as code.
 """
+
 from __future__ import annotations
 
 OPERATOR_DESCRIPTION = {
-    "Custom": {"description": "Generates anything based on customized input and instruction.",
-               "interface": "custom(input: str, instruction: str) -> dict with key 'response' of type str"},
-    "ScEnsemble": {"description": "Uses self-consistency to select the solution that appears most frequently in the "
-                                  "solution list, improve the selection to enhance the choice of the best solution.",
-                   "interface": "sc_ensemble(solutions: List[str], problem: str) -> dict with key 'response' of "
-                                "type str"},
-    "Programmer": {"description": "Automatically writes, executes Python code, and returns the solution based on the "
-                                  "provided problem description and analysis. The `output` only contains the final "
-                                  "answer. If you want to see the detailed solution process, it's recommended to "
-                                  "retrieve the `code`.",
-                   "interface": "programmer(problem: str, analysis: str = 'None') -> dict with keys 'code' and "
-                                "'output' of type str"},
+    "Custom": {
+        "description": "Generates anything based on customized input and instruction.",
+        "interface": "custom(input: str, instruction: str) -> dict with key 'response' of type str",
+    },
+    "ScEnsemble": {
+        "description": "Uses self-consistency to select the solution that appears most frequently in the "
+        "solution list, improve the selection to enhance the choice of the best solution.",
+        "interface": "sc_ensemble(solutions: List[str], problem: str) -> dict with key 'response' of type str",
+    },
+    "Programmer": {
+        "description": "Automatically writes, executes Python code, and returns the solution based on the "
+        "provided problem description and analysis. The `output` only contains the final "
+        "answer. If you want to see the detailed solution process, it's recommended to "
+        "retrieve the `code`.",
+        "interface": "programmer(problem: str, analysis: str = 'None') -> dict with keys 'code' and "
+        "'output' of type str",
+    },
 }
 
 WORKFLOW_OPTIMIZE = """You are building a Graph and corresponding Prompt to jointly solve {type} problems.
@@ -73,14 +79,19 @@ It is very important to format the Graph output answers, you can refer to the st
 """
 
 EXPERIENCE_HEAD = "Original Score: {score}\nThese are some conclusions drawn from experience:\n\n"
-EXPERIENCE_NOTE = ("\n\nNote: Take into account past failures and avoid repeating the same mistakes, as these failures "
-                   "indicate that these approaches are ineffective. You must fundamentally change your way of "
-                   "thinking, rather than simply using more advanced Python syntax like for, if, else, etc., or "
-                   "modifying the prompt.")
+EXPERIENCE_NOTE = (
+    "\n\nNote: Take into account past failures and avoid repeating the same mistakes, as these failures "
+    "indicate that these approaches are ineffective. You must fundamentally change your way of "
+    "thinking, rather than simply using more advanced Python syntax like for, if, else, etc., or "
+    "modifying the prompt."
+)
 NO_EXPERIENCE = "No experience data found for round {round}."
 
 
 def operator_description(ops: tuple[str, ...]) -> str:
     """The authors' ``load_operators_description``: one numbered line per operator."""
-    return "".join(f"{i + 1}. {op}: {OPERATOR_DESCRIPTION[op]['description']}, with interface "
-                   f"{OPERATOR_DESCRIPTION[op]['interface']}).\n" for i, op in enumerate(ops))
+    return "".join(
+        f"{i + 1}. {op}: {OPERATOR_DESCRIPTION[op]['description']}, with interface "
+        f"{OPERATOR_DESCRIPTION[op]['interface']}).\n"
+        for i, op in enumerate(ops)
+    )

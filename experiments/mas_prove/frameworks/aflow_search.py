@@ -19,6 +19,7 @@ The optimiser edits workflows as data (:mod:`.graph` nodes, prompts as ``NAME = 
 :meth:`AFlowSearch.best` is the round with the highest mean validation score (ties: the earlier), which the test
 phase runs (the authors pick test rounds by hand: ``rounds = [1]``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from experiments.mas_prove.core import MASContext
-from experiments.mas_prove.frameworks.aflow_prompts import (EXPERIENCE_HEAD, EXPERIENCE_NOTE, NO_EXPERIENCE,
-                                                            WORKFLOW_INPUT, WORKFLOW_OPTIMIZE, operator_description)
+from experiments.mas_prove.frameworks.aflow_prompts import (
+    EXPERIENCE_HEAD,
+    EXPERIENCE_NOTE,
+    NO_EXPERIENCE,
+    WORKFLOW_INPUT,
+    WORKFLOW_OPTIMIZE,
+    operator_description,
+)
 
 INITIAL_WORKFLOW: tuple[dict, ...] = ({"id": "solution", "op": "Custom", "in": ["problem"]},)
 AIME_OPERATORS = ("Custom", "ScEnsemble", "Programmer")
@@ -48,8 +55,11 @@ def probabilities(scores: Sequence[float], alpha: float = 0.2, lambda_: float = 
 
 def top_rounds(rounds: list[dict], sample: int) -> list[dict]:
     """Round 1 first, then the other rounds by mean score (descending), ``sample`` in all."""
-    by_score = sorted(({"round": r["round"], "score": float(np.mean(r["scores"]))} for r in rounds if r["scores"]),
-                      key=lambda x: x["score"], reverse=True)
+    by_score = sorted(
+        ({"round": r["round"], "score": float(np.mean(r["scores"]))} for r in rounds if r["scores"]),
+        key=lambda x: x["score"],
+        reverse=True,
+    )
     out = [x for x in by_score if x["round"] == 1]
     for x in by_score:
         if x["round"] != 1 and len(out) < sample:
@@ -68,7 +78,9 @@ def format_experience(experience: list[dict], parent: int) -> str:
     if not mine:
         return NO_EXPERIENCE.format(round=parent)
     text = EXPERIENCE_HEAD.format(score=mine[0]["before"])
-    text += "".join(f"-Absolutely prohibit {e['modification']} (Score: {e['after']})\n" for e in mine if not e["succeed"])
+    text += "".join(
+        f"-Absolutely prohibit {e['modification']} (Score: {e['after']})\n" for e in mine if not e["succeed"]
+    )
     text += "".join(f"-Absolutely prohibit {e['modification']} \n" for e in mine if e["succeed"])
     return text + EXPERIENCE_NOTE
 
@@ -105,8 +117,10 @@ def resolve(nodes: list[dict], prompts: dict[str, str], operators: Sequence[str]
             raise ValueError(f"workflow node {node['id']!r}: op: expected one of {list(operators)}, got {node['op']!r}")
         if "prompt" in node:
             if node["prompt"] not in prompts:
-                raise ValueError(f"workflow node {node['id']!r}: prompt: {node['prompt']!r} is not in prompt_custom "
-                                 f"(has {sorted(prompts)})")
+                raise ValueError(
+                    f"workflow node {node['id']!r}: prompt: {node['prompt']!r} is not in prompt_custom "
+                    f"(has {sorted(prompts)})"
+                )
             node["instruction"] = prompts[node["prompt"]]
         node.setdefault("instruction", "")
         out.append(node)
@@ -114,9 +128,17 @@ def resolve(nodes: list[dict], prompts: dict[str, str], operators: Sequence[str]
 
 
 class AFlowSearch:
-    def __init__(self, max_rounds: int = 10, validation_rounds: int = 2, sample: int = 4,
-                 operators: tuple[str, ...] = AIME_OPERATORS, question_type: str = "math", seed: int = 0,
-                 max_regenerate: int = 5, optimizer_max_tokens: int = 4096) -> None:
+    def __init__(
+        self,
+        max_rounds: int = 10,
+        validation_rounds: int = 2,
+        sample: int = 4,
+        operators: tuple[str, ...] = AIME_OPERATORS,
+        question_type: str = "math",
+        seed: int = 0,
+        max_regenerate: int = 5,
+        optimizer_max_tokens: int = 4096,
+    ) -> None:
         """``optimizer_max_tokens``: the optimiser's own reply budget (a graph plus its prompts does not fit the
         agents' ``max_tokens``; the authors set none)."""
         self.optimizer_max_tokens = optimizer_max_tokens
@@ -139,8 +161,13 @@ class AFlowSearch:
                 ok = bool(grade(task, out))
                 right += ok
                 if not ok:
-                    record["logs"].append({"question": task.prompt if hasattr(task, "prompt") else str(task),
-                                           "right_answer": list(getattr(task, "answers", ())), "model_output": out})
+                    record["logs"].append(
+                        {
+                            "question": task.prompt if hasattr(task, "prompt") else str(task),
+                            "right_answer": list(getattr(task, "answers", ())),
+                            "model_output": out,
+                        }
+                    )
             record["scores"].append(right / len(tasks))
         return record
 
@@ -148,14 +175,21 @@ class AFlowSearch:
         logs = parent["logs"]
         picked = [logs[i] for i in sorted(self.rng.choice(len(logs), min(3, len(logs)), replace=False))] if logs else []
         return WORKFLOW_INPUT.format(
-            experience=format_experience(self.experience, parent["round"]), score=float(np.mean(parent["scores"])),
-            graph=json.dumps(parent["nodes"]), prompt=show_prompts(parent["prompts"]),
+            experience=format_experience(self.experience, parent["round"]),
+            score=float(np.mean(parent["scores"])),
+            graph=json.dumps(parent["nodes"]),
+            prompt=show_prompts(parent["prompts"]),
             operator_description=operator_description(self.operators),
-            log="".join(json.dumps(x, indent=4, ensure_ascii=False) + "\n\n" for x in picked)
+            log="".join(json.dumps(x, indent=4, ensure_ascii=False) + "\n\n" for x in picked),
         ) + WORKFLOW_OPTIMIZE.format(type=self.type, ops=list(self.operators))
 
-    def optimize(self, make_ctx: Callable[[object, str], MASContext], tasks: Sequence,
-                 grade: Callable[[object, str], bool], opt_ctx: MASContext) -> list[dict]:
+    def optimize(
+        self,
+        make_ctx: Callable[[object, str], MASContext],
+        tasks: Sequence,
+        grade: Callable[[object, str], bool],
+        opt_ctx: MASContext,
+    ) -> list[dict]:
         if not tasks:
             raise ValueError("AFlow search: no validation tasks")
         opt_ctx = dataclasses.replace(opt_ctx, max_tokens=self.optimizer_max_tokens)
@@ -173,21 +207,43 @@ class AFlowSearch:
                     break
                 reply = None
             if reply is None:
-                self.rounds.append({"round": number, "nodes": [], "prompts": {}, "scores": [], "logs": [],
-                                    "error": f"no new modification after {self.max_regenerate} replies"})
+                self.rounds.append(
+                    {
+                        "round": number,
+                        "nodes": [],
+                        "prompts": {},
+                        "scores": [],
+                        "logs": [],
+                        "error": f"no new modification after {self.max_regenerate} replies",
+                    }
+                )
                 continue
             try:
                 nodes, prompts = json.loads(reply["graph"]), parse_prompts(reply["prompt"])
                 record = self.evaluate(nodes, prompts, number, make_ctx, tasks, grade)
             except (ValueError, TypeError, KeyError) as exc:  # the authors' failed round: logged, counter moves on
-                self.rounds.append({"round": number, "nodes": [], "prompts": {}, "scores": [], "logs": [],
-                                    "error": f"{type(exc).__name__}: {exc}"})
+                self.rounds.append(
+                    {
+                        "round": number,
+                        "nodes": [],
+                        "prompts": {},
+                        "scores": [],
+                        "logs": [],
+                        "error": f"{type(exc).__name__}: {exc}",
+                    }
+                )
                 continue
             self.rounds.append(record)
             after = float(np.mean(record["scores"]))
-            self.experience.append({"father node": parent["round"], "modification": reply["modification"],
-                                    "before": parent_item["score"], "after": after,
-                                    "succeed": bool(after > parent_item["score"])})
+            self.experience.append(
+                {
+                    "father node": parent["round"],
+                    "modification": reply["modification"],
+                    "before": parent_item["score"],
+                    "after": after,
+                    "succeed": bool(after > parent_item["score"]),
+                }
+            )
         return self.rounds
 
     def best(self) -> dict:

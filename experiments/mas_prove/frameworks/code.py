@@ -8,6 +8,7 @@ limits, no network).  Generated code reaches the model only through
 so agent-level verification hooks into generated systems too.  A crash or
 hang of the generated system is recorded and scored, never raised.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ def call_agent(instruction, role="solver"):
 {code}
 print("__RESULT__" + _json.dumps(str(forward({task!r}))))
 """
-_BLOCKS = "\n".join(f"def {b}(task):\n    return rpc({b!r}, instruction=str(task))" for b in
-                    ("cot", "sc", "reflexion", "debate"))
+_BLOCKS = "\n".join(
+    f"def {b}(task):\n    return rpc({b!r}, instruction=str(task))" for b in ("cot", "sc", "reflexion", "debate")
+)
 
 
 def extract_code(text: str) -> str:
@@ -47,9 +49,15 @@ def run_generated(ctx: MASContext, r: int, code: str, blocks: bool, timeout_s: f
             return majority([ctx.agent(f"sc_{i}", r, instr) for i in range(3)])
         if blocks and method == "reflexion":
             first = ctx.agent("reflexion", r, instr)
-            critique = ctx.agent("reflexion_critic", r, f"{instr}\n\nSolution:\n{first}\n\nList any errors.",
-                                 system="You are a strict reviewer.")
-            return ctx.agent("reflexion", r, f"{instr}\n\nSolution:\n{first}\n\nCritique:\n{critique}\n\nFinal solution:")
+            critique = ctx.agent(
+                "reflexion_critic",
+                r,
+                f"{instr}\n\nSolution:\n{first}\n\nList any errors.",
+                system="You are a strict reviewer.",
+            )
+            return ctx.agent(
+                "reflexion", r, f"{instr}\n\nSolution:\n{first}\n\nCritique:\n{critique}\n\nFinal solution:"
+            )
         if blocks and method == "debate":
             a, b = ctx.agent("debater_0", r, instr), ctx.agent("debater_1", r, instr)
             return ctx.agent("debate_judge", r, f"{instr}\n\n{numbered([a, b])}\n\nGive the best final solution.")
@@ -59,7 +67,7 @@ def run_generated(ctx: MASContext, r: int, code: str, blocks: bool, timeout_s: f
     res = run_python(program, timeout_s=timeout_s, memory_mb=512, rpc=handler)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("__RESULT__")]
     if res.ok and lines:
-        return True, json.loads(lines[-1][len("__RESULT__"):])
+        return True, json.loads(lines[-1][len("__RESULT__") :])
     return False, f"generated system failed ({res.status}): {res.stderr.strip()[-500:]}"
 
 
@@ -80,9 +88,13 @@ class MASZero:
 
     def _design(self, ctx: MASContext, r: int, history: list[dict]) -> dict:
         feedback = "\n".join(f"Design {i + 1} gave: {h['result'][:300]}" for i, h in enumerate(history))
-        text = ctx.agent("meta_designer", r, f"Task:\n{ctx.task}\n\n" + ZERO_META.format(
-            feedback=("Earlier attempts (improve on them):\n" + feedback) if feedback else ""),
-            system="You are a multi-agent system designer.")
+        text = ctx.agent(
+            "meta_designer",
+            r,
+            f"Task:\n{ctx.task}\n\n"
+            + ZERO_META.format(feedback=("Earlier attempts (improve on them):\n" + feedback) if feedback else ""),
+            system="You are a multi-agent system designer.",
+        )
         code = extract_code(text)
         ok, result = run_generated(ctx, r, code, blocks=True)
         return {"code": code, "ok": ok, "result": result}
@@ -90,15 +102,24 @@ class MASZero:
     def solve(self, ctx: MASContext) -> str:
         history: list[dict] = []
         for r in range(self.iterations):
-            history.append(ctx.iteration(r, lambda c, r=r, h=list(history): self._design(c, r, h),
-                                         lambda d: f"```python\n{d['code']}\n```\nResult: {d['result']}"))
+            history.append(
+                ctx.iteration(
+                    r,
+                    lambda c, r=r, h=list(history): self._design(c, r, h),
+                    lambda d: f"```python\n{d['code']}\n```\nResult: {d['result']}",
+                )
+            )
         ran = [h["result"] for h in history if h["ok"]]
         if not ran:
             return ""
         if len(ran) == 1:
             return ran[0]
-        pick = ctx.agent("meta_verifier", self.iterations, f"{ctx.task}\n\n{numbered(ran, 'Candidate')}\n\nWhich "
-                         "candidate is correct? Reply <choice>n</choice>.", system="You verify solutions.")
+        pick = ctx.agent(
+            "meta_verifier",
+            self.iterations,
+            f"{ctx.task}\n\n{numbered(ran, 'Candidate')}\n\nWhich candidate is correct? Reply <choice>n</choice>.",
+            system="You verify solutions.",
+        )
         m = re.search(r"<choice>\s*(\d+)\s*</choice>", pick)
         idx = int(m.group(1)) - 1 if m else -1
         return ran[idx] if 0 <= idx < len(ran) else majority(ran)

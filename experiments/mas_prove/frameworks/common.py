@@ -1,4 +1,5 @@
 """Helpers shared by the frameworks (and MAS-Orchestra's sub-agents): answer keys and majority voting."""
+
 from __future__ import annotations
 
 from collections import Counter

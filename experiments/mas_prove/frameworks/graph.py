@@ -13,6 +13,7 @@ then the controller's layers (each operator adds to the pool of solutions, ScEns
 EarlyStop ends), then a final ScEnsemble when more than one solution is left.  Each layer is one
 ``ctx.iteration``; the plan is recorded in ``ctx.trace["maas"]``.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,11 @@ from typing import Callable, Sequence
 
 from experiments.mas_prove.core import MASContext
 from experiments.mas_prove.frameworks import operators as ops
-from experiments.mas_prove.frameworks.graph_prompts import (DETAILED_SOLUTION_PROMPT, GENERATE_SOLUTION_PROMPT,
-                                                             REFINE_ANSWER_PROMPT)
+from experiments.mas_prove.frameworks.graph_prompts import (
+    DETAILED_SOLUTION_PROMPT,
+    GENERATE_SOLUTION_PROMPT,
+    REFINE_ANSWER_PROMPT,
+)
 from experiments.mas_prove.frameworks.maas_controller import OPERATORS, Controller
 
 GENERATE = GENERATE_SOLUTION_PROMPT
@@ -46,8 +50,9 @@ def validate_workflow(nodes: list[dict] | tuple[dict, ...]) -> list[dict]:
         if not isinstance(node, dict) or not {"id", "op"} <= set(node):
             raise ValueError(f"workflow node {k}: expected a dict with 'id' and 'op', got {node!r}")
         if node["op"] not in WORKFLOW_OPS:
-            raise ValueError(f"workflow node {node['id']!r}: op: expected one of {list(WORKFLOW_OPS)}, "
-                             f"got {node['op']!r}")
+            raise ValueError(
+                f"workflow node {node['id']!r}: op: expected one of {list(WORKFLOW_OPS)}, got {node['op']!r}"
+            )
         unknown = [i for i in node.get("in", []) if i not in seen]
         if unknown:
             raise ValueError(f"workflow node {node['id']!r}: in: {unknown} are not earlier nodes or 'problem'")
@@ -103,8 +108,14 @@ class AFlow:
         self.searched: dict | None = None
         self.generations = 1
 
-    def search(self, make_ctx: Callable[[object, str], MASContext], tasks: Sequence,
-               grade: Callable[[object, str], bool], opt_ctx: MASContext, **kw) -> list[dict]:
+    def search(
+        self,
+        make_ctx: Callable[[object, str], MASContext],
+        tasks: Sequence,
+        grade: Callable[[object, str], bool],
+        opt_ctx: MASContext,
+        **kw,
+    ) -> list[dict]:
         """AFlow's optimisation loop (:mod:`.aflow_search`) on validation tasks; the best round becomes the workflow."""
         from experiments.mas_prove.frameworks.aflow_search import AFlowSearch, resolve
 
@@ -112,8 +123,11 @@ class AFlow:
         rounds = search.optimize(make_ctx, tasks, grade, opt_ctx)
         best = search.best()
         self.workflow = resolve(best["nodes"], best["prompts"], search.operators)
-        self.searched = {"best_round": best["round"], "rounds": [(r["round"], r["scores"], r["error"]) for r in rounds],
-                         "experience": search.experience}
+        self.searched = {
+            "best_round": best["round"],
+            "rounds": [(r["round"], r["scores"], r["error"]) for r in rounds],
+            "experience": search.experience,
+        }
         return rounds
 
     def solve(self, ctx: MASContext) -> str:
@@ -121,8 +135,9 @@ class AFlow:
             ctx.trace["aflow"] = self.searched
         env: dict = {"problem": ctx.task}
         for r, node in enumerate(self.workflow):
-            env[node["id"]] = ctx.iteration(r, lambda c, r=r, node=node, env=dict(env): run_node(c, r, node, env),
-                                            _text)
+            env[node["id"]] = ctx.iteration(
+                r, lambda c, r=r, node=node, env=dict(env): run_node(c, r, node, env), _text
+            )
         return _text(env[self.workflow[-1]["id"]])
 
 
@@ -167,8 +182,14 @@ class MaAS:
     def solve(self, ctx: MASContext) -> str:
         return self.run_plan(ctx, self.controller.sample(ctx.task, ctx.position_seed("controller")))
 
-    def train(self, make_ctx: Callable[[object, str], MASContext], tasks: Sequence, grade: Callable[[object, str], bool],
-              steps: int, cost_weight: float = 0.002) -> list[float]:
+    def train(
+        self,
+        make_ctx: Callable[[object, str], MASContext],
+        tasks: Sequence,
+        grade: Callable[[object, str], bool],
+        steps: int,
+        cost_weight: float = 0.002,
+    ) -> list[float]:
         """Train the controller on validation tasks: utility = correct - ``cost_weight`` x model calls."""
         curve = []
         for step in range(steps):
@@ -187,8 +208,10 @@ class MaAS:
         current = solutions[-1]
         for r, names in enumerate(plan, start=1):
             solutions, current = ctx.iteration(
-                r, lambda c, r=r, n=names, s=list(solutions), cur=current: self._layer(c, r, n, s, cur),
-                lambda res: res[1])
+                r,
+                lambda c, r=r, n=names, s=list(solutions), cur=current: self._layer(c, r, n, s, cur),
+                lambda res: res[1],
+            )
         return ops.sc_ensemble(ctx, len(plan) + 1, ctx.task, solutions) if len(solutions) > 1 else current
 
 

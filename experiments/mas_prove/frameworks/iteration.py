@@ -5,6 +5,7 @@ turn is one ``ctx.agent`` (the agent-level hook).  Orders that the authors
 shuffle with ``random`` are shuffled here with generators seeded by the
 call's position, so runs are reproducible.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,9 +16,17 @@ from collections import Counter
 from experiments.mas_prove.core import MASContext
 from experiments.mas_prove.frameworks.common import answer_key, majority
 from experiments.mas_prove.frameworks.common import numbered as _numbered
-from experiments.mas_prove.frameworks.iteration_prompts import (DEBATE_DIRECT, DEBATE_REFINE, DYLAN_AIME_ROLES,
-                                                                 DYLAN_ROLES, debate_others, dylan_message,
-                                                                 dylan_qtype, dylan_ranking_message, dylan_system)
+from experiments.mas_prove.frameworks.iteration_prompts import (
+    DEBATE_DIRECT,
+    DEBATE_REFINE,
+    DYLAN_AIME_ROLES,
+    DYLAN_ROLES,
+    debate_others,
+    dylan_message,
+    dylan_qtype,
+    dylan_ranking_message,
+    dylan_system,
+)
 
 
 class Debate:
@@ -40,8 +49,9 @@ class Debate:
             if r == 0:
                 prompt = DEBATE_DIRECT.format(question=ctx.task)
             else:
-                prompt = DEBATE_REFINE.format(question=ctx.task, original=previous[i],
-                                              others=debate_others(previous[:i] + previous[i + 1:]))
+                prompt = DEBATE_REFINE.format(
+                    question=ctx.task, original=previous[i], others=debate_others(previous[:i] + previous[i + 1 :])
+                )
             out.append(ctx.agent(f"debater_{i}", r, prompt, system=""))
         return out
 
@@ -84,8 +94,9 @@ def parse_ranks(text: str, n: int) -> list[int] | None:
     return [min(max(int(x) - 1, 0), n - 1) for x in found[-1]]
 
 
-def importance(rounds: list[dict[int, str]], weights: list[dict[int, dict[int, float]]],
-               final: tuple) -> list[dict[int, float]]:
+def importance(
+    rounds: list[dict[int, str]], weights: list[dict[int, dict[int, float]]], final: tuple
+) -> list[dict[int, float]]:
     """DyLAN's backward pass: the last round's agents that agree with the final answer share importance 1;
     an earlier agent gets the sum over its successors of (edge weight x successor importance).
 
@@ -135,8 +146,12 @@ class DyLAN:
         """The listwise ranker over the previous round's active replies: the agents of the 2 best."""
         order = list(previous)
         random.Random(ctx.position_seed("rank_shuffle", r)).shuffle(order)
-        out = ctx.unverified("ranker", r, dylan_ranking_message([previous[i] for i in order], ctx.task,
-                                                                dylan_qtype(ctx.benchmark)), system="")
+        out = ctx.unverified(
+            "ranker",
+            r,
+            dylan_ranking_message([previous[i] for i in order], ctx.task, dylan_qtype(ctx.benchmark)),
+            system="",
+        )
         picks = parse_ranks(out, len(order))
         if picks is None:
             ctx.stats["dylan_ranker_fallbacks"] += 1
@@ -158,8 +173,12 @@ class DyLAN:
             random.Random(ctx.position_seed("formers", r, i)).shuffle(formers)
             role = self.roles[i]
             qtype = dylan_qtype(ctx.benchmark)
-            replies[i] = ctx.agent(role, r, dylan_message([previous[j] for j in formers], ctx.task, qtype),
-                                   system=dylan_system(role, qtype))
+            replies[i] = ctx.agent(
+                role,
+                r,
+                dylan_message([previous[j] for j in formers], ctx.task, qtype),
+                system=dylan_system(role, qtype),
+            )
             if formers:
                 weights[i] = dict(zip(formers, parse_scores(replies[i], len(formers))))
             if len(replies) > math.floor(2 / 3 * len(mask)):
@@ -183,7 +202,8 @@ class DyLAN:
         for r in range(n_rounds):
             previous = rounds[-1] if rounds else {}
             replies, w, consensus = ctx.iteration(
-                r, lambda c, r=r, p=dict(previous): self._round(c, r, p), lambda res, r=r: self.render(r, res))
+                r, lambda c, r=r, p=dict(previous): self._round(c, r, p), lambda res, r=r: self.render(r, res)
+            )
             rounds.append(replies)
             weights.append(w)
             if consensus is not None:
@@ -194,6 +214,7 @@ class DyLAN:
             "active": [[self.roles[i] for i in rnd] for rnd in rounds],
             "early_stop_round": len(rounds) - 1 if consensus is not None else None,
             "importance": {role: sum(rr.get(i, 0.0) for rr in imp) for i, role in enumerate(self.roles)},
-            "node_importance": [{self.roles[i]: v for i, v in rr.items()} for rr in imp]}
+            "node_importance": [{self.roles[i]: v for i, v in rr.items()} for rr in imp],
+        }
         last = [t for t in rounds[-1].values() if answer_key(t) == final_key]
         return last[0] if last else majority(list(rounds[-1].values()))

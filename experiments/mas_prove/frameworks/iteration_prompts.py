@@ -11,6 +11,7 @@ DyLAN on the other math benchmarks (MATH-500, GSM8K, MASBench) uses DyLAN's own 
 (``COMPLEX_COT_EXAMPLES``); those are not copied here, so the system prompt's "Follow the given examples" has none
 to follow.  The MAS-ProVe authors ran Debate only with AIME and GAIA prompts; Debate keeps the AIME ones everywhere.
 """
+
 from __future__ import annotations
 
 DEBATE_DIRECT = """You are a precise math problem solver. Solve the given math problem step by step:
@@ -41,30 +42,32 @@ def debate_others(responses: list[str]) -> str:
 DYLAN_ROLES = {
     "Assistant": "You are a super-intelligent AI assistant capable of performing tasks more effectively than humans.",
     "Mathematician": "You are a mathematician. You are good at math games, arithmetic calculation, and long-term "
-                     "planning.",
+    "planning.",
     "AlgebraExpert": "You are an expert in the field of algebra, skilled at solving equations, understanding variables "
-                     "and adept at the logical manipulation of symbols.",
+    "and adept at the logical manipulation of symbols.",
     "CountingProbabilitySpecialist": "You specialize in the realm of counting and probability, able to calculate "
-                                     "complex events with accuracy, analyze data and predict outcomes.",
+    "complex events with accuracy, analyze data and predict outcomes.",
     "GeometryWizard": "You are a wizard of geometry, deeply familiar with shapes, dimensions, and properties, and "
-                      "capable of theorizing spatial relationships and understanding geometric proofs.",
+    "capable of theorizing spatial relationships and understanding geometric proofs.",
     "IntermediateAlgebraMaestro": "You are a maestro of intermediate algebra, adept at handling polynomials, quadratic "
-                                  "equations, and dealing with complex numerical relationships.",
+    "equations, and dealing with complex numerical relationships.",
     "NumberTheoryScholar": "As a scholar in number theory, you excel in studying properties and relationships of "
-                           "numbers. Prime numbers, divisibility, and mathematical patterns are within your area of "
-                           "expertise.",
+    "numbers. Prime numbers, divisibility, and mathematical patterns are within your area of "
+    "expertise.",
     "PrealgebraProdigy": "You are a prodigy in prealgebra, skillful at understanding mathematical principles and "
-                         "fundamentals like operations, fractions, and basic equations.",
+    "fundamentals like operations, fractions, and basic equations.",
     "PrecalculusGuru": "You are a guru in precalculus, proficient at handling functions, limits, rates of change, and "
-                       "confidently preparing for the concepts of calculus.",
+    "confidently preparing for the concepts of calculus.",
 }
 DYLAN_AIME_ROLES = ("Mathematician", "AlgebraExpert", "GeometryWizard", "NumberTheoryScholar")  # exp_aime_dylan.sh
 DYLAN_SYSTEM = """It's a debate. Explain your reasons at each round thoroughly.
 Answer the mathematics problem. AIME answers are integers from 0 to 999. Put your final answer in <answer></answer> tags."""
 
 
-DYLAN_SYSTEM_MATH = ("It's a debate. Explain your reasons at each round thoroughly.\nFollow the given examples and "
-                     "answer the mathematics problem.")
+DYLAN_SYSTEM_MATH = (
+    "It's a debate. Explain your reasons at each round thoroughly.\nFollow the given examples and "
+    "answer the mathematics problem."
+)
 QTYPES = ("aime_qa", "math_exp")
 
 
@@ -94,21 +97,30 @@ def dylan_message(formers: list[str], question: str, qtype: str = "aime_qa") -> 
         if not formers:
             return _math_question(question)
         shown = "".join(f"\n\nAgent solution {k}: ```{r}```" for k, r in enumerate(formers, 1))
-        return ("Follow the given examples and answer the mathematics problem.\n\n" + _math_question(question)
-                + "\n\nThese are the solutions to the problem from other agents: " + shown + "\n\nUsing the "
-                "reasoning from other agents as additional advice with critical thinking, can you give an updated "
-                "answer? Examine your solution and that other agents step by step. Notice that their answers might "
-                "be all wrong. Along with the answer, give a score ranged from 1 to 5 to the solutions of other "
-                f"agents. Put all {len(formers)} scores in the form like [[1, 5, 2, ...]].")
+        return (
+            "Follow the given examples and answer the mathematics problem.\n\n"
+            + _math_question(question)
+            + "\n\nThese are the solutions to the problem from other agents: "
+            + shown
+            + "\n\nUsing the "
+            "reasoning from other agents as additional advice with critical thinking, can you give an updated "
+            "answer? Examine your solution and that other agents step by step. Notice that their answers might "
+            "be all wrong. Along with the answer, give a score ranged from 1 to 5 to the solutions of other "
+            f"agents. Put all {len(formers)} scores in the form like [[1, 5, 2, ...]]."
+        )
     if not formers:
-        return (f"Solve this math problem:\n\n{question}\n\nRemember: AIME answers are integers from 0 to 999. Put "
-                "your final answer in <answer></answer> tags.")
+        return (
+            f"Solve this math problem:\n\n{question}\n\nRemember: AIME answers are integers from 0 to 999. Put "
+            "your final answer in <answer></answer> tags."
+        )
     shown = "".join(f"\n\nSolution {k}: ```{r}```" for k, r in enumerate(formers, 1))
-    return (f"Solve this math problem:\n\n{question}\n\nThese are solutions from other mathematicians: {shown}\n\nUsing "
-            "the other solutions as additional insight, can you provide an updated answer? Think critically - the "
-            "other solutions might contain errors. Put your final answer in <answer></answer> tags. Along with the "
-            "answer, give a score ranged from 1 to 5 to the solutions of other agents. Put all "
-            f"{len(formers)} scores in the form like [[1, 5, 2, ...]].")
+    return (
+        f"Solve this math problem:\n\n{question}\n\nThese are solutions from other mathematicians: {shown}\n\nUsing "
+        "the other solutions as additional insight, can you provide an updated answer? Think critically - the "
+        "other solutions might contain errors. Put your final answer in <answer></answer> tags. Along with the "
+        "answer, give a score ranged from 1 to 5 to the solutions of other agents. Put all "
+        f"{len(formers)} scores in the form like [[1, 5, 2, ...]]."
+    )
 
 
 def dylan_ranking_message(responses: list[str], question: str, qtype: str = "aime_qa") -> str:
@@ -116,11 +128,18 @@ def dylan_ranking_message(responses: list[str], question: str, qtype: str = "aim
     _check(qtype)
     if qtype == "math_exp":
         shown = "".join(f"\n\nAgent solution {k}: ```{r}```" for k, r in enumerate(responses, 1))
-        return ("Follow the given examples and answer the mathematics problem.\n\n" + _math_question(question)
-                + "\n\nThese are the solutions to the problem from other agents: " + shown + "\n\nPlease choose "
-                "the best 2 solutions and think step by step. Put your answer in the form like [1,2] or [3,4] at the "
-                "end of your response.")
+        return (
+            "Follow the given examples and answer the mathematics problem.\n\n"
+            + _math_question(question)
+            + "\n\nThese are the solutions to the problem from other agents: "
+            + shown
+            + "\n\nPlease choose "
+            "the best 2 solutions and think step by step. Put your answer in the form like [1,2] or [3,4] at the "
+            "end of your response."
+        )
     shown = "".join(f"\n\nSolution {k}: ```{r}```" for k, r in enumerate(responses, 1))
-    return (f"Here is the math problem:\n{question}\n\nThese are the solutions from other mathematicians: {shown}\n\n"
-            "Please choose the best 2 solutions based on mathematical rigor and correctness. Put your answer in the "
-            "form like [[1,2]] or [[3,4]] at the end of your response.")
+    return (
+        f"Here is the math problem:\n{question}\n\nThese are the solutions from other mathematicians: {shown}\n\n"
+        "Please choose the best 2 solutions based on mathematical rigor and correctness. Put your answer in the "
+        "form like [[1,2]] or [[3,4]] at the end of your response."
+    )

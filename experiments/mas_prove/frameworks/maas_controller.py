@@ -15,6 +15,7 @@ near uniform for a small model); the update is REINFORCE per task with a running
 ``correct - cost_weight x calls`` (MaAS: ``score - 3 x dollar cost``, batch-mean loss, no baseline, Adam lr
 0.01; Adam's normalised steps let one early success outweigh many later failures with a policy this small).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,8 +70,15 @@ def _layer_logits(params: dict, layer: int, q: jnp.ndarray, ops: jnp.ndarray, pr
 
 
 class Controller:
-    def __init__(self, num_layers: int = 4, hidden: int = 16, dim: int = 64, threshold: float = 0.3,
-                 lr: float = 0.5, seed: int = 0) -> None:
+    def __init__(
+        self,
+        num_layers: int = 4,
+        hidden: int = 16,
+        dim: int = 64,
+        threshold: float = 0.3,
+        lr: float = 0.5,
+        seed: int = 0,
+    ) -> None:
         if num_layers < 1 or not 0 < threshold <= 1:
             raise ValueError(f"num_layers >= 1 and threshold in (0, 1] expected, got {num_layers}, {threshold}")
         self.num_layers, self.dim, self.threshold = num_layers, dim, threshold
@@ -134,14 +142,20 @@ class Controller:
                 masks[layer, NAMES.index(n)] = 1.0
             if layer > 0:
                 prevs[layer] = np.asarray(self.ops[NAMES.index(plan[layer - 1][0])])
-        grads = jax.grad(self._loss)(self.params, jnp.asarray(embed(query, self.dim)), jnp.asarray(masks),
-                                     jnp.asarray(prevs), utility - self.baseline)
+        grads = jax.grad(self._loss)(
+            self.params,
+            jnp.asarray(embed(query, self.dim)),
+            jnp.asarray(masks),
+            jnp.asarray(prevs),
+            utility - self.baseline,
+        )
         updates, self.opt_state = self.opt.update(grads, self.opt_state, self.params)
         self.params = optax.apply_updates(self.params, updates)
         self.baseline = momentum * self.baseline + (1 - momentum) * utility
 
-    def train(self, queries: Sequence[str], utility: Callable[[str, list[list[str]]], float], steps: int,
-              seed: int = 0) -> list[float]:
+    def train(
+        self, queries: Sequence[str], utility: Callable[[str, list[list[str]]], float], steps: int, seed: int = 0
+    ) -> list[float]:
         """Sample, score, update; returns the utilities seen (the learning curve)."""
         curve = []
         for step in range(steps):

@@ -7,6 +7,7 @@ and lettering) are the authors' AIME operators verbatim; the others restate AFlo
 words.  The authors' Programmer never reaches its feedback (a NameError in its retry path makes tenacity rerun it
 blind); here the error is fed back, as the code intends.
 """
+
 from __future__ import annotations
 
 import re
@@ -60,7 +61,9 @@ def custom(ctx: MASContext, r: int, text: str, instruction: str, name: str = "Cu
 
 
 def answer_generate(ctx: MASContext, r: int, problem: str) -> str:
-    return ctx.agent("AnswerGenerate", r, f"{problem}\n\nThink step by step, then give the final answer in \\boxed{{}}.")
+    return ctx.agent(
+        "AnswerGenerate", r, f"{problem}\n\nThink step by step, then give the final answer in \\boxed{{}}."
+    )
 
 
 def multi_generate(ctx: MASContext, r: int, problem: str, k: int = 3) -> list[str]:
@@ -74,8 +77,12 @@ def sc_ensemble(ctx: MASContext, r: int, problem: str, solutions: list[str]) -> 
         return solutions[0]
     letters = [chr(65 + i) for i in range(len(solutions))]
     body = "".join(f"{x}: \n{s}\n\n\n" for x, s in zip(letters, solutions))  # the authors' solution_text
-    out = ctx.agent("ScEnsemble", r, SC_ENSEMBLE.format(problem=problem, solutions=body) + XML_FORMAT,
-                    system="You compare solutions for consistency.")
+    out = ctx.agent(
+        "ScEnsemble",
+        r,
+        SC_ENSEMBLE.format(problem=problem, solutions=body) + XML_FORMAT,
+        system="You compare solutions for consistency.",
+    )
     m = re.search(r"<solution_letter>\s*([A-Z])\s*</solution_letter>", out)
     if m and m.group(1) in letters:
         return solutions[letters.index(m.group(1))]
@@ -88,39 +95,58 @@ def _code(text: str) -> str:
     return blocks[-1] if blocks else text
 
 
-def programmer(ctx: MASContext, r: int, problem: str, analysis: str = "None", attempts: int = 3,
-               timeout_s: float = 30.0) -> dict:
+def programmer(
+    ctx: MASContext, r: int, problem: str, analysis: str = "None", attempts: int = 3, timeout_s: float = 30.0
+) -> dict:
     """Generate ``solve()``, run it in the sandbox; on an error, regenerate with the error shown."""
     feedback, code, output = "", "", ""
     for _ in range(attempts):
-        reply = ctx.agent("Programmer", r, PROGRAMMER.format(problem=problem, analysis=analysis, feedback=feedback)
-                          + CODE_FORMAT, system="You are a professional Python programmer.")
+        reply = ctx.agent(
+            "Programmer",
+            r,
+            PROGRAMMER.format(problem=problem, analysis=analysis, feedback=feedback) + CODE_FORMAT,
+            system="You are a professional Python programmer.",
+        )
         code = _code(reply)
         res = run_python(f"{code}\n\nprint('__OUT__' + repr(solve()))\n", timeout_s=timeout_s, memory_mb=512)
         lines = [ln for ln in res.stdout.splitlines() if ln.startswith("__OUT__")]
         if res.ok and lines:
-            out = lines[-1][len("__OUT__"):]
+            out = lines[-1][len("__OUT__") :]
             return {"code": code, "output": out.strip("'\""), "ok": True}
         output = f"{res.status}: {res.stderr.strip()[-400:]}"
-        feedback = (f"\nThe result of the error from the code you wrote in the previous round:\nCode: {code}\n\n"
-                    f"Status: Error, {output}")
+        feedback = (
+            f"\nThe result of the error from the code you wrote in the previous round:\nCode: {code}\n\n"
+            f"Status: Error, {output}"
+        )
     ctx.stats["programmer_failures"] += 1
     return {"code": code, "output": output, "ok": False}
 
 
 def self_refine(ctx: MASContext, r: int, problem: str, solution: str) -> str:
-    return ctx.agent("SelfRefine", r, f"{problem}\n\nSolution:\n{solution}\n\nFind any error in this solution and "
-                     "write an improved, complete solution with the final answer boxed.")
+    return ctx.agent(
+        "SelfRefine",
+        r,
+        f"{problem}\n\nSolution:\n{solution}\n\nFind any error in this solution and "
+        "write an improved, complete solution with the final answer boxed.",
+    )
 
 
 def review(ctx: MASContext, r: int, problem: str, solution: str) -> dict:
     """Pass/fail with feedback: a reply starting ``PASS`` passes; anything else is feedback to act on."""
-    out = ctx.agent("Review", r, f"{problem}\n\nSolution:\n{solution}\n\nReview the solution step by step. Reply "
-                    "PASS if it is correct; otherwise reply FAIL and explain the errors.",
-                    system="You are a strict reviewer.")
+    out = ctx.agent(
+        "Review",
+        r,
+        f"{problem}\n\nSolution:\n{solution}\n\nReview the solution step by step. Reply "
+        "PASS if it is correct; otherwise reply FAIL and explain the errors.",
+        system="You are a strict reviewer.",
+    )
     return {"ok": out.strip().upper().startswith("PASS"), "feedback": out}
 
 
 def revise(ctx: MASContext, r: int, problem: str, solution: str, feedback: str) -> str:
-    return ctx.agent("Revise", r, f"{problem}\n\nSolution:\n{solution}\n\nReview feedback:\n{feedback}\n\nWrite the "
-                     "corrected solution with the final answer boxed.")
+    return ctx.agent(
+        "Revise",
+        r,
+        f"{problem}\n\nSolution:\n{solution}\n\nReview feedback:\n{feedback}\n\nWrite the "
+        "corrected solution with the final answer boxed.",
+    )
