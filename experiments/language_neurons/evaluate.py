@@ -20,11 +20,13 @@ from experiments.ptl.generation import encode_prompts, gsm8k_metric
 Split = tuple
 
 
-def language_ppl(split: Split, batches: Mapping[str, Sequence[dict]]) -> dict[str, dict[str, Any]]:
+def language_ppl(
+    split: Split, batches: Mapping[str, Sequence[dict]], progress: bool = True
+) -> dict[str, dict[str, Any]]:
     """``{lang: {"ppl", "ci", "tokens", "sentences", "nll": [...], "tok": [...]}}`` for ``split``."""
     out = {}
     for lang, bs in batches.items():
-        nll, tok = window_nll(split, bs)
+        nll, tok = window_nll(split, bs, desc=f"eval {lang} perplexity", progress=progress)
         b = bootstrap_ppl(nll, tok)
         out[lang] = {
             "ppl": b["ppl"] if math.isfinite(b["ppl"]) else float("inf"),

@@ -286,7 +286,7 @@ def run(cfg: Config) -> dict:
         f"{cfg.data.detect_seq_len} tokens per language",
     )
 
-    evaluate = lambda s: language_ppl(s, prep.eval)  # noqa: E731
+    evaluate = lambda s: language_ppl(s, prep.eval, cfg.progress)  # noqa: E731
     t = time.time()
     base = evaluate(split)
     base_mgsm = mgsm_accuracy(split, prep.mgsm)

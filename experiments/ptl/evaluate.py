@@ -63,14 +63,18 @@ def _batch_nll(graphdef, params, rest, batch, chunk=EVAL_CHUNK_ROWS):
 
 
 def window_nll(
-    split: tuple, batches: Sequence[dict], desc: str = "eval windows", chunk_rows: int = EVAL_CHUNK_ROWS
+    split: tuple,
+    batches: Sequence[dict],
+    desc: str = "eval windows",
+    chunk_rows: int = EVAL_CHUNK_ROWS,
+    progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(nll_sum [W], tokens [W])`` per window (batch row) over ``batches``; rows with no tokens are dropped.
 
     ``chunk_rows`` rows go through the model at a time (see :data:`EVAL_CHUNK_ROWS`)."""
     graphdef, params, rest = split
     sums, counts = [], []
-    for b in tqdm(batches, desc=desc, unit="batch", leave=False):
+    for b in tqdm(batches, desc=desc, unit="batch", leave=False, disable=not progress):
         s, n = _batch_nll(
             graphdef, params, rest, {k: jnp.asarray(b[k]) for k in ("input_ids", "targets", "loss_mask")}, chunk_rows
         )

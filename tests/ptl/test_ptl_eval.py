@@ -94,6 +94,17 @@ def _tiny_split(seed=0):
     return split_model(init_model(runner.model_config(runner.ModelSection(name="tiny-llama")), seed))
 
 
+def test_window_nll_progress_bar_only_when_asked(capsys):
+    """``progress=false`` in a runner reaches the per-batch evaluation bars (they printed regardless before)."""
+    split = _tiny_split()
+    docs = [np.random.default_rng(0).integers(1, 256, 200).tolist()]
+    batches = corpora.eval_windows(iter(docs), EOS, 32, 4, 2, "toy")
+    evaluate.window_nll(split, batches, desc="quiet bars", progress=False)
+    assert "quiet bars" not in capsys.readouterr().err
+    evaluate.window_nll(split, batches, desc="loud bars", progress=True)
+    assert "loud bars" in capsys.readouterr().err
+
+
 def test_window_nll_matches_trainer_perplexity():
     from jaxlab.train.step import evaluate as trainer_eval
 
