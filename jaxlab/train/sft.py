@@ -34,6 +34,7 @@ from jaxlab.train.checkpoint import CheckpointConfig, Checkpointer
 from jaxlab.train.export import save_model_spec
 from jaxlab.train.metrics import plot_loss_curve
 from jaxlab.train.optim import OptimConfig
+from jaxlab.train import pretrain
 from jaxlab.train.pretrain import ModelSection, check_training_config, load_model, model_label
 from jaxlab.train.step import evaluate
 from jaxlab.train.lora_train import fit_maybe_lora, save_adapter
@@ -118,17 +119,8 @@ OUTPUTS = (
     "lora_adapter",
     "profile",
 )
-RESUMABLE = (
-    "train.steps",
-    "train.progress",
-    "train.log_every",
-    "train.eval_every",
-    "train.profile_steps",
-    "checkpoint",
-    "mesh",
-    "distributed",
-)
-"""Keys a resumed run may change; the mesh and process count too (orbax reshards, data state is per shard)."""
+# the keys a resumed run may change are pretraining's (how far to train, logging, checkpointing, mesh, processes)
+RESUMABLE = pretrain.RESUMABLE
 
 
 def _answers(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 48) -> list[dict]:
